@@ -1,0 +1,1 @@
+"""mlx_primitives.ane: Neural Engine offload through coremltools (not yet implemented)."""

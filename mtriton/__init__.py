@@ -1,0 +1,28 @@
+"""mtriton: a Triton-style kernel language and compiler for MLX.
+
+Write kernels as for Triton (`import mtriton as triton`,
+`import mtriton.language as tl`) and launch them on `mx.array`s with
+`kernel[grid](...)`.
+"""
+
+__version__ = "0.1.0"
+
+from . import language  # noqa: E402
+from .backends import current_backend_name, set_backend  # noqa: E402
+from .errors import (  # noqa: E402
+    BackendUnavailable,
+    CompilationError,
+    KernelTypeError,
+    LaunchError,
+    MTritonError,
+    OutOfResources,
+    UnsupportedError,
+)
+from .runtime.jit import JITFunction, jit  # noqa: E402
+from .runtime.utils import cdiv, empty, next_power_of_2  # noqa: E402
+
+__all__ = [
+    "BackendUnavailable", "CompilationError", "JITFunction", "KernelTypeError", "LaunchError",
+    "MTritonError", "OutOfResources", "UnsupportedError", "cdiv", "current_backend_name", "empty",
+    "jit", "language", "next_power_of_2", "set_backend",
+]  # fmt: skip

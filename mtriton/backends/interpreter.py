@@ -1,0 +1,33 @@
+"""The interpreter backend: runs the IR with MLX array ops on any MLX device."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import mlx.core as mx
+
+from .. import ir
+from . import register
+
+
+class _Interpreted:
+    def __init__(self, fn: ir.Function) -> None:
+        self.fn = fn
+
+    def __call__(self, args: Sequence[Any], grid: tuple[int, int, int]) -> list[mx.array | None]:
+        from ..interpreter import execute
+
+        return execute(self.fn, args, grid)
+
+
+class InterpreterBackend:
+    name = "interpreter"
+
+    def is_available(self) -> bool:
+        return True
+
+    def compile(self, fn: ir.Function, opts: dict[str, Any]) -> _Interpreted:
+        return _Interpreted(fn)
+
+
+register("interpreter")(InterpreterBackend)

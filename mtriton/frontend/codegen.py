@@ -1,0 +1,540 @@
+"""The frontend: walks a kernel's Python AST and builds block IR.
+
+Constexpr values stay Python values, so constexpr `if`s and `static_range`
+loops resolve here; runtime `if`/`for`/`while` become structured IR ops whose
+loop-carried variables are found from the names the body assigns. Every node
+passes through `visit`, which records the source location on the builder and
+turns any error into a `CompilationError` pointing at the kernel's line.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import inspect
+import operator
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from .. import ir
+from ..errors import CompilationError, KernelTypeError, UnsupportedError, located
+from ..ir import types as T
+from ..language import core, semantic
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    """How one kernel argument is specialized.
+
+    Attributes:
+        name: Parameter name.
+        kind: `"ptr"`, `"scalar"` or `"constexpr"`.
+        type: Element type (`PointerType` for pointers) of runtime arguments.
+        value: The value of constexpr arguments (and of scalars specialized to 1).
+        divisibility: 16 when the value (or pointer) is known to divide by 16.
+    """
+
+    name: str
+    kind: str
+    type: Any = None
+    value: Any = None
+    divisibility: int = 1
+
+
+_BINOPS: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+    ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
+    ast.Pow: operator.pow, ast.LShift: operator.lshift, ast.RShift: operator.rshift,
+    ast.BitAnd: operator.and_, ast.BitOr: operator.or_, ast.BitXor: operator.xor,
+    ast.MatMult: lambda a, b: core.dot(a, b),
+}  # fmt: skip
+_CMPOPS: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+    ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not,
+    ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
+}  # fmt: skip
+
+
+def _is_tensor(x: Any) -> bool:
+    return isinstance(x, core.tensor)
+
+
+def assigned_names(stmts: Sequence[ast.stmt]) -> list[str]:
+    """Names a statement list stores to, in first-assignment order."""
+    names: dict[str, None] = {}
+    for stmt in stmts:
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.setdefault(node.id, None)
+    return list(names)
+
+
+class _Return(Exception):
+    """Unwinds the statements after a `return` of an inlined function."""
+
+
+class CodeGenerator(ast.NodeVisitor):
+    """Builds IR for one function body (a kernel, or a @jit function being inlined)."""
+
+    def __init__(self, jit_fn: Any, builder: ir.Builder, scope: dict[str, Any]) -> None:
+        self.fn = jit_fn
+        self.builder = builder
+        self.scope = scope
+        self.control_depth = 0
+        self.return_value: Any = None
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _where(self, node: ast.AST) -> tuple[str, int, int]:
+        line = self.fn.first_line + getattr(node, "lineno", 1) - 1
+        return self.fn.file, line, getattr(node, "col_offset", 0) + self.fn.indent
+
+    def visit(self, node: ast.AST) -> Any:
+        saved = self.builder.loc
+        if hasattr(node, "lineno"):
+            self.builder.loc = ir.Loc(*self._where(node))
+        try:
+            return super().visit(node)
+        except (_Return, RecursionError):
+            raise
+        except CompilationError as err:
+            if err.file:
+                raise
+            raise located(err, *self._where(node)) from err.__cause__
+        except Exception as err:
+            raise CompilationError(f"{type(err).__name__}: {err}", *self._where(node)) from err
+        finally:
+            self.builder.loc = saved
+
+    def generic_visit(self, node: ast.AST) -> Any:
+        raise UnsupportedError(f"Python syntax `{type(node).__name__}` is not supported in kernels")
+
+    def run_body(self, stmts: Sequence[ast.stmt]) -> None:
+        for stmt in stmts:
+            self.visit(stmt)
+
+    def lookup(self, name: str) -> Any:
+        if name in self.scope:
+            return self.scope[name]
+        globals_ = self.fn.fn.__globals__
+        if name in globals_:
+            return semantic.unwrap(globals_[name])
+        if name == "range":
+            return core.range
+        if name == "print":
+            return self._print
+        if name in ("min", "max"):
+            return self._minmax(name)
+        if hasattr(builtins, name):
+            return getattr(builtins, name)
+        raise CompilationError(f"name '{name}' is not defined")
+
+    def _print(self, *args: Any, **kwargs: Any) -> None:
+        if any(_is_tensor(a) for a in args):
+            prefix = " ".join(str(a) for a in args if not _is_tensor(a))
+            core.device_print(prefix, *(a for a in args if _is_tensor(a)))
+        else:
+            core.static_print(*args, **kwargs)
+
+    @staticmethod
+    def _minmax(name: str) -> Callable[..., Any]:
+        py = getattr(builtins, name)
+        tl_fn = core.minimum if name == "min" else core.maximum
+
+        def minmax(*args: Any, **kwargs: Any) -> Any:
+            if len(args) > 1 and any(_is_tensor(a) for a in args):
+                out = args[0]
+                for a in args[1:]:
+                    out = tl_fn(out, a)
+                return out
+            return py(*args, **kwargs)
+
+        return minmax
+
+    # ------------------------------------------------------------------ statements
+
+    def visit_Expr(self, node: ast.Expr) -> None:
+        self.visit(node.value)
+
+    def visit_Pass(self, node: ast.Pass) -> None:
+        return None
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        value = self.visit(node.value)
+        for target in node.targets:
+            self.assign(target, value)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        if node.value is None:
+            return
+        self.assign(node.target, self.visit(node.value))
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        if not isinstance(node.target, ast.Name):
+            raise UnsupportedError("augmented assignment is supported to plain names only")
+        current = self.lookup(node.target.id)
+        self.assign(node.target, _BINOPS[type(node.op)](current, self.visit(node.value)))
+
+    def assign(self, target: ast.expr, value: Any) -> None:
+        if isinstance(target, ast.Name):
+            self.scope[target.id] = semantic.unwrap(value)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            if _is_tensor(value) or not isinstance(value, (tuple, list)):
+                raise KernelTypeError(f"cannot unpack {value!r} into {len(target.elts)} names")
+            if len(value) != len(target.elts):
+                raise KernelTypeError(f"cannot unpack {len(value)} values into {len(target.elts)} names")
+            for t, v in zip(target.elts, value):
+                self.assign(t, v)
+        else:
+            raise UnsupportedError(
+                f"assignment to `{ast.unparse(target)}` is not supported; kernels write memory with tl.store"
+            )
+
+    def visit_Return(self, node: ast.Return) -> None:
+        if self.control_depth:
+            raise UnsupportedError("`return` inside a runtime if/for/while is not supported")
+        self.return_value = self.visit(node.value) if node.value is not None else None
+        raise _Return()
+
+    def visit_Assert(self, node: ast.Assert) -> None:
+        cond = self.visit(node.test)
+        msg = self.visit(node.msg) if node.msg is not None else ast.unparse(node.test)
+        core.device_assert(cond, str(msg))
+
+    def visit_If(self, node: ast.If) -> None:
+        cond = semantic.unwrap(self.visit(node.test))
+        if not _is_tensor(cond):
+            self.run_body(node.body if cond else node.orelse)
+            return
+        if cond.shape:
+            raise KernelTypeError(f"an `if` condition must be a scalar, got a block of shape {cond.shape}")
+        cond = semantic.compare("ne", cond, 0) if not cond.dtype.is_bool() else cond
+        before = dict(self.scope)
+        then_block, then_scope = self._branch(node.body, before)
+        else_block, else_scope = self._branch(node.orelse, before)
+        after = dict(before)
+        results: dict[str, T.BlockType] = {}
+        for name in dict.fromkeys([*then_scope, *else_scope]):
+            a, b = then_scope.get(name, _MISSING), else_scope.get(name, _MISSING)
+            if a is _MISSING or b is _MISSING:
+                after.pop(name, None)  # defined in one branch only: not visible after the if
+            elif a is b or (not _is_tensor(a) and not _is_tensor(b) and type(a) is type(b) and a == b):
+                after[name] = a
+            else:
+                results[name] = _unify_type(name, a, b)
+        for block, scope in ((then_block, then_scope), (else_block, else_scope)):
+            with self.builder.insert_into(block):
+                vals = [_coerce(n, scope[n], t).handle for n, t in results.items()]
+                self.builder.create("yield", vals, [])
+        op = self.builder.create("if", [cond.handle], list(results.values()), regions=[then_block, else_block])
+        after.update({n: core.tensor(r) for n, r in zip(results, op.results)})
+        self.scope = after
+
+    def _branch(self, stmts: Sequence[ast.stmt], before: dict[str, Any]) -> tuple[ir.Block, dict[str, Any]]:
+        block = ir.Block()
+        self.scope = dict(before)
+        self.control_depth += 1
+        try:
+            with self.builder.insert_into(block):
+                self.run_body(stmts)
+        finally:
+            self.control_depth -= 1
+        return block, self.scope
+
+    def visit_For(self, node: ast.For) -> None:
+        if node.orelse:
+            raise UnsupportedError("`for ... else` is not supported in kernels")
+        iterable = semantic.unwrap(self.visit(node.iter))
+        if isinstance(iterable, core.static_range):
+            self._unrolled(node, range(iterable.start, iterable.end, iterable.step))
+        elif isinstance(iterable, core.range):
+            self._runtime_for(node, iterable)
+        elif isinstance(iterable, (tuple, list)):
+            self._unrolled(node, iterable)
+        else:
+            raise UnsupportedError(
+                f"a kernel `for` must iterate over range(...), tl.range(...), tl.static_range(...) "
+                f"or a constexpr tuple, got {type(iterable).__name__}"
+            )
+
+    def _unrolled(self, node: ast.For, values: Sequence[Any]) -> None:
+        for value in values:
+            self.assign(node.target, value)
+            self.run_body(node.body)
+
+    def _runtime_for(self, node: ast.For, loop: core.range) -> None:
+        if not isinstance(node.target, ast.Name):
+            raise UnsupportedError("a runtime loop variable must be a single name")
+        _no_break(node)
+        bounds = [semantic.to_tensor(b) for b in (loop.start, loop.end, loop.step)]
+        for what, b in zip(("start", "end", "step"), bounds):
+            if b.shape or not b.dtype.is_int() or b.dtype.is_bool():
+                raise KernelTypeError(f"loop {what} must be an integer scalar, got {b.type}")
+        iv_type = T.int64 if any(b.dtype.bits == 64 for b in bounds) else T.int32
+        bounds = [semantic.cast(b, iv_type) for b in bounds]
+        attrs = {"num_stages": loop.num_stages} if loop.num_stages is not None else {}
+
+        def body(carried: list[core.tensor], block_args: list[ir.Value]) -> None:
+            self.scope[node.target.id] = core.tensor(block_args[0])
+            self.run_body(node.body)
+
+        init, block, names = self._carried_region(node, [T.BlockType(iv_type)], body)
+        op = self.builder.create(
+            "for",
+            [b.handle for b in bounds] + [v.handle for v in init],
+            [v.type for v in init],
+            attrs,
+            [block],
+        )
+        for name, result in zip(names, op.results):
+            self.scope[name] = core.tensor(result)
+
+    def visit_While(self, node: ast.While) -> None:
+        if node.orelse:
+            raise UnsupportedError("`while ... else` is not supported in kernels")
+        _no_break(node)
+        before_block: list[ir.Block] = []
+
+        def after(carried: list[core.tensor], block_args: list[ir.Value]) -> None:
+            self.run_body(node.body)
+
+        def before(names: list[str], init: list[core.tensor]) -> None:
+            block = self.builder.new_block([v.type for v in init])
+            saved = self.scope
+            self.scope = dict(saved)
+            self.scope.update({n: core.tensor(a) for n, a in zip(names, block.args)})
+            with self.builder.insert_into(block):
+                cond = semantic.unwrap(self.visit(node.test))
+                if not _is_tensor(cond) or cond.shape:
+                    raise KernelTypeError("a runtime `while` condition must be a scalar runtime value")
+                cond = semantic.compare("ne", cond, 0) if not cond.dtype.is_bool() else cond
+                self.builder.create("condition", [cond.handle] + list(block.args), [])
+            self.scope = saved
+            before_block[:] = [block]
+
+        init, after_block, names = self._carried_region(node, [], after)
+        before(names, init)
+        op = self.builder.create(
+            "while", [v.handle for v in init], [v.type for v in init], regions=[before_block[0], after_block]
+        )
+        for name, result in zip(names, op.results):
+            self.scope[name] = core.tensor(result)
+
+    def _carried_region(
+        self,
+        node: ast.For | ast.While,
+        leading: list[T.BlockType],
+        body: Callable[[list[core.tensor], list[ir.Value]], None],
+    ) -> tuple[list[core.tensor], ir.Block, list[str]]:
+        """Builds a loop body whose region yields the variables it reassigns.
+
+        The body is built, its yielded types compared with the initial values',
+        and rebuilt with promoted initial values until they agree (a variable
+        initialized with `0` and accumulated as a float block, say).
+        """
+        candidates = [n for n in assigned_names(node.body) if n in self.scope]
+        outer = dict(self.scope)
+        init = {n: outer[n] for n in candidates}
+        for _ in range(8):
+            init_t = {n: self._as_tensor(v) for n, v in init.items()}
+            names = list(init_t)
+            block = self.builder.new_block(leading + [init_t[n].type for n in names])
+            self.scope = dict(outer)
+            self.scope.update({n: core.tensor(a) for n, a in zip(names, block.args[len(leading) :])})
+            self.control_depth += 1
+            try:
+                with self.builder.insert_into(block):
+                    body([init_t[n] for n in names], block.args)
+                    out = {n: self.scope[n] for n in names}
+            finally:
+                self.control_depth -= 1
+                self.scope = dict(outer)
+            changed = False
+            for n, arg in zip(names, block.args[len(leading) :]):
+                if _is_tensor(out[n]) and out[n].handle is arg:
+                    del init[n]  # never reassigned at run time: not loop-carried
+                    changed = True
+                elif _is_tensor(out[n]) and out[n].type != init_t[n].type:
+                    init[n] = _coerce(n, init_t[n], out[n].type, widening=True)
+                    changed = True
+            if changed:
+                continue
+            with self.builder.insert_into(block):
+                vals = [_coerce(n, out[n], init_t[n].type).handle for n in names]
+                self.builder.create("yield", vals, [])
+            return [init_t[n] for n in names], block, names
+        raise KernelTypeError("loop-carried variables keep changing type in the loop body")
+
+    def _as_tensor(self, value: Any) -> core.tensor:
+        value = semantic.unwrap(value)
+        if _is_tensor(value):
+            return value
+        if isinstance(value, (bool, int, float)):
+            return semantic.to_tensor(value)
+        raise KernelTypeError(f"a variable reassigned in a runtime loop must hold a number or a block, got {value!r}")
+
+    # ------------------------------------------------------------------ expressions
+
+    def visit_Constant(self, node: ast.Constant) -> Any:
+        return node.value
+
+    def visit_Name(self, node: ast.Name) -> Any:
+        return self.lookup(node.id)
+
+    def visit_Attribute(self, node: ast.Attribute) -> Any:
+        value = semantic.unwrap(self.visit(node.value))
+        return semantic.unwrap(getattr(value, node.attr))
+
+    def visit_Tuple(self, node: ast.Tuple) -> tuple[Any, ...]:
+        return tuple(self._elements(node.elts))
+
+    def visit_List(self, node: ast.List) -> list[Any]:
+        return self._elements(node.elts)
+
+    def _elements(self, elts: Sequence[ast.expr]) -> list[Any]:
+        out: list[Any] = []
+        for e in elts:
+            if isinstance(e, ast.Starred):
+                out.extend(self.visit(e.value))
+            else:
+                out.append(self.visit(e))
+        return out
+
+    def visit_Slice(self, node: ast.Slice) -> slice:
+        parts = [self.visit(p) if p is not None else None for p in (node.lower, node.upper, node.step)]
+        return slice(*parts)
+
+    def visit_Subscript(self, node: ast.Subscript) -> Any:
+        value = semantic.unwrap(self.visit(node.value))
+        index = semantic.unwrap(self.visit(node.slice))
+        return value[index]
+
+    def visit_BinOp(self, node: ast.BinOp) -> Any:
+        left = semantic.unwrap(self.visit(node.left))
+        right = semantic.unwrap(self.visit(node.right))
+        return _BINOPS[type(node.op)](left, right)
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> Any:
+        operand = semantic.unwrap(self.visit(node.operand))
+        if isinstance(node.op, ast.Not):
+            return semantic.logical_not(operand) if _is_tensor(operand) else not operand
+        if isinstance(node.op, ast.USub):
+            return -operand
+        if isinstance(node.op, ast.UAdd):
+            return +operand
+        return ~operand
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> Any:
+        is_and = isinstance(node.op, ast.And)
+        result = semantic.unwrap(self.visit(node.values[0]))
+        for value_node in node.values[1:]:
+            if not _is_tensor(result) and (not result if is_and else result):
+                return result  # Python short circuit on a constexpr
+            value = semantic.unwrap(self.visit(value_node))
+            if _is_tensor(result) or _is_tensor(value):
+                result = semantic.logical("and" if is_and else "or", result, value)
+            else:
+                result = value
+        return result
+
+    def visit_Compare(self, node: ast.Compare) -> Any:
+        left = semantic.unwrap(self.visit(node.left))
+        result: Any = None
+        for op, right_node in zip(node.ops, node.comparators):
+            right = semantic.unwrap(self.visit(right_node))
+            value = _CMPOPS[type(op)](left, right)
+            result = value if result is None else result & value
+            left = right
+        return result
+
+    def visit_IfExp(self, node: ast.IfExp) -> Any:
+        cond = semantic.unwrap(self.visit(node.test))
+        if _is_tensor(cond):
+            return semantic.where(cond, self.visit(node.body), self.visit(node.orelse))
+        return self.visit(node.body) if cond else self.visit(node.orelse)
+
+    def visit_JoinedStr(self, node: ast.JoinedStr) -> str:
+        parts = []
+        for value in node.values:
+            if isinstance(value, ast.FormattedValue):
+                v = semantic.unwrap(self.visit(value.value))
+                if _is_tensor(v):
+                    raise UnsupportedError("f-strings may only format constexpr values")
+                spec = self.visit(value.format_spec) if value.format_spec else ""
+                parts.append(format(v, spec))
+            else:
+                parts.append(str(value.value))
+        return "".join(parts)
+
+    def visit_Call(self, node: ast.Call) -> Any:
+        func = semantic.unwrap(self.visit(node.func))
+        args = self._elements(node.args)
+        kwargs: dict[str, Any] = {}
+        for kw in node.keywords:
+            if kw.arg is None:
+                kwargs.update(self.visit(kw.value))
+            else:
+                kwargs[kw.arg] = self.visit(kw.value)
+        if getattr(func, "is_mtriton_jit", False):
+            return self.call_function(func, args, kwargs)
+        return func(*args, **kwargs)
+
+    def call_function(self, fn: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+        """Inlines a call to another @jit function."""
+        fn = getattr(fn, "jit_function", fn)
+        try:
+            bound = inspect.signature(fn.fn).bind(*args, **kwargs)
+        except TypeError as err:
+            raise KernelTypeError(f"bad call to {fn.__name__}: {err}") from None
+        bound.apply_defaults()
+        for name in fn.constexpr_names:
+            if _is_tensor(bound.arguments.get(name)):
+                raise KernelTypeError(f"{fn.__name__}: argument {name} is tl.constexpr but got a runtime value")
+        callee = CodeGenerator(fn, self.builder, dict(bound.arguments))
+        callee.generate_body()
+        return callee.return_value
+
+    def generate_body(self) -> None:
+        try:
+            self.run_body(self.fn.ast_body)
+        except _Return:
+            pass
+
+
+_MISSING = object()
+
+
+def _no_break(node: ast.AST) -> None:
+    for child in ast.walk(node):
+        if isinstance(child, (ast.Break, ast.Continue)):
+            raise UnsupportedError(f"`{type(child).__name__.lower()}` is not supported in kernel loops")
+
+
+def _unify_type(name: str, a: Any, b: Any) -> T.BlockType:
+    """The type a variable has after an `if` whose branches give `a` and `b`."""
+    if _is_tensor(a) and _is_tensor(b):
+        if a.type != b.type:
+            raise KernelTypeError(
+                f"variable `{name}` is {a.type} in one branch of the `if` and {b.type} in the other"
+            )
+        return a.type
+    if _is_tensor(a) or _is_tensor(b):
+        return (a if _is_tensor(a) else b).type
+    dtype = semantic.computation_type(semantic.literal_dtype(a), semantic.literal_dtype(b))
+    return T.BlockType(dtype)
+
+
+def _coerce(name: str, value: Any, target: T.BlockType, widening: bool = False) -> core.tensor:
+    """Converts `value` to `target` where that is a literal or a scalar growing to a block."""
+    value = semantic.unwrap(value)
+    if not _is_tensor(value):
+        return semantic.full(target.shape, value, target.elem)
+    if value.type == target:
+        return value
+    same_shape = tuple(value.shape) == target.shape
+    if widening and (not value.shape or same_shape):
+        converted = semantic.cast(value, target.elem) if value.dtype != target.elem else value
+        return semantic.broadcast_to(converted, target.shape)
+    raise KernelTypeError(
+        f"loop-carried variable `{name}` is {value.type} before the loop and {target} in the loop body"
+    )

@@ -1,0 +1,659 @@
+"""The kernel language: `tl.tensor`, `tl.constexpr`, dtypes and the builtins.
+
+These functions run while a kernel is compiled: each one appends IR through
+`semantic` and returns `tensor`s that wrap IR values. Called outside a kernel
+they raise.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..errors import KernelTypeError
+from ..ir import types as T
+from . import semantic
+
+# dtypes, Triton's names
+int1 = T.int1
+int8, int16, int32, int64 = T.int8, T.int16, T.int32, T.int64
+uint8, uint16, uint32, uint64 = T.uint8, T.uint16, T.uint32, T.uint64
+float16, bfloat16, float32, float64 = T.float16, T.bfloat16, T.float32, T.float64
+dtype = T.DType
+pointer_type = T.PointerType
+
+
+class constexpr:
+    """A compile-time value; also the annotation that marks constexpr parameters."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value.value if isinstance(value, constexpr) else value
+
+    def __repr__(self) -> str:
+        return f"constexpr[{self.value!r}]"
+
+    def __index__(self) -> int:
+        return self.value
+
+    def __bool__(self) -> bool:
+        return bool(self.value)
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return self.value == semantic.unwrap(other)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.value(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.value, name)
+
+
+def _int_tuple(shape: Any) -> tuple[int, ...]:
+    shape = semantic.unwrap(shape)
+    if isinstance(shape, (int, constexpr)):
+        return (int(semantic.unwrap(shape)),)
+    return tuple(int(semantic.unwrap(s)) for s in shape)
+
+
+class tensor:
+    """A block of values in a kernel (a scalar when `shape == []`)."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.type = handle.type
+
+    @property
+    def dtype(self) -> T.DType:
+        return self.type.elem
+
+    @property
+    def shape(self) -> list[int]:
+        return list(self.type.shape)
+
+    @property
+    def numel(self) -> int:
+        return self.type.numel
+
+    def __repr__(self) -> str:
+        return f"tl.tensor({self.type})"
+
+    def __bool__(self) -> bool:
+        raise KernelTypeError(
+            "a runtime value cannot be used as a Python bool here: use it as the condition of "
+            "an `if`/`while`, or combine conditions with `&` and `|`"
+        )
+
+    def __iter__(self) -> Any:
+        raise KernelTypeError("a tl.tensor cannot be iterated; use tl.split or indexing with None")
+
+    # arithmetic
+    def __add__(self, o: Any) -> tensor:
+        return semantic.binary("add", self, o)
+
+    def __radd__(self, o: Any) -> tensor:
+        return semantic.binary("add", o, self)
+
+    def __sub__(self, o: Any) -> tensor:
+        return semantic.binary("sub", self, o)
+
+    def __rsub__(self, o: Any) -> tensor:
+        return semantic.binary("sub", o, self)
+
+    def __mul__(self, o: Any) -> tensor:
+        return semantic.binary("mul", self, o)
+
+    def __rmul__(self, o: Any) -> tensor:
+        return semantic.binary("mul", o, self)
+
+    def __truediv__(self, o: Any) -> tensor:
+        return semantic.binary("div", self, o)
+
+    def __rtruediv__(self, o: Any) -> tensor:
+        return semantic.binary("div", o, self)
+
+    def __floordiv__(self, o: Any) -> tensor:
+        return semantic.binary("floordiv", self, o)
+
+    def __rfloordiv__(self, o: Any) -> tensor:
+        return semantic.binary("floordiv", o, self)
+
+    def __mod__(self, o: Any) -> tensor:
+        return semantic.binary("mod", self, o)
+
+    def __rmod__(self, o: Any) -> tensor:
+        return semantic.binary("mod", o, self)
+
+    def __pow__(self, o: Any) -> tensor:
+        return semantic.binary("pow", self, o)
+
+    def __rpow__(self, o: Any) -> tensor:
+        return semantic.binary("pow", o, self)
+
+    def __neg__(self) -> tensor:
+        return semantic.neg(self)
+
+    def __pos__(self) -> tensor:
+        return self
+
+    def __invert__(self) -> tensor:
+        return semantic.unary("not", self)
+
+    def __abs__(self) -> tensor:
+        return semantic.unary("abs", self)
+
+    # bitwise
+    def __and__(self, o: Any) -> tensor:
+        return semantic.binary("and", self, o)
+
+    def __rand__(self, o: Any) -> tensor:
+        return semantic.binary("and", o, self)
+
+    def __or__(self, o: Any) -> tensor:
+        return semantic.binary("or", self, o)
+
+    def __ror__(self, o: Any) -> tensor:
+        return semantic.binary("or", o, self)
+
+    def __xor__(self, o: Any) -> tensor:
+        return semantic.binary("xor", self, o)
+
+    def __rxor__(self, o: Any) -> tensor:
+        return semantic.binary("xor", o, self)
+
+    def __lshift__(self, o: Any) -> tensor:
+        return semantic.binary("shl", self, o)
+
+    def __rlshift__(self, o: Any) -> tensor:
+        return semantic.binary("shl", o, self)
+
+    def __rshift__(self, o: Any) -> tensor:
+        return semantic.binary("shr", self, o)
+
+    def __rrshift__(self, o: Any) -> tensor:
+        return semantic.binary("shr", o, self)
+
+    # comparisons
+    def __lt__(self, o: Any) -> tensor:
+        return semantic.compare("lt", self, o)
+
+    def __le__(self, o: Any) -> tensor:
+        return semantic.compare("le", self, o)
+
+    def __gt__(self, o: Any) -> tensor:
+        return semantic.compare("gt", self, o)
+
+    def __ge__(self, o: Any) -> tensor:
+        return semantic.compare("ge", self, o)
+
+    def __eq__(self, o: Any) -> tensor:  # type: ignore[override]
+        return semantic.compare("eq", self, o)
+
+    def __ne__(self, o: Any) -> tensor:  # type: ignore[override]
+        return semantic.compare("ne", self, o)
+
+    __hash__ = object.__hash__
+
+    def __getitem__(self, index: Any) -> tensor:
+        """`x[None, :]`, `x[:, None]`: insert size-1 dims; `:` keeps a dim."""
+        index = semantic.unwrap(index)
+        if not isinstance(index, tuple):
+            index = (index,)
+        out = self
+        dim = 0
+        for item in index:
+            item = semantic.unwrap(item)
+            if item is None:
+                out = semantic.expand_dims(out, dim)
+                dim += 1
+            elif isinstance(item, slice) and item == slice(None):
+                dim += 1
+            else:
+                raise KernelTypeError(f"unsupported index {item!r}: only None and ':' are supported on blocks")
+        if dim - index.count(None) > len(self.shape):
+            raise KernelTypeError(f"too many indices for a block of rank {len(self.shape)}")
+        return out
+
+    # methods (Triton exposes many builtins as tensor methods)
+    def to(self, dtype: Any, fp_downcast_rounding: Any = None, bitcast: bool = False) -> tensor:
+        return semantic.cast(self, semantic.unwrap(dtype), bitcast=bool(semantic.unwrap(bitcast)))
+
+    @property
+    def T(self) -> tensor:
+        return trans(self)
+
+    def sum(self, axis: Any = None, keep_dims: bool = False, dtype: Any = None) -> tensor:
+        return sum(self, axis, keep_dims, dtype)
+
+    def max(self, axis: Any = None, return_indices: bool = False, keep_dims: bool = False) -> Any:
+        return max(self, axis, return_indices, keep_dims=keep_dims)
+
+    def min(self, axis: Any = None, return_indices: bool = False, keep_dims: bool = False) -> Any:
+        return min(self, axis, return_indices, keep_dims=keep_dims)
+
+    def reshape(self, *shape: Any) -> tensor:
+        return reshape(self, shape[0] if len(shape) == 1 else shape)
+
+    def broadcast_to(self, *shape: Any) -> tensor:
+        return broadcast_to(self, shape[0] if len(shape) == 1 else shape)
+
+    def expand_dims(self, axis: Any) -> tensor:
+        return expand_dims(self, axis)
+
+    def permute(self, *dims: Any) -> tensor:
+        return permute(self, dims[0] if len(dims) == 1 else dims)
+
+    def trans(self, *dims: Any) -> tensor:
+        return trans(self, *dims)
+
+    def split(self) -> tuple[tensor, tensor]:
+        return split(self)
+
+    def cumsum(self, axis: Any = 0, reverse: bool = False) -> tensor:
+        from . import standard
+
+        return standard.cumsum(self, axis, reverse)
+
+    def argmax(self, axis: Any, tie_break_left: bool = True, keep_dims: bool = False) -> tensor:
+        from . import standard
+
+        return standard.argmax(self, axis, tie_break_left, keep_dims)
+
+    def argmin(self, axis: Any, tie_break_left: bool = True, keep_dims: bool = False) -> tensor:
+        from . import standard
+
+        return standard.argmin(self, axis, tie_break_left, keep_dims)
+
+
+# --------------------------------------------------------------------------- creation
+
+
+def program_id(axis: Any) -> tensor:
+    """The index of this program along grid `axis` (0, 1 or 2), an int32 scalar."""
+    return semantic.program_id(axis)
+
+
+def num_programs(axis: Any) -> tensor:
+    """The number of programs along grid `axis`."""
+    return semantic.num_programs(axis)
+
+
+def arange(start: Any, end: Any) -> tensor:
+    """`[start, end)` as an int32 block; `end - start` must be a power of two."""
+    return semantic.arange(start, end)
+
+
+def full(shape: Any, value: Any, dtype: Any) -> tensor:
+    """A block of `shape` filled with `value`."""
+    return semantic.full(_int_tuple(shape), value, semantic.unwrap(dtype))
+
+
+def zeros(shape: Any, dtype: Any) -> tensor:
+    """A block of zeros."""
+    return full(shape, 0, dtype)
+
+
+def zeros_like(x: tensor) -> tensor:
+    return full(x.shape, 0, x.dtype)
+
+
+def full_like(x: tensor, value: Any) -> tensor:
+    return full(x.shape, value, x.dtype)
+
+
+def cast(x: Any, dtype: Any, fp_downcast_rounding: Any = None, bitcast: bool = False) -> tensor:
+    """Converts `x` to `dtype` (reinterpreting bits when `bitcast`)."""
+    return semantic.cast(x, semantic.unwrap(dtype), bitcast=bool(semantic.unwrap(bitcast)))
+
+
+# --------------------------------------------------------------------------- shape
+
+
+def broadcast_to(x: Any, *shape: Any) -> tensor:
+    return semantic.broadcast_to(semantic.to_tensor(x), _int_tuple(shape[0] if len(shape) == 1 else shape))
+
+
+def broadcast(a: Any, b: Any) -> tuple[tensor, tensor]:
+    a, b = semantic.binary_operands(a, b)
+    return semantic.broadcast_pair(a, b)
+
+
+def expand_dims(x: Any, axis: Any) -> tensor:
+    x = semantic.to_tensor(x)
+    axes = semantic.unwrap(axis)
+    for ax in axes if isinstance(axes, (tuple, list)) else (axes,):
+        x = semantic.expand_dims(x, int(semantic.unwrap(ax)))
+    return x
+
+
+def reshape(x: Any, *shape: Any, can_reorder: bool = False) -> tensor:
+    return semantic.reshape(semantic.to_tensor(x), _int_tuple(shape[0] if len(shape) == 1 else shape))
+
+
+def view(x: Any, *shape: Any) -> tensor:
+    """Like `reshape` (Triton allows reordering here; mtriton keeps row-major order)."""
+    return reshape(x, *shape)
+
+
+def permute(x: Any, *dims: Any) -> tensor:
+    return semantic.permute(semantic.to_tensor(x), _int_tuple(dims[0] if len(dims) == 1 else dims))
+
+
+def trans(x: Any, *dims: Any) -> tensor:
+    """Transposes a 2-D block, or permutes by `dims`."""
+    x = semantic.to_tensor(x)
+    if dims:
+        return permute(x, *dims)
+    if len(x.shape) != 2:
+        raise KernelTypeError(f"tl.trans without dims needs a 2-D block, got shape {x.shape}")
+    return semantic.permute(x, (1, 0))
+
+
+def join(a: Any, b: Any) -> tensor:
+    return semantic.join(a, b)
+
+
+def split(x: Any) -> tuple[tensor, tensor]:
+    return semantic.split(semantic.to_tensor(x))
+
+
+# --------------------------------------------------------------------------- elementwise
+
+
+def where(condition: Any, x: Any, y: Any) -> tensor:
+    """`x` where `condition` is true, else `y`, broadcast together."""
+    return semantic.where(condition, x, y)
+
+
+def maximum(x: Any, y: Any, propagate_nan: Any = None) -> tensor:
+    return semantic.binary("maximum", x, y)
+
+
+def minimum(x: Any, y: Any, propagate_nan: Any = None) -> tensor:
+    return semantic.binary("minimum", x, y)
+
+
+def clamp(x: Any, min: Any, max: Any, propagate_nan: Any = None) -> tensor:
+    return minimum(maximum(x, min), max)
+
+
+def fma(x: Any, y: Any, z: Any) -> tensor:
+    return semantic.fma(x, y, z)
+
+
+def fdiv(x: Any, y: Any, ieee_rounding: bool = False) -> tensor:
+    return semantic.binary("div", x, y)
+
+
+def div_rn(x: Any, y: Any) -> tensor:
+    return semantic.binary("div", x, y)
+
+
+def _float_unary(name: str) -> Any:
+    def op(x: Any) -> tensor:
+        x = semantic.to_tensor(x)
+        if x.dtype.is_int():  # Triton computes math on integers in float32
+            x = semantic.cast(x, T.float32)
+        return semantic.unary(name, x)
+
+    op.__name__ = name
+    op.__doc__ = f"Elementwise `{name}`."
+    return op
+
+
+exp = _float_unary("exp")
+exp2 = _float_unary("exp2")
+log = _float_unary("log")
+log2 = _float_unary("log2")
+sqrt = _float_unary("sqrt")
+sqrt_rn = sqrt
+rsqrt = _float_unary("rsqrt")
+sin = _float_unary("sin")
+cos = _float_unary("cos")
+tanh = _float_unary("tanh")
+erf = _float_unary("erf")
+floor = _float_unary("floor")
+ceil = _float_unary("ceil")
+
+
+def abs(x: Any) -> tensor:
+    return semantic.unary("abs", x)
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def load(
+    pointer: Any,
+    mask: Any = None,
+    other: Any = None,
+    boundary_check: Any = (),
+    padding_option: Any = "",
+    cache_modifier: Any = "",
+    eviction_policy: Any = "",
+    volatile: Any = False,
+) -> tensor:
+    """Loads a block through a pointer block; masked-off lanes read `other` (or 0)."""
+    if semantic.unwrap(boundary_check):
+        raise _no_block_ptr()
+    return semantic.load(pointer, mask, other)
+
+
+def store(
+    pointer: Any,
+    value: Any,
+    mask: Any = None,
+    boundary_check: Any = (),
+    cache_modifier: Any = "",
+    eviction_policy: Any = "",
+) -> None:
+    """Stores `value` (broadcast and cast to the pointee type) where `mask` is true."""
+    if semantic.unwrap(boundary_check):
+        raise _no_block_ptr()
+    semantic.store(pointer, value, mask)
+
+
+def _no_block_ptr() -> Exception:
+    from ..errors import UnsupportedError
+
+    return UnsupportedError("block pointers (make_block_ptr, advance, boundary_check) are not supported yet")
+
+
+def make_block_ptr(*args: Any, **kwargs: Any) -> Any:
+    raise _no_block_ptr()
+
+
+def advance(*args: Any, **kwargs: Any) -> Any:
+    raise _no_block_ptr()
+
+
+def _atomic(kind: str) -> Any:
+    def op(pointer: Any, val: Any, mask: Any = None, sem: Any = None, scope: Any = None) -> tensor:
+        return semantic.atomic_rmw(kind, pointer, val, mask, sem, scope)
+
+    op.__name__ = f"atomic_{kind}"
+    op.__doc__ = f"Atomic {kind} of `val` into `*pointer` where `mask`; returns the old values."
+    return op
+
+
+atomic_add = _atomic("add")
+atomic_max = _atomic("max")
+atomic_min = _atomic("min")
+atomic_xchg = _atomic("xchg")
+atomic_and = _atomic("and")
+atomic_or = _atomic("or")
+atomic_xor = _atomic("xor")
+
+
+def atomic_cas(pointer: Any, cmp: Any, val: Any, sem: Any = None, scope: Any = None) -> tensor:
+    """Stores `val` where `*pointer == cmp`; returns the old values."""
+    return semantic.atomic_cas(pointer, cmp, val, sem, scope)
+
+
+# --------------------------------------------------------------------------- reductions
+
+
+def reduce(input: Any, axis: Any, combine_fn: Any, keep_dims: bool = False) -> Any:
+    """Reduces `input` (a tensor or a tuple of tensors) along `axis` with `combine_fn`."""
+    inputs = list(input) if isinstance(input, (tuple, list)) else [input]
+    out = semantic.reduce(inputs, axis, _combine(combine_fn), bool(semantic.unwrap(keep_dims)))
+    return tuple(out) if isinstance(input, (tuple, list)) else out[0]
+
+
+def associative_scan(input: Any, axis: Any, combine_fn: Any, reverse: bool = False) -> Any:
+    """Inclusive scan of `input` (a tensor or a tuple of tensors) along `axis`."""
+    inputs = list(input) if isinstance(input, (tuple, list)) else [input]
+    out = semantic.scan(inputs, axis, _combine(combine_fn), reverse)
+    return tuple(out) if isinstance(input, (tuple, list)) else out[0]
+
+
+def _combine(fn: Any) -> semantic.Combine:
+    """Adapts a @jit combine function to a region builder."""
+    codegen = semantic.context().codegen
+
+    def combine(a: list[tensor], b: list[tensor]) -> Sequence[tensor]:
+        out = codegen.call_function(fn, [*a, *b], {})
+        return out if isinstance(out, (tuple, list)) else [out]
+
+    return combine
+
+
+def _sum_dtype(x: tensor, dtype: Any) -> T.DType:
+    dtype = semantic.unwrap(dtype)
+    if dtype is not None:
+        return dtype
+    if x.dtype.is_bool() or (x.dtype.is_int() and x.dtype.bits < 32):
+        return T.uint32 if x.dtype.kind == "uint" else T.int32
+    return x.dtype
+
+
+def _builtin_combine(op: str) -> semantic.Combine:
+    return lambda a, b: [semantic.binary(op, a[0], b[0])]
+
+
+def sum(input: Any, axis: Any = None, keep_dims: bool = False, dtype: Any = None) -> tensor:
+    """Sum along `axis` (all axes when None); small integers accumulate in int32."""
+    x = semantic.to_tensor(input)
+    x = semantic.cast(x, _sum_dtype(x, dtype))
+    return semantic.reduce([x], axis, _builtin_combine("add"), bool(semantic.unwrap(keep_dims)))[0]
+
+
+def xor_sum(input: Any, axis: Any = None, keep_dims: bool = False) -> tensor:
+    x = semantic.to_tensor(input)
+    return semantic.reduce([x], axis, _builtin_combine("xor"), bool(semantic.unwrap(keep_dims)))[0]
+
+
+def _minmax(op: str, input: Any, axis: Any, return_indices: Any, tie_break_left: Any, keep_dims: Any) -> Any:
+    if semantic.unwrap(return_indices):
+        from . import standard
+
+        fn = standard.argmax if op == "maximum" else standard.argmin
+        index = fn(input, axis, tie_break_left, keep_dims)
+        value = _minmax(op, input, axis, False, True, keep_dims)
+        return value, index
+    x = semantic.to_tensor(input)
+    return semantic.reduce([x], axis, _builtin_combine(op), bool(semantic.unwrap(keep_dims)))[0]
+
+
+def max(input: Any, axis: Any = None, return_indices: Any = False, return_indices_tie_break_left: Any = True, keep_dims: Any = False) -> Any:
+    """Maximum along `axis`; with `return_indices`, also its (first) index."""
+    return _minmax("maximum", input, axis, return_indices, return_indices_tie_break_left, keep_dims)
+
+
+def min(input: Any, axis: Any = None, return_indices: Any = False, return_indices_tie_break_left: Any = True, keep_dims: Any = False) -> Any:
+    """Minimum along `axis`; with `return_indices`, also its (first) index."""
+    return _minmax("minimum", input, axis, return_indices, return_indices_tie_break_left, keep_dims)
+
+
+def dot(input: Any, other: Any, acc: Any = None, input_precision: Any = None, allow_tf32: Any = None, max_num_imprecise_acc: Any = None, out_dtype: Any = T.float32) -> tensor:
+    """`acc + input @ other` with float32 accumulation (int32 for int8 inputs)."""
+    precision = semantic.unwrap(input_precision)
+    if precision is None and semantic.unwrap(allow_tf32) is False:
+        precision = "ieee"
+    return semantic.dot(input, other, acc, precision, semantic.unwrap(out_dtype))
+
+
+# --------------------------------------------------------------------------- compiler hints and debugging
+
+
+def multiple_of(input: Any, values: Any) -> tensor:
+    """Promises that `input` is a multiple of `values` (a hint for vectorization)."""
+    values = semantic.unwrap(values)
+    first = values[0] if isinstance(values, (tuple, list)) else values
+    return semantic.assume(input, multiple_of=int(semantic.unwrap(first)))
+
+
+def max_contiguous(input: Any, values: Any) -> tensor:
+    """Promises that runs of `values` consecutive elements of `input` are contiguous."""
+    values = semantic.unwrap(values)
+    first = values[0] if isinstance(values, (tuple, list)) else values
+    return semantic.assume(input, max_contiguous=int(semantic.unwrap(first)))
+
+
+def max_constancy(input: Any, values: Any) -> tensor:
+    return semantic.to_tensor(input)
+
+
+def static_assert(cond: Any, msg: str = "") -> None:
+    """Fails compilation when the constexpr `cond` is false."""
+    cond = semantic.unwrap(cond)
+    if isinstance(cond, tensor):
+        raise KernelTypeError("tl.static_assert needs a constexpr condition; use tl.device_assert for runtime values")
+    if not cond:
+        from ..errors import CompilationError
+
+        raise CompilationError(f"static_assert failed: {semantic.unwrap(msg)}")
+
+
+def static_print(*values: Any, sep: str = " ", end: str = "\n", file: Any = None, flush: bool = False) -> None:
+    """Prints at compile time."""
+    print(*(semantic.unwrap(v) for v in values), sep=sep, end=end, file=file, flush=flush)
+
+
+def device_print(prefix: str, *args: Any, hex: bool = False) -> None:
+    """Prints values from every program at run time (the interpreter prints; GPU targets ignore)."""
+    semantic.device_print(str(semantic.unwrap(prefix)), args, bool(semantic.unwrap(hex)))
+
+
+def device_assert(cond: Any, msg: str = "", mask: Any = None) -> None:
+    """Raises at run time where `cond` is false (checked by the interpreter)."""
+    cond = semantic.unwrap(cond)
+    if not isinstance(cond, tensor):
+        static_assert(cond, msg)
+        return
+    semantic.device_assert(cond, str(semantic.unwrap(msg)))
+
+
+def debug_barrier() -> None:
+    """Synchronizes the threads of a program."""
+    semantic.debug_barrier()
+
+
+class static_range:
+    """A loop the compiler unrolls: `for i in tl.static_range(4):`."""
+
+    def __init__(self, arg1: Any, arg2: Any = None, step: Any = None) -> None:
+        args = [semantic.unwrap(a) for a in (arg1, arg2, step)]
+        if args[1] is None:
+            args[0], args[1] = 0, args[0]
+        self.start, self.end, self.step = args[0], args[1], args[2] if args[2] is not None else 1
+        for name in ("start", "end", "step"):
+            if not isinstance(getattr(self, name), int):
+                raise KernelTypeError(f"tl.static_range needs constexpr integer bounds, got {name}={getattr(self, name)!r}")
+
+
+class range:
+    """A runtime loop: `for i in tl.range(lo, hi, step, num_stages=...)`."""
+
+    def __init__(self, arg1: Any, arg2: Any = None, step: Any = None, num_stages: Any = None, loop_unroll_factor: Any = None, flatten: Any = None, warp_specialize: Any = None, disallow_acc_multi_buffer: Any = None) -> None:
+        if arg2 is None:
+            arg1, arg2 = 0, arg1
+        self.start, self.end = arg1, arg2
+        self.step = step if step is not None else 1
+        self.num_stages = semantic.unwrap(num_stages)
+
+
+def cdiv(x: Any, div: Any) -> Any:
+    """Ceiling division."""
+    return (x + div - 1) // div

@@ -1,0 +1,261 @@
+"""`@jit` and `kernel[grid](...)`: specialization, compile caches and launch.
+
+A launch binds the arguments, specializes (constexpr values, argument dtypes,
+integers equal to 1 or divisible by 16, as Triton does), finds or builds the
+compiled kernel (in memory, then the on-disk IR cache, then the frontend),
+runs it on the selected backend and makes what it wrote visible through the
+caller's arrays (`a[...] = new`, which MLX does without a copy).
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+from typing import Any, Callable, Iterable, Sequence
+
+import mlx.core as mx
+
+from .. import __version__, ir
+from ..errors import CompilationError, LaunchError, MTritonError
+from ..ir import types as T
+from . import cache, options
+
+MX_TO_IR: dict[Any, T.DType] = {
+    mx.bool_: T.int1, mx.int8: T.int8, mx.int16: T.int16, mx.int32: T.int32, mx.int64: T.int64,
+    mx.uint8: T.uint8, mx.uint16: T.uint16, mx.uint32: T.uint32, mx.uint64: T.uint64,
+    mx.float16: T.float16, mx.bfloat16: T.bfloat16, mx.float32: T.float32, mx.float64: T.float64,
+}  # fmt: skip
+IR_TO_MX: dict[T.DType, Any] = {v: k for k, v in MX_TO_IR.items()}
+LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg", "enable_fp_fusion")
+DEFAULT_OPTIONS = {"num_warps": 4, "num_stages": 3}
+
+
+def _is_constexpr_annotation(annotation: Any) -> bool:
+    from ..language.core import constexpr
+
+    if annotation is constexpr:
+        return True
+    return isinstance(annotation, str) and annotation.split(".")[-1] == "constexpr"
+
+
+def normalize_grid(grid: Any, meta: dict[str, Any]) -> tuple[int, int, int]:
+    """`grid` (a tuple or a callable of the meta-parameters) as three non-negative ints."""
+    if callable(grid):
+        grid = grid(meta)
+    if isinstance(grid, int):
+        grid = (grid,)
+    try:
+        dims = [int(g) for g in grid]
+    except (TypeError, ValueError):
+        raise LaunchError(f"grid must be a tuple of up to 3 ints (or return one), got {grid!r}") from None
+    if not 1 <= len(dims) <= 3 or any(d < 0 for d in dims):
+        raise LaunchError(f"grid must be 1 to 3 non-negative ints, got {tuple(dims)}")
+    return tuple(dims + [1] * (3 - len(dims)))  # type: ignore[return-value]
+
+
+class KernelLauncher:
+    """`kernel[grid]`: call it to launch in place, or `.functional(...)` for new arrays."""
+
+    def __init__(self, kernel: JITFunction, grid: Any) -> None:
+        self.kernel = kernel
+        self.grid = grid
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        self.kernel.run(*args, grid=self.grid, **kwargs)
+
+    def functional(self, *args: Any, **kwargs: Any) -> tuple[mx.array, ...]:
+        """Launches without touching the arguments.
+
+        Returns:
+            The new contents of every pointer argument the kernel writes, in
+            parameter order (the inputs keep their values).
+        """
+        return self.kernel.run(*args, grid=self.grid, _functional=True, **kwargs)
+
+
+class JITFunction:
+    """A Python function compiled as a kernel. Create it with `@mtriton.jit`."""
+
+    is_mtriton_jit = True
+
+    def __init__(self, fn: Callable[..., Any], do_not_specialize: Iterable[Any] = (), debug: bool | None = None, noinline: bool = False) -> None:
+        self.fn = fn
+        self.__name__ = fn.__name__
+        self.__qualname__ = fn.__qualname__
+        self.__doc__ = fn.__doc__
+        self.__module__ = fn.__module__
+        self.file = inspect.getsourcefile(fn) or "<unknown>"
+        lines, self.first_line = inspect.getsourcelines(fn)
+        self.indent = len(lines[0]) - len(lines[0].lstrip())
+        self.src = textwrap.dedent("".join(lines))
+        fdef = ast.parse(self.src).body[0]
+        if not isinstance(fdef, ast.FunctionDef):
+            raise CompilationError("@jit must decorate a function", self.file, self.first_line)
+        self.def_line = self.first_line + fdef.lineno - 1
+        self.ast_body = fdef.body
+        self.signature = inspect.signature(fn)
+        self.arg_names = list(self.signature.parameters)
+        self.constexpr_names = {
+            p.name for p in self.signature.parameters.values() if _is_constexpr_annotation(p.annotation)
+        }
+        self.do_not_specialize = {self.arg_names[d] if isinstance(d, int) else d for d in do_not_specialize}
+        self.cache: dict[Any, Any] = {}
+        self._deps: list[tuple[dict[str, Any], str, Any]] | None = None
+        self._deps_key: str | None = None
+
+    def __repr__(self) -> str:
+        return f"JITFunction({self.__module__}:{self.__qualname__})"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise LaunchError(f"@jit function {self.__name__} is launched as {self.__name__}[grid](...), not called")
+
+    def __getitem__(self, grid: Any) -> KernelLauncher:
+        return KernelLauncher(self, grid)
+
+    # ------------------------------------------------------------------ dependencies
+
+    def _collect_deps(self) -> list[tuple[dict[str, Any], str, Any]]:
+        """(globals, name, object) for every global the source reads, transitively through @jit calls."""
+        deps: list[tuple[dict[str, Any], str, Any]] = []
+        seen = {id(self)}
+        stack: list[JITFunction] = [self]
+        while stack:
+            fn = stack.pop()
+            globals_ = fn.fn.__globals__
+            for node in ast.walk(ast.parse(fn.src)):
+                if isinstance(node, ast.Name) and node.id in globals_:
+                    obj = globals_[node.id]
+                    deps.append((globals_, node.id, obj))
+                    for dep in _jit_functions_in(obj, node, fn):
+                        if id(dep) not in seen:
+                            seen.add(id(dep))
+                            stack.append(dep)
+        return deps
+
+    def cache_key(self) -> str:
+        """Hash of this function's source, every @jit function it calls and the constants it reads."""
+        if self._deps is not None and all(g.get(n) is o for g, n, o in self._deps):
+            return self._deps_key  # type: ignore[return-value]
+        self._deps = self._collect_deps()
+        parts = [self.src]
+        for _, name, obj in self._deps:
+            obj = getattr(obj, "value", obj)  # tl.constexpr
+            if getattr(obj, "is_mtriton_jit", False):
+                parts.append((name, obj.src))
+            elif isinstance(obj, (int, float, bool, str, T.DType)):
+                parts.append((name, repr(obj)))
+        self._deps_key = cache.key_hash(__version__, *parts)
+        self.cache.clear()  # a dependency changed: compiled kernels are stale
+        return self._deps_key
+
+    # ------------------------------------------------------------------ launch
+
+    def specialize(self, name: str, value: Any, backend: str) -> Any:
+        from ..frontend import ArgSpec
+        from ..language.core import constexpr
+
+        if name in self.constexpr_names or value is None or isinstance(value, (constexpr, T.DType, str)):
+            value = value.value if isinstance(value, constexpr) else value
+            return ArgSpec(name, "constexpr", value=value)
+        if isinstance(value, mx.array):
+            dtype = MX_TO_IR.get(value.dtype)
+            if dtype is None:
+                raise LaunchError(f"argument {name}: dtype {value.dtype} is not supported by kernels")
+            if dtype == T.float64 and backend != "interpreter":
+                raise LaunchError(f"argument {name}: float64 runs only on the interpreter; backend {backend!r} has no float64")
+            return ArgSpec(name, "ptr", T.PointerType(dtype), divisibility=16)
+        if isinstance(value, bool):
+            return ArgSpec(name, "scalar", T.int1)
+        if isinstance(value, int):
+            dtype = T.int32 if -(2**31) <= value < 2**31 else T.int64
+            if name in self.do_not_specialize:
+                return ArgSpec(name, "scalar", dtype)
+            if value == 1:
+                return ArgSpec(name, "scalar", dtype, value=1)
+            return ArgSpec(name, "scalar", dtype, divisibility=16 if value % 16 == 0 else 1)
+        if isinstance(value, float):
+            return ArgSpec(name, "scalar", T.float32)
+        raise LaunchError(f"argument {name}: expected an mx.array, a number, a dtype or None, got {type(value).__name__}")
+
+    def bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Splits a call into (arguments by name with defaults, launch options)."""
+        opts = dict(DEFAULT_OPTIONS)
+        for key in LAUNCH_OPTIONS:
+            if key in kwargs and key not in self.signature.parameters:
+                opts[key] = kwargs.pop(key)
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as err:
+            raise LaunchError(f"{self.__name__}: {err}") from None
+        bound.apply_defaults()
+        return dict(bound.arguments), opts
+
+    def run(self, *args: Any, grid: Any, _functional: bool = False, **kwargs: Any) -> Any:
+        from ..backends import current_backend_name, get_backend
+
+        try:
+            named, opts = self.bind(args, kwargs)
+            grid3 = normalize_grid(grid, {**named, **opts})
+            backend_name = current_backend_name()
+            specs = [self.specialize(n, v, backend_name) for n, v in named.items()]
+            key = (self.cache_key(), tuple(specs), backend_name, tuple(sorted(opts.items())))
+            compiled = self.cache.get(key)
+            if compiled is None:
+                backend = get_backend(backend_name)
+                compiled = backend.compile(self.compile_ir(specs, opts, backend_name), opts)
+                self.cache[key] = compiled
+            runtime = [(s, named[s.name]) for s in specs if s.kind != "constexpr"]
+            if grid3[0] * grid3[1] * grid3[2] == 0:
+                outputs: list[Any] = [None] * len(runtime)
+            else:
+                outputs = compiled([v for _, v in runtime], grid3)
+        except MTritonError as err:
+            if options.debug():
+                raise
+            raise err.with_traceback(None) from None
+        if _functional:
+            return tuple(out for out in outputs if out is not None)
+        for (_, arg), out in zip(runtime, outputs):
+            if out is not None:
+                arg[...] = out
+        return None
+
+    def compile_ir(self, specs: Sequence[Any], opts: dict[str, Any], backend: str) -> ir.Function:
+        """Frontend and passes for one specialization, through the on-disk IR cache."""
+        from ..frontend import build_ir
+        from ..ir.parser import parse_function
+        from ..ir.printer import print_function
+        from ..passes import run_pipeline
+
+        disk_key = cache.key_hash(self.cache_key(), specs, backend, sorted(opts.items()))
+        text = cache.read_text("ir", disk_key, ".mlir")
+        if text is not None:
+            return parse_function(text)
+        attrs = {"num_warps": opts["num_warps"], "num_stages": opts["num_stages"]}
+        try:
+            fn = run_pipeline(build_ir(self, specs, attrs))
+        except CompilationError as err:
+            raise err.with_kernel(self.describe(specs)) from err.__cause__
+        cache.write_text("ir", disk_key, print_function(fn), ".mlir")
+        return fn
+
+    def describe(self, specs: Sequence[Any]) -> str:
+        sig = ", ".join(s.type.short if s.kind != "constexpr" else f"{s.name}={s.value!r}" for s in specs)
+        return f"`{self.__name__}` specialized for ({sig})"
+
+
+def _jit_functions_in(obj: Any, node: ast.AST, fn: JITFunction) -> list[JITFunction]:
+    obj = getattr(obj, "jit_function", obj)
+    if isinstance(obj, JITFunction):
+        return [obj]
+    return []
+
+
+def jit(fn: Callable[..., Any] | None = None, *, do_not_specialize: Iterable[Any] = (), debug: bool | None = None, noinline: bool = False, **_: Any) -> Any:
+    """Compiles `fn` as a kernel: `@jit` or `@jit(do_not_specialize=["n"])`."""
+
+    def deco(f: Callable[..., Any]) -> JITFunction:
+        return JITFunction(f, do_not_specialize=do_not_specialize, debug=debug, noinline=noinline)
+
+    return deco(fn) if fn is not None else deco

@@ -1,0 +1,86 @@
+"""Shared fixtures: the `backend` fixture runs a test on every backend available here."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+import mtriton
+from mtriton import backends
+
+# Every backend the suite knows, in the order tests run on them. A backend that cannot run on
+# this machine (no GPU, no C++ compiler) is skipped with the reason.
+ALL_BACKENDS = ("interpreter", "metal-emu", "metal", "cuda")
+
+# Tests must not share the user's on-disk cache: a per-run cache folder, removed afterwards.
+_CACHE = tempfile.mkdtemp(prefix="mtriton-test-cache-")
+os.environ.setdefault("MTRITON_CACHE_DIR", _CACHE)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_CACHE, ignore_errors=True)
+
+
+def backend_unavailable_reason(name: str) -> str | None:
+    """Why `name` cannot run here, or None when it can."""
+    try:
+        backends.get_backend(name)
+    except mtriton.BackendUnavailable as err:
+        return str(err)
+    return None
+
+
+def _selected_backends() -> tuple[str, ...]:
+    # MTRITON_BACKEND narrows the suite to one backend (the GPU machine runs `cuda` alone).
+    env = os.environ.get("MTRITON_BACKEND")
+    return (env,) if env else ALL_BACKENDS
+
+
+@pytest.fixture(params=_selected_backends())
+def backend(request: pytest.FixtureRequest) -> str:
+    name = request.param
+    reason = backend_unavailable_reason(name)
+    if reason is not None:
+        pytest.skip(reason)
+    mtriton.set_backend(name)
+    try:
+        yield name
+    finally:
+        mtriton.set_backend(None)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """Fresh random inputs every run; the seed is printed (shown on failure) and
+    `MTRITON_SEED=<seed>` replays it."""
+    seed = int(os.environ.get("MTRITON_SEED") or int.from_bytes(os.urandom(4), "little"))
+    print(f"MTRITON_SEED={seed}")
+    return np.random.default_rng(seed)
+
+
+def poisoned(shape: tuple[int, ...] | int, dtype: mx.Dtype = mx.float32) -> mx.array:
+    """An output array filled with NaN (or -1 for integers) so unwritten elements show."""
+    if mx.issubdtype(dtype, mx.floating):
+        return mx.full(shape, float("nan"), dtype=dtype)
+    return mx.full(shape, -1, dtype=dtype)
+
+
+def to_numpy(x: mx.array) -> np.ndarray:
+    if x.dtype == mx.bfloat16:
+        x = x.astype(mx.float32)
+    return np.array(x)
+
+
+def tolerance(dtype: mx.Dtype) -> dict[str, float]:
+    """rtol/atol for comparing a kernel in `dtype` with a float64 reference."""
+    return {
+        mx.float16: {"rtol": 2e-3, "atol": 2e-3},
+        mx.bfloat16: {"rtol": 1.6e-2, "atol": 1.6e-2},
+        mx.float32: {"rtol": 1e-5, "atol": 1e-5},
+        mx.float64: {"rtol": 1e-12, "atol": 1e-12},
+    }.get(dtype, {"rtol": 0, "atol": 0})

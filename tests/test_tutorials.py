@@ -1,0 +1,149 @@
+"""The Triton tutorial kernels on every backend, against float64 NumPy references.
+
+Sizes are odd so masked tails matter; outputs are poisoned before each launch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from conftest import poisoned, to_numpy, tolerance
+
+import mtriton as triton
+from examples import tutorial_kernels as K
+
+FLOAT_DTYPES = [mx.float32, mx.float16, mx.bfloat16]
+
+
+def rand(rng: np.random.Generator, shape: tuple[int, ...], dtype: mx.Dtype = mx.float32) -> mx.array:
+    return mx.array(rng.standard_normal(shape).astype(np.float32)).astype(dtype)
+
+
+def f64(x: mx.array) -> np.ndarray:
+    return to_numpy(x).astype(np.float64)
+
+
+@pytest.mark.parametrize("dtype", [*FLOAT_DTYPES, mx.int32])
+@pytest.mark.parametrize("n", [1, 1000, 4099])
+def test_vector_add(backend: str, rng: np.random.Generator, dtype: mx.Dtype, n: int) -> None:
+    if dtype == mx.int32:
+        x = mx.array(rng.integers(-1000, 1000, n, dtype=np.int32))
+        y = mx.array(rng.integers(-1000, 1000, n, dtype=np.int32))
+    else:
+        x, y = rand(rng, (n,), dtype), rand(rng, (n,), dtype)
+    out = poisoned(n, dtype)
+    grid = lambda meta: (triton.cdiv(n, meta["BLOCK_SIZE"]),)
+    K.add_kernel[grid](x, y, out, n, BLOCK_SIZE=256)
+    expected = (f64(x) + f64(y)).astype(to_numpy(out).dtype)
+    np.testing.assert_allclose(f64(out), expected, **tolerance(dtype))
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (37, 781), (130, 64)])
+def test_fused_softmax(backend: str, rng: np.random.Generator, dtype: mx.Dtype, shape: tuple[int, int]) -> None:
+    n_rows, n_cols = shape
+    x = rand(rng, shape, dtype) * 3
+    y = poisoned(shape, dtype)
+    block = triton.next_power_of_2(n_cols)
+    num_programs = min(n_rows, 8)  # fewer programs than rows: each loops over several rows
+    K.softmax_kernel[(num_programs,)](y, x, n_cols, n_cols, n_rows, n_cols, BLOCK_SIZE=block)
+    ref = f64(x)
+    ref = np.exp(ref - ref.max(axis=1, keepdims=True))
+    ref /= ref.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(f64(y), ref, **tolerance(dtype))
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("shape", [(3, 100), (17, 1000)])
+def test_layer_norm_forward(backend: str, rng: np.random.Generator, dtype: mx.Dtype, shape: tuple[int, int]) -> None:
+    m, n = shape
+    x = rand(rng, shape, dtype) * 2 + 0.5
+    w, b = rand(rng, (n,), dtype), rand(rng, (n,), dtype)
+    y = poisoned(shape, dtype)
+    mean, rstd = poisoned(m), poisoned(m)
+    K.layer_norm_fwd_kernel[(m,)](x, y, w, b, mean, rstd, n, n, 1e-5, BLOCK_SIZE=128)
+    xr = f64(x)
+    mu = xr.mean(axis=1, keepdims=True)
+    sigma = 1 / np.sqrt(xr.var(axis=1, keepdims=True) + 1e-5)
+    ref = (xr - mu) * sigma * f64(w) + f64(b)
+    np.testing.assert_allclose(f64(mean), mu[:, 0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(f64(rstd), sigma[:, 0], rtol=1e-4, atol=1e-4)
+    tol = tolerance(dtype)
+    np.testing.assert_allclose(f64(y), ref, rtol=max(tol["rtol"], 1e-4), atol=max(tol["atol"], 1e-4))
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("mnk", [(64, 64, 64), (100, 75, 50), (33, 130, 17)])
+def test_grouped_matmul(backend: str, rng: np.random.Generator, dtype: mx.Dtype, mnk: tuple[int, int, int]) -> None:
+    m, n, k = mnk
+    a, b = rand(rng, (m, k), dtype), rand(rng, (k, n), dtype)
+    c = poisoned((m, n), dtype)
+    bm, bn, bk = 32, 32, 16
+    grid = (triton.cdiv(m, bm) * triton.cdiv(n, bn),)
+    K.matmul_kernel[grid](a, b, c, m, n, k, k, 1, n, 1, n, 1,
+                          BLOCK_SIZE_M=bm, BLOCK_SIZE_N=bn, BLOCK_SIZE_K=bk, GROUP_SIZE_M=2)  # fmt: skip
+    ref = f64(a) @ f64(b)
+    scale = max(1.0, math.sqrt(k))
+    tol = tolerance(dtype)
+    np.testing.assert_allclose(f64(c), ref, rtol=tol["rtol"] * 4, atol=max(tol["atol"], 1e-4) * scale)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("dtype", [mx.float32, mx.float16])
+@pytest.mark.parametrize("n_ctx", [64, 77])
+def test_flash_attention_forward(backend: str, rng: np.random.Generator, causal: bool, dtype: mx.Dtype, n_ctx: int) -> None:
+    heads, d = 3, 32
+    q, k, v = (rand(rng, (heads, n_ctx, d), dtype) for _ in range(3))
+    out = poisoned((heads, n_ctx, d), dtype)
+    sm_scale = 1 / math.sqrt(d)
+    bm = bn = 16
+    stride_h, stride_m = n_ctx * d, d
+    grid = (triton.cdiv(n_ctx, bm), heads)
+    K.attention_fwd_kernel[grid](q, k, v, out, sm_scale,
+                                 stride_h, stride_m, stride_h, stride_m, stride_h, stride_m, stride_h, stride_m,
+                                 n_ctx, BLOCK_M=bm, BLOCK_N=bn, HEAD_DIM=d, CAUSAL=causal)  # fmt: skip
+    s = np.einsum("hmd,hnd->hmn", f64(q), f64(k)) * sm_scale
+    if causal:
+        s = np.where(np.tril(np.ones((n_ctx, n_ctx), bool)), s, -np.inf)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    ref = p @ f64(v)
+    tol = {mx.float32: 1e-4, mx.float16: 1e-2}[dtype]
+    np.testing.assert_allclose(f64(out), ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [mx.float32, mx.int32])
+@pytest.mark.parametrize("shape", [(5, 1), (9, 1000)])
+def test_cumsum(backend: str, rng: np.random.Generator, dtype: mx.Dtype, shape: tuple[int, int]) -> None:
+    rows, cols = shape
+    if dtype == mx.int32:
+        x = mx.array(rng.integers(-50, 50, shape, dtype=np.int32))
+    else:
+        x = rand(rng, shape)
+    y = poisoned(shape, dtype)
+    K.cumsum_kernel[(rows,)](x, y, cols, cols, BLOCK_SIZE=triton.next_power_of_2(cols))
+    ref = np.cumsum(f64(x), axis=1)
+    np.testing.assert_allclose(f64(y), ref, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("n, bins", [(1000, 7), (5003, 64)])
+def test_histogram_atomic_add(backend: str, rng: np.random.Generator, n: int, bins: int) -> None:
+    x = mx.array(rng.integers(-2, bins + 2, n, dtype=np.int32))  # some out of range: masked off
+    hist = mx.zeros((bins,), dtype=mx.int32)
+    K.histogram_kernel[(triton.cdiv(n, 128),)](x, hist, n, bins, BLOCK_SIZE=128)
+    xs = np.array(x)
+    ref = np.bincount(xs[(xs >= 0) & (xs < bins)], minlength=bins)
+    np.testing.assert_array_equal(np.array(hist), ref)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("shape", [(4, 3), (33, 500)])
+def test_row_argmax(backend: str, rng: np.random.Generator, dtype: mx.Dtype, shape: tuple[int, int]) -> None:
+    rows, cols = shape
+    x = mx.array(rng.integers(-20, 20, shape).astype(np.float32)).astype(dtype)  # many ties
+    out = poisoned(rows, mx.int32)
+    K.argmax_kernel[(rows,)](x, out, cols, cols, BLOCK_SIZE=triton.next_power_of_2(cols))
+    np.testing.assert_array_equal(np.array(out), np.argmax(f64(x), axis=1))
