@@ -20,10 +20,6 @@ class MTritonError(Exception):
     """Base of every mtriton error."""
 
 
-class UnsupportedError(MTritonError, NotImplementedError):
-    """A language feature or argument that mtriton does not (yet) support."""
-
-
 class LaunchError(MTritonError, ValueError):
     """Bad arguments to `kernel[grid](...)`: wrong type, dtype, count or grid."""
 
@@ -61,7 +57,7 @@ class CompilationError(MTritonError):
         """Returns a copy that names the kernel it was compiling."""
         err = type(self)(self.message, self.file, self.line, self.col, kernel)
         err.__cause__ = self.__cause__
-        return err
+        return err.with_traceback(self.__traceback__)
 
     def _render(self) -> str:
         if not self.file:
@@ -77,6 +73,10 @@ class CompilationError(MTritonError):
         return "\n".join(parts)
 
 
+class UnsupportedError(CompilationError, NotImplementedError):
+    """A language feature or argument that mtriton does not (yet) support."""
+
+
 class KernelTypeError(CompilationError, TypeError):
     """A type or shape mismatch in kernel code (also a Python TypeError)."""
 
@@ -85,4 +85,4 @@ def located(err: CompilationError, file: str, line: int, col: int) -> Compilatio
     """Returns `err` with a source location, keeping its class and cause."""
     new = type(err)(err.message, file, line, col, err.kernel)
     new.__cause__ = err.__cause__
-    return new
+    return new.with_traceback(err.__traceback__)

@@ -64,10 +64,12 @@ def rng() -> np.random.Generator:
 
 
 def poisoned(shape: tuple[int, ...] | int, dtype: mx.Dtype = mx.float32) -> mx.array:
-    """An output array filled with NaN (or -1 for integers) so unwritten elements show."""
+    """An output array filled with NaN (integers: all bits set) so unwritten elements show."""
     if mx.issubdtype(dtype, mx.floating):
         return mx.full(shape, float("nan"), dtype=dtype)
-    return mx.full(shape, -1, dtype=dtype)
+    if dtype == mx.bool_:
+        return mx.ones(shape, dtype=dtype)
+    return mx.full(shape, -1, dtype=mx.int64).view(mx.uint64).astype(dtype)
 
 
 def to_numpy(x: mx.array) -> np.ndarray:
