@@ -24,8 +24,13 @@ class _Context:
         self.codegen = codegen
 
 
+def current_context() -> _Context | None:
+    """The kernel being compiled on this thread, if any."""
+    return getattr(_local, "ctx", None)
+
+
 def context() -> _Context:
-    ctx = getattr(_local, "ctx", None)
+    ctx = current_context()
     if ctx is None:
         raise CompilationError(
             "tl functions can only be called inside a @mtriton.jit kernel being compiled"

@@ -108,7 +108,14 @@ class JITFunction:
         return f"JITFunction({self.__module__}:{self.__qualname__})"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise LaunchError(f"@jit function {self.__name__} is launched as {self.__name__}[grid](...), not called")
+        from ..language import semantic
+
+        ctx = semantic.current_context()
+        if ctx is None:
+            raise LaunchError(f"@jit function {self.__name__} is launched as {self.__name__}[grid](...), not called")
+        # Called from Python code running inside a kernel being compiled (a constexpr
+        # function argument, say): inline it like a call written in the kernel.
+        return ctx.codegen.call_function(self, args, kwargs)
 
     def __getitem__(self, grid: Any) -> KernelLauncher:
         return KernelLauncher(self, grid)
