@@ -41,12 +41,25 @@ def _selected_backends() -> tuple[str, ...]:
     return (env,) if env else ALL_BACKENDS
 
 
-@pytest.fixture(params=_selected_backends())
+def _runnable_backends() -> tuple[str, ...]:
+    runnable = tuple(b for b in _selected_backends() if backend_unavailable_reason(b) is None)
+    if not runnable:
+        raise pytest.UsageError(f"no backend can run here among {_selected_backends()}")
+    return runnable
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = []
+    for name in _selected_backends():
+        reason = backend_unavailable_reason(name)
+        lines.append(f"mtriton backend {name}: " + ("runs" if reason is None else f"skipped ({reason})"))
+    return lines
+
+
+@pytest.fixture(params=_runnable_backends())
 def backend(request: pytest.FixtureRequest) -> str:
+    """Runs the test once per backend that can run on this machine (see the report header)."""
     name = request.param
-    reason = backend_unavailable_reason(name)
-    if reason is not None:
-        pytest.skip(reason)
     mtriton.set_backend(name)
     try:
         yield name

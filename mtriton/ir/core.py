@@ -50,8 +50,9 @@ layer before the op is built (see `mtriton/language/semantic.py`).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from .types import BlockType
 
