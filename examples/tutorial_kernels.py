@@ -42,9 +42,7 @@ def softmax_kernel(
 
 
 @triton.jit
-def layer_norm_fwd_kernel(
-    X, Y, W, B, Mean, Rstd, stride, N, eps, BLOCK_SIZE: tl.constexpr
-):
+def layer_norm_fwd_kernel(X, Y, W, B, Mean, Rstd, stride, N, eps, BLOCK_SIZE: tl.constexpr):
     row = tl.program_id(0)
     Y += row * stride
     X += row * stride

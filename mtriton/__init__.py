@@ -18,11 +18,12 @@ from .errors import (  # noqa: E402
     OutOfResources,
     UnsupportedError,
 )
+from .runtime.autotune import Config, autotune, heuristics  # noqa: E402
 from .runtime.jit import JITFunction, jit  # noqa: E402
 from .runtime.utils import cdiv, empty, next_power_of_2  # noqa: E402
 
 __all__ = [
-    "BackendUnavailable", "CompilationError", "JITFunction", "KernelTypeError", "LaunchError",
-    "MTritonError", "OutOfResources", "UnsupportedError", "cdiv", "current_backend_name", "empty",
-    "jit", "language", "next_power_of_2", "set_backend",
+    "BackendUnavailable", "CompilationError", "Config", "JITFunction", "KernelTypeError",
+    "LaunchError", "MTritonError", "OutOfResources", "UnsupportedError", "autotune", "cdiv",
+    "current_backend_name", "empty", "heuristics", "jit", "language", "next_power_of_2", "set_backend",
 ]  # fmt: skip

@@ -11,8 +11,9 @@ import ast
 import importlib.util
 import inspect
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .errors import MTritonError
 from .frontend import ArgSpec
@@ -83,11 +84,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mtriton", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["dump-ir", "dump-metal", "dump-cuda"])
     parser.add_argument("target", help="FILE.py:KERNEL")
-    parser.add_argument("--signature", "-s", required=True, help="types of the non-constexpr parameters, e.g. '*fp32,*fp32,i32'")
+    parser.add_argument(
+        "--signature",
+        "-s",
+        required=True,
+        help="types of the non-constexpr parameters, e.g. '*fp32,*fp32,i32'",
+    )
     parser.add_argument("-c", dest="constexprs", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--num-warps", type=int, default=4)
     parser.add_argument("--num-stages", type=int, default=3)
-    parser.add_argument("--full", action="store_true", help="dump-metal/dump-cuda: the complete source with MLX's signature")
+    parser.add_argument(
+        "--full", action="store_true", help="dump-metal/dump-cuda: the complete source with MLX's signature"
+    )
     args = parser.parse_args(argv)
 
     kernel = load_kernel(args.target)

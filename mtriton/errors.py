@@ -43,9 +43,7 @@ class CompilationError(MTritonError):
         kernel: The kernel's name and specialization, when known.
     """
 
-    def __init__(
-        self, message: str, file: str = "", line: int = 0, col: int = 0, kernel: str = ""
-    ) -> None:
+    def __init__(self, message: str, file: str = "", line: int = 0, col: int = 0, kernel: str = "") -> None:
         self.message = message
         self.file = file
         self.line = line

@@ -47,7 +47,9 @@ def chain_kernel(x_ptr, y_ptr, out_ptr, n, OPS: tl.constexpr, BLOCK: tl.constexp
     ops=st.lists(st.sampled_from(sorted(CHAIN_OPS)), min_size=1, max_size=5),
     seed=st.integers(0, 2**31),
 )
-def test_random_elementwise_chains(backend: str, n: int, block: int, dtype: mx.Dtype, ops: list[str], seed: int) -> None:
+def test_random_elementwise_chains(
+    backend: str, n: int, block: int, dtype: mx.Dtype, ops: list[str], seed: int
+) -> None:
     rng = np.random.default_rng(seed)
     x = mx.array(rng.uniform(-2, 2, n).astype(np.float32)).astype(dtype)
     y = mx.array(rng.uniform(-2, 2, n).astype(np.float32)).astype(dtype)
@@ -95,8 +97,16 @@ def small_matmul_kernel(a_ptr, b_ptr, c_ptr, M, N, K, BM: tl.constexpr, BN: tl.c
     rk = tl.arange(0, BK)
     acc = tl.zeros((BM, BN), dtype=tl.float32)
     for k0 in range(0, K, BK):
-        a = tl.load(a_ptr + rm[:, None] * K + (k0 + rk)[None, :], mask=(rm[:, None] < M) & ((k0 + rk)[None, :] < K), other=0.0)
-        b = tl.load(b_ptr + (k0 + rk)[:, None] * N + rn[None, :], mask=((k0 + rk)[:, None] < K) & (rn[None, :] < N), other=0.0)
+        a = tl.load(
+            a_ptr + rm[:, None] * K + (k0 + rk)[None, :],
+            mask=(rm[:, None] < M) & ((k0 + rk)[None, :] < K),
+            other=0.0,
+        )
+        b = tl.load(
+            b_ptr + (k0 + rk)[:, None] * N + rn[None, :],
+            mask=((k0 + rk)[:, None] < K) & (rn[None, :] < N),
+            other=0.0,
+        )
         acc += tl.dot(a, b)
     tl.store(c_ptr + rm[:, None] * N + rn[None, :], acc, mask=(rm[:, None] < M) & (rn[None, :] < N))
 
@@ -115,4 +125,3 @@ def test_random_matmuls(backend: str, m: int, n: int, k: int, bm: int, bn: int, 
     small_matmul_kernel[(triton.cdiv(m, bm), triton.cdiv(n, bn))](a, b, c, m, n, k, BM=bm, BN=bn, BK=bk)
     ref = np.array(a, dtype=np.float64) @ np.array(b, dtype=np.float64)
     np.testing.assert_allclose(np.array(c), ref, rtol=1e-4, atol=1e-4)
-

@@ -114,7 +114,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("kernel, n_ptrs, exc, tag, text", CASES, ids=[c[3] for c in CASES])
-def test_compile_errors_point_at_the_line(backend: str, kernel: object, n_ptrs: int, exc: type, tag: str, text: str) -> None:
+def test_compile_errors_point_at_the_line(
+    backend: str, kernel: object, n_ptrs: int, exc: type, tag: str, text: str
+) -> None:
     args = [mx.zeros((64,)) for _ in range(n_ptrs)]
     if kernel in (uses_break, carried_shape_change):
         args = args[:1] + [3]

@@ -21,7 +21,9 @@ FLOATS = [mx.float32, mx.float16, mx.bfloat16]
 INTS = [mx.int8, mx.int16, mx.int32, mx.int64, mx.uint8, mx.uint32]
 
 
-def random_array(rng: np.random.Generator, shape: tuple[int, ...] | int, dtype: mx.Dtype, low: float = -3, high: float = 3) -> mx.array:
+def random_array(
+    rng: np.random.Generator, shape: tuple[int, ...] | int, dtype: mx.Dtype, low: float = -3, high: float = 3
+) -> mx.array:
     if mx.issubdtype(dtype, mx.floating):
         return mx.array(rng.uniform(low, high, shape).astype(np.float32)).astype(dtype)
     if dtype == mx.bool_:
@@ -139,7 +141,11 @@ def test_shifts(backend: str, rng: np.random.Generator, op: object, dtype: mx.Dt
     np.testing.assert_array_equal(np.array(z), ref.astype(xs.dtype))
 
 
-@pytest.mark.parametrize("op", [operator.lt, operator.le, operator.gt, operator.ge, operator.eq, operator.ne], ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "op",
+    [operator.lt, operator.le, operator.gt, operator.ge, operator.eq, operator.ne],
+    ids=lambda f: f.__name__,
+)
 @pytest.mark.parametrize("dtype", [mx.float32, mx.int32, mx.bfloat16])
 def test_comparisons(backend: str, rng: np.random.Generator, op: object, dtype: mx.Dtype) -> None:
     x = mx.array(rng.integers(-3, 3, N)).astype(dtype)
@@ -206,7 +212,10 @@ def test_casts(backend: str, rng: np.random.Generator, src: mx.Dtype, dst: mx.Dt
     np.testing.assert_array_equal(to_numpy(y), to_numpy(x.astype(dst)))
 
 
-@pytest.mark.parametrize("src, dst", [(mx.float32, mx.int32), (mx.int32, mx.float32), (mx.float16, mx.int16), (mx.bfloat16, mx.uint16)])
+@pytest.mark.parametrize(
+    "src, dst",
+    [(mx.float32, mx.int32), (mx.int32, mx.float32), (mx.float16, mx.int16), (mx.bfloat16, mx.uint16)],
+)
 def test_bitcast(backend: str, rng: np.random.Generator, src: mx.Dtype, dst: mx.Dtype) -> None:
     x = random_array(rng, N, src)
     y = poisoned(N, dst)
@@ -290,7 +299,9 @@ REDUCTION_CASES = [
 
 @pytest.mark.parametrize("op, axis", REDUCTION_CASES)
 @pytest.mark.parametrize("dtype", [mx.float32, mx.float16, mx.int32])
-def test_reductions(backend: str, rng: np.random.Generator, op: object, axis: int | None, dtype: mx.Dtype) -> None:
+def test_reductions(
+    backend: str, rng: np.random.Generator, op: object, axis: int | None, dtype: mx.Dtype
+) -> None:
     m, n = 13, 50
     x = random_array(rng, (m, n), dtype, -50, 50)
     np_fn, other = REDUCTIONS[op]
@@ -303,7 +314,9 @@ def test_reductions(backend: str, rng: np.random.Generator, op: object, axis: in
     reduce_kernel[(1,)](x, out, m, n, OP=op, AXIS=axis, KEEP=False, BM=16, BN=64, OTHER=other)
     ref = np_fn(f64(x), axis=axis)
     tol = tolerance(dtype)
-    np.testing.assert_allclose(f64(out), np.reshape(ref, -1), rtol=max(tol["rtol"], 1e-5) * 4, atol=max(tol["atol"], 1e-5) * 20)
+    np.testing.assert_allclose(
+        f64(out), np.reshape(ref, -1), rtol=max(tol["rtol"], 1e-5) * 4, atol=max(tol["atol"], 1e-5) * 20
+    )
 
 
 @triton.jit
@@ -354,7 +367,9 @@ def _linear_recurrence_combine(a1, b1, a2, b2):
 
 
 @triton.jit
-def custom_combine_kernel(x_ptr, a_ptr, b_ptr, red_ptr, scan_ptr, n, BLOCK: tl.constexpr, REVERSE: tl.constexpr):
+def custom_combine_kernel(
+    x_ptr, a_ptr, b_ptr, red_ptr, scan_ptr, n, BLOCK: tl.constexpr, REVERSE: tl.constexpr
+):
     offs = tl.arange(0, BLOCK)
     mask = offs < n
     x = tl.load(x_ptr + offs, mask=mask, other=0.0)
@@ -398,10 +413,16 @@ def scan_kernel(x_ptr, out_ptr, M, N, FN: tl.constexpr, AXIS: tl.constexpr, REVE
 @pytest.mark.parametrize("axis", [0, 1])
 @pytest.mark.parametrize("fn", [tl.cumsum, tl.cumprod], ids=lambda f: f.__name__)
 @pytest.mark.parametrize("dtype", [mx.float32, mx.int32])
-def test_scans(backend: str, rng: np.random.Generator, fn: object, axis: int, reverse: bool, dtype: mx.Dtype) -> None:
+def test_scans(
+    backend: str, rng: np.random.Generator, fn: object, axis: int, reverse: bool, dtype: mx.Dtype
+) -> None:
     m, n = 7, 29
     if fn is tl.cumprod:
-        x = mx.array(rng.choice([-1.0, 1.0, 2.0, 0.5], (m, n)).astype(np.float32)).astype(dtype) if dtype != mx.int32 else mx.array(rng.choice([-1, 1, 2], (m, n)).astype(np.int32))
+        x = (
+            mx.array(rng.choice([-1.0, 1.0, 2.0, 0.5], (m, n)).astype(np.float32)).astype(dtype)
+            if dtype != mx.int32
+            else mx.array(rng.choice([-1, 1, 2], (m, n)).astype(np.int32))
+        )
         if dtype == mx.int32 and axis == 1:
             x = mx.array(rng.choice([-1, 1], (m, n)).astype(np.int32))
     else:
@@ -434,7 +455,16 @@ def dot_kernel(a_ptr, b_ptr, c_ptr, PREC: tl.constexpr, M: tl.constexpr, N: tl.c
 
 
 @pytest.mark.parametrize("trans_b", [False, True])
-@pytest.mark.parametrize("dtype, prec", [(mx.float32, "ieee"), (mx.float32, "tf32"), (mx.float16, "ieee"), (mx.bfloat16, "ieee"), (mx.int8, "ieee")])
+@pytest.mark.parametrize(
+    "dtype, prec",
+    [
+        (mx.float32, "ieee"),
+        (mx.float32, "tf32"),
+        (mx.float16, "ieee"),
+        (mx.bfloat16, "ieee"),
+        (mx.int8, "ieee"),
+    ],
+)
 def test_dot(backend: str, rng: np.random.Generator, dtype: mx.Dtype, prec: str, trans_b: bool) -> None:
     m, n, k = 16, 32, 64
     a = random_array(rng, (m, k), dtype, -4, 4)

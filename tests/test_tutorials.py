@@ -43,7 +43,9 @@ def test_vector_add(backend: str, rng: np.random.Generator, dtype: mx.Dtype, n: 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @pytest.mark.parametrize("shape", [(1, 1), (37, 781), (130, 64)])
-def test_fused_softmax(backend: str, rng: np.random.Generator, dtype: mx.Dtype, shape: tuple[int, int]) -> None:
+def test_fused_softmax(
+    backend: str, rng: np.random.Generator, dtype: mx.Dtype, shape: tuple[int, int]
+) -> None:
     n_rows, n_cols = shape
     x = rand(rng, shape, dtype) * 3
     y = poisoned(shape, dtype)
@@ -58,7 +60,9 @@ def test_fused_softmax(backend: str, rng: np.random.Generator, dtype: mx.Dtype, 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @pytest.mark.parametrize("shape", [(3, 100), (17, 1000)])
-def test_layer_norm_forward(backend: str, rng: np.random.Generator, dtype: mx.Dtype, shape: tuple[int, int]) -> None:
+def test_layer_norm_forward(
+    backend: str, rng: np.random.Generator, dtype: mx.Dtype, shape: tuple[int, int]
+) -> None:
     m, n = shape
     x = rand(rng, shape, dtype) * 2 + 0.5
     w, b = rand(rng, (n,), dtype), rand(rng, (n,), dtype)
@@ -77,7 +81,9 @@ def test_layer_norm_forward(backend: str, rng: np.random.Generator, dtype: mx.Dt
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @pytest.mark.parametrize("mnk", [(64, 64, 64), (100, 75, 50), (33, 130, 17)])
-def test_grouped_matmul(backend: str, rng: np.random.Generator, dtype: mx.Dtype, mnk: tuple[int, int, int]) -> None:
+def test_grouped_matmul(
+    backend: str, rng: np.random.Generator, dtype: mx.Dtype, mnk: tuple[int, int, int]
+) -> None:
     m, n, k = mnk
     a, b = rand(rng, (m, k), dtype), rand(rng, (k, n), dtype)
     c = poisoned((m, n), dtype)
@@ -94,7 +100,9 @@ def test_grouped_matmul(backend: str, rng: np.random.Generator, dtype: mx.Dtype,
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("dtype", [mx.float32, mx.float16])
 @pytest.mark.parametrize("n_ctx", [64, 77])
-def test_flash_attention_forward(backend: str, rng: np.random.Generator, causal: bool, dtype: mx.Dtype, n_ctx: int) -> None:
+def test_flash_attention_forward(
+    backend: str, rng: np.random.Generator, causal: bool, dtype: mx.Dtype, n_ctx: int
+) -> None:
     heads, d = 3, 32
     q, k, v = (rand(rng, (heads, n_ctx, d), dtype) for _ in range(3))
     out = poisoned((heads, n_ctx, d), dtype)

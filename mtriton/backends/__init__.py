@@ -9,7 +9,8 @@ those contents visible through the caller's arrays.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import mlx.core as mx
 
@@ -58,9 +59,7 @@ def get_backend(name: str) -> Backend:
     """Returns the backend called `name`, raising BackendUnavailable if it cannot run here."""
     _load_builtin_backends()
     if name not in _REGISTRY:
-        raise BackendUnavailable(
-            f"unknown backend {name!r}; expected one of {', '.join(options.BACKENDS)}"
-        )
+        raise BackendUnavailable(f"unknown backend {name!r}; expected one of {', '.join(options.BACKENDS)}")
     if name not in _INSTANCES:
         _INSTANCES[name] = _REGISTRY[name]()
     backend = _INSTANCES[name]

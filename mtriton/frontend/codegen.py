@@ -13,8 +13,9 @@ import ast
 import builtins
 import inspect
 import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .. import ir
 from ..errors import CompilationError, KernelTypeError, UnsupportedError, located
@@ -226,7 +227,9 @@ class CodeGenerator(ast.NodeVisitor):
             with self.builder.insert_into(block):
                 vals = [_coerce(n, scope[n], t).handle for n, t in results.items()]
                 self.builder.create("yield", vals, [])
-        op = self.builder.create("if", [cond.handle], list(results.values()), regions=[then_block, else_block])
+        op = self.builder.create(
+            "if", [cond.handle], list(results.values()), regions=[then_block, else_block]
+        )
         after.update({n: core.tensor(r) for n, r in zip(results, op.results)})
         self.scope = after
 
@@ -371,7 +374,9 @@ class CodeGenerator(ast.NodeVisitor):
             return value
         if isinstance(value, (bool, int, float)):
             return semantic.to_tensor(value)
-        raise KernelTypeError(f"a variable reassigned in a runtime loop must hold a number or a block, got {value!r}")
+        raise KernelTypeError(
+            f"a variable reassigned in a runtime loop must hold a number or a block, got {value!r}"
+        )
 
     # ------------------------------------------------------------------ expressions
 
@@ -489,7 +494,9 @@ class CodeGenerator(ast.NodeVisitor):
         bound.apply_defaults()
         for name in fn.constexpr_names:
             if _is_tensor(bound.arguments.get(name)):
-                raise KernelTypeError(f"{fn.__name__}: argument {name} is tl.constexpr but got a runtime value")
+                raise KernelTypeError(
+                    f"{fn.__name__}: argument {name} is tl.constexpr but got a runtime value"
+                )
         callee = CodeGenerator(fn, self.builder, dict(bound.arguments))
         callee.generate_body()
         return callee.return_value

@@ -7,7 +7,8 @@ they raise.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..errors import KernelTypeError
 from ..ir import types as T
@@ -210,7 +211,9 @@ class tensor:
             elif isinstance(item, slice) and item == slice(None):
                 dim += 1
             else:
-                raise KernelTypeError(f"unsupported index {item!r}: only None and ':' are supported on blocks")
+                raise KernelTypeError(
+                    f"unsupported index {item!r}: only None and ':' are supported on blocks"
+                )
         if dim - index.count(None) > len(self.shape):
             raise KernelTypeError(f"too many indices for a block of rank {len(self.shape)}")
         return out
@@ -556,17 +559,37 @@ def _minmax(op: str, input: Any, axis: Any, return_indices: Any, tie_break_left:
     return semantic.reduce([x], axis, _builtin_combine(op), bool(semantic.unwrap(keep_dims)))[0]
 
 
-def max(input: Any, axis: Any = None, return_indices: Any = False, return_indices_tie_break_left: Any = True, keep_dims: Any = False) -> Any:
+def max(
+    input: Any,
+    axis: Any = None,
+    return_indices: Any = False,
+    return_indices_tie_break_left: Any = True,
+    keep_dims: Any = False,
+) -> Any:
     """Maximum along `axis`; with `return_indices`, also its (first) index."""
     return _minmax("maximum", input, axis, return_indices, return_indices_tie_break_left, keep_dims)
 
 
-def min(input: Any, axis: Any = None, return_indices: Any = False, return_indices_tie_break_left: Any = True, keep_dims: Any = False) -> Any:
+def min(
+    input: Any,
+    axis: Any = None,
+    return_indices: Any = False,
+    return_indices_tie_break_left: Any = True,
+    keep_dims: Any = False,
+) -> Any:
     """Minimum along `axis`; with `return_indices`, also its (first) index."""
     return _minmax("minimum", input, axis, return_indices, return_indices_tie_break_left, keep_dims)
 
 
-def dot(input: Any, other: Any, acc: Any = None, input_precision: Any = None, allow_tf32: Any = None, max_num_imprecise_acc: Any = None, out_dtype: Any = T.float32) -> tensor:
+def dot(
+    input: Any,
+    other: Any,
+    acc: Any = None,
+    input_precision: Any = None,
+    allow_tf32: Any = None,
+    max_num_imprecise_acc: Any = None,
+    out_dtype: Any = T.float32,
+) -> tensor:
     """`acc + input @ other` with float32 accumulation (int32 for int8 inputs)."""
     precision = semantic.unwrap(input_precision)
     if precision is None and semantic.unwrap(allow_tf32) is False:
@@ -599,14 +622,18 @@ def static_assert(cond: Any, msg: str = "") -> None:
     """Fails compilation when the constexpr `cond` is false."""
     cond = semantic.unwrap(cond)
     if isinstance(cond, tensor):
-        raise KernelTypeError("tl.static_assert needs a constexpr condition; use tl.device_assert for runtime values")
+        raise KernelTypeError(
+            "tl.static_assert needs a constexpr condition; use tl.device_assert for runtime values"
+        )
     if not cond:
         from ..errors import CompilationError
 
         raise CompilationError(f"static_assert failed: {semantic.unwrap(msg)}")
 
 
-def static_print(*values: Any, sep: str = " ", end: str = "\n", file: Any = None, flush: bool = False) -> None:
+def static_print(
+    *values: Any, sep: str = " ", end: str = "\n", file: Any = None, flush: bool = False
+) -> None:
     """Prints at compile time."""
     print(*(semantic.unwrap(v) for v in values), sep=sep, end=end, file=file, flush=flush)
 
@@ -640,13 +667,25 @@ class static_range:
         self.start, self.end, self.step = args[0], args[1], args[2] if args[2] is not None else 1
         for name in ("start", "end", "step"):
             if not isinstance(getattr(self, name), int):
-                raise KernelTypeError(f"tl.static_range needs constexpr integer bounds, got {name}={getattr(self, name)!r}")
+                raise KernelTypeError(
+                    f"tl.static_range needs constexpr integer bounds, got {name}={getattr(self, name)!r}"
+                )
 
 
 class range:
     """A runtime loop: `for i in tl.range(lo, hi, step, num_stages=...)`."""
 
-    def __init__(self, arg1: Any, arg2: Any = None, step: Any = None, num_stages: Any = None, loop_unroll_factor: Any = None, flatten: Any = None, warp_specialize: Any = None, disallow_acc_multi_buffer: Any = None) -> None:
+    def __init__(
+        self,
+        arg1: Any,
+        arg2: Any = None,
+        step: Any = None,
+        num_stages: Any = None,
+        loop_unroll_factor: Any = None,
+        flatten: Any = None,
+        warp_specialize: Any = None,
+        disallow_acc_multi_buffer: Any = None,
+    ) -> None:
         if arg2 is None:
             arg1, arg2 = 0, arg1
         self.start, self.end = arg1, arg2

@@ -8,7 +8,8 @@ builder of the kernel being compiled.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .. import ir
 from ..errors import CompilationError, KernelTypeError, UnsupportedError
@@ -32,9 +33,7 @@ def current_context() -> _Context | None:
 def context() -> _Context:
     ctx = current_context()
     if ctx is None:
-        raise CompilationError(
-            "tl functions can only be called inside a @mtriton.jit kernel being compiled"
-        )
+        raise CompilationError("tl functions can only be called inside a @mtriton.jit kernel being compiled")
     return ctx
 
 
@@ -258,12 +257,16 @@ def cast(x: Any, dtype: T.DType, bitcast: bool = False) -> core.tensor:
         return x
     if bitcast:
         if x.dtype.bits != dtype.bits:
-            raise KernelTypeError(f"bitcast needs equal widths: {x.dtype} ({x.dtype.bits} bits) to {dtype} ({dtype.bits} bits)")
+            raise KernelTypeError(
+                f"bitcast needs equal widths: {x.dtype} ({x.dtype.bits} bits) to {dtype} ({dtype.bits} bits)"
+            )
         return _t(builder().build("bitcast", [x.handle], x.type.with_elem(dtype)))
     if x.dtype.is_ptr() or dtype.is_ptr():
         if x.dtype.is_ptr() and dtype.is_ptr():
             return _t(builder().build("bitcast", [x.handle], x.type.with_elem(dtype)))
-        raise UnsupportedError(f"casting between pointers and numbers ({x.dtype} to {dtype}) is not supported")
+        raise UnsupportedError(
+            f"casting between pointers and numbers ({x.dtype} to {dtype}) is not supported"
+        )
     if dtype == T.float64:
         raise UnsupportedError("float64 exists only in the interpreter; GPU targets have no float64")
     return _t(builder().build("cast", [x.handle], x.type.with_elem(dtype)))
@@ -479,7 +482,9 @@ def _axis(axis: Any, rank: int) -> int:
     return axis % rank
 
 
-def reduce(inputs: Sequence[core.tensor], axis: Any, combine: Combine, keep_dims: bool = False) -> list[core.tensor]:
+def reduce(
+    inputs: Sequence[core.tensor], axis: Any, combine: Combine, keep_dims: bool = False
+) -> list[core.tensor]:
     """Reduces `inputs` (equal shapes) along `axis`; `axis=None` reduces everything."""
     inputs = [to_tensor(x) for x in inputs]
     if unwrap(axis) is None:
@@ -508,7 +513,9 @@ def reduce(inputs: Sequence[core.tensor], axis: Any, combine: Combine, keep_dims
     return out
 
 
-def scan(inputs: Sequence[core.tensor], axis: Any, combine: Combine, reverse: bool = False) -> list[core.tensor]:
+def scan(
+    inputs: Sequence[core.tensor], axis: Any, combine: Combine, reverse: bool = False
+) -> list[core.tensor]:
     inputs = [to_tensor(x) for x in inputs]
     ax = _axis(axis, len(inputs[0].shape))
     region = _combine_region([x.dtype for x in inputs], combine)
@@ -528,12 +535,16 @@ DOT_PRECISIONS = ("ieee", "tf32", "tf32x3")
 def dot(a: Any, b: Any, acc: Any, input_precision: Any, out_dtype: T.DType) -> core.tensor:
     a, b = to_tensor(a), to_tensor(b)
     if len(a.shape) not in (2, 3) or len(a.shape) != len(b.shape):
-        raise KernelTypeError(f"tl.dot needs two 2-D (or 3-D batched) blocks, got shapes {list(a.shape)} and {list(b.shape)}")
+        raise KernelTypeError(
+            f"tl.dot needs two 2-D (or 3-D batched) blocks, got shapes {list(a.shape)} and {list(b.shape)}"
+        )
     if a.shape[-1] != b.shape[-2]:
         raise KernelTypeError(f"tl.dot inner dimensions differ: {list(a.shape)} @ {list(b.shape)}")
     for name, x in (("first", a), ("second", b)):
         if min(x.shape[-2:]) < 16:
-            raise KernelTypeError(f"tl.dot's {name} operand has shape {list(x.shape)}; every dimension must be >= 16, as in Triton")
+            raise KernelTypeError(
+                f"tl.dot's {name} operand has shape {list(x.shape)}; every dimension must be >= 16, as in Triton"
+            )
     if a.dtype != b.dtype:
         dtype = computation_type(a.dtype, b.dtype)
         a, b = cast(a, dtype), cast(b, dtype)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import ast
 import inspect
 import textwrap
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import mlx.core as mx
 
@@ -79,7 +80,13 @@ class JITFunction:
 
     is_mtriton_jit = True
 
-    def __init__(self, fn: Callable[..., Any], do_not_specialize: Iterable[Any] = (), debug: bool | None = None, noinline: bool = False) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        do_not_specialize: Iterable[Any] = (),
+        debug: bool | None = None,
+        noinline: bool = False,
+    ) -> None:
         self.fn = fn
         self.__name__ = fn.__name__
         self.__qualname__ = fn.__qualname__
@@ -112,7 +119,9 @@ class JITFunction:
 
         ctx = semantic.current_context()
         if ctx is None:
-            raise LaunchError(f"@jit function {self.__name__} is launched as {self.__name__}[grid](...), not called")
+            raise LaunchError(
+                f"@jit function {self.__name__} is launched as {self.__name__}[grid](...), not called"
+            )
         # Called from Python code running inside a kernel being compiled (a constexpr
         # function argument, say): inline it like a call written in the kernel.
         return ctx.codegen.call_function(self, args, kwargs)
@@ -170,7 +179,9 @@ class JITFunction:
             if dtype is None:
                 raise LaunchError(f"argument {name}: dtype {value.dtype} is not supported by kernels")
             if dtype == T.float64 and backend != "interpreter":
-                raise LaunchError(f"argument {name}: float64 runs only on the interpreter; backend {backend!r} has no float64")
+                raise LaunchError(
+                    f"argument {name}: float64 runs only on the interpreter; backend {backend!r} has no float64"
+                )
             return ArgSpec(name, "ptr", T.PointerType(dtype), divisibility=16)
         if isinstance(value, bool):
             return ArgSpec(name, "scalar", T.int1)
@@ -183,7 +194,9 @@ class JITFunction:
             return ArgSpec(name, "scalar", dtype, divisibility=16 if value % 16 == 0 else 1)
         if isinstance(value, float):
             return ArgSpec(name, "scalar", T.float32)
-        raise LaunchError(f"argument {name}: expected an mx.array, a number, a dtype or None, got {type(value).__name__}")
+        raise LaunchError(
+            f"argument {name}: expected an mx.array, a number, a dtype or None, got {type(value).__name__}"
+        )
 
     def bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """Splits a call into (arguments by name with defaults, launch options)."""
@@ -259,7 +272,14 @@ def _jit_functions_in(obj: Any, node: ast.AST, fn: JITFunction) -> list[JITFunct
     return []
 
 
-def jit(fn: Callable[..., Any] | None = None, *, do_not_specialize: Iterable[Any] = (), debug: bool | None = None, noinline: bool = False, **_: Any) -> Any:
+def jit(
+    fn: Callable[..., Any] | None = None,
+    *,
+    do_not_specialize: Iterable[Any] = (),
+    debug: bool | None = None,
+    noinline: bool = False,
+    **_: Any,
+) -> Any:
     """Compiles `fn` as a kernel: `@jit` or `@jit(do_not_specialize=["n"])`."""
 
     def deco(f: Callable[..., Any]) -> JITFunction:
