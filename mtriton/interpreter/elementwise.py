@@ -1,0 +1,269 @@
+"""Rules for the ops without memory or control effects: values, layouts, arithmetic.
+
+Arithmetic computes in the op's element type with MLX. Where MLX's semantics
+differ from the IR's (C-style integer division, `fmod`, casts to `i1`), the
+rule says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import mlx.core as mx
+
+from mtriton.ir import DType, Op, PointerType
+
+from .machine import (
+    Frame,
+    InterpreterError,
+    Ptr,
+    Runtime,
+    elem_of,
+    executes,
+    expand_to,
+    map_value,
+    mx_dtype,
+    scalar,
+    select,
+)
+
+# ---------------------------------------------------------------- values
+
+
+@executes("constant")
+def _constant(frame: Frame, op: Op, args: list[Runtime]) -> mx.array:
+    # A broadcast view: a splatted constant costs no memory until combined.
+    value = scalar(op.attrs["value"], elem_of(op.result))
+    return mx.broadcast_to(value, frame.batch + op.result.type.shape)
+
+
+@executes("program_id")
+def _program_id(frame: Frame, op: Op, args: list[Runtime]) -> mx.array:
+    # Combine regions run with a wider batch that starts with the programs.
+    pid = frame.launch.program_ids[op.attrs["axis"]]
+    return mx.broadcast_to(expand_to(pid, len(frame.batch)), frame.batch)
+
+
+@executes("num_programs")
+def _num_programs(frame: Frame, op: Op, args: list[Runtime]) -> mx.array:
+    count = mx.array(frame.launch.grid[op.attrs["axis"]], dtype=mx.int32)
+    return mx.broadcast_to(count, frame.batch)
+
+
+@executes("arange")
+def _arange(frame: Frame, op: Op, args: list[Runtime]) -> mx.array:
+    lanes = mx.arange(op.attrs["start"], op.attrs["end"], dtype=mx.int32)
+    return mx.broadcast_to(lanes, frame.batch + lanes.shape)
+
+
+@executes("assume")
+def _assume(frame: Frame, op: Op, args: list[Runtime]) -> Runtime:
+    return args[0]
+
+
+@executes("debug_barrier")
+def _debug_barrier(frame: Frame, op: Op, args: list[Runtime]) -> None:
+    # Programs never share memory mid-flight here: each op runs for all of them at once.
+    return None
+
+
+# ---------------------------------------------------------------- layouts
+
+
+@executes("splat")
+def _splat(frame: Frame, op: Op, args: list[Runtime]) -> Runtime:
+    shape = frame.batch + op.result.type.shape
+    return map_value(lambda x: mx.broadcast_to(expand_to(x, len(shape)), shape), args[0])
+
+
+@executes("broadcast")
+def _broadcast(frame: Frame, op: Op, args: list[Runtime]) -> Runtime:
+    shape = frame.batch + op.result.type.shape
+    return map_value(lambda x: mx.broadcast_to(x, shape), args[0])
+
+
+@executes("expand_dims")
+def _expand_dims(frame: Frame, op: Op, args: list[Runtime]) -> Runtime:
+    axis = op.attrs["axis"] % len(op.result.type.shape)
+    return map_value(lambda x: mx.expand_dims(x, len(frame.batch) + axis), args[0])
+
+
+@executes("reshape")
+def _reshape(frame: Frame, op: Op, args: list[Runtime]) -> Runtime:
+    shape = frame.batch + op.result.type.shape
+    return map_value(lambda x: x.reshape(shape), args[0])
+
+
+@executes("permute")
+def _permute(frame: Frame, op: Op, args: list[Runtime]) -> Runtime:
+    nb = len(frame.batch)
+    axes = list(range(nb)) + [nb + axis for axis in op.attrs["order"]]
+    return map_value(lambda x: mx.transpose(x, axes), args[0])
+
+
+@executes("join")
+def _join(frame: Frame, op: Op, args: list[Runtime]) -> Runtime:
+    a, b = args
+    if isinstance(a, Ptr) and isinstance(b, Ptr) and a.param == b.param:
+        return Ptr(a.param, mx.stack([a.offsets, b.offsets], axis=-1))
+    if isinstance(a, Ptr) or isinstance(b, Ptr):
+        raise InterpreterError(f"joining pointers into different arguments at {op.loc}")
+    return mx.stack([a, b], axis=-1)
+
+
+@executes("split")
+def _split(frame: Frame, op: Op, args: list[Runtime]) -> list[Runtime]:
+    return [map_value(lambda x, i=i: x[..., i], args[0]) for i in (0, 1)]
+
+
+# ---------------------------------------------------------------- conversions
+
+
+def _no_pointer(op: Op) -> None:
+    """Casts between pointers and integers need addresses, which the interpreter does not model."""
+    if any(isinstance(v.type.elem, PointerType) for v in [*op.operands, *op.results]):
+        raise InterpreterError(
+            f"`{op.name}` to or from a pointer is not supported by the interpreter at {op.loc}"
+        )
+
+
+@executes("cast")
+def _cast(frame: Frame, op: Op, args: list[Runtime]) -> mx.array:
+    _no_pointer(op)
+    x = args[0]
+    dst = elem_of(op.result)
+    if dst.is_bool():
+        return mx.not_equal(x, 0)
+    # MLX's astype is C's conversion: float -> int truncates toward zero,
+    # int -> narrower int wraps, bool -> number is 0/1.
+    return x.astype(mx_dtype(dst))
+
+
+@executes("bitcast")
+def _bitcast(frame: Frame, op: Op, args: list[Runtime]) -> mx.array:
+    _no_pointer(op)
+    return mx.view(args[0], mx_dtype(elem_of(op.result)))
+
+
+# ---------------------------------------------------------------- arithmetic
+
+
+def _trunc_div(a: mx.array, b: mx.array, dtype: DType) -> mx.array:
+    """C integer division: truncates toward zero."""
+    if not dtype.is_signed():
+        return mx.floor_divide(a, b)
+    # INT_MIN // -1 traps on x86 (SIGFPE kills the process), so divide by 1 there
+    # and negate instead; the wrapped result is what GPUs produce.
+    safe = mx.where(b == -1, 1, b)
+    floor = mx.floor_divide(a, safe)
+    inexact = mx.logical_and(mx.remainder(a, safe) != 0, (a < 0) != (safe < 0))
+    return mx.where(b == -1, -a, mx.where(inexact, floor + 1, floor))
+
+
+def _c_mod(a: mx.array, b: mx.array, dtype: DType) -> mx.array:
+    """C remainder (`%` for ints, `fmod` for floats): takes the dividend's sign."""
+    if dtype.is_floating():
+        # MLX's remainder is Python's (divisor's sign); on magnitudes the two agree
+        # exactly, whereas fixing the sign afterwards would round.
+        r = mx.remainder(mx.abs(a), mx.abs(b))
+        return mx.where(a < 0, -r, r)
+    if not dtype.is_signed():
+        return mx.remainder(a, b)
+    safe = mx.where(b == -1, 1, b)
+    r = mx.remainder(a, safe)
+    r = mx.where(mx.logical_and(r != 0, (r < 0) != (a < 0)), r - safe, r)
+    return mx.where(b == -1, 0, r)
+
+
+_BINARY: dict[str, Callable[[mx.array, mx.array, DType], mx.array]] = {
+    # i1 arithmetic wraps modulo 2 like any integer; MLX's bool + bool saturates.
+    "add": lambda a, b, t: mx.bitwise_xor(a, b) if t.is_bool() else a + b,
+    "sub": lambda a, b, t: mx.bitwise_xor(a, b) if t.is_bool() else a - b,
+    "mul": lambda a, b, t: a * b,
+    "div": lambda a, b, t: mx.divide(a, b),
+    "floordiv": _trunc_div,
+    "mod": _c_mod,
+    "and": lambda a, b, t: mx.bitwise_and(a, b),
+    "or": lambda a, b, t: mx.bitwise_or(a, b),
+    "xor": lambda a, b, t: mx.bitwise_xor(a, b),
+    "shl": lambda a, b, t: mx.left_shift(a, b),
+    # C++ >> on the array's own type: arithmetic when signed, logical when unsigned.
+    "shr": lambda a, b, t: mx.right_shift(a, b),
+    "maximum": lambda a, b, t: mx.maximum(a, b),
+    "minimum": lambda a, b, t: mx.minimum(a, b),
+    "pow": lambda a, b, t: mx.power(a, b),
+    "atan2": lambda a, b, t: mx.arctan2(a, b),
+}
+
+
+@executes(*_BINARY)
+def _binary(frame: Frame, op: Op, args: list[Runtime]) -> mx.array:
+    a, b = args
+    return _BINARY[op.name](a, b, elem_of(op.result))
+
+
+def _not(x: mx.array) -> mx.array:
+    return mx.logical_not(x) if x.dtype == mx.bool_ else mx.bitwise_invert(x)
+
+
+_UNARY: dict[str, Callable[[mx.array], mx.array]] = {
+    "neg": mx.negative,
+    "not": _not,
+    "exp": mx.exp,
+    # pow(2, x) rather than exp(x * ln 2), which loses bits for large |x|.
+    "exp2": lambda x: mx.power(2.0, x),
+    "log": mx.log,
+    "log2": mx.log2,
+    "sqrt": mx.sqrt,
+    "rsqrt": mx.rsqrt,
+    "sin": mx.sin,
+    "cos": mx.cos,
+    "tanh": mx.tanh,
+    "abs": mx.abs,
+    "erf": mx.erf,
+    "floor": mx.floor,
+    "ceil": mx.ceil,
+}
+
+
+@executes(*_UNARY)
+def _unary(frame: Frame, op: Op, args: list[Runtime]) -> mx.array:
+    return _UNARY[op.name](args[0])
+
+
+_CMP: dict[str, Callable[[mx.array, mx.array], mx.array]] = {
+    "eq": mx.equal,
+    "ne": mx.not_equal,
+    "lt": mx.less,
+    "le": mx.less_equal,
+    "gt": mx.greater,
+    "ge": mx.greater_equal,
+}
+
+
+@executes("cmp")
+def _cmp(frame: Frame, op: Op, args: list[Runtime]) -> mx.array:
+    a, b = args
+    if isinstance(a, Ptr) and isinstance(b, Ptr):
+        if a.param != b.param:
+            raise InterpreterError(f"comparing pointers into different arguments at {op.loc}")
+        a, b = a.offsets, b.offsets
+    return _CMP[op.attrs["pred"]](a, b)
+
+
+@executes("fma")
+def _fma(frame: Frame, op: Op, args: list[Runtime]) -> mx.array:
+    a, b, c = args
+    dtype = elem_of(op.result)
+    if dtype.is_floating() and dtype.bits < 64:
+        # The product is exact in float64, so one final rounding matches a fused multiply-add
+        # (up to rare double-rounding ties).
+        wide = a.astype(mx.float64) * b.astype(mx.float64) + c.astype(mx.float64)
+        return wide.astype(mx_dtype(dtype))
+    return a * b + c
+
+
+@executes("where")
+def _where(frame: Frame, op: Op, args: list[Runtime]) -> Runtime:
+    cond, a, b = args
+    return select(cond, a, b, op)

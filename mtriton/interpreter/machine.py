@@ -1,0 +1,311 @@
+"""The interpreter's state, its runtime values and the op dispatch table.
+
+Every IR value is held with leading *batch* dimensions: in a kernel body the
+batch is `(P,)`, one entry per program of the current chunk, so a
+`<128x64xf32>` value is an `(P, 128, 64)` array and a scalar is `(P,)`. The
+combine regions of `reduce` and `scan` run with a wider batch (the programs and
+every element being combined at once), which is why the batch is a tuple.
+
+Within a `Frame`, `active` says which programs execute: values computed for
+inactive programs are don't-cares (whoever merges them back uses `where`), and
+every side effect ANDs `active` into its lane mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+
+from mtriton.errors import MTritonError
+from mtriton.ir import Block, DType, Op, PointerType, Value, walk
+from mtriton.ir.core import TERMINATORS
+
+
+class InterpreterError(MTritonError):
+    """A runtime fault of an interpreted kernel; the message ends with the op's location."""
+
+
+MX_DTYPES: dict[str, mx.Dtype] = {
+    "i1": mx.bool_,
+    "i8": mx.int8,
+    "i16": mx.int16,
+    "i32": mx.int32,
+    "i64": mx.int64,
+    "u8": mx.uint8,
+    "u16": mx.uint16,
+    "u32": mx.uint32,
+    "u64": mx.uint64,
+    "f16": mx.float16,
+    "bf16": mx.bfloat16,
+    "f32": mx.float32,
+    "f64": mx.float64,
+}
+
+
+def mx_dtype(dtype: DType) -> mx.Dtype:
+    """The MLX dtype that holds values of the IR element type `dtype`."""
+    if isinstance(dtype, PointerType):
+        raise InterpreterError(f"pointer type {dtype} has no array representation")
+    return MX_DTYPES[dtype.short]
+
+
+def elem_of(value: Value) -> DType:
+    """The element type of an IR value that is not a pointer."""
+    elem = value.type.elem
+    assert isinstance(elem, DType), f"expected a non-pointer value, got {value.type}"
+    return elem
+
+
+def scalar(value: bool | int | float, dtype: DType) -> mx.array:
+    """A 0-d array of `value` converted to `dtype`, integers wrapping like C.
+
+    MLX cannot build a uint64 above 2**63 from a Python int, so integers go
+    through NumPy, which also makes negative literals of unsigned types wrap.
+    """
+    if dtype.is_bool():
+        return mx.array(bool(value))
+    if dtype.is_int():
+        bits = dtype.bits
+        wrapped = int(value) % (1 << bits)
+        if dtype.is_signed() and wrapped >= 1 << (bits - 1):
+            wrapped -= 1 << bits
+        return mx.array(np.array(wrapped, dtype=f"{'i' if dtype.is_signed() else 'u'}{bits // 8}"))
+    return mx.array(float(value), dtype=mx_dtype(dtype))
+
+
+@dataclass
+class Ptr:
+    """A block of pointers into one pointer parameter's buffer.
+
+    Attributes:
+        param: Index of the pointer parameter whose memory this points into.
+        offsets: Element offsets, shaped like the value (batch + block shape), of the
+            buffer's `Memory.index_dtype`.
+    """
+
+    param: int
+    offsets: mx.array
+
+    def map(self, fn: Callable[[mx.array], mx.array]) -> Ptr:
+        """The same buffer with `fn` applied to the offsets (shape ops)."""
+        return Ptr(self.param, fn(self.offsets))
+
+
+Runtime = mx.array | Ptr
+
+
+def map_value(fn: Callable[[mx.array], mx.array], x: Runtime) -> Runtime:
+    """Applies a layout function to an array or to a pointer block's offsets."""
+    return x.map(fn) if isinstance(x, Ptr) else fn(x)
+
+
+def arrays_of(values: Iterable[Runtime | None]) -> list[mx.array]:
+    """The arrays behind runtime values, for `mx.eval`."""
+    return [v.offsets if isinstance(v, Ptr) else v for v in values if v is not None]
+
+
+def expand_to(mask: mx.array, ndim: int) -> mx.array:
+    """Appends size-1 dims to a batch-shaped mask so it broadcasts against `ndim` dims."""
+    return mask.reshape(mask.shape + (1,) * (ndim - mask.ndim))
+
+
+def select(cond: mx.array, a: Runtime, b: Runtime, op: Op) -> Runtime:
+    """`where(cond, a, b)` for arrays or pointer blocks; `cond` may be batch-shaped.
+
+    Raises:
+        InterpreterError: `a` and `b` point into different parameters: the
+            interpreter keeps one buffer per pointer value.
+    """
+    if isinstance(a, Ptr) or isinstance(b, Ptr):
+        if not (isinstance(a, Ptr) and isinstance(b, Ptr)) or a.param != b.param:
+            raise InterpreterError(
+                f"selecting between pointers into different arguments is not supported "
+                f"by the interpreter at {op.loc}"
+            )
+        return Ptr(a.param, mx.where(expand_to(cond, a.offsets.ndim), a.offsets, b.offsets))
+    return mx.where(expand_to(cond, a.ndim), a, b)
+
+
+@dataclass
+class Memory:
+    """The flat contents of every pointer parameter.
+
+    Each buffer has one scratch slot past the end: masked-off lanes of stores
+    and atomics are sent there, so a scatter never needs a second pass.
+
+    Attributes:
+        names: Parameter names, for error messages.
+        sizes: Element count of each pointer parameter (0 for scalars).
+        buffers: Flat buffer (size + 1 elements) per pointer parameter, else None.
+        written: Indices of parameters a store or atomic has executed on.
+    """
+
+    names: list[str]
+    sizes: list[int]
+    buffers: list[mx.array | None]
+    written: set[int] = field(default_factory=set)
+
+    def index_dtype(self, param: int) -> mx.Dtype:
+        """The integer type of offsets into parameter `param`'s buffer.
+
+        int32 wherever it can address the buffer and its scratch slot: MLX's int64
+        elementwise ops on the CPU are about 20x slower than int32 ones (16 ms vs
+        0.7 ms to add 4M elements). Offsets only ever add, so int32 arithmetic is
+        exact modulo 2**32: every in-bounds address comes out right, and only an
+        access more than 2**31 elements out of bounds could wrap back into range
+        and escape the bounds check.
+        """
+        return mx.int32 if self.sizes[param] < 2**31 - 1 else mx.int64
+
+    def live(self) -> list[mx.array]:
+        """The buffers that may hold unevaluated writes."""
+        return [b for i, b in enumerate(self.buffers) if b is not None and i in self.written]
+
+
+@dataclass
+class Launch:
+    """What every frame of one chunk of programs shares.
+
+    Attributes:
+        kernel: The kernel's name, for messages.
+        grid: The launch grid (three axes).
+        program_ids: int32 arrays of shape (P,), one per grid axis.
+        memory: The parameters' buffers.
+        plans: `release_plan` of each block run so far; shared by the chunks of
+            one launch (not cached on the IR, which passes may rewrite).
+    """
+
+    kernel: str
+    grid: tuple[int, int, int]
+    program_ids: tuple[mx.array, mx.array, mx.array]
+    memory: Memory
+    plans: dict[Block, list[list[Value]]]
+
+    def release_plan(self, block: Block) -> list[list[Value]]:
+        if block not in self.plans:
+            self.plans[block] = release_plan(block)
+        return self.plans[block]
+
+
+Executor = Callable[["Frame", Op, list[Any]], Any]
+_EXECUTORS: dict[str, Executor] = {}
+
+
+def executes(*names: str) -> Callable[[Executor], Executor]:
+    """Registers the decorated function as the rule that executes ops `names`.
+
+    The rule gets the frame, the op and its operands' runtime values; it
+    returns the result for a one-result op, a sequence for several, else None.
+    """
+
+    def register(fn: Executor) -> Executor:
+        for name in names:
+            assert name not in _EXECUTORS, f"two interpreter rules for {name!r}"
+            _EXECUTORS[name] = fn
+        return fn
+
+    return register
+
+
+def pack(op: Op, values: Sequence[Runtime]) -> Any:
+    """Shapes a list of result values the way `executes` rules return them."""
+    return values[0] if len(op.results) == 1 else list(values)
+
+
+def release_plan(block: Block) -> list[list[Value]]:
+    """Per op of `block`: the values defined in `block` that nothing after it reads.
+
+    `Frame.run` drops them from the environment right away, so MLX frees each
+    intermediate once consumed instead of holding every value of the kernel
+    (each up to `MAX_ELEMENTS` elements) until the chunk ends.
+    """
+    last_use = dict.fromkeys(block.args, 0) if block.ops else {}
+    for index, op in enumerate(block.ops):
+        last_use.update(dict.fromkeys(op.results, index))
+        # A value read inside a region lives until the op owning the region ends.
+        for inner in [op, *(o for region in op.regions for o in walk(region))]:
+            for value in inner.operands:
+                if value in last_use:
+                    last_use[value] = index
+    plan: list[list[Value]] = [[] for _ in block.ops]
+    for value, index in last_use.items():
+        plan[index].append(value)
+    return plan
+
+
+@dataclass
+class Frame:
+    """Where a block runs: its batch shape, its active programs and its values.
+
+    Attributes:
+        batch: Leading dims of every value: (P,) in a kernel body.
+        active: bool array of shape `batch` marking executing programs, or
+            None when all are (the fast path: nothing is masked).
+        env: Runtime value of each IR value in scope; shared with nested
+            control-flow regions (SSA names are unique).
+        launch: State shared by the whole chunk.
+    """
+
+    batch: tuple[int, ...]
+    active: mx.array | None
+    env: dict[Value, Runtime]
+    launch: Launch
+
+    @property
+    def memory(self) -> Memory:
+        return self.launch.memory
+
+    def masked(self, active: mx.array | None) -> Frame:
+        """A frame over the same values where only `active` programs execute."""
+        return Frame(self.batch, active, self.env, self.launch)
+
+    def lanes(self, mask: mx.array | None, shape: tuple[int, ...]) -> mx.array | None:
+        """The lanes of a `shape`-block that take effect: `mask` AND the active programs.
+
+        Returns None when every lane does.
+        """
+        if self.active is None:
+            return mask
+        active = expand_to(self.active, len(self.batch) + len(shape))
+        if mask is None:
+            return mx.broadcast_to(active, self.batch + shape)
+        return mx.logical_and(mask, active)
+
+    def run(self, block: Block, args: Sequence[Runtime]) -> list[Runtime]:
+        """Executes `block` with `args` bound to its arguments.
+
+        Returns:
+            The operands of its terminator (`yield` or `condition`), or [].
+        """
+        for arg, value in zip(block.args, args, strict=True):
+            self.env[arg] = value
+        for op, dead in zip(block.ops, self.launch.release_plan(block)):
+            operands = [self.env[v] for v in op.operands]
+            if op.name in TERMINATORS:
+                return operands
+            self._bind(op, self._execute(op, operands))
+            for value in dead:
+                del self.env[value]
+        return []
+
+    def _execute(self, op: Op, operands: list[Runtime]) -> Any:
+        rule = _EXECUTORS.get(op.name)
+        if rule is None:
+            raise InterpreterError(f"the interpreter cannot execute `{op.name}` at {op.loc}")
+        try:
+            return rule(self, op, operands)
+        except InterpreterError:
+            raise
+        except Exception as exc:  # MLX errors mean malformed IR: point at the op.
+            raise InterpreterError(f"`{op.name}` failed ({exc}) at {op.loc}") from exc
+
+    def _bind(self, op: Op, out: Any) -> None:
+        if len(op.results) == 1:
+            self.env[op.results[0]] = out
+        elif op.results:
+            for result, value in zip(op.results, out, strict=True):
+                self.env[result] = value
