@@ -1,0 +1,154 @@
+"""Compiles the runtime and kernels to shared libraries, with a disk cache.
+
+Libraries are cached under ``$MTRITON_CACHE_DIR/metal-emu`` (default
+``~/.cache/mtriton/metal-emu``), named by a hash of everything that shapes the
+binary: the source, the compiler and its version, the flags and the shim.
+Each is compiled to a temporary file in the same folder and moved into place
+with ``os.replace``, so parallel test workers never see a partial library.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shlex
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import CompileError
+
+SHIM_DIR = Path(__file__).parent / "shim"
+_SHIM_HEADERS = ("emu_abi.h", "metal_types.h", "metal_math.h", "metal_simd.h", "metal_shim.h")
+_RUNTIME_SOURCE = "runtime.cpp"
+
+_COMMON_FLAGS = (
+    "-std=c++17",
+    "-fPIC",
+    "-shared",
+    "-fno-strict-aliasing",
+    "-fwrapv",  # GPU integer arithmetic wraps
+    "-ffp-contract=off",  # no fused multiply-add unless the source asks
+    "-fno-math-errno",
+    "-fno-exceptions",
+    "-fno-rtti",
+    "-w",
+)
+# -O1 compiles about as fast as -O0 for these small units and runs several
+# times faster.
+_KERNEL_FLAGS = ("-O1", "-fvisibility=hidden")
+# The runtime longjmps from a signal handler on another stack, which glibc's
+# fortified longjmp would take for stack corruption.
+_RUNTIME_FLAGS = ("-O2", "-fvisibility=hidden", "-pthread", "-U_FORTIFY_SOURCE")
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """A C++ compiler and what identifies its output.
+
+    Attributes:
+        command: The compiler command line (``MTRITON_CXX``, default ``g++``).
+        identity: Its ``--version`` output, part of every cache key.
+        flags: Flags this compiler needs beyond the common ones.
+    """
+
+    command: tuple[str, ...]
+    identity: str
+    flags: tuple[str, ...]
+
+
+# Flags used where the compiler takes them. Stack-clash probes make a frame
+# larger than the guard page below a fiber's stack touch that page instead of
+# jumping over it. clang on x86 computes _Float16 arithmetic in float unless
+# told to round after each operation, as Metal does (ARM has native half).
+_OPTIONAL_FLAGS = (
+    ("-fstack-clash-protection",),
+    ("-Xclang", "-ffloat16-excess-precision=none"),
+)
+
+
+def _accepts(command: tuple[str, ...], flags: tuple[str, ...]) -> bool:
+    probe = [*command, *flags, "-x", "c++", "-fsyntax-only", "-"]
+    return subprocess.run(probe, input="", capture_output=True, text=True).returncode == 0
+
+
+@functools.cache
+def _toolchain(cxx: str) -> Toolchain:
+    command = tuple(shlex.split(cxx))
+    try:
+        identity = subprocess.run([*command, "--version"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise RuntimeError(f"[metal-emu] cannot run the C++ compiler {cxx!r}: {exc}") from exc
+    flags = tuple(f for option in _OPTIONAL_FLAGS if _accepts(command, option) for f in option)
+    return Toolchain(command, identity, flags)
+
+
+def toolchain() -> Toolchain:
+    """Returns the compiler in use (``MTRITON_CXX`` or ``g++``)."""
+    return _toolchain(os.environ.get("MTRITON_CXX", "g++"))
+
+
+def cache_dir() -> Path:
+    """Returns the folder compiled libraries are cached in."""
+    root = os.environ.get("MTRITON_CACHE_DIR") or Path.home() / ".cache" / "mtriton"
+    return Path(root) / "metal-emu"
+
+
+@functools.cache
+def shim_digest() -> str:
+    """Hash of the shim headers and runtime source (the "shim version")."""
+    digest = hashlib.sha256()
+    for name in (*_SHIM_HEADERS, _RUNTIME_SOURCE):
+        digest.update(name.encode())
+        digest.update((SHIM_DIR / name).read_bytes())
+    return digest.hexdigest()
+
+
+def _build(prefix: str, source: str, flags: tuple[str, ...], kernel: str) -> Path:
+    tools = toolchain()
+    all_flags = (*_COMMON_FLAGS, *flags, *tools.flags)
+    key = hashlib.sha256(
+        "\0".join([source, tools.identity, *tools.command, *all_flags, shim_digest()]).encode()
+    ).hexdigest()[:40]
+    folder = cache_dir()
+    target = folder / f"{prefix}-{key}.so"
+    if target.exists():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".build-") as tmp:
+        cpp = Path(tmp) / f"{prefix}.cpp"
+        cpp.write_text(source)
+        out = Path(tmp) / f"{prefix}.so"
+        command = [*tools.command, *all_flags, f"-I{SHIM_DIR}", str(cpp), "-o", str(out)]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise CompileError(
+                f"[metal-emu] {' '.join(tools.command)} rejected kernel {kernel}:\n{result.stderr.strip()}",
+                kernel=kernel,
+            )
+        os.replace(out, target)
+    return target
+
+
+def build_runtime() -> Path:
+    """Compiles (or finds in the cache) the fiber runtime library."""
+    source = (SHIM_DIR / _RUNTIME_SOURCE).read_text()
+    return _build("runtime", source, _RUNTIME_FLAGS, "<runtime>")
+
+
+def build_kernel(cpp: str, kernel: str) -> Path:
+    """Compiles (or finds in the cache) one kernel's translation unit.
+
+    Args:
+        cpp: The translation unit from ``translate.translate``.
+        kernel: The kernel's host name, for error messages.
+
+    Returns:
+        The path of the shared library.
+
+    Raises:
+        CompileError: If the compiler rejects the source.
+    """
+    return _build("kernel", cpp, _KERNEL_FLAGS, kernel)

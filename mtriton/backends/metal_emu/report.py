@@ -1,0 +1,201 @@
+"""Turns the runtime's error record into a Python exception.
+
+Messages say what went wrong, then where::
+
+    [metal-emu] kernel oob: out-of-bounds write: 0 bytes past the end of output
+    'out' (element 99 of 99, 4-byte elements)
+      --> kernels.py:31 (Metal line 7)
+          7 | out[i + 1] = a[i];  // kernels.py:31
+      thread (2, 0, 0) of threadgroup (3, 0, 0), thread_position_in_grid (98, 0, 0)
+      in custom_kernel_oob_float_float
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+
+from . import abi
+from .errors import (
+    BarrierDivergence,
+    Deadlock,
+    EmulatorError,
+    KernelFault,
+    OutOfBounds,
+    ThreadgroupMemoryError,
+)
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """A guarded buffer of one call.
+
+    Attributes:
+        name: The parameter it feeds.
+        role: ``"input"``, ``"output"``, ``"shape"``, ``"strides"`` or ``"ndim"``.
+        ptr: Start of the mapped bytes.
+        nbytes: Their number.
+        itemsize: Bytes per element.
+        lead: Offset of element 0 from ``ptr`` (inputs with negative strides).
+    """
+
+    name: str
+    role: str
+    ptr: int
+    nbytes: int
+    itemsize: int
+    lead: int
+
+
+@dataclass(frozen=True)
+class Context:
+    """What an error message needs to know about the call."""
+
+    name: str
+    host_name: str
+    lines: Sequence[str]
+    locations: Sequence[tuple[int, str | None]]
+    threadgroup_names: Sequence[str]
+    buffers: Sequence[Buffer]
+    group_size: tuple[int, ...]
+    timeout_s: float
+
+
+def _triple(values: Sequence[int]) -> tuple[int, int, int]:
+    return (int(values[0]), int(values[1]), int(values[2]))
+
+
+@dataclass(frozen=True)
+class _Thread:
+    group: tuple[int, int, int]
+    pos: tuple[int, int, int]
+    loc: int
+
+    def describe(self, ctx: Context) -> str:
+        grid = tuple(g * s + p for g, s, p in zip(self.group, ctx.group_size, self.pos, strict=True))
+        return f"thread {self.pos} of threadgroup {self.group}, thread_position_in_grid {grid}"
+
+
+def _location(ctx: Context, loc: int) -> tuple[str | None, int | None]:
+    if 0 <= loc < len(ctx.locations):
+        line, py = ctx.locations[loc]
+        return py, line
+    return None, None
+
+
+def _site(ctx: Context, loc: int) -> str:
+    py, line = _location(ctx, loc)
+    if line is None:
+        return "  --> (before the first statement of the kernel body)"
+    head = f"  --> {py} (Metal line {line})" if py else f"  --> Metal line {line}"
+    text = ctx.lines[line - 1].strip() if line <= len(ctx.lines) else ""
+    return f"{head}\n  {line:>5} | {text}"
+
+
+def _fault_message(err: abi.Error, ctx: Context) -> tuple[type[EmulatorError], str]:
+    verb = {1: "write", 0: "read"}.get(err.access, "access")
+    if err.tag >= 0:
+        buf = ctx.buffers[err.tag]
+        offset = err.offset
+        owner = f"{buf.role} '{buf.name}'"
+        if buf.role in ("shape", "strides", "ndim"):
+            owner = f"'{buf.name}'"
+        elements = buf.nbytes // buf.itemsize
+        if offset >= buf.nbytes:
+            where = f"{offset - buf.nbytes} bytes past the end of"
+        else:
+            where = f"{-offset} bytes before the start of"
+        return OutOfBounds, (
+            f"out-of-bounds {verb}: {where} {owner} (element {(offset - buf.lead) // buf.itemsize}"
+            f" of {elements}, {buf.itemsize}-byte elements)"
+        )
+    if err.tag <= abi.TAG_TG:
+        name = ctx.threadgroup_names[abi.TAG_TG - err.tag]
+        side = "past the end of" if err.offset >= 0 else "before the start of"
+        return ThreadgroupMemoryError, (
+            f"out-of-bounds {verb} {side} threadgroup array '{name}' ({err.size} bytes; "
+            f"byte offset {err.offset})"
+        )
+    return OutOfBounds, f"{verb} of address {err.addr:#x}, which is in no buffer (a wild or null pointer)"
+
+
+_MESSAGES: dict[int, tuple[type[EmulatorError], str]] = {
+    abi.ERR_BARRIER_EXITED: (
+        BarrierDivergence,
+        "threads of a threadgroup wait at a barrier that others of it never reach: they returned",
+    ),
+    abi.ERR_BARRIER_MISMATCH: (
+        BarrierDivergence,
+        "threads of a threadgroup wait at different barriers",
+    ),
+    abi.ERR_SPIN_DEADLOCK: (
+        Deadlock,
+        "threads spin on atomics that no running thread changes (the emulator runs threadgroups "
+        "one at a time; a GPU does not promise more)",
+    ),
+    abi.ERR_TIMEOUT: (
+        Deadlock,
+        "the kernel ran for more than {timeout:g} s of CPU time (an endless loop?)",
+    ),
+    abi.ERR_TG_LIMIT: (
+        ThreadgroupMemoryError,
+        "threadgroup memory: the arrays need {size} bytes with '{name}', over the 32768-byte limit",
+    ),
+    abi.ERR_STACK_OVERFLOW: (
+        KernelFault,
+        "a thread overflowed its stack (a large thread-local array?)",
+    ),
+    abi.ERR_ARITHMETIC: (
+        KernelFault,
+        "integer division by zero (or INT_MIN / -1); Metal gives an undefined value",
+    ),
+    abi.ERR_MATRIX_LANES: (
+        KernelFault,
+        "a simdgroup_matrix operation ran without all 32 lanes of the SIMD-group",
+    ),
+}
+
+
+def raise_error(err: abi.Error, ctx: Context) -> NoReturn:
+    """Raises the exception that describes ``err``.
+
+    Args:
+        err: The runtime's error record (``kind`` != 0).
+        ctx: The call it came from.
+
+    Raises:
+        EmulatorError: Always, as the subclass that fits the error.
+    """
+    group = _triple(err.group)
+    first = _Thread(group, _triple(err.pos), err.loc) if err.has_pos else None
+    second = _Thread(group, _triple(err.pos2), err.loc2) if err.has_pos2 else None
+    kind = err.kind
+    if kind == abi.ERR_FAULT:
+        cls, what = _fault_message(err, ctx)
+    else:
+        cls, template = _MESSAGES.get(kind, (EmulatorError, "internal error (kind {kind}) {name}"))
+        what = template.format(
+            kind=kind,
+            timeout=ctx.timeout_s,
+            size=err.size,
+            name=err.text.decode(errors="replace"),
+        )
+    parts = [f"[metal-emu] kernel {ctx.name}: {what}"]
+    if first is not None:
+        parts.append(_site(ctx, first.loc))
+        parts.append(f"  {first.describe(ctx)}")
+    if second is not None:
+        label = "returned, last" if kind == abi.ERR_BARRIER_EXITED else "waits"
+        parts.append(f"  while {second.describe(ctx)} {label} at")
+        parts.append(_site(ctx, second.loc))
+    parts.append(f"  in {ctx.host_name}")
+    py, line = _location(ctx, first.loc) if first else (None, None)
+    raise cls(
+        "\n".join(parts),
+        kernel=ctx.host_name,
+        threadgroup=group if first else None,
+        thread=first.pos if first else None,
+        location=py,
+        metal_line=line,
+    )

@@ -1,0 +1,418 @@
+"""Runs a compiled kernel over its grid and applies the optional checks.
+
+Buffers live in guarded mappings from the runtime: inputs are copied in once,
+outputs are mapped afresh for every run and copied out into new ``mx.array``s.
+The checks that need extra runs are:
+
+* ``unwritten``: outputs are poisoned with 0xFF bytes in one run and 0x5A in
+  another; an element equal to the poison in both runs was never written.
+* ``races``: the threads of every threadgroup run forward, in reverse, and in
+  a shuffled order with the threadgroups themselves in reverse; any
+  difference in the outputs means threads read memory that other threads
+  (of their threadgroup, or of other threadgroups) write without a barrier
+  between. A difference is traced to the first threadgroup that shows it by
+  bisection, at a few more runs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import mlx.core as mx
+import numpy as np
+
+from . import abi
+from .errors import DataRace, UnwrittenOutput
+from .report import Buffer, Context, raise_error
+from .signature import KernelSource
+from .translate import Translation
+
+THREADGROUP_MEMORY_LIMIT = 32 * 1024
+MAX_THREADS_PER_THREADGROUP = 1024
+
+_POISON_A = 0xFF  # NaN for floats, -1 for signed integers
+_POISON_B = 0x5A
+_THREADGROUP_POISON = 0xFF
+_ORDER_FORWARD, _ORDER_REVERSE, _ORDER_SHUFFLED = 0, 1, 2
+_ORDER_NAMES = {_ORDER_REVERSE: "in reverse", _ORDER_SHUFFLED: "in a shuffled order"}
+_SEED = 0x6D74726E
+
+_NUMPY_DTYPES: dict[mx.Dtype, type] = {
+    mx.float32: np.float32,
+    mx.float16: np.float16,
+    mx.bfloat16: np.uint16,  # bit pattern; numpy has no bfloat16
+    mx.float64: np.float64,
+    mx.complex64: np.complex64,
+    mx.bool_: np.bool_,
+    mx.int8: np.int8,
+    mx.int16: np.int16,
+    mx.int32: np.int32,
+    mx.int64: np.int64,
+    mx.uint8: np.uint8,
+    mx.uint16: np.uint16,
+    mx.uint32: np.uint32,
+    mx.uint64: np.uint64,
+}
+
+
+@dataclass
+class Checks:
+    """Which checks run, and the limits of a run.
+
+    Attributes:
+        unwritten: Detect output elements no thread writes (one extra run;
+            only when ``init_value`` is None).
+        races: Detect outputs that depend on the order threads run in
+            (two extra runs).
+        timeout_s: CPU seconds a run may take before it counts as hung.
+        stack_kib: Stack per GPU thread, in KiB.
+    """
+
+    unwritten: bool = False
+    races: bool = False
+    timeout_s: float = 60.0
+    stack_kib: int = 256
+
+
+def _host_array(x: mx.array) -> np.ndarray:
+    if x.dtype == mx.bfloat16:
+        x = x.view(mx.uint16)
+    return np.asarray(x)
+
+
+def _row_strides(shape: Sequence[int]) -> list[int]:
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return strides[::-1]
+
+
+class _Memory:
+    """Guarded buffers of one call; freed together."""
+
+    def __init__(self, runtime: abi.Runtime) -> None:
+        self.runtime = runtime
+        self.buffers: list[Buffer] = []
+        self._owned: list[int] = []
+
+    def _map_raw(self, name: str, role: str, nbytes: int, lead: int, itemsize: int) -> Buffer:
+        ptr = self.runtime.alloc(nbytes, itemsize, len(self.buffers))
+        self._owned.append(ptr)
+        buf = Buffer(name, role, ptr, nbytes, itemsize, lead)
+        self.buffers.append(buf)
+        return buf
+
+    def map(self, name: str, role: str, data: np.ndarray) -> Buffer:
+        """Copies a small contiguous array (shape, strides, ndim) in."""
+        buf = self._map_raw(name, role, data.nbytes, 0, data.itemsize)
+        ctypes.memmove(buf.ptr, data.ctypes.data, data.nbytes)
+        return buf
+
+    def map_array(self, name: str, host: np.ndarray) -> Buffer:
+        """Copies an input in; element 0 may sit inside the span (negative strides)."""
+        itemsize = host.itemsize
+        if host.size == 0:
+            return self._map_raw(name, "input", 0, 0, itemsize)
+        lo = sum(min(0, (n - 1) * s) for n, s in zip(host.shape, host.strides, strict=True))
+        hi = sum(max(0, (n - 1) * s) for n, s in zip(host.shape, host.strides, strict=True))
+        nbytes = hi - lo + itemsize
+        base = host.ctypes.data + lo
+        buf = self._map_raw(name, "input", nbytes, -lo, itemsize)
+        ctypes.memmove(buf.ptr, base, nbytes)
+        return buf
+
+    def map_output(self, name: str, nbytes: int, itemsize: int, fill: bytes) -> Buffer:
+        """Maps an output filled with a byte (poison) or an element (init_value)."""
+        buf = self._map_raw(name, "output", nbytes, 0, itemsize)
+        if nbytes:
+            if len(fill) == 1:
+                ctypes.memset(buf.ptr, fill[0], nbytes)
+            else:
+                pattern = np.frombuffer(fill, dtype=np.uint8)
+                view = np.frombuffer((ctypes.c_char * nbytes).from_address(buf.ptr), np.uint8)
+                view.reshape(-1, len(fill))[:] = pattern
+        return buf
+
+    def release(self, buffers: Sequence[Buffer]) -> None:
+        for buf in buffers:
+            self.runtime.free(buf.ptr)
+            self._owned.remove(buf.ptr)
+
+    def __enter__(self) -> _Memory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for ptr in self._owned:
+            self.runtime.free(ptr)
+        self._owned.clear()
+
+
+@dataclass
+class _Output:
+    name: str
+    shape: tuple[int, ...]
+    dtype: mx.Dtype
+    np_dtype: np.dtype
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.np_dtype.itemsize
+
+
+def _read(buf: Buffer, out: _Output) -> np.ndarray:
+    raw = (ctypes.c_char * buf.nbytes).from_address(buf.ptr) if buf.nbytes else b""
+    return np.frombuffer(raw, dtype=out.np_dtype).reshape(out.shape)
+
+
+def _bytes_of(values: np.ndarray) -> np.ndarray:
+    """Element-wise byte rows, so that NaNs compare equal to themselves."""
+    return values.view(np.uint8).reshape(values.size, values.itemsize)
+
+
+def _fill_for(out: _Output, init_value: float | None, poison: int) -> bytes:
+    if init_value is None:
+        return bytes([poison])
+    if out.dtype == mx.bfloat16:
+        value = np.asarray(mx.array(init_value, mx.bfloat16).view(mx.uint16))
+    else:
+        value = np.asarray(mx.array(init_value, out.dtype))
+    return value.astype(out.np_dtype).tobytes()
+
+
+class Call:
+    """One call of a kernel: its buffers, its runs and its checks."""
+
+    def __init__(
+        self,
+        kernel: abi.LoadedKernel,
+        source: KernelSource,
+        translation: Translation,
+        name: str,
+        checks: Checks,
+    ) -> None:
+        self.kernel = kernel
+        self.source = source
+        self.translation = translation
+        self.name = name
+        self.checks = checks
+
+    def run(
+        self,
+        inputs: Sequence[mx.array],
+        outputs: Sequence[tuple[str, tuple[int, ...], mx.Dtype]],
+        grid: Sequence[int],
+        threadgroup: Sequence[int],
+        init_value: float | None,
+        ensure_row_contiguous: bool,
+        atomic_outputs: bool,
+    ) -> list[mx.array]:
+        """Runs the grid (several times if checks ask) and returns the outputs.
+
+        Args:
+            inputs: The input arrays, in parameter order.
+            outputs: (name, shape, dtype) of each output.
+            grid: Threads per dimension.
+            threadgroup: Threadgroup size per dimension.
+            init_value: Value outputs start with; None leaves them poisoned.
+            ensure_row_contiguous: Copy non-row-contiguous inputs first.
+            atomic_outputs: Whether outputs are atomics (their float sums
+                depend on order, so the race check skips them).
+
+        Returns:
+            Fresh arrays holding the outputs of the first (forward) run.
+        """
+        self.outs = [
+            _Output(name, tuple(shape), dtype, np.dtype(_NUMPY_DTYPES[dtype]))
+            for name, shape, dtype in outputs
+        ]
+        self.grid = tuple(grid)
+        self.threadgroup = tuple(threadgroup)
+        self.group_size = tuple(min(t, g) for t, g in zip(threadgroup, grid, strict=True))
+        self.init_value = init_value
+        self.atomic_outputs = atomic_outputs
+        with _Memory(abi.runtime()) as memory:
+            self.memory = memory
+            self.args = self._map_inputs(inputs, ensure_row_contiguous)
+            first = self._launch(_POISON_A)
+            self.base = [_read(b, o) for b, o in zip(first, self.outs, strict=True)]
+            self.written = [np.ones(o.shape, bool) for o in self.outs]
+            poisoned = init_value is None
+            second = None
+            if poisoned and (self.checks.unwritten or self.checks.races):
+                order = _ORDER_REVERSE if self.checks.races else _ORDER_FORWARD
+                second = self._launch(_POISON_B, order)
+                self.written = self._find_unwritten(second)
+            if self.checks.races:
+                if second is None:
+                    second = self._launch(_POISON_A, _ORDER_REVERSE)
+                self._check_order(second, _ORDER_REVERSE, groups_reversed=False)
+                memory.release(second)
+                third = self._launch(_POISON_A, _ORDER_SHUFFLED, group_order=1)
+                self._check_order(third, _ORDER_SHUFFLED, groups_reversed=True)
+            return [self._to_mlx(b, o) for b, o in zip(self.base, self.outs, strict=True)]
+
+    def _context(self) -> Context:
+        return Context(
+            self.name,
+            self.source.host_name,
+            self.source.text.split("\n"),
+            self.translation.locations,
+            self.translation.threadgroup_names,
+            self.memory.buffers,
+            self.group_size,
+            self.checks.timeout_s,
+        )
+
+    def _map_inputs(
+        self, inputs: Sequence[mx.array], ensure_row_contiguous: bool
+    ) -> ctypes.Array[ctypes.c_void_p]:
+        params = self.source.params
+        args = (ctypes.c_void_p * max(1, len(params)))()
+        mapped: dict[int, np.ndarray] = {}
+        for k, param in enumerate(params):
+            if param.kind == "input":
+                host = _host_array(inputs[param.index])
+                if ensure_row_contiguous:
+                    host = np.ascontiguousarray(host)
+                buf = self.memory.map_array(param.name, host)
+                mapped[param.index] = host
+                args[k] = buf.ptr + buf.lead
+            elif param.kind in ("shape", "strides", "ndim"):
+                host = mapped[param.index]
+                if param.kind == "shape":
+                    data = np.asarray(host.shape, np.int32)
+                elif param.kind == "strides":
+                    strides = (
+                        _row_strides(host.shape)
+                        if host.flags.c_contiguous
+                        else [s // host.itemsize for s in host.strides]
+                    )
+                    data = np.asarray(strides, np.int64)
+                else:
+                    data = np.asarray([host.ndim], np.int32)
+                args[k] = self.memory.map(param.name, param.kind, data).ptr
+        return args
+
+    def _launch(
+        self,
+        poison: int,
+        order: int = _ORDER_FORWARD,
+        order_groups: tuple[int, int] = (0, 0xFFFFFFFF),
+        group_order: int = 0,
+    ) -> list[Buffer]:
+        buffers = [
+            self.memory.map_output(
+                o.name, o.nbytes, o.np_dtype.itemsize, _fill_for(o, self.init_value, poison)
+            )
+            for o in self.outs
+        ]
+        out_params = [k for k, p in enumerate(self.source.params) if p.kind == "output"]
+        for k, buf in zip(out_params, buffers, strict=True):
+            self.args[k] = buf.ptr
+        launch = abi.Launch(
+            kernel=ctypes.pointer(self.kernel.kernel),
+            args=ctypes.cast(self.args, ctypes.POINTER(ctypes.c_void_p)),
+            grid=(ctypes.c_uint32 * 3)(*self.grid),
+            group_size=(ctypes.c_uint32 * 3)(*self.threadgroup),
+            order=order,
+            order_from=order_groups[0],
+            order_to=order_groups[1],
+            group_order=group_order,
+            direct=not self.translation.cooperative,
+            seed=_SEED,
+            tg_limit=THREADGROUP_MEMORY_LIMIT,
+            stack_size=self.checks.stack_kib * 1024,
+            cpu_seconds=self.checks.timeout_s,
+            tg_poison=_THREADGROUP_POISON,
+        )
+        err = self.memory.runtime.run(launch)
+        if err.kind != abi.ERR_OK:
+            raise_error(err, self._context())
+        return buffers
+
+    def _find_unwritten(self, second: Sequence[Buffer]) -> list[np.ndarray]:
+        masks = []
+        for values, buf, out in zip(self.base, second, self.outs, strict=True):
+            a = _bytes_of(values)
+            b = _bytes_of(_read(buf, out))
+            unwritten = (a == _POISON_A).all(axis=1) & (b == _POISON_B).all(axis=1)
+            if self.checks.unwritten and unwritten.any():
+                first = int(np.flatnonzero(unwritten)[0])
+                index = tuple(int(i) for i in np.unravel_index(first, out.shape))
+                raise UnwrittenOutput(
+                    f"[metal-emu] kernel {self.name}: no thread wrote "
+                    f"{int(unwritten.sum())} of the {values.size} elements of output "
+                    f"'{out.name}'; the first is element {first} (index {index}). MLX leaves "
+                    "outputs uninitialised unless init_value is given.",
+                    kernel=self.source.host_name,
+                )
+            masks.append(~unwritten.reshape(out.shape))
+        return masks
+
+    def _first_difference(self, other: Sequence[Buffer]) -> tuple[int, int] | None:
+        for k, (values, buf, mask, out) in enumerate(
+            zip(self.base, other, self.written, self.outs, strict=True)
+        ):
+            if self.atomic_outputs and out.dtype in (mx.float16, mx.bfloat16, mx.float32):
+                continue
+            differs = (_bytes_of(values) != _bytes_of(_read(buf, out))).any(axis=1)
+            differs &= mask.reshape(-1)
+            if differs.any():
+                return k, int(np.flatnonzero(differs)[0])
+        return None
+
+    def _differs(self, order: int, order_groups: tuple[int, int] = (0, 0xFFFFFFFF)) -> bool:
+        run = self._launch(_POISON_A, order, order_groups)
+        found = self._first_difference(run)
+        self.memory.release(run)
+        return found is not None
+
+    def _check_order(self, other: list[Buffer], order: int, groups_reversed: bool) -> None:
+        found = self._first_difference(other)
+        if found is None:
+            return
+        k, element = found
+        out = self.outs[k]
+        theirs = _read(other[k], out).reshape(-1)[element]
+        ours = self.base[k].reshape(-1)[element]
+        how = _ORDER_NAMES[order] + (", threadgroups in reverse" if groups_reversed else "")
+        head = (
+            f"[metal-emu] kernel {self.name}: output '{out.name}' element {element} is "
+            f"{ours!r} when threads run in order and {theirs!r} when they run {how}."
+        )
+        if groups_reversed and not self._differs(order):
+            raise DataRace(
+                f"{head} It depends on the order threadgroups run in: threads read device "
+                "memory that other threadgroups write (no order between threadgroups is "
+                "promised).",
+                kernel=self.source.host_name,
+            )
+        group = self._bisect_group(order)
+        raise DataRace(
+            f"{head} Threads read memory other threads of their threadgroup write without a "
+            f"threadgroup_barrier between. The first threadgroup that shows it: {group}.",
+            kernel=self.source.host_name,
+            threadgroup=group,
+        )
+
+    def _bisect_group(self, order: int) -> tuple[int, int, int]:
+        """Finds the first threadgroup whose thread order changes the outputs."""
+        counts = [-(-g // s) for g, s in zip(self.grid, self.group_size, strict=True)]
+        lo, hi = 0, math.prod(counts)  # reordering groups [0, hi) differs
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self._differs(order, (0, mid)):
+                hi = mid
+            else:
+                lo = mid
+        index = hi - 1
+        return (index % counts[0], index // counts[0] % counts[1], index // (counts[0] * counts[1]))
+
+    @staticmethod
+    def _to_mlx(values: np.ndarray, out: _Output) -> mx.array:
+        result = mx.array(values)
+        return result.view(mx.bfloat16) if out.dtype == mx.bfloat16 else result

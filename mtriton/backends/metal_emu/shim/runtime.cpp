@@ -1,0 +1,761 @@
+// metal-emu runtime: runs a kernel's grid on the CPU, one threadgroup at a
+// time, each GPU thread a fiber on its own small stack.
+//
+// Fibers switch only where a GPU thread must wait for others (barriers,
+// SIMD-group functions, spinning atomics), so a threadgroup of 256 threads
+// costs a few hundred context switches per barrier, not an OS thread each.
+// Device buffers and threadgroup arrays sit against guard pages; the SIGSEGV
+// handler turns a fault into an error report and jumps back to the launch.
+#if !(defined(__x86_64__) && defined(__linux__)) || defined(MTEMU_UCONTEXT)
+// ucontext needs X/Open on macOS; keep the BSD names (MAP_ANON) visible too.
+#define _XOPEN_SOURCE 700
+#define _DARWIN_C_SOURCE 1
+#include <ucontext.h>
+#define MTEMU_ASM_SWITCH 0
+#else
+#define MTEMU_ASM_SWITCH 1
+#endif
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "emu_abi.h"
+
+#ifndef MAP_ANONYMOUS
+#define MAP_ANONYMOUS MAP_ANON
+#endif
+
+namespace {
+
+constexpr uint32_t kMaxThreads = 1024;
+constexpr uint32_t kMaxSites = 64;
+constexpr uint32_t kMaxRegions = 4096;
+// Scheduler passes in which every thread only spun on atomics, with no
+// atomic write anywhere, before the threadgroup counts as deadlocked.
+constexpr uint32_t kSpinPassLimit = 20000;
+
+enum FiberState : uint8_t { RUNNABLE, AT_BARRIER, AT_SIMD, DONE };
+
+struct Fiber {
+#if MTEMU_ASM_SWITCH
+  void* sp;
+#else
+  ucontext_t uc;
+#endif
+  uint8_t state;
+  uint8_t spun;  // last suspension was a spin-yield
+  int32_t loc;
+  uint32_t site;
+  mtemu_combine_fn fn;
+  void* in;
+  void* out;
+  char* stack;
+  mtemu_attrs attrs;
+};
+
+struct Region {
+  char* map;
+  size_t map_size;
+  char* data;
+  size_t size;
+  int32_t tag;
+};
+
+struct Site {
+  uint32_t site;
+  char* data;
+  uint64_t size;
+  uint64_t poisoned_group;  // 1 + linear index of the group it was poisoned for
+};
+
+struct Launch {
+  const mtemu_launch* desc;
+  mtemu_error* err;
+  mtemu_thread_state* ts;
+  Fiber* cur;
+  uint32_t n;
+  uint32_t group[3];
+  uint64_t group_linear;
+  Site sites[kMaxSites];
+  uint32_t nsites;
+  uint64_t tg_total;
+};
+
+Launch g;
+Fiber* g_fibers;
+uint32_t g_order[kMaxThreads];
+
+#if MTEMU_ASM_SWITCH
+void* g_sched_sp;
+#else
+ucontext_t g_sched_uc;
+#endif
+
+sigjmp_buf g_jmp;
+volatile sig_atomic_t g_active;
+pthread_t g_owner;
+pthread_mutex_t g_launch_mutex = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t g_region_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+Region g_regions[kMaxRegions];
+volatile int g_nregions;
+
+char* g_pool;
+size_t g_pool_slots, g_pool_slot;
+size_t g_page;
+
+const int kSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGVTALRM};
+struct sigaction g_old_actions[4];
+stack_t g_old_altstack;
+char* g_altstack;
+constexpr size_t kAltStackSize = 1 << 16;
+
+size_t page_size() {
+  if (!g_page) g_page = (size_t)sysconf(_SC_PAGESIZE);
+  return g_page;
+}
+
+size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+
+// ---------------------------------------------------------------------------
+// Guarded memory regions
+// ---------------------------------------------------------------------------
+
+char* region_alloc(uint64_t nbytes, uint64_t align, int32_t tag) {
+  size_t page = page_size();
+  if (align == 0) align = 1;
+  size_t body = round_up(nbytes + align, page);
+  size_t map_size = body + 2 * page;
+  void* m = mmap(nullptr, map_size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return nullptr;
+  char* map = static_cast<char*>(m);
+  char* end = map + page + body;
+  // The data ends exactly at the trailing guard page, so the first byte past
+  // the buffer faults.
+  uintptr_t start = ((uintptr_t)end - nbytes) & ~(uintptr_t)(align - 1);
+  mprotect(map, page, PROT_NONE);
+  mprotect(end, page, PROT_NONE);
+  pthread_mutex_lock(&g_region_mutex);
+  if (g_nregions >= (int)kMaxRegions) {
+    pthread_mutex_unlock(&g_region_mutex);
+    munmap(map, map_size);
+    return nullptr;
+  }
+  g_regions[g_nregions] = Region{map, map_size, (char*)start, nbytes, tag};
+  g_nregions = g_nregions + 1;
+  pthread_mutex_unlock(&g_region_mutex);
+  return (char*)start;
+}
+
+void region_free(void* data) {
+  pthread_mutex_lock(&g_region_mutex);
+  for (int i = 0; i < g_nregions; ++i) {
+    if (g_regions[i].data == data) {
+      Region r = g_regions[i];
+      g_regions[i] = g_regions[g_nregions - 1];
+      g_nregions = g_nregions - 1;
+      pthread_mutex_unlock(&g_region_mutex);
+      munmap(r.map, r.map_size);
+      return;
+    }
+  }
+  pthread_mutex_unlock(&g_region_mutex);
+}
+
+// Fiber stacks are reused across launches; each has a guard page below it.
+bool ensure_pool(size_t slots, size_t stack_size) {
+  size_t page = page_size();
+  size_t slot = round_up(stack_size, page) + page;
+  if (g_pool && slots <= g_pool_slots && slot == g_pool_slot) return true;
+  if (g_pool) munmap(g_pool, g_pool_slots * g_pool_slot);
+  g_pool = nullptr;
+  void* m = mmap(nullptr, slots * slot, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return false;
+  g_pool = static_cast<char*>(m);
+  g_pool_slots = slots;
+  g_pool_slot = slot;
+  for (size_t i = 0; i < slots; ++i) mprotect(g_pool + i * slot, page, PROT_NONE);
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// Context switch
+// ---------------------------------------------------------------------------
+
+#if MTEMU_ASM_SWITCH
+extern "C" void mtemu_switch(void** save_sp, void* to_sp);
+// Saves the callee-saved registers on the current stack, stores the stack
+// pointer in *save_sp, and resumes the stack `to_sp` the same way.
+asm(R"(
+  .text
+  .p2align 4
+  .globl mtemu_switch
+  .hidden mtemu_switch
+  .type mtemu_switch,@function
+mtemu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size mtemu_switch, .-mtemu_switch
+)");
+#endif
+
+void fiber_main();
+
+// Prepares `f` to start in `main` (which must never return) on its stack.
+void fiber_init(Fiber* f, void (*main)()) {
+#if MTEMU_ASM_SWITCH
+  void** sp = reinterpret_cast<void**>(f->stack + (g_pool_slot - page_size()));
+  *--sp = nullptr;  // main's return address: it never returns
+  *--sp = reinterpret_cast<void*>(main);
+  for (int i = 0; i < 6; ++i) *--sp = nullptr;  // rbp rbx r12-r15
+  f->sp = sp;
+#else
+  getcontext(&f->uc);
+  f->uc.uc_stack.ss_sp = f->stack;
+  f->uc.uc_stack.ss_size = g_pool_slot - page_size();
+  f->uc.uc_link = nullptr;
+  makecontext(&f->uc, main, 0);
+#endif
+}
+
+void resume(Fiber* f) {
+  g.cur = f;
+  g.ts->loc = f->loc;
+  g.ts->lane = f->attrs.thread_index_in_simdgroup;
+#if MTEMU_ASM_SWITCH
+  mtemu_switch(&g_sched_sp, f->sp);
+#else
+  swapcontext(&g_sched_uc, &f->uc);
+#endif
+  f->loc = g.ts->loc;
+  g.cur = nullptr;
+}
+
+void suspend(Fiber* f) {
+#if MTEMU_ASM_SWITCH
+  mtemu_switch(&f->sp, g_sched_sp);
+#else
+  swapcontext(&f->uc, &g_sched_uc);
+#endif
+}
+
+void fiber_main() {
+  Fiber* f = g.cur;
+  g.desc->kernel->entry(g.desc->args, &f->attrs);
+  f->state = DONE;
+  suspend(f);
+  abort();  // a finished fiber is never resumed
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+void copy3(uint32_t* dst, const uint32_t* src) {
+  dst[0] = src[0];
+  dst[1] = src[1];
+  dst[2] = src[2];
+}
+
+void set_error(int kind, const Fiber* a, const Fiber* b) {
+  mtemu_error* e = g.err;
+  e->kind = kind;
+  copy3(e->group, g.group);
+  if (a) {
+    e->has_pos = 1;
+    copy3(e->pos, a->attrs.thread_position_in_threadgroup);
+    e->loc = a == g.cur ? g.ts->loc : a->loc;
+  }
+  if (b) {
+    e->has_pos2 = 1;
+    copy3(e->pos2, b->attrs.thread_position_in_threadgroup);
+    e->loc2 = b == g.cur ? g.ts->loc : b->loc;
+  }
+}
+
+// Reports an error found while a fiber runs and hands control back to the
+// scheduler, which stops the launch; the fiber is abandoned.
+void fiber_error(int kind) {
+  Fiber* f = g.cur;
+  set_error(kind, f, nullptr);
+  f->state = DONE;
+  suspend(f);
+  abort();
+}
+
+// ---------------------------------------------------------------------------
+// Services for kernel code
+// ---------------------------------------------------------------------------
+
+// A kernel run in direct mode was judged (from its source) never to wait
+// for other threads; if it does anyway, say so rather than misbehave.
+void check_cooperative() {
+  if (g.desc->direct) {
+    strncpy(g.err->text, "synchronisation in a kernel run without fibers", sizeof(g.err->text) - 1);
+    fiber_error(MTEMU_ERR_INTERNAL);
+  }
+}
+
+void api_barrier(uint32_t site) {
+  check_cooperative();
+  Fiber* f = g.cur;
+  f->state = AT_BARRIER;
+  f->site = site;
+  suspend(f);
+}
+
+void api_simd(uint32_t site, mtemu_combine_fn fn, void* in, void* out) {
+  check_cooperative();
+  Fiber* f = g.cur;
+  f->state = AT_SIMD;
+  f->site = site;
+  f->fn = fn;
+  f->in = in;
+  f->out = out;
+  suspend(f);
+}
+
+void api_spin() {
+  check_cooperative();
+  Fiber* f = g.cur;
+  f->spun = 1;
+  suspend(f);
+}
+
+void* api_tg_alloc(uint32_t site, uint64_t size, uint64_t align,
+                   const char* name) {
+  uint64_t mark = g.group_linear + 1;
+  for (uint32_t i = 0; i < g.nsites; ++i) {
+    Site& s = g.sites[i];
+    if (s.site != site) continue;
+    // Fresh poison per threadgroup: reading memory no thread of this group
+    // wrote gives NaN-like garbage instead of another group's values.
+    if (s.poisoned_group != mark) {
+      memset(s.data, (int)g.desc->tg_poison, s.size);
+      s.poisoned_group = mark;
+    }
+    return s.data;
+  }
+  g.tg_total += round_up(size, 16);
+  if (g.tg_total > g.desc->tg_limit || g.nsites == kMaxSites) {
+    strncpy(g.err->text, name, sizeof(g.err->text) - 1);
+    g.err->size = g.tg_total;
+    fiber_error(MTEMU_ERR_TG_LIMIT);
+  }
+  char* data = region_alloc(size, align, MTEMU_TAG_TG - (int32_t)site);
+  if (!data) fiber_error(MTEMU_ERR_INTERNAL);
+  memset(data, (int)g.desc->tg_poison, size);
+  g.sites[g.nsites++] = Site{site, data, size, mark};
+  return data;
+}
+
+const mtemu_api g_api = {&api_barrier, &api_simd, &api_tg_alloc, &api_spin};
+
+// ---------------------------------------------------------------------------
+// Scheduler
+// ---------------------------------------------------------------------------
+
+uint32_t xorshift(uint32_t* s) {
+  uint32_t x = *s;
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  return *s = x;
+}
+
+void make_order(uint32_t n) {
+  const mtemu_launch* d = g.desc;
+  uint32_t order = (g.group_linear >= d->order_from && g.group_linear < d->order_to)
+                       ? d->order
+                       : 0;
+  for (uint32_t i = 0; i < n; ++i) g_order[i] = order == 1 ? n - 1 - i : i;
+  if (order == 2) {
+    uint32_t s = d->seed ^ (uint32_t)(g.group_linear * 0x9E3779B9u) ^ 0xA5A5A5A5u;
+    if (!s) s = 1;
+    for (uint32_t i = n - 1; i > 0; --i) {
+      uint32_t j = xorshift(&s) % (i + 1);
+      uint32_t t = g_order[i];
+      g_order[i] = g_order[j];
+      g_order[j] = t;
+    }
+  }
+}
+
+// Runs one pending SIMD-group operation per SIMD-group whose live lanes all
+// wait. Lanes at the same call site form the active set, as lanes in one
+// branch of divergent code do on the GPU. Returns -1 on error, else whether
+// any operation ran.
+int resolve_simd() {
+  int any = 0;
+  for (uint32_t lo = 0; lo < g.n; lo += 32) {
+    uint32_t hi = lo + 32 < g.n ? lo + 32 : g.n;
+    Fiber* first = nullptr;
+    bool blocked = true;
+    for (uint32_t i = lo; i < hi; ++i) {
+      Fiber* f = &g_fibers[i];
+      if (f->state == RUNNABLE) {
+        blocked = false;
+        break;
+      }
+      if (f->state == AT_SIMD && !first) first = f;
+    }
+    if (!blocked || !first) continue;
+    void* ins[32] = {};
+    void* outs[32] = {};
+    uint32_t mask = 0;
+    for (uint32_t i = lo; i < hi; ++i) {
+      Fiber* f = &g_fibers[i];
+      if (f->state == AT_SIMD && f->site == first->site && f->fn == first->fn) {
+        ins[i - lo] = f->in;
+        outs[i - lo] = f->out;
+        mask |= 1u << (i - lo);
+      }
+    }
+    int rc = first->fn ? first->fn(ins, outs, mask, hi - lo) : MTEMU_OK;
+    if (rc != MTEMU_OK) {
+      set_error(rc, first, nullptr);
+      return -1;
+    }
+    for (uint32_t i = lo; i < hi; ++i)
+      if (mask & (1u << (i - lo))) g_fibers[i].state = RUNNABLE;
+    any = 1;
+  }
+  return any;
+}
+
+// Every live thread waits at a barrier: release them, or report divergence.
+bool resolve_barrier(uint32_t done) {
+  Fiber* waiting = nullptr;
+  Fiber* exited = nullptr;
+  for (uint32_t i = 0; i < g.n; ++i) {
+    Fiber* f = &g_fibers[i];
+    if (f->state == AT_BARRIER && !waiting) waiting = f;
+    if (f->state == DONE && !exited) exited = f;
+  }
+  if (!waiting) {
+    set_error(MTEMU_ERR_INTERNAL, nullptr, nullptr);
+    return false;
+  }
+  if (done) {
+    set_error(MTEMU_ERR_BARRIER_EXITED, waiting, exited);
+    return false;
+  }
+  for (uint32_t i = 0; i < g.n; ++i) {
+    if (g_fibers[i].site != waiting->site) {
+      set_error(MTEMU_ERR_BARRIER_MISMATCH, waiting, &g_fibers[i]);
+      return false;
+    }
+  }
+  for (uint32_t i = 0; i < g.n; ++i) g_fibers[i].state = RUNNABLE;
+  return true;
+}
+
+Fiber g_worker;
+
+// Direct mode: one fiber (on the first stack slot, so that overflows still
+// hit a guard page) runs the group's threads to completion one by one.
+void direct_main() {
+  for (uint32_t k = 0; k < g.n; ++k) {
+    Fiber* f = &g_fibers[g_order[k]];
+    g.cur = f;
+    g.ts->loc = -1;
+    g.ts->lane = f->attrs.thread_index_in_simdgroup;
+    g.desc->kernel->entry(g.desc->args, &f->attrs);
+    f->state = DONE;
+  }
+  g.cur = &g_worker;
+  g_worker.state = DONE;
+  suspend(&g_worker);
+  abort();
+}
+
+bool run_group_direct() {
+  make_order(g.n);
+  g_worker.stack = g_pool + page_size();
+  g_worker.loc = -1;
+  fiber_init(&g_worker, &direct_main);
+  resume(&g_worker);
+  return g.err->kind == MTEMU_OK;
+}
+
+bool run_group() {
+  if (g.desc->direct) return run_group_direct();
+  uint32_t n = g.n;
+  make_order(n);
+  uint32_t done = 0;
+  uint32_t spin_passes = 0;
+  for (;;) {
+    bool ran = false;
+    bool only_spins = true;
+    uint32_t progress = g.ts->progress;
+    for (uint32_t k = 0; k < n; ++k) {
+      Fiber* f = &g_fibers[g_order[k]];
+      if (f->state != RUNNABLE) continue;
+      f->spun = 0;
+      resume(f);
+      if (g.err->kind) return false;
+      ran = true;
+      if (f->state == DONE) ++done;
+      if (!f->spun) only_spins = false;
+    }
+    if (done == n) return true;
+    if (ran && only_spins && g.ts->progress == progress) {
+      if (++spin_passes > kSpinPassLimit) {
+        Fiber* spinner = nullptr;
+        for (uint32_t i = 0; i < n && !spinner; ++i)
+          if (g_fibers[i].state == RUNNABLE) spinner = &g_fibers[i];
+        set_error(MTEMU_ERR_SPIN_DEADLOCK, spinner, nullptr);
+        return false;
+      }
+    } else {
+      spin_passes = 0;
+    }
+    int simd = resolve_simd();
+    if (simd < 0) return false;
+    if (simd) continue;
+    bool runnable = false;
+    for (uint32_t i = 0; i < n && !runnable; ++i)
+      runnable = g_fibers[i].state == RUNNABLE;
+    if (runnable) continue;
+    if (!resolve_barrier(done)) return false;
+  }
+}
+
+uint32_t ceil_div(uint32_t a, uint32_t b) { return (a + b - 1) / b; }
+
+// Sets up the fibers of the threadgroup at `pos`, whose threads fill the box
+// `actual` (smaller than `tg` at the grid's far edges).
+void init_group(const uint32_t* pos, const uint32_t* actual, const uint32_t* tg,
+                const uint32_t* groups) {
+  const mtemu_launch* d = g.desc;
+  uint32_t n = actual[0] * actual[1] * actual[2];
+  uint32_t dispatch_size = tg[0] * tg[1] * tg[2];
+  g.n = n;
+  copy3(g.group, pos);
+  for (uint32_t t = 0; t < n; ++t) {
+    Fiber* f = &g_fibers[t];
+    f->state = RUNNABLE;
+    f->loc = -1;
+    f->site = 0;
+    f->fn = nullptr;
+    f->stack = g_pool + t * g_pool_slot + page_size();
+    mtemu_attrs* a = &f->attrs;
+    uint32_t local[3] = {t % actual[0], (t / actual[0]) % actual[1],
+                         t / (actual[0] * actual[1])};
+    for (int i = 0; i < 3; ++i) {
+      a->thread_position_in_threadgroup[i] = local[i];
+      a->threadgroup_position_in_grid[i] = pos[i];
+      a->thread_position_in_grid[i] = pos[i] * tg[i] + local[i];
+      a->threads_per_threadgroup[i] = actual[i];
+      a->dispatch_threads_per_threadgroup[i] = tg[i];
+      a->threadgroups_per_grid[i] = groups[i];
+      a->threads_per_grid[i] = d->grid[i];
+      a->grid_origin[i] = 0;
+      a->grid_size[i] = d->grid[i];
+    }
+    a->thread_index_in_threadgroup = t;
+    a->thread_index_in_simdgroup = t % 32;
+    a->simdgroup_index_in_threadgroup = t / 32;
+    a->simdgroups_per_threadgroup = ceil_div(n, 32);
+    a->dispatch_simdgroups_per_threadgroup = ceil_div(dispatch_size, 32);
+    a->threads_per_simdgroup = 32;
+    a->thread_execution_width = 32;
+    a->thread_index_in_quadgroup = t % 4;
+    a->quadgroup_index_in_threadgroup = t / 4;
+    a->quadgroups_per_threadgroup = ceil_div(n, 4);
+    a->dispatch_quadgroups_per_threadgroup = ceil_div(dispatch_size, 4);
+    if (!d->direct) fiber_init(f, &fiber_main);
+  }
+}
+
+void run_grid() {
+  const mtemu_launch* d = g.desc;
+  uint32_t tg[3], groups[3];
+  for (int i = 0; i < 3; ++i) {
+    // MLX clamps the threadgroup to the grid before dispatchThreads.
+    tg[i] = d->group_size[i] < d->grid[i] ? d->group_size[i] : d->grid[i];
+    groups[i] = tg[i] ? ceil_div(d->grid[i], tg[i]) : 0;
+  }
+  uint64_t total = (uint64_t)groups[0] * groups[1] * groups[2];
+  for (uint64_t k = 0; k < total; ++k) {
+    uint64_t linear = d->group_order ? total - 1 - k : k;
+    uint32_t pos[3] = {(uint32_t)(linear % groups[0]), (uint32_t)(linear / groups[0] % groups[1]),
+                       (uint32_t)(linear / ((uint64_t)groups[0] * groups[1]))};
+    uint32_t actual[3];
+    for (int i = 0; i < 3; ++i) {
+      uint32_t left = d->grid[i] - pos[i] * tg[i];
+      actual[i] = left < tg[i] ? left : tg[i];
+    }
+    g.group_linear = linear;
+    init_group(pos, actual, tg, groups);
+    if (!run_group()) return;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Signals
+// ---------------------------------------------------------------------------
+
+void classify_fault(mtemu_error* e, void* addr_ptr) {
+  char* addr = static_cast<char*>(addr_ptr);
+  e->addr = (uint64_t)(uintptr_t)addr;
+  e->tag = -1;
+  if (g_pool && addr >= g_pool && addr < g_pool + g_pool_slots * g_pool_slot &&
+      (size_t)(addr - g_pool) % g_pool_slot < page_size()) {
+    e->kind = MTEMU_ERR_STACK_OVERFLOW;
+    return;
+  }
+  e->kind = MTEMU_ERR_FAULT;
+  for (int i = 0; i < g_nregions; ++i) {
+    const Region& r = g_regions[i];
+    if (addr >= r.map && addr < r.map + r.map_size) {
+      e->tag = r.tag;
+      e->offset = (int64_t)(addr - r.data);
+      e->size = r.size;
+      return;
+    }
+  }
+}
+
+void on_signal(int sig, siginfo_t* si, void* uctx) {
+  if (!g_active || !pthread_equal(pthread_self(), g_owner)) {
+    if (sig == SIGVTALRM) {
+      // The CPU timer is process-wide; the launch thread handles it.
+      if (g_active) pthread_kill(g_owner, SIGVTALRM);
+      return;
+    }
+    // Not ours: put the previous handler back and let the fault recur.
+    for (int i = 0; i < 4; ++i)
+      if (kSignals[i] == sig) sigaction(sig, &g_old_actions[i], nullptr);
+    return;
+  }
+  g_active = 0;
+  mtemu_error* e = g.err;
+  set_error(MTEMU_ERR_INTERNAL, g.cur, nullptr);
+  if (sig == SIGVTALRM) {
+    e->kind = MTEMU_ERR_TIMEOUT;
+  } else if (sig == SIGFPE) {
+    e->kind = MTEMU_ERR_ARITHMETIC;
+  } else {
+    classify_fault(e, si->si_addr);
+#if defined(__linux__) && defined(__x86_64__)
+    // Bit 1 of the page-fault error code: the access was a write.
+    const ucontext_t* uc = static_cast<const ucontext_t*>(uctx);
+    e->access = (uc->uc_mcontext.gregs[REG_ERR] & 2) ? 1 : 0;
+#else
+    (void)uctx;
+#endif
+  }
+  siglongjmp(g_jmp, 1);
+}
+
+void install_signals(double cpu_seconds) {
+  g_owner = pthread_self();
+  if (!g_altstack) g_altstack = static_cast<char*>(malloc(kAltStackSize));
+  stack_t ss = {};
+  ss.ss_sp = g_altstack;
+  ss.ss_size = kAltStackSize;
+  sigaltstack(&ss, &g_old_altstack);
+  struct sigaction sa = {};
+  sa.sa_sigaction = &on_signal;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  for (int i = 0; i < 4; ++i) sigaction(kSignals[i], &sa, &g_old_actions[i]);
+  if (cpu_seconds > 0) {
+    struct itimerval t = {};
+    t.it_value.tv_sec = (time_t)cpu_seconds;
+    t.it_value.tv_usec = (suseconds_t)((cpu_seconds - (double)t.it_value.tv_sec) * 1e6);
+    setitimer(ITIMER_VIRTUAL, &t, nullptr);
+  }
+}
+
+void remove_signals() {
+  struct itimerval off = {};
+  setitimer(ITIMER_VIRTUAL, &off, nullptr);
+  for (int i = 0; i < 4; ++i) sigaction(kSignals[i], &g_old_actions[i], nullptr);
+  sigaltstack(&g_old_altstack, nullptr);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Exported entry points (called from Python through ctypes)
+// ---------------------------------------------------------------------------
+
+extern "C" {
+
+__attribute__((visibility("default"))) const mtemu_api* mtemu_api_table() {
+  return &g_api;
+}
+
+__attribute__((visibility("default"))) uint32_t mtemu_abi_version() {
+  return MTEMU_ABI_VERSION;
+}
+
+__attribute__((visibility("default"))) void* mtemu_alloc(uint64_t nbytes,
+                                                         uint64_t align,
+                                                         int32_t tag) {
+  return region_alloc(nbytes, align, tag);
+}
+
+__attribute__((visibility("default"))) void mtemu_free(void* data) {
+  region_free(data);
+}
+
+__attribute__((visibility("default"))) int mtemu_run(const mtemu_launch* d,
+                                                     mtemu_error* err) {
+  memset(err, 0, sizeof(*err));
+  err->loc = err->loc2 = -1;
+  err->tag = -1;
+  err->access = -1;
+  uint64_t threads = (uint64_t)d->group_size[0] * d->group_size[1] * d->group_size[2];
+  if (d->kernel->abi != MTEMU_ABI_VERSION || threads == 0 || threads > kMaxThreads) {
+    err->kind = MTEMU_ERR_INTERNAL;
+    return err->kind;
+  }
+  pthread_mutex_lock(&g_launch_mutex);
+  if (!g_fibers) g_fibers = static_cast<Fiber*>(calloc(kMaxThreads, sizeof(Fiber)));
+  if (!g_fibers || !ensure_pool(kMaxThreads, d->stack_size)) {
+    err->kind = MTEMU_ERR_INTERNAL;
+    pthread_mutex_unlock(&g_launch_mutex);
+    return err->kind;
+  }
+  g = Launch{};
+  g.desc = d;
+  g.err = err;
+  g.ts = d->kernel->state;
+  install_signals(d->cpu_seconds);
+  if (sigsetjmp(g_jmp, 1) == 0) {
+    g_active = 1;
+    run_grid();
+  }
+  g_active = 0;
+  remove_signals();
+  for (uint32_t i = 0; i < g.nsites; ++i) region_free(g.sites[i].data);
+  g.nsites = 0;
+  pthread_mutex_unlock(&g_launch_mutex);
+  return err->kind;
+}
+
+}  // extern "C"
