@@ -47,12 +47,11 @@ def register(name: str) -> Callable[[Callable[[], Backend]], Callable[[], Backen
 
 
 def _load_builtin_backends() -> None:
-    from . import interpreter  # noqa: F401
-
-    try:
-        from . import metal  # noqa: F401
-    except ImportError:
-        pass
+    from . import (  # noqa: F401
+        cuda,
+        interpreter,  # noqa: F401
+        metal,
+    )
 
 
 def get_backend(name: str) -> Backend:
@@ -90,6 +89,21 @@ def set_backend(name: str | None) -> None:
     if name is not None and name not in options.BACKENDS:
         raise BackendUnavailable(f"unknown backend {name!r}; expected one of {', '.join(options.BACKENDS)}")
     _selected = name
+
+
+def source_dump(target: str, fn: ir.Function, opts: dict[str, Any], full: bool = False) -> str:
+    """The kernel source a GPU backend hands to MLX (`full`: with the signature MLX generates)."""
+    from .gpu_launch import generate
+
+    if target == "metal":
+        from .metal import METAL, full_metal_source
+
+        return full_metal_source(fn, opts) if full else generate(fn, METAL, int(opts["num_warps"])).body
+    if target == "cuda":
+        from .cuda import CUDA, full_cuda_source
+
+        return full_cuda_source(fn, opts) if full else generate(fn, CUDA, int(opts["num_warps"])).body
+    raise BackendUnavailable(f"no source to dump for backend {target!r}; expected metal or cuda")
 
 
 def current_backend_name() -> str:

@@ -55,5 +55,9 @@ def disk_cache_enabled() -> bool:
     return not _flag("MTRITON_DISABLE_DISK_CACHE")
 
 
+def cxx_compiler() -> str:
+    return os.environ.get("MTRITON_CXX", "").strip() or "g++"
+
+
 def update_golden() -> bool:
     return _flag("MTRITON_UPDATE_GOLDEN")

@@ -18,9 +18,12 @@ def next_power_of_2(n: int) -> int:
 
 
 def empty(shape: Any, dtype: Any = mx.float32) -> mx.array:
-    """An array for a kernel to fill.
+    """An array for a kernel to fill, like `torch.empty`.
 
-    Its contents are unspecified until a kernel writes them (today zeros,
-    which MLX fills lazily on first use).
+    Its contents are unspecified until a kernel writes them. The GPU backends
+    hand such an array to the kernel as a fresh output, with no copy; the
+    interpreter sees zeros.
     """
-    return mx.zeros(shape, dtype=dtype)
+    from ..backends.gpu_launch import mark_fresh
+
+    return mark_fresh(mx.zeros(shape, dtype=dtype))

@@ -210,6 +210,10 @@ class MetalKernel:
             atomic_outputs=self.atomic_outputs,
         )
 
+    # mtriton's launcher passes `writable_inputs` to read back what the kernel wrote
+    # into inputs; MLX's kernels have no such argument.
+    returns_writable_inputs = True
+
     def __call__(
         self,
         *,
@@ -222,6 +226,7 @@ class MetalKernel:
         init_value: float | None = None,
         verbose: bool = False,
         stream: Any = None,
+        writable_inputs: Sequence[int] = (),
     ) -> list[mx.array]:
         """Runs the kernel.
 
@@ -236,9 +241,14 @@ class MetalKernel:
                 outputs uninitialised, as MLX does.
             verbose: Print the generated source, as MLX does.
             stream: Accepted for compatibility; the emulator runs on the CPU.
+            writable_inputs: Indices of inputs the kernel writes through a
+                pointer it made writable (mtriton's copy-on-write launch);
+                their final contents follow the outputs in the result. Not
+                an MLX argument: on a GPU such writes land in the input's
+                own buffer.
 
         Returns:
-            The outputs, as new arrays.
+            The outputs, as new arrays, then the writable inputs' contents.
 
         Raises:
             ValueError: For arguments MLX rejects.
@@ -291,7 +301,7 @@ class MetalKernel:
             return [
                 mx.zeros(shape, dtype) if init_value is None else mx.full(shape, init_value, dtype)
                 for _, shape, dtype in outputs
-            ]
+            ] + [arrays[k] for k in writable_inputs]
         call = Call(loaded[0], source, loaded[1], self.name, get_checks())
         return call.run(
             arrays,
@@ -301,6 +311,7 @@ class MetalKernel:
             init_value,
             self.ensure_row_contiguous,
             self.atomic_outputs,
+            writable_inputs,
         )
 
 

@@ -157,6 +157,7 @@ class _Output:
     shape: tuple[int, ...]
     dtype: mx.Dtype
     np_dtype: np.dtype
+    snapshot_of: int | None = None  # a writable input's contents after the run
 
     @property
     def nbytes(self) -> int:
@@ -209,6 +210,7 @@ class Call:
         init_value: float | None,
         ensure_row_contiguous: bool,
         atomic_outputs: bool,
+        writable_inputs: Sequence[int] = (),
     ) -> list[mx.array]:
         """Runs the grid (several times if checks ask) and returns the outputs.
 
@@ -221,13 +223,28 @@ class Call:
             ensure_row_contiguous: Copy non-row-contiguous inputs first.
             atomic_outputs: Whether outputs are atomics (their float sums
                 depend on order, so the race check skips them).
+            writable_inputs: Indices of inputs the kernel writes to. Each run
+                starts from their original contents; after it they are
+                snapshotted and checked like outputs.
 
         Returns:
-            Fresh arrays holding the outputs of the first (forward) run.
+            Fresh arrays holding the outputs of the first (forward) run,
+            followed by the writable inputs' final contents.
         """
         self.outs = [
             _Output(name, tuple(shape), dtype, np.dtype(_NUMPY_DTYPES[dtype]))
             for name, shape, dtype in outputs
+        ]
+        self.writable = list(writable_inputs)
+        self.outs += [
+            _Output(
+                f"writable input {k}",
+                tuple(inputs[k].shape),
+                inputs[k].dtype,
+                np.dtype(_NUMPY_DTYPES[inputs[k].dtype]),
+                snapshot_of=k,
+            )
+            for k in self.writable
         ]
         self.grid = tuple(grid)
         self.threadgroup = tuple(threadgroup)
@@ -273,13 +290,15 @@ class Call:
         params = self.source.params
         args = (ctypes.c_void_p * max(1, len(params)))()
         mapped: dict[int, np.ndarray] = {}
+        self.input_buffers: dict[int, tuple[Buffer, np.ndarray]] = {}
         for k, param in enumerate(params):
             if param.kind == "input":
                 host = _host_array(inputs[param.index])
-                if ensure_row_contiguous:
+                if ensure_row_contiguous or param.index in self.writable:
                     host = np.ascontiguousarray(host)
                 buf = self.memory.map_array(param.name, host)
                 mapped[param.index] = host
+                self.input_buffers[param.index] = (buf, host)
                 args[k] = buf.ptr + buf.lead
             elif param.kind in ("shape", "strides", "ndim"):
                 host = mapped[param.index]
@@ -304,11 +323,15 @@ class Call:
         order_groups: tuple[int, int] = (0, 0xFFFFFFFF),
         group_order: int = 0,
     ) -> list[Buffer]:
+        for k in self.writable:  # every run starts from the original contents
+            buf, host = self.input_buffers[k]
+            ctypes.memmove(buf.ptr + buf.lead, host.ctypes.data, host.nbytes)
+        real = [o for o in self.outs if o.snapshot_of is None]
         buffers = [
             self.memory.map_output(
                 o.name, o.nbytes, o.np_dtype.itemsize, _fill_for(o, self.init_value, poison)
             )
-            for o in self.outs
+            for o in real
         ]
         out_params = [k for k, p in enumerate(self.source.params) if p.kind == "output"]
         for k, buf in zip(out_params, buffers, strict=True):
@@ -332,6 +355,11 @@ class Call:
         err = self.memory.runtime.run(launch)
         if err.kind != abi.ERR_OK:
             raise_error(err, self._context())
+        for o in self.outs[len(real) :]:
+            buf, _ = self.input_buffers[o.snapshot_of]
+            snap = self.memory.map_output(o.name, o.nbytes, o.np_dtype.itemsize, b"\0")
+            ctypes.memmove(snap.ptr, buf.ptr + buf.lead, o.nbytes)
+            buffers.append(snap)
         return buffers
 
     def _find_unwritten(self, second: Sequence[Buffer]) -> list[np.ndarray]:

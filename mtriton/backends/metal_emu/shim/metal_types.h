@@ -331,10 +331,13 @@ inline vec<bool, N> operator!(const vec<T, N>& a) {
   return r;
 }
 
-#define __EMU_VEC_TYPES(T, NAME) \
-  typedef vec<T, 2> NAME##2;     \
-  typedef vec<T, 3> NAME##3;     \
-  typedef vec<T, 4> NAME##4;
+// packed_T2/packed_T4 have the element's alignment on Metal, as every vec has here.
+#define __EMU_VEC_TYPES(T, NAME)    \
+  typedef vec<T, 2> NAME##2;        \
+  typedef vec<T, 3> NAME##3;        \
+  typedef vec<T, 4> NAME##4;        \
+  typedef vec<T, 2> packed_##NAME##2; \
+  typedef vec<T, 4> packed_##NAME##4;
 __EMU_VEC_TYPES(bool, bool)
 __EMU_VEC_TYPES(char, char)
 __EMU_VEC_TYPES(uchar, uchar)

@@ -1,0 +1,197 @@
+"""What is known about integer and pointer values along a block's last dimension.
+
+Triton's AxisInfo, restricted to the last (fastest-varying) dimension, which is
+the one a thread's contiguous chunk runs along. It decides where a load or
+store can be one vector access: the offsets of a chunk are consecutive
+(contiguity), its first offset is a multiple of the chunk (divisibility), and
+the mask is the same for the whole chunk (constancy).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ... import ir
+
+LARGE = 1 << 30
+
+
+@dataclass(frozen=True)
+class AxisInfo:
+    """Facts about runs of consecutive last-dimension elements.
+
+    Attributes:
+        contiguity: runs of this many elements increase by exactly 1.
+        divisibility: the first element of each run is a multiple of this.
+        constancy: runs of this many elements are equal.
+    """
+
+    contiguity: int = 1
+    divisibility: int = 1
+    constancy: int = 1
+
+    def meet(self, other: AxisInfo) -> AxisInfo:
+        return AxisInfo(
+            math.gcd(self.contiguity, other.contiguity),
+            math.gcd(self.divisibility, other.divisibility),
+            math.gcd(self.constancy, other.constancy),
+        )
+
+
+UNKNOWN = AxisInfo()
+
+
+def _pow2_divisor(value: int) -> int:
+    if value == 0:
+        return LARGE
+    return min(LARGE, value & -value)
+
+
+def _last(v: ir.Value) -> int:
+    return v.type.shape[-1] if v.type.shape else 1
+
+
+class AxisInfoAnalysis:
+    """Computes an AxisInfo for every value of a function."""
+
+    def __init__(self, fn: ir.Function) -> None:
+        self.info: dict[int, AxisInfo] = {}
+        for param in fn.params:
+            self.info[id(param.value)] = AxisInfo(1, param.divisibility, 1)
+        self._block(fn.body)
+
+    def __getitem__(self, v: ir.Value) -> AxisInfo:
+        return self.info.get(id(v), UNKNOWN)
+
+    def _set(self, v: ir.Value, info: AxisInfo) -> None:
+        last = _last(v)
+        self.info[id(v)] = AxisInfo(
+            min(info.contiguity, last), min(info.divisibility, LARGE), min(info.constancy, last)
+        )
+
+    def _block(self, block: ir.Block) -> None:
+        for op in block.ops:
+            self._op(op)
+
+    def _op(self, op: ir.Op) -> None:
+        if op.name == "for":
+            self._loop(op, op.operands[3:], op.regions[0], 1)
+            return
+        if op.name in ("while", "if"):
+            for region in op.regions:
+                for arg in region.args:
+                    self.info[id(arg)] = UNKNOWN
+                self._block(region)
+            return
+        for region in op.regions:
+            self._block(region)
+        if len(op.results) != 1:
+            return
+        result = op.result
+        rule = getattr(self, f"_rule_{op.name}", None)
+        self._set(result, rule(op) if rule is not None else UNKNOWN)
+
+    def _loop(self, op: ir.Op, inits: list[ir.Value], body: ir.Block, leading: int) -> None:
+        # Fixpoint: an iter arg knows what both its initial value and every yield know.
+        args = body.args[leading:]
+        current = [self[v] for v in inits]
+        for _ in range(3):
+            for arg, info in zip(args, current):
+                self._set(arg, info)
+            self._block(body)
+            yielded = body.terminator.operands if body.terminator else []
+            new = [c.meet(self[y]) for c, y in zip(current, yielded)]
+            if new == current:
+                break
+            current = new
+        for result, info in zip(op.results, current):
+            self._set(result, info)
+
+    # ------------------------------------------------------------------ rules
+
+    def _rule_constant(self, op: ir.Op) -> AxisInfo:
+        value = op.attrs["value"]
+        div = _pow2_divisor(value) if isinstance(value, int) and not isinstance(value, bool) else 1
+        return AxisInfo(1, div, LARGE)
+
+    def _rule_arange(self, op: ir.Op) -> AxisInfo:
+        return AxisInfo(LARGE, _pow2_divisor(op.attrs["start"]), 1)
+
+    def _rule_splat(self, op: ir.Op) -> AxisInfo:
+        return AxisInfo(1, self[op.operands[0]].divisibility, LARGE)
+
+    def _rule_broadcast(self, op: ir.Op) -> AxisInfo:
+        src = op.operands[0]
+        if _last(src) == 1 and _last(op.result) > 1:
+            return AxisInfo(1, self[src].divisibility, LARGE)
+        return self[src]
+
+    def _rule_expand_dims(self, op: ir.Op) -> AxisInfo:
+        if op.attrs["axis"] == len(op.result.type.shape) - 1:
+            return AxisInfo(1, self[op.operands[0]].divisibility, 1)
+        return self[op.operands[0]]
+
+    def _rule_reshape(self, op: ir.Op) -> AxisInfo:
+        src = op.operands[0]
+        if _last(src) == _last(op.result):
+            return self[src]
+        return AxisInfo(1, 1, 1)
+
+    def _rule_assume(self, op: ir.Op) -> AxisInfo:
+        info = self[op.operands[0]]
+        return AxisInfo(
+            max(info.contiguity, op.attrs.get("max_contiguous", 1)),
+            max(info.divisibility, op.attrs.get("multiple_of", 1)),
+            info.constancy,
+        )
+
+    def _rule_cast(self, op: ir.Op) -> AxisInfo:
+        return self[op.operands[0]]
+
+    def _rule_add(self, op: ir.Op) -> AxisInfo:
+        a, b = (self[v] for v in op.operands)
+        return AxisInfo(
+            max(math.gcd(a.contiguity, b.constancy), math.gcd(a.constancy, b.contiguity)),
+            math.gcd(a.divisibility, b.divisibility),
+            math.gcd(a.constancy, b.constancy),
+        )
+
+    _rule_addptr = _rule_add
+
+    def _rule_sub(self, op: ir.Op) -> AxisInfo:
+        a, b = (self[v] for v in op.operands)
+        return AxisInfo(
+            math.gcd(a.contiguity, b.constancy),
+            math.gcd(a.divisibility, b.divisibility),
+            math.gcd(a.constancy, b.constancy),
+        )
+
+    def _rule_mul(self, op: ir.Op) -> AxisInfo:
+        a, b = (self[v] for v in op.operands)
+        return AxisInfo(1, min(LARGE, a.divisibility * b.divisibility), math.gcd(a.constancy, b.constancy))
+
+    def _elementwise_constancy(self, op: ir.Op) -> AxisInfo:
+        constancy = LARGE
+        for v in op.operands:
+            constancy = math.gcd(constancy, self[v].constancy)
+        return AxisInfo(1, 1, constancy)
+
+    def _rule_cmp(self, op: ir.Op) -> AxisInfo:
+        a, b = (self[v] for v in op.operands)
+        constancy = math.gcd(a.constancy, b.constancy)
+        if op.attrs["pred"] in ("lt", "le", "gt", "ge"):
+            # a run of consecutive integers compared with a run of one value changes its
+            # result at most at a multiple of both divisibilities
+            if a.contiguity > 1 and b.constancy > 1:
+                constancy = max(
+                    constancy, math.gcd(a.contiguity, b.constancy, math.gcd(a.divisibility, b.divisibility))
+                )
+            if b.contiguity > 1 and a.constancy > 1:
+                constancy = max(
+                    constancy, math.gcd(b.contiguity, a.constancy, math.gcd(a.divisibility, b.divisibility))
+                )
+        return AxisInfo(1, 1, constancy)
+
+    _rule_and = _rule_or = _rule_xor = _rule_where = _rule_not = _elementwise_constancy
+    _rule_maximum = _rule_minimum = _rule_div = _rule_floordiv = _rule_mod = _elementwise_constancy

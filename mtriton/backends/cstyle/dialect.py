@@ -1,0 +1,68 @@
+"""What differs between the C-like GPU languages: one small table per language.
+
+The shared lowering (`lowering.py`) writes everything else; Metal and CUDA each
+fill in a `Dialect` (`backends/metal.py`, `backends/cuda.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ...ir import types as T
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """One C-like GPU language.
+
+    Attributes:
+        name: `metal` or `cuda`.
+        types: IR short type name -> the language's scalar type.
+        global_ptr: how a pointer to global memory of `{t}` is spelled.
+        shared_array: a threadgroup/shared array declaration of `{t} {name}[{n}]`.
+        shared_ptr: a pointer into threadgroup/shared memory.
+        barrier: a threadgroup-wide barrier statement.
+        thread_index: the thread's index in its program (threadgroup/block).
+        program_id: the three program (threadgroup/block) indices.
+        num_programs: the three grid sizes in programs.
+        shuffle_xor: `{v}` from lane `lane ^ {m}` of the SIMD group/warp.
+        shuffle_up: `{v}` from lane `lane - {d}` (own value below `{d}`).
+        simd_reduce: builtin SIMD-group reductions by combiner (`add`, `maximum`, ...).
+        simd_prefix_exclusive_sum: SIMD exclusive prefix sum, if the language has one.
+        math: IR unary/binary op -> function name, where it differs from the op name.
+        vector_type: a `{t}` vector of `{n}` elements for vector loads/stores, or None.
+        atomic: renders an atomic read-modify-write: (kind, ctype, address expr, value expr) -> expr.
+        atomic_cas: renders a compare-and-swap: (ctype, address, compare, value) -> expr.
+        dot: `simdgroup` (Metal 8x8 matrices) or `scalar` (a loop over K per element).
+        prelude: helper functions placed before the kernel (the header).
+        const_cast: turns a read-only input pointer `{name}` of `{t}` into a writable one.
+        max_shared_bytes: threadgroup/shared memory a program may use.
+    """
+
+    name: str
+    types: dict[str, str]
+    global_ptr: str
+    shared_array: str
+    shared_ptr: str
+    barrier: str
+    thread_index: str
+    program_id: tuple[str, str, str]
+    num_programs: tuple[str, str, str]
+    shuffle_xor: str
+    shuffle_up: str
+    simd_reduce: dict[str, str]
+    simd_prefix_exclusive_sum: str | None
+    math: dict[str, str]
+    vector_type: Callable[[str, int], str | None]
+    atomic: Callable[[str, str, str, str], str]
+    atomic_cas: Callable[[str, str, str, str], str]
+    dot: str
+    prelude: str
+    const_cast: str
+    max_shared_bytes: int
+    float_literal_suffix: str = "f"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def ctype(self, dtype: T.DType) -> str:
+        return self.types[dtype.short]

@@ -1,0 +1,90 @@
+"""How a block's elements are spread over the threads of a program.
+
+One layout per element count: thread `t` owns `reps` chunks of `vec` elements
+that are contiguous in the block's row-major (flat) order, chunk `k` starting at
+flat index `(k * threads + t) * vec`. A reshape or `expand_dims` keeps the flat
+order, so it keeps the layout and costs nothing; elementwise ops on equal shapes
+line up slot by slot. A block smaller than the program's thread count is
+replicated: thread `t` holds element `t % numel`, and only its owner
+(`t < numel`) stores it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+VEC = 4  # elements per thread chunk: 16-byte accesses for 32-bit types
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The canonical layout of `numel` elements over `threads` threads."""
+
+    numel: int
+    threads: int
+
+    @property
+    def replicated(self) -> bool:
+        return self.numel < self.threads
+
+    @property
+    def vec(self) -> int:
+        if self.replicated:
+            return 1
+        return min(VEC, self.numel // self.threads)
+
+    @property
+    def reps(self) -> int:
+        if self.replicated:
+            return 1
+        return self.numel // (self.threads * self.vec)
+
+    @property
+    def slots(self) -> int:
+        """Elements each thread holds."""
+        return self.vec * self.reps
+
+    def flat_index(self, slot: str, tid: str = "tid") -> str:
+        """C expression: the flat index of slot `slot` of thread `tid`."""
+        if self.replicated:
+            return f"({tid} % {self.numel})" if self.numel > 1 else "0"
+        vec, threads = self.vec, self.threads
+        if self.reps == 1:
+            return f"({tid} * {vec} + {slot})" if vec > 1 else f"{tid}"
+        if vec == 1:
+            return f"({slot} * {threads} + {tid})"
+        return f"((({slot}) / {vec} * {threads} + {tid}) * {vec} + ({slot}) % {vec})"
+
+    def owner(self, tid: str = "tid") -> str | None:
+        """C condition true for the thread that owns its elements (None: every thread does)."""
+        return f"({tid} < {self.numel})" if self.replicated else None
+
+
+def unravel(flat: str, shape: tuple[int, ...]) -> list[str]:
+    """C expressions for the multi-index of flat index `flat` in `shape` (row-major)."""
+    out = []
+    stride = 1
+    strides = []
+    for dim in reversed(shape):
+        strides.append(stride)
+        stride *= dim
+    strides.reverse()
+    for dim, st in zip(shape, strides):
+        if dim == 1:
+            out.append("0")
+        elif st == 1:
+            out.append(f"(({flat}) % {dim})")
+        else:
+            out.append(f"((({flat}) / {st}) % {dim})")
+    return out
+
+
+def ravel(index: list[str], shape: tuple[int, ...]) -> str:
+    """C expression for the flat index of multi-index `index` in `shape`."""
+    terms = []
+    stride = 1
+    for dim, idx in zip(reversed(shape), reversed(index)):
+        if dim != 1 and idx != "0":
+            terms.append(idx if stride == 1 else f"({idx}) * {stride}")
+        stride *= dim
+    return " + ".join(reversed(terms)) if terms else "0"

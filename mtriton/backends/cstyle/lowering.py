@@ -1,0 +1,412 @@
+"""Block IR -> per-thread C-like code, shared by Metal and CUDA.
+
+A program is one threadgroup/block of `num_warps * 32` threads. Scalars are
+uniform: every thread computes the same value, so all control flow (which the
+IR only allows on scalars) is uniform and barriers inside it are safe. Blocks
+are register arrays in the canonical layout of `layout.py`.
+
+Ops that move elements between threads (broadcast, permute, join, split) either
+recompute a *pure* source (an index expression built from `arange`, constants
+and scalars) at the element they need, or exchange the source through
+threadgroup memory. Reductions, scans and `dot` stage their inputs in
+threadgroup memory and work cooperatively; see each `_lower_*` rule.
+
+Rules are registered per op name with `@lowers(...)`; `Lowering.run` walks the
+IR and calls them. Each emitted statement carries a `// file.py:line` comment.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ... import ir
+from ...errors import OutOfResources, UnsupportedError
+from ...ir import types as T
+from .axis_info import AxisInfoAnalysis
+from .dialect import Dialect
+from .layout import Layout, ravel, unravel
+
+RULES: dict[str, Callable[[Lowering, ir.Op], None]] = {}
+COMBINERS = ("add", "mul", "maximum", "minimum", "and", "or", "xor")
+
+
+def lowers(*names: str) -> Callable[[Callable[[Lowering, ir.Op], None]], Callable[[Lowering, ir.Op], None]]:
+    def deco(fn: Callable[[Lowering, ir.Op], None]) -> Callable[[Lowering, ir.Op], None]:
+        for name in names:
+            RULES[name] = fn
+        return fn
+
+    return deco
+
+
+@dataclass
+class Entity:
+    """How an IR value lives in the generated code.
+
+    Attributes:
+        name: C variable (scalar) or array (block); for pointers, the offset in elements.
+        dtype: element type (for pointers, the pointee type).
+        layout: None for scalars.
+        base: for pointers, the C name of the kernel argument they point into.
+    """
+
+    name: str
+    dtype: T.DType
+    layout: Layout | None = None
+    base: str | None = None
+    wide: bool = False  # pointer offsets need 64 bits
+    uniform: bool = False  # a block whose elements all equal the scalar expression `name`
+
+    def at(self, slot: str = "i") -> str:
+        return self.name if self.layout is None or self.uniform else f"{self.name}[{slot}]"
+
+
+PURE_OPS = ir.BINARY_OPS | ir.UNARY_OPS | {
+    "constant", "arange", "splat", "broadcast", "expand_dims", "reshape", "permute", "cast",
+    "cmp", "where", "fma", "addptr", "assume",
+}  # fmt: skip
+
+
+def combiner_kind(region: ir.Block) -> str | None:
+    """`add`/`maximum`/... when a combine region is exactly one such op on its two args."""
+    if len(region.args) != 2 or len(region.ops) != 2:
+        return None
+    op, term = region.ops
+    if op.name in COMBINERS and op.operands == region.args and term.operands == [op.result]:
+        return op.name
+    if op.name in COMBINERS and op.operands == region.args[::-1] and term.operands == [op.result]:
+        return op.name
+    return None
+
+
+class Lowering:
+    """Writes the body of one kernel for one dialect."""
+
+    def __init__(self, fn: ir.Function, dialect: Dialect, num_warps: int, arg_names: dict[str, str]) -> None:
+        self.fn = fn
+        self.d = dialect
+        self.threads = num_warps * 32
+        self.warps = num_warps
+        self.axis = AxisInfoAnalysis(fn)
+        self.lines: list[str] = []
+        self.depth = 1
+        self.env: dict[int, Entity] = {}
+        self.defs: dict[int, ir.Op] = {}
+        self.counter = 0
+        self.loc = ""
+        self.shared_bytes = 0
+        self.arg_names = arg_names
+        self.written_bases: set[str] = set()
+
+    @property
+    def written(self) -> set[str]:
+        """Names of the pointer parameters the kernel stores to or updates atomically."""
+        return {p for p, c in self.arg_names.items() if c in self.written_bases}
+
+    # ------------------------------------------------------------------ emission helpers
+
+    def fresh(self, prefix: str = "v") -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    def emit(self, line: str) -> None:
+        comment = f"  // {self.loc}" if self.loc else ""
+        self.lines.append("  " * self.depth + line + comment)
+
+    def open(self, header: str) -> None:
+        self.emit(header + " {")
+        self.depth += 1
+
+    def close(self, trailer: str = "") -> None:
+        self.depth -= 1
+        self.lines.append("  " * self.depth + "}" + trailer)
+
+    def ctype(self, dtype: T.DType) -> str:
+        return self.d.ctype(dtype)
+
+    def layout_of(self, v: ir.Value) -> Layout | None:
+        return Layout(v.type.numel, self.threads) if v.type.shape else None
+
+    def new_entity(
+        self, v: ir.Value, base: str | None = None, dtype: T.DType | None = None, wide: bool = False
+    ) -> Entity:
+        """Declares the C variable/array for `v` and records it."""
+        elem = v.type.elem
+        if isinstance(elem, T.PointerType):
+            dtype = dtype or elem.element
+            ctype = self.ctype(T.int64 if wide else T.int32)
+        else:
+            dtype = dtype or elem
+            ctype = self.ctype(dtype)
+        ent = Entity(self.fresh(), dtype, self.layout_of(v), base, wide)
+        if ent.layout is None:
+            self.emit(f"{ctype} {ent.name};")
+        else:
+            self.emit(f"{ctype} {ent.name}[{ent.layout.slots}];")
+        self.env[id(v)] = ent
+        return ent
+
+    def scratch(self, dtype: T.DType, count: int, offset: int = 0) -> str:
+        """A typed pointer to threadgroup scratch memory at byte `offset` (kept 16-aligned)."""
+        size = dtype.itemsize if not dtype.is_bool() else 1
+        end = offset + size * count
+        self.shared_bytes = max(self.shared_bytes, _align16(end))
+        if self.shared_bytes > self.d.max_shared_bytes:
+            raise OutOfResources(
+                f"{self.loc}: kernel needs {self.shared_bytes} bytes of threadgroup memory; "
+                f"{self.d.name} allows {self.d.max_shared_bytes}. Use smaller blocks."
+            )
+        ctype = self.ctype(dtype) if not dtype.is_bool() else "bool"
+        return f"(({self.d.shared_ptr.format(t=ctype)})(mt_smem + {offset}))"
+
+    def barrier(self) -> None:
+        self.emit(self.d.barrier)
+
+    def slot_loop(self, layout: Layout) -> None:
+        self.open(f"for (int i = 0; i < {layout.slots}; ++i)")
+
+    def get(self, v: ir.Value) -> Entity:
+        return self.env[id(v)]
+
+    # ------------------------------------------------------------------ driver
+
+    def run(self) -> str:
+        d = self.d
+        self.emit(f"const int tid = (int)({d.thread_index});")
+        self.emit("const int lane = tid % 32;")
+        self.emit("const int warp = tid / 32;")
+        for param in self.fn.params:
+            elem = param.value.type.elem
+            name = self.arg_names[param.name]
+            if isinstance(elem, T.PointerType):
+                self.env[id(param.value)] = Entity("0", elem.element, None, name)
+            else:
+                self.env[id(param.value)] = Entity(d.extra["scalar_arg"].format(name=name), elem)
+        body_start = len(self.lines)
+        self.block(self.fn.body)
+        if self.shared_bytes:
+            self.lines.insert(body_start, "  " + d.shared_array.format(n16=self.shared_bytes // 16))
+        return "\n".join(self.lines) + "\n"
+
+    def block(self, block: ir.Block) -> None:
+        for op in block.ops:
+            self.op(op)
+
+    def op(self, op: ir.Op) -> None:
+        self.loc = f"{os.path.basename(op.loc.file)}:{op.loc.line}" if op.loc.line else ""
+        for r in op.results:
+            self.defs[id(r)] = op
+        rule = RULES.get(op.name)
+        if rule is None:
+            raise UnsupportedError(f"{self.loc}: the {self.d.name} backend cannot lower `{op.name}` yet")
+        rule(self, op)
+
+    # ------------------------------------------------------------------ values at an index
+
+    def is_pure(self, v: ir.Value) -> bool:
+        if not v.type.shape:
+            return True
+        op = self.defs.get(id(v))
+        if op is None or op.name not in PURE_OPS:
+            return False
+        return all(self.is_pure(o) for o in op.operands)
+
+    def expr_at(self, v: ir.Value, flat: str) -> str:
+        """C expression for element `flat` of a pure value, recomputed from its definition."""
+        ent = self.env.get(id(v))
+        if not v.type.shape:
+            return ent.name if ent is not None else self.expr_at(self.defs[id(v)].operands[0], flat)
+        op = self.defs[id(v)]
+        if op.name == "arange":
+            return f"({op.attrs['start']} + (int)({flat}))"
+        if op.name == "constant":
+            return self.literal(op.attrs["value"], v.type.elem)
+        if op.name == "splat":
+            return self.get(op.operands[0]).name
+        if op.name in ("expand_dims", "reshape", "assume"):
+            return self.expr_at(op.operands[0], flat)
+        if op.name in ("broadcast", "permute"):
+            return self.expr_at(op.operands[0], self.source_index(op, flat))
+        args = [self.expr_at(o, flat) for o in op.operands]
+        return self.render(op, args)
+
+    def source_index(self, op: ir.Op, flat: str) -> str:
+        """For broadcast/permute: the flat index in the source of result element `flat`."""
+        src_shape = op.operands[0].type.shape
+        index = unravel(flat, op.result.type.shape)
+        if op.name == "broadcast":
+            src = [("0" if s == 1 else idx) for s, idx in zip(src_shape, index)]
+        else:
+            order = op.attrs["order"]
+            src = ["0"] * len(order)
+            for res_dim, src_dim in enumerate(order):
+                src[src_dim] = index[res_dim]
+        return ravel(src, src_shape)
+
+    def gather(
+        self,
+        result: Entity,
+        sources: list[tuple[ir.Value, Callable[[str], str]]],
+        combine: Callable[[list[str]], str],
+    ) -> None:
+        """Fills `result`: element e = combine(source_k at index_k(e) for each k).
+
+        Pure sources are recomputed in place; others go through threadgroup memory.
+        """
+        staged: list[str | None] = []
+        offset = 0
+        needs_stage = [not self.is_pure(v) for v, _ in sources]
+        if any(needs_stage):
+            self.barrier()
+        for (v, _), stage in zip(sources, needs_stage):
+            if not stage:
+                staged.append(None)
+                continue
+            buf = self.scratch(v.type.elem if not v.type.elem.is_ptr() else T.int32, v.type.numel, offset)
+            offset += _align16(v.type.numel * max(1, self.value_dtype(v).itemsize))
+            self.stage_out(v, buf)
+            staged.append(buf)
+        if any(needs_stage):
+            self.barrier()
+        layout = result.layout
+        self.slot_loop(layout)
+        self.emit(f"const int e = {layout.flat_index('i')};")
+        parts = []
+        for (v, index), buf in zip(sources, staged):
+            idx = index("e")
+            parts.append(f"{buf}[{idx}]" if buf is not None else self.expr_at(v, idx))
+        self.emit(f"{result.name}[i] = {combine(parts)};")
+        self.close()
+
+    def value_dtype(self, v: ir.Value) -> T.DType:
+        elem = v.type.elem
+        return T.int32 if isinstance(elem, T.PointerType) else elem
+
+    def stage_out(self, v: ir.Value, buf: str) -> None:
+        """Writes a block's canonical slots to threadgroup memory at their flat indices."""
+        ent = self.get(v)
+        layout = ent.layout
+        self.slot_loop(layout)
+        self.emit(f"{buf}[{layout.flat_index('i')}] = {ent.at()};")
+        self.close()
+
+    # ------------------------------------------------------------------ rendering
+
+    def literal(self, value: object, elem: T.ElemType) -> str:
+        dtype = elem if isinstance(elem, T.DType) else T.int32
+        if dtype.is_bool():
+            return "true" if value else "false"
+        if dtype.is_floating():
+            v = float(value)  # type: ignore[arg-type]
+            if math.isnan(v):
+                text = self.d.extra["nan"]
+            elif math.isinf(v):
+                text = self.d.extra["inf"] if v > 0 else f"(-{self.d.extra['inf']})"
+            else:
+                text = repr(v) + self.d.float_literal_suffix
+            return text if dtype == T.float32 else f"static_cast<{self.ctype(dtype)}>({text})"
+        v = int(value)  # type: ignore[arg-type]
+        if dtype.bits == 64:
+            return (
+                f"static_cast<{self.ctype(dtype)}>({v}LL)"
+                if dtype.is_signed()
+                else f"static_cast<{self.ctype(dtype)}>({v}ULL)"
+            )
+        if dtype.kind == "uint":
+            return f"static_cast<{self.ctype(dtype)}>({v}u)"
+        return f"static_cast<{self.ctype(dtype)}>({v})" if dtype.bits < 32 else str(v)
+
+    def render(self, op: ir.Op, args: list[str]) -> str:
+        """C expression for an elementwise op applied to operand expressions."""
+        name = op.name
+        elem = op.result.type.elem
+        if name == "addptr":
+            return f"({args[0]} + {args[1]})"
+        if name == "cmp":
+            sym = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}[op.attrs["pred"]]
+            return f"({args[0]} {sym} {args[1]})"
+        if name == "where":
+            return f"({args[0]} ? {args[1]} : {args[2]})"
+        if name == "cast":
+            return self.render_cast(args[0], op.operands[0].type.elem, elem)
+        if name == "bitcast":
+            return self.d.extra["bitcast"].format(t=self.ctype(elem), x=args[0])
+        if name == "assume":
+            return args[0]
+        ctype = self.ctype(elem)
+        symbols = {
+            "add": "+",
+            "sub": "-",
+            "mul": "*",
+            "div": "/",
+            "floordiv": "/",
+            "and": "&",
+            "or": "|",
+            "xor": "^",
+            "shl": "<<",
+            "shr": ">>",
+        }
+        if name == "mod" and not elem.is_floating():
+            return f"static_cast<{ctype}>({args[0]} % {args[1]})"
+        if name in symbols:
+            if elem.is_bool() and name in ("and", "or", "xor"):
+                return f"({args[0]} {symbols[name]} {args[1]})"
+            return f"static_cast<{ctype}>({args[0]} {symbols[name]} {args[1]})"
+        if name == "neg":
+            return f"static_cast<{ctype}>(-{args[0]})"
+        if name == "not":
+            return f"(!{args[0]})" if elem.is_bool() else f"static_cast<{ctype}>(~{args[0]})"
+        fn = self.d.math.get(name, name)
+        if name in ("maximum", "minimum", "abs") and not elem.is_floating():
+            fn = {"maximum": "max", "minimum": "min", "abs": "abs"}[name]
+            return f"static_cast<{ctype}>({fn}({', '.join(args)}))"
+        if elem == T.float32:
+            return f"{fn}({', '.join(args)})"
+        # half/bfloat math is computed in float and rounded once, as MLX does
+        inner = ", ".join(f"static_cast<float>({a})" for a in args)
+        return f"static_cast<{ctype}>({fn}({inner}))"
+
+    def render_cast(self, x: str, src: T.ElemType, dst: T.ElemType) -> str:
+        if dst.is_bool():
+            return f"({x} != 0)" if not src.is_bool() else x
+        ctype = self.ctype(dst)  # type: ignore[arg-type]
+        if src in (T.float16, T.bfloat16) and dst in (T.float16, T.bfloat16):
+            return f"static_cast<{ctype}>(static_cast<float>({x}))"
+        if src in (T.float16, T.bfloat16) and not dst.is_floating():
+            return f"static_cast<{ctype}>(static_cast<float>({x}))"
+        if dst in (T.float16, T.bfloat16) and not src.is_floating():
+            return f"static_cast<{ctype}>(static_cast<float>({x}))"
+        return f"static_cast<{ctype}>({x})"
+
+    # ------------------------------------------------------------------ region inlining
+
+    def inline_region(self, region: ir.Block, args: list[str], dtypes: list[T.DType]) -> list[str]:
+        """Emits a combine region on scalar C expressions; returns its results' names."""
+        for arg, expr in zip(region.args, args):
+            ent = Entity(self.fresh("c"), arg.type.elem)  # type: ignore[arg-type]
+            self.emit(f"{self.ctype(ent.dtype)} {ent.name} = {expr};")
+            self.env[id(arg)] = ent
+        for op in region.ops[:-1]:
+            self.op(op)
+        return [self.get(v).name for v in region.ops[-1].operands]
+
+    def combine(
+        self, region: ir.Block, left: list[str], right: list[str], dtypes: list[T.DType]
+    ) -> list[str]:
+        """Emits combine(left, right), using the plain operator for builtin combiners."""
+        kind = combiner_kind(region)
+        if kind is not None:
+            op = region.ops[0]
+            return [self.render(op, [left[0], right[0]])]
+        return self.inline_region(region, left + right, dtypes)
+
+
+def _align16(n: int) -> int:
+    return (n + 15) // 16 * 16
+
+
+# Rules live in rules.py and register themselves on import.
+from . import rules  # noqa: E402,F401

@@ -1,0 +1,763 @@
+"""The lowering rules, one short function per op family (see `lowering.py`)."""
+
+from __future__ import annotations
+
+from ... import ir
+from ...errors import UnsupportedError
+from ...ir import types as T
+from .layout import Layout, ravel, unravel
+from .lowering import Entity, Lowering, combiner_kind, lowers
+
+# --------------------------------------------------------------------------- values
+
+
+@lowers("constant")
+def _lower_constant(lo: Lowering, op: ir.Op) -> None:
+    text = lo.literal(op.attrs["value"], op.result.type.elem)
+    if op.result.type.shape:
+        lo.env[id(op.result)] = Entity(text, op.result.type.elem, lo.layout_of(op.result), uniform=True)
+        return
+    ent = lo.new_entity(op.result)
+    lo.emit(f"{ent.name} = {text};")
+
+
+@lowers("program_id", "num_programs")
+def _lower_program_id(lo: Lowering, op: ir.Op) -> None:
+    table = lo.d.program_id if op.name == "program_id" else lo.d.num_programs
+    ent = lo.new_entity(op.result)
+    lo.emit(f"{ent.name} = (int)({table[op.attrs['axis']]});")
+
+
+@lowers("arange")
+def _lower_arange(lo: Lowering, op: ir.Op) -> None:
+    ent = lo.new_entity(op.result)
+    lo.slot_loop(ent.layout)
+    lo.emit(f"{ent.name}[i] = {op.attrs['start']} + (int)({ent.layout.flat_index('i')});")
+    lo.close()
+
+
+def _elementwise(lo: Lowering, op: ir.Op, base: str | None = None, wide: bool = False) -> None:
+    ents = [lo.get(o) for o in op.operands]
+    layout = lo.layout_of(op.result)
+    if layout is not None and all(e.uniform for e in ents):
+        # uniform operands give a uniform result: compute it once, as a scalar
+        scalar = ir.Value(ir.BlockType(op.result.type.elem))
+        ent = lo.new_entity(scalar, base=base, wide=wide)
+        lo.emit(f"{ent.name} = {lo.render(op, [e.name for e in ents])};")
+        lo.env[id(op.result)] = Entity(ent.name, ent.dtype, layout, base, wide, uniform=True)
+        return
+    ent = lo.new_entity(op.result, base=base, wide=wide)
+    if ent.layout is None:
+        lo.emit(f"{ent.name} = {lo.render(op, [e.at() for e in ents])};")
+        return
+    lo.slot_loop(ent.layout)
+    lo.emit(f"{ent.name}[i] = {lo.render(op, [e.at() for e in ents])};")
+    lo.close()
+
+
+@lowers(*(ir.BINARY_OPS | ir.UNARY_OPS), "cmp", "where", "fma", "cast", "bitcast")
+def _lower_elementwise(lo: Lowering, op: ir.Op) -> None:
+    if op.name == "where" and op.result.type.elem.is_ptr():
+        a, b = lo.get(op.operands[1]), lo.get(op.operands[2])
+        if a.base != b.base:
+            raise UnsupportedError(f"{lo.loc}: tl.where between pointers into different arguments")
+        _elementwise(lo, op, base=a.base, wide=a.wide or b.wide)
+        return
+    if op.name == "bitcast" and op.result.type.elem.is_ptr():
+        src = lo.get(op.operands[0])
+        lo.env[id(op.result)] = Entity(src.name, op.result.type.elem.element, src.layout, src.base, src.wide)
+        return
+    _elementwise(lo, op)
+
+
+@lowers("addptr")
+def _lower_addptr(lo: Lowering, op: ir.Op) -> None:
+    ptr = lo.get(op.operands[0])
+    _elementwise(lo, op, base=ptr.base, wide=ptr.wide or op.operands[1].type.elem.bits == 64)
+    lo.get(op.result).dtype = ptr.dtype
+
+
+@lowers("assume", "expand_dims", "reshape")
+def _lower_alias(lo: Lowering, op: ir.Op) -> None:
+    # The flat order is unchanged, so the canonical layout is too: the same registers.
+    src = lo.get(op.operands[0])
+    lo.env[id(op.result)] = Entity(
+        src.name, src.dtype, lo.layout_of(op.result), src.base, src.wide, src.uniform
+    )
+
+
+@lowers("splat")
+def _lower_splat(lo: Lowering, op: ir.Op) -> None:
+    # No registers: every element is the scalar, read where it is used.
+    src = lo.get(op.operands[0])
+    lo.env[id(op.result)] = Entity(
+        src.name, src.dtype, lo.layout_of(op.result), src.base, src.wide, uniform=True
+    )
+
+
+@lowers("broadcast", "permute")
+def _lower_move(lo: Lowering, op: ir.Op) -> None:
+    src = lo.get(op.operands[0])
+    ent = lo.new_entity(op.result, base=src.base, dtype=src.dtype, wide=src.wide)
+    lo.gather(ent, [(op.operands[0], lambda e: lo.source_index(op, e))], lambda parts: parts[0])
+
+
+@lowers("join")
+def _lower_join(lo: Lowering, op: ir.Op) -> None:
+    a = lo.get(op.operands[0])
+    ent = lo.new_entity(op.result, base=a.base, dtype=a.dtype, wide=a.wide)
+    sources = [(op.operands[0], lambda e: f"(({e}) / 2)"), (op.operands[1], lambda e: f"(({e}) / 2)")]
+    lo.gather(ent, sources, lambda parts: f"((e % 2) == 0 ? {parts[0]} : {parts[1]})")
+
+
+@lowers("split")
+def _lower_split(lo: Lowering, op: ir.Op) -> None:
+    src = lo.get(op.operands[0])
+    for half, result in enumerate(op.results):
+        ent = lo.new_entity(result, base=src.base, dtype=src.dtype, wide=src.wide)
+        lo.gather(ent, [(op.operands[0], lambda e, h=half: f"(({e}) * 2 + {h})")], lambda parts: parts[0])
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def _vector_width(lo: Lowering, ptr: ir.Value, mask: ir.Value | None, layout: Layout, dtype: T.DType) -> int:
+    vec = layout.vec
+    if vec < 2 or lo.d.vector_type(lo.ctype(dtype), vec) is None:
+        return 1
+    info = lo.axis[ptr]
+    if info.contiguity < vec:
+        return 1
+    if lo.d.name == "cuda" and info.divisibility % vec:
+        return 1  # CUDA's vector types need natural alignment; Metal's packed types do not
+    if mask is not None and lo.axis[mask].constancy < vec:
+        return 1
+    return vec
+
+
+@lowers("load")
+def _lower_load(lo: Lowering, op: ir.Op) -> None:
+    ptr = lo.get(op.operands[0])
+    mask = lo.get(op.operands[1]) if len(op.operands) > 1 else None
+    other = lo.get(op.operands[2]) if len(op.operands) > 2 else None
+    ent = lo.new_entity(op.result)
+    ctype = lo.ctype(ent.dtype)
+    zero = lo.literal(0, ent.dtype)
+    if ent.layout is None:
+        address = f"{ptr.base}[{ptr.name}]"
+        if mask is None:
+            lo.emit(f"{ent.name} = {address};")
+        else:
+            lo.emit(f"{ent.name} = {mask.name} ? {address} : {other.name if other else zero};")
+        return
+    vec = _vector_width(lo, op.operands[0], op.operands[1] if mask else None, ent.layout, ent.dtype)
+    if vec > 1:
+        vtype = lo.d.vector_type(ctype, vec)
+        lo.open(f"for (int i = 0; i < {ent.layout.slots}; i += {vec})")
+        cond = mask.at() if mask else "true"
+        lo.open(f"if ({cond})")
+        lo.emit(
+            f"const {vtype} t = *(({lo.d.global_ptr.format(t='const ' + vtype)})({ptr.base} + {ptr.at()}));"
+        )
+        for j in range(vec):
+            lo.emit(f"{ent.name}[i + {j}] = t[{j}];")
+        lo.close(" else {")
+        lo.depth += 1
+        for j in range(vec):
+            lo.emit(f"{ent.name}[i + {j}] = {other.at(f'i + {j}') if other else zero};")
+        lo.close()
+        lo.close()
+        return
+    lo.slot_loop(ent.layout)
+    address = f"{ptr.base}[{ptr.at()}]"
+    if mask is None:
+        lo.emit(f"{ent.name}[i] = {address};")
+    else:
+        lo.emit(f"{ent.name}[i] = {mask.at()} ? {address} : {other.at() if other else zero};")
+    lo.close()
+
+
+@lowers("store")
+def _lower_store(lo: Lowering, op: ir.Op) -> None:
+    ptr, value = lo.get(op.operands[0]), lo.get(op.operands[1])
+    mask = lo.get(op.operands[2]) if len(op.operands) > 2 else None
+    lo.written_bases.add(ptr.base)
+    if ptr.layout is None:
+        cond = " && ".join(c for c in ("tid == 0", mask.name if mask else None) if c)
+        lo.emit(f"if ({cond}) {ptr.base}[{ptr.name}] = {value.name};")
+        return
+    layout = ptr.layout
+    owner = layout.owner()
+    vec = _vector_width(lo, op.operands[0], op.operands[2] if mask else None, layout, value.dtype)
+    if vec > 1:
+        vtype = lo.d.vector_type(lo.ctype(value.dtype), vec)
+        lo.open(f"for (int i = 0; i < {layout.slots}; i += {vec})")
+        cond = " && ".join(c for c in (owner, mask.at() if mask else None) if c) or "true"
+        elems = ", ".join(value.at(f"i + {j}") for j in range(vec))
+        lo.emit(
+            f"if ({cond}) *(({lo.d.global_ptr.format(t=vtype)})({ptr.base} + {ptr.at()})) = {vtype}({elems});"
+        )
+        lo.close()
+        return
+    lo.slot_loop(layout)
+    cond = " && ".join(c for c in (owner, mask.at() if mask else None) if c)
+    store = f"{ptr.base}[{ptr.at()}] = {value.at()};"
+    lo.emit(f"if ({cond}) {store}" if cond else store)
+    lo.close()
+
+
+ATOMIC_TYPES = {"add": (T.int32, T.uint32, T.float32), "xchg": (T.int32, T.uint32, T.float32)}
+
+
+def _check_atomic(lo: Lowering, kind: str, dtype: T.DType) -> None:
+    allowed = ATOMIC_TYPES.get(
+        kind, (T.int32, T.uint32) if kind in ("and", "or", "xor", "cas") else (T.int32, T.uint32, T.float32)
+    )
+    if dtype not in allowed:
+        raise UnsupportedError(
+            f"{lo.loc}: atomic_{kind} on {dtype} is not supported by {lo.d.name}; supported: {', '.join(map(str, allowed))}"
+        )
+
+
+def _atomic(lo: Lowering, op: ir.Op, render: str, dtype: T.DType) -> None:
+    """Runs `render` (an expression of slot `i`) once per owned, unmasked element."""
+    ent = lo.new_entity(op.result)
+    zero = lo.literal(0, dtype)
+    mask = lo.get(op.operands[2]) if op.name == "atomic_rmw" and len(op.operands) > 2 else None
+    if ent.layout is None:
+        # One thread performs a scalar atomic; everyone reads the old value it saw.
+        buf = lo.scratch(dtype, 1)
+        lo.barrier()
+        cond = " && ".join(c for c in ("tid == 0", mask.name if mask else None) if c)
+        lo.emit(f"if ({cond}) {buf}[0] = {render};")
+        lo.barrier()
+        lo.emit(f"{ent.name} = {buf}[0];")
+        return
+    layout = ent.layout
+    cond = " && ".join(c for c in (layout.owner(), mask.at() if mask else None) if c) or "true"
+    lo.slot_loop(layout)
+    lo.emit(f"{ent.name}[i] = ({cond}) ? {render} : {zero};")
+    lo.close()
+    if layout.replicated:
+        buf = lo.scratch(dtype, layout.numel)
+        lo.barrier()
+        lo.emit(f"if ({layout.owner()}) {buf}[tid] = {ent.name}[0];")
+        lo.barrier()
+        lo.emit(f"{ent.name}[0] = {buf}[{layout.flat_index('0')}];")
+
+
+@lowers("atomic_rmw")
+def _lower_atomic_rmw(lo: Lowering, op: ir.Op) -> None:
+    ptr, value = lo.get(op.operands[0]), lo.get(op.operands[1])
+    kind = op.attrs["kind"]
+    _check_atomic(lo, kind, value.dtype)
+    lo.written_bases.add(ptr.base)
+    address = f"&{ptr.base}[{ptr.at()}]"
+    lo_render = lo.d.atomic(kind, lo.ctype(value.dtype), address, value.at())
+    _atomic(lo, op, lo_render, value.dtype)
+
+
+@lowers("atomic_cas")
+def _lower_atomic_cas(lo: Lowering, op: ir.Op) -> None:
+    ptr, cmp, value = (lo.get(o) for o in op.operands)
+    _check_atomic(lo, "cas", value.dtype)
+    lo.written_bases.add(ptr.base)
+    render = lo.d.atomic_cas(lo.ctype(value.dtype), f"&{ptr.base}[{ptr.at()}]", cmp.at(), value.at())
+    _atomic(lo, op, render, value.dtype)
+
+
+# --------------------------------------------------------------------------- control flow
+
+
+def _declare_like(lo: Lowering, results: list[ir.Value], sources: list[Entity]) -> list[Entity]:
+    return [lo.new_entity(r, base=s.base, dtype=s.dtype, wide=s.wide) for r, s in zip(results, sources)]
+
+
+def _assign(lo: Lowering, dst: list[Entity], src: list[Entity]) -> None:
+    """dst = src elementwise, through temporaries when a source is also a destination."""
+    aliased = {d.name for d in dst} & {s.name for s in src}
+    temps = src
+    if aliased:
+        temps = []
+        for s in src:
+            t = Entity(lo.fresh("t"), s.dtype, s.layout, s.base, s.wide)
+            ctype = lo.ctype(s.dtype if s.base is None else (T.int64 if s.wide else T.int32))
+            lo.emit(f"{ctype} {t.name}" + (f"[{s.layout.slots}];" if s.layout else ";"))
+            _copy(lo, t, s)
+            temps.append(t)
+    for d, s in zip(dst, temps):
+        if d.base != s.base:
+            raise UnsupportedError(f"{lo.loc}: a loop-carried pointer must stay inside one argument")
+        _copy(lo, d, s)
+
+
+def _copy(lo: Lowering, dst: Entity, src: Entity) -> None:
+    if dst.layout is None:
+        lo.emit(f"{dst.name} = {src.name};")
+    else:
+        lo.emit(f"for (int i = 0; i < {dst.layout.slots}; ++i) {dst.name}[i] = {src.at()};")
+
+
+def _bind(lo: Lowering, args: list[ir.Value], ents: list[Entity]) -> None:
+    for arg, ent in zip(args, ents):
+        lo.env[id(arg)] = ent
+
+
+@lowers("for")
+def _lower_for(lo: Lowering, op: ir.Op) -> None:
+    lb, ub, step = (lo.get(o) for o in op.operands[:3])
+    inits = [lo.get(o) for o in op.operands[3:]]
+    carried = _declare_like(lo, op.results, inits)
+    _assign(lo, carried, inits)
+    body = op.regions[0]
+    iv = Entity(lo.fresh("iv"), op.operands[0].type.elem)
+    ctype = lo.ctype(iv.dtype)
+    lo.open(f"for ({ctype} {iv.name} = {lb.name}; {iv.name} < {ub.name}; {iv.name} += {step.name})")
+    lo.env[id(body.args[0])] = iv
+    _bind(lo, body.args[1:], carried)
+    lo.block(ir.Block(ops=body.ops[:-1]))
+    _assign(lo, carried, [lo.get(v) for v in body.ops[-1].operands])
+    lo.close()
+
+
+@lowers("while")
+def _lower_while(lo: Lowering, op: ir.Op) -> None:
+    before, after = op.regions
+    inits = [lo.get(o) for o in op.operands]
+    carried = _declare_like(lo, before.args, inits)
+    _assign(lo, carried, inits)
+    cond_op = before.ops[-1]
+    results = _declare_like(lo, op.results, inits)
+    lo.open("while (true)")
+    _bind(lo, before.args, carried)
+    lo.block(ir.Block(ops=before.ops[:-1]))
+    _assign(lo, results, [lo.get(v) for v in cond_op.operands[1:]])
+    lo.emit(f"if (!{lo.get(cond_op.operands[0]).name}) break;")
+    _bind(lo, after.args, results)
+    lo.block(ir.Block(ops=after.ops[:-1]))
+    _assign(lo, carried, [lo.get(v) for v in after.ops[-1].operands])
+    lo.close()
+
+
+@lowers("if")
+def _lower_if(lo: Lowering, op: ir.Op) -> None:
+    cond = lo.get(op.operands[0])
+    then, other = op.regions
+    results: list[Entity] | None = None
+    if op.results:
+        # Declare from the then-branch's yield types (pointer bases come from the branch).
+        results = [lo.new_entity(r) for r in op.results]
+    lo.open(f"if ({cond.name})")
+    _branch(lo, then, results)
+    lo.close(" else {")
+    lo.depth += 1
+    _branch(lo, other, results)
+    lo.close()
+
+
+def _branch(lo: Lowering, region: ir.Block, results: list[Entity] | None) -> None:
+    if not region.ops:
+        return
+    lo.block(ir.Block(ops=region.ops[:-1]))
+    if results:
+        yielded = [lo.get(v) for v in region.ops[-1].operands]
+        for r, y in zip(results, yielded):
+            if r.base is not None and r.base != y.base:
+                raise UnsupportedError(
+                    f"{lo.loc}: the branches of an `if` yield pointers into different arguments"
+                )
+            r.base, r.dtype = y.base, y.dtype
+        _assign(lo, results, yielded)
+
+
+@lowers("yield", "condition")
+def _lower_terminator(lo: Lowering, op: ir.Op) -> None:
+    raise AssertionError("terminators are handled by their parent op")
+
+
+@lowers("debug_barrier")
+def _lower_barrier(lo: Lowering, op: ir.Op) -> None:
+    lo.barrier()
+
+
+@lowers("device_print", "device_assert")
+def _lower_debug(lo: Lowering, op: ir.Op) -> None:
+    lo.emit(f"// {op.name} runs only on the interpreter")
+
+
+# --------------------------------------------------------------------------- reductions
+
+
+def _group_geometry(shape: tuple[int, ...], axis: int) -> tuple[int, int, int]:
+    """(outer, length, inner) of a reduction/scan along `axis`."""
+    outer = 1
+    for s in shape[:axis]:
+        outer *= s
+    inner = 1
+    for s in shape[axis + 1 :]:
+        inner *= s
+    return outer, shape[axis], inner
+
+
+def _group_element(g: str, pos: str, length: int, inner: int) -> str:
+    """Flat index of element `pos` of group `g` (g = outer * inner + inner index)."""
+    if inner == 1:
+        return f"(({g}) * {length} + ({pos}))"
+    return f"((({g}) / {inner}) * {length * inner} + ({pos}) * {inner} + ({g}) % {inner})"
+
+
+def _butterfly(lo: Lowering, op: ir.Op, accs: list[str], dtypes: list[T.DType], width: int) -> None:
+    """Combines `accs` across each aligned group of `width` lanes (width <= 32); all end equal."""
+    region = op.regions[0]
+    kind = combiner_kind(region)
+    if width == 32 and kind in lo.d.simd_reduce and len(accs) == 1:
+        lo.emit(f"{accs[0]} = {lo.d.simd_reduce[kind].format(v=accs[0])};")
+        return
+    mask = width // 2
+    while mask >= 1:
+        others = []
+        for acc, dtype in zip(accs, dtypes):
+            other = lo.fresh("o")
+            value = f"static_cast<int>({acc})" if dtype.is_bool() else acc
+            shuffled = lo.d.shuffle_xor.format(v=value, m=mask)
+            lo.emit(
+                f"{lo.ctype(dtype)} {other} = {'(' + shuffled + ' != 0)' if dtype.is_bool() else shuffled};"
+            )
+            others.append(other)
+        if kind is not None:
+            out = lo.combine(region, accs, others, dtypes)
+        else:
+            # keep the operands in lane order: the lower lane's value goes first
+            hi = f"((lane & {mask}) != 0)"
+            left = [f"({hi} ? {o} : {a})" for a, o in zip(accs, others)]
+            right = [f"({hi} ? {a} : {o})" for a, o in zip(accs, others)]
+            out = lo.combine(region, left, right, dtypes)
+        for acc, value in zip(accs, out):
+            lo.emit(f"{acc} = {value};")
+        mask //= 2
+
+
+@lowers("reduce")
+def _lower_reduce(lo: Lowering, op: ir.Op) -> None:
+    inputs = [lo.get(v) for v in op.operands]
+    dtypes = [e.dtype for e in inputs]
+    shape = op.operands[0].type.shape
+    axis = op.attrs["axis"]
+    outer, length, inner = _group_geometry(shape, axis)
+    groups = outer * inner
+    threads = lo.threads
+    results = [lo.new_entity(r) for r in op.results]
+    region = op.regions[0]
+    lo.open("")  # a scope for the temporaries
+    accs = [lo.fresh("acc") for _ in inputs]
+
+    layout = inputs[0].layout
+    if groups == 1 and not layout.replicated:
+        # Each thread folds the elements it holds, then the SIMD group, then the warps.
+        for acc, e, dt in zip(accs, inputs, dtypes):
+            lo.emit(f"{lo.ctype(dt)} {acc} = {e.at('0')};")
+        if layout.slots > 1:
+            lo.open(f"for (int i = 1; i < {layout.slots}; ++i)")
+            out = lo.combine(region, accs, [e.at() for e in inputs], dtypes)
+            for acc, v in zip(accs, out):
+                lo.emit(f"{acc} = {v};")
+            lo.close()
+        _butterfly(lo, op, accs, dtypes, 32)
+        if lo.warps > 1:
+            _cross_warp(lo, region, accs, dtypes, lo.warps, "0")
+        for r, acc in zip(results, accs):
+            lo.emit(f"{r.name} = {acc};")
+        lo.close()
+        return
+
+    # General: stage, fold cooperatively (lanes_per_group threads per group), exchange.
+    offset = 0
+    bufs = []
+    lo.barrier()
+    for v, e in zip(op.operands, inputs):
+        buf = lo.scratch(e.dtype, v.type.numel, offset)
+        offset += _bytes(e.dtype, v.type.numel)
+        lo.stage_out(v, buf)
+        bufs.append(buf)
+    lo.barrier()
+    outs = []
+    for e in inputs:
+        outs.append(lo.scratch(e.dtype, groups, offset))
+        offset += _bytes(e.dtype, groups)
+    if groups >= threads:
+        lo.open(f"for (int g = tid; g < {groups}; g += {threads})")
+        for acc, buf, dt in zip(accs, bufs, dtypes):
+            lo.emit(f"{lo.ctype(dt)} {acc} = {buf}[{_group_element('g', '0', length, inner)}];")
+        lo.open(f"for (int l = 1; l < {length}; ++l)")
+        out = lo.combine(
+            region, accs, [f"{b}[{_group_element('g', 'l', length, inner)}]" for b in bufs], dtypes
+        )
+        for acc, v in zip(accs, out):
+            lo.emit(f"{acc} = {v};")
+        lo.close()
+        for o, acc in zip(outs, accs):
+            lo.emit(f"{o}[g] = {acc};")
+        lo.close()
+    else:
+        lanes = min(threads // groups, length)
+        lo.emit(f"const int g = min(tid / {lanes}, {groups - 1});")
+        lo.emit(f"const int p = tid % {lanes};")
+        for acc, buf, dt in zip(accs, bufs, dtypes):
+            lo.emit(f"{lo.ctype(dt)} {acc} = {buf}[{_group_element('g', 'p', length, inner)}];")
+        if length > lanes:
+            lo.open(f"for (int l = p + {lanes}; l < {length}; l += {lanes})")
+            out = lo.combine(
+                region, accs, [f"{b}[{_group_element('g', 'l', length, inner)}]" for b in bufs], dtypes
+            )
+            for acc, v in zip(accs, out):
+                lo.emit(f"{acc} = {v};")
+            lo.close()
+        _butterfly(lo, op, accs, dtypes, min(lanes, 32))
+        if lanes > 32:
+            _cross_warp(lo, region, accs, dtypes, lanes // 32, f"(g * {lanes // 32})", offset)
+        lo.emit(f"if (p == 0 && tid < {groups * lanes}) {{")
+        for o, acc in zip(outs, accs):
+            lo.emit(f"  {o}[g] = {acc};")
+        lo.emit("}")
+    lo.barrier()
+    for r, o in zip(results, outs):
+        if r.layout is None:
+            lo.emit(f"{r.name} = {o}[0];")
+        else:
+            lo.slot_loop(r.layout)
+            lo.emit(f"{r.name}[i] = {o}[{r.layout.flat_index('i')}];")
+            lo.close()
+    lo.close()
+
+
+def _cross_warp(
+    lo: Lowering,
+    region: ir.Block,
+    accs: list[str],
+    dtypes: list[T.DType],
+    warps: int,
+    first: str,
+    offset: int = 0,
+) -> None:
+    """Combines the per-warp values of `warps` consecutive warps starting at warp `first`."""
+    bufs = []
+    for dt in dtypes:
+        bufs.append(lo.scratch(dt, lo.warps, offset))
+        offset += _bytes(dt, lo.warps)
+    lo.barrier()
+    for buf, acc in zip(bufs, accs):
+        lo.emit(f"if (lane == 0) {buf}[warp] = {acc};")
+    lo.barrier()
+    for buf, acc in zip(bufs, accs):
+        lo.emit(f"{acc} = {buf}[{first}];")
+    lo.open(f"for (int w = 1; w < {warps}; ++w)")
+    out = lo.combine(region, accs, [f"{b}[{first} + w]" for b in bufs], dtypes)
+    for acc, v in zip(accs, out):
+        lo.emit(f"{acc} = {v};")
+    lo.close()
+    lo.barrier()
+
+
+def _bytes(dtype: T.DType, count: int) -> int:
+    return (max(1, dtype.itemsize) * count + 15) // 16 * 16
+
+
+# --------------------------------------------------------------------------- scans
+
+
+@lowers("scan")
+def _lower_scan(lo: Lowering, op: ir.Op) -> None:
+    inputs = [lo.get(v) for v in op.operands]
+    dtypes = [e.dtype for e in inputs]
+    shape = op.operands[0].type.shape
+    outer, length, inner = _group_geometry(shape, op.attrs["axis"])
+    groups = outer * inner
+    reverse = op.attrs.get("reverse", False)
+    region = op.regions[0]
+    threads = lo.threads
+    results = [lo.new_entity(r) for r in op.results]
+    lo.open("")
+    offset = 0
+    bufs = []
+    lo.barrier()
+    for v, e in zip(op.operands, inputs):
+        buf = lo.scratch(e.dtype, v.type.numel, offset)
+        offset += _bytes(e.dtype, v.type.numel)
+        lo.stage_out(v, buf)
+        bufs.append(buf)
+    lo.barrier()
+
+    def at(g: str, q: str) -> list[str]:
+        pos = f"({length - 1} - ({q}))" if reverse else q
+        return [f"{b}[{_group_element(g, pos, length, inner)}]" for b in bufs]
+
+    def scan_run(g: str, start: str, count: str, totals: list[str]) -> None:
+        """Inclusive scan of positions [start, start + count) of group g, in place."""
+        for t, first, dt in zip(totals, at(g, start), dtypes):
+            lo.emit(f"{lo.ctype(dt)} {t} = {first};")
+        lo.open(f"for (int q = {start} + 1; q < {start} + {count}; ++q)")
+        out = lo.combine(region, totals, at(g, "q"), dtypes)
+        for t, v, cell in zip(totals, out, at(g, "q")):
+            lo.emit(f"{t} = {v};")
+            lo.emit(f"if (active) {cell} = {t};")
+        lo.close()
+
+    if groups >= threads:
+        lo.emit("const bool active = true;")
+        lo.open(f"for (int g = tid; g < {groups}; g += {threads})")
+        scan_run("g", "0", str(length), [lo.fresh("s") for _ in inputs])
+        lo.close()
+    else:
+        lanes = min(threads // groups, length)
+        chunk = length // lanes
+        lo.emit(f"const int g = min(tid / {lanes}, {groups - 1});")
+        lo.emit(f"const int p = tid % {lanes};")
+        lo.emit(f"const bool active = tid < {groups * lanes};")
+        totals = [lo.fresh("s") for _ in inputs]
+        scan_run("g", f"p * {chunk}", str(chunk), totals)
+        prefix = _exclusive_lane_scan(lo, op, totals, dtypes, lanes, offset)
+        lo.open("if (p > 0 && active)")
+        lo.open(f"for (int q = p * {chunk}; q < p * {chunk} + {chunk}; ++q)")
+        out = lo.combine(region, prefix, at("g", "q"), dtypes)
+        for cell, v in zip(at("g", "q"), out):
+            lo.emit(f"{cell} = {v};")
+        lo.close()
+        lo.close()
+    lo.barrier()
+    for r, buf in zip(results, bufs):
+        lo.slot_loop(r.layout)
+        lo.emit(f"{r.name}[i] = {buf}[{r.layout.flat_index('i')}];")
+        lo.close()
+    lo.close()
+
+
+def _exclusive_lane_scan(
+    lo: Lowering, op: ir.Op, totals: list[str], dtypes: list[T.DType], lanes: int, offset: int
+) -> list[str]:
+    """The combination of the totals of lanes 0..p-1 of each lane group (garbage for p == 0)."""
+    region = op.regions[0]
+    width = min(lanes, 32)
+    incl = [lo.fresh("in") for _ in totals]
+    for name, t, dt in zip(incl, totals, dtypes):
+        lo.emit(f"{lo.ctype(dt)} {name} = {t};")
+    d = 1
+    while d < width:
+        ups = []
+        for name, dt in zip(incl, dtypes):
+            up = lo.fresh("u")
+            value = f"static_cast<int>({name})" if dt.is_bool() else name
+            shuffled = lo.d.shuffle_up.format(v=value, d=d)
+            lo.emit(f"{lo.ctype(dt)} {up} = {'(' + shuffled + ' != 0)' if dt.is_bool() else shuffled};")
+            ups.append(up)
+        out = lo.combine(region, ups, incl, dtypes)
+        lo.open(f"if ((p % {width}) >= {d})")
+        for name, v in zip(incl, out):
+            lo.emit(f"{name} = {v};")
+        lo.close()
+        d *= 2
+    excl = [lo.fresh("ex") for _ in totals]
+    for name, i, dt in zip(excl, incl, dtypes):
+        value = f"static_cast<int>({i})" if dt.is_bool() else i
+        shuffled = lo.d.shuffle_up.format(v=value, d=1)
+        lo.emit(f"{lo.ctype(dt)} {name} = {'(' + shuffled + ' != 0)' if dt.is_bool() else shuffled};")
+    if lanes <= 32:
+        return excl
+    # Several warps per group: combine the totals of the group's earlier warps first.
+    bufs = []
+    for dt in dtypes:
+        bufs.append(lo.scratch(dt, lo.warps, offset))
+        offset += _bytes(dt, lo.warps)
+    lo.barrier()
+    for buf, i in zip(bufs, incl):
+        lo.emit(f"if (lane == 31) {buf}[warp] = {i};")
+    lo.barrier()
+    first = "(warp - p / 32)"
+    pre = [lo.fresh("pw") for _ in totals]
+    for name, buf, dt in zip(pre, bufs, dtypes):
+        lo.emit(f"{lo.ctype(dt)} {name} = {buf}[{first}];")
+    lo.open(f"for (int w = {first} + 1; w < warp; ++w)")
+    out = lo.combine(region, pre, [f"{b}[w]" for b in bufs], dtypes)
+    for name, v in zip(pre, out):
+        lo.emit(f"{name} = {v};")
+    lo.close()
+    combined = lo.combine(region, pre, excl, dtypes)
+    final = []
+    for e, pw, c, dt in zip(excl, pre, combined, dtypes):
+        name = lo.fresh("ex")
+        lo.emit(f"{lo.ctype(dt)} {name} = (p / 32 == 0) ? {e} : ((p % 32 == 0) ? {pw} : {c});")
+        final.append(name)
+    return final
+
+
+# --------------------------------------------------------------------------- dot
+
+
+@lowers("dot")
+def _lower_dot(lo: Lowering, op: ir.Op) -> None:
+    a_v, b_v, acc_v = op.operands
+    if len(a_v.type.shape) != 2:
+        raise UnsupportedError(
+            f"{lo.loc}: batched (3-D) tl.dot is not supported by the {lo.d.name} backend yet"
+        )
+    (m, k), (_, n) = a_v.type.shape, b_v.type.shape
+    acc = lo.get(acc_v)
+    result = lo.new_entity(op.result)
+    integer = acc.dtype.is_int()
+    stage_dtype = T.int32 if integer else T.float32
+    use_matrix = lo.d.dot == "simdgroup" and not integer and m % 8 == 0 and n % 8 == 0 and k % 8 == 0
+    lo.open("")
+    a_buf = lo.scratch(stage_dtype, m * k, 0)
+    b_off = _bytes(stage_dtype, m * k)
+    b_buf = lo.scratch(stage_dtype, k * n, b_off)
+    lo.barrier()
+    for v, buf in ((a_v, a_buf), (b_v, b_buf)):
+        ent = lo.get(v)
+        lo.slot_loop(ent.layout)
+        lo.emit(f"{buf}[{ent.layout.flat_index('i')}] = static_cast<{lo.ctype(stage_dtype)}>({ent.at()});")
+        lo.close()
+    lo.barrier()
+    layout = result.layout
+    if use_matrix:
+        c_buf = lo.scratch(T.float32, m * n, 0)  # overlays A and B once every warp is done
+        tiles = (m // 8) * (n // 8)
+        per_warp = -(-tiles // lo.warps)
+        lo.emit(f"simdgroup_float8x8 mt_c[{per_warp}];")
+        lo.open(f"for (int s = 0; s < {per_warp}; ++s)")
+        lo.emit("const int tile = warp + s * " + str(lo.warps) + ";")
+        lo.emit("mt_c[s] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);")
+        lo.open(f"if (tile < {tiles})")
+        lo.emit(f"const int tm = tile / {n // 8}, tn = tile % {n // 8};")
+        lo.open(f"for (int kk = 0; kk < {k}; kk += 8)")
+        lo.emit("simdgroup_float8x8 ma, mb;")
+        lo.emit(f"simdgroup_load(ma, {a_buf} + tm * 8 * {k} + kk, {k});")
+        lo.emit(f"simdgroup_load(mb, {b_buf} + kk * {n} + tn * 8, {n});")
+        lo.emit("simdgroup_multiply_accumulate(mt_c[s], ma, mb, mt_c[s]);")
+        lo.close()
+        lo.close()
+        lo.close()
+        lo.barrier()
+        lo.open(f"for (int s = 0; s < {per_warp}; ++s)")
+        lo.emit(f"const int tile = warp + s * {lo.warps};")
+        lo.emit(
+            f"if (tile < {tiles}) simdgroup_store(mt_c[s], {c_buf} + (tile / {n // 8}) * 8 * {n} + (tile % {n // 8}) * 8, {n});"
+        )
+        lo.close()
+        lo.barrier()
+        lo.slot_loop(layout)
+        lo.emit(
+            f"{result.name}[i] = static_cast<{lo.ctype(result.dtype)}>({acc.at()} + {c_buf}[{layout.flat_index('i')}]);"
+        )
+        lo.close()
+    else:
+        lo.slot_loop(layout)
+        lo.emit(f"const int e = {layout.flat_index('i')};")
+        lo.emit(f"const int row = e / {n}, col = e % {n};")
+        lo.emit(f"{lo.ctype(stage_dtype)} sum = 0;")
+        lo.emit(f"for (int kk = 0; kk < {k}; ++kk) sum += {a_buf}[row * {k} + kk] * {b_buf}[kk * {n} + col];")
+        lo.emit(f"{result.name}[i] = static_cast<{lo.ctype(result.dtype)}>({acc.at()} + sum);")
+        lo.close()
+    lo.barrier()
+    lo.close()
+
+
+__all__ = ["ravel", "unravel"]

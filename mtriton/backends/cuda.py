@@ -1,0 +1,157 @@
+"""The CUDA backend (`mx.fast.cuda_kernel`): the shared lowering with CUDA's table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlx.core as mx
+
+from .. import ir
+from ..ir import types as T
+from . import register
+from .cstyle.dialect import Dialect
+from .gpu_launch import CustomKernelLauncher, generate
+
+_TYPES = {
+    "i1": "bool", "i8": "signed char", "i16": "short", "i32": "int", "i64": "long long",
+    "u8": "unsigned char", "u16": "unsigned short", "u32": "unsigned int", "u64": "unsigned long long",
+    "f16": "__half", "bf16": "__nv_bfloat16", "f32": "float",
+}  # fmt: skip
+
+_ATOMIC_FNS = {"add": "atomicAdd", "max": "mt_atomic_max", "min": "mt_atomic_min", "xchg": "atomicExch",
+               "and": "atomicAnd", "or": "atomicOr", "xor": "atomicXor"}  # fmt: skip
+
+PRELUDE = """\
+// mtriton helpers for the kernel body.
+template <typename To, typename From>
+__device__ inline To mt_bitcast(From x) {
+  static_assert(sizeof(To) == sizeof(From), "bitcast needs equal sizes");
+  To y;
+  memcpy(&y, &x, sizeof(To));
+  return y;
+}
+__device__ inline int mt_atomic_max(int* p, int v) { return atomicMax(p, v); }
+__device__ inline unsigned int mt_atomic_max(unsigned int* p, unsigned int v) { return atomicMax(p, v); }
+__device__ inline int mt_atomic_min(int* p, int v) { return atomicMin(p, v); }
+__device__ inline unsigned int mt_atomic_min(unsigned int* p, unsigned int v) { return atomicMin(p, v); }
+__device__ inline float mt_atomic_fminmax(float* p, float v, bool is_max) {
+  unsigned int* a = (unsigned int*)p;
+  unsigned int old = *a;
+  while (true) {
+    float f = __uint_as_float(old);
+    if (is_max ? !(v > f) : !(v < f)) return f;
+    unsigned int seen = atomicCAS(a, old, __float_as_uint(v));
+    if (seen == old) return f;
+    old = seen;
+  }
+}
+__device__ inline float mt_atomic_max(float* p, float v) { return mt_atomic_fminmax(p, v, true); }
+__device__ inline float mt_atomic_min(float* p, float v) { return mt_atomic_fminmax(p, v, false); }
+"""
+
+CUDA = Dialect(
+    name="cuda",
+    types=_TYPES,
+    global_ptr="{t}*",
+    shared_array="__shared__ float4 mt_smem_v[{n16}];\n  unsigned char* mt_smem = (unsigned char*)mt_smem_v;",
+    shared_ptr="{t}*",
+    barrier="__syncthreads();",
+    thread_index="threadIdx.x",
+    program_id=("blockIdx.x", "blockIdx.y", "blockIdx.z"),
+    num_programs=("gridDim.x", "gridDim.y", "gridDim.z"),
+    shuffle_xor="__shfl_xor_sync(0xffffffffu, {v}, {m})",
+    shuffle_up="__shfl_up_sync(0xffffffffu, {v}, {d})",
+    simd_reduce={},
+    simd_prefix_exclusive_sum=None,
+    math={
+        "exp": "expf",
+        "exp2": "exp2f",
+        "log": "logf",
+        "log2": "log2f",
+        "sqrt": "sqrtf",
+        "rsqrt": "rsqrtf",
+        "sin": "sinf",
+        "cos": "cosf",
+        "tanh": "tanhf",
+        "abs": "fabsf",
+        "erf": "erff",
+        "floor": "floorf",
+        "ceil": "ceilf",
+        "mod": "fmodf",
+        "maximum": "fmaxf",
+        "minimum": "fminf",
+        "pow": "powf",
+        "atan2": "atan2f",
+    },  # fmt: skip
+    # Unaligned vector accesses fault on CUDA and MLX does not expose array addresses to
+    # check alignment, so accesses stay scalar (coalesced across a warp).
+    vector_type=lambda ctype, n: None,
+    atomic=lambda kind, ctype, address, value: f"{_ATOMIC_FNS[kind]}({address}, {value})",
+    atomic_cas=lambda ctype, address, cmp, value: f"atomicCAS({address}, {cmp}, {value})",
+    dot="scalar",
+    prelude=PRELUDE,
+    const_cast="({t}*)({name})",
+    max_shared_bytes=48 * 1024,
+    extra={
+        "inf": "__int_as_float(0x7f800000)",
+        "nan": "__int_as_float(0x7fffffff)",
+        "bitcast": "mt_bitcast<{t}>({x})",
+        "scalar_arg": "{name}[0]",
+        "smem_byte": "unsigned char",
+    },  # fmt: skip
+)
+
+
+def _pointer_decl(ctype: str, local: str, source: str, from_input: bool) -> str:
+    if from_input:  # inputs are `const T*`: writes go to a private copy (see gpu_launch)
+        return f"{ctype}* {local} = ({ctype}*)({source});"
+    return f"{ctype}* {local} = {source};"
+
+
+def full_cuda_source(fn: ir.Function, opts: dict[str, Any]) -> str:
+    """A complete translation unit as MLX builds it, for `nvcc -arch=sm_90 -c`.
+
+    MLX's generated signature takes the inputs as `const T*` and the outputs as
+    `T*`, in order; every written pointer argument is shown on the
+    copy-on-write path (an input made writable).
+    """
+    source = generate(fn, CUDA, int(opts["num_warps"]))
+    params, prologue = [], []
+    for k, param in enumerate(fn.params):
+        elem = param.value.type.elem
+        if isinstance(elem, T.PointerType):
+            ctype = CUDA.ctype(elem.element)
+            params.append(f"const {ctype}* i{k}")
+            prologue.append("  " + _pointer_decl(ctype, f"p{k}", f"i{k}", True))
+        else:
+            params.append(f"const {CUDA.ctype(elem)}* a{k}")
+    params.append("int* mt_done")
+    return "\n".join(
+        [
+            "#include <cuda_fp16.h>",
+            "#include <cuda_bf16.h>",
+            "#include <cstring>",
+            source.header,
+            f'extern "C" __global__ void {source.name}({", ".join(params)}) {{',
+            *prologue,
+            source.body + "}",
+        ]
+    )
+
+
+class CudaBackend:
+    name = "cuda"
+
+    def is_available(self) -> bool:
+        try:
+            return bool(mx.cuda.is_available())
+        except (AttributeError, RuntimeError):
+            return False
+
+    def compile(self, fn: ir.Function, opts: dict[str, Any]) -> CustomKernelLauncher:
+        return CustomKernelLauncher(
+            fn, CUDA, int(opts.get("num_warps", 4)), mx.fast.cuda_kernel, _pointer_decl
+        )
+
+
+register("cuda")(CudaBackend)
