@@ -1,0 +1,1 @@
+"""The lowering shared by the C-like GPU languages (Metal, CUDA)."""

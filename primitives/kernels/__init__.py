@@ -1,0 +1,1 @@
+"""mlx_primitives.kernels: fused transformer building blocks written in mtriton."""
