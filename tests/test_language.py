@@ -409,14 +409,23 @@ def scan_kernel(x_ptr, out_ptr, M, N, FN: tl.constexpr, AXIS: tl.constexpr, REVE
     tl.store(out_ptr + rm[:, None] * N + rn[None, :], FN(x, axis=AXIS, reverse=REVERSE), mask=mask)
 
 
+# (7, 29) in an 8x32 block: 16 threads per scanned row; (3, 60) in 4x64 and (60, 3) in 64x4:
+# a whole SIMD group per row (the SIMD prefix-sum path) along axis 1 and axis 0 respectively
+@pytest.mark.parametrize("shape", [(7, 29), (3, 60), (60, 3)])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("axis", [0, 1])
 @pytest.mark.parametrize("fn", [tl.cumsum, tl.cumprod], ids=lambda f: f.__name__)
 @pytest.mark.parametrize("dtype", [mx.float32, mx.int32])
 def test_scans(
-    backend: str, rng: np.random.Generator, fn: object, axis: int, reverse: bool, dtype: mx.Dtype
+    backend: str,
+    rng: np.random.Generator,
+    fn: object,
+    axis: int,
+    reverse: bool,
+    dtype: mx.Dtype,
+    shape: tuple[int, int],
 ) -> None:
-    m, n = 7, 29
+    m, n = shape
     if fn is tl.cumprod:
         x = (
             mx.array(rng.choice([-1.0, 1.0, 2.0, 0.5], (m, n)).astype(np.float32)).astype(dtype)
@@ -429,7 +438,8 @@ def test_scans(
         x = random_array(rng, (m, n), dtype)
     out = poisoned((m, n), dtype)
     identity = 1 if fn is tl.cumprod else 0  # padding must not change a reverse scan
-    scan_kernel[(1,)](x, out, m, n, FN=fn, AXIS=axis, REVERSE=reverse, BM=8, BN=32, IDENTITY=identity)
+    block_m, block_n = triton.next_power_of_2(m), triton.next_power_of_2(n)
+    scan_kernel[(1,)](x, out, m, n, FN=fn, AXIS=axis, REVERSE=reverse, BM=block_m, BN=block_n, IDENTITY=identity)
     xs = f64(x)
     np_fn = np.cumsum if fn is tl.cumsum else np.cumprod
     ref = np.flip(np_fn(np.flip(xs, axis), axis), axis) if reverse else np_fn(xs, axis)

@@ -102,10 +102,11 @@ CUDA = Dialect(
 )
 
 
-def _pointer_decl(ctype: str, local: str, source: str, from_input: bool) -> str:
-    if from_input:  # inputs are `const T*`: writes go to a private copy (see gpu_launch)
-        return f"{ctype}* {local} = ({ctype}*)({source});"
-    return f"{ctype}* {local} = {source};"
+def _pointer_decl(ctype: str, local: str, source: str, path: str) -> str:
+    if path == "fresh":
+        return f"{ctype}* {local} = {source};"
+    # inputs are `const T*`; a written one is a private copy (see gpu_launch)
+    return f"{ctype}* {local} = ({ctype}*)({source});"
 
 
 def full_cuda_source(fn: ir.Function, opts: dict[str, Any]) -> str:
@@ -122,7 +123,7 @@ def full_cuda_source(fn: ir.Function, opts: dict[str, Any]) -> str:
         if isinstance(elem, T.PointerType):
             ctype = CUDA.ctype(elem.element)
             params.append(f"const {ctype}* i{k}")
-            prologue.append("  " + _pointer_decl(ctype, f"p{k}", f"i{k}", True))
+            prologue.append("  " + _pointer_decl(ctype, f"p{k}", f"i{k}", "copy"))
         else:
             params.append(f"const {CUDA.ctype(elem)}* a{k}")
     params.append("int* mt_done")

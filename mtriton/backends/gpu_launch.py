@@ -48,11 +48,24 @@ def _take_fresh(array: Any) -> bool:
     return ref is not None and ref() is array
 
 
+# How each argument reaches the kernel (one letter each in the kernel's name).
+SCALAR, INPUT, SMALL, FRESH, COPY = "scalar", "input", "small", "fresh", "copy"
+# MLX passes inputs of fewer elements in the constant address space, which cannot be written.
+SMALL_INPUT = 8
+
+
 def private_copy(array: mx.array) -> mx.array:
-    """A new buffer with `array`'s contents that nothing else refers to."""
+    """A new, flat buffer of at least SMALL_INPUT elements holding `array`'s contents."""
+    flat = array.reshape(-1)
+    if flat.size < SMALL_INPUT:
+        return mx.concatenate([flat, mx.zeros((SMALL_INPUT - flat.size,), dtype=array.dtype)])
     if array.dtype == mx.bool_:
-        return mx.logical_or(array, mx.array(False))
-    return mx.add(array, mx.zeros((), dtype=array.dtype))
+        return mx.logical_or(flat, mx.array(False))
+    return mx.add(flat, mx.zeros((), dtype=array.dtype))
+
+
+def _unpad(copy: mx.array, original: mx.array) -> mx.array:
+    return copy[: original.size].reshape(original.shape)
 
 
 @dataclass(frozen=True)
@@ -95,67 +108,80 @@ class CustomKernelLauncher:
         self.source = generate(fn, dialect, num_warps)
         self.factory = factory
         self.pointer_decl = pointer_decl
-        self.kernels: dict[tuple[bool, ...], Any] = {}
+        self.kernels: dict[tuple[str, ...], Any] = {}
         if len(fn.params) + 1 > MAX_BUFFERS and dialect.name == "metal":
             raise OutOfResources(
                 f"kernel {fn.name} has {len(fn.params)} arguments; Metal allows {MAX_BUFFERS} buffers per kernel"
             )
 
-    def _kernel(self, fresh: tuple[bool, ...]) -> Any:
-        kernel = self.kernels.get(fresh)
+    def full_source(self) -> str:
+        """The complete source MLX generates, with every written argument copy-on-write."""
+        paths, inputs = [], []
+        for param in self.fn.params:
+            elem = param.value.type.elem
+            if isinstance(elem, T.PointerType):
+                written = param.name in self.source.written
+                paths.append(COPY if written else INPUT)
+                inputs.append(mx.zeros((SMALL_INPUT,), IR_TO_MX[elem.element]))
+            else:
+                paths.append(SCALAR)
+                inputs.append(mx.array(0, IR_TO_MX[elem]))
+        return self._kernel(tuple(paths)).full_source(inputs=inputs, output_dtypes=[mx.int32])
+
+    def _kernel(self, paths: tuple[str, ...]) -> Any:
+        kernel = self.kernels.get(paths)
         if kernel is not None:
             return kernel
         inputs, outputs, prologue = [], [], []
-        for k, (param, is_fresh) in enumerate(zip(self.fn.params, fresh)):
+        for k, (param, path) in enumerate(zip(self.fn.params, paths)):
             elem = param.value.type.elem
-            if not isinstance(elem, T.PointerType):
+            if path == SCALAR:
                 inputs.append(f"a{k}")
                 continue
             ctype = self.dialect.ctype(elem.element)
-            if is_fresh:
+            if path == FRESH:
                 outputs.append(f"o{k}")
-                prologue.append(self.pointer_decl(ctype, f"p{k}", f"o{k}", False))
             else:
                 inputs.append(f"i{k}")
-                prologue.append(self.pointer_decl(ctype, f"p{k}", f"i{k}", True))
+            prologue.append(self.pointer_decl(ctype, f"p{k}", inputs[-1] if path != FRESH else outputs[-1], path))
         if not outputs:
             outputs.append("mt_done")
         body = "".join(f"  {line}\n" for line in prologue) + self.source.body
         kernel = self.factory(
-            name=self.source.name + "_" + "".join("f" if f else "c" for f in fresh),
+            name=self.source.name + "_" + "".join(p[0] for p in paths),
             input_names=inputs,
             output_names=outputs,
             source=body,
             header=self.source.header,
         )
-        self.kernels[fresh] = kernel
+        self.kernels[paths] = kernel
         return kernel
 
     def __call__(self, args: Sequence[Any], grid: tuple[int, int, int]) -> list[mx.array | None]:
-        fresh, inputs, copies = [], [], {}
+        paths, inputs, copies = [], [], {}
         out_shapes, out_dtypes = [], []
-        for k, (param, arg) in enumerate(zip(self.fn.params, args)):
+        for param, arg in zip(self.fn.params, args):
             elem = param.value.type.elem
             if not isinstance(elem, T.PointerType):
-                fresh.append(False)
+                paths.append(SCALAR)
                 inputs.append(mx.array(arg, dtype=IR_TO_MX[elem]))
                 continue
             if not isinstance(arg, mx.array):
                 raise LaunchError(f"argument {param.name}: expected an mx.array, got {type(arg).__name__}")
-            written = param.name in self.source.written
-            is_fresh = written and _take_fresh(arg)
-            fresh.append(is_fresh)
-            if is_fresh:
+            if param.name not in self.source.written:
+                paths.append(INPUT if arg.size >= SMALL_INPUT else SMALL)
+                inputs.append(arg)
+            elif _take_fresh(arg):
+                paths.append(FRESH)
                 out_shapes.append(arg.shape)
                 out_dtypes.append(arg.dtype)
-            elif written:
-                copies[k] = private_copy(arg)
-                inputs.append(copies[k])
             else:
-                inputs.append(arg)
+                paths.append(COPY)
+                copies[len(paths) - 1] = len(inputs)
+                inputs.append(private_copy(arg))
         if not out_shapes:
             out_shapes, out_dtypes = [(1,)], [mx.int32]
-        kernel = self._kernel(tuple(fresh))
+        kernel = self._kernel(tuple(paths))
         launch = {
             "inputs": inputs,
             "output_shapes": out_shapes,
@@ -165,19 +191,18 @@ class CustomKernelLauncher:
         }
         emulated = getattr(kernel, "returns_writable_inputs", False)
         if emulated:  # the emulator hands back what the kernel wrote into its inputs
-            positions = [next(i for i, x in enumerate(inputs) if x is copies[k]) for k in copies]
-            launch["writable_inputs"] = positions
+            launch["writable_inputs"] = list(copies.values())
         outs = kernel(**launch)
         results: list[mx.array | None] = [None] * len(args)
-        out_iter = iter(outs)
-        for k, is_fresh in enumerate(fresh):
-            if is_fresh:
-                results[k] = next(out_iter)
+        fresh_outs = iter(outs)
+        for k, path in enumerate(paths):
+            if path == FRESH:
+                results[k] = next(fresh_outs)
         if copies:
             if emulated:
                 written = outs[len(outs) - len(copies) :]
             else:  # on a GPU the kernel wrote the copies' own buffers
-                written = mx.depends(list(copies.values()), [outs[0]])
+                written = mx.depends([inputs[i] for i in copies.values()], [outs[0]])
             for k, array in zip(copies, written):
-                results[k] = array
+                results[k] = _unpad(array, args[k])
         return results

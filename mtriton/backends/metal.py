@@ -6,6 +6,7 @@ Everything Metal-specific is the table below; the lowering is shared
 
 from __future__ import annotations
 
+import functools
 import platform
 import shutil
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import mlx.core as mx
 
 from .. import ir
+from ..errors import LaunchError
 from ..runtime import options
 from . import register
 from .cstyle.dialect import Dialect
@@ -117,10 +119,16 @@ METAL = Dialect(
 )
 
 
-def _pointer_decl(ctype: str, local: str, source: str, from_input: bool) -> str:
-    if from_input:  # inputs are `const device T*`: writes go to a private copy (see gpu_launch)
-        return f"device {ctype}* {local} = (device {ctype}*)({source});"
-    return f"device {ctype}* {local} = {source};"
+def _pointer_decl(ctype: str, local: str, source: str, path: str) -> str:
+    if path == "small":  # MLX passes it in the constant address space: read-only
+        return f"const constant {ctype}* {local} = {source};"
+    if path == "fresh":
+        return f"device {ctype}* {local} = {source};"
+    # inputs are `const device T*`; a written one is a private copy (see gpu_launch)
+    return f"device {ctype}* {local} = (device {ctype}*)({source});"
+
+
+MATH_MODES = ("safe", "relaxed", "fast")
 
 
 class _MetalLike:
@@ -132,7 +140,16 @@ class _MetalLike:
         raise NotImplementedError
 
     def compile(self, fn: ir.Function, opts: dict[str, Any]) -> CustomKernelLauncher:
-        return CustomKernelLauncher(fn, METAL, int(opts.get("num_warps", 4)), self.factory(), _pointer_decl)
+        mode = opts.get("math_mode", "safe")
+        if mode not in MATH_MODES:
+            raise LaunchError(f"math_mode must be one of {', '.join(MATH_MODES)}, got {mode!r}")
+        factory = functools.partial(self.factory(), compile_options={"math_mode": mode})
+        return CustomKernelLauncher(fn, METAL, int(opts.get("num_warps", 4)), factory, _pointer_decl)
+
+
+def full_metal_source(fn: ir.Function, opts: dict[str, Any]) -> str:
+    """The complete Metal source MLX generates for `fn` (MLX's signature rules, reproduced by metal-emu)."""
+    return MetalEmuBackend().compile(fn, opts).full_source()
 
 
 class MetalBackend(_MetalLike):

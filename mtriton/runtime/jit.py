@@ -28,8 +28,9 @@ MX_TO_IR: dict[Any, T.DType] = {
     mx.float16: T.float16, mx.bfloat16: T.bfloat16, mx.float32: T.float32, mx.float64: T.float64,
 }  # fmt: skip
 IR_TO_MX: dict[T.DType, Any] = {v: k for k, v in MX_TO_IR.items()}
-LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg", "enable_fp_fusion")
-DEFAULT_OPTIONS = {"num_warps": 4, "num_stages": 3}
+LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg", "enable_fp_fusion", "math_mode")
+# math_mode: Metal's "safe" (IEEE special values, the default), "relaxed" or "fast".
+DEFAULT_OPTIONS = {"num_warps": 4, "num_stages": 3, "math_mode": "safe"}
 
 
 def _is_constexpr_annotation(annotation: Any) -> bool:

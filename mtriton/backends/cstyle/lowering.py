@@ -400,6 +400,9 @@ class Lowering:
         kind = combiner_kind(region)
         if kind is not None:
             op = region.ops[0]
+            if dtypes[0] != op.result.type.elem and kind in ("add", "mul"):
+                # accumulating half/bfloat in float: no rounding to the narrow type per step
+                return [f"({left[0]} {'+' if kind == 'add' else '*'} {right[0]})"]
             return [self.render(op, [left[0], right[0]])]
         return self.inline_region(region, left + right, dtypes)
 

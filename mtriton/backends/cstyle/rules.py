@@ -388,6 +388,13 @@ def _lower_debug(lo: Lowering, op: ir.Op) -> None:
 # --------------------------------------------------------------------------- reductions
 
 
+def _acc_dtypes(region: ir.Block, dtypes: list[T.DType]) -> list[T.DType]:
+    """Sums and products of half/bfloat accumulate in float, as the interpreter does."""
+    if combiner_kind(region) in ("add", "mul") and dtypes[0] in (T.float16, T.bfloat16):
+        return [T.float32]
+    return dtypes
+
+
 def _group_geometry(shape: tuple[int, ...], axis: int) -> tuple[int, int, int]:
     """(outer, length, inner) of a reduction/scan along `axis`."""
     outer = 1
@@ -440,14 +447,14 @@ def _butterfly(lo: Lowering, op: ir.Op, accs: list[str], dtypes: list[T.DType], 
 @lowers("reduce")
 def _lower_reduce(lo: Lowering, op: ir.Op) -> None:
     inputs = [lo.get(v) for v in op.operands]
-    dtypes = [e.dtype for e in inputs]
+    region = op.regions[0]
+    dtypes = _acc_dtypes(region, [e.dtype for e in inputs])
     shape = op.operands[0].type.shape
     axis = op.attrs["axis"]
     outer, length, inner = _group_geometry(shape, axis)
     groups = outer * inner
     threads = lo.threads
     results = [lo.new_entity(r) for r in op.results]
-    region = op.regions[0]
     lo.open("")  # a scope for the temporaries
     accs = [lo.fresh("acc") for _ in inputs]
 
@@ -466,7 +473,7 @@ def _lower_reduce(lo: Lowering, op: ir.Op) -> None:
         if lo.warps > 1:
             _cross_warp(lo, region, accs, dtypes, lo.warps, "0")
         for r, acc in zip(results, accs):
-            lo.emit(f"{r.name} = {acc};")
+            lo.emit(f"{r.name} = static_cast<{lo.ctype(r.dtype)}>({acc});")
         lo.close()
         return
 
@@ -495,8 +502,8 @@ def _lower_reduce(lo: Lowering, op: ir.Op) -> None:
         for acc, v in zip(accs, out):
             lo.emit(f"{acc} = {v};")
         lo.close()
-        for o, acc in zip(outs, accs):
-            lo.emit(f"{o}[g] = {acc};")
+        for o, acc, e in zip(outs, accs, inputs):
+            lo.emit(f"{o}[g] = static_cast<{lo.ctype(e.dtype)}>({acc});")
         lo.close()
     else:
         lanes = min(threads // groups, length)
@@ -516,8 +523,8 @@ def _lower_reduce(lo: Lowering, op: ir.Op) -> None:
         if lanes > 32:
             _cross_warp(lo, region, accs, dtypes, lanes // 32, f"(g * {lanes // 32})", offset)
         lo.emit(f"if (p == 0 && tid < {groups * lanes}) {{")
-        for o, acc in zip(outs, accs):
-            lo.emit(f"  {o}[g] = {acc};")
+        for o, acc, e in zip(outs, accs, inputs):
+            lo.emit(f"  {o}[g] = static_cast<{lo.ctype(e.dtype)}>({acc});")
         lo.emit("}")
     lo.barrier()
     for r, o in zip(results, outs):
@@ -568,7 +575,7 @@ def _bytes(dtype: T.DType, count: int) -> int:
 @lowers("scan")
 def _lower_scan(lo: Lowering, op: ir.Op) -> None:
     inputs = [lo.get(v) for v in op.operands]
-    dtypes = [e.dtype for e in inputs]
+    dtypes = _acc_dtypes(op.regions[0], [e.dtype for e in inputs])
     shape = op.operands[0].type.shape
     outer, length, inner = _group_geometry(shape, op.attrs["axis"])
     groups = outer * inner
@@ -597,9 +604,9 @@ def _lower_scan(lo: Lowering, op: ir.Op) -> None:
             lo.emit(f"{lo.ctype(dt)} {t} = {first};")
         lo.open(f"for (int q = {start} + 1; q < {start} + {count}; ++q)")
         out = lo.combine(region, totals, at(g, "q"), dtypes)
-        for t, v, cell in zip(totals, out, at(g, "q")):
+        for t, v, cell, e in zip(totals, out, at(g, "q"), inputs):
             lo.emit(f"{t} = {v};")
-            lo.emit(f"if (active) {cell} = {t};")
+            lo.emit(f"if (active) {cell} = static_cast<{lo.ctype(e.dtype)}>({t});")
         lo.close()
 
     if groups >= threads:
@@ -619,8 +626,8 @@ def _lower_scan(lo: Lowering, op: ir.Op) -> None:
         lo.open("if (p > 0 && active)")
         lo.open(f"for (int q = p * {chunk}; q < p * {chunk} + {chunk}; ++q)")
         out = lo.combine(region, prefix, at("g", "q"), dtypes)
-        for cell, v in zip(at("g", "q"), out):
-            lo.emit(f"{cell} = {v};")
+        for cell, v, e in zip(at("g", "q"), out, inputs):
+            lo.emit(f"{cell} = static_cast<{lo.ctype(e.dtype)}>({v});")
         lo.close()
         lo.close()
     lo.barrier()
@@ -638,6 +645,15 @@ def _exclusive_lane_scan(
     region = op.regions[0]
     width = min(lanes, 32)
     incl = [lo.fresh("in") for _ in totals]
+    prefix_sum = lo.d.simd_prefix_exclusive_sum
+    if width == 32 and prefix_sum and combiner_kind(region) == "add" and len(totals) == 1 and not dtypes[0].is_bool():
+        # A whole SIMD group per lane group: the hardware prefix sum does it in one step.
+        excl = lo.fresh("ex")
+        lo.emit(f"{lo.ctype(dtypes[0])} {excl} = {prefix_sum.format(v=totals[0])};")
+        lo.emit(f"{lo.ctype(dtypes[0])} {incl[0]} = {excl} + {totals[0]};")
+        if lanes == 32:
+            return [excl]
+        return _cross_warp_prefix(lo, region, [excl], incl, dtypes, offset)
     for name, t, dt in zip(incl, totals, dtypes):
         lo.emit(f"{lo.ctype(dt)} {name} = {t};")
     d = 1
@@ -662,7 +678,11 @@ def _exclusive_lane_scan(
         lo.emit(f"{lo.ctype(dt)} {name} = {'(' + shuffled + ' != 0)' if dt.is_bool() else shuffled};")
     if lanes <= 32:
         return excl
-    # Several warps per group: combine the totals of the group's earlier warps first.
+    return _cross_warp_prefix(lo, region, excl, incl, dtypes, offset)
+
+
+def _cross_warp_prefix(lo: Lowering, region: ir.Block, excl: list[str], incl: list[str], dtypes: list[T.DType], offset: int) -> list[str]:
+    """Extends per-warp exclusive prefixes to lane groups spanning several warps."""
     bufs = []
     for dt in dtypes:
         bufs.append(lo.scratch(dt, lo.warps, offset))
@@ -672,7 +692,7 @@ def _exclusive_lane_scan(
         lo.emit(f"if (lane == 31) {buf}[warp] = {i};")
     lo.barrier()
     first = "(warp - p / 32)"
-    pre = [lo.fresh("pw") for _ in totals]
+    pre = [lo.fresh("pw") for _ in excl]
     for name, buf, dt in zip(pre, bufs, dtypes):
         lo.emit(f"{lo.ctype(dt)} {name} = {buf}[{first}];")
     lo.open(f"for (int w = {first} + 1; w < warp; ++w)")
