@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -58,11 +59,21 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 @pytest.fixture(params=_runnable_backends())
 def backend(request: pytest.FixtureRequest) -> str:
-    """Runs the test once per backend that can run on this machine (see the report header)."""
+    """Runs the test once per backend that can run on this machine (see the report header).
+
+    On metal-emu every kernel also runs with its threads in reverse and shuffled orders, so a
+    missing barrier in the generated Metal fails the test (`metal_emu.DataRace`).
+    """
     name = request.param
     mtriton.set_backend(name)
+    checks = contextlib.nullcontext()
+    if name == "metal-emu" and request.node.get_closest_marker("order_dependent") is None:
+        from mtriton.backends import metal_emu
+
+        checks = metal_emu.checks(races=True)
     try:
-        yield name
+        with checks:
+            yield name
     finally:
         mtriton.set_backend(None)
 

@@ -76,6 +76,7 @@ class Source:
     body: str
     header: str
     written: frozenset[str]
+    atomic: frozenset[str]
     shared_bytes: int
 
 
@@ -86,9 +87,15 @@ def generate(fn: ir.Function, dialect: Dialect, num_warps: int) -> Source:
         names[param.name] = f"p{k}" if isinstance(param.value.type.elem, T.PointerType) else f"a{k}"
     lowering = Lowering(fn, dialect, num_warps, names)
     body = lowering.run()
-    written = frozenset(lowering.written)
     digest = hashlib.sha256((dialect.prelude + body).encode()).hexdigest()[:16]
-    return Source(f"mtriton_{fn.name}_{digest}", body, dialect.prelude, written, lowering.shared_bytes)
+    return Source(
+        f"mtriton_{fn.name}_{digest}",
+        body,
+        dialect.prelude,
+        frozenset(lowering.written),
+        frozenset(lowering.atomic),
+        lowering.shared_bytes,
+    )
 
 
 class CustomKernelLauncher:
@@ -192,6 +199,8 @@ class CustomKernelLauncher:
         emulated = getattr(kernel, "returns_writable_inputs", False)
         if emulated:  # the emulator hands back what the kernel wrote into its inputs
             launch["writable_inputs"] = list(copies.values())
+            atomic = [i for k, i in copies.items() if self.fn.params[k].name in self.source.atomic]
+            launch["order_dependent_inputs"] = atomic
         outs = kernel(**launch)
         results: list[mx.array | None] = [None] * len(args)
         fresh_outs = iter(outs)

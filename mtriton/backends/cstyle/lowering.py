@@ -100,6 +100,13 @@ class Lowering:
         self.shared_bytes = 0
         self.arg_names = arg_names
         self.written_bases: set[str] = set()
+        self.atomic_bases: set[str] = set()
+
+    @property
+    def atomic(self) -> set[str]:
+        """Names of the pointer parameters updated with atomics (their final values may
+        depend on the order threads run in, e.g. float sums)."""
+        return {p for p, c in self.arg_names.items() if c in self.atomic_bases}
 
     @property
     def written(self) -> set[str]:

@@ -252,6 +252,7 @@ def _lower_atomic_rmw(lo: Lowering, op: ir.Op) -> None:
     kind = op.attrs["kind"]
     _check_atomic(lo, kind, value.dtype)
     lo.written_bases.add(ptr.base)
+    lo.atomic_bases.add(ptr.base)
     address = f"&{ptr.base}[{ptr.at()}]"
     lo_render = lo.d.atomic(kind, lo.ctype(value.dtype), address, value.at())
     _atomic(lo, op, lo_render, value.dtype)
@@ -262,6 +263,7 @@ def _lower_atomic_cas(lo: Lowering, op: ir.Op) -> None:
     ptr, cmp, value = (lo.get(o) for o in op.operands)
     _check_atomic(lo, "cas", value.dtype)
     lo.written_bases.add(ptr.base)
+    lo.atomic_bases.add(ptr.base)
     render = lo.d.atomic_cas(lo.ctype(value.dtype), f"&{ptr.base}[{ptr.at()}]", cmp.at(), value.at())
     _atomic(lo, op, render, value.dtype)
 

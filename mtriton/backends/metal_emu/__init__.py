@@ -227,6 +227,7 @@ class MetalKernel:
         verbose: bool = False,
         stream: Any = None,
         writable_inputs: Sequence[int] = (),
+        order_dependent_inputs: Sequence[int] = (),
     ) -> list[mx.array]:
         """Runs the kernel.
 
@@ -246,6 +247,9 @@ class MetalKernel:
                 their final contents follow the outputs in the result. Not
                 an MLX argument: on a GPU such writes land in the input's
                 own buffer.
+            order_dependent_inputs: Writable inputs updated with atomics,
+                whose final contents may depend on thread order (float
+                sums): the race check leaves them out.
 
         Returns:
             The outputs, as new arrays, then the writable inputs' contents.
@@ -312,6 +316,7 @@ class MetalKernel:
             self.ensure_row_contiguous,
             self.atomic_outputs,
             writable_inputs,
+            order_dependent_inputs,
         )
 
 
