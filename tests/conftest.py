@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
 import tempfile
 
 import mlx.core as mx
@@ -110,3 +111,57 @@ def tolerance(dtype: mx.Dtype) -> dict[str, float]:
         mx.float32: {"rtol": 1e-5, "atol": 1e-5},
         mx.float64: {"rtol": 1e-12, "atol": 1e-12},
     }.get(dtype, {"rtol": 0, "atol": 0})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cuda_compiles_every_kernel(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Compile-checks, with nvcc, the CUDA of every kernel a test module compiles.
+
+    Each kernel specialization the module's tests build is lowered to CUDA too; at the end of the
+    module all of them go through one `nvcc -arch=sm_90 -c`. Kernels the CUDA backend rejects with
+    a clear error (an UnsupportedError: say, float64) are not compile errors. Skipped without nvcc.
+    """
+    if shutil.which("nvcc") is None:
+        yield
+        return
+    from mtriton.backends.cuda import full_cuda_source
+    from mtriton.runtime.jit import JITFunction
+
+    compiled = []
+    original = JITFunction.compile_ir
+
+    def recording(self: JITFunction, specs, opts, backend):  # type: ignore[no-untyped-def]
+        fn = original(self, specs, opts, backend)
+        compiled.append((fn, dict(opts)))
+        return fn
+
+    JITFunction.compile_ir = recording  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        JITFunction.compile_ir = original  # type: ignore[method-assign]
+    sources: dict[str, str] = {}
+    for fn, opts in compiled:
+        try:
+            text = full_cuda_source(fn, opts)
+        except mtriton.MTritonError:
+            continue
+        sources.setdefault(text, f"k{len(sources)}")
+    if not sources:
+        return
+    # one translation unit: each kernel in its own namespace (the helpers repeat)
+    unit = "\n".join(f"namespace {ns} {{\n{text}\n}}" for text, ns in sources.items())
+    unit = "#include <cuda_fp16.h>\n#include <cuda_bf16.h>\n#include <cstring>\n" + unit.replace(
+        "#include", "// #include"
+    )
+    folder = tmp_path_factory.mktemp("cuda")
+    (folder / "all.cu").write_text(unit)
+    result = subprocess.run(
+        ["nvcc", "-arch=sm_90", "-c", str(folder / "all.cu"), "-o", str(folder / "all.o")],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        pytest.fail(
+            f"nvcc rejected the CUDA of {len(sources)} kernels (in {folder / 'all.cu'}):\n{result.stderr[:4000]}"
+        )

@@ -58,14 +58,13 @@ def scatter_tolerance(dtype: mx.Dtype, indices: mx.array) -> dict[str, float]:
 # ----------------------------------------------------------------------------- gather
 
 
-@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @pytest.mark.parametrize(
-    "table_shape, index_shape",
+    "table_shape, index_shape, dtype",
     [
-        ((97, 45), (131,)),  # ragged rows and indices, more indices than rows
-        ((5, 3, 7), (4, 9)),  # trailing axes form the row; 2-D indices
-        ((61,), (3, 5)),  # a 1-D table gathers scalars
-        ((40, 300), (23,)),  # rows wider than a block: the kernel loops over a masked tail
+        *(((97, 45), (131,), dtype) for dtype in FLOAT_DTYPES),  # ragged rows, more indices than rows
+        ((5, 3, 15), (4, 9), mx.bfloat16),  # trailing axes form the row; 2-D indices
+        ((61,), (3, 5), mx.float16),  # a 1-D table gathers scalars
+        ((40, 300), (23,), mx.float32),  # rows wider than a block: the kernel loops over a masked tail
     ],
 )
 def test_gather_matches_numpy(
@@ -110,9 +109,9 @@ def test_gather_empty(backend: str, rng: np.random.Generator) -> None:
 def test_scatter_add_matches_numpy(
     backend: str, rng: np.random.Generator, dtype: mx.Dtype, deterministic: bool, weighted: bool
 ) -> None:
-    output = rand(rng, (53, 3, 11), dtype)
+    output = rand(rng, (53, 3, 15), dtype)
     indices = index_array(rng.integers(0, 53, (7, 13)))  # 91 indices into 53 rows: duplicates
-    values = rand(rng, (7, 13, 3, 11), dtype)
+    values = rand(rng, (7, 13, 3, 15), dtype)
     weights = rand(rng, (7, 13), dtype) if weighted else None
     before = to_numpy(output).copy()
     result = gs.selective_scatter_add(output, values, indices, weights, deterministic)
@@ -133,7 +132,9 @@ def test_scatter_add_wide_rows(
     values = rand(rng, (40, 300))
     result = gs.selective_scatter_add(output, values, indices, deterministic=deterministic)
     np.testing.assert_allclose(
-        f64(result), scatter_reference(output, values, indices, None), **scatter_tolerance(mx.float32, indices)
+        f64(result),
+        scatter_reference(output, values, indices, None),
+        **scatter_tolerance(mx.float32, indices),
     )
 
 
@@ -143,7 +144,7 @@ def test_scatter_add_heavy_duplication(backend: str, rng: np.random.Generator, d
     # which the deterministic mode sums from per-chunk partial sums.
     rows = np.where(rng.random(1000) < 0.6, 3, rng.integers(0, 29, 1000))
     rows[rng.random(1000) < 0.2] = 17
-    output, values = rand(rng, (29, 19), dtype), rand(rng, (1000, 19), dtype)
+    output, values = rand(rng, (29, 45), dtype), rand(rng, (1000, 45), dtype)
     indices, weights = index_array(rows), rand(rng, (1000,), dtype)
     expected = scatter_reference(output, values, indices, weights)
     tol = scatter_tolerance(dtype, indices)
@@ -156,7 +157,7 @@ def test_scatter_add_heavy_duplication(backend: str, rng: np.random.Generator, d
 
 def test_deterministic_mode_repeats_bit_for_bit(backend: str, rng: np.random.Generator) -> None:
     indices = index_array(rng.integers(0, 5, 777))  # ~155 contributions per row
-    output, values, weights = rand(rng, (5, 67)), rand(rng, (777, 67)), rand(rng, (777,))
+    output, values, weights = rand(rng, (5, 45)), rand(rng, (777, 45)), rand(rng, (777,))
     runs = [gs.selective_scatter_add(output, values, indices, weights, deterministic=True) for _ in range(3)]
     for run in runs[1:]:
         np.testing.assert_array_equal(to_numpy(run), to_numpy(runs[0]))
@@ -171,7 +172,7 @@ def test_deterministic_mode_same_bits_on_interpreter_and_metal_emu(rng: np.rando
         if reason := backend_unavailable_reason(name):
             pytest.skip(reason)
     indices = index_array(rng.integers(0, 7, 500))
-    output, values, weights = rand(rng, (7, 41)), rand(rng, (500, 41)), rand(rng, (500,))
+    output, values, weights = rand(rng, (7, 45)), rand(rng, (500, 45)), rand(rng, (500,))
     results = []
     for name in ("interpreter", "metal-emu"):
         mtriton.set_backend(name)
@@ -180,6 +181,19 @@ def test_deterministic_mode_same_bits_on_interpreter_and_metal_emu(rng: np.rando
         finally:
             mtriton.set_backend(None)
     np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_deterministic_mode_wide_keys(backend: str, rng: np.random.Generator) -> None:
+    # (rows + 1) * count passes 2**31: the sort keys row * count + k are int64.
+    rows, count = (1 << 17) + 3, 16400
+    output, values = rand(rng, (rows,)), rand(rng, (count,))
+    indices = index_array(rng.integers(0, rows, count))
+    result = gs.selective_scatter_add(output, values, indices, deterministic=True)
+    np.testing.assert_allclose(
+        f64(result),
+        scatter_reference(output, values, indices, None),
+        **scatter_tolerance(mx.float32, indices),
+    )
 
 
 @pytest.mark.parametrize("deterministic", [False, True])
@@ -196,11 +210,11 @@ def test_scatter_add_empty(backend: str, rng: np.random.Generator, deterministic
 
 
 def test_out_of_range_index_raises_when_checked(backend: str, rng: np.random.Generator) -> None:
-    x = rand(rng, (10, 4))
+    x = rand(rng, (10, 45))
     with pytest.raises(IndexError, match=r"\[selective_gather\] indices\[1, 0\] = 10 is out of range"):
         gs.selective_gather(x, index_array(np.array([[1, 2], [10, 3]])))
     with pytest.raises(IndexError, match=r"\[selective_scatter_add\] indices\[2\] = -1 is out of range"):
-        gs.selective_scatter_add(x, mx.ones((3, 4)), index_array(np.array([0, 9, -1])))
+        gs.selective_scatter_add(x, mx.ones((3, 45)), index_array(np.array([0, 9, -1])))
 
 
 @pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
@@ -208,7 +222,7 @@ def test_out_of_range_index_is_ignored_when_unchecked(
     backend: str, rng: np.random.Generator, index_dtype: mx.Dtype
 ) -> None:
     # Never out of bounds: a gathered row is zeros and a contribution is dropped.
-    x = rand(rng, (10, 4))
+    x = rand(rng, (10, 45))
     wild = {mx.int32: [-1, 10, 2**31 - 1], mx.int64: [-(2**40), 10, 2**40], mx.uint32: [10, 2**31, 2**32 - 1]}
     rows = np.array([3, *wild[index_dtype], 3, 0])
     indices = index_array(rows, index_dtype)
@@ -216,7 +230,7 @@ def test_out_of_range_index_is_ignored_when_unchecked(
     valid = (rows >= 0) & (rows < 10)
     np.testing.assert_array_equal(gathered[valid], to_numpy(x)[rows[valid]])
     np.testing.assert_array_equal(gathered[~valid], 0)
-    values = rand(rng, (len(rows), 4))
+    values = rand(rng, (len(rows), 45))
     expected = f64(x)
     np.add.at(expected, rows[valid], f64(values)[valid])
     for deterministic in (False, True):
@@ -234,12 +248,16 @@ def _grads(fn, *args: mx.array, argnums: tuple[int, ...]) -> tuple[mx.array, ...
 
 @pytest.mark.parametrize("dtype", [mx.float32, mx.bfloat16])
 @pytest.mark.parametrize("deterministic", [False, True])
-def test_gather_gradient(backend: str, rng: np.random.Generator, dtype: mx.Dtype, deterministic: bool) -> None:
-    x = rand(rng, (31, 3, 5), dtype)
+def test_gather_gradient(
+    backend: str, rng: np.random.Generator, dtype: mx.Dtype, deterministic: bool
+) -> None:
+    x = rand(rng, (31, 3, 15), dtype)
     indices = index_array(rng.integers(0, 31, (4, 17)))
-    cotangent = rand(rng, (4, 17, 3, 5), dtype)
+    cotangent = rand(rng, (4, 17, 3, 15), dtype)
     (grad,) = _grads(
-        lambda x: (gs.selective_gather(x, indices, deterministic=deterministic) * cotangent).sum(), x, argnums=(0,)
+        lambda x: (gs.selective_gather(x, indices, deterministic=deterministic) * cotangent).sum(),
+        x,
+        argnums=(0,),
     )
     # mx.grad of the plain-MLX reference, in float32 so that it is exact for every dtype.
     (expected,) = _grads(
@@ -257,10 +275,10 @@ def test_gather_gradient(backend: str, rng: np.random.Generator, dtype: mx.Dtype
 def test_scatter_add_gradient(
     backend: str, rng: np.random.Generator, dtype: mx.Dtype, deterministic: bool, weighted: bool
 ) -> None:
-    output, values = rand(rng, (23, 2, 9), dtype), rand(rng, (37, 2, 9), dtype)
+    output, values = rand(rng, (23, 3, 15), dtype), rand(rng, (37, 3, 15), dtype)
     indices = index_array(rng.integers(0, 23, 37))
     weights = rand(rng, (37,), dtype)
-    cotangent = rand(rng, (23, 2, 9), dtype)
+    cotangent = rand(rng, (23, 3, 15), dtype)
     argnums = (0, 1, 2) if weighted else (0, 1)
 
     def loss(scatter, cotangent: mx.array):
@@ -282,7 +300,7 @@ def test_scatter_add_gradient(
     tol = tolerance(dtype)
     for name, grad, want, primal in zip(("output", "values", "weights"), grads, expected, inputs):
         assert grad.dtype == primal.dtype, name
-        # The weights' gradient is a dot product over the 18 elements of a row.
+        # The weights' gradient is a dot product over the 45 elements of a row.
         np.testing.assert_allclose(f64(grad), f64(want), rtol=tol["rtol"], atol=tol["atol"] * 5, err_msg=name)
 
 

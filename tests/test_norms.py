@@ -8,6 +8,7 @@ column loop and masked tails run; 1030 rows make each backward program own sever
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -108,7 +109,7 @@ def test_fused_rmsnorm_linear(
     out = norms.fused_rmsnorm_linear(x, norm_w, linear_w, linear_b, EPS)
     expected = np_rmsnorm(f64(x), f64(norm_w)) @ f64(linear_w).T + (f64(linear_b) if bias else 0)
     # Half-precision inputs also round the scaled x tile before the dot.
-    assert_close(out, expected, dtype, atol_scale=1 if dtype == mx.float32 else 4)
+    assert_close(out, expected, dtype, atol_scale=1 if dtype == mx.float32 else 2)
 
 
 def test_non_contiguous_inputs(backend: str, rng: np.random.Generator) -> None:
@@ -119,6 +120,18 @@ def test_non_contiguous_inputs(backend: str, rng: np.random.Generator) -> None:
     assert_close(norms.layernorm(x_s, w, b, EPS), np_layernorm(f64(x_s), f64(w), f64(b)), mx.float32)
     normed, _ = norms.fused_add_rmsnorm(x_t, x_s, w, EPS)
     assert_close(normed, np_rmsnorm(f64(x_t) + f64(x_s), f64(w)), mx.float32)
+
+
+def test_one_dimensional_input(backend: str, rng: np.random.Generator) -> None:
+    x, r, w, b = (rand(rng, (67,)) for _ in range(4))
+    assert_close(norms.rmsnorm(x, w, EPS), np_rmsnorm(f64(x), f64(w)), mx.float32)
+    assert_close(norms.layernorm(x, w, b, EPS), np_layernorm(f64(x), f64(w), f64(b)), mx.float32)
+    normed, new_residual = norms.fused_add_rmsnorm(x, r, w, EPS)
+    assert_close(normed, np_rmsnorm(f64(x) + f64(r), f64(w)), mx.float32)
+    assert_close(new_residual, f64(x) + f64(r), mx.float32)
+    linear_w = rand(rng, (5, 67)) / math.sqrt(67)
+    out = norms.fused_rmsnorm_linear(x, w, linear_w, None, EPS)
+    assert_close(out, np_rmsnorm(f64(x), f64(w)) @ f64(linear_w).T, mx.float32)
 
 
 def test_empty_rows(backend: str) -> None:
@@ -133,15 +146,17 @@ def test_empty_rows(backend: str) -> None:
 
 def assert_grads_close(grads: tuple[mx.array, ...], expected: tuple[mx.array, ...], dtype: mx.Dtype) -> None:
     assert len(grads) == len(expected)
+    # Gradients are sums along a row (dx) or over the rows (dweight, dbias): float32 sums of
+    # a thousand terms in another order differ by ~1e-5.
+    tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == mx.float32 else tolerance(dtype)
     for got, want in zip(grads, expected):
         assert got.dtype == want.dtype == dtype and got.shape == want.shape
-        # Float32 sums over rows (the weight gradients) grow like sqrt(rows).
-        scale = 1 if dtype != mx.float32 else 10 * math.sqrt(max(got.size // got.shape[-1], 1))
-        tol = tolerance(dtype)
-        np.testing.assert_allclose(f64(got), f64(want), rtol=tol["rtol"] * 10, atol=tol["atol"] * scale)
+        np.testing.assert_allclose(f64(got), f64(want), **tol)
 
 
-def grads_of(fn, cotangent: mx.array, args: tuple[mx.array, ...]) -> tuple[mx.array, ...]:
+def grads_of(
+    fn: Callable[..., mx.array], cotangent: mx.array, args: tuple[mx.array, ...]
+) -> tuple[mx.array, ...]:
     """Gradients of sum(fn(*args) * cotangent) with respect to every argument."""
     loss = lambda *a: (fn(*a).astype(mx.float32) * cotangent).sum()
     return mx.grad(loss, argnums=tuple(range(len(args))))(*args)
@@ -173,7 +188,7 @@ def test_layernorm_grad(backend: str, rng: np.random.Generator, shape: tuple[int
     b = rand(rng, shape[-1:]) if affine in ("both", "bias") else None
     args = tuple(a for a in (x, w, b) if a is not None)
 
-    def bind(fn):
+    def bind(fn: Callable[..., mx.array]) -> Callable[..., mx.array]:
         # Only the present parameters are arguments, so mx.grad sees arrays alone.
         def call(x: mx.array, *params: mx.array) -> mx.array:
             given = iter(params)
@@ -191,7 +206,7 @@ def test_fused_add_rmsnorm_grad(backend: str, rng: np.random.Generator, shape: t
     args = (rand(rng, shape), rand(rng, shape), rand(rng, shape[-1:]))
     dy, dh = rand(rng, shape), rand(rng, shape)
 
-    def loss(fn):
+    def loss(fn: Callable[..., tuple[mx.array, mx.array]]) -> Callable[..., mx.array]:
         # Both outputs reach the loss, as in a transformer: the residual stream goes on.
         def call(x: mx.array, residual: mx.array, w: mx.array) -> mx.array:
             normed, new_residual = fn(x, residual, w)
@@ -274,7 +289,7 @@ W64 = mx.ones((64,))
          "[rmsnorm] weight has shape (63,); expected (64,) to match x's last axis"),
         (lambda: norms.rmsnorm(X64, W64.astype(mx.float16)), TypeError,
          "[rmsnorm] weight has dtype float16; expected float32 to match x"),
-        (lambda: norms.rmsnorm([[1.0]], W64), TypeError, "[rmsnorm] x is a list; expected an mx.array"),
+        (lambda: norms.rmsnorm([[1.0]], W64), TypeError, "[rmsnorm] x has type list; expected an mx.array"),
         (lambda: norms.rmsnorm(mx.array(1.0), W64), ValueError,
          "[rmsnorm] x has shape (); expected at least one axis to normalize"),
         (lambda: norms.rmsnorm(X64, W64, eps=0.0), ValueError, "[rmsnorm] eps is 0.0; expected a positive number"),
@@ -287,7 +302,7 @@ W64 = mx.ones((64,))
         (lambda: norms.fused_add_rmsnorm(X64, mx.zeros((2, 63)), W64), ValueError,
          "[fused_add_rmsnorm] residual has shape (2, 63); expected (2, 64) to match x"),
         (lambda: norms.fused_add_rmsnorm(X64, X64, np.ones(64)), TypeError,
-         "[fused_add_rmsnorm] weight is a ndarray; expected an mx.array"),
+         "[fused_add_rmsnorm] weight has type ndarray; expected an mx.array"),
         (lambda: norms.fused_rmsnorm_linear(X64, W64, mx.zeros((8, 63))), ValueError,
          "[fused_rmsnorm_linear] linear_weight has shape (8, 63); expected (8, 64) to match x's last axis"),
         (lambda: norms.fused_rmsnorm_linear(X64, W64, mx.zeros((64,))), ValueError,
@@ -299,7 +314,9 @@ W64 = mx.ones((64,))
          "[layernorm] weight has shape (8,); expected (64,) to match x's last axis"),
     ],
 )  # fmt: skip
-def test_errors_name_function_argument_expected_and_got(call, error: type[Exception], message: str) -> None:
+def test_errors_name_function_argument_expected_and_got(
+    call: Callable[[], object], error: type[Exception], message: str
+) -> None:
     with pytest.raises(error) as info:
         call()
     assert str(info.value) == message

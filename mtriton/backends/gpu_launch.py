@@ -150,7 +150,9 @@ class CustomKernelLauncher:
                 outputs.append(f"o{k}")
             else:
                 inputs.append(f"i{k}")
-            prologue.append(self.pointer_decl(ctype, f"p{k}", inputs[-1] if path != FRESH else outputs[-1], path))
+            prologue.append(
+                self.pointer_decl(ctype, f"p{k}", inputs[-1] if path != FRESH else outputs[-1], path)
+            )
         if not outputs:
             outputs.append("mt_done")
         body = "".join(f"  {line}\n" for line in prologue) + self.source.body

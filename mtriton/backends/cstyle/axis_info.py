@@ -76,6 +76,11 @@ class AxisInfoAnalysis:
 
     def _op(self, op: ir.Op) -> None:
         if op.name == "for":
+            # The induction variable starts at lb and moves by step: it is a multiple of both
+            # divisibilities (so `off + tl.arange(...)` masks stay constant over chunks).
+            lb, _, step = (self[v] for v in op.operands[:3])
+            iv = op.regions[0].args[0]
+            self.info[id(iv)] = AxisInfo(1, math.gcd(lb.divisibility, step.divisibility), 1)
             self._loop(op, op.operands[3:], op.regions[0], 1)
             return
         if op.name in ("while", "if"):

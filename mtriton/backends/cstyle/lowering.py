@@ -123,8 +123,9 @@ class Lowering:
         comment = f"  // {self.loc}" if self.loc else ""
         self.lines.append("  " * self.depth + line + comment)
 
-    def open(self, header: str) -> None:
-        self.emit(header + " {")
+    def open(self, header: str = "") -> None:
+        """Opens a block: `header {`, or a bare scope for temporaries."""
+        self.emit(f"{header} {{" if header else "{")
         self.depth += 1
 
     def close(self, trailer: str = "") -> None:
@@ -378,6 +379,8 @@ class Lowering:
 
     def render_cast(self, x: str, src: T.ElemType, dst: T.ElemType) -> str:
         if dst.is_bool():
+            if src in (T.float16, T.bfloat16):
+                return f"(static_cast<float>({x}) != 0.0f)"
             return f"({x} != 0)" if not src.is_bool() else x
         ctype = self.ctype(dst)  # type: ignore[arg-type]
         if src in (T.float16, T.bfloat16) and dst in (T.float16, T.bfloat16):
@@ -409,7 +412,8 @@ class Lowering:
             op = region.ops[0]
             if dtypes[0] != op.result.type.elem and kind in ("add", "mul"):
                 # accumulating half/bfloat in float: no rounding to the narrow type per step
-                return [f"({left[0]} {'+' if kind == 'add' else '*'} {right[0]})"]
+                sym = "+" if kind == "add" else "*"
+                return [f"(static_cast<float>({left[0]}) {sym} static_cast<float>({right[0]}))"]
             return [self.render(op, [left[0], right[0]])]
         return self.inline_region(region, left + right, dtypes)
 

@@ -457,7 +457,7 @@ def _lower_reduce(lo: Lowering, op: ir.Op) -> None:
     groups = outer * inner
     threads = lo.threads
     results = [lo.new_entity(r) for r in op.results]
-    lo.open("")  # a scope for the temporaries
+    lo.open()  # a scope for the temporaries
     accs = [lo.fresh("acc") for _ in inputs]
 
     layout = inputs[0].layout
@@ -585,7 +585,7 @@ def _lower_scan(lo: Lowering, op: ir.Op) -> None:
     region = op.regions[0]
     threads = lo.threads
     results = [lo.new_entity(r) for r in op.results]
-    lo.open("")
+    lo.open()
     offset = 0
     bufs = []
     lo.barrier()
@@ -648,7 +648,13 @@ def _exclusive_lane_scan(
     width = min(lanes, 32)
     incl = [lo.fresh("in") for _ in totals]
     prefix_sum = lo.d.simd_prefix_exclusive_sum
-    if width == 32 and prefix_sum and combiner_kind(region) == "add" and len(totals) == 1 and not dtypes[0].is_bool():
+    if (
+        width == 32
+        and prefix_sum
+        and combiner_kind(region) == "add"
+        and len(totals) == 1
+        and not dtypes[0].is_bool()
+    ):
         # A whole SIMD group per lane group: the hardware prefix sum does it in one step.
         excl = lo.fresh("ex")
         lo.emit(f"{lo.ctype(dtypes[0])} {excl} = {prefix_sum.format(v=totals[0])};")
@@ -683,7 +689,9 @@ def _exclusive_lane_scan(
     return _cross_warp_prefix(lo, region, excl, incl, dtypes, offset)
 
 
-def _cross_warp_prefix(lo: Lowering, region: ir.Block, excl: list[str], incl: list[str], dtypes: list[T.DType], offset: int) -> list[str]:
+def _cross_warp_prefix(
+    lo: Lowering, region: ir.Block, excl: list[str], incl: list[str], dtypes: list[T.DType], offset: int
+) -> list[str]:
     """Extends per-warp exclusive prefixes to lane groups spanning several warps."""
     bufs = []
     for dt in dtypes:
@@ -727,7 +735,7 @@ def _lower_dot(lo: Lowering, op: ir.Op) -> None:
     integer = acc.dtype.is_int()
     stage_dtype = T.int32 if integer else T.float32
     use_matrix = lo.d.dot == "simdgroup" and not integer and m % 8 == 0 and n % 8 == 0 and k % 8 == 0
-    lo.open("")
+    lo.open()
     a_buf = lo.scratch(stage_dtype, m * k, 0)
     b_off = _bytes(stage_dtype, m * k)
     b_buf = lo.scratch(stage_dtype, k * n, b_off)

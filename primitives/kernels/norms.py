@@ -1,0 +1,678 @@
+"""Normalization layers: RMSNorm, LayerNorm, residual add + RMSNorm, RMSNorm fused into a linear layer.
+
+Every function normalizes the last axis of `x` (any leading batch shape, flattened to rows),
+keeps `x`'s dtype (float32, float16 or bfloat16) and accumulates in float32. One program
+handles one row, walking it in chunks of at most `_MAX_BLOCK` columns as in Triton's
+layer-norm tutorial, so rows of any length work.
+
+Gradients come from `mx.custom_function`s whose VJPs are kernels too. They recompute each
+row's statistics from `x` rather than saving them in the forward pass, which keeps the
+forward outputs exactly what the caller asked for; that costs RMSNorm nothing (its sums ride
+along the pass that reads `x` and `dy` anyway) and LayerNorm one more read of each row.
+Weight and bias gradients are sums over rows: each backward program adds its group of rows
+into one row of float32 partial sums, and a second kernel sums the partials.
+
+Two kernels read back global memory that the same program wrote earlier (the new residual,
+the partial sums). That is safe without a barrier because mtriton gives every block of one
+shape the same thread layout: the thread that stored an element reads it back (in blocks
+smaller than the program, other threads' copies may be stale but are never stored).
+
+Kernels see their arrays in logical row-major order (MLX copies a non-contiguous input into
+a contiguous buffer at the launch), so transposed or sliced inputs work as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+
+import mtriton as triton
+import mtriton.language as tl
+
+# The longest row chunk one program holds at once; longer rows loop over chunks.
+_MAX_BLOCK = 4096
+# Backward programs, each owning a group of rows and one row of the weight-gradient partial
+# sums: enough to fill a GPU several times over, few enough that the partials stay small.
+_BWD_PROGRAMS = 512
+# Tile of the partial-sum reduction: BLOCK_G partial rows by BLOCK_N columns per step.
+_SUM_BLOCK_G, _SUM_BLOCK_N = 32, 64
+# Tiles of the fused RMSNorm + linear matmul. The Metal lowering stages dot operands as
+# float32 in 32 KB of threadgroup memory: BLOCK_M*BLOCK_K + BLOCK_K*BLOCK_N <= 8192.
+_LINEAR_BLOCK_K = 32
+_LINEAR_MAX_BLOCK_MN = 64
+_FLOAT_DTYPES = (mx.float32, mx.float16, mx.bfloat16)
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@triton.jit
+def _rmsnorm_fwd_kernel(X, RES, W, Y, H, N, eps, HAS_RESIDUAL: tl.constexpr, BLOCK: tl.constexpr):
+    start = tl.program_id(0).to(tl.int64) * N  # int64: arrays may pass 2**31 elements
+    X += start
+    Y += start
+    if HAS_RESIDUAL:
+        RES += start
+        H += start
+    sum_sq = tl.zeros([BLOCK], dtype=tl.float32)
+    for off in range(0, N, BLOCK):
+        cols = off + tl.arange(0, BLOCK)
+        mask = cols < N
+        x = tl.load(X + cols, mask=mask, other=0.0)
+        if HAS_RESIDUAL:
+            # Rounded to the stored dtype first, so y normalizes exactly the returned residual.
+            x = (x.to(tl.float32) + tl.load(RES + cols, mask=mask, other=0.0).to(tl.float32)).to(x.dtype)
+            tl.store(H + cols, x, mask=mask)
+        x = x.to(tl.float32)
+        sum_sq += x * x
+    rstd = tl.rsqrt(tl.sum(sum_sq, axis=0) / N + eps)
+    if HAS_RESIDUAL:
+        X = H  # read the new residual back, one load instead of two (module docstring: why safe)
+    for off in range(0, N, BLOCK):
+        cols = off + tl.arange(0, BLOCK)
+        mask = cols < N
+        x = tl.load(X + cols, mask=mask, other=0.0).to(tl.float32)
+        w = tl.load(W + cols, mask=mask).to(tl.float32)
+        tl.store(Y + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _rmsnorm_bwd_kernel(
+    X, W, DY, DRES, DX, DW_PARTIAL, M, N, eps, ROWS_PER_PROGRAM,
+    HAS_DRESIDUAL: tl.constexpr, BLOCK: tl.constexpr,
+):  # fmt: skip
+    # y = x * r * w with r = rsqrt(mean(x^2) + eps), so with g = dy * w:
+    # dx = r * g - x * r^3 * sum(g * x) / N, and dw = sum over rows of dy * x * r.
+    pid = tl.program_id(0)
+    row_start = pid * ROWS_PER_PROGRAM
+    row_end = tl.minimum(row_start + ROWS_PER_PROGRAM, M)
+    DW_PARTIAL += pid * N
+    for row in range(row_start, row_end):
+        base = row.to(tl.int64) * N
+        sum_sq = tl.zeros([BLOCK], dtype=tl.float32)
+        sum_gx = tl.zeros([BLOCK], dtype=tl.float32)
+        for off in range(0, N, BLOCK):
+            cols = off + tl.arange(0, BLOCK)
+            mask = cols < N
+            x = tl.load(X + base + cols, mask=mask, other=0.0).to(tl.float32)
+            dy = tl.load(DY + base + cols, mask=mask, other=0.0).to(tl.float32)
+            w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+            sum_sq += x * x
+            sum_gx += dy * w * x
+        rstd = tl.rsqrt(tl.sum(sum_sq, axis=0) / N + eps)
+        c = rstd * rstd * rstd * tl.sum(sum_gx, axis=0) / N
+        for off in range(0, N, BLOCK):
+            cols = off + tl.arange(0, BLOCK)
+            mask = cols < N
+            x = tl.load(X + base + cols, mask=mask, other=0.0).to(tl.float32)
+            dy = tl.load(DY + base + cols, mask=mask, other=0.0).to(tl.float32)
+            w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+            dx = dy * w * rstd - x * c
+            if HAS_DRESIDUAL:
+                dx += tl.load(DRES + base + cols, mask=mask, other=0.0).to(tl.float32)
+            tl.store(DX + base + cols, dx.to(DX.dtype.element_ty), mask=mask)
+            # The group's first row starts the partial sums (the buffer starts unspecified);
+            # later rows add to what this thread stored for the row before.
+            dw = tl.load(DW_PARTIAL + cols, mask=mask & (row > row_start), other=0.0)
+            tl.store(DW_PARTIAL + cols, dw + dy * x * rstd, mask=mask)
+
+
+@triton.jit
+def _layernorm_fwd_kernel(
+    X, W, B, Y, N, eps, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr
+):
+    start = tl.program_id(0).to(tl.int64) * N
+    X += start
+    Y += start
+    # Mean first, then the variance around it: one-pass E[x^2] - E[x]^2 loses every digit
+    # in float32 when |mean| >> std.
+    sum_x = tl.zeros([BLOCK], dtype=tl.float32)
+    for off in range(0, N, BLOCK):
+        cols = off + tl.arange(0, BLOCK)
+        sum_x += tl.load(X + cols, mask=cols < N, other=0.0).to(tl.float32)
+    mean = tl.sum(sum_x, axis=0) / N
+    sum_sq = tl.zeros([BLOCK], dtype=tl.float32)
+    for off in range(0, N, BLOCK):
+        cols = off + tl.arange(0, BLOCK)
+        mask = cols < N
+        xc = tl.where(mask, tl.load(X + cols, mask=mask, other=0.0).to(tl.float32) - mean, 0.0)
+        sum_sq += xc * xc
+    rstd = tl.rsqrt(tl.sum(sum_sq, axis=0) / N + eps)
+    for off in range(0, N, BLOCK):
+        cols = off + tl.arange(0, BLOCK)
+        mask = cols < N
+        y = (tl.load(X + cols, mask=mask, other=0.0).to(tl.float32) - mean) * rstd
+        if HAS_WEIGHT:
+            y *= tl.load(W + cols, mask=mask).to(tl.float32)
+        if HAS_BIAS:
+            y += tl.load(B + cols, mask=mask).to(tl.float32)
+        tl.store(Y + cols, y.to(Y.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _layernorm_bwd_kernel(
+    X, W, DY, DX, DW_PARTIAL, DB_PARTIAL, M, N, eps, ROWS_PER_PROGRAM,
+    HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr,
+):  # fmt: skip
+    # With x_hat = (x - mean) * r and g = dy * w: dx = r * (g - mean(g) - x_hat * mean(g * x_hat)),
+    # dw = sum over rows of dy * x_hat, db = sum over rows of dy.
+    pid = tl.program_id(0)
+    row_start = pid * ROWS_PER_PROGRAM
+    row_end = tl.minimum(row_start + ROWS_PER_PROGRAM, M)
+    if HAS_WEIGHT:
+        DW_PARTIAL += pid * N
+    if HAS_BIAS:
+        DB_PARTIAL += pid * N
+    for row in range(row_start, row_end):
+        base = row.to(tl.int64) * N
+        sum_x = tl.zeros([BLOCK], dtype=tl.float32)
+        for off in range(0, N, BLOCK):
+            cols = off + tl.arange(0, BLOCK)
+            sum_x += tl.load(X + base + cols, mask=cols < N, other=0.0).to(tl.float32)
+        mean = tl.sum(sum_x, axis=0) / N
+        sum_sq = tl.zeros([BLOCK], dtype=tl.float32)
+        sum_g = tl.zeros([BLOCK], dtype=tl.float32)
+        sum_gxc = tl.zeros([BLOCK], dtype=tl.float32)
+        for off in range(0, N, BLOCK):
+            cols = off + tl.arange(0, BLOCK)
+            mask = cols < N
+            xc = tl.where(mask, tl.load(X + base + cols, mask=mask, other=0.0).to(tl.float32) - mean, 0.0)
+            g = tl.load(DY + base + cols, mask=mask, other=0.0).to(tl.float32)
+            if HAS_WEIGHT:
+                g *= tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+            sum_sq += xc * xc
+            sum_g += g
+            sum_gxc += g * xc
+        rstd = tl.rsqrt(tl.sum(sum_sq, axis=0) / N + eps)
+        mean_g = tl.sum(sum_g, axis=0) / N
+        mean_gx_hat = tl.sum(sum_gxc, axis=0) * rstd / N
+        for off in range(0, N, BLOCK):
+            cols = off + tl.arange(0, BLOCK)
+            mask = cols < N
+            x_hat = (tl.load(X + base + cols, mask=mask, other=0.0).to(tl.float32) - mean) * rstd
+            dy = tl.load(DY + base + cols, mask=mask, other=0.0).to(tl.float32)
+            g = dy
+            if HAS_WEIGHT:
+                g = dy * tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+            dx = rstd * (g - mean_g - x_hat * mean_gx_hat)
+            tl.store(DX + base + cols, dx.to(DX.dtype.element_ty), mask=mask)
+            first = row > row_start  # the group's first row starts the partial sums
+            if HAS_WEIGHT:
+                dw = tl.load(DW_PARTIAL + cols, mask=mask & first, other=0.0)
+                tl.store(DW_PARTIAL + cols, dw + dy * x_hat, mask=mask)
+            if HAS_BIAS:
+                db = tl.load(DB_PARTIAL + cols, mask=mask & first, other=0.0)
+                tl.store(DB_PARTIAL + cols, db + dy, mask=mask)
+
+
+@triton.jit
+def _column_sum_kernel(P, OUT, G, N, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr):
+    # OUT[n] = sum over g of P[g, n]: finishes the weight gradients from the per-group partials.
+    cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    acc = tl.zeros([BLOCK_G, BLOCK_N], dtype=tl.float32)
+    for g0 in range(0, G, BLOCK_G):
+        rows = g0 + tl.arange(0, BLOCK_G)
+        mask = (rows[:, None] < G) & (cols[None, :] < N)
+        acc += tl.load(P + rows[:, None] * N + cols[None, :], mask=mask, other=0.0)
+    tl.store(OUT + cols, tl.sum(acc, axis=0).to(OUT.dtype.element_ty), mask=cols < N)
+
+
+@triton.jit
+def _rmsnorm_linear_kernel(
+    X, NW, LW, B, OUT, M, N, K, eps,
+    HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    # rmsnorm(x) @ W.T == ((x * norm_weight) @ W.T) * rstd per row, and the K loop reads each
+    # row of x in full: it sums the squares on the way, so the normalized x is never stored.
+    # Each program's tiles are addressed from its own base pointers (int64: x, W and the
+    # output may pass 2**31 elements), with small int32 offsets inside them.
+    row0 = tl.program_id(1) * BLOCK_M
+    out0 = tl.program_id(0) * BLOCK_N
+    X += row0.to(tl.int64) * K
+    LW += out0.to(tl.int64) * K
+    OUT += row0.to(tl.int64) * N + out0
+    rows = tl.arange(0, BLOCK_M)
+    outs = tl.arange(0, BLOCK_N)
+    row_ok = rows < M - row0
+    out_ok = outs < N - out0
+    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    sum_sq = tl.zeros([BLOCK_M, BLOCK_K], dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        x_mask = row_ok[:, None] & (ks[None, :] < K)
+        x = tl.load(X + rows[:, None] * K + ks[None, :], mask=x_mask, other=0.0).to(tl.float32)
+        sum_sq += x * x
+        nw = tl.load(NW + ks, mask=ks < K, other=0.0).to(tl.float32)
+        a = (x * nw[None, :]).to(X.dtype.element_ty)
+        # W is (out, in): its transposed tile is read straight from the row-major layout.
+        w_mask = (ks[:, None] < K) & out_ok[None, :]
+        w = tl.load(LW + outs[None, :] * K + ks[:, None], mask=w_mask, other=0.0)
+        acc = tl.dot(a, w, acc)
+    rstd = tl.rsqrt(tl.sum(sum_sq, axis=1) / K + eps)
+    out = acc * rstd[:, None]
+    if HAS_BIAS:
+        out += tl.load(B + out0 + outs, mask=out_ok, other=0.0).to(tl.float32)[None, :]
+    out_mask = row_ok[:, None] & out_ok[None, :]
+    tl.store(OUT + rows[:, None] * N + outs[None, :], out.to(OUT.dtype.element_ty), mask=out_mask)
+
+
+# --------------------------------------------------------------------------- launches
+
+
+def _row_config(n: int) -> tuple[int, int]:
+    """(BLOCK, num_warps) for rows of `n` columns: the whole row when it fits one block."""
+    block = min(triton.next_power_of_2(n), _MAX_BLOCK)
+    return block, min(max(block // 256, 1), 8)
+
+
+def _bwd_grid(m: int) -> tuple[int, int]:
+    """(programs, rows per program) of a backward kernel over `m` rows."""
+    rows_per_program = triton.cdiv(m, _BWD_PROGRAMS)
+    return triton.cdiv(m, rows_per_program), rows_per_program
+
+
+def _column_sum(partial: mx.array, dtype: mx.Dtype) -> mx.array:
+    """The sum over the rows of a float32 (groups, n) array of partial sums, in `dtype`."""
+    groups, n = partial.shape
+    (out,) = _column_sum_kernel[(triton.cdiv(n, _SUM_BLOCK_N),)].functional(
+        partial, triton.empty((n,), dtype), groups, n, BLOCK_G=_SUM_BLOCK_G, BLOCK_N=_SUM_BLOCK_N
+    )
+    return out
+
+
+def _rmsnorm_forward(
+    x: mx.array, weight: mx.array, residual: mx.array | None, eps: float
+) -> tuple[mx.array, ...]:
+    """(y,) for rows `x`, or (y, x + residual) when a residual is given."""
+    m, n = x.shape
+    block, num_warps = _row_config(n)
+    fused = residual is not None
+    return _rmsnorm_fwd_kernel[(m,)].functional(
+        x, residual, weight, triton.empty(x.shape, x.dtype), triton.empty(x.shape, x.dtype) if fused else None,
+        n, eps, HAS_RESIDUAL=fused, BLOCK=block, num_warps=num_warps,
+    )  # fmt: skip
+
+
+def _rmsnorm_backward(
+    x: mx.array, weight: mx.array, dy: mx.array, dresidual: mx.array | None, eps: float
+) -> tuple[mx.array, mx.array]:
+    """(dx, dweight) of rmsnorm on rows `x`; `dresidual` is added to dx when given."""
+    m, n = x.shape
+    block, num_warps = _row_config(n)
+    programs, rows_per_program = _bwd_grid(m)
+    dx, dw_partial = _rmsnorm_bwd_kernel[(programs,)].functional(
+        x, weight, dy, dresidual, triton.empty(x.shape, x.dtype), triton.empty((programs, n), mx.float32),
+        m, n, eps, rows_per_program, HAS_DRESIDUAL=dresidual is not None, BLOCK=block, num_warps=num_warps,
+    )  # fmt: skip
+    return dx, _column_sum(dw_partial, weight.dtype)
+
+
+@mx.custom_function
+def _rmsnorm_rows(x: mx.array, weight: mx.array, *, eps: float) -> mx.array:
+    return _rmsnorm_forward(x, weight, None, eps)[0]
+
+
+@_rmsnorm_rows.vjp
+def _rmsnorm_rows_vjp(
+    primals: list[mx.array], dy: mx.array, y: mx.array, *, eps: float
+) -> tuple[mx.array, ...]:
+    x, weight = primals
+    return _rmsnorm_backward(x, weight, dy, None, eps)
+
+
+@mx.custom_function
+def _fused_add_rmsnorm_rows(
+    x: mx.array, residual: mx.array, weight: mx.array, *, eps: float
+) -> tuple[mx.array, mx.array]:
+    return _rmsnorm_forward(x, weight, residual, eps)
+
+
+@_fused_add_rmsnorm_rows.vjp
+def _fused_add_rmsnorm_rows_vjp(
+    primals: list[mx.array], cotangents: list[mx.array], outputs: list[mx.array], *, eps: float
+) -> tuple[mx.array, ...]:
+    _, _, weight = primals
+    dy, dh = cotangents
+    # The new residual h = x + residual is an output, so the backward reads it instead of
+    # recomputing it; dh arrives through both uses of h, and x and residual share the gradient.
+    dx, dweight = _rmsnorm_backward(outputs[1], weight, dy, dh, eps)
+    return dx, dx, dweight
+
+
+@mx.custom_function
+def _layernorm_rows(x: mx.array, weight: mx.array | None, bias: mx.array | None, *, eps: float) -> mx.array:
+    m, n = x.shape
+    block, num_warps = _row_config(n)
+    (y,) = _layernorm_fwd_kernel[(m,)].functional(
+        x, weight, bias, triton.empty(x.shape, x.dtype), n, eps,
+        HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, BLOCK=block, num_warps=num_warps,
+    )  # fmt: skip
+    return y
+
+
+@_layernorm_rows.vjp
+def _layernorm_rows_vjp(
+    primals: list[mx.array | None], dy: mx.array, y: mx.array, *, eps: float
+) -> tuple[mx.array | None, ...]:
+    x, weight, bias = primals
+    m, n = x.shape
+    block, num_warps = _row_config(n)
+    programs, rows_per_program = _bwd_grid(m)
+    partial = lambda param: None if param is None else triton.empty((programs, n), mx.float32)
+    dx, *partials = _layernorm_bwd_kernel[(programs,)].functional(
+        x, weight, dy, triton.empty(x.shape, x.dtype), partial(weight), partial(bias), m, n, eps, rows_per_program,
+        HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, BLOCK=block, num_warps=num_warps,
+    )  # fmt: skip
+    grads = iter(partials)
+    dweight = None if weight is None else _column_sum(next(grads), weight.dtype)
+    dbias = None if bias is None else _column_sum(next(grads), bias.dtype)
+    return dx, dweight, dbias
+
+
+@mx.custom_function
+def _rmsnorm_linear_rows(
+    x: mx.array, norm_weight: mx.array, linear_weight: mx.array, linear_bias: mx.array | None, *, eps: float
+) -> mx.array:
+    m, k = x.shape
+    n = linear_weight.shape[0]
+    block_m = min(max(triton.next_power_of_2(m), 16), _LINEAR_MAX_BLOCK_MN)
+    block_n = min(max(triton.next_power_of_2(n), 16), _LINEAR_MAX_BLOCK_MN)
+    grid = (triton.cdiv(n, block_n), triton.cdiv(m, block_m))
+    (out,) = _rmsnorm_linear_kernel[grid].functional(
+        x, norm_weight, linear_weight, linear_bias, triton.empty((m, n), x.dtype), m, n, k, eps,
+        HAS_BIAS=linear_bias is not None, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=_LINEAR_BLOCK_K,
+    )  # fmt: skip
+    return out
+
+
+@_rmsnorm_linear_rows.vjp
+def _rmsnorm_linear_rows_vjp(
+    primals: list[mx.array | None], dout: mx.array, out: mx.array, *, eps: float
+) -> tuple[mx.array | None, ...]:
+    x, norm_weight, linear_weight, linear_bias = primals
+    # The backward needs the normalized rows for the weight gradient, so it makes them here.
+    (normed,) = _rmsnorm_forward(x, norm_weight, None, eps)
+    dlinear_weight = dout.T @ normed
+    dbias = None if linear_bias is None else dout.astype(mx.float32).sum(axis=0).astype(linear_bias.dtype)
+    dx, dnorm_weight = _rmsnorm_backward(x, norm_weight, dout @ linear_weight, None, eps)
+    return dx, dnorm_weight, dlinear_weight, dbias
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def _dtype_name(dtype: mx.Dtype) -> str:
+    return str(dtype).removeprefix("mlx.core.")
+
+
+def _check_array(fn: str, name: str, array: Any) -> None:
+    if not isinstance(array, mx.array):
+        raise TypeError(f"[{fn}] {name} has type {type(array).__name__}; expected an mx.array")
+
+
+def _check_x(fn: str, x: Any, eps: float) -> None:
+    _check_array(fn, "x", x)
+    if x.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"[{fn}] x has dtype {_dtype_name(x.dtype)}; expected float32, float16 or bfloat16")
+    if x.ndim == 0:
+        raise ValueError(f"[{fn}] x has shape (); expected at least one axis to normalize")
+    if not eps > 0:
+        raise ValueError(f"[{fn}] eps is {eps}; expected a positive number")
+
+
+def _check_like(fn: str, name: str, array: Any, shape: tuple[int, ...], x: mx.array, what: str) -> None:
+    """`array` must be an mx.array of `shape` and of x's dtype; `what` says why that shape."""
+    _check_array(fn, name, array)
+    if tuple(array.shape) != shape:
+        raise ValueError(f"[{fn}] {name} has shape {tuple(array.shape)}; expected {shape} to match {what}")
+    if array.dtype != x.dtype:
+        raise TypeError(
+            f"[{fn}] {name} has dtype {_dtype_name(array.dtype)}; expected {_dtype_name(x.dtype)} to match x"
+        )
+
+
+def _rows(x: mx.array) -> mx.array:
+    """x as a (rows, last axis) matrix."""
+    return x.reshape(-1, x.shape[-1])
+
+
+def rmsnorm(x: mx.array, weight: mx.array, eps: float = 1e-5) -> mx.array:
+    """Root-mean-square normalization of the last axis, scaled by `weight`.
+
+    Computes `x / sqrt(mean(x**2) + eps) * weight` in float32 and returns it in x's dtype.
+    Differentiable with respect to `x` and `weight` (the backward runs as mtriton kernels).
+
+    Args:
+        x: Input of shape (..., dims), float32, float16 or bfloat16.
+        weight: Scale of shape (dims,), of x's dtype.
+        eps: Added to the mean square before the square root.
+
+    Returns:
+        The normalized array, of x's shape and dtype.
+
+    Raises:
+        TypeError: x or weight is not an mx.array, or has an unsupported or mismatched dtype.
+        ValueError: weight's shape does not match x's last axis, x is a scalar, or eps <= 0.
+    """
+    _check_x("rmsnorm", x, eps)
+    _check_like("rmsnorm", "weight", weight, x.shape[-1:], x, "x's last axis")
+    if x.size == 0:
+        return rmsnorm_reference(x, weight, eps)
+    return _rmsnorm_rows(_rows(x), weight, eps=eps).reshape(x.shape)
+
+
+def layernorm(
+    x: mx.array, weight: mx.array | None = None, bias: mx.array | None = None, eps: float = 1e-5
+) -> mx.array:
+    """Layer normalization of the last axis, with an optional scale and shift.
+
+    Computes `(x - mean(x)) / sqrt(var(x) + eps) * weight + bias` in float32 and returns it in
+    x's dtype; an absent `weight` scales by 1 and an absent `bias` shifts by 0. Differentiable
+    with respect to `x`, `weight` and `bias`.
+
+    Args:
+        x: Input of shape (..., dims), float32, float16 or bfloat16.
+        weight: Scale of shape (dims,) and x's dtype, or None.
+        bias: Shift of shape (dims,) and x's dtype, or None.
+        eps: Added to the variance before the square root.
+
+    Returns:
+        The normalized array, of x's shape and dtype.
+
+    Raises:
+        TypeError: An argument is not an mx.array, or has an unsupported or mismatched dtype.
+        ValueError: weight's or bias's shape does not match x's last axis, x is a scalar, or eps <= 0.
+    """
+    _check_x("layernorm", x, eps)
+    for name, param in (("weight", weight), ("bias", bias)):
+        if param is not None:
+            _check_like("layernorm", name, param, x.shape[-1:], x, "x's last axis")
+    if x.size == 0:
+        return layernorm_reference(x, weight, bias, eps)
+    return _layernorm_rows(_rows(x), weight, bias, eps=eps).reshape(x.shape)
+
+
+def fused_add_rmsnorm(
+    x: mx.array, residual: mx.array, weight: mx.array, eps: float = 1e-5
+) -> tuple[mx.array, mx.array]:
+    """Adds `x` to the residual stream and RMS-normalizes the sum, in one kernel.
+
+    The transformer block pattern `h = x + residual; y = rmsnorm(h)` without a separate add:
+    each row of `h` is written once and read back once. `y` is exactly `rmsnorm(h, weight, eps)`
+    of the returned `h` (the sum is rounded to x's dtype first). Differentiable with respect to
+    `x`, `residual` and `weight`.
+
+    Args:
+        x: Input of shape (..., dims), float32, float16 or bfloat16.
+        residual: The residual stream, of x's shape and dtype.
+        weight: Scale of shape (dims,), of x's dtype.
+        eps: Added to the mean square before the square root.
+
+    Returns:
+        (normed, new_residual): `rmsnorm(x + residual)` and `x + residual`, of x's shape and dtype.
+
+    Raises:
+        TypeError: An argument is not an mx.array, or has an unsupported or mismatched dtype.
+        ValueError: residual's shape differs from x's, weight's does not match x's last axis,
+            x is a scalar, or eps <= 0.
+    """
+    _check_x("fused_add_rmsnorm", x, eps)
+    _check_like("fused_add_rmsnorm", "residual", residual, x.shape, x, "x")
+    _check_like("fused_add_rmsnorm", "weight", weight, x.shape[-1:], x, "x's last axis")
+    if x.size == 0:
+        return fused_add_rmsnorm_reference(x, residual, weight, eps)
+    normed, new_residual = _fused_add_rmsnorm_rows(_rows(x), _rows(residual), weight, eps=eps)
+    return normed.reshape(x.shape), new_residual.reshape(x.shape)
+
+
+def fused_rmsnorm_linear(
+    x: mx.array,
+    norm_weight: mx.array,
+    linear_weight: mx.array,
+    linear_bias: mx.array | None = None,
+    eps: float = 1e-5,
+) -> mx.array:
+    """`rmsnorm(x, norm_weight) @ linear_weight.T + linear_bias` without storing the normalized x.
+
+    One tiled matmul kernel: each K step scales its tile of x by `norm_weight` and adds its
+    squares to the row sums, and the epilogue multiplies each output row by that row's
+    1/rms (`rmsnorm(x) @ W.T == ((x * norm_weight) @ W.T) * rstd`). Differentiable; the
+    backward materializes the normalized rows once for the weight gradient.
+
+    Args:
+        x: Input of shape (..., in_features), float32, float16 or bfloat16.
+        norm_weight: RMSNorm scale of shape (in_features,), of x's dtype.
+        linear_weight: Linear weight of shape (out_features, in_features) (`nn.Linear`'s
+            layout), of x's dtype.
+        linear_bias: Linear bias of shape (out_features,) and x's dtype, or None.
+        eps: Added to the mean square before the square root.
+
+    Returns:
+        Array of shape (..., out_features) and x's dtype.
+
+    Raises:
+        TypeError: An argument is not an mx.array, or has an unsupported or mismatched dtype.
+        ValueError: A weight's shape does not match x's last axis or the other weight,
+            x is a scalar, or eps <= 0.
+    """
+    fn = "fused_rmsnorm_linear"
+    _check_x(fn, x, eps)
+    k = x.shape[-1]
+    _check_like(fn, "norm_weight", norm_weight, (k,), x, "x's last axis")
+    _check_array(fn, "linear_weight", linear_weight)
+    if linear_weight.ndim != 2:
+        raise ValueError(
+            f"[{fn}] linear_weight has shape {tuple(linear_weight.shape)}; expected (out_features, {k})"
+        )
+    n = linear_weight.shape[0]
+    _check_like(fn, "linear_weight", linear_weight, (n, k), x, "x's last axis")
+    if linear_bias is not None:
+        _check_like(fn, "linear_bias", linear_bias, (n,), x, "linear_weight's out_features")
+    if x.size == 0 or n == 0:
+        return fused_rmsnorm_linear_reference(x, norm_weight, linear_weight, linear_bias, eps)
+    out = _rmsnorm_linear_rows(_rows(x), norm_weight, linear_weight, linear_bias, eps=eps)
+    return out.reshape(*x.shape[:-1], n)
+
+
+class RMSNorm(nn.Module):
+    """RMS normalization over the last axis with a learned scale, like `mlx.nn.RMSNorm`.
+
+    Holds `weight` (initialized to ones, float32) under the same name as `mlx.nn.RMSNorm`,
+    so state dicts load either way. The weight must have the input's dtype: cast the module
+    with `set_dtype` for float16 or bfloat16 inputs.
+
+    Args:
+        dims: Size of the normalized (last) axis.
+        eps: Added to the mean square before the square root.
+    """
+
+    def __init__(self, dims: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        if eps <= 0.0:
+            raise ValueError(f"[RMSNorm] eps is {eps}; expected a positive number")
+        self.weight = mx.ones((dims,))
+        self.eps = eps
+
+    def _extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, eps={self.eps}"
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return rmsnorm(x, self.weight, self.eps)
+
+
+class LayerNorm(nn.Module):
+    """Layer normalization over the last axis, like `mlx.nn.LayerNorm`.
+
+    With `affine`, holds `weight` (ones) and, with `bias` too, `bias` (zeros), named as in
+    `mlx.nn.LayerNorm` so state dicts load either way. Parameters must have the input's
+    dtype: cast the module with `set_dtype` for float16 or bfloat16 inputs.
+
+    Args:
+        dims: Size of the normalized (last) axis.
+        eps: Added to the variance before the square root.
+        affine: Learn a per-feature scale (and shift, see `bias`).
+        bias: With `affine`, learn a per-feature shift too.
+    """
+
+    def __init__(self, dims: int, eps: float = 1e-5, affine: bool = True, bias: bool = True) -> None:
+        super().__init__()
+        if eps <= 0.0:
+            raise ValueError(f"[LayerNorm] eps is {eps}; expected a positive number")
+        if affine:
+            self.weight = mx.ones((dims,))
+            if bias:
+                self.bias = mx.zeros((dims,))
+        self.eps = eps
+        self.dims = dims
+
+    def _extra_repr(self) -> str:
+        return f"{self.dims}, eps={self.eps}, affine={'weight' in self}"
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return layernorm(x, self.get("weight"), self.get("bias"), self.eps)
+
+
+# --------------------------------------------------------------------------- references
+
+
+def rmsnorm_reference(x: mx.array, weight: mx.array, eps: float = 1e-5) -> mx.array:
+    """`rmsnorm` in plain MLX ops (float32 math, result in x's dtype)."""
+    xf = x.astype(mx.float32)
+    y = xf * mx.rsqrt(mx.mean(xf * xf, axis=-1, keepdims=True) + eps) * weight.astype(mx.float32)
+    return y.astype(x.dtype)
+
+
+def layernorm_reference(
+    x: mx.array, weight: mx.array | None = None, bias: mx.array | None = None, eps: float = 1e-5
+) -> mx.array:
+    """`layernorm` in plain MLX ops (float32 math, result in x's dtype)."""
+    xf = x.astype(mx.float32)
+    centered = xf - mx.mean(xf, axis=-1, keepdims=True)
+    y = centered * mx.rsqrt(mx.mean(centered * centered, axis=-1, keepdims=True) + eps)
+    if weight is not None:
+        y = y * weight.astype(mx.float32)
+    if bias is not None:
+        y = y + bias.astype(mx.float32)
+    return y.astype(x.dtype)
+
+
+def fused_add_rmsnorm_reference(
+    x: mx.array, residual: mx.array, weight: mx.array, eps: float = 1e-5
+) -> tuple[mx.array, mx.array]:
+    """`fused_add_rmsnorm` in plain MLX ops: (rmsnorm(x + residual), x + residual)."""
+    new_residual = x + residual
+    return rmsnorm_reference(new_residual, weight, eps), new_residual
+
+
+def fused_rmsnorm_linear_reference(
+    x: mx.array,
+    norm_weight: mx.array,
+    linear_weight: mx.array,
+    linear_bias: mx.array | None = None,
+    eps: float = 1e-5,
+) -> mx.array:
+    """`fused_rmsnorm_linear` in plain MLX ops: the normalized rows, then the matmul."""
+    out = rmsnorm_reference(x, norm_weight, eps) @ linear_weight.T
+    return out if linear_bias is None else out + linear_bias

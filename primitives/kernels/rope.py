@@ -1,0 +1,242 @@
+"""Rotary positional encoding (RoPE) with the semantics of `mx.fast.rope`.
+
+Feature pairs of the first `dims` features are rotated by the angle `position * base**(-2i/dims)`
+for pair `i`, where the positions run `offset + arange(L)`, times `scale`, along the
+second-to-last axis. `traditional=True` pairs consecutive features (2i, 2i+1); the default pairs
+the two halves (i, i + dims/2). Features past `dims` pass through. The backward pass is the
+inverse rotation, the same kernel with the angle negated.
+
+Math is float32 whatever the storage dtype (float32, float16, bfloat16), which is kept. The
+kernel reads the row-major contents of `x`: a non-contiguous input (a transposed
+(B, L, H, D) -> (B, H, L, D) view, say) is copied to row-major by the launch, as MLX's custom
+kernels do.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import mlx.nn as nn
+
+import mtriton as triton
+import mtriton.language as tl
+
+_SUPPORTED_DTYPES = (mx.float32, mx.float16, mx.bfloat16)
+_PAIRS_PER_PROGRAM = 1024  # rows x pairs of one program's tile
+_MAX_PASS_BLOCK = 128  # columns copied per step for the features past `dims`
+
+
+@triton.jit
+def _rope_kernel(
+    x_ptr, out_ptr, offset_ptr,
+    n_rows, seq_len, rows_per_batch, offset_stride, feature_dim,
+    scale, neg_log2_base_over_half,
+    HALF: tl.constexpr, TRADITIONAL: tl.constexpr, INVERSE: tl.constexpr,
+    BLOCK_ROWS: tl.constexpr, BLOCK_HALF: tl.constexpr, PASS_BLOCK: tl.constexpr,
+):  # fmt: skip
+    """Rotates BLOCK_ROWS rows of x, seen as (n_rows, feature_dim) with n_rows = batch * L."""
+    rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+    row_mask = rows < n_rows
+    pairs = tl.arange(0, BLOCK_HALF)
+    mask = row_mask[:, None] & (pairs < HALF)[None, :]
+
+    # A scalar offset is read with offset_stride 0; a per-batch one with stride 1.
+    offset = tl.load(offset_ptr + (rows // rows_per_batch) * offset_stride, mask=row_mask, other=0)
+    position = ((rows % seq_len) + offset).to(tl.float32) * scale
+    inv_freq = tl.exp2(pairs.to(tl.float32) * neg_log2_base_over_half)
+    theta = position[:, None] * inv_freq[None, :]
+    cos = tl.cos(theta)
+    sin = tl.sin(theta)
+    if INVERSE:
+        sin = -sin
+
+    if TRADITIONAL:
+        first = 2 * pairs
+        second = first + 1
+    else:
+        first = pairs
+        second = pairs + HALF
+    row_offs = rows[:, None] * feature_dim
+    x1 = tl.load(x_ptr + row_offs + first[None, :], mask=mask, other=0.0).to(tl.float32)
+    x2 = tl.load(x_ptr + row_offs + second[None, :], mask=mask, other=0.0).to(tl.float32)
+    out_ty = out_ptr.dtype.element_ty
+    tl.store(out_ptr + row_offs + first[None, :], (x1 * cos - x2 * sin).to(out_ty), mask=mask)
+    tl.store(out_ptr + row_offs + second[None, :], (x1 * sin + x2 * cos).to(out_ty), mask=mask)
+
+    if PASS_BLOCK > 0:
+        cols = tl.arange(0, PASS_BLOCK)
+        for start in range(2 * HALF, feature_dim, PASS_BLOCK):
+            pass_offs = row_offs + (start + cols)[None, :]
+            pass_mask = row_mask[:, None] & ((start + cols) < feature_dim)[None, :]
+            tl.store(out_ptr + pass_offs, tl.load(x_ptr + pass_offs, mask=pass_mask), mask=pass_mask)
+
+
+# ---------------------------------------------------------------------------- host side
+
+
+def _launch(
+    x: mx.array, offsets: mx.array, dims: int, traditional: bool, base: float, scale: float, inverse: bool
+) -> mx.array:
+    out = triton.empty(x.shape, x.dtype)
+    if x.size == 0:
+        return out
+    feature_dim, seq_len = x.shape[-1], x.shape[-2]
+    n_rows = x.size // feature_dim
+    half = dims // 2
+    block_half = triton.next_power_of_2(half)
+    block_rows = max(1, min(triton.next_power_of_2(n_rows), _PAIRS_PER_PROGRAM // block_half))
+    passed = feature_dim - dims
+    pass_block = min(_MAX_PASS_BLOCK, triton.next_power_of_2(passed)) if passed else 0
+    # A per-batch offset belongs to every row of one index of the first axis.
+    rows_per_batch = n_rows // x.shape[0] if offsets.size > 1 else n_rows
+    _rope_kernel[(triton.cdiv(n_rows, block_rows),)](
+        x, out, offsets,
+        n_rows, seq_len, rows_per_batch, 1 if offsets.size > 1 else 0, feature_dim,
+        float(scale), -math.log2(base) / half,
+        HALF=half, TRADITIONAL=bool(traditional), INVERSE=inverse,
+        BLOCK_ROWS=block_rows, BLOCK_HALF=block_half, PASS_BLOCK=pass_block,
+    )  # fmt: skip
+    return out
+
+
+@mx.custom_function
+def _rope(
+    x: mx.array, offsets: mx.array, dims: int, traditional: bool, base: float, scale: float
+) -> mx.array:
+    return _launch(x, offsets, dims, traditional, base, scale, inverse=False)
+
+
+@_rope.vjp
+def _rope_vjp(
+    primals: tuple[mx.array, mx.array, int, bool, float, float], d_out: mx.array, out: mx.array
+) -> tuple[mx.array, mx.array, None, None, None, None]:
+    """A rotation's transpose is its inverse: rotate the cotangent back by the same angles."""
+    x, offsets, dims, traditional, base, scale = primals
+    d_x = _launch(d_out, offsets, dims, traditional, base, scale, inverse=True)
+    return d_x, mx.zeros_like(offsets), None, None, None, None
+
+
+def _dtype_name(dtype: mx.Dtype) -> str:
+    return str(dtype).removeprefix("mlx.core.")
+
+
+def _offsets(x: mx.array, offset: int | mx.array) -> mx.array:
+    """`offset` as an int32 array of one element, or of x.shape[0] elements (one per batch)."""
+    if isinstance(offset, mx.array):
+        if not mx.issubdtype(offset.dtype, mx.integer):
+            raise TypeError(f"[rope] offset must be an integer array, got dtype {_dtype_name(offset.dtype)}")
+        per_batch = offset.ndim == 1 and x.ndim >= 3 and offset.size == x.shape[0]
+        if offset.size != 1 and not per_batch:
+            raise ValueError(
+                f"[rope] offset must be a scalar or a vector of x.shape[0] = {x.shape[0]} elements "
+                f"(x of at least 3 dimensions), got shape {tuple(offset.shape)}"
+            )
+        return offset.reshape(-1).astype(mx.int32)
+    if isinstance(offset, bool) or not isinstance(offset, int):
+        raise TypeError(f"[rope] offset must be an int or an integer mx.array, got {type(offset).__name__}")
+    return mx.array([offset], dtype=mx.int32)
+
+
+def _check(x: mx.array, dims: int, base: float) -> None:
+    if not isinstance(x, mx.array):
+        raise TypeError(f"[rope] x must be an mx.array, got {type(x).__name__}")
+    if x.dtype not in _SUPPORTED_DTYPES:
+        raise TypeError(f"[rope] x has dtype {_dtype_name(x.dtype)}; supported: float32, float16, bfloat16")
+    if x.ndim < 2:
+        raise ValueError(f"[rope] x must have at least 2 dimensions (..., L, D), got shape {tuple(x.shape)}")
+    if isinstance(dims, bool) or not isinstance(dims, int) or dims <= 0 or dims % 2:
+        raise ValueError(f"[rope] dims must be a positive even int, got {dims!r}")
+    if dims > x.shape[-1]:
+        raise ValueError(f"[rope] dims is {dims} but x has only {x.shape[-1]} features (last axis)")
+    if not base > 0:
+        raise ValueError(f"[rope] base must be positive, got {base!r}")
+
+
+# ---------------------------------------------------------------------------- public functions
+
+
+def rope(
+    x: mx.array,
+    dims: int,
+    traditional: bool = False,
+    base: float = 10000.0,
+    scale: float = 1.0,
+    offset: int | mx.array = 0,
+) -> mx.array:
+    """Rotary positional encoding, as `mx.fast.rope`.
+
+    Args:
+        x: Input of shape (..., L, D), float32, float16 or bfloat16; positions run along L.
+            Unlike `mx.fast.rope`, 2-D inputs (L, D) are accepted too.
+        dims: How many leading features to rotate; even, at most D. The rest pass through.
+        traditional: Rotate consecutive pairs (2i, 2i+1) instead of (i, i + dims/2).
+        base: Base of the angular frequencies `base**(-2i/dims)`.
+        scale: Factor applied to the positions.
+        offset: First position: an int, an integer mx.array scalar, or a vector of x.shape[0]
+            offsets (one per batch element, for x of at least 3 dimensions).
+
+    Returns:
+        The rotated array, same shape and dtype as `x`; angles and products in float32.
+        Differentiable in `x` (the backward is the inverse rotation).
+    """
+    _check(x, dims, base)
+    return _rope(x, _offsets(x, offset), dims, bool(traditional), float(base), float(scale))
+
+
+# ---------------------------------------------------------------------------- module
+
+
+class RoPE(nn.Module):
+    """Rotary positional encoding, as `mlx.nn.RoPE`, running `rope`.
+
+    Args:
+        dims: How many leading features to rotate; the rest pass through.
+        traditional: Rotate consecutive pairs instead of the two halves.
+        base: Base of the angular frequencies.
+        scale: Factor applied to the positions.
+    """
+
+    def __init__(self, dims: int, traditional: bool = False, base: float = 10000, scale: float = 1.0) -> None:
+        super().__init__()
+        self.dims = dims
+        self.traditional = traditional
+        self.base = base
+        self.scale = scale
+
+    def _extra_repr(self) -> str:
+        return f"{self.dims}, traditional={self.traditional}"
+
+    def __call__(self, x: mx.array, offset: int | mx.array = 0) -> mx.array:
+        return rope(x, self.dims, self.traditional, self.base, self.scale, offset)
+
+
+# ---------------------------------------------------------------------------- reference
+
+
+def rope_reference(
+    x: mx.array,
+    dims: int,
+    traditional: bool = False,
+    base: float = 10000.0,
+    scale: float = 1.0,
+    offset: int | mx.array = 0,
+) -> mx.array:
+    """`rope` in plain MLX ops, in float32."""
+    half = dims // 2
+    offset = mx.array(offset).astype(mx.float32)
+    if offset.ndim:  # per batch element: broadcast over every axis but the first
+        offset = offset.reshape((-1,) + (1,) * (x.ndim - 2))
+    positions = (mx.arange(x.shape[-2], dtype=mx.float32) + offset) * scale
+    inv_freq = base ** (-mx.arange(half, dtype=mx.float32) / half)
+    theta = positions[..., None] * inv_freq
+    cos, sin = mx.cos(theta), mx.sin(theta)
+    xf = x.astype(mx.float32)
+    if traditional:
+        x1, x2 = xf[..., 0:dims:2], xf[..., 1:dims:2]
+        pairs = mx.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+        rotated = pairs.reshape(*pairs.shape[:-2], dims)
+    else:
+        x1, x2 = xf[..., :half], xf[..., half:dims]
+        rotated = mx.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+    return mx.concatenate([rotated, xf[..., dims:]], axis=-1).astype(x.dtype)
