@@ -121,8 +121,8 @@ def cuda_compiles_every_kernel(tmp_path_factory: pytest.TempPathFactory) -> None
     module all of them go through one `nvcc -arch=sm_90 -c`. Kernels the CUDA backend rejects with
     a clear error (an UnsupportedError: say, float64) are not compile errors. Skipped without nvcc.
     """
-    if shutil.which("nvcc") is None:
-        yield
+    if shutil.which("nvcc") is None or os.environ.get("MTRITON_BACKEND") == "cuda":
+        yield  # on a CUDA machine the cuda backend compiles every kernel for real
         return
     from mtriton.backends.cuda import full_cuda_source
     from mtriton.runtime.jit import JITFunction

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs the test suite with the cuda backend, then the benchmarks, on a machine whose Python has
+# MLX's CUDA build (on the lent GPU machine: `source .mlxcuda2/activate.sh` first; DEVELOPERS
+# notes in README.md). Results go to $OUT (default gpu-results/).
+#   TESTS="tests/test_tutorials.py ..."  which test files (default: all of tests/)
+#   SUITES="tutorials norms"             which benchmark suites (default: all)
+#   BENCH_MODE=--quick|--smoke|""        benchmark sizes (default --quick)
+set -uo pipefail
+OUT="${OUT:-gpu-results}"
+mkdir -p "$OUT"
+export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" MTRITON_BACKEND=cuda PYTHONUNBUFFERED=1
+if [ -d .whl ]; then  # test dependencies carried as wheels (the GPU machine has no registry)
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+python3 -c "import mlx.core as mx; print('mlx', mx.__version__, mx.default_device(), 'cuda:', mx.cuda.is_available())"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+# shellcheck disable=SC2086
+timeout "${SUITE_TIMEOUT:-420}" python3 -m pytest ${TESTS:-tests} -q -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | tail -40
+# shellcheck disable=SC2086
+timeout "${BENCH_TIMEOUT:-300}" python3 -m benchmarks.runner --backend cuda ${BENCH_MODE---quick} --out "$OUT" ${SUITES:+--suite $SUITES} 2>&1 | tee "$OUT/bench.log" | tail -60
