@@ -480,15 +480,7 @@ def _lower_reduce(lo: Lowering, op: ir.Op) -> None:
         return
 
     # General: stage, fold cooperatively (lanes_per_group threads per group), exchange.
-    offset = 0
-    bufs = []
-    lo.barrier()
-    for v, e in zip(op.operands, inputs):
-        buf = lo.scratch(e.dtype, v.type.numel, offset)
-        offset += _bytes(e.dtype, v.type.numel)
-        lo.stage_out(v, buf)
-        bufs.append(buf)
-    lo.barrier()
+    bufs, offset = _stage_all(lo, op.operands)
     outs = []
     for e in inputs:
         outs.append(lo.scratch(e.dtype, groups, offset))
@@ -567,6 +559,24 @@ def _cross_warp(
     lo.barrier()
 
 
+def _stage_all(lo: Lowering, values: list[ir.Value]) -> tuple[list[str], int]:
+    """Writes blocks to threadgroup memory, one after another, between barriers.
+
+    Returns:
+        Each block's buffer and the first free byte after them.
+    """
+    offset = 0
+    bufs = []
+    lo.barrier()
+    for v in values:
+        dtype = lo.get(v).dtype
+        bufs.append(lo.scratch(dtype, v.type.numel, offset))
+        offset += _bytes(dtype, v.type.numel)
+        lo.stage_out(v, bufs[-1])
+    lo.barrier()
+    return bufs, offset
+
+
 def _bytes(dtype: T.DType, count: int) -> int:
     return (max(1, dtype.itemsize) * count + 15) // 16 * 16
 
@@ -586,15 +596,7 @@ def _lower_scan(lo: Lowering, op: ir.Op) -> None:
     threads = lo.threads
     results = [lo.new_entity(r) for r in op.results]
     lo.open()
-    offset = 0
-    bufs = []
-    lo.barrier()
-    for v, e in zip(op.operands, inputs):
-        buf = lo.scratch(e.dtype, v.type.numel, offset)
-        offset += _bytes(e.dtype, v.type.numel)
-        lo.stage_out(v, buf)
-        bufs.append(buf)
-    lo.barrier()
+    bufs, offset = _stage_all(lo, op.operands)
 
     def at(g: str, q: str) -> list[str]:
         pos = f"({length - 1} - ({q}))" if reverse else q
