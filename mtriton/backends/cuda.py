@@ -92,6 +92,8 @@ CUDA = Dialect(
     prelude=PRELUDE,
     const_cast="({t}*)({name})",
     max_shared_bytes=48 * 1024,
+    # neighbouring threads own neighbouring elements: a warp's scalar accesses coalesce
+    max_vec=1,
     extra={
         "inf": "__int_as_float(0x7f800000)",
         "nan": "__int_as_float(0x7fffffff)",

@@ -38,6 +38,7 @@ class Dialect:
         prelude: helper functions placed before the kernel (the header).
         const_cast: turns a read-only input pointer `{name}` of `{t}` into a writable one.
         max_shared_bytes: threadgroup/shared memory a program may use.
+        max_vec: elements per thread chunk in the canonical layout (`layout.py`).
     """
 
     name: str
@@ -61,6 +62,7 @@ class Dialect:
     prelude: str
     const_cast: str
     max_shared_bytes: int
+    max_vec: int = 4
     float_literal_suffix: str = "f"
     extra: dict[str, str] = field(default_factory=dict)
 

@@ -13,15 +13,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-VEC = 4  # elements per thread chunk: 16-byte accesses for 32-bit types
-
-
 @dataclass(frozen=True)
 class Layout:
-    """The canonical layout of `numel` elements over `threads` threads."""
+    """The canonical layout of `numel` elements over `threads` threads.
+
+    Attributes:
+        numel: Elements in the block.
+        threads: Threads in the program.
+        max_vec: Longest contiguous chunk a thread owns: 4 where vector loads are used
+            (Metal: 16 bytes for 32-bit types), 1 where neighbouring threads should own
+            neighbouring elements so that scalar accesses coalesce (CUDA).
+    """
 
     numel: int
     threads: int
+    max_vec: int = 4
 
     @property
     def replicated(self) -> bool:
@@ -31,7 +37,7 @@ class Layout:
     def vec(self) -> int:
         if self.replicated:
             return 1
-        return min(VEC, self.numel // self.threads)
+        return min(self.max_vec, self.numel // self.threads)
 
     @property
     def reps(self) -> int:

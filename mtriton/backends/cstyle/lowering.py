@@ -136,7 +136,7 @@ class Lowering:
         return self.d.ctype(dtype)
 
     def layout_of(self, v: ir.Value) -> Layout | None:
-        return Layout(v.type.numel, self.threads) if v.type.shape else None
+        return Layout(v.type.numel, self.threads, self.d.max_vec) if v.type.shape else None
 
     def new_entity(
         self, v: ir.Value, base: str | None = None, dtype: T.DType | None = None, wide: bool = False
