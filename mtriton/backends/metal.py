@@ -21,7 +21,7 @@ from .cstyle.dialect import Dialect
 from .gpu_launch import CustomKernelLauncher
 
 _TYPES = {
-    "i1": "bool", "i8": "char", "i16": "short", "i32": "int", "i64": "long",
+    "i1": "bool", "i8": "int8_t", "i16": "short", "i32": "int", "i64": "long",
     "u8": "uchar", "u16": "ushort", "u32": "uint", "u64": "ulong",
     "f16": "half", "bf16": "bfloat16_t", "f32": "float",
 }  # fmt: skip

@@ -6,9 +6,21 @@ the functions and modules are re-exported here.
 
 from .glu import GeGLU, SwiGLU, fused_geglu, fused_swiglu, geglu, swiglu
 from .norms import LayerNorm, RMSNorm, fused_add_rmsnorm, fused_rmsnorm_linear, layernorm, rmsnorm
+from .quantize import (
+    QuantizedLinear,
+    dequantize_int4,
+    dequantize_int8,
+    int4_linear,
+    int8_linear,
+    mlx_quantized_linear,
+    quantize_int4,
+    quantize_int8,
+)
 from .rope import RoPE, rope
 
 __all__ = [
-    "GeGLU", "LayerNorm", "RMSNorm", "RoPE", "SwiGLU", "fused_add_rmsnorm", "fused_geglu",
-    "fused_rmsnorm_linear", "fused_swiglu", "geglu", "layernorm", "rmsnorm", "rope", "swiglu",
+    "GeGLU", "LayerNorm", "QuantizedLinear", "RMSNorm", "RoPE", "SwiGLU", "dequantize_int4",
+    "dequantize_int8", "fused_add_rmsnorm", "fused_geglu", "fused_rmsnorm_linear", "fused_swiglu",
+    "geglu", "int4_linear", "int8_linear", "layernorm", "mlx_quantized_linear", "quantize_int4",
+    "quantize_int8", "rmsnorm", "rope", "swiglu",
 ]  # fmt: skip

@@ -669,7 +669,8 @@ class QuantizedLinear(nn.Module):
         in_features: Input dimension K.
         out_features: Output dimension N.
         bits: 8 or 4.
-        group_size: Inputs per scale for 4 bits (unused for 8: int8 scales are per row).
+        group_size: Inputs per scale and zero for 4 bits and for MLX's format (int8 scales
+            are per row).
         bias: Whether the layer adds a bias (initialised to zero).
     """
 
