@@ -16,10 +16,11 @@ The scatter-add has two modes:
   block of output rows adds each row's contributions to its old value in a fixed order:
   ascending `k`, except that whole chunks of CHUNK sorted positions inside a long run
   are first summed by a separate pass, so a row duplicated `c` times costs about
-  2 * CHUNK + c / CHUNK serial steps rather than `c`. No atomics and no thread timing
+  2 * CHUNK + c / CHUNK serial steps rather than `c`. No float atomics and no thread timing
   enter the sums, so results are bit-reproducible (and the interpreter and metal-emu
   agree to the bit). The pass reads the old output and writes the new one, so no
-  copy of `output` is made; the sort and a binary search per row are the extra cost.
+  copy of `output` is made; the sort and a count of each row's indices (integer
+  atomics: exact) with its prefix sum are the extra cost.
 
 Indices outside `[0, N)` never cause an out-of-bounds access: the kernels mask
 them, so such a gathered row is zeros and such a contribution is dropped.
@@ -123,21 +124,16 @@ def _scatter_add_atomic_kernel(
     tl.atomic_add(acc_ptr + (rows[:, None] * D + cols[None, :]), contribution, mask=mask)
 
 
-@triton.jit
-def _lower_bound(keys_ptr, n, targets, STEPS):
-    """For each target, the first position in the sorted keys[0:n] holding a key >= it (n if none).
+@triton.jit(do_not_specialize=["N", "K"])
+def _row_counts_kernel(counts_ptr, indices_ptr, N, K, BLOCK: tl.constexpr):
+    """counts[r] += the number of in-range indices equal to r (counts starts at zero).
 
-    STEPS must be at least n.bit_length(); finished searches idle through the rest.
+    Integer atomics: the counts are exact whatever order the threads add in.
     """
-    lo = tl.zeros_like(targets)
-    hi = lo + n
-    for _ in range(STEPS):
-        active = lo < hi
-        mid = (lo + hi) // 2
-        key = tl.load(keys_ptr + mid, mask=active, other=0)
-        lo = tl.where(active & (key < targets), mid + 1, lo)
-        hi = tl.where(active & (key >= targets), mid, hi)
-    return lo
+    ks = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    k_mask = ks < K
+    rows = tl.load(indices_ptr + ks, mask=k_mask, other=0).to(tl.int64)
+    tl.atomic_add(counts_ptr + rows, 1, mask=k_mask & (rows >= 0) & (rows < N))
 
 
 @triton.jit
@@ -185,16 +181,16 @@ def _chunk_sums_kernel(
     tl.store(sums_ptr + (chunks[:, None].to(tl.int64) * D + cols[None, :]), acc, mask=tile_mask)
 
 
-@triton.jit(do_not_specialize=["N", "K", "SEARCH_STEPS"])
+@triton.jit(do_not_specialize=["N", "K"])
 def _scatter_add_sorted_kernel(
-    out_ptr, base_ptr, values_ptr, weights_ptr, keys_ptr, sums_ptr, N, K, D, SEARCH_STEPS,
+    out_ptr, base_ptr, values_ptr, weights_ptr, keys_ptr, starts_ptr, counts_ptr, sums_ptr, N, K, D,
     CHUNK: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     """out[r] = base[r] + the sum of weights[k] * values[k] over indices[k] == r, in a fixed order.
 
-    `keys` holds row * K + k for every k, sorted: row r's contributions are the keys in
-    [r * K, (r + 1) * K), in ascending k. Out-of-range rows were given row N, which no program
-    reads. A missing `base` reads as zeros. Each row adds its run's head, then the chunk sums
+    `keys` holds row * K + k for every k, sorted: row r's contributions are the `counts[r]`
+    keys from position `starts[r]` on, in ascending k. Out-of-range indices were given row N,
+    whose keys come last and are not read. A missing `base` reads as zeros. Each row adds its run's head, then the chunk sums
     of `_chunk_sums_kernel` for the whole chunks inside the run (when `sums` is given), then
     the tail: the same order on every run, so the same bits.
     """
@@ -202,9 +198,9 @@ def _scatter_add_sorted_kernel(
     cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     row_mask = rows < N
     tile_mask = row_mask[:, None] & (cols < D)[None, :]
+    first = tl.load(starts_ptr + rows, mask=row_mask, other=0).to(tl.int64)
+    end = first + tl.load(counts_ptr + rows, mask=row_mask, other=0)
     rows = rows.to(tl.int64)
-    first = _lower_bound(keys_ptr, K, rows * K, SEARCH_STEPS)
-    end = tl.where(row_mask, _lower_bound(keys_ptr, K, (rows + 1) * K, SEARCH_STEPS), first)
     offsets = rows[:, None] * D + cols[None, :]
     if base_ptr is not None:
         acc = tl.load(base_ptr + offsets, mask=tile_mask, other=0.0).to(tl.float32)
@@ -308,6 +304,9 @@ def _scatter_add_rows(
     block_d = _block_d(d)
     if deterministic:
         keys = _sorted_keys(indices, n_rows)
+        (counts,) = _row_counts_kernel[(triton.cdiv(k, TILE),)].functional(
+            mx.zeros((n_rows,), mx.int32), indices, n_rows, k, BLOCK=TILE
+        )
         n_chunks = k // CHUNK
         sums = None
         if n_chunks:
@@ -320,8 +319,9 @@ def _scatter_add_rows(
         block_r = _block_rows(block_d)
         grid = (triton.cdiv(n_rows, block_r), triton.cdiv(d, block_d))
         (out,) = _scatter_add_sorted_kernel[grid].functional(
-            _new_output((n_rows, d), out_dtype), base, values, weights, keys, sums,
-            n_rows, k, d, k.bit_length(), CHUNK=CHUNK, BLOCK_R=block_r, BLOCK_D=block_d,
+            _new_output((n_rows, d), out_dtype), base, values, weights, keys,
+            mx.cumsum(counts, inclusive=False), counts, sums, n_rows, k, d,
+            CHUNK=CHUNK, BLOCK_R=block_r, BLOCK_D=block_d,
         )  # fmt: skip
         return out
     # GPU atomics add float32 (not float16/bfloat16): accumulate there, round once at the end.

@@ -175,7 +175,7 @@ def test_int_arguments_specialize(backend: str, rng: np.random.Generator) -> Non
         assert len(kernel.cache) == entries, n
         np.testing.assert_allclose(f64(out[:n]), 2 * f64(x[:n]), rtol=1e-6)
         assert np.isnan(np.array(out[n:])).all()
-    n_specs = {(s.value, s.divisibility) for key in kernel.cache for s in key[1] if s.name == "n"}
+    n_specs = {(s.value, s.divisibility) for e in kernel.cache.values() for s in e.specs if s.name == "n"}
     assert n_specs == {(1, 1), (None, 16), (None, 1)}
 
 
@@ -431,7 +431,9 @@ def test_heuristics_see_earlier_results(backend: str, rng: np.random.Generator) 
         x, out = rand(rng, n), poisoned(n)
         kernel[blocks(n)](x, out, n, 2.0)
         np.testing.assert_allclose(f64(out), 2 * f64(x), rtol=1e-6)
-    evens = [spec.value for key in kernel.jit_function.cache for spec in key[1] if spec.name == "EVEN"]
+    evens = [
+        spec.value for e in kernel.jit_function.cache.values() for spec in e.specs if spec.name == "EVEN"
+    ]
     assert sorted(evens) == [False, True]
 
 

@@ -20,7 +20,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 from mlx_primitives.kernels.glu import fused_swiglu, geglu, swiglu
-from mlx_primitives.kernels.rope import rope
+from mlx_primitives.kernels.rotary import rope
 
 from ..registry import Case, Sizes, benchmark
 

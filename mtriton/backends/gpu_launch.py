@@ -8,7 +8,8 @@ therefore takes one of two paths:
   its old contents do not matter; it becomes a kernel output. Costs nothing.
 * copy-on-write: the kernel writes into a private copy of the array passed as
   an input (its pointer is made writable in the kernel), and the result is that
-  copy, made to depend on the kernel with `mx.depends`. Costs one copy.
+  copy as read after the kernel (see `_after`). Costs two passes over the array:
+  the copy, and one op that orders the result after the kernel.
 
 Read-only pointer arguments and scalars are plain inputs.
 """
@@ -212,8 +213,21 @@ class CustomKernelLauncher:
         if copies:
             if emulated:
                 written = outs[len(outs) - len(copies) :]
-            else:  # on a GPU the kernel wrote the copies' own buffers
-                written = mx.depends([inputs[i] for i in copies.values()], [outs[0]])
+            else:
+                written = [_after(inputs[i], outs[0]) for i in copies.values()]
             for k, array in zip(copies, written):
                 results[k] = _unpad(array, args[k])
         return results
+
+
+def _after(copy: mx.array, kernel_output: mx.array) -> mx.array:
+    """`copy` (which the kernel wrote through) as read after the kernel has run.
+
+    MLX orders GPU work by the arrays each op reads and writes; the kernel's writes into its
+    input are invisible to that, and `mx.depends` adds no GPU node, so a later reader of the
+    copy could run before the kernel (seen on CUDA: stale reads). A `where` that also reads
+    the kernel's output is a real node ordered after the kernel. It costs one pass over the
+    array.
+    """
+    probe = kernel_output.reshape(-1)[:1]
+    return mx.where(probe == probe, copy, copy)

@@ -56,6 +56,15 @@ def normalize_grid(grid: Any, meta: dict[str, Any]) -> tuple[int, int, int]:
     return tuple(dims + [1] * (3 - len(dims)))  # type: ignore[return-value]
 
 
+class CompiledEntry:
+    """One specialization in a kernel's in-memory cache."""
+
+    def __init__(self, kernel: Any, specs: Sequence[Any]) -> None:
+        self.kernel = kernel
+        self.specs = list(specs)
+        self.runtime_names = [s.name for s in specs if s.kind != "constexpr"]
+
+
 class KernelLauncher:
     """`kernel[grid]`: call it to launch in place, or `.functional(...)` for new arrays."""
 
@@ -104,6 +113,7 @@ class JITFunction:
         self.ast_body = fdef.body
         self.signature = inspect.signature(fn)
         self.arg_names = list(self.signature.parameters)
+        self._defaults = {p.name: p.default for p in self.signature.parameters.values()}
         self.constexpr_names = {
             p.name for p in self.signature.parameters.values() if _is_constexpr_annotation(p.annotation)
         }
@@ -200,44 +210,88 @@ class JITFunction:
         )
 
     def bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Splits a call into (arguments by name with defaults, launch options)."""
+        """Splits a call into (arguments by name, in parameter order, with defaults; launch options).
+
+        Written out rather than `inspect.Signature.bind`, which costs more than the rest of a
+        cached launch.
+        """
         opts = dict(DEFAULT_OPTIONS)
-        for key in LAUNCH_OPTIONS:
-            if key in kwargs and key not in self.signature.parameters:
-                opts[key] = kwargs.pop(key)
+        if kwargs:
+            for key in LAUNCH_OPTIONS:
+                if key in kwargs and key not in self.signature.parameters:
+                    opts[key] = kwargs.pop(key)
+        names = self.arg_names
+        if len(args) > len(names):
+            raise LaunchError(
+                f"{self.__name__}: too many positional arguments: takes {len(names)}, got {len(args)}"
+            )
+        given = dict(zip(names, args))
+        for key, value in kwargs.items():
+            if key not in self.signature.parameters:
+                raise LaunchError(f"{self.__name__}: got an unexpected keyword argument {key!r}")
+            if key in given:
+                raise LaunchError(f"{self.__name__}: got multiple values for argument {key!r}")
+            given[key] = value
+        named = {}
+        for name in names:
+            if name in given:
+                named[name] = given[name]
+            elif self._defaults[name] is not inspect.Parameter.empty:
+                named[name] = self._defaults[name]
+            else:
+                raise LaunchError(f"{self.__name__}: missing a required argument: {name!r}")
+        return named, opts
+
+    def _arg_key(self, name: str, value: Any) -> Any:
+        """A cheap hashable key that determines `specialize(name, value)`."""
+        if type(value) is mx.array and name not in self.constexpr_names:
+            return value.dtype
+        if type(value) is int and name not in self.constexpr_names:
+            if name in self.do_not_specialize:
+                return ("i", -(2**31) <= value < 2**31)
+            return ("i", -(2**31) <= value < 2**31, value == 1, value % 16 == 0)
+        if type(value) is float and name not in self.constexpr_names:
+            return float
+        value = getattr(value, "value", value) if type(value).__name__ == "constexpr" else value
         try:
-            bound = self.signature.bind(*args, **kwargs)
-        except TypeError as err:
-            raise LaunchError(f"{self.__name__}: {err}") from None
-        bound.apply_defaults()
-        return dict(bound.arguments), opts
+            hash(value)
+            return ("c", type(value), value)
+        except TypeError:
+            return ("c", repr(value))
 
     def run(self, *args: Any, grid: Any, _functional: bool = False, **kwargs: Any) -> Any:
         from ..backends import current_backend_name, get_backend
 
         try:
             named, opts = self.bind(args, kwargs)
-            grid3 = normalize_grid(grid, {**named, **opts})
+            grid3 = normalize_grid(grid, {**named, **opts} if callable(grid) else named)
             backend_name = current_backend_name()
-            specs = [self.specialize(n, v, backend_name) for n, v in named.items()]
-            key = (self.cache_key(), tuple(specs), backend_name, tuple(sorted(opts.items())))
-            compiled = self.cache.get(key)
-            if compiled is None:
+            key = (
+                self.cache_key(),
+                tuple(self._arg_key(n, v) for n, v in named.items()),
+                backend_name,
+                tuple(opts.items()),
+            )
+            entry = self.cache.get(key)
+            if entry is None:
+                specs = [self.specialize(n, v, backend_name) for n, v in named.items()]
                 backend = get_backend(backend_name)
-                compiled = backend.compile(self.compile_ir(specs, opts, backend_name), opts)
-                self.cache[key] = compiled
-            runtime = [(s, named[s.name]) for s in specs if s.kind != "constexpr"]
+                entry = CompiledEntry(
+                    backend.compile(self.compile_ir(specs, opts, backend_name), opts), specs
+                )
+                self.cache[key] = entry
+            runtime = [named[n] for n in entry.runtime_names]
             if grid3[0] * grid3[1] * grid3[2] == 0:
                 outputs: list[Any] = [None] * len(runtime)
             else:
-                outputs = compiled([v for _, v in runtime], grid3)
+                outputs = entry.kernel(runtime, grid3)
         except MTritonError as err:
             if options.debug():
                 raise
             raise err.with_traceback(None) from None
         if _functional:
             return tuple(out for out in outputs if out is not None)
-        for (_, arg), out in zip(runtime, outputs):
+        for arg, out in zip(runtime, outputs):
             if out is not None:
                 arg[...] = out
         return None

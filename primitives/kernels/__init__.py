@@ -16,7 +16,7 @@ from .quantize import (
     quantize_int4,
     quantize_int8,
 )
-from .rope import RoPE, rope
+from .rotary import RoPE, rope
 
 __all__ = [
     "GeGLU", "LayerNorm", "QuantizedLinear", "RMSNorm", "RoPE", "SwiGLU", "dequantize_int4",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+
 @dataclass(frozen=True)
 class Layout:
     """The canonical layout of `numel` elements over `threads` threads.
