@@ -64,7 +64,7 @@ CHUNK = 64
 # Offsets are int64 (N * D and K * D may pass 2**31 elements) and every 2-D offset block is
 # summed before it meets its pointer, `ptr + (rows[:, None] * D + cols[None, :])`: the GPU
 # backends broadcast a (R, 1) pointer block through 32-bit shared memory, dropping the high
-# bits of an int64 offset (mtriton issue; repro in this family's report).
+# bits of an int64 offset (a compiler bug, reported with a repro).
 
 
 @triton.jit(do_not_specialize=["N", "K"])
@@ -190,9 +190,9 @@ def _scatter_add_sorted_kernel(
 
     `keys` holds row * K + k for every k, sorted: row r's contributions are the `counts[r]`
     keys from position `starts[r]` on, in ascending k. Out-of-range indices were given row N,
-    whose keys come last and are not read. A missing `base` reads as zeros. Each row adds its run's head, then the chunk sums
-    of `_chunk_sums_kernel` for the whole chunks inside the run (when `sums` is given), then
-    the tail: the same order on every run, so the same bits.
+    whose keys come last and are not read. A missing `base` reads as zeros. Each row adds its
+    run's head, then the chunk sums of `_chunk_sums_kernel` for the whole chunks inside the
+    run (when `sums` is given), then the tail: the same order on every run, so the same bits.
     """
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)

@@ -150,10 +150,9 @@ def cuda_compiles_every_kernel(tmp_path_factory: pytest.TempPathFactory) -> None
     if not sources:
         return
     # one translation unit: each kernel in its own namespace (the helpers repeat)
+    includes = {line for text in sources for line in text.splitlines() if line.startswith("#include")}
     unit = "\n".join(f"namespace {ns} {{\n{text}\n}}" for text, ns in sources.items())
-    unit = "#include <cuda_fp16.h>\n#include <cuda_bf16.h>\n#include <cstring>\n" + unit.replace(
-        "#include", "// #include"
-    )
+    unit = "\n".join(sorted(includes)) + "\n" + unit.replace("#include", "// #include")
     folder = tmp_path_factory.mktemp("cuda")
     (folder / "all.cu").write_text(unit)
     result = subprocess.run(

@@ -439,7 +439,9 @@ def test_scans(
     out = poisoned((m, n), dtype)
     identity = 1 if fn is tl.cumprod else 0  # padding must not change a reverse scan
     block_m, block_n = triton.next_power_of_2(m), triton.next_power_of_2(n)
-    scan_kernel[(1,)](x, out, m, n, FN=fn, AXIS=axis, REVERSE=reverse, BM=block_m, BN=block_n, IDENTITY=identity)
+    scan_kernel[(1,)](
+        x, out, m, n, FN=fn, AXIS=axis, REVERSE=reverse, BM=block_m, BN=block_n, IDENTITY=identity
+    )
     xs = f64(x)
     np_fn = np.cumsum if fn is tl.cumsum else np.cumprod
     ref = np.flip(np_fn(np.flip(xs, axis), axis), axis) if reverse else np_fn(xs, axis)
@@ -688,3 +690,17 @@ def test_scalar_arguments(backend: str) -> None:
     out = poisoned(1)
     scalar_args_kernel[(1,)](out, 3, 2.5, 1, FLAG=True)
     assert float(np.array(out)[0]) == pytest.approx((3 * 2.5 + 1) * 2)
+
+
+@triton.jit
+def wide_offsets_kernel(out_ptr, rows_ptr, shift, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+    rows = tl.load(rows_ptr + tl.arange(0, BLOCK_R)).to(tl.int64)
+    row_ptrs = out_ptr + (rows * BLOCK_C + shift)[:, None]  # offsets past 2**32, broadcast
+    cols = tl.arange(0, BLOCK_C)
+    tl.store(row_ptrs + (cols[None, :] - shift), rows[:, None].to(tl.float32))
+
+
+def test_64_bit_pointer_offsets_survive_a_broadcast(backend: str) -> None:
+    out = poisoned((32, 128))
+    wide_offsets_kernel[(1,)](out, mx.arange(32, dtype=mx.int32), 2**32, BLOCK_R=32, BLOCK_C=128)
+    np.testing.assert_array_equal(np.array(out), np.broadcast_to(np.arange(32.0)[:, None], (32, 128)))

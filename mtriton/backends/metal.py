@@ -17,7 +17,7 @@ from .. import ir
 from ..errors import LaunchError
 from ..runtime import options
 from . import register
-from .cstyle.dialect import Dialect
+from .cstyle.dialect import Dialect, MatrixUnit
 from .gpu_launch import CustomKernelLauncher
 
 _TYPES = {
@@ -111,7 +111,18 @@ METAL = Dialect(
     vector_type=_vector_type,
     atomic=lambda kind, ctype, address, value: f"{_ATOMIC_FNS[kind]}({address}, {value})",
     atomic_cas=lambda ctype, address, cmp, value: f"mt_atomic_cas({address}, {cmp}, {value})",
-    dot="simdgroup",
+    matrix=MatrixUnit(
+        m=8,
+        n=8,
+        k=8,
+        inputs=("f32", "f16", "bf16"),
+        stage="float",  # every input is staged as float: one simdgroup_float8x8 path
+        declare="simdgroup_float8x8 {name}[{n}];",
+        zero="{c} = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);",
+        mma="simdgroup_float8x8 ma, mb; simdgroup_load(ma, {a}, {lda}); simdgroup_load(mb, {b}, {ldb}); "
+        "simdgroup_multiply_accumulate({c}, ma, mb, {c});",
+        store="simdgroup_store({c}, {dst}, {ld});",
+    ),  # fmt: skip
     prelude=PRELUDE,
     const_cast="(device {t}*)({name})",
     max_shared_bytes=32 * 1024,

@@ -230,7 +230,7 @@
           const int tm = tile / 4, tn = tile % 4;  // tutorial_kernels.py:110
           for (int kk = 0; kk < 32; kk += 8) {  // tutorial_kernels.py:110
             simdgroup_float8x8 ma, mb;  // tutorial_kernels.py:110
-            simdgroup_load(ma, ((threadgroup float*)(mt_smem + 0)) + tm * 8 * 32 + kk, 32);  // tutorial_kernels.py:110
+            simdgroup_load(ma, ((threadgroup float*)(mt_smem + 0)) + tm * 256 + kk, 32);  // tutorial_kernels.py:110
             simdgroup_load(mb, ((threadgroup float*)(mt_smem + 4096)) + kk * 32 + tn * 8, 32);  // tutorial_kernels.py:110
             simdgroup_multiply_accumulate(mt_c[s], ma, mb, mt_c[s]);  // tutorial_kernels.py:110
           }
@@ -239,7 +239,7 @@
       threadgroup_barrier(mem_flags::mem_threadgroup);  // tutorial_kernels.py:110
       for (int s = 0; s < 4; ++s) {  // tutorial_kernels.py:110
         const int tile = warp + s * 4;  // tutorial_kernels.py:110
-        if (tile < 16) simdgroup_store(mt_c[s], ((threadgroup float*)(mt_smem + 0)) + (tile / 4) * 8 * 32 + (tile % 4) * 8, 32);  // tutorial_kernels.py:110
+        if (tile < 16) simdgroup_store(mt_c[s], ((threadgroup float*)(mt_smem + 0)) + (tile / 4) * 256 + (tile % 4) * 8, 32);  // tutorial_kernels.py:110
       }
       threadgroup_barrier(mem_flags::mem_threadgroup);  // tutorial_kernels.py:110
       for (int i = 0; i < 8; ++i) {  // tutorial_kernels.py:110

@@ -13,6 +13,31 @@ from ...ir import types as T
 
 
 @dataclass(frozen=True)
+class MatrixUnit:
+    """A warp/SIMD-group matrix multiply-accumulate on tiles staged in threadgroup memory.
+
+    Attributes:
+        m, n, k: The tile shape one instruction sequence computes (C[m,n] += A[m,k] B[k,n]).
+        inputs: IR short names of the input dtypes it takes; inputs are staged as `stage`.
+        stage: `{t}` -> the type A and B are staged as (`float`, or the input type itself).
+        declare: declares `{n}` accumulator tiles called `{name}`.
+        zero: sets accumulator `{c}` to zero.
+        mma: `{c} += {a}[lda={lda}] @ {b}[ldb={ldb}]` from threadgroup pointers, with input type `{t}`.
+        store: writes accumulator `{c}` to threadgroup floats at `{dst}` with leading dimension `{ld}`.
+    """
+
+    m: int
+    n: int
+    k: int
+    inputs: tuple[str, ...]
+    stage: str
+    declare: str
+    zero: str
+    mma: str
+    store: str
+
+
+@dataclass(frozen=True)
 class Dialect:
     """One C-like GPU language.
 
@@ -34,7 +59,8 @@ class Dialect:
         vector_type: a `{t}` vector of `{n}` elements for vector loads/stores, or None.
         atomic: renders an atomic read-modify-write: (kind, ctype, address expr, value expr) -> expr.
         atomic_cas: renders a compare-and-swap: (ctype, address, compare, value) -> expr.
-        dot: `simdgroup` (Metal 8x8 matrices) or `scalar` (a loop over K per element).
+        matrix: the matrix unit `tl.dot` uses where shapes and dtypes allow, else None (a loop
+            over K per element).
         prelude: helper functions placed before the kernel (the header).
         const_cast: turns a read-only input pointer `{name}` of `{t}` into a writable one.
         max_shared_bytes: threadgroup/shared memory a program may use.
@@ -58,7 +84,7 @@ class Dialect:
     vector_type: Callable[[str, int], str | None]
     atomic: Callable[[str, str, str, str], str]
     atomic_cas: Callable[[str, str, str, str], str]
-    dot: str
+    matrix: MatrixUnit | None
     prelude: str
     const_cast: str
     max_shared_bytes: int

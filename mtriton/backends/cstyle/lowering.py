@@ -273,7 +273,7 @@ class Lowering:
             if not stage:
                 staged.append(None)
                 continue
-            buf = self.scratch(v.type.elem if not v.type.elem.is_ptr() else T.int32, v.type.numel, offset)
+            buf = self.scratch(self.value_dtype(v), v.type.numel, offset)
             offset += _align16(v.type.numel * max(1, self.value_dtype(v).itemsize))
             self.stage_out(v, buf)
             staged.append(buf)
@@ -290,8 +290,11 @@ class Lowering:
         self.close()
 
     def value_dtype(self, v: ir.Value) -> T.DType:
+        """The C-level type of `v`'s elements: pointers are their offsets (64-bit when wide)."""
         elem = v.type.elem
-        return T.int32 if isinstance(elem, T.PointerType) else elem
+        if isinstance(elem, T.PointerType):
+            return T.int64 if self.get(v).wide else T.int32
+        return elem
 
     def stage_out(self, v: ir.Value, buf: str) -> None:
         """Writes a block's canonical slots to threadgroup memory at their flat indices."""

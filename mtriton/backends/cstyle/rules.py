@@ -5,6 +5,7 @@ from __future__ import annotations
 from ... import ir
 from ...errors import UnsupportedError
 from ...ir import types as T
+from .dialect import MatrixUnit
 from .layout import Layout, ravel, unravel
 from .lowering import Entity, Lowering, combiner_kind, lowers
 
@@ -734,47 +735,35 @@ def _lower_dot(lo: Lowering, op: ir.Op) -> None:
     (m, k), (_, n) = a_v.type.shape, b_v.type.shape
     acc = lo.get(acc_v)
     result = lo.new_entity(op.result)
-    integer = acc.dtype.is_int()
-    stage_dtype = T.int32 if integer else T.float32
-    use_matrix = lo.d.dot == "simdgroup" and not integer and m % 8 == 0 and n % 8 == 0 and k % 8 == 0
+    unit = lo.d.matrix
+    in_dtype = lo.get(a_v).dtype
+    use_unit = (
+        unit is not None
+        and not acc.dtype.is_int()
+        and in_dtype.short in unit.inputs
+        and m % unit.m == 0
+        and n % unit.n == 0
+        and k % unit.k == 0
+    )
+    if use_unit:
+        stage_ctype = unit.stage.format(t=lo.ctype(in_dtype))
+        stage_dtype = T.float32 if stage_ctype == "float" else in_dtype
+    else:
+        stage_dtype = T.int32 if acc.dtype.is_int() else T.float32
     lo.open()
     a_buf = lo.scratch(stage_dtype, m * k, 0)
-    b_off = _bytes(stage_dtype, m * k)
-    b_buf = lo.scratch(stage_dtype, k * n, b_off)
+    b_buf = lo.scratch(stage_dtype, k * n, _bytes(stage_dtype, m * k))
     lo.barrier()
     for v, buf in ((a_v, a_buf), (b_v, b_buf)):
         ent = lo.get(v)
         lo.slot_loop(ent.layout)
-        lo.emit(f"{buf}[{ent.layout.flat_index('i')}] = static_cast<{lo.ctype(stage_dtype)}>({ent.at()});")
+        value = ent.at() if stage_dtype == ent.dtype else lo.render_cast(ent.at(), ent.dtype, stage_dtype)
+        lo.emit(f"{buf}[{ent.layout.flat_index('i')}] = {value};")
         lo.close()
     lo.barrier()
     layout = result.layout
-    if use_matrix:
-        c_buf = lo.scratch(T.float32, m * n, 0)  # overlays A and B once every warp is done
-        tiles = (m // 8) * (n // 8)
-        per_warp = -(-tiles // lo.warps)
-        lo.emit(f"simdgroup_float8x8 mt_c[{per_warp}];")
-        lo.open(f"for (int s = 0; s < {per_warp}; ++s)")
-        lo.emit("const int tile = warp + s * " + str(lo.warps) + ";")
-        lo.emit("mt_c[s] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);")
-        lo.open(f"if (tile < {tiles})")
-        lo.emit(f"const int tm = tile / {n // 8}, tn = tile % {n // 8};")
-        lo.open(f"for (int kk = 0; kk < {k}; kk += 8)")
-        lo.emit("simdgroup_float8x8 ma, mb;")
-        lo.emit(f"simdgroup_load(ma, {a_buf} + tm * 8 * {k} + kk, {k});")
-        lo.emit(f"simdgroup_load(mb, {b_buf} + kk * {n} + tn * 8, {n});")
-        lo.emit("simdgroup_multiply_accumulate(mt_c[s], ma, mb, mt_c[s]);")
-        lo.close()
-        lo.close()
-        lo.close()
-        lo.barrier()
-        lo.open(f"for (int s = 0; s < {per_warp}; ++s)")
-        lo.emit(f"const int tile = warp + s * {lo.warps};")
-        lo.emit(
-            f"if (tile < {tiles}) simdgroup_store(mt_c[s], {c_buf} + (tile / {n // 8}) * 8 * {n} + (tile % {n // 8}) * 8, {n});"
-        )
-        lo.close()
-        lo.barrier()
+    if use_unit:
+        c_buf = _matrix_unit_tiles(lo, unit, m, n, k, a_buf, b_buf, lo.ctype(stage_dtype))
         lo.slot_loop(layout)
         lo.emit(
             f"{result.name}[i] = static_cast<{lo.ctype(result.dtype)}>({acc.at()} + {c_buf}[{layout.flat_index('i')}]);"
@@ -790,6 +779,42 @@ def _lower_dot(lo: Lowering, op: ir.Op) -> None:
         lo.close()
     lo.barrier()
     lo.close()
+
+
+def _matrix_unit_tiles(
+    lo: Lowering, unit: MatrixUnit, m: int, n: int, k: int, a_buf: str, b_buf: str, in_ctype: str
+) -> str:
+    """C = A @ B on the matrix unit, warps taking output tiles in turn; returns C's buffer.
+
+    Every warp keeps its tiles' accumulators until all warps are done reading A and B, so C
+    can overlay them in threadgroup memory.
+    """
+    tiles_n = n // unit.n
+    tiles = (m // unit.m) * tiles_n
+    per_warp = -(-tiles // lo.warps)
+    c_buf = lo.scratch(T.float32, m * n, 0)
+    lo.emit(unit.declare.format(name="mt_c", n=per_warp))
+    lo.open(f"for (int s = 0; s < {per_warp}; ++s)")
+    lo.emit(f"const int tile = warp + s * {lo.warps};")
+    lo.emit(unit.zero.format(c="mt_c[s]"))
+    lo.open(f"if (tile < {tiles})")
+    lo.emit(f"const int tm = tile / {tiles_n}, tn = tile % {tiles_n};")
+    lo.open(f"for (int kk = 0; kk < {k}; kk += {unit.k})")
+    a = f"{a_buf} + tm * {unit.m * k} + kk"
+    b = f"{b_buf} + kk * {n} + tn * {unit.n}"
+    for statement in unit.mma.format(c="mt_c[s]", a=a, lda=k, b=b, ldb=n, t=in_ctype).split("; "):
+        lo.emit(statement.rstrip(";") + ";")
+    lo.close()
+    lo.close()
+    lo.close()
+    lo.barrier()
+    lo.open(f"for (int s = 0; s < {per_warp}; ++s)")
+    lo.emit(f"const int tile = warp + s * {lo.warps};")
+    dst = f"{c_buf} + (tile / {tiles_n}) * {unit.m * n} + (tile % {tiles_n}) * {unit.n}"
+    lo.emit(f"if (tile < {tiles}) {unit.store.format(c='mt_c[s]', dst=dst, ld=n)}")
+    lo.close()
+    lo.barrier()
+    return c_buf
 
 
 __all__ = ["ravel", "unravel"]
