@@ -8,7 +8,9 @@
 set -uo pipefail
 OUT="${OUT:-gpu-results}"
 mkdir -p "$OUT"
-export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" MTRITON_BACKEND=cuda PYTHONUNBUFFERED=1
+# mlx_primitives is the primitives/ folder (pyproject maps it): expose it without installing
+mkdir -p /tmp/mtriton-pkgs && ln -sfn "$PWD/primitives" /tmp/mtriton-pkgs/mlx_primitives
+export PYTHONPATH=".:/tmp/mtriton-pkgs${PYTHONPATH:+:$PYTHONPATH}" MTRITON_BACKEND=cuda PYTHONUNBUFFERED=1
 if [ -d .whl ]; then  # test dependencies carried as wheels (the GPU machine has no registry)
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi

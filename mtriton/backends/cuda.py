@@ -9,7 +9,7 @@ import mlx.core as mx
 from .. import ir
 from ..ir import types as T
 from . import register
-from .cstyle.dialect import Dialect, MatrixUnit
+from .cstyle.dialect import Dialect
 from .gpu_launch import CustomKernelLauncher, generate
 
 _TYPES = {
@@ -23,7 +23,6 @@ _ATOMIC_FNS = {"add": "atomicAdd", "max": "mt_atomic_max", "min": "mt_atomic_min
 
 PRELUDE = """\
 // mtriton helpers for the kernel body.
-#include <mma.h>
 template <typename To, typename From>
 __device__ inline To mt_bitcast(From x) {
   static_assert(sizeof(To) == sizeof(From), "bitcast needs equal sizes");
@@ -89,20 +88,9 @@ CUDA = Dialect(
     vector_type=lambda ctype, n: None,
     atomic=lambda kind, ctype, address, value: f"{_ATOMIC_FNS[kind]}({address}, {value})",
     atomic_cas=lambda ctype, address, cmp, value: f"atomicCAS({address}, {cmp}, {value})",
-    matrix=MatrixUnit(
-        m=16,
-        n=16,
-        k=16,
-        inputs=("f16", "bf16"),
-        stage="{t}",  # tensor cores read half/bfloat tiles as they are
-        declare="nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> {name}[{n}];",
-        zero="nvcuda::wmma::fill_fragment({c}, 0.0f);",
-        mma="nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, {t}, nvcuda::wmma::row_major> ma; "
-        "nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, {t}, nvcuda::wmma::row_major> mb; "
-        "nvcuda::wmma::load_matrix_sync(ma, {a}, {lda}); nvcuda::wmma::load_matrix_sync(mb, {b}, {ldb}); "
-        "nvcuda::wmma::mma_sync({c}, ma, mb, {c});",
-        store="nvcuda::wmma::store_matrix_sync({dst}, {c}, {ld}, nvcuda::wmma::mem_row_major);",
-    ),  # fmt: skip
+    # WMMA needs <mma.h>, which MLX's NVRTC include path lacks (crt/mma.h); tensor cores wait
+    # for inline PTX (mma.sync). tl.dot is a loop over K in shared memory for now.
+    matrix=None,
     prelude=PRELUDE,
     const_cast="({t}*)({name})",
     max_shared_bytes=48 * 1024,
