@@ -542,14 +542,7 @@ def _cross_warp(
     offset: int = 0,
 ) -> None:
     """Combines the per-warp values of `warps` consecutive warps starting at warp `first`."""
-    bufs = []
-    for dt in dtypes:
-        bufs.append(lo.scratch(dt, lo.warps, offset))
-        offset += _bytes(dt, lo.warps)
-    lo.barrier()
-    for buf, acc in zip(bufs, accs):
-        lo.emit(f"if (lane == 0) {buf}[warp] = {acc};")
-    lo.barrier()
+    bufs = _publish_per_warp(lo, accs, dtypes, offset, lane=0)
     for buf, acc in zip(bufs, accs):
         lo.emit(f"{acc} = {buf}[{first}];")
     lo.open(f"for (int w = 1; w < {warps}; ++w)")
@@ -558,6 +551,21 @@ def _cross_warp(
         lo.emit(f"{acc} = {v};")
     lo.close()
     lo.barrier()
+
+
+def _publish_per_warp(
+    lo: Lowering, values: list[str], dtypes: list[T.DType], offset: int, lane: int
+) -> list[str]:
+    """Lane `lane` of every warp writes `values` to threadgroup arrays indexed by warp."""
+    bufs = []
+    for dt in dtypes:
+        bufs.append(lo.scratch(dt, lo.warps, offset))
+        offset += _bytes(dt, lo.warps)
+    lo.barrier()
+    for buf, value in zip(bufs, values):
+        lo.emit(f"if (lane == {lane}) {buf}[warp] = {value};")
+    lo.barrier()
+    return bufs
 
 
 def _stage_all(lo: Lowering, values: list[ir.Value]) -> tuple[list[str], int]:
@@ -696,14 +704,7 @@ def _cross_warp_prefix(
     lo: Lowering, region: ir.Block, excl: list[str], incl: list[str], dtypes: list[T.DType], offset: int
 ) -> list[str]:
     """Extends per-warp exclusive prefixes to lane groups spanning several warps."""
-    bufs = []
-    for dt in dtypes:
-        bufs.append(lo.scratch(dt, lo.warps, offset))
-        offset += _bytes(dt, lo.warps)
-    lo.barrier()
-    for buf, i in zip(bufs, incl):
-        lo.emit(f"if (lane == 31) {buf}[warp] = {i};")
-    lo.barrier()
+    bufs = _publish_per_warp(lo, incl, dtypes, offset, lane=31)  # each warp's inclusive total
     first = "(warp - p / 32)"
     pre = [lo.fresh("pw") for _ in excl]
     for name, buf, dt in zip(pre, bufs, dtypes):
