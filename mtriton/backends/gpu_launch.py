@@ -60,9 +60,12 @@ def private_copy(array: mx.array) -> mx.array:
     flat = array.reshape(-1)
     if flat.size < SMALL_INPUT:
         return mx.concatenate([flat, mx.zeros((SMALL_INPUT - flat.size,), dtype=array.dtype)])
+    # mx.contiguous: on MLX CUDA the output of `x + 0` can carry strides that make the kernel
+    # launch copy it again, and the kernel's writes then land in that temporary (measured:
+    # an array reset with `a[...] = 0` came back unwritten).
     if array.dtype == mx.bool_:
-        return mx.logical_or(flat, mx.array(False))
-    return mx.add(flat, mx.zeros((), dtype=array.dtype))
+        return mx.contiguous(mx.logical_or(flat, mx.array(False)))
+    return mx.contiguous(mx.add(flat, mx.zeros((), dtype=array.dtype)))
 
 
 def _unpad(copy: mx.array, original: mx.array) -> mx.array:
@@ -225,9 +228,12 @@ def _after(copy: mx.array, kernel_output: mx.array) -> mx.array:
 
     MLX orders GPU work by the arrays each op reads and writes; the kernel's writes into its
     input are invisible to that, and `mx.depends` adds no GPU node, so a later reader of the
-    copy could run before the kernel (seen on CUDA: stale reads). A `where` that also reads
-    the kernel's output is a real node ordered after the kernel. It costs one pass over the
-    array.
+    copy could run before the kernel (seen on CUDA: stale reads). Subtracting an exact zero
+    made from one byte of the kernel's output is a real node ordered after the kernel; it
+    costs one pass over the array (measured on an H100: ~26 us for 1M floats, where a `where`
+    with a broadcast condition took 0.8 ms). `x - 0` keeps every value, -0.0 and NaN included.
     """
-    probe = kernel_output.reshape(-1)[:1]
-    return mx.where(probe == probe, copy, copy)
+    zero = kernel_output.reshape(-1)[:1].view(mx.uint8)[0] * 0
+    if copy.dtype == mx.bool_:
+        return mx.logical_or(copy, zero != 0)
+    return mx.subtract(copy, zero.astype(copy.dtype))
