@@ -9,7 +9,7 @@ import mlx.core as mx
 from .. import ir
 from ..ir import types as T
 from . import register
-from .cstyle.dialect import Dialect
+from .cstyle.dialect import Dialect, MatrixUnit
 from .gpu_launch import CustomKernelLauncher, generate
 
 _TYPES = {
@@ -47,13 +47,51 @@ __device__ inline float mt_atomic_fminmax(float* p, float v, bool is_max) {
 }
 __device__ inline float mt_atomic_max(float* p, float v) { return mt_atomic_fminmax(p, v, true); }
 __device__ inline float mt_atomic_min(float* p, float v) { return mt_atomic_fminmax(p, v, false); }
+// Tensor cores: mma.sync m16n8k16 with float accumulators, fragments read from shared memory in
+// the layouts of the PTX ISA ("Matrix Fragments for mma.m16n8k16"): lane = 4 * g + t.
+__device__ inline unsigned int mt_pack(__half lo, __half hi) {
+  return (unsigned int)__half_as_ushort(lo) | ((unsigned int)__half_as_ushort(hi) << 16);
+}
+__device__ inline unsigned int mt_pack(__nv_bfloat16 lo, __nv_bfloat16 hi) {
+  return (unsigned int)__bfloat16_as_ushort(lo) | ((unsigned int)__bfloat16_as_ushort(hi) << 16);
+}
+template <typename T>
+__device__ inline void mt_fragments(const T* A, int lda, const T* B, int ldb, unsigned int a[4], unsigned int b[2]) {
+  const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+  a[0] = mt_pack(A[g * lda + 2 * t], A[g * lda + 2 * t + 1]);
+  a[1] = mt_pack(A[(g + 8) * lda + 2 * t], A[(g + 8) * lda + 2 * t + 1]);
+  a[2] = mt_pack(A[g * lda + 2 * t + 8], A[g * lda + 2 * t + 9]);
+  a[3] = mt_pack(A[(g + 8) * lda + 2 * t + 8], A[(g + 8) * lda + 2 * t + 9]);
+  b[0] = mt_pack(B[(2 * t) * ldb + g], B[(2 * t + 1) * ldb + g]);
+  b[1] = mt_pack(B[(2 * t + 8) * ldb + g], B[(2 * t + 9) * ldb + g]);
+}
+#define MT_MMA(T, PTX_TYPE)                                                                          \\
+  __device__ inline void mt_mma(float c[4], const T* A, int lda, const T* B, int ldb) {             \\
+    unsigned int a[4], b[2];                                                                         \\
+    mt_fragments(A, lda, B, ldb, a, b);                                                              \\
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." PTX_TYPE "." PTX_TYPE ".f32 "             \\
+                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\\n"                 \\
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                  \\
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));             \\
+  }
+MT_MMA(__half, "f16")
+MT_MMA(__nv_bfloat16, "bf16")
+__device__ inline void mt_mma_store(const float c[4], float* C, int ldc) {
+  const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+  C[g * ldc + 2 * t] = c[0];
+  C[g * ldc + 2 * t + 1] = c[1];
+  C[(g + 8) * ldc + 2 * t] = c[2];
+  C[(g + 8) * ldc + 2 * t + 1] = c[3];
+}
 """
 
 CUDA = Dialect(
     name="cuda",
     types=_TYPES,
     global_ptr="{t}*",
-    shared_array="__shared__ float4 mt_smem_v[{n16}];\n  unsigned char* mt_smem = (unsigned char*)mt_smem_v;",
+    # dynamic shared memory: MLX launches with `shared_memory=` bytes, beyond the 48 KB static limit
+    shared_array="extern __shared__ float4 mt_smem_v[];\n  unsigned char* mt_smem = (unsigned char*)mt_smem_v;",
+    dynamic_shared=True,
     shared_ptr="{t}*",
     barrier="__syncthreads();",
     thread_index="threadIdx.x",
@@ -88,12 +126,22 @@ CUDA = Dialect(
     vector_type=lambda ctype, n: None,
     atomic=lambda kind, ctype, address, value: f"{_ATOMIC_FNS[kind]}({address}, {value})",
     atomic_cas=lambda ctype, address, cmp, value: f"atomicCAS({address}, {cmp}, {value})",
-    # WMMA needs <mma.h>, which MLX's NVRTC include path lacks (crt/mma.h); tensor cores wait
-    # for inline PTX (mma.sync). tl.dot is a loop over K in shared memory for now.
-    matrix=None,
+    # Tensor cores through inline PTX (the prelude's mt_mma): WMMA would need <mma.h>, which
+    # MLX's NVRTC include path lacks (crt/mma.h).
+    matrix=MatrixUnit(
+        m=16,
+        n=8,
+        k=16,
+        inputs=("f16", "bf16"),
+        stage="{t}",
+        declare="float {name}[{n}][4];",
+        zero="{c}[0] = {c}[1] = {c}[2] = {c}[3] = 0.0f;",
+        mma="mt_mma({c}, {a}, {lda}, {b}, {ldb});",
+        store="mt_mma_store({c}, {dst}, {ld});",
+    ),  # fmt: skip
     prelude=PRELUDE,
     const_cast="({t}*)({name})",
-    max_shared_bytes=48 * 1024,
+    max_shared_bytes=200 * 1024,  # measured to work on an H100 through MLX (FACTS.md)
     # neighbouring threads own neighbouring elements: a warp's scalar accesses coalesce
     max_vec=1,
     extra={

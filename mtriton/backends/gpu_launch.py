@@ -160,12 +160,14 @@ class CustomKernelLauncher:
         if not outputs:
             outputs.append("mt_done")
         body = "".join(f"  {line}\n" for line in prologue) + self.source.body
+        extra = {"shared_memory": self.source.shared_bytes} if self.dialect.dynamic_shared else {}
         kernel = self.factory(
             name=self.source.name + "_" + "".join(p[0] for p in paths),
             input_names=inputs,
             output_names=outputs,
             source=body,
             header=self.source.header,
+            **extra,
         )
         self.kernels[paths] = kernel
         return kernel

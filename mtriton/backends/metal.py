@@ -86,6 +86,7 @@ METAL = Dialect(
     types=_TYPES,
     global_ptr="device {t}*",
     shared_array="threadgroup float4 mt_smem_v[{n16}];\n  threadgroup uchar* mt_smem = (threadgroup uchar*)mt_smem_v;",
+    dynamic_shared=False,
     shared_ptr="threadgroup {t}*",
     barrier="threadgroup_barrier(mem_flags::mem_threadgroup);",
     thread_index="thread_index_in_threadgroup",

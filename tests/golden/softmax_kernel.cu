@@ -1,7 +1,7 @@
   const int tid = (int)(threadIdx.x);
   const int lane = tid % 32;
   const int warp = tid / 32;
-  __shared__ float4 mt_smem_v[1];
+  extern __shared__ float4 mt_smem_v[];
   unsigned char* mt_smem = (unsigned char*)mt_smem_v;
   int v1;  // tutorial_kernels.py:27
   v1 = (int)(blockIdx.x);  // tutorial_kernels.py:27

@@ -45,7 +45,8 @@ class Dialect:
         name: `metal` or `cuda`.
         types: IR short type name -> the language's scalar type.
         global_ptr: how a pointer to global memory of `{t}` is spelled.
-        shared_array: a threadgroup/shared array declaration of `{t} {name}[{n}]`.
+        shared_array: declares the scratch memory `mt_smem` of `{n16}` 16-byte words.
+        dynamic_shared: the scratch is sized at launch (CUDA's `shared_memory=`), not declared.
         shared_ptr: a pointer into threadgroup/shared memory.
         barrier: a threadgroup-wide barrier statement.
         thread_index: the thread's index in its program (threadgroup/block).
@@ -71,6 +72,7 @@ class Dialect:
     types: dict[str, str]
     global_ptr: str
     shared_array: str
+    dynamic_shared: bool
     shared_ptr: str
     barrier: str
     thread_index: str
