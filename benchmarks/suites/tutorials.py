@@ -48,6 +48,16 @@ def _poisoned(shape: tuple[int, ...], dtype: mx.Dtype) -> mx.array:
     return mx.full(shape, fill, dtype=dtype)
 
 
+def _fresh(buf: dict[str, Any], name: str) -> Any:
+    """A new output shaped like `buf[name]` for each call, as Triton's tutorials allocate theirs
+    (`torch.empty`): on mtriton's GPU backends an `mtriton.empty` output costs no copy, where
+    reusing a written array costs a copy-on-write (see mtriton/backends/gpu_launch.py)."""
+    like = buf[name]
+    if isinstance(like, mx.array):
+        return triton.empty(like.shape, like.dtype)
+    return like.new_empty(like.shape)
+
+
 def _label(*dims: int, dtype: str) -> str:
     return "x".join(str(d) for d in dims) + " " + SHORT_DTYPE[dtype]
 
@@ -81,8 +91,9 @@ def vector_add(n: int, dtype: str = "float32", block: int = 1024) -> Case:
     x64, y64 = _host(x), _host(y)
 
     def launch(kernels: ModuleType, buf: dict[str, Any]) -> Any:
-        kernels.add_kernel[(triton.cdiv(n, block),)](buf["x"], buf["y"], buf["out"], n, BLOCK_SIZE=block)
-        return buf["out"]
+        out = _fresh(buf, "out")
+        kernels.add_kernel[(triton.cdiv(n, block),)](buf["x"], buf["y"], out, n, BLOCK_SIZE=block)
+        return out
 
     return _case(
         {"x": x, "y": y, "out": _poisoned((n,), x.dtype)},
@@ -120,10 +131,11 @@ def softmax(
     block = triton.next_power_of_2(cols)
 
     def launch(kernels: ModuleType, buf: dict[str, Any]) -> Any:
+        y = _fresh(buf, "y")
         kernels.softmax_kernel[grid](
-            buf["y"], buf["x"], cols, cols, rows, cols, BLOCK_SIZE=block, num_warps=num_warps
+            y, buf["x"], cols, cols, rows, cols, BLOCK_SIZE=block, num_warps=num_warps
         )
-        return buf["y"]
+        return y
 
     def reference() -> np.ndarray:
         e = np.exp(x64 - x64.max(axis=1, keepdims=True))
@@ -163,11 +175,12 @@ def layer_norm(rows: int, cols: int, dtype: str = "float32", block: int = 1024, 
     x64, w64, b64 = _host(x), _host(w), _host(b)
 
     def launch(kernels: ModuleType, buf: dict[str, Any]) -> Any:
+        y, mean, rstd = (_fresh(buf, name) for name in ("y", "mean", "rstd"))
         kernels.layer_norm_fwd_kernel[(rows,)](
-            buf["x"], buf["y"], buf["w"], buf["b"], buf["mean"], buf["rstd"], cols, cols, eps,
+            buf["x"], y, buf["w"], buf["b"], mean, rstd, cols, cols, eps,
             BLOCK_SIZE=block, num_warps=num_warps,
         )  # fmt: skip
-        return buf["y"], buf["mean"], buf["rstd"]
+        return y, mean, rstd
 
     def reference() -> tuple[np.ndarray, ...]:
         mean = x64.mean(axis=1)
@@ -225,12 +238,13 @@ def matmul(
     grid = (triton.cdiv(m, block_m) * triton.cdiv(n, block_n),)
 
     def launch(kernels: ModuleType, buf: dict[str, Any]) -> Any:
+        c = _fresh(buf, "c")
         kernels.matmul_kernel[grid](
-            buf["a"], buf["b"], buf["c"], m, n, k, k, 1, n, 1, n, 1,
+            buf["a"], buf["b"], c, m, n, k, k, 1, n, 1, n, 1,
             BLOCK_SIZE_M=block_m, BLOCK_SIZE_N=block_n, BLOCK_SIZE_K=block_k, GROUP_SIZE_M=group,
             num_warps=num_warps, num_stages=num_stages,
         )  # fmt: skip
-        return buf["c"]
+        return c
 
     tol = TOLERANCE[dtype]
     return _case(
@@ -281,13 +295,14 @@ def attention(
     grid = (triton.cdiv(n_ctx, block_m), batch * heads)
 
     def launch(kernels: ModuleType, buf: dict[str, Any]) -> Any:
+        out = _fresh(buf, "out")
         kernels.attention_fwd_kernel[grid](
-            buf["q"], buf["k"], buf["v"], buf["out"], scale,
+            buf["q"], buf["k"], buf["v"], out, scale,
             stride_h, stride_m, stride_h, stride_m, stride_h, stride_m, stride_h, stride_m,
             n_ctx, BLOCK_M=block_m, BLOCK_N=block_n, HEAD_DIM=head_dim, CAUSAL=False,
             num_warps=num_warps, num_stages=num_stages,
         )  # fmt: skip
-        return buf["out"]
+        return out
 
     def reference() -> np.ndarray:
         # One head at a time: the full score tensor at GPU sizes would need tens of GB.
@@ -332,8 +347,9 @@ def cumsum(rows: int, cols: int, dtype: str = "float32", num_warps: int = 4) -> 
     block = triton.next_power_of_2(cols)
 
     def launch(kernels: ModuleType, buf: dict[str, Any]) -> Any:
-        kernels.cumsum_kernel[(rows,)](buf["x"], buf["y"], cols, cols, BLOCK_SIZE=block, num_warps=num_warps)
-        return buf["y"]
+        y = _fresh(buf, "y")
+        kernels.cumsum_kernel[(rows,)](buf["x"], y, cols, cols, BLOCK_SIZE=block, num_warps=num_warps)
+        return y
 
     return _case(
         {"x": x, "y": _poisoned(x.shape, x.dtype)},
@@ -404,10 +420,11 @@ def argmax(rows: int, cols: int, dtype: str = "float32", num_warps: int = 4) -> 
     x64 = _host(x)
 
     def launch(kernels: ModuleType, buf: dict[str, Any]) -> Any:
+        out = _fresh(buf, "out")
         kernels.argmax_kernel[(rows,)](
-            buf["x"], buf["out"], cols, cols, BLOCK_SIZE=triton.next_power_of_2(cols), num_warps=num_warps
+            buf["x"], out, cols, cols, BLOCK_SIZE=triton.next_power_of_2(cols), num_warps=num_warps
         )
-        return buf["out"]
+        return out
 
     return _case(
         {"x": x, "out": _poisoned((rows,), mx.int32)},
