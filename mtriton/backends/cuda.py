@@ -27,7 +27,7 @@ template <typename To, typename From>
 __device__ inline To mt_bitcast(From x) {
   static_assert(sizeof(To) == sizeof(From), "bitcast needs equal sizes");
   To y;
-  __builtin_memcpy(&y, &x, sizeof(To));
+  memcpy(&y, &x, sizeof(To));  // NVRTC has memcpy built in (and no __builtin_memcpy)
   return y;
 }
 __device__ inline int mt_atomic_max(int* p, int v) { return atomicMax(p, v); }
