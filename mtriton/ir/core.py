@@ -56,12 +56,8 @@ from typing import Any
 
 from .types import BlockType
 
-BINARY_OPS = frozenset(
-    "add sub mul div floordiv mod and or xor shl shr maximum minimum pow atan2".split()
-)
-UNARY_OPS = frozenset(
-    "neg not exp exp2 log log2 sqrt rsqrt sin cos tanh abs erf floor ceil".split()
-)
+BINARY_OPS = frozenset("add sub mul div floordiv mod and or xor shl shr maximum minimum pow atan2".split())
+UNARY_OPS = frozenset("neg not exp exp2 log log2 sqrt rsqrt sin cos tanh abs erf floor ceil".split())
 CMP_PREDICATES = ("eq", "ne", "lt", "le", "gt", "ge")
 ATOMIC_KINDS = ("add", "max", "min", "xchg", "and", "or", "xor")
 SHAPE_OPS = frozenset("splat broadcast expand_dims reshape permute join split".split())
@@ -74,9 +70,7 @@ OTHER_OPS = frozenset(
 )
 ALL_OPS = BINARY_OPS | UNARY_OPS | SHAPE_OPS | CONTROL_OPS | TERMINATORS | OTHER_OPS
 # Ops whose execution writes memory or has another effect; never removed as dead.
-SIDE_EFFECT_OPS = frozenset(
-    "store atomic_rmw atomic_cas debug_barrier device_print device_assert".split()
-)
+SIDE_EFFECT_OPS = frozenset("store atomic_rmw atomic_cas debug_barrier device_print device_assert".split())
 
 
 @dataclass(frozen=True)
