@@ -182,3 +182,9 @@ def test_float64_only_on_the_interpreter() -> None:
     with pytest.raises(LaunchError, match="float64 runs only on the interpreter"):
         simple.specialize("x_ptr", mx.zeros((4,), dtype=mx.float64), "metal")
     assert simple.specialize("x_ptr", mx.zeros((4,), dtype=mx.float64), "interpreter").kind == "ptr"
+
+
+def test_jit_without_source_says_why() -> None:
+    namespace: dict[str, object] = {"triton": triton}
+    with pytest.raises(CompilationError, match="@jit needs the source code of k"):
+        exec("@triton.jit\ndef k(x):\n    pass\n", namespace)

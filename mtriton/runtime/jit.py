@@ -103,7 +103,13 @@ class JITFunction:
         self.__doc__ = fn.__doc__
         self.__module__ = fn.__module__
         self.file = inspect.getsourcefile(fn) or "<unknown>"
-        lines, self.first_line = inspect.getsourcelines(fn)
+        try:
+            lines, self.first_line = inspect.getsourcelines(fn)
+        except (OSError, TypeError):
+            raise CompilationError(
+                f"@jit needs the source code of {fn.__qualname__}: define kernels in a .py file "
+                "(not in exec'd strings or an interactive prompt without source)"
+            ) from None
         self.indent = len(lines[0]) - len(lines[0].lstrip())
         self.src = textwrap.dedent("".join(lines))
         fdef = ast.parse(self.src).body[0]
