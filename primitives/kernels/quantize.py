@@ -52,7 +52,7 @@ def _dequantize_tile(
     # reads its own container (neighbours hit the same address) and no data crosses threads.
     word = tl.load(w_ptr + rows * stride_w + cols // PACK, mask=mask, other=0)
     if PACK == 1:
-        q = word.to(tl.int8, bitcast=True).to(tl.float32)  # int8 codes, passed as bytes: signed
+        q = word.to(tl.float32)  # int8 codes
     else:
         q = ((word >> ((cols % PACK) * BITS)) & ((1 << BITS) - 1)).to(tl.float32)
     # Scales are loaded per element, not as a row vector broadcast over the tile: a broadcast
@@ -61,7 +61,7 @@ def _dequantize_tile(
     scale = tl.load(s_ptr + params, mask=mask, other=0.0).to(tl.float32)
     zero = tl.load(z_ptr + params, mask=mask, other=0)
     if ZERO_IS_CODE:
-        w = (q - zero.to(tl.int8, bitcast=True).to(tl.float32)) * scale
+        w = (q - zero.to(tl.float32)) * scale
     else:
         w = q * scale + zero.to(tl.float32)
     return w
@@ -176,14 +176,13 @@ def _quantize_int8_kernel(
     scale = (hi - lo) / 255.0
     scale = tl.where(scale > 0.0, scale, 1.0)  # an all-zero row: any scale, every code is zp
     zp = tl.clamp(tl.floor(-128.0 - lo / scale + 0.5), -128.0, 127.0)
-    # Stored as bytes, viewed as int8 by the caller (see `_bytes_if_int8`).
     tl.store(s_ptr + row, scale)
-    tl.store(zp_ptr + row, zp.to(tl.int8).to(tl.uint8, bitcast=True))
+    tl.store(zp_ptr + row, zp.to(tl.int8))
     for k0 in range(0, K, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         w = tl.load(w_ptr + row * K + offs_k, mask=offs_k < K, other=0.0).to(tl.float32)
         q = tl.clamp(tl.floor(w / scale + 0.5) + zp, -128.0, 127.0)
-        tl.store(q_ptr + row * K + offs_k, q.to(tl.int8).to(tl.uint8, bitcast=True), mask=offs_k < K)
+        tl.store(q_ptr + row * K + offs_k, q.to(tl.int8), mask=offs_k < K)
 
 
 @triton.jit
@@ -286,14 +285,8 @@ class _Packed:
 
     def args(self) -> tuple[mx.array | int, ...]:
         # Kernels address parameters through pointers: a 0-d array becomes a 1-element one.
-        arrays = (_bytes_if_int8(a.reshape(-1)) for a in (self.codes, self.scales, self.zeros))
+        arrays = (a.reshape(-1) for a in (self.codes, self.scales, self.zeros))
         return (*arrays, self.stride_w, self.stride_sr, self.stride_sg)
-
-
-def _bytes_if_int8(a: mx.array) -> mx.array:
-    # int8 arrays reach kernels as uint8 views, turned back with a bitcast inside: metal-emu
-    # rejects int8 buffers (the Metal backend declares them `char*`, MLX's signature `int8_t*`).
-    return a.view(mx.uint8) if a.dtype == mx.int8 else a
 
 
 def _dequantize(packed: _Packed, shape: tuple[int, ...], dtype: mx.Dtype) -> mx.array:
@@ -416,12 +409,11 @@ def quantize_int8(w: mx.array, per_channel: bool = True) -> tuple[mx.array, mx.a
     if not per_channel:
         lo, hi = mx.min(lo, keepdims=True), mx.max(hi, keepdims=True)
     codes, scale, zero_point = (
-        triton.empty(w.shape, mx.uint8),
+        triton.empty(w.shape, mx.int8),
         triton.empty((rows,)),
-        triton.empty((rows,), mx.uint8),
+        triton.empty((rows,), mx.int8),
     )
     _quantize_int8_kernel[(rows,)](w, lo, hi, codes, scale, zero_point, k, int(per_channel), BLOCK_K=block_k)
-    codes, zero_point = codes.view(mx.int8), zero_point.view(mx.int8)
     if not per_channel:
         return codes, scale[0], zero_point[0]
     return codes, scale.reshape(w.shape[:-1]), zero_point.reshape(w.shape[:-1])
