@@ -5,6 +5,11 @@
 #   TESTS="tests/test_tutorials.py ..."  which test files (default: all of tests/)
 #   SUITES="tutorials norms"             which benchmark suites (default: all)
 #   BENCH_MODE=--quick|--smoke|""        benchmark sizes (default --quick)
+#   PYTEST_WORKERS=8                     parallel test processes when pytest-xdist is importable:
+#                                        NVRTC compiling each kernel specialization dominates the run.
+# The GPU machine has no package registry: carry wheels in .whl/ (git-ignored), e.g.
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#     --platform manylinux2014_x86_64 -d .whl pytest-xdist execnet
 set -uo pipefail
 OUT="${OUT:-gpu-results}"
 mkdir -p "$OUT"
@@ -16,7 +21,9 @@ if [ -d .whl ]; then  # test dependencies carried as wheels (the GPU machine has
 fi
 python3 -c "import mlx.core as mx; print('mlx', mx.__version__, mx.default_device(), 'cuda:', mx.cuda.is_available())"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+WORKERS=""
+if python3 -c "import xdist" 2>/dev/null; then WORKERS="-n ${PYTEST_WORKERS:-8}"; fi
 # shellcheck disable=SC2086
-timeout "${SUITE_TIMEOUT:-420}" python3 -m pytest ${TESTS:-tests} -q -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | tail -40
+timeout "${SUITE_TIMEOUT:-420}" python3 -m pytest ${TESTS:-tests} -q -p no:cacheprovider $WORKERS 2>&1 | tee "$OUT/tests.log" | tail -40
 # shellcheck disable=SC2086
 timeout "${BENCH_TIMEOUT:-300}" python3 -m benchmarks.runner --backend cuda ${BENCH_MODE---quick} --out "$OUT" ${SUITES:+--suite $SUITES} 2>&1 | tee "$OUT/bench.log" | tail -60
