@@ -85,6 +85,14 @@ __device__ inline void mt_mma_store(const float c[4], float* C, int ldc) {
 }
 """
 
+
+def _pointer_decl(ctype: str, local: str, source: str, path: str) -> str:
+    if path == "fresh":
+        return f"{ctype}* {local} = {source};"
+    # inputs are `const T*`; a written one is a private copy (see gpu_launch)
+    return f"{ctype}* {local} = ({ctype}*)({source});"
+
+
 CUDA = Dialect(
     name="cuda",
     types=_TYPES,
@@ -140,7 +148,7 @@ CUDA = Dialect(
         store="mt_mma_store({c}, {dst}, {ld});",
     ),  # fmt: skip
     prelude=PRELUDE,
-    const_cast="({t}*)({name})",
+    pointer_decl=_pointer_decl,
     max_shared_bytes=200 * 1024,  # measured to work on an H100 through MLX (FACTS.md)
     # neighbouring threads own neighbouring elements: a warp's scalar accesses coalesce
     max_vec=1,
@@ -149,16 +157,8 @@ CUDA = Dialect(
         "nan": "__int_as_float(0x7fffffff)",
         "bitcast": "mt_bitcast<{t}>({x})",
         "scalar_arg": "{name}[0]",
-        "smem_byte": "unsigned char",
-    },  # fmt: skip
+    },
 )
-
-
-def _pointer_decl(ctype: str, local: str, source: str, path: str) -> str:
-    if path == "fresh":
-        return f"{ctype}* {local} = {source};"
-    # inputs are `const T*`; a written one is a private copy (see gpu_launch)
-    return f"{ctype}* {local} = ({ctype}*)({source});"
 
 
 def full_cuda_source(fn: ir.Function, opts: dict[str, Any]) -> str:
@@ -202,9 +202,7 @@ class CudaBackend:
             return False
 
     def compile(self, fn: ir.Function, opts: dict[str, Any]) -> CustomKernelLauncher:
-        return CustomKernelLauncher(
-            fn, CUDA, int(opts.get("num_warps", 4)), mx.fast.cuda_kernel, _pointer_decl
-        )
+        return CustomKernelLauncher(fn, CUDA, int(opts.get("num_warps", 4)), mx.fast.cuda_kernel)
 
 
 register("cuda")(CudaBackend)

@@ -111,14 +111,12 @@ class CustomKernelLauncher:
         dialect: Dialect,
         num_warps: int,
         factory: Callable[..., Any],
-        pointer_decl: Callable[[str, str, bool], str],
     ) -> None:
         self.fn = fn
         self.dialect = dialect
         self.threads = num_warps * 32
         self.source = generate(fn, dialect, num_warps)
         self.factory = factory
-        self.pointer_decl = pointer_decl
         self.kernels: dict[tuple[str, ...], Any] = {}
         if len(fn.params) + 1 > MAX_BUFFERS and dialect.name == "metal":
             raise OutOfResources(
@@ -155,7 +153,7 @@ class CustomKernelLauncher:
             else:
                 inputs.append(f"i{k}")
             prologue.append(
-                self.pointer_decl(ctype, f"p{k}", inputs[-1] if path != FRESH else outputs[-1], path)
+                self.dialect.pointer_decl(ctype, f"p{k}", inputs[-1] if path != FRESH else outputs[-1], path)
             )
         if not outputs:
             outputs.append("mt_done")

@@ -81,6 +81,15 @@ def _vector_type(ctype: str, n: int) -> str | None:
     return f"packed_{ctype}{n}" if ctype in _VECTOR_BASES and n in (2, 4) else None
 
 
+def _pointer_decl(ctype: str, local: str, source: str, path: str) -> str:
+    if path == "small":  # MLX passes it in the constant address space: read-only
+        return f"const constant {ctype}* {local} = {source};"
+    if path == "fresh":
+        return f"device {ctype}* {local} = {source};"
+    # inputs are `const device T*`; a written one is a private copy (see gpu_launch)
+    return f"device {ctype}* {local} = (device {ctype}*)({source});"
+
+
 METAL = Dialect(
     name="metal",
     types=_TYPES,
@@ -125,19 +134,10 @@ METAL = Dialect(
         store="simdgroup_store({c}, {dst}, {ld});",
     ),  # fmt: skip
     prelude=PRELUDE,
-    const_cast="(device {t}*)({name})",
+    pointer_decl=_pointer_decl,
     max_shared_bytes=32 * 1024,
     extra={"inf": "INFINITY", "nan": "NAN", "bitcast": "as_type<{t}>({x})", "scalar_arg": "{name}"},
 )
-
-
-def _pointer_decl(ctype: str, local: str, source: str, path: str) -> str:
-    if path == "small":  # MLX passes it in the constant address space: read-only
-        return f"const constant {ctype}* {local} = {source};"
-    if path == "fresh":
-        return f"device {ctype}* {local} = {source};"
-    # inputs are `const device T*`; a written one is a private copy (see gpu_launch)
-    return f"device {ctype}* {local} = (device {ctype}*)({source});"
 
 
 MATH_MODES = ("safe", "relaxed", "fast")
@@ -156,7 +156,7 @@ class _MetalLike:
         if mode not in MATH_MODES:
             raise LaunchError(f"math_mode must be one of {', '.join(MATH_MODES)}, got {mode!r}")
         factory = functools.partial(self.factory(), compile_options={"math_mode": mode})
-        return CustomKernelLauncher(fn, METAL, int(opts.get("num_warps", 4)), factory, _pointer_decl)
+        return CustomKernelLauncher(fn, METAL, int(opts.get("num_warps", 4)), factory)
 
 
 def full_metal_source(fn: ir.Function, opts: dict[str, Any]) -> str:

@@ -160,10 +160,10 @@ class JITFunction:
                 if isinstance(node, ast.Name) and node.id in globals_:
                     obj = globals_[node.id]
                     deps.append((globals_, node.id, obj))
-                    for dep in _jit_functions_in(obj, node, fn):
-                        if id(dep) not in seen:
-                            seen.add(id(dep))
-                            stack.append(dep)
+                    dep = getattr(obj, "jit_function", obj)  # through autotune/heuristics
+                    if isinstance(dep, JITFunction) and id(dep) not in seen:
+                        seen.add(id(dep))
+                        stack.append(dep)
         return deps
 
     def cache_key(self) -> str:
@@ -324,13 +324,6 @@ class JITFunction:
     def describe(self, specs: Sequence[Any]) -> str:
         sig = ", ".join(s.type.short if s.kind != "constexpr" else f"{s.name}={s.value!r}" for s in specs)
         return f"`{self.__name__}` specialized for ({sig})"
-
-
-def _jit_functions_in(obj: Any, node: ast.AST, fn: JITFunction) -> list[JITFunction]:
-    obj = getattr(obj, "jit_function", obj)
-    if isinstance(obj, JITFunction):
-        return [obj]
-    return []
 
 
 def jit(

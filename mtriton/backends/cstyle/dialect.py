@@ -63,7 +63,8 @@ class Dialect:
         matrix: the matrix unit `tl.dot` uses where shapes and dtypes allow, else None (a loop
             over K per element).
         prelude: helper functions placed before the kernel (the header).
-        const_cast: turns a read-only input pointer `{name}` of `{t}` into a writable one.
+        pointer_decl: (ctype, local, source, path) -> the statement declaring the kernel's pointer
+            `local` to argument `source`, which reaches the kernel by `path` (see gpu_launch).
         max_shared_bytes: threadgroup/shared memory a program may use.
         max_vec: elements per thread chunk in the canonical layout (`layout.py`).
     """
@@ -88,7 +89,7 @@ class Dialect:
     atomic_cas: Callable[[str, str, str, str], str]
     matrix: MatrixUnit | None
     prelude: str
-    const_cast: str
+    pointer_decl: Callable[[str, str, str, str], str]
     max_shared_bytes: int
     max_vec: int = 4
     float_literal_suffix: str = "f"

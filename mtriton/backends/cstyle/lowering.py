@@ -396,7 +396,7 @@ class Lowering:
 
     # ------------------------------------------------------------------ region inlining
 
-    def inline_region(self, region: ir.Block, args: list[str], dtypes: list[T.DType]) -> list[str]:
+    def inline_region(self, region: ir.Block, args: list[str]) -> list[str]:
         """Emits a combine region on scalar C expressions; returns its results' names."""
         for arg, expr in zip(region.args, args):
             ent = Entity(self.fresh("c"), arg.type.elem)  # type: ignore[arg-type]
@@ -418,7 +418,7 @@ class Lowering:
                 sym = "+" if kind == "add" else "*"
                 return [f"(static_cast<float>({left[0]}) {sym} static_cast<float>({right[0]}))"]
             return [self.render(op, [left[0], right[0]])]
-        return self.inline_region(region, left + right, dtypes)
+        return self.inline_region(region, left + right)
 
 
 def _align16(n: int) -> int:

@@ -6,7 +6,7 @@ from ... import ir
 from ...errors import UnsupportedError
 from ...ir import types as T
 from .dialect import MatrixUnit
-from .layout import Layout, ravel, unravel
+from .layout import Layout
 from .lowering import Entity, Lowering, combiner_kind, lowers
 
 # --------------------------------------------------------------------------- values
@@ -816,6 +816,3 @@ def _matrix_unit_tiles(
     lo.close()
     lo.barrier()
     return c_buf
-
-
-__all__ = ["ravel", "unravel"]
