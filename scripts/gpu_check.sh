@@ -5,6 +5,7 @@
 #   TESTS="tests/test_tutorials.py ..."  which test files (default: all of tests/)
 #   SUITES="tutorials norms"             which benchmark suites (default: all)
 #   BENCH_MODE=--quick|--smoke|""        benchmark sizes (default --quick)
+#   BENCH=0, RUN_TESTS=0                 skip the benchmarks, or the tests
 #   PYTEST_WORKERS=8                     parallel test processes when pytest-xdist is importable:
 #                                        NVRTC compiling each kernel specialization dominates the run.
 # The GPU machine has no package registry: carry wheels in .whl/ (git-ignored), e.g.
@@ -15,7 +16,7 @@ OUT="${OUT:-gpu-results}"
 mkdir -p "$OUT"
 # mlx_primitives is the primitives/ folder (pyproject maps it): expose it without installing
 mkdir -p /tmp/mtriton-pkgs && ln -sfn "$PWD/primitives" /tmp/mtriton-pkgs/mlx_primitives
-export PYTHONPATH=".:/tmp/mtriton-pkgs${PYTHONPATH:+:$PYTHONPATH}" MTRITON_BACKEND=cuda PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD:/tmp/mtriton-pkgs${PYTHONPATH:+:$PYTHONPATH}" MTRITON_BACKEND=cuda PYTHONUNBUFFERED=1
 if [ -d .whl ]; then  # test dependencies carried as wheels (the GPU machine has no registry)
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
@@ -24,6 +25,6 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 WORKERS=""
 if python3 -c "import xdist" 2>/dev/null; then WORKERS="-n ${PYTEST_WORKERS:-8}"; fi
 # shellcheck disable=SC2086
-timeout "${SUITE_TIMEOUT:-420}" python3 -m pytest ${TESTS:-tests} -q -p no:cacheprovider $WORKERS 2>&1 | tee "$OUT/tests.log" | tail -40
+[ "${RUN_TESTS:-1}" = 0 ] || timeout "${SUITE_TIMEOUT:-420}" python3 -m pytest ${TESTS:-tests} -q -p no:cacheprovider $WORKERS 2>&1 | tee "$OUT/tests.log" | tail -40
 # shellcheck disable=SC2086
-timeout "${BENCH_TIMEOUT:-300}" python3 -m benchmarks.runner --backend cuda ${BENCH_MODE---quick} --out "$OUT" ${SUITES:+--suite $SUITES} 2>&1 | tee "$OUT/bench.log" | tail -60
+[ "${BENCH:-1}" = 0 ] || timeout "${BENCH_TIMEOUT:-300}" python3 -m benchmarks.runner --backend cuda ${BENCH_MODE---quick} --out "$OUT" ${SUITES:+--suite $SUITES} 2>&1 | tee "$OUT/bench.log" | tail -60

@@ -8,7 +8,11 @@ import shutil
 import subprocess
 import tempfile
 
-import mlx.core as mx
+# Plain-MLX references compute float32 matmuls in full precision: MLX's CUDA backend
+# otherwise uses TF32 (this must be set before MLX is imported).
+os.environ.setdefault("MLX_ENABLE_TF32", "0")
+
+import mlx.core as mx  # noqa: E402
 import numpy as np
 import pytest
 

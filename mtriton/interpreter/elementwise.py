@@ -258,8 +258,9 @@ def _fma(frame: Frame, op: Op, args: list[Runtime]) -> mx.array:
     if dtype.is_floating() and dtype.bits < 64:
         # The product is exact in float64, so one final rounding matches a fused multiply-add
         # (up to rare double-rounding ties).
-        wide = a.astype(mx.float64) * b.astype(mx.float64) + c.astype(mx.float64)
-        return wide.astype(mx_dtype(dtype))
+        with mx.stream(mx.cpu):  # MLX computes float64 only on the CPU
+            wide = a.astype(mx.float64) * b.astype(mx.float64) + c.astype(mx.float64)
+            return wide.astype(mx_dtype(dtype))
     return a * b + c
 
 

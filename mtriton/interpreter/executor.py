@@ -34,6 +34,9 @@ Arg = mx.array | int | float | bool
 def execute(fn: Function, args: Sequence[Arg], grid: tuple[int, int, int]) -> list[mx.array | None]:
     """Runs `fn` once per program of `grid`, on MLX's default device.
 
+    A kernel with float64 arguments runs on the CPU device, the only one
+    where MLX computes float64.
+
     Args:
         fn: The kernel to run.
         args: One per `fn.params`, in order. A pointer parameter takes an
@@ -53,6 +56,13 @@ def execute(fn: Function, args: Sequence[Arg], grid: tuple[int, int, int]) -> li
     """
     if len(args) != len(fn.params):
         raise InterpreterError(f"kernel {fn.name!r} takes {len(fn.params)} arguments, got {len(args)}")
+    if any(isinstance(arg, mx.array) and arg.dtype == mx.float64 for arg in args):
+        with mx.stream(mx.cpu):
+            return _execute(fn, args, grid)
+    return _execute(fn, args, grid)
+
+
+def _execute(fn: Function, args: Sequence[Arg], grid: tuple[int, int, int]) -> list[mx.array | None]:
     grid = tuple(int(g) for g in grid) + (1,) * (3 - len(grid))
     memory, slots = _memory(fn, args)
     bindings = [

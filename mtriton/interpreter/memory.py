@@ -176,15 +176,16 @@ def _atomic_rmw(frame: Frame, op: Op, args: list[Runtime]) -> mx.array:
     dtype = elem_of(op.result)
     lanes = _Serialized(frame, ptr, _effective_lanes(frame, op, ptr, mask))
     values = lanes.sorted(mx.broadcast_to(value, ptr.offsets.shape))
-    if kind == "add":
-        inclusive = _add_scan(values, lanes, dtype)
-        current = lanes.current.astype(inclusive.dtype)
-    else:
-        # xchg's inclusive "scan" is each lane's own value: its successor sees it.
-        inclusive = values if kind == "xchg" else _segmented_scan(values, lanes.address, combine)
-        current = lanes.current
-    old = mx.where(lanes.first, current, combine(current, lanes.previous(inclusive)))
-    final = combine(current, inclusive).astype(mx_dtype(dtype))
+    with mx.stream(mx.cpu):  # float sums are float64, which MLX computes only on the CPU
+        if kind == "add":
+            inclusive = _add_scan(values, lanes, dtype)
+            current = lanes.current.astype(inclusive.dtype)
+        else:
+            # xchg's inclusive "scan" is each lane's own value: its successor sees it.
+            inclusive = values if kind == "xchg" else _segmented_scan(values, lanes.address, combine)
+            current = lanes.current
+        old = mx.where(lanes.first, current, combine(current, lanes.previous(inclusive)))
+        final = combine(current, inclusive).astype(mx_dtype(dtype))
     _write_segment_ends(frame, ptr, lanes, final)
     return lanes.unsorted(old.astype(mx_dtype(dtype)), ptr.offsets.shape)
 

@@ -155,8 +155,9 @@ def _dot(frame: Frame, op: Op, args: list[Runtime]) -> mx.array:
     src = elem_of(op.operands[0])
     out = mx_dtype(elem_of(op.result))
     if src.is_int():
-        product = mx.matmul(a.astype(mx.float64), b.astype(mx.float64)).astype(mx.int64)
-        return (product + acc.astype(mx.int64)).astype(out)
+        with mx.stream(mx.cpu):  # MLX computes float64 only on the CPU
+            product = mx.matmul(a.astype(mx.float64), b.astype(mx.float64)).astype(mx.int64)
+            return (product + acc.astype(mx.int64)).astype(out)
     wide = mx.float64 if mx.float64 in (a.dtype, b.dtype, acc.dtype) else mx.float32
     product = mx.matmul(a.astype(wide), b.astype(wide))
     return (product + acc.astype(wide)).astype(out)

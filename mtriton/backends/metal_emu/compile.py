@@ -61,11 +61,13 @@ class Toolchain:
 
 # Flags used where the compiler takes them. Stack-clash probes make a frame
 # larger than the guard page below a fiber's stack touch that page instead of
-# jumping over it. clang on x86 computes _Float16 arithmetic in float unless
-# told to round after each operation, as Metal does (ARM has native half).
+# jumping over it. clang on x86, and g++ 13 and later, compute _Float16
+# arithmetic in float unless told to round after each operation, as Metal does
+# (ARM has native half).
 _OPTIONAL_FLAGS = (
     ("-fstack-clash-protection",),
     ("-Xclang", "-ffloat16-excess-precision=none"),
+    ("-fexcess-precision=16",),
 )
 
 
