@@ -41,6 +41,18 @@ def test_vector_add(backend: str, rng: np.random.Generator, dtype: mx.Dtype, n: 
     np.testing.assert_allclose(f64(out), expected, **tolerance(dtype))
 
 
+@pytest.mark.parametrize("offset", [1, 2, 3])
+@pytest.mark.parametrize("n", [4096, 4099])
+def test_vector_add_on_views_at_element_offsets(
+    backend: str, rng: np.random.Generator, offset: int, n: int
+) -> None:
+    # Slices start inside a 16-byte word: CUDA's vector accesses must fall back to scalar ones.
+    x, y = rand(rng, (n + offset,))[offset:], rand(rng, (n + 2 * offset,))[2 * offset : n + 2 * offset]
+    out = poisoned(n, mx.float32)
+    K.add_kernel[(triton.cdiv(n, 1024),)](x, y, out, n, BLOCK_SIZE=1024)
+    np.testing.assert_array_equal(to_numpy(out), to_numpy(x) + to_numpy(y))
+
+
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @pytest.mark.parametrize("shape", [(1, 1), (37, 781), (130, 64)])
 def test_fused_softmax(

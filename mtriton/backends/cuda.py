@@ -47,6 +47,15 @@ __device__ inline float mt_atomic_fminmax(float* p, float v, bool is_max) {
 }
 __device__ inline float mt_atomic_max(float* p, float v) { return mt_atomic_fminmax(p, v, true); }
 __device__ inline float mt_atomic_min(float* p, float v) { return mt_atomic_fminmax(p, v, false); }
+// A vector of N elements for one aligned load or store.
+template <typename T, int N>
+struct alignas(sizeof(T) * N) mt_vec {
+  T v[N];
+  __device__ mt_vec() {}
+  template <typename... A>
+  __device__ mt_vec(A... a) : v{static_cast<T>(a)...} {}
+  __device__ T operator[](int i) const { return v[i]; }
+};
 // Tensor cores: mma.sync m16n8k16 with float accumulators, fragments read from shared memory in
 // the layouts of the PTX ISA ("Matrix Fragments for mma.m16n8k16"): lane = 4 * g + t.
 __device__ inline unsigned int mt_pack(__half lo, __half hi) {
@@ -129,9 +138,10 @@ CUDA = Dialect(
         "pow": "powf",
         "atan2": "atan2f",
     },  # fmt: skip
-    # Unaligned vector accesses fault on CUDA and MLX does not expose array addresses to
-    # check alignment, so accesses stay scalar (coalesced across a warp).
-    vector_type=lambda ctype, n: None,
+    # Vector accesses of up to 16 bytes; they need natural alignment, and MLX passes arrays
+    # that are views at any element offset, so kernels test each base pointer (`aligned`).
+    vector_type=lambda ctype, n: f"mt_vec<{ctype}, {n}>",
+    aligned="(reinterpret_cast<unsigned long long>({p}) % {n}ull == 0ull)",
     atomic=lambda kind, ctype, address, value: f"{_ATOMIC_FNS[kind]}({address}, {value})",
     atomic_cas=lambda ctype, address, cmp, value: f"atomicCAS({address}, {cmp}, {value})",
     # Tensor cores through inline PTX (the prelude's mt_mma): WMMA would need <mma.h>, which
@@ -150,8 +160,7 @@ CUDA = Dialect(
     prelude=PRELUDE,
     pointer_decl=_pointer_decl,
     max_shared_bytes=200 * 1024,  # measured to work on an H100 through MLX (FACTS.md)
-    # neighbouring threads own neighbouring elements: a warp's scalar accesses coalesce
-    max_vec=1,
+    max_vec=4,
     extra={
         "inf": "__int_as_float(0x7f800000)",
         "nan": "__int_as_float(0x7fffffff)",

@@ -14,7 +14,7 @@
     v5 = (0 + v4);  // tutorial_kernels.py:30
     int v6[8];  // tutorial_kernels.py:31
     for (int i = 0; i < 8; ++i) {  // tutorial_kernels.py:31
-      v6[i] = 0 + (int)((i * 128 + tid));  // tutorial_kernels.py:31
+      v6[i] = 0 + (int)((((i) / 4 * 128 + tid) * 4 + (i) % 4));  // tutorial_kernels.py:31
     }
     int v7[8];  // tutorial_kernels.py:32
     for (int i = 0; i < 8; ++i) {  // tutorial_kernels.py:32

@@ -58,6 +58,10 @@ class Dialect:
         simd_prefix_exclusive_sum: SIMD exclusive prefix sum, if the language has one.
         math: IR unary/binary op -> function name, where it differs from the op name.
         vector_type: a `{t}` vector of `{n}` elements for vector loads/stores, or None.
+        aligned: where vector accesses need natural alignment (CUDA), a C condition true when
+            pointer `{p}` is a multiple of `{n}` bytes: kernels test each base pointer once and
+            take the scalar path when it is not aligned. None where they do not (Metal's packed
+            vectors).
         atomic: renders an atomic read-modify-write: (kind, ctype, address expr, value expr) -> expr.
         atomic_cas: renders a compare-and-swap: (ctype, address, compare, value) -> expr.
         matrix: the matrix unit `tl.dot` uses where shapes and dtypes allow, else None (a loop
@@ -92,6 +96,7 @@ class Dialect:
     pointer_decl: Callable[[str, str, str, str], str]
     max_shared_bytes: int
     max_vec: int = 4
+    aligned: str | None = None
     float_literal_suffix: str = "f"
     extra: dict[str, str] = field(default_factory=dict)
 

@@ -101,6 +101,7 @@ class Lowering:
         self.arg_names = arg_names
         self.written_bases: set[str] = set()
         self.atomic_bases: set[str] = set()
+        self.prologue: dict[str, str] = {}  # name -> statement, placed before the body
 
     @property
     def atomic(self) -> set[str]:
@@ -195,9 +196,19 @@ class Lowering:
                 self.env[id(param.value)] = Entity(d.extra["scalar_arg"].format(name=name), elem)
         body_start = len(self.lines)
         self.block(self.fn.body)
+        self.lines[body_start:body_start] = ["  " + line for line in self.prologue.values()]
         if self.shared_bytes:
             self.lines.insert(body_start, "  " + d.shared_array.format(n16=self.shared_bytes // 16))
         return "\n".join(self.lines) + "\n"
+
+    def aligned(self, base: str, nbytes: int) -> str | None:
+        """C name of a flag: kernel argument `base` is `nbytes`-aligned (None: no test needed)."""
+        if self.d.aligned is None:
+            return None
+        name = f"{base}_aligned{nbytes}"
+        test = self.d.aligned.format(p=base, n=nbytes)
+        self.prologue.setdefault(name, f"const bool {name} = {test};")
+        return name
 
     def block(self, block: ir.Block) -> None:
         for op in block.ops:

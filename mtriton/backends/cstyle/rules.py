@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ... import ir
 from ...errors import UnsupportedError
 from ...ir import types as T
@@ -122,66 +124,99 @@ def _lower_split(lo: Lowering, op: ir.Op) -> None:
 # --------------------------------------------------------------------------- memory
 
 
-def _vector_width(lo: Lowering, ptr: ir.Value, mask: ir.Value | None, layout: Layout, dtype: T.DType) -> int:
+def _vector_width(lo: Lowering, ptr: ir.Value, layout: Layout, dtype: T.DType) -> int:
+    """Elements per vector access of a load/store, 1 for scalar accesses."""
     vec = layout.vec
     if vec < 2 or lo.d.vector_type(lo.ctype(dtype), vec) is None:
         return 1
     info = lo.axis[ptr]
     if info.contiguity < vec:
         return 1
-    if lo.d.name == "cuda" and info.divisibility % vec:
-        return 1  # CUDA's vector types need natural alignment; Metal's packed types do not
-    if mask is not None and lo.axis[mask].constancy < vec:
-        return 1
+    if lo.d.aligned is not None and (info.divisibility % vec or vec * dtype.itemsize > 16):
+        return 1  # a chunk's first address must be a multiple of the vector's size
     return vec
+
+
+def _chunk_mask(lo: Lowering, mask: Entity | None, mask_v: ir.Value | None, vec: int) -> str | None:
+    """C condition for a whole chunk `i .. i+vec-1`: one element's mask when the analysis
+    shows it is constant over the chunk, else the conjunction (None: unmasked)."""
+    if mask is None:
+        return None
+    if lo.axis[mask_v].constancy >= vec:
+        return mask.at()
+    return " && ".join(mask.at(f"i + {j}") for j in range(vec))
+
+
+def _vectorized(
+    lo: Lowering, base: str, vec: int, dtype: T.DType, vector: Callable[[], None], scalar: Callable[[], None]
+) -> None:
+    """Emits `vector()`, guarded where the dialect needs an aligned base pointer (else `scalar()`)."""
+    flag = lo.aligned(base, vec * dtype.itemsize)
+    if flag is None:
+        vector()
+        return
+    lo.open(f"if ({flag})")
+    vector()
+    lo.close(" else {")
+    lo.depth += 1
+    scalar()
+    lo.close()
 
 
 @lowers("load")
 def _lower_load(lo: Lowering, op: ir.Op) -> None:
     ptr = lo.get(op.operands[0])
-    mask = lo.get(op.operands[1]) if len(op.operands) > 1 else None
+    mask_v = op.operands[1] if len(op.operands) > 1 else None
+    mask = lo.get(mask_v) if mask_v is not None else None
     other = lo.get(op.operands[2]) if len(op.operands) > 2 else None
     ent = lo.new_entity(op.result)
-    ctype = lo.ctype(ent.dtype)
     zero = lo.literal(0, ent.dtype)
+
+    def element(slot: str) -> str:
+        address = f"{ptr.base}[{ptr.at(slot)}]"
+        fill = other.at(slot) if other else zero
+        return address if mask is None else f"{mask.at(slot)} ? {address} : {fill}"
+
     if ent.layout is None:
-        address = f"{ptr.base}[{ptr.name}]"
-        if mask is None:
-            lo.emit(f"{ent.name} = {address};")
-        else:
-            lo.emit(f"{ent.name} = {mask.name} ? {address} : {other.name if other else zero};")
+        lo.emit(f"{ent.name} = {element('i')};")
         return
-    vec = _vector_width(lo, op.operands[0], op.operands[1] if mask else None, ent.layout, ent.dtype)
-    if vec > 1:
-        vtype = lo.d.vector_type(ctype, vec)
+
+    def scalar() -> None:
+        lo.slot_loop(ent.layout)
+        lo.emit(f"{ent.name}[i] = {element('i')};")
+        lo.close()
+
+    vec = _vector_width(lo, op.operands[0], ent.layout, ent.dtype)
+    if vec == 1:
+        scalar()
+        return
+
+    def vector() -> None:
+        vtype = lo.d.vector_type(lo.ctype(ent.dtype), vec)
         lo.open(f"for (int i = 0; i < {ent.layout.slots}; i += {vec})")
-        cond = mask.at() if mask else "true"
+        cond = _chunk_mask(lo, mask, mask_v, vec) or "true"
         lo.open(f"if ({cond})")
-        lo.emit(
-            f"const {vtype} t = *(({lo.d.global_ptr.format(t='const ' + vtype)})({ptr.base} + {ptr.at()}));"
-        )
+        address = f"{ptr.base} + {ptr.at()}"
+        lo.emit(f"const {vtype} t = *(({lo.d.global_ptr.format(t='const ' + vtype)})({address}));")
         for j in range(vec):
             lo.emit(f"{ent.name}[i + {j}] = t[{j}];")
         lo.close(" else {")
         lo.depth += 1
+        uniform = lo.axis[mask_v].constancy >= vec if mask_v is not None else True
         for j in range(vec):
-            lo.emit(f"{ent.name}[i + {j}] = {other.at(f'i + {j}') if other else zero};")
+            fill = other.at(f"i + {j}") if other else zero
+            lo.emit(f"{ent.name}[i + {j}] = {fill if uniform else element(f'i + {j}')};")
         lo.close()
         lo.close()
-        return
-    lo.slot_loop(ent.layout)
-    address = f"{ptr.base}[{ptr.at()}]"
-    if mask is None:
-        lo.emit(f"{ent.name}[i] = {address};")
-    else:
-        lo.emit(f"{ent.name}[i] = {mask.at()} ? {address} : {other.at() if other else zero};")
-    lo.close()
+
+    _vectorized(lo, ptr.base, vec, ent.dtype, vector, scalar)
 
 
 @lowers("store")
 def _lower_store(lo: Lowering, op: ir.Op) -> None:
     ptr, value = lo.get(op.operands[0]), lo.get(op.operands[1])
-    mask = lo.get(op.operands[2]) if len(op.operands) > 2 else None
+    mask_v = op.operands[2] if len(op.operands) > 2 else None
+    mask = lo.get(mask_v) if mask_v is not None else None
     lo.written_bases.add(ptr.base)
     if ptr.layout is None:
         cond = " && ".join(c for c in ("tid == 0", mask.name if mask else None) if c)
@@ -189,22 +224,43 @@ def _lower_store(lo: Lowering, op: ir.Op) -> None:
         return
     layout = ptr.layout
     owner = layout.owner()
-    vec = _vector_width(lo, op.operands[0], op.operands[2] if mask else None, layout, value.dtype)
-    if vec > 1:
+
+    def element(slot: str) -> None:
+        cond = " && ".join(c for c in (owner, mask.at(slot) if mask else None) if c)
+        store = f"{ptr.base}[{ptr.at(slot)}] = {value.at(slot)};"
+        lo.emit(f"if ({cond}) {store}" if cond else store)
+
+    def scalar() -> None:
+        lo.slot_loop(layout)
+        element("i")
+        lo.close()
+
+    vec = _vector_width(lo, op.operands[0], layout, value.dtype)
+    if vec == 1:
+        scalar()
+        return
+
+    def vector() -> None:
         vtype = lo.d.vector_type(lo.ctype(value.dtype), vec)
         lo.open(f"for (int i = 0; i < {layout.slots}; i += {vec})")
-        cond = " && ".join(c for c in (owner, mask.at() if mask else None) if c) or "true"
         elems = ", ".join(value.at(f"i + {j}") for j in range(vec))
-        lo.emit(
-            f"if ({cond}) *(({lo.d.global_ptr.format(t=vtype)})({ptr.base} + {ptr.at()})) = {vtype}({elems});"
-        )
+        store = f"*(({lo.d.global_ptr.format(t=vtype)})({ptr.base} + {ptr.at()})) = {vtype}({elems});"
+        cond = _chunk_mask(lo, mask, mask_v, vec)
+        if cond is None:
+            lo.emit(store)
+        elif lo.axis[mask_v].constancy >= vec:
+            lo.emit(f"if ({cond}) {store}")
+        else:  # a partly masked chunk (a row's tail) stores element by element
+            lo.open(f"if ({cond})")
+            lo.emit(store)
+            lo.close(" else {")
+            lo.depth += 1
+            for j in range(vec):
+                element(f"i + {j}")
+            lo.close()
         lo.close()
-        return
-    lo.slot_loop(layout)
-    cond = " && ".join(c for c in (owner, mask.at() if mask else None) if c)
-    store = f"{ptr.base}[{ptr.at()}] = {value.at()};"
-    lo.emit(f"if ({cond}) {store}" if cond else store)
-    lo.close()
+
+    _vectorized(lo, ptr.base, vec, value.dtype, vector, scalar)
 
 
 ATOMIC_TYPES = {"add": (T.int32, T.uint32, T.float32), "xchg": (T.int32, T.uint32, T.float32)}
