@@ -145,3 +145,26 @@ def test_full_cuda_source_compiles_with_nvcc(tmp_path: Path) -> None:
 def test_cli_rejects_a_wrong_signature(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit, match="lists 2 types but add_kernel has 4"):
         cli.main(["dump-ir", f"{TUTORIALS}:add_kernel", "-s", "*fp32,*fp32", "-c", "BLOCK_SIZE=16"])
+
+
+TILE_COPY = """
+import mtriton
+import mtriton.language as tl
+
+
+@mtriton.jit
+def tile_copy(x_ptr, y_ptr, STRIDE: tl.constexpr):
+    offs = tl.arange(0, 16)[:, None] * STRIDE + tl.arange(0, 64)[None, :]
+    tl.store(y_ptr + offs, tl.load(x_ptr + offs))
+"""
+
+
+@pytest.mark.parametrize("stride, vector", [(64, True), (68, True), (67, False), (66, False)])
+def test_cuda_vectors_need_every_row_start_aligned(tmp_path: Path, stride: int, vector: bool) -> None:
+    # Row r starts at element r * STRIDE: a 16-byte vector fits only when STRIDE is a multiple of 4.
+    path = tmp_path / "tile.py"
+    path.write_text(TILE_COPY)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        cli.main(["dump-cuda", f"{path}:tile_copy", "-s", "*fp32,*fp32", "-c", f"STRIDE={stride}"])
+    assert ("mt_vec<float, 4>" in out.getvalue()) == vector

@@ -57,6 +57,7 @@ class AxisInfoAnalysis:
 
     def __init__(self, fn: ir.Function) -> None:
         self.info: dict[int, AxisInfo] = {}
+        self.ones: set[int] = set()  # values whose elements are all the integer constant 1
         for param in fn.params:
             self.info[id(param.value)] = AxisInfo(1, param.divisibility, 1)
         self._block(fn.body)
@@ -117,6 +118,8 @@ class AxisInfoAnalysis:
 
     def _rule_constant(self, op: ir.Op) -> AxisInfo:
         value = op.attrs["value"]
+        if value == 1 and isinstance(value, int) and not isinstance(value, bool):
+            self.ones.add(id(op.result))
         div = _pow2_divisor(value) if isinstance(value, int) and not isinstance(value, bool) else 1
         return AxisInfo(1, div, LARGE)
 
@@ -124,17 +127,23 @@ class AxisInfoAnalysis:
         return AxisInfo(LARGE, _pow2_divisor(op.attrs["start"]), 1)
 
     def _rule_splat(self, op: ir.Op) -> AxisInfo:
+        if id(op.operands[0]) in self.ones:
+            self.ones.add(id(op.result))
         return AxisInfo(1, self[op.operands[0]].divisibility, LARGE)
 
     def _rule_broadcast(self, op: ir.Op) -> AxisInfo:
         src = op.operands[0]
+        if id(src) in self.ones:
+            self.ones.add(id(op.result))
         if _last(src) == 1 and _last(op.result) > 1:
             return AxisInfo(1, self[src].divisibility, LARGE)
         return self[src]
 
     def _rule_expand_dims(self, op: ir.Op) -> AxisInfo:
         if op.attrs["axis"] == len(op.result.type.shape) - 1:
-            return AxisInfo(1, self[op.operands[0]].divisibility, 1)
+            # each element becomes a run of its own: a multiple only if every source element is
+            src = self[op.operands[0]]
+            return AxisInfo(1, src.divisibility if src.contiguity == 1 else 1, 1)
         return self[op.operands[0]]
 
     def _rule_reshape(self, op: ir.Op) -> AxisInfo:
@@ -173,8 +182,15 @@ class AxisInfoAnalysis:
         )
 
     def _rule_mul(self, op: ir.Op) -> AxisInfo:
-        a, b = (self[v] for v in op.operands)
-        return AxisInfo(1, min(LARGE, a.divisibility * b.divisibility), math.gcd(a.constancy, b.constancy))
+        # The product has runs of one element, so each element must be a multiple: within a
+        # run of consecutive integers only the first is (a run holds odd numbers), as Triton.
+        x, y = op.operands
+        if id(y) in self.ones or id(x) in self.ones:  # `offs * stride` with a stride of 1
+            return self[x] if id(y) in self.ones else self[y]
+        a, b = self[x], self[y]
+        div_a = a.divisibility if a.contiguity == 1 else 1
+        div_b = b.divisibility if b.contiguity == 1 else 1
+        return AxisInfo(1, min(LARGE, div_a * div_b), math.gcd(a.constancy, b.constancy))
 
     def _elementwise_constancy(self, op: ir.Op) -> AxisInfo:
         constancy = LARGE
