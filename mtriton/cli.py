@@ -75,6 +75,9 @@ def build_specs(kernel: Any, signature: str, constexprs: dict[str, Any]) -> list
         text, _, div = given[name].partition(":")
         elem = T.parse_elem(text)
         kind = "ptr" if isinstance(elem, T.PointerType) else "scalar"
+        if kind == "scalar" and div == "1":  # the launcher specializes integers equal to 1
+            specs.append(ArgSpec(name, kind, elem, value=1))
+            continue
         divisibility = 16 if kind == "ptr" or div == "16" else 1
         specs.append(ArgSpec(name, kind, elem, divisibility=divisibility))
     return specs

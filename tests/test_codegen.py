@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from mtriton import cli
+from mtriton.backends.cstyle.layout import mma_layout
 from mtriton.runtime import options
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -72,7 +73,7 @@ def test_vector_add_uses_vector_accesses() -> None:
     cuda = dump("dump-cuda", "add_kernel")
     assert cuda.count("mt_vec<float, 4>") >= 3
     # CUDA's vectors need aligned addresses: each base pointer is tested once, else scalar code
-    assert "if (p0_aligned16)" in cuda and "if (p2_aligned16)" in cuda
+    assert "const bool p0_aligned16 = " in cuda and "if (p2_aligned16 && " in cuda
     # Without the divisibility of n by 16, the mask may change inside a chunk: a chunk with
     # every element in bounds is one access, a row's tail goes element by element.
     out = io.StringIO()
@@ -168,3 +169,24 @@ def test_cuda_vectors_need_every_row_start_aligned(tmp_path: Path, stride: int, 
     with contextlib.redirect_stdout(out):
         cli.main(["dump-cuda", f"{path}:tile_copy", "-s", "*fp32,*fp32", "-c", f"STRIDE={stride}"])
     assert ("mt_vec<float, 4>" in out.getvalue()) == vector
+
+
+@pytest.mark.parametrize("m, n, warps", [(128, 128, 8), (64, 64, 4), (32, 16, 1), (128, 64, 4), (16, 256, 2)])
+def test_mma_layout_gives_every_element_one_owner(m: int, n: int, warps: int) -> None:
+    layout = mma_layout(m, n, warps * 32)
+    index = layout.flat_index("s", "t").replace("/", "//")  # non-negative: C's / is floor division
+    owners = [eval(index, {"s": s, "t": t}) for t in range(warps * 32) for s in range(layout.slots)]
+    assert sorted(owners) == list(range(m * n))
+    # lane 4g + t holds rows g and g + 8, columns 2t and 2t + 1 of its warp's first tile (PTX ISA)
+    assert [eval(index, {"s": s, "t": 4 * 3 + 1}) for s in range(4)] == [
+        3 * n + 2,
+        3 * n + 3,
+        11 * n + 2,
+        11 * n + 3,
+    ]
+
+
+def test_cuda_matmul_accumulates_in_register_fragments() -> None:
+    cuda = dump("dump-cuda", "matmul_kernel", "--num-warps", "4")
+    assert "mt_ldmatrix_x4(" in cuda and "mt_ldmatrix_x4_trans(" in cuda and "mt_mma_regs(" in cuda
+    assert "mt_mma_store(" not in cuda  # the accumulator never goes through shared memory

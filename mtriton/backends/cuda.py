@@ -9,7 +9,7 @@ import mlx.core as mx
 from .. import ir
 from ..ir import types as T
 from . import register
-from .cstyle.dialect import Dialect, MatrixUnit
+from .cstyle.dialect import Dialect, Fragments, MatrixUnit
 from .gpu_launch import CustomKernelLauncher, generate
 
 _TYPES = {
@@ -74,17 +74,39 @@ __device__ inline void mt_fragments(const T* A, int lda, const T* B, int ldb, un
   b[0] = mt_pack(B[(2 * t) * ldb + g], B[(2 * t + 1) * ldb + g]);
   b[1] = mt_pack(B[(2 * t + 8) * ldb + g], B[(2 * t + 9) * ldb + g]);
 }
-#define MT_MMA(T, PTX_TYPE)                                                                          \\
-  __device__ inline void mt_mma(float c[4], const T* A, int lda, const T* B, int ldb) {             \\
-    unsigned int a[4], b[2];                                                                         \\
-    mt_fragments(A, lda, B, ldb, a, b);                                                              \\
+#define MT_MMA_REGS(T, PTX_TYPE)                                                                     \\
+  __device__ inline void mt_mma_regs(float* c, const unsigned int* a, const unsigned int* b, const T*) { \\
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." PTX_TYPE "." PTX_TYPE ".f32 "             \\
                  "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\\n"                 \\
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                  \\
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));             \\
   }
-MT_MMA(__half, "f16")
-MT_MMA(__nv_bfloat16, "bf16")
+MT_MMA_REGS(__half, "f16")
+MT_MMA_REGS(__nv_bfloat16, "bf16")
+template <typename T>
+__device__ inline void mt_mma(float c[4], const T* A, int lda, const T* B, int ldb) {
+  unsigned int a[4], b[2];
+  mt_fragments(A, lda, B, ldb, a, b);
+  mt_mma_regs(c, a, b, A);
+}
+// Fragments in registers: ldmatrix from shared memory (16-byte aligned rows) and mma on them.
+__device__ inline unsigned int mt_shared_address(const void* p) {
+  unsigned long long a;
+  asm("cvta.to.shared.u64 %0, %1;" : "=l"(a) : "l"(p));
+  return (unsigned int)a;
+}
+__device__ inline void mt_ldmatrix_x4(unsigned int* r, const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(mt_shared_address(p)));
+}
+__device__ inline void mt_ldmatrix_x4_trans(unsigned int* r, const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(mt_shared_address(p)));
+}
+__device__ inline void mt_ldmatrix_x2_trans(unsigned int* r, const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\\n"
+               : "=r"(r[0]), "=r"(r[1]) : "r"(mt_shared_address(p)));
+}
 __device__ inline void mt_mma_store(const float c[4], float* C, int ldc) {
   const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   C[g * ldc + 2 * t] = c[0];
@@ -156,6 +178,13 @@ CUDA = Dialect(
         zero="{c}[0] = {c}[1] = {c}[2] = {c}[3] = 0.0f;",
         mma="mt_mma({c}, {a}, {lda}, {b}, {ldb});",
         store="mt_mma_store({c}, {dst}, {ld});",
+        fragments=Fragments(
+            load_a="mt_ldmatrix_x4({r}, {p});",
+            load_b2="mt_ldmatrix_x4_trans({r}, {p});",
+            load_b="mt_ldmatrix_x2_trans({r}, {p});",
+            mma="mt_mma_regs({c}, {a}, {b}, (const {t}*)0);",
+            pad=8,
+        ),
     ),  # fmt: skip
     prelude=PRELUDE,
     pointer_decl=_pointer_decl,

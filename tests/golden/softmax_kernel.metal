@@ -35,10 +35,10 @@
         v10[i + 2] = t[2];  // tutorial_kernels.py:34
         v10[i + 3] = t[3];  // tutorial_kernels.py:34
       } else {
-        v10[i + 0] = v8[i + 0] ? p1[v7[i + 0]] : v9;  // tutorial_kernels.py:34
-        v10[i + 1] = v8[i + 1] ? p1[v7[i + 1]] : v9;  // tutorial_kernels.py:34
-        v10[i + 2] = v8[i + 2] ? p1[v7[i + 2]] : v9;  // tutorial_kernels.py:34
-        v10[i + 3] = v8[i + 3] ? p1[v7[i + 3]] : v9;  // tutorial_kernels.py:34
+        v10[i + 0] = v8[i + 0] ? p1[v7[i] + 0] : v9;  // tutorial_kernels.py:34
+        v10[i + 1] = v8[i + 1] ? p1[v7[i] + 1] : v9;  // tutorial_kernels.py:34
+        v10[i + 2] = v8[i + 2] ? p1[v7[i] + 2] : v9;  // tutorial_kernels.py:34
+        v10[i + 3] = v8[i + 3] ? p1[v7[i] + 3] : v9;  // tutorial_kernels.py:34
       }
     }
     float v11;  // tutorial_kernels.py:35
@@ -99,10 +99,10 @@
       if (v8[i + 0] && v8[i + 1] && v8[i + 2] && v8[i + 3]) {  // tutorial_kernels.py:41
         *((device packed_float4*)(p0 + v20[i])) = packed_float4(v17[i + 0], v17[i + 1], v17[i + 2], v17[i + 3]);  // tutorial_kernels.py:41
       } else {
-        if (v8[i + 0]) p0[v20[i + 0]] = v17[i + 0];  // tutorial_kernels.py:41
-        if (v8[i + 1]) p0[v20[i + 1]] = v17[i + 1];  // tutorial_kernels.py:41
-        if (v8[i + 2]) p0[v20[i + 2]] = v17[i + 2];  // tutorial_kernels.py:41
-        if (v8[i + 3]) p0[v20[i + 3]] = v17[i + 3];  // tutorial_kernels.py:41
+        if (v8[i + 0]) p0[v20[i] + 0] = v17[i + 0];  // tutorial_kernels.py:41
+        if (v8[i + 1]) p0[v20[i] + 1] = v17[i + 1];  // tutorial_kernels.py:41
+        if (v8[i + 2]) p0[v20[i] + 2] = v17[i + 2];  // tutorial_kernels.py:41
+        if (v8[i + 3]) p0[v20[i] + 3] = v17[i + 3];  // tutorial_kernels.py:41
       }
     }
   }

@@ -215,4 +215,15 @@ class AxisInfoAnalysis:
         return AxisInfo(1, 1, constancy)
 
     _rule_and = _rule_or = _rule_xor = _rule_where = _rule_not = _elementwise_constancy
-    _rule_maximum = _rule_minimum = _rule_div = _rule_floordiv = _rule_mod = _elementwise_constancy
+    _rule_maximum = _rule_minimum = _rule_div = _rule_floordiv = _elementwise_constancy
+
+    def _rule_mod(self, op: ir.Op) -> AxisInfo:
+        # `(start + arange) % n` (offsets wrapped at a bound, as in Triton's matmul tutorial):
+        # a run wraps only at multiples of n, so runs as long as n's divisibility survive.
+        a, b = (self[v] for v in op.operands)
+        constancy = math.gcd(a.constancy, b.constancy)
+        if b.constancy < LARGE and b.constancy < _last(op.result) or not op.result.type.elem.is_int():
+            return AxisInfo(1, 1, constancy)
+        return AxisInfo(
+            math.gcd(a.contiguity, b.divisibility), math.gcd(a.divisibility, b.divisibility), constancy
+        )

@@ -13,6 +13,32 @@ from ...ir import types as T
 
 
 @dataclass(frozen=True)
+class Fragments:
+    """Matrix-unit operands in registers (CUDA): accumulators live in the `MmaLayout`.
+
+    Inputs are staged in threadgroup memory as rows padded by `pad` elements (no bank
+    conflicts), then each warp loads the fragments of its tiles once per k-step and reuses
+    them across the tiles that share them.
+
+    Attributes:
+        load_a: loads the A fragment `{r}` (4 registers) of a 16x16 tile; lane l passes the
+            address `{p}` of row l % 16, column 8 * (l / 16).
+        load_b2: loads the B fragments of two neighbouring 16x8 tiles into `{r}` (4
+            registers) from a row-major [k][n] tile; lane l passes row l % 16, column
+            8 * (l / 16).
+        load_b: the same for one tile (2 registers; lanes 0-15 pass rows 0-15).
+        mma: `{c}` (4 floats) += `{a}` x `{b}` with input type `{t}`.
+        pad: elements added to each staged row.
+    """
+
+    load_a: str
+    load_b2: str
+    load_b: str
+    mma: str
+    pad: int
+
+
+@dataclass(frozen=True)
 class MatrixUnit:
     """A warp/SIMD-group matrix multiply-accumulate on tiles staged in threadgroup memory.
 
@@ -24,6 +50,7 @@ class MatrixUnit:
         zero: sets accumulator `{c}` to zero.
         mma: `{c} += {a}[lda={lda}] @ {b}[ldb={ldb}]` from threadgroup pointers, with input type `{t}`.
         store: writes accumulator `{c}` to threadgroup floats at `{dst}` with leading dimension `{ld}`.
+        fragments: the register-fragment path, where the language has one (else None).
     """
 
     m: int
@@ -35,6 +62,7 @@ class MatrixUnit:
     zero: str
     mma: str
     store: str
+    fragments: Fragments | None = None
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,73 @@ class Layout:
         return f"({tid} < {self.numel})" if self.replicated else None
 
 
+@dataclass(frozen=True)
+class MmaLayout:
+    """The tensor cores' accumulator layout for an (m, n) block (CUDA's mma m16n8).
+
+    The program's warps form a `warps_m` x `warps_n` grid over the block; each warp owns an
+    (m / warps_m) x (n / warps_n) region of 16x8 tiles, and within a tile lane `4g + t` holds
+    rows g and g + 8 at columns 2t and 2t + 1 (the PTX ISA's accumulator fragment). Slot
+    `4 * (mi * tiles_n + ni) + r` of a thread is element r of its warp's tile (mi, ni), so a
+    `dot` accumulates straight into the slots and a loop-carried accumulator never leaves
+    registers. Any other value with this many elements shares the layout (layouts are keyed
+    by element count), which is a valid one: every element has exactly one owner.
+    """
+
+    numel: int
+    threads: int
+    m: int
+    n: int
+    warps_m: int
+    warps_n: int
+
+    replicated = False
+    vec = 2  # columns 2t and 2t + 1 of a tile row are neighbours
+
+    @property
+    def tiles_m(self) -> int:
+        return self.m // (16 * self.warps_m)
+
+    @property
+    def tiles_n(self) -> int:
+        return self.n // (8 * self.warps_n)
+
+    @property
+    def slots(self) -> int:
+        return self.numel // self.threads
+
+    def flat_index(self, slot: str, tid: str = "tid") -> str:
+        lane, warp, s = f"(({tid}) % 32)", f"(({tid}) / 32)", f"({slot})"
+        tile = f"({s} / 4)"
+        row = (
+            f"({warp} / {self.warps_n}) * {self.m // self.warps_m} + ({tile} / {self.tiles_n}) * 16"
+            f" + ({lane} / 4) + 8 * (({s} % 4) / 2)"
+        )
+        col = (
+            f"({warp} % {self.warps_n}) * {self.n // self.warps_n} + ({tile} % {self.tiles_n}) * 8"
+            f" + 2 * ({lane} % 4) + ({s} % 2)"
+        )
+        return f"(({row}) * {self.n} + {col})"
+
+    def owner(self, tid: str = "tid") -> str | None:
+        return None
+
+
+def mma_layout(m: int, n: int, threads: int) -> MmaLayout | None:
+    """The accumulator layout for an (m, n) `dot`, warps as square a grid as the block allows
+    (fewest fragment loads per step); None when no warp grid tiles the block."""
+    warps = threads // 32
+    best = None
+    for warps_m in (w for w in range(1, warps + 1) if warps % w == 0):
+        warps_n = warps // warps_m
+        if m % (16 * warps_m) or n % (8 * warps_n):
+            continue
+        cost = m // warps_m + n // warps_n  # rows of A plus columns of B a warp reads per step
+        if best is None or cost < best[0]:
+            best = (cost, MmaLayout(m * n, threads, m, n, warps_m, warps_n))
+    return best[1] if best else None
+
+
 def unravel(flat: str, shape: tuple[int, ...]) -> list[str]:
     """C expressions for the multi-index of flat index `flat` in `shape` (row-major)."""
     out = []

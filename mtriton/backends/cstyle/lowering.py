@@ -27,7 +27,7 @@ from ...errors import OutOfResources, UnsupportedError
 from ...ir import types as T
 from .axis_info import AxisInfoAnalysis
 from .dialect import Dialect
-from .layout import Layout, ravel, unravel
+from .layout import Layout, MmaLayout, mma_layout, ravel, unravel
 
 RULES: dict[str, Callable[[Lowering, ir.Op], None]] = {}
 COMBINERS = ("add", "mul", "maximum", "minimum", "and", "or", "xor")
@@ -55,7 +55,7 @@ class Entity:
 
     name: str
     dtype: T.DType
-    layout: Layout | None = None
+    layout: Layout | MmaLayout | None = None
     base: str | None = None
     wide: bool = False  # pointer offsets need 64 bits
     uniform: bool = False  # a block whose elements all equal the scalar expression `name`
@@ -102,6 +102,7 @@ class Lowering:
         self.written_bases: set[str] = set()
         self.atomic_bases: set[str] = set()
         self.prologue: dict[str, str] = {}  # name -> statement, placed before the body
+        self.mma_layouts = self._mma_layouts()
 
     @property
     def atomic(self) -> set[str]:
@@ -136,8 +137,29 @@ class Lowering:
     def ctype(self, dtype: T.DType) -> str:
         return self.d.ctype(dtype)
 
-    def layout_of(self, v: ir.Value) -> Layout | None:
-        return Layout(v.type.numel, self.threads, self.d.max_vec) if v.type.shape else None
+    def layout_of(self, v: ir.Value) -> Layout | MmaLayout | None:
+        if not v.type.shape:
+            return None
+        return self.mma_layouts.get(v.type.numel) or Layout(v.type.numel, self.threads, self.d.max_vec)
+
+    def _mma_layouts(self) -> dict[int, MmaLayout]:
+        """Element counts whose values take the accumulator layout of a `dot` that runs on
+        register fragments (the first such dot of each count decides its shape)."""
+        unit = self.d.matrix
+        if unit is None or unit.fragments is None:
+            return {}
+        layouts: dict[int, MmaLayout] = {}
+        for op in ir.walk(self.fn.body):
+            if op.name != "dot" or op.result.type.numel in layouts:
+                continue
+            a, b = op.operands[:2]
+            if len(a.type.shape) != 2 or a.type.elem.short not in unit.inputs:
+                continue
+            (m, k), n = a.type.shape, b.type.shape[1]
+            layout = mma_layout(m, n, self.threads)
+            if op.result.type.elem == T.float32 and k % unit.k == 0 and layout is not None:
+                layouts[layout.numel] = layout
+        return layouts
 
     def new_entity(
         self, v: ir.Value, base: str | None = None, dtype: T.DType | None = None, wide: bool = False

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 
 from ... import ir
 from ...errors import UnsupportedError
 from ...ir import types as T
 from .dialect import MatrixUnit
-from .layout import Layout
+from .layout import Layout, MmaLayout
 from .lowering import Entity, Lowering, combiner_kind, lowers
 
 # --------------------------------------------------------------------------- values
@@ -137,30 +137,32 @@ def _vector_width(lo: Lowering, ptr: ir.Value, layout: Layout, dtype: T.DType) -
     return vec
 
 
-def _chunk_mask(lo: Lowering, mask: Entity | None, mask_v: ir.Value | None, vec: int) -> str | None:
-    """C condition for a whole chunk `i .. i+vec-1`: one element's mask when the analysis
-    shows it is constant over the chunk, else the conjunction (None: unmasked)."""
-    if mask is None:
-        return None
-    if lo.axis[mask_v].constancy >= vec:
-        return mask.at()
-    return " && ".join(mask.at(f"i + {j}") for j in range(vec))
+@dataclass
+class _Chunk:
+    """A vector access to the chunk of slots `i .. i+vec-1`.
+
+    Attributes:
+        cond: C condition for one vector access (None: always): the base pointer is aligned
+            (where the dialect needs it) and the whole chunk is in bounds.
+        by_element: whether a chunk failing `cond` can still have elements to access (an
+            unaligned base, or a mask that changes inside the chunk). They are accessed at
+            the chunk's first offset plus j (contiguity allows it), so only chunk starts
+            stay live in registers.
+        masks: each element's mask (None: unmasked).
+    """
+
+    cond: str | None
+    by_element: bool
+    masks: list[str | None]
 
 
-def _vectorized(
-    lo: Lowering, base: str, vec: int, dtype: T.DType, vector: Callable[[], None], scalar: Callable[[], None]
-) -> None:
-    """Emits `vector()`, guarded where the dialect needs an aligned base pointer (else `scalar()`)."""
-    flag = lo.aligned(base, vec * dtype.itemsize)
-    if flag is None:
-        vector()
-        return
-    lo.open(f"if ({flag})")
-    vector()
-    lo.close(" else {")
-    lo.depth += 1
-    scalar()
-    lo.close()
+def _chunk(lo: Lowering, ptr: Entity, mask: Entity | None, mask_v: ir.Value | None, vec: int) -> _Chunk:
+    uniform = mask is None or lo.axis[mask_v].constancy >= vec
+    flag = lo.aligned(ptr.base, vec * ptr.dtype.itemsize)
+    masks = [None if mask is None else mask.at() if uniform else mask.at(f"i + {j}") for j in range(vec)]
+    parts = [flag, None if mask is None else " && ".join(dict.fromkeys(masks))]
+    cond = " && ".join(p for p in parts if p) or None
+    return _Chunk(cond, flag is not None or not uniform, masks)
 
 
 @lowers("load")
@@ -172,44 +174,37 @@ def _lower_load(lo: Lowering, op: ir.Op) -> None:
     ent = lo.new_entity(op.result)
     zero = lo.literal(0, ent.dtype)
 
-    def element(slot: str) -> str:
-        address = f"{ptr.base}[{ptr.at(slot)}]"
-        fill = other.at(slot) if other else zero
-        return address if mask is None else f"{mask.at(slot)} ? {address} : {fill}"
+    def element(slot: str, offset: str, cond: str | None) -> str:
+        address = f"{ptr.base}[{offset}]"
+        return address if cond is None else f"{cond} ? {address} : {other.at(slot) if other else zero}"
 
     if ent.layout is None:
-        lo.emit(f"{ent.name} = {element('i')};")
+        lo.emit(f"{ent.name} = {element('i', ptr.name, mask.name if mask else None)};")
         return
-
-    def scalar() -> None:
-        lo.slot_loop(ent.layout)
-        lo.emit(f"{ent.name}[i] = {element('i')};")
-        lo.close()
-
     vec = _vector_width(lo, op.operands[0], ent.layout, ent.dtype)
     if vec == 1:
-        scalar()
+        lo.slot_loop(ent.layout)
+        lo.emit(f"{ent.name}[i] = {element('i', ptr.at(), mask.at() if mask else None)};")
+        lo.close()
         return
-
-    def vector() -> None:
-        vtype = lo.d.vector_type(lo.ctype(ent.dtype), vec)
-        lo.open(f"for (int i = 0; i < {ent.layout.slots}; i += {vec})")
-        cond = _chunk_mask(lo, mask, mask_v, vec) or "true"
-        lo.open(f"if ({cond})")
-        address = f"{ptr.base} + {ptr.at()}"
-        lo.emit(f"const {vtype} t = *(({lo.d.global_ptr.format(t='const ' + vtype)})({address}));")
-        for j in range(vec):
-            lo.emit(f"{ent.name}[i + {j}] = t[{j}];")
+    vtype = lo.d.vector_type(lo.ctype(ent.dtype), vec)
+    chunk = _chunk(lo, ptr, mask, mask_v, vec)
+    lo.open(f"for (int i = 0; i < {ent.layout.slots}; i += {vec})")
+    if chunk.cond is not None:
+        lo.open(f"if ({chunk.cond})")
+    lo.emit(f"const {vtype} t = *(({lo.d.global_ptr.format(t='const ' + vtype)})({ptr.base} + {ptr.at()}));")
+    for j in range(vec):
+        lo.emit(f"{ent.name}[i + {j}] = t[{j}];")
+    if chunk.cond is not None:
         lo.close(" else {")
         lo.depth += 1
-        uniform = lo.axis[mask_v].constancy >= vec if mask_v is not None else True
         for j in range(vec):
-            fill = other.at(f"i + {j}") if other else zero
-            lo.emit(f"{ent.name}[i + {j}] = {fill if uniform else element(f'i + {j}')};")
+            slot = f"i + {j}"
+            fill = other.at(slot) if other else zero
+            value = element(slot, f"{ptr.at()} + {j}", chunk.masks[j]) if chunk.by_element else fill
+            lo.emit(f"{ent.name}[{slot}] = {value};")
         lo.close()
-        lo.close()
-
-    _vectorized(lo, ptr.base, vec, ent.dtype, vector, scalar)
+    lo.close()
 
 
 @lowers("store")
@@ -223,44 +218,33 @@ def _lower_store(lo: Lowering, op: ir.Op) -> None:
         lo.emit(f"if ({cond}) {ptr.base}[{ptr.name}] = {value.name};")
         return
     layout = ptr.layout
-    owner = layout.owner()
-
-    def element(slot: str) -> None:
-        cond = " && ".join(c for c in (owner, mask.at(slot) if mask else None) if c)
-        store = f"{ptr.base}[{ptr.at(slot)}] = {value.at(slot)};"
-        lo.emit(f"if ({cond}) {store}" if cond else store)
-
-    def scalar() -> None:
-        lo.slot_loop(layout)
-        element("i")
-        lo.close()
-
     vec = _vector_width(lo, op.operands[0], layout, value.dtype)
     if vec == 1:
-        scalar()
-        return
-
-    def vector() -> None:
-        vtype = lo.d.vector_type(lo.ctype(value.dtype), vec)
-        lo.open(f"for (int i = 0; i < {layout.slots}; i += {vec})")
-        elems = ", ".join(value.at(f"i + {j}") for j in range(vec))
-        store = f"*(({lo.d.global_ptr.format(t=vtype)})({ptr.base} + {ptr.at()})) = {vtype}({elems});"
-        cond = _chunk_mask(lo, mask, mask_v, vec)
-        if cond is None:
-            lo.emit(store)
-        elif lo.axis[mask_v].constancy >= vec:
-            lo.emit(f"if ({cond}) {store}")
-        else:  # a partly masked chunk (a row's tail) stores element by element
-            lo.open(f"if ({cond})")
-            lo.emit(store)
-            lo.close(" else {")
-            lo.depth += 1
-            for j in range(vec):
-                element(f"i + {j}")
-            lo.close()
+        lo.slot_loop(layout)
+        cond = " && ".join(c for c in (layout.owner(), mask.at() if mask else None) if c)
+        store = f"{ptr.base}[{ptr.at()}] = {value.at()};"
+        lo.emit(f"if ({cond}) {store}" if cond else store)
         lo.close()
-
-    _vectorized(lo, ptr.base, vec, value.dtype, vector, scalar)
+        return
+    vtype = lo.d.vector_type(lo.ctype(value.dtype), vec)
+    chunk = _chunk(lo, ptr, mask, mask_v, vec)
+    lo.open(f"for (int i = 0; i < {layout.slots}; i += {vec})")
+    elems = ", ".join(value.at(f"i + {j}") for j in range(vec))
+    store = f"*(({lo.d.global_ptr.format(t=vtype)})({ptr.base} + {ptr.at()})) = {vtype}({elems});"
+    if chunk.cond is None:
+        lo.emit(store)
+    elif not chunk.by_element:
+        lo.emit(f"if ({chunk.cond}) {store}")
+    else:
+        lo.open(f"if ({chunk.cond})")
+        lo.emit(store)
+        lo.close(" else {")
+        lo.depth += 1
+        for j, cond in enumerate(chunk.masks):
+            store = f"{ptr.base}[{ptr.at()} + {j}] = {value.at(f'i + {j}')};"
+            lo.emit(f"if ({cond}) {store}" if cond else store)
+        lo.close()
+    lo.close()
 
 
 ATOMIC_TYPES = {"add": (T.int32, T.uint32, T.float32), "xchg": (T.int32, T.uint32, T.float32)}
@@ -802,6 +786,10 @@ def _lower_dot(lo: Lowering, op: ir.Op) -> None:
         and n % unit.n == 0
         and k % unit.k == 0
     )
+    layout = result.layout
+    if use_unit and isinstance(layout, MmaLayout) and (layout.m, layout.n) == (m, n):
+        _dot_fragments(lo, unit, (a_v, b_v), acc, result, layout)
+        return
     if use_unit:
         stage_ctype = unit.stage.format(t=lo.ctype(in_dtype))
         stage_dtype = T.float32 if stage_ctype == "float" else in_dtype
@@ -818,7 +806,6 @@ def _lower_dot(lo: Lowering, op: ir.Op) -> None:
         lo.emit(f"{buf}[{ent.layout.flat_index('i')}] = {value};")
         lo.close()
     lo.barrier()
-    layout = result.layout
     if use_unit:
         c_buf = _matrix_unit_tiles(lo, unit, m, n, k, a_buf, b_buf, lo.ctype(stage_dtype))
         lo.slot_loop(layout)
@@ -834,6 +821,62 @@ def _lower_dot(lo: Lowering, op: ir.Op) -> None:
         lo.emit(f"for (int kk = 0; kk < {k}; ++kk) sum += {a_buf}[row * {k} + kk] * {b_buf}[kk * {n} + col];")
         lo.emit(f"{result.name}[i] = static_cast<{lo.ctype(result.dtype)}>({acc.at()} + sum);")
         lo.close()
+    lo.barrier()
+    lo.close()
+
+
+def _dot_fragments(
+    lo: Lowering,
+    unit: MatrixUnit,
+    inputs: tuple[ir.Value, ir.Value],
+    acc: Entity,
+    result: Entity,
+    layout: MmaLayout,
+) -> None:
+    """result = acc + A @ B with the result's slots as the accumulator fragments.
+
+    A and B are staged in threadgroup memory with padded rows; each warp then loads, per
+    k-step of 16, one A fragment per 16-row tile and one B fragment per 8-column tile of its
+    region and multiplies every pair.
+    """
+    frag = unit.fragments
+    a_v, b_v = inputs
+    (m, k), n = a_v.type.shape, b_v.type.shape[1]
+    in_dtype = a_v.type.elem
+    lda, ldb = k + frag.pad, n + frag.pad
+    lo.open()
+    a_buf = lo.scratch(in_dtype, m * lda, 0)
+    b_buf = lo.scratch(in_dtype, k * ldb, _bytes(in_dtype, m * lda))
+    lo.barrier()
+    for v, buf, cols, ld in ((a_v, a_buf, k, lda), (b_v, b_buf, n, ldb)):
+        ent = lo.get(v)
+        value = ent.at() if ent.dtype == in_dtype else lo.render_cast(ent.at(), ent.dtype, in_dtype)
+        lo.slot_loop(ent.layout)
+        lo.emit(f"const int e = {ent.layout.flat_index('i')};")
+        lo.emit(f"{buf}[(e / {cols}) * {ld} + e % {cols}] = {value};")
+        lo.close()
+    lo.barrier()
+    lo.emit(f"for (int i = 0; i < {layout.slots}; ++i) {result.name}[i] = {acc.at()};")
+    tiles_m, tiles_n = layout.tiles_m, layout.tiles_n
+    row0 = f"(warp / {layout.warps_n}) * {m // layout.warps_m}"
+    col0 = f"(warp % {layout.warps_n}) * {n // layout.warps_n}"
+    lo.open(f"for (int kk = 0; kk < {k}; kk += {unit.k})")
+    lo.emit(f"unsigned int fa[{4 * tiles_m}], fb[{2 * tiles_n}];")
+    for mi in range(tiles_m):
+        p = f"{a_buf} + ({row0} + {16 * mi} + lane % 16) * {lda} + kk + (lane / 16) * 8"
+        lo.emit(frag.load_a.format(r=f"fa + {4 * mi}", p=p))
+    for ni in range(0, tiles_n - 1, 2):
+        p = f"{b_buf} + (kk + lane % 16) * {ldb} + {col0} + {8 * ni} + (lane / 16) * 8"
+        lo.emit(frag.load_b2.format(r=f"fb + {2 * ni}", p=p))
+    if tiles_n % 2:
+        p = f"{b_buf} + (kk + lane % 16) * {ldb} + {col0} + {8 * (tiles_n - 1)}"
+        lo.emit(frag.load_b.format(r=f"fb + {2 * (tiles_n - 1)}", p=p))
+    t = lo.ctype(in_dtype)
+    for mi in range(tiles_m):
+        for ni in range(tiles_n):
+            c = f"{result.name} + {4 * (mi * tiles_n + ni)}"
+            lo.emit(frag.mma.format(c=c, a=f"fa + {4 * mi}", b=f"fb + {2 * ni}", t=t))
+    lo.close()
     lo.barrier()
     lo.close()
 
