@@ -184,10 +184,12 @@ def _atomic_rmw(frame: Frame, op: Op, args: list[Runtime]) -> mx.array:
             # xchg's inclusive "scan" is each lane's own value: its successor sees it.
             inclusive = values if kind == "xchg" else _segmented_scan(values, lanes.address, combine)
             current = lanes.current
-        old = mx.where(lanes.first, current, combine(current, lanes.previous(inclusive)))
+        old = mx.where(lanes.first, current, combine(current, lanes.previous(inclusive))).astype(
+            mx_dtype(dtype)
+        )
         final = combine(current, inclusive).astype(mx_dtype(dtype))
     _write_segment_ends(frame, ptr, lanes, final)
-    return lanes.unsorted(old.astype(mx_dtype(dtype)), ptr.offsets.shape)
+    return lanes.unsorted(old, ptr.offsets.shape)
 
 
 def _write_segment_ends(frame: Frame, ptr: Ptr, lanes: _Serialized, final: mx.array) -> None:
