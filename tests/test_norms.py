@@ -1,8 +1,9 @@
 """mlx_primitives norms on every backend: forward against float64 NumPy, gradients against
 `mx.grad` of the plain-MLX references, a training smoke test, and the error messages.
 
-Row lengths are odd (1, 67, 1000) and one, 4099, is longer than a block, so the kernels'
-column loop and masked tails run; 1030 rows make each backward program own several rows.
+Row lengths are odd (1, 67, 1000); 4099 is longer than a backward block and 16411 than the
+rows forward kernels hold in registers, so the column loops and masked tails run; 1030 rows
+make each backward program own several rows.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from conftest import to_numpy, tolerance
 from mlx_primitives.kernels import norms
 
 FLOAT_DTYPES = [mx.float32, mx.float16, mx.bfloat16]
-# Leading batch shapes and row lengths; 4099 is longer than one block (4096).
-SHAPES = [(5, 1), (3, 67), (2, 3, 1000), (2, 4099)]
+# Leading batch shapes and row lengths: 4099 is longer than the backward kernels' block (4096)
+# and 16411 than the longest row the forward kernels hold in registers (16384).
+SHAPES = [(5, 1), (3, 67), (2, 3, 1000), (2, 4099), (1, 16411)]
 EPS = 1e-5
 
 

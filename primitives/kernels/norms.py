@@ -33,6 +33,9 @@ import mtriton.language as tl
 
 # The longest row chunk one program holds at once; longer rows loop over chunks.
 _MAX_BLOCK = 4096
+# Forward kernels hold rows up to this long in registers (512 threads of 32 floats) and
+# read them once instead of twice.
+_MAX_ROW_IN_BLOCK = 16384
 # Backward programs, each owning a group of rows and one row of the weight-gradient partial
 # sums: enough to fill a GPU several times over, few enough that the partials stay small.
 _BWD_PROGRAMS = 512
@@ -49,23 +52,38 @@ _FLOAT_DTYPES = (mx.float32, mx.float16, mx.bfloat16)
 
 
 @triton.jit
-def _rmsnorm_fwd_kernel(X, RES, W, Y, H, N, eps, HAS_RESIDUAL: tl.constexpr, BLOCK: tl.constexpr):
+def _rmsnorm_input(X, RES, H, cols, mask, HAS_RESIDUAL: tl.constexpr):
+    """x, or the new residual x + res (also stored to H), as float32."""
+    x = tl.load(X + cols, mask=mask, other=0.0)
+    if HAS_RESIDUAL:
+        # Rounded to the stored dtype first, so y normalizes exactly the returned residual.
+        x = (x.to(tl.float32) + tl.load(RES + cols, mask=mask, other=0.0).to(tl.float32)).to(x.dtype)
+        tl.store(H + cols, x, mask=mask)
+    return x.to(tl.float32)
+
+
+@triton.jit
+def _rmsnorm_fwd_kernel(
+    X, RES, W, Y, H, N, eps, HAS_RESIDUAL: tl.constexpr, ROW_IN_BLOCK: tl.constexpr, BLOCK: tl.constexpr
+):
     start = tl.program_id(0).to(tl.int64) * N  # int64: arrays may pass 2**31 elements
     X += start
     Y += start
     if HAS_RESIDUAL:
         RES += start
         H += start
+    if ROW_IN_BLOCK:  # the row stays in registers: one read
+        cols = tl.arange(0, BLOCK)
+        mask = cols < N
+        x = _rmsnorm_input(X, RES, H, cols, mask, HAS_RESIDUAL)
+        rstd = tl.rsqrt(tl.sum(x * x, axis=0) / N + eps)
+        w = tl.load(W + cols, mask=mask).to(tl.float32)
+        tl.store(Y + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
+        return
     sum_sq = tl.zeros([BLOCK], dtype=tl.float32)
     for off in range(0, N, BLOCK):
         cols = off + tl.arange(0, BLOCK)
-        mask = cols < N
-        x = tl.load(X + cols, mask=mask, other=0.0)
-        if HAS_RESIDUAL:
-            # Rounded to the stored dtype first, so y normalizes exactly the returned residual.
-            x = (x.to(tl.float32) + tl.load(RES + cols, mask=mask, other=0.0).to(tl.float32)).to(x.dtype)
-            tl.store(H + cols, x, mask=mask)
-        x = x.to(tl.float32)
+        x = _rmsnorm_input(X, RES, H, cols, cols < N, HAS_RESIDUAL)
         sum_sq += x * x
     rstd = tl.rsqrt(tl.sum(sum_sq, axis=0) / N + eps)
     if HAS_RESIDUAL:
@@ -120,12 +138,31 @@ def _rmsnorm_bwd_kernel(
 
 
 @triton.jit
+def _layernorm_affine(y, W, B, cols, mask, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr):
+    if HAS_WEIGHT:
+        y *= tl.load(W + cols, mask=mask).to(tl.float32)
+    if HAS_BIAS:
+        y += tl.load(B + cols, mask=mask).to(tl.float32)
+    return y
+
+
+@triton.jit
 def _layernorm_fwd_kernel(
-    X, W, B, Y, N, eps, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr
-):
+    X, W, B, Y, N, eps,
+    HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, ROW_IN_BLOCK: tl.constexpr, BLOCK: tl.constexpr,
+):  # fmt: skip
     start = tl.program_id(0).to(tl.int64) * N
     X += start
     Y += start
+    if ROW_IN_BLOCK:  # the row stays in registers: one read
+        cols = tl.arange(0, BLOCK)
+        mask = cols < N
+        x = tl.load(X + cols, mask=mask, other=0.0).to(tl.float32)
+        xc = tl.where(mask, x - tl.sum(x, axis=0) / N, 0.0)
+        y = xc * tl.rsqrt(tl.sum(xc * xc, axis=0) / N + eps)
+        y = _layernorm_affine(y, W, B, cols, mask, HAS_WEIGHT, HAS_BIAS)
+        tl.store(Y + cols, y.to(Y.dtype.element_ty), mask=mask)
+        return
     # Mean first, then the variance around it: one-pass E[x^2] - E[x]^2 loses every digit
     # in float32 when |mean| >> std.
     sum_x = tl.zeros([BLOCK], dtype=tl.float32)
@@ -144,10 +181,7 @@ def _layernorm_fwd_kernel(
         cols = off + tl.arange(0, BLOCK)
         mask = cols < N
         y = (tl.load(X + cols, mask=mask, other=0.0).to(tl.float32) - mean) * rstd
-        if HAS_WEIGHT:
-            y *= tl.load(W + cols, mask=mask).to(tl.float32)
-        if HAS_BIAS:
-            y += tl.load(B + cols, mask=mask).to(tl.float32)
+        y = _layernorm_affine(y, W, B, cols, mask, HAS_WEIGHT, HAS_BIAS)
         tl.store(Y + cols, y.to(Y.dtype.element_ty), mask=mask)
 
 
@@ -267,6 +301,16 @@ def _row_config(n: int) -> tuple[int, int]:
     return block, min(max(block // 256, 1), 8)
 
 
+def _forward_row_config(n: int) -> dict[str, Any]:
+    """Launch options of a forward kernel: rows up to `_MAX_ROW_IN_BLOCK` columns are held
+    in registers (at most 32 per thread) and read once; longer rows loop over chunks."""
+    if n > _MAX_ROW_IN_BLOCK:
+        block, num_warps = _row_config(n)
+        return {"BLOCK": block, "num_warps": num_warps, "ROW_IN_BLOCK": False}
+    block = triton.next_power_of_2(n)
+    return {"BLOCK": block, "num_warps": min(max(block // 256, 1), 16), "ROW_IN_BLOCK": True}
+
+
 def _bwd_grid(m: int) -> tuple[int, int]:
     """(programs, rows per program) of a backward kernel over `m` rows."""
     rows_per_program = triton.cdiv(m, _BWD_PROGRAMS)
@@ -287,11 +331,10 @@ def _rmsnorm_forward(
 ) -> tuple[mx.array, ...]:
     """(y,) for rows `x`, or (y, x + residual) when a residual is given."""
     m, n = x.shape
-    block, num_warps = _row_config(n)
     fused = residual is not None
     return _rmsnorm_fwd_kernel[(m,)].functional(
         x, residual, weight, triton.empty(x.shape, x.dtype), triton.empty(x.shape, x.dtype) if fused else None,
-        n, eps, HAS_RESIDUAL=fused, BLOCK=block, num_warps=num_warps,
+        n, eps, HAS_RESIDUAL=fused, **_forward_row_config(n),
     )  # fmt: skip
 
 
@@ -344,10 +387,9 @@ def _fused_add_rmsnorm_rows_vjp(
 @mx.custom_function
 def _layernorm_rows(x: mx.array, weight: mx.array | None, bias: mx.array | None, *, eps: float) -> mx.array:
     m, n = x.shape
-    block, num_warps = _row_config(n)
     (y,) = _layernorm_fwd_kernel[(m,)].functional(
         x, weight, bias, triton.empty(x.shape, x.dtype), n, eps,
-        HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, BLOCK=block, num_warps=num_warps,
+        HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, **_forward_row_config(n),
     )  # fmt: skip
     return y
 
