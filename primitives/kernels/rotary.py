@@ -23,29 +23,33 @@ import mtriton as triton
 import mtriton.language as tl
 
 _SUPPORTED_DTYPES = (mx.float32, mx.float16, mx.bfloat16)
-_PAIRS_PER_PROGRAM = 1024  # rows x pairs of one program's tile
+_PAIRS_PER_PROGRAM = 1024  # positions x pairs of one program's tile
+_MAX_SEQS_PER_PROGRAM = 32  # sequences (batch x heads) rotated with one table of angles
 _MAX_PASS_BLOCK = 128  # columns copied per step for the features past `dims`
 
 
 @triton.jit
 def _rope_kernel(
     x_ptr, out_ptr, offset_ptr,
-    n_rows, seq_len, rows_per_batch, offset_stride, feature_dim,
+    seq_len, n_seqs, seqs_per_batch, offset_stride, feature_dim,
     scale, neg_log2_base_over_half,
     HALF: tl.constexpr, TRADITIONAL: tl.constexpr, INVERSE: tl.constexpr,
-    BLOCK_ROWS: tl.constexpr, BLOCK_HALF: tl.constexpr, PASS_BLOCK: tl.constexpr,
+    BLOCK_L: tl.constexpr, BLOCK_HALF: tl.constexpr, PASS_BLOCK: tl.constexpr, SEQS: tl.constexpr,
 ):  # fmt: skip
-    """Rotates BLOCK_ROWS rows of x, seen as (n_rows, feature_dim) with n_rows = batch * L."""
-    rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-    row_mask = rows < n_rows
+    """Rotates positions [BLOCK_L * p, BLOCK_L * (p + 1)) of SEQS sequences of x, seen as
+    (n_seqs, seq_len, feature_dim). The sequences share one batch element, hence one offset
+    and one table of angles, computed once (the sines and cosines cost more than the data)."""
+    positions = tl.program_id(0) * BLOCK_L + tl.arange(0, BLOCK_L)
+    pos_mask = positions < seq_len
+    first_seq = tl.program_id(1) * SEQS
     pairs = tl.arange(0, BLOCK_HALF)
-    mask = row_mask[:, None] & (pairs < HALF)[None, :]
+    mask = pos_mask[:, None] & (pairs < HALF)[None, :]
 
     # A scalar offset is read with offset_stride 0; a per-batch one with stride 1.
-    offset = tl.load(offset_ptr + (rows // rows_per_batch) * offset_stride, mask=row_mask, other=0)
-    position = ((rows % seq_len) + offset).to(tl.float32) * scale
+    offset = tl.load(offset_ptr + (first_seq // seqs_per_batch) * offset_stride)
+    angle_pos = (positions + offset).to(tl.float32) * scale
     inv_freq = tl.exp2(pairs.to(tl.float32) * neg_log2_base_over_half)
-    theta = position[:, None] * inv_freq[None, :]
+    theta = angle_pos[:, None] * inv_freq[None, :]
     cos = tl.cos(theta)
     sin = tl.sin(theta)
     if INVERSE:
@@ -57,19 +61,19 @@ def _rope_kernel(
     else:
         first = pairs
         second = pairs + HALF
-    row_offs = rows[:, None] * feature_dim
-    x1 = tl.load(x_ptr + row_offs + first[None, :], mask=mask, other=0.0).to(tl.float32)
-    x2 = tl.load(x_ptr + row_offs + second[None, :], mask=mask, other=0.0).to(tl.float32)
     out_ty = out_ptr.dtype.element_ty
-    tl.store(out_ptr + row_offs + first[None, :], (x1 * cos - x2 * sin).to(out_ty), mask=mask)
-    tl.store(out_ptr + row_offs + second[None, :], (x1 * sin + x2 * cos).to(out_ty), mask=mask)
-
-    if PASS_BLOCK > 0:
-        cols = tl.arange(0, PASS_BLOCK)
-        for start in range(2 * HALF, feature_dim, PASS_BLOCK):
-            pass_offs = row_offs + (start + cols)[None, :]
-            pass_mask = row_mask[:, None] & ((start + cols) < feature_dim)[None, :]
-            tl.store(out_ptr + pass_offs, tl.load(x_ptr + pass_offs, mask=pass_mask), mask=pass_mask)
+    for seq in range(first_seq, first_seq + SEQS):
+        row_offs = (seq.to(tl.int64) * seq_len + positions)[:, None] * feature_dim
+        x1 = tl.load(x_ptr + row_offs + first[None, :], mask=mask, other=0.0).to(tl.float32)
+        x2 = tl.load(x_ptr + row_offs + second[None, :], mask=mask, other=0.0).to(tl.float32)
+        tl.store(out_ptr + row_offs + first[None, :], (x1 * cos - x2 * sin).to(out_ty), mask=mask)
+        tl.store(out_ptr + row_offs + second[None, :], (x1 * sin + x2 * cos).to(out_ty), mask=mask)
+        if PASS_BLOCK > 0:
+            cols = tl.arange(0, PASS_BLOCK)
+            for start in range(2 * HALF, feature_dim, PASS_BLOCK):
+                pass_offs = row_offs + (start + cols)[None, :]
+                pass_mask = pos_mask[:, None] & ((start + cols) < feature_dim)[None, :]
+                tl.store(out_ptr + pass_offs, tl.load(x_ptr + pass_offs, mask=pass_mask), mask=pass_mask)
 
 
 # ---------------------------------------------------------------------------- host side
@@ -82,20 +86,22 @@ def _launch(
     if x.size == 0:
         return out
     feature_dim, seq_len = x.shape[-1], x.shape[-2]
-    n_rows = x.size // feature_dim
+    n_seqs = x.size // (feature_dim * seq_len)
     half = dims // 2
     block_half = triton.next_power_of_2(half)
-    block_rows = max(1, min(triton.next_power_of_2(n_rows), _PAIRS_PER_PROGRAM // block_half))
+    block_l = max(1, min(triton.next_power_of_2(seq_len), _PAIRS_PER_PROGRAM // block_half))
     passed = feature_dim - dims
     pass_block = min(_MAX_PASS_BLOCK, triton.next_power_of_2(passed)) if passed else 0
-    # A per-batch offset belongs to every row of one index of the first axis.
-    rows_per_batch = n_rows // x.shape[0] if offsets.size > 1 else n_rows
-    _rope_kernel[(triton.cdiv(n_rows, block_rows),)](
+    # A per-batch offset belongs to the sequences of one index of the first axis; a program's
+    # sequences never straddle two.
+    seqs_per_batch = n_seqs // x.shape[0] if offsets.size > 1 else n_seqs
+    seqs = math.gcd(seqs_per_batch, _MAX_SEQS_PER_PROGRAM)
+    _rope_kernel[(triton.cdiv(seq_len, block_l), n_seqs // seqs)](
         x, out, offsets,
-        n_rows, seq_len, rows_per_batch, 1 if offsets.size > 1 else 0, feature_dim,
+        seq_len, n_seqs, seqs_per_batch, 1 if offsets.size > 1 else 0, feature_dim,
         float(scale), -math.log2(base) / half,
         HALF=half, TRADITIONAL=bool(traditional), INVERSE=inverse,
-        BLOCK_ROWS=block_rows, BLOCK_HALF=block_half, PASS_BLOCK=pass_block,
+        BLOCK_L=block_l, BLOCK_HALF=block_half, PASS_BLOCK=pass_block, SEQS=seqs,
     )  # fmt: skip
     return out
 
