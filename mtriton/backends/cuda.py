@@ -107,6 +107,12 @@ __device__ inline void mt_ldmatrix_x2_trans(unsigned int* r, const void* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\\n"
                : "=r"(r[0]), "=r"(r[1]) : "r"(mt_shared_address(p)));
 }
+template <int N>
+__device__ inline void mt_cp_async(void* dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\\n"
+               :: "r"(mt_shared_address(dst)), "l"(src), "n"(N), "r"(src_bytes) : "memory");
+}
+__device__ inline void mt_cp_async_wait() { asm volatile("cp.async.wait_all;\\n" ::: "memory"); }
 __device__ inline void mt_mma_store(const float c[4], float* C, int ldc) {
   const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   C[g * ldc + 2 * t] = c[0];
@@ -184,6 +190,8 @@ CUDA = Dialect(
             load_b="mt_ldmatrix_x2_trans({r}, {p});",
             mma="mt_mma_regs({c}, {a}, {b}, (const {t}*)0);",
             pad=8,
+            copy="mt_cp_async<{n}>({dst}, {src}, {bytes});",
+            copy_wait="mt_cp_async_wait();",
         ),
     ),  # fmt: skip
     prelude=PRELUDE,

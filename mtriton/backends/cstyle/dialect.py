@@ -29,6 +29,10 @@ class Fragments:
         load_b: the same for one tile (2 registers; lanes 0-15 pass rows 0-15).
         mma: `{c}` (4 floats) += `{a}` x `{b}` with input type `{t}`.
         pad: elements added to each staged row.
+        copy: an asynchronous copy of `{n}` bytes from global `{src}` to threadgroup `{dst}`
+            reading `{bytes}` of them (the rest zero-filled): a load used only as a `dot`
+            operand goes straight to threadgroup memory, through no registers.
+        copy_wait: waits for this thread's asynchronous copies.
     """
 
     load_a: str
@@ -36,6 +40,8 @@ class Fragments:
     load_b: str
     mma: str
     pad: int
+    copy: str
+    copy_wait: str
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ class Entity:
     base: str | None = None
     wide: bool = False  # pointer offsets need 64 bits
     uniform: bool = False  # a block whose elements all equal the scalar expression `name`
+    deferred: ir.Op | None = None  # a load the `dot` using it performs (`Lowering.deferred`)
 
     def at(self, slot: str = "i") -> str:
         return self.name if self.layout is None or self.uniform else f"{self.name}[{slot}]"
@@ -103,6 +104,7 @@ class Lowering:
         self.atomic_bases: set[str] = set()
         self.prologue: dict[str, str] = {}  # name -> statement, placed before the body
         self.mma_layouts = self._mma_layouts()
+        self.deferred = self._deferred_loads()
 
     @property
     def atomic(self) -> set[str]:
@@ -160,6 +162,50 @@ class Lowering:
             if op.result.type.elem == T.float32 and k % unit.k == 0 and layout is not None:
                 layouts[layout.numel] = layout
         return layouts
+
+    def fragment_layout(self, dot: ir.Op) -> MmaLayout | None:
+        """The accumulator layout `dot` runs in on register fragments, if it does."""
+        layout = self.mma_layouts.get(dot.result.type.numel)
+        a, b = dot.operands[:2]
+        if layout is None or len(a.type.shape) != 2 or a.type.elem.short not in self.d.matrix.inputs:
+            return None
+        shape_ok = (layout.m, layout.n, a.type.shape[1] % self.d.matrix.k) == (
+            a.type.shape[0],
+            b.type.shape[1],
+            0,
+        )
+        return layout if shape_ok and dot.result.type.elem == T.float32 else None
+
+    def _deferred_loads(self) -> set[int]:
+        """Loads whose only use is an operand of a fragment `dot` later in the same block, with
+        no memory write between them and nothing but zeros for masked elements: the dot copies
+        them from global to threadgroup memory itself, through no registers."""
+        if not self.mma_layouts or self.d.matrix.fragments is None:
+            return set()
+        uses: dict[int, int] = {}
+        zeros: set[int] = set()
+        for op in ir.walk(self.fn.body):
+            for v in op.operands:
+                uses[id(v)] = uses.get(id(v), 0) + 1
+            if (
+                op.name == "constant"
+                and op.attrs["value"] == 0
+                or (op.name in ("splat", "broadcast", "cast") and id(op.operands[0]) in zeros)
+            ):
+                zeros.add(id(op.result))
+        deferred: set[int] = set()
+        blocks = [self.fn.body, *(r for op in ir.walk(self.fn.body) for r in op.regions)]
+        for block in blocks:
+            pending: set[int] = set()
+            for op in block.ops:
+                if op.name == "dot" and self.fragment_layout(op) is not None:
+                    deferred |= pending & {id(v) for v in op.operands[:2]}
+                if op.name in ir.SIDE_EFFECT_OPS or op.regions:
+                    pending.clear()  # a store may write what a pending load reads
+                zero_other = len(op.operands) < 3 or id(op.operands[-1]) in zeros
+                if op.name == "load" and op.result.type.shape and uses.get(id(op.result)) == 1 and zero_other:
+                    pending.add(id(op.result))
+        return deferred
 
     def new_entity(
         self, v: ir.Value, base: str | None = None, dtype: T.DType | None = None, wide: bool = False

@@ -171,6 +171,10 @@ def _lower_load(lo: Lowering, op: ir.Op) -> None:
     mask_v = op.operands[1] if len(op.operands) > 1 else None
     mask = lo.get(mask_v) if mask_v is not None else None
     other = lo.get(op.operands[2]) if len(op.operands) > 2 else None
+    if id(op.result) in lo.deferred:
+        elem = op.result.type.elem
+        lo.env[id(op.result)] = Entity("", elem, lo.layout_of(op.result), deferred=op)
+        return
     ent = lo.new_entity(op.result)
     zero = lo.literal(0, ent.dtype)
 
@@ -786,10 +790,11 @@ def _lower_dot(lo: Lowering, op: ir.Op) -> None:
         and n % unit.n == 0
         and k % unit.k == 0
     )
-    layout = result.layout
-    if use_unit and isinstance(layout, MmaLayout) and (layout.m, layout.n) == (m, n):
-        _dot_fragments(lo, unit, (a_v, b_v), acc, result, layout)
+    fragments = lo.fragment_layout(op)
+    if fragments is not None:
+        _dot_fragments(lo, unit, (a_v, b_v), acc, result, fragments)
         return
+    layout = result.layout
     if use_unit:
         stage_ctype = unit.stage.format(t=lo.ctype(in_dtype))
         stage_dtype = T.float32 if stage_ctype == "float" else in_dtype
@@ -850,11 +855,16 @@ def _dot_fragments(
     lo.barrier()
     for v, buf, cols, ld in ((a_v, a_buf, k, lda), (b_v, b_buf, n, ldb)):
         ent = lo.get(v)
+        if ent.deferred is not None:
+            _copy_to_shared(lo, ent.deferred, buf, cols, ld)
+            continue
         value = ent.at() if ent.dtype == in_dtype else lo.render_cast(ent.at(), ent.dtype, in_dtype)
         lo.slot_loop(ent.layout)
         lo.emit(f"const int e = {ent.layout.flat_index('i')};")
         lo.emit(f"{buf}[(e / {cols}) * {ld} + e % {cols}] = {value};")
         lo.close()
+    if any(lo.get(v).deferred is not None for v in inputs):
+        lo.emit(frag.copy_wait)
     lo.barrier()
     lo.emit(f"for (int i = 0; i < {layout.slots}; ++i) {result.name}[i] = {acc.at()};")
     tiles_m, tiles_n = layout.tiles_m, layout.tiles_n
@@ -878,6 +888,52 @@ def _dot_fragments(
             lo.emit(frag.mma.format(c=c, a=f"fa + {4 * mi}", b=f"fb + {2 * ni}", t=t))
     lo.close()
     lo.barrier()
+    lo.close()
+
+
+def _copy_to_shared(lo: Lowering, load: ir.Op, buf: str, cols: int, ld: int) -> None:
+    """Performs a deferred load into a staged tile (rows of `cols` elements, `ld` apart):
+    asynchronous vector copies where the chunk allows (masked elements zero-filled), element
+    copies elsewhere."""
+    frag = lo.d.matrix.fragments
+    ptr_v, mask_v = load.operands[0], (load.operands[1] if len(load.operands) > 1 else None)
+    ptr, mask = lo.get(ptr_v), (lo.get(mask_v) if mask_v is not None else None)
+    layout = lo.layout_of(load.result)
+    ctype = lo.ctype(ptr.dtype)
+    zero = lo.literal(0, ptr.dtype)
+    vec = _vector_width(lo, ptr_v, layout, ptr.dtype)
+    if vec == 1 or cols % vec:
+        lo.slot_loop(layout)
+        lo.emit(f"const int e = {layout.flat_index('i')};")
+        value = f"{ptr.base}[{ptr.at()}]"
+        lo.emit(
+            f"{buf}[(e / {cols}) * {ld} + e % {cols}] = {f'{mask.at()} ? {value} : {zero}' if mask else value};"
+        )
+        lo.close()
+        return
+    nbytes = vec * ptr.dtype.itemsize
+    chunk = _chunk(lo, ptr, mask, mask_v, vec)
+    lo.open(f"for (int i = 0; i < {layout.slots}; i += {vec})")
+    lo.emit(f"const int e = {layout.flat_index('i')};")
+    lo.emit(f"{lo.d.shared_ptr.format(t=ctype)} dst = {buf} + (e / {cols}) * {ld} + e % {cols};")
+    src = f"{ptr.base} + {ptr.at()}"
+    flag = lo.aligned(ptr.base, nbytes)
+    if chunk.by_element and not (flag is not None and chunk.masks[0] == chunk.masks[-1]):
+        # a partial chunk (or no mask at all and an unaligned base) copies element by element
+        lo.open(f"if ({chunk.cond})")
+        lo.emit(frag.copy.format(n=nbytes, dst="dst", src=src, bytes=nbytes))
+        lo.close(" else {")
+    else:
+        # the whole chunk is in or out: one copy, zero-filled when out
+        size = nbytes if mask is None else f"({mask.at()} ? {nbytes} : 0)"
+        lo.open(f"if ({flag or 'true'})")
+        lo.emit(frag.copy.format(n=nbytes, dst="dst", src=src, bytes=size))
+        lo.close(" else {")
+    lo.depth += 1
+    for j, cond in enumerate(chunk.masks):
+        value = f"{ptr.base}[{ptr.at()} + {j}]"
+        lo.emit(f"dst[{j}] = {f'{cond} ? {value} : {zero}' if cond else value};")
+    lo.close()
     lo.close()
 
 
