@@ -76,8 +76,8 @@ def _rmsnorm_fwd_kernel(
         cols = tl.arange(0, BLOCK)
         mask = cols < N
         x = _rmsnorm_input(X, RES, H, cols, mask, HAS_RESIDUAL)
+        w = tl.load(W + cols, mask=mask).to(tl.float32)  # before the reduction: latencies overlap
         rstd = tl.rsqrt(tl.sum(x * x, axis=0) / N + eps)
-        w = tl.load(W + cols, mask=mask).to(tl.float32)
         tl.store(Y + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
         return
     sum_sq = tl.zeros([BLOCK], dtype=tl.float32)
@@ -147,6 +147,16 @@ def _layernorm_affine(y, W, B, cols, mask, HAS_WEIGHT: tl.constexpr, HAS_BIAS: t
 
 
 @triton.jit
+def _layernorm_row(x, W, B, N, eps, cols, mask, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """The normalized row `x` (float32, masked elements 0), its weight and bias loaded before
+    the reductions so that their latencies overlap."""
+    w = tl.load(W + cols, mask=mask).to(tl.float32) if HAS_WEIGHT else 1.0
+    b = tl.load(B + cols, mask=mask).to(tl.float32) if HAS_BIAS else 0.0
+    xc = tl.where(mask, x - tl.sum(x, axis=0) / N, 0.0)
+    return xc * tl.rsqrt(tl.sum(xc * xc, axis=0) / N + eps) * w + b
+
+
+@triton.jit
 def _layernorm_fwd_kernel(
     X, W, B, Y, N, eps,
     HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, ROW_IN_BLOCK: tl.constexpr, BLOCK: tl.constexpr,
@@ -158,9 +168,7 @@ def _layernorm_fwd_kernel(
         cols = tl.arange(0, BLOCK)
         mask = cols < N
         x = tl.load(X + cols, mask=mask, other=0.0).to(tl.float32)
-        xc = tl.where(mask, x - tl.sum(x, axis=0) / N, 0.0)
-        y = xc * tl.rsqrt(tl.sum(xc * xc, axis=0) / N + eps)
-        y = _layernorm_affine(y, W, B, cols, mask, HAS_WEIGHT, HAS_BIAS)
+        y = _layernorm_row(x, W, B, N, eps, cols, mask, HAS_WEIGHT, HAS_BIAS)
         tl.store(Y + cols, y.to(Y.dtype.element_ty), mask=mask)
         return
     # Mean first, then the variance around it: one-pass E[x^2] - E[x]^2 loses every digit
