@@ -103,6 +103,26 @@ def test_int8_linear(
     np.testing.assert_allclose(f64(y), f64(reference), **linear_tolerance(dtype, k))
 
 
+@pytest.mark.parametrize("dtype", [mx.float16, mx.bfloat16])
+def test_cuda_tiles_split_weights_into_two_half_terms(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch, dtype: mx.Dtype
+) -> None:
+    # On CUDA the prefill kernel multiplies half-precision x by W = hi + lo on the tensor cores
+    # (HALF_DOT, 128x128x64 tiles); the interpreter runs that kernel here and it must stay
+    # float32-accurate. (Metal's 32 KB of threadgroup memory cannot hold those tiles.)
+    monkeypatch.setattr(mtriton, "current_backend_name", lambda: "cuda")
+    mtriton.set_backend("interpreter")
+    try:
+        n, k, m = 45, 200, 40
+        w_q, scale, zero_point = Q.quantize_int8(rand(rng, (n, k)))
+        x = rand(rng, (m, k), dtype)
+        y = Q.int8_linear(x, w_q, scale, zero_point)
+    finally:
+        mtriton.set_backend(None)
+    w64 = (np.array(w_q, np.float64) - np.array(zero_point, np.float64)[:, None]) * f64(scale)[:, None]
+    np.testing.assert_allclose(f64(y), f64(x) @ w64.T, **linear_tolerance(dtype, k))
+
+
 # --------------------------------------------------------------------------- int4
 
 

@@ -427,12 +427,14 @@ def _rmsnorm_linear_rows(
 ) -> mx.array:
     m, k = x.shape
     n = linear_weight.shape[0]
-    block_m = min(max(triton.next_power_of_2(m), 16), _LINEAR_MAX_BLOCK_MN)
+    cuda = triton.current_backend_name() == "cuda"  # larger half-precision tiles: tensor cores
+    block_m = min(max(triton.next_power_of_2(m), 16), 128 if cuda else _LINEAR_MAX_BLOCK_MN)
     block_n = min(max(triton.next_power_of_2(n), 16), _LINEAR_MAX_BLOCK_MN)
     grid = (triton.cdiv(n, block_n), triton.cdiv(m, block_m))
     (out,) = _rmsnorm_linear_kernel[grid].functional(
         x, norm_weight, linear_weight, linear_bias, triton.empty((m, n), x.dtype), m, n, k, eps,
-        HAS_BIAS=linear_bias is not None, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=_LINEAR_BLOCK_K,
+        HAS_BIAS=linear_bias is not None, BLOCK_M=block_m, BLOCK_N=block_n,
+        BLOCK_K=64 if cuda else _LINEAR_BLOCK_K, num_warps=8 if cuda else 4,
     )  # fmt: skip
     return out
 

@@ -114,10 +114,11 @@ def _qmatvec_kernel(
 def _qmatmul_kernel(
     x_ptr, b_ptr, y_ptr, M, N, K, w_ptr, s_ptr, z_ptr, stride_w, stride_sr, stride_sg,
     BITS: tl.constexpr, PACK: tl.constexpr, GROUP: tl.constexpr, ZERO_IS_CODE: tl.constexpr,
-    HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    GROUP_M: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HALF_DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):  # fmt: skip
-    """y = x @ W.T on (BLOCK_M, BLOCK_N) tiles; each W tile is dequantized to float32 for tl.dot."""
+    """y = x @ W.T on (BLOCK_M, BLOCK_N) tiles; each W tile is dequantized to float32 for tl.dot
+    (HALF_DOT, for a float16/bfloat16 x on CUDA: split into two terms of x's dtype)."""
     # Grouped program order, as in Triton's matmul tutorial: neighbours share W tiles in cache.
     pid = tl.program_id(0)
     num_pid_m = tl.cdiv(M, BLOCK_M)
@@ -141,7 +142,14 @@ def _qmatmul_kernel(
             w_ptr, s_ptr, z_ptr, offs_n[None, :], offs_k[:, None], w_mask, stride_w, stride_sr, stride_sg,
             BITS, PACK, GROUP, ZERO_IS_CODE,
         )  # fmt: skip
-        acc = tl.dot(x.to(tl.float32), w, acc, input_precision="ieee")
+        if HALF_DOT:
+            # Tensor cores take x as it is and W as two half-precision terms, w = hi + lo with
+            # lo the rounding error of hi: float32-accurate weights in two fast dots.
+            w_hi = w.to(x.dtype)
+            acc = tl.dot(x, w_hi, acc)
+            acc = tl.dot(x, (w - w_hi.to(tl.float32)).to(x.dtype), acc)
+        else:
+            acc = tl.dot(x.to(tl.float32), w, acc, input_precision="ieee")
     if HAS_BIAS:  # loaded at the tile's shape, as x in the matvec
         bias = tl.load(b_ptr + offs_n[None, :] + 0 * offs_m[:, None], mask=offs_n[None, :] < N, other=0.0)
         acc += bias.to(tl.float32)
@@ -219,9 +227,13 @@ FLOAT_DTYPES = (mx.float32, mx.float16, mx.bfloat16)
 # Up to this many rows of x use the matvec kernel (decode); more use the tiled tl.dot kernel.
 MATVEC_MAX_ROWS = 8
 # Metal stages both tl.dot operands as float32 in 32 KB of threadgroup memory:
-# BLOCK_M * BLOCK_K + BLOCK_K * BLOCK_N <= 8192, every dot dimension >= 16.
+# BLOCK_M * BLOCK_K + BLOCK_K * BLOCK_N <= 8192, every dot dimension >= 16. CUDA's tensor-core
+# dot stages half-precision tiles in up to 200 KB of shared memory: larger tiles, more warps.
 _MATMUL_BLOCKS = {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8}
-_MATVEC_BLOCK_N, _MATVEC_BLOCK_K = 16, 128
+_CUDA_MATMUL_BLOCKS = {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_warps": 8}
+# A matvec program reads BLOCK_N rows of W: few rows, long chunks, so that a 4096-row W gives
+# a thousand programs to stream it.
+_MATVEC_BLOCK_N, _MATVEC_BLOCK_K = 4, 512
 _ELEMENTWISE_BLOCK = 1024
 
 
@@ -320,11 +332,12 @@ def _linear(fn: str, x: mx.array, packed: _Packed, bias: mx.array | None) -> mx.
             HAS_BIAS=bias is not None, BLOCK_N=block_n, BLOCK_K=block_k,
         )  # fmt: skip
     else:
-        blocks = _MATMUL_BLOCKS
+        blocks = _CUDA_MATMUL_BLOCKS if triton.current_backend_name() == "cuda" else _MATMUL_BLOCKS
         grid = (triton.cdiv(m, blocks["BLOCK_M"]) * triton.cdiv(n, blocks["BLOCK_N"]),)
         _qmatmul_kernel[grid](
             x2, bias, y, m, n, k, *packed.args(), **packed.meta(),
-            HAS_BIAS=bias is not None, **blocks,
+            HAS_BIAS=bias is not None, HALF_DOT=x.dtype != mx.float32 and blocks is _CUDA_MATMUL_BLOCKS,
+            **blocks,
         )  # fmt: skip
     return y.reshape(*lead, n)
 
