@@ -190,3 +190,10 @@ def test_cuda_matmul_accumulates_in_register_fragments() -> None:
     cuda = dump("dump-cuda", "matmul_kernel", "--num-warps", "4")
     assert "mt_ldmatrix_x4(" in cuda and "mt_ldmatrix_x4_trans(" in cuda and "mt_mma_regs(" in cuda
     assert "mt_mma_store(" not in cuda  # the accumulator never goes through shared memory
+
+
+def test_cumsum_scans_in_registers() -> None:
+    # one row per program: chunk totals combine across threads, nothing staged element by element
+    for target in ("dump-metal", "dump-cuda"):
+        source = dump(target, "cumsum_kernel")
+        assert "const int p = tid;" in source and "for (int q =" not in source

@@ -648,6 +648,10 @@ def _lower_scan(lo: Lowering, op: ir.Op) -> None:
     region = op.regions[0]
     threads = lo.threads
     results = [lo.new_entity(r) for r in op.results]
+    layout = inputs[0].layout
+    if groups == 1 and inner == 1 and not reverse and isinstance(layout, Layout) and not layout.replicated:
+        _scan_in_registers(lo, op, inputs, results, dtypes)
+        return
     lo.open()
     bufs, offset = _stage_all(lo, op.operands)
 
@@ -692,6 +696,65 @@ def _lower_scan(lo: Lowering, op: ir.Op) -> None:
         lo.slot_loop(r.layout)
         lo.emit(f"{r.name}[i] = {buf}[{r.layout.flat_index('i')}];")
         lo.close()
+    lo.close()
+
+
+def _scan_in_registers(
+    lo: Lowering, op: ir.Op, inputs: list[Entity], results: list[Entity], dtypes: list[T.DType]
+) -> None:
+    """A scan over a whole block in flat order, in registers: thread t's chunk k covers flat
+    indices (k * threads + t) * vec ..., so chunk k of every thread, taken in thread order, is
+    one contiguous stretch. Per chunk: scan its elements, combine the chunk totals across
+    threads (SIMD shuffles, then across warps), prefix the carry of the stretches before."""
+    region = op.regions[0]
+    layout = inputs[0].layout
+    vec, threads = layout.vec, lo.threads
+    lo.open()
+    lo.emit("const int p = tid;")
+    regs = [lo.fresh("r") for _ in inputs]
+    for r, e, dt in zip(regs, inputs, dtypes):
+        lo.emit(f"{lo.ctype(dt)} {r}[{layout.slots}];")
+        lo.emit(f"for (int i = 0; i < {layout.slots}; ++i) {r}[i] = {e.at()};")
+    carry = [lo.fresh("carry") for _ in inputs]
+    for c, dt in zip(carry, dtypes):
+        lo.emit(f"{lo.ctype(dt)} {c};")
+    carry_offset = sum(_bytes(dt, lo.warps) for dt in dtypes)  # after the per-warp totals
+    for k in range(layout.reps):
+        first, last = k * vec, k * vec + vec - 1
+        for j in range(first + 1, last + 1):
+            out = lo.combine(region, [f"{r}[{j - 1}]" for r in regs], [f"{r}[{j}]" for r in regs], dtypes)
+            for r, v in zip(regs, out):
+                lo.emit(f"{r}[{j}] = {v};")
+        excl = _exclusive_lane_scan(lo, op, [f"{r}[{last}]" for r in regs], dtypes, threads, 0)
+        if k:  # the stretches before this one come first
+            with_carry = lo.combine(region, carry, excl, dtypes)
+            prefix = [f"(tid > 0 ? {w} : {c})" for w, c in zip(with_carry, carry)]
+        else:
+            prefix = excl
+        names = [lo.fresh("pre") for _ in regs]
+        for name, value, dt in zip(names, prefix, dtypes):
+            lo.emit(f"const {lo.ctype(dt)} {name} = {value};")
+        lo.open(
+            f"for (int j = {first}; j <= {last}; ++j)"
+            if k
+            else f"if (tid > 0) for (int j = {first}; j <= {last}; ++j)"
+        )
+        out = lo.combine(region, names, [f"{r}[j]" for r in regs], dtypes)
+        for r, v in zip(regs, out):
+            lo.emit(f"{r}[j] = {v};")
+        lo.close()
+        if k + 1 < layout.reps:  # the carry: the last thread's inclusive value
+            bufs = [lo.scratch(dt, 1, carry_offset + 16 * n) for n, dt in enumerate(dtypes)]
+            lo.barrier()
+            for buf, r in zip(bufs, regs):
+                lo.emit(f"if (tid == {threads - 1}) {buf}[0] = {r}[{last}];")
+            lo.barrier()
+            for c, buf in zip(carry, bufs):
+                lo.emit(f"{c} = {buf}[0];")
+    for res, r in zip(results, regs):
+        lo.emit(
+            f"for (int i = 0; i < {layout.slots}; ++i) {res.name}[i] = static_cast<{lo.ctype(res.dtype)}>({r}[i]);"
+        )
     lo.close()
 
 
