@@ -528,6 +528,15 @@ def test_functional_form_leaves_inputs_unchanged(backend: str, rng: np.random.Ge
     np.testing.assert_array_equal(f64(y), y0)
 
 
+def test_raw_launch_reruns_the_compiled_kernel(backend: str, rng: np.random.Generator) -> None:
+    n = 300
+    x, y, out = rand(rng, n), rand(rng, n), mtriton.empty((n,))
+    raw = add_kernel[blocks(n, "BLOCK_SIZE")].raw(x, y, out, n, BLOCK_SIZE=64)
+    for _ in range(2):  # an mtriton.empty output is the kernel's only output on GPU backends
+        (written,) = [o for o in raw() if o is not None]
+        np.testing.assert_allclose(f64(written), f64(x) + f64(y), rtol=1e-6)
+
+
 def test_functional_form_of_an_autotuned_kernel(backend: str, rng: np.random.Generator) -> None:
     n = 500
     configs = [mtriton.Config({"BLOCK": b}) for b in (64, 128)]

@@ -170,7 +170,35 @@ class CustomKernelLauncher:
         self.kernels[paths] = kernel
         return kernel
 
+    def prepare(self, args: Sequence[Any], grid: tuple[int, int, int]) -> Callable[[], Any]:
+        """MLX's custom-kernel call for these arguments with its inputs built once (see
+        `KernelLauncher.raw`): it returns the kernel's outputs and writes back nothing."""
+        kernel, launch, *_ = self._launch(args, grid)
+        return lambda: kernel(**launch)
+
     def __call__(self, args: Sequence[Any], grid: tuple[int, int, int]) -> list[mx.array | None]:
+        kernel, launch, paths, inputs, copies, emulated = self._launch(args, grid)
+        outs = kernel(**launch)
+        results: list[mx.array | None] = [None] * len(args)
+        fresh_outs = iter(outs)
+        for k, path in enumerate(paths):
+            if path == FRESH:
+                results[k] = next(fresh_outs)
+        if copies:
+            if emulated:
+                written = outs[len(outs) - len(copies) :]
+            else:
+                written = [_after(inputs[i], outs[0]) for i in copies.values()]
+            for k, array in zip(copies, written):
+                results[k] = _unpad(array, args[k])
+        return results
+
+    def _launch(
+        self, args: Sequence[Any], grid: tuple[int, int, int]
+    ) -> tuple[Any, dict[str, Any], list[str], list[mx.array], dict[int, int], bool]:
+        """The kernel for these arguments' paths and its call's keyword arguments, with the
+        paths, inputs, copied arguments (argument index -> input index) and whether it is
+        the emulator's."""
         paths, inputs, copies = [], [], {}
         out_shapes, out_dtypes = [], []
         for param, arg in zip(self.fn.params, args):
@@ -207,20 +235,7 @@ class CustomKernelLauncher:
             launch["writable_inputs"] = list(copies.values())
             atomic = [i for k, i in copies.items() if self.fn.params[k].name in self.source.atomic]
             launch["order_dependent_inputs"] = atomic
-        outs = kernel(**launch)
-        results: list[mx.array | None] = [None] * len(args)
-        fresh_outs = iter(outs)
-        for k, path in enumerate(paths):
-            if path == FRESH:
-                results[k] = next(fresh_outs)
-        if copies:
-            if emulated:
-                written = outs[len(outs) - len(copies) :]
-            else:
-                written = [_after(inputs[i], outs[0]) for i in copies.values()]
-            for k, array in zip(copies, written):
-                results[k] = _unpad(array, args[k])
-        return results
+        return kernel, launch, paths, inputs, copies, emulated
 
 
 def _after(copy: mx.array, kernel_output: mx.array) -> mx.array:

@@ -84,6 +84,20 @@ class KernelLauncher:
         """
         return self.kernel.run(*args, grid=self.grid, _functional=True, **kwargs)
 
+    def raw(self, *args: Any, **kwargs: Any) -> Callable[[], Any]:
+        """Compiles for these arguments and returns the backend's own launch, bound to them.
+
+        Calling the result runs the compiled kernel on the same arrays again (on GPUs, the
+        `mx.fast.metal_kernel`/`cuda_kernel` call with its inputs already built) and returns
+        the backend's outputs, bypassing mtriton's argument binding, cache lookup and
+        write-back. Benchmarks compare it with `kernel[grid](...)` to measure that dispatch.
+        """
+        entry, runtime, grid3 = self.kernel.lookup(args, kwargs, self.grid)
+        prepare = getattr(entry.kernel, "prepare", None)
+        if prepare is not None:
+            return prepare(runtime, grid3)
+        return lambda: entry.kernel(runtime, grid3)
+
 
 class JITFunction:
     """A Python function compiled as a kernel. Create it with `@mtriton.jit`."""
@@ -265,28 +279,33 @@ class JITFunction:
         except TypeError:
             return ("c", repr(value))
 
-    def run(self, *args: Any, grid: Any, _functional: bool = False, **kwargs: Any) -> Any:
+    def lookup(
+        self, args: Sequence[Any], kwargs: dict[str, Any], grid: Any
+    ) -> tuple[CompiledEntry, list[Any], tuple[int, int, int]]:
+        """The compiled specialization for a launch (compiling it on a miss), the runtime
+        arguments it takes and the grid."""
         from ..backends import current_backend_name, get_backend
 
+        named, opts = self.bind(args, kwargs)
+        grid3 = normalize_grid(grid, {**named, **opts} if callable(grid) else named)
+        backend_name = current_backend_name()
+        key = (
+            self.cache_key(),
+            tuple(self._arg_key(n, v) for n, v in named.items()),
+            backend_name,
+            tuple(opts.items()),
+        )
+        entry = self.cache.get(key)
+        if entry is None:
+            specs = [self.specialize(n, v, backend_name) for n, v in named.items()]
+            backend = get_backend(backend_name)
+            entry = CompiledEntry(backend.compile(self.compile_ir(specs, opts, backend_name), opts), specs)
+            self.cache[key] = entry
+        return entry, [named[n] for n in entry.runtime_names], grid3
+
+    def run(self, *args: Any, grid: Any, _functional: bool = False, **kwargs: Any) -> Any:
         try:
-            named, opts = self.bind(args, kwargs)
-            grid3 = normalize_grid(grid, {**named, **opts} if callable(grid) else named)
-            backend_name = current_backend_name()
-            key = (
-                self.cache_key(),
-                tuple(self._arg_key(n, v) for n, v in named.items()),
-                backend_name,
-                tuple(opts.items()),
-            )
-            entry = self.cache.get(key)
-            if entry is None:
-                specs = [self.specialize(n, v, backend_name) for n, v in named.items()]
-                backend = get_backend(backend_name)
-                entry = CompiledEntry(
-                    backend.compile(self.compile_ir(specs, opts, backend_name), opts), specs
-                )
-                self.cache[key] = entry
-            runtime = [named[n] for n in entry.runtime_names]
+            entry, runtime, grid3 = self.lookup(args, kwargs, grid)
             if grid3[0] * grid3[1] * grid3[2] == 0:
                 outputs: list[Any] = [None] * len(runtime)
             else:
