@@ -102,7 +102,11 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        return all(check.status == "ok" for check in self.checks.values())
+        """mtriton's result agrees with the reference. The other columns' checks are reported,
+        not required: MLX built-ins can fail on a backend (mx.quantized_matmul with N = 45 on
+        CUDA) and Triton multiplies float32 dots in TF32 by default."""
+        mtriton = self.checks.get("mtriton")
+        return mtriton is not None and mtriton.status == "ok"
 
     def rate(self, impl: str) -> float | None:
         """Bytes per second (memory-bound) or operations per second (compute-bound)."""

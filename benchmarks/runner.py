@@ -161,7 +161,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the command line; returns the exit status (1 when a check failed)."""
+    """Runs the command line; returns the exit status (1 when an mtriton check failed)."""
     parser = _parser()
     args = parser.parse_args(argv)
     suites.load_all()
