@@ -47,6 +47,8 @@ def normalize_grid(grid: Any, meta: dict[str, Any]) -> tuple[int, int, int]:
         grid = grid(meta)
     if isinstance(grid, int):
         grid = (grid,)
+    if type(grid) is tuple and len(grid) == 1 and type(grid[0]) is int and grid[0] >= 0:
+        return (grid[0], 1, 1)  # the common case, without the general checks (dispatch cost)
     try:
         dims = [int(g) for g in grid]
     except (TypeError, ValueError):
@@ -182,8 +184,12 @@ class JITFunction:
 
     def cache_key(self) -> str:
         """Hash of this function's source, every @jit function it calls and the constants it reads."""
-        if self._deps is not None and all(g.get(n) is o for g, n, o in self._deps):
-            return self._deps_key  # type: ignore[return-value]
+        if self._deps is not None:
+            for g, n, o in self._deps:
+                if g.get(n) is not o:
+                    break
+            else:
+                return self._deps_key  # type: ignore[return-value]
         self._deps = self._collect_deps()
         parts = [self.src]
         for _, name, obj in self._deps:
