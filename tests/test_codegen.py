@@ -197,3 +197,32 @@ def test_cumsum_scans_in_registers() -> None:
     for target in ("dump-metal", "dump-cuda"):
         source = dump(target, "cumsum_kernel")
         assert "const int p = tid;" in source and "for (int q =" not in source
+
+
+GROUPED_SCALE = """
+import mtriton
+import mtriton.language as tl
+
+
+@mtriton.jit
+def grouped_scale(x_ptr, s_ptr, y_ptr, GROUP: tl.constexpr):
+    cols = tl.arange(0, 512)
+    tl.store(y_ptr + cols, tl.load(x_ptr + cols) * tl.load(s_ptr + cols // GROUP))
+"""
+
+
+@pytest.mark.parametrize(
+    "group, once_per_chunk", [(4, True), (128, True), (1024, True), (2, False), (3, False)]
+)
+def test_loads_of_one_address_per_chunk_are_issued_once(
+    tmp_path: Path, group: int, once_per_chunk: bool
+) -> None:
+    # cols // GROUP repeats each value GROUP times (runs aligned): a 4-element chunk whose
+    # elements share one scale loads it once; GROUP 2 or 3 changes it inside a chunk.
+    path = tmp_path / "grouped.py"
+    path.write_text(GROUPED_SCALE)
+    for target in ("dump-metal", "dump-cuda"):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            cli.main([target, f"{path}:grouped_scale", "-s", "*fp32,*fp32,*fp32", "-c", f"GROUP={group}"])
+        assert bool(re.search(r"(\w+)\[i \+ 1\] = \1\[i\];", out.getvalue())) == once_per_chunk

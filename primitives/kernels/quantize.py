@@ -57,7 +57,10 @@ def _dequantize_tile(
         q = ((word >> ((cols % PACK) * BITS)) & ((1 << BITS) - 1)).to(tl.float32)
     # Scales are loaded per element, not as a row vector broadcast over the tile: a broadcast
     # of loaded data would be staged through threadgroup memory, repeated loads hit the cache.
-    params = rows * stride_sr + (cols // GROUP) * stride_sg
+    if GROUP == 0:  # one scale per row, or one in all (int8): the same along a row
+        params = rows * stride_sr + 0 * cols
+    else:
+        params = rows * stride_sr + (cols // GROUP) * stride_sg
     scale = tl.load(s_ptr + params, mask=mask, other=0.0).to(tl.float32)
     zero = tl.load(z_ptr + params, mask=mask, other=0)
     if ZERO_IS_CODE:
@@ -354,10 +357,10 @@ def _int8_packed(fn: str, w_q: mx.array, scale: mx.array, zero_point: mx.array) 
         )
     _check_shape(fn, "zero_point", zero_point, scale.shape)
     k = w_q.shape[-1]
-    # One group per row (stride_sg 0, so GROUP is moot); per tensor, every row reads scale[0].
+    # One group per row (GROUP 0: no column term); per tensor, every row reads scale[0].
     return _Packed(
         w_q, scale, zero_point, rows=math.prod(per_row), in_features=k, stride_w=k,
-        stride_sr=int(scale.ndim > 0), stride_sg=0, bits=8, pack=1, group=1, zero_is_code=True,
+        stride_sr=int(scale.ndim > 0), stride_sg=0, bits=8, pack=1, group=0, zero_is_code=True,
     )  # fmt: skip
 
 

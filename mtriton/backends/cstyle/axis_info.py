@@ -57,7 +57,7 @@ class AxisInfoAnalysis:
 
     def __init__(self, fn: ir.Function) -> None:
         self.info: dict[int, AxisInfo] = {}
-        self.ones: set[int] = set()  # values whose elements are all the integer constant 1
+        self.consts: dict[int, int] = {}  # values whose elements all equal a known integer
         for param in fn.params:
             self.info[id(param.value)] = AxisInfo(1, param.divisibility, 1)
         self._block(fn.body)
@@ -118,8 +118,8 @@ class AxisInfoAnalysis:
 
     def _rule_constant(self, op: ir.Op) -> AxisInfo:
         value = op.attrs["value"]
-        if value == 1 and isinstance(value, int) and not isinstance(value, bool):
-            self.ones.add(id(op.result))
+        if isinstance(value, int) and not isinstance(value, bool):
+            self.consts[id(op.result)] = value
         div = _pow2_divisor(value) if isinstance(value, int) and not isinstance(value, bool) else 1
         return AxisInfo(1, div, LARGE)
 
@@ -127,14 +127,14 @@ class AxisInfoAnalysis:
         return AxisInfo(LARGE, _pow2_divisor(op.attrs["start"]), 1)
 
     def _rule_splat(self, op: ir.Op) -> AxisInfo:
-        if id(op.operands[0]) in self.ones:
-            self.ones.add(id(op.result))
+        if id(op.operands[0]) in self.consts:
+            self.consts[id(op.result)] = self.consts[id(op.operands[0])]
         return AxisInfo(1, self[op.operands[0]].divisibility, LARGE)
 
     def _rule_broadcast(self, op: ir.Op) -> AxisInfo:
         src = op.operands[0]
-        if id(src) in self.ones:
-            self.ones.add(id(op.result))
+        if id(src) in self.consts:
+            self.consts[id(op.result)] = self.consts[id(src)]
         if _last(src) == 1 and _last(op.result) > 1:
             return AxisInfo(1, self[src].divisibility, LARGE)
         return self[src]
@@ -185,8 +185,10 @@ class AxisInfoAnalysis:
         # The product has runs of one element, so each element must be a multiple: within a
         # run of consecutive integers only the first is (a run holds odd numbers), as Triton.
         x, y = op.operands
-        if id(y) in self.ones or id(x) in self.ones:  # `offs * stride` with a stride of 1
-            return self[x] if id(y) in self.ones else self[y]
+        if self.consts.get(id(y)) == 1 or self.consts.get(id(x)) == 1:  # `offs * stride`, stride 1
+            return self[x] if self.consts.get(id(y)) == 1 else self[y]
+        if self.consts.get(id(y)) == 0 or self.consts.get(id(x)) == 0:  # `0 * cols`: a broadcast
+            return AxisInfo(1, LARGE, LARGE)
         a, b = self[x], self[y]
         div_a = a.divisibility if a.contiguity == 1 else 1
         div_b = b.divisibility if b.contiguity == 1 else 1
@@ -215,7 +217,22 @@ class AxisInfoAnalysis:
         return AxisInfo(1, 1, constancy)
 
     _rule_and = _rule_or = _rule_xor = _rule_where = _rule_not = _elementwise_constancy
-    _rule_maximum = _rule_minimum = _rule_div = _rule_floordiv = _elementwise_constancy
+    _rule_maximum = _rule_minimum = _rule_div = _elementwise_constancy
+
+    def _rule_floordiv(self, op: ir.Op) -> AxisInfo:
+        # `cols // GROUP` by a constant d: the quotient of a run of consecutive integers
+        # changes only at multiples of d, and the run starts at a multiple of its divisibility,
+        # so it splits into aligned runs of gcd(divisibility, d) equal quotients.
+        x, y = op.operands
+        a, d = self[x], self.consts.get(id(y))
+        if d == 1:
+            return a
+        info = self._elementwise_constancy(op)
+        if d is None or d <= 0 or not op.result.type.elem.is_int():
+            return info
+        if a.contiguity == 1:  # every element is a multiple of the divisibility
+            return AxisInfo(1, a.divisibility // d if a.divisibility % d == 0 else 1, info.constancy)
+        return AxisInfo(1, 1, max(info.constancy, math.gcd(a.contiguity, a.divisibility, d)))
 
     def _rule_mod(self, op: ir.Op) -> AxisInfo:
         # `(start + arange) % n` (offsets wrapped at a bound, as in Triton's matmul tutorial):
