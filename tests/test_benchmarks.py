@@ -34,7 +34,9 @@ def test_every_entry_runs_checks_and_reports(tmp_path: Path, capsys: pytest.Capt
     assert {f"{r['suite']}/{r['name']}" for r in document["results"]} == set(registry.REGISTRY)
     for result in document["results"]:
         assert result["checks"]["mtriton"]["status"] == "ok", result
-        assert {"mtriton", "builtin", "numpy"} <= set(result["times"]), result
+        assert {"mtriton", "numpy"} <= set(result["times"]), result
+        # an MLX built-in may fail on a backend (mx.quantized_matmul with N = 45 on CUDA): reported
+        assert "builtin" in result["times"] or result["checks"]["builtin"]["status"] == "ERROR", result
     for key in registry.REGISTRY:
         assert key in table
     assert "plots skipped" in table or len(list(tmp_path.glob("*.png"))) == 2

@@ -127,6 +127,12 @@ class CustomKernelLauncher:
         self.source = generate(fn, dialect, num_warps)
         self.factory = factory
         self.kernels: dict[tuple[str, ...], Any] = {}
+        # per parameter: (name, dtype of a scalar or None for a pointer, whether it is written)
+        self.params = [
+            (p.name, None if isinstance(p.value.type.elem, T.PointerType) else IR_TO_MX[p.value.type.elem],
+             p.name in self.source.written)
+            for p in fn.params
+        ]  # fmt: skip
         if len(fn.params) + 1 > MAX_BUFFERS and dialect.name == "metal":
             raise OutOfResources(
                 f"kernel {fn.name} has {len(fn.params)} arguments; Metal allows {MAX_BUFFERS} buffers per kernel"
@@ -210,19 +216,19 @@ class CustomKernelLauncher:
         the emulator's."""
         paths, inputs, copies = [], [], {}
         out_shapes, out_dtypes = [], []
-        for param, arg in zip(self.fn.params, args):
-            elem = param.value.type.elem
-            if not isinstance(elem, T.PointerType):
+        for (name, scalar_dtype, written), arg in zip(self.params, args):
+            if scalar_dtype is not None:
                 paths.append(SCALAR)
+                kind = type(arg)
                 inputs.append(
-                    _scalar(type(arg), arg, IR_TO_MX[elem])
-                    if type(arg) in (int, float, bool)
-                    else mx.array(arg, dtype=IR_TO_MX[elem])
+                    _scalar(kind, arg, scalar_dtype)
+                    if kind in (int, float, bool)
+                    else mx.array(arg, dtype=scalar_dtype)
                 )
                 continue
             if not isinstance(arg, mx.array):
-                raise LaunchError(f"argument {param.name}: expected an mx.array, got {type(arg).__name__}")
-            if param.name not in self.source.written:
+                raise LaunchError(f"argument {name}: expected an mx.array, got {type(arg).__name__}")
+            if not written:
                 paths.append(INPUT if arg.size >= SMALL_INPUT else SMALL)
                 inputs.append(arg)
             elif _take_fresh(arg):

@@ -295,9 +295,10 @@ class JITFunction:
         named, opts = self.bind(args, kwargs)
         grid3 = normalize_grid(grid, {**named, **opts} if callable(grid) else named)
         backend_name = current_backend_name()
+        arg_key = self._arg_key
         key = (
             self.cache_key(),
-            tuple(self._arg_key(n, v) for n, v in named.items()),
+            tuple([arg_key(n, v) for n, v in named.items()]),
             backend_name,
             tuple(opts.items()),
         )
