@@ -53,7 +53,6 @@
       for (int w = 1; w < 4; ++w) {  // tutorial_kernels.py:35
         acc12 = fmaxf(acc12, ((float*)(mt_smem + 0))[0 + w]);  // tutorial_kernels.py:35
       }
-      __syncthreads();  // tutorial_kernels.py:35
       v11 = static_cast<float>(acc12);  // tutorial_kernels.py:35
     }
     float v18[8];  // tutorial_kernels.py:35
@@ -87,7 +86,6 @@
       for (int w = 1; w < 4; ++w) {  // tutorial_kernels.py:37
         acc21 = static_cast<float>(acc21 + ((float*)(mt_smem + 0))[0 + w]);  // tutorial_kernels.py:37
       }
-      __syncthreads();  // tutorial_kernels.py:37
       v20 = static_cast<float>(acc21);  // tutorial_kernels.py:37
     }
     float v27[8];  // tutorial_kernels.py:38

@@ -55,7 +55,6 @@
       for (int w = 1; w < 4; ++w) {  // tutorial_kernels.py:35
         acc12 = max(acc12, ((threadgroup float*)(mt_smem + 0))[0 + w]);  // tutorial_kernels.py:35
       }
-      threadgroup_barrier(mem_flags::mem_threadgroup);  // tutorial_kernels.py:35
       v11 = static_cast<float>(acc12);  // tutorial_kernels.py:35
     }
     float v13[8];  // tutorial_kernels.py:35
@@ -80,7 +79,6 @@
       for (int w = 1; w < 4; ++w) {  // tutorial_kernels.py:37
         acc16 = static_cast<float>(acc16 + ((threadgroup float*)(mt_smem + 0))[0 + w]);  // tutorial_kernels.py:37
       }
-      threadgroup_barrier(mem_flags::mem_threadgroup);  // tutorial_kernels.py:37
       v15 = static_cast<float>(acc16);  // tutorial_kernels.py:37
     }
     float v17[8];  // tutorial_kernels.py:38

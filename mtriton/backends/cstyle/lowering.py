@@ -9,7 +9,8 @@ Ops that move elements between threads (broadcast, permute, join, split) either
 recompute a *pure* source (an index expression built from `arange`, constants
 and scalars) at the element they need, or exchange the source through
 threadgroup memory. Reductions, scans and `dot` stage their inputs in
-threadgroup memory and work cooperatively; see each `_lower_*` rule.
+threadgroup memory and work cooperatively; see each `_lower_*` rule. Every sequence
+of writes to threadgroup memory starts with a barrier, so readers need none after them.
 
 Rules are registered per op name with `@lowers(...)`; `Lowering.run` walks the
 IR and calls them. Each emitted statement carries a `// file.py:line` comment.

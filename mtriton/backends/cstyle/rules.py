@@ -603,7 +603,7 @@ def _cross_warp(
     for acc, v in zip(accs, out):
         lo.emit(f"{acc} = {v};")
     lo.close()
-    lo.barrier()
+    # no barrier after the reads: the next writer of threadgroup memory starts with one
 
 
 def _publish_per_warp(
