@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,26 +28,11 @@ from .. import ir
 from ..errors import LaunchError, OutOfResources
 from ..ir import types as T
 from ..runtime.jit import IR_TO_MX
+from ..runtime.utils import take_fresh
 from .cstyle.dialect import Dialect
 from .cstyle.lowering import Lowering
 
 MAX_BUFFERS = 31  # Metal's limit of buffer arguments per kernel
-
-# id -> weak reference of arrays made by `mtriton.empty` and not yet written.
-_fresh: dict[int, weakref.ref] = {}
-
-
-def mark_fresh(array: mx.array) -> mx.array:
-    """Records that `array`'s contents are unspecified (made by `mtriton.empty`)."""
-    key = id(array)
-    _fresh[key] = weakref.ref(array, lambda _, key=key: _fresh.pop(key, None))
-    return array
-
-
-def _take_fresh(array: Any) -> bool:
-    ref = _fresh.pop(id(array), None)
-    return ref is not None and ref() is array
-
 
 # How each argument reaches the kernel (one letter each in the kernel's name).
 SCALAR, INPUT, SMALL, FRESH, COPY = "scalar", "input", "small", "fresh", "copy"
@@ -231,7 +215,7 @@ class CustomKernelLauncher:
             if not written:
                 paths.append(INPUT if arg.size >= SMALL_INPUT else SMALL)
                 inputs.append(arg)
-            elif _take_fresh(arg):
+            elif take_fresh(arg):
                 paths.append(FRESH)
                 out_shapes.append(arg.shape)
                 out_dtypes.append(arg.dtype)

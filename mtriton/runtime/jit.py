@@ -168,6 +168,7 @@ class JITFunction:
         """(globals, name, object) for every global the source reads, transitively through @jit calls."""
         deps: list[tuple[dict[str, Any], str, Any]] = []
         seen = {id(self)}
+        recorded: set[tuple[int, str]] = set()  # each (globals, name) once: launches re-check them
         stack: list[JITFunction] = [self]
         while stack:
             fn = stack.pop()
@@ -175,7 +176,9 @@ class JITFunction:
             for node in ast.walk(ast.parse(fn.src)):
                 if isinstance(node, ast.Name) and node.id in globals_:
                     obj = globals_[node.id]
-                    deps.append((globals_, node.id, obj))
+                    if (id(globals_), node.id) not in recorded:
+                        recorded.add((id(globals_), node.id))
+                        deps.append((globals_, node.id, obj))
                     dep = getattr(obj, "jit_function", obj)  # through autotune/heuristics
                     if isinstance(dep, JITFunction) and id(dep) not in seen:
                         seen.add(id(dep))

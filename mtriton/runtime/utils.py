@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import mlx.core as mx
+
+# id -> weak reference of arrays made by `empty` and not yet written by a kernel.
+_fresh: dict[int, weakref.ref] = {}
 
 
 def cdiv(x: int, y: int) -> int:
@@ -24,6 +28,16 @@ def empty(shape: Any, dtype: Any = mx.float32) -> mx.array:
     hand such an array to the kernel as a fresh output, with no copy; the
     interpreter sees zeros.
     """
-    from ..backends.gpu_launch import mark_fresh
+    array = mx.zeros(shape, dtype=dtype)
+    key = id(array)
+    _fresh[key] = weakref.ref(array, lambda _, key=key: _fresh.pop(key, None))
+    return array
 
-    return mark_fresh(mx.zeros(shape, dtype=dtype))
+
+def take_fresh(array: Any) -> bool:
+    """Whether `array` came from `empty` and no kernel wrote it yet; it stops being fresh.
+
+    The GPU backends hand such an array to the kernel as a new output instead of a
+    copy-on-write input (`backends/gpu_launch.py`)."""
+    ref = _fresh.pop(id(array), None)
+    return ref is not None and ref() is array
