@@ -991,12 +991,12 @@ def _copy_to_shared(lo: Lowering, load: ir.Op, buf: str, cols: int, ld: int) -> 
     src = f"{ptr.base} + {ptr.at()}"
     flag = lo.aligned(ptr.base, nbytes)
     if chunk.by_element and not (flag is not None and chunk.masks[0] == chunk.masks[-1]):
-        # a partial chunk (or no mask at all and an unaligned base) copies element by element
+        # the mask may cut the chunk (a row's tail): one copy when it is wholly in bounds
         lo.open(f"if ({chunk.cond})")
         lo.emit(frag.copy.format(n=nbytes, dst="dst", src=src, bytes=nbytes))
         lo.close(" else {")
     else:
-        # the whole chunk is in or out: one copy, zero-filled when out
+        # the chunk is wholly in or out: one copy, zero-filled when out (if the base is aligned)
         size = nbytes if mask is None else f"({mask.at()} ? {nbytes} : 0)"
         lo.open(f"if ({flag or 'true'})")
         lo.emit(frag.copy.format(n=nbytes, dst="dst", src=src, bytes=size))
