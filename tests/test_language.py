@@ -380,18 +380,19 @@ def custom_combine_kernel(
     tl.store(scan_ptr + offs, h, mask=mask)
 
 
-# 1024 and 2048 give each of the 128 threads several chunks: GPU scans run in registers,
-# chunk by chunk with a carry, and the recurrence's combine is not commutative.
-@pytest.mark.parametrize("n, block", [(100, 128), (1000, 1024), (2001, 2048)])
+# 1024 and 2048 give each of 128 threads several chunks (512: each of one warp's 32 threads):
+# GPU scans run in registers, chunk by chunk with a carry, and the recurrence's combine is not
+# commutative.
+@pytest.mark.parametrize("n, block, warps", [(100, 128, 4), (1000, 1024, 4), (2001, 2048, 4), (500, 512, 1)])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_user_combine_functions(
-    backend: str, rng: np.random.Generator, reverse: bool, n: int, block: int
+    backend: str, rng: np.random.Generator, reverse: bool, n: int, block: int, warps: int
 ) -> None:
     x = mx.array(rng.standard_normal(n).astype(np.float32))
     a = mx.array(rng.uniform(0.5, 1.0, n).astype(np.float32))
     b = mx.array(rng.standard_normal(n).astype(np.float32))
     red, scan = poisoned(1), poisoned(n)
-    custom_combine_kernel[(1,)](x, a, b, red, scan, n, BLOCK=block, REVERSE=reverse)
+    custom_combine_kernel[(1,)](x, a, b, red, scan, n, BLOCK=block, REVERSE=reverse, num_warps=warps)
     xs = f64(x)
     assert float(np.array(red)[0]) == pytest.approx(xs[np.argmax(np.abs(xs))], rel=1e-6)
     av, bv = f64(a), f64(b)

@@ -610,14 +610,20 @@ def _publish_per_warp(
     lo: Lowering, values: list[str], dtypes: list[T.DType], offset: int, lane: int
 ) -> list[str]:
     """Lane `lane` of every warp writes `values` to threadgroup arrays indexed by warp."""
-    bufs = []
-    for dt in dtypes:
-        bufs.append(lo.scratch(dt, lo.warps, offset))
-        offset += _bytes(dt, lo.warps)
+    bufs = _per_warp_buffers(lo, dtypes, offset)
     lo.barrier()
     for buf, value in zip(bufs, values):
         lo.emit(f"if (lane == {lane}) {buf}[warp] = {value};")
     lo.barrier()
+    return bufs
+
+
+def _per_warp_buffers(lo: Lowering, dtypes: list[T.DType], offset: int) -> list[str]:
+    """The threadgroup arrays, one value per warp, that `_publish_per_warp` fills at `offset`."""
+    bufs = []
+    for dt in dtypes:
+        bufs.append(lo.scratch(dt, lo.warps, offset))
+        offset += _bytes(dt, lo.warps)
     return bufs
 
 
@@ -752,7 +758,21 @@ def _scan_in_registers(
         for r, v in zip(regs, out):
             lo.emit(f"{r}[j] = {v};")
         lo.close()
-        if k + 1 < layout.reps:  # the carry: the last thread's inclusive value
+        if k + 1 < layout.reps and lo.warps > 1:
+            # the carry grows by the stretch's total: the combined per-warp totals the lane scan
+            # published (no barrier: the next writer of threadgroup memory starts with one)
+            warp_totals = _per_warp_buffers(lo, dtypes, 0)
+            totals = [lo.fresh("tot") for _ in regs]
+            for t, buf, dt in zip(totals, warp_totals, dtypes):
+                lo.emit(f"{lo.ctype(dt)} {t} = {buf}[0];")
+            lo.open(f"for (int w = 1; w < {lo.warps}; ++w)")
+            for t, v in zip(totals, lo.combine(region, totals, [f"{b}[w]" for b in warp_totals], dtypes)):
+                lo.emit(f"{t} = {v};")
+            lo.close()
+            new_carry = lo.combine(region, carry, totals, dtypes) if k else totals
+            for c, v in zip(carry, new_carry):
+                lo.emit(f"{c} = {v};")
+        elif k + 1 < layout.reps:  # one warp: the last thread's inclusive value, through memory
             bufs = [lo.scratch(dt, 1, carry_offset + 16 * n) for n, dt in enumerate(dtypes)]
             lo.barrier()
             for buf, r in zip(bufs, regs):
