@@ -245,7 +245,6 @@
       for (int i = 0; i < 8; ++i) {  // tutorial_kernels.py:110
         v78[i] = static_cast<float>(v58[i] + ((threadgroup float*)(mt_smem + 0))[(((i) / 4 * 128 + tid) * 4 + (i) % 4)]);  // tutorial_kernels.py:110
       }
-      threadgroup_barrier(mem_flags::mem_threadgroup);  // tutorial_kernels.py:110
     }
     int v79;  // tutorial_kernels.py:111
     v79 = 32;  // tutorial_kernels.py:111

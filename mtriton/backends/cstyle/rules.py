@@ -918,8 +918,7 @@ def _lower_dot(lo: Lowering, op: ir.Op) -> None:
         lo.emit(f"for (int kk = 0; kk < {k}; ++kk) sum += {a_buf}[row * {k} + kk] * {b_buf}[kk * {n} + col];")
         lo.emit(f"{result.name}[i] = static_cast<{lo.ctype(result.dtype)}>({acc.at()} + sum);")
         lo.close()
-    lo.barrier()
-    lo.close()
+    lo.close()  # no trailing barrier: the next writer of threadgroup memory starts with one
 
 
 def _dot_fragments(
@@ -979,8 +978,7 @@ def _dot_fragments(
             c = f"{result.name} + {4 * (mi * tiles_n + ni)}"
             lo.emit(frag.mma.format(c=c, a=f"fa + {4 * mi}", b=f"fb + {2 * ni}", t=t))
     lo.close()
-    lo.barrier()
-    lo.close()
+    lo.close()  # no trailing barrier: the next writer of threadgroup memory starts with one
 
 
 def _copy_to_shared(lo: Lowering, load: ir.Op, buf: str, cols: int, ld: int) -> None:
