@@ -640,3 +640,16 @@ def test_custom_function_with_a_kernel_vjp(backend: str, rng: np.random.Generato
     assert vjp_calls == [1]
     np.testing.assert_allclose(float(loss), (3 * f64(x) * f64(w)).sum(), rtol=1e-4)
     np.testing.assert_allclose(f64(grad), 3 * f64(w), rtol=1e-6)
+
+
+@mtriton.jit
+def reciprocal_kernel(out_ptr, s):
+    tl.store(out_ptr + tl.arange(0, 8), tl.full((8,), 1.0, tl.float32) / s)
+
+
+def test_scalar_arguments_keep_their_sign_of_zero(backend: str) -> None:
+    # GPU launches reuse the input array of an equal scalar: 0.0 == -0.0 must not share one
+    for s, expected in ((0.0, np.inf), (-0.0, -np.inf), (0.0, np.inf), (2.0, 0.5)):
+        out = mtriton.empty((8,))
+        reciprocal_kernel[(1,)](out, s)
+        np.testing.assert_array_equal(np.array(out), np.full(8, expected, np.float32))

@@ -54,11 +54,12 @@ def private_copy(array: mx.array) -> mx.array:
 
 
 @functools.lru_cache(maxsize=4096)
-def _scalar(kind: type, value: int | float | bool, dtype: mx.Dtype) -> mx.array:
+def _scalar(kind: type, key: int | str | bool, dtype: mx.Dtype) -> mx.array:
     """The input array of a scalar argument, reused across launches (MLX arrays are immutable):
     a new one per launch cost a fresh device allocation and upload (seen on CUDA as most of
-    mtriton's dispatch time). `kind` keeps 1, 1.0 and True apart."""
-    return mx.array(value, dtype=dtype)
+    mtriton's dispatch time). `kind` keeps 1, 1.0 and True apart; a float is keyed by its
+    `float.hex()`, which keeps 0.0 and -0.0 apart (they compare equal)."""
+    return mx.array(float.fromhex(key) if kind is float else key, dtype=dtype)
 
 
 def _unpad(copy: mx.array, original: mx.array) -> mx.array:
@@ -204,11 +205,12 @@ class CustomKernelLauncher:
             if scalar_dtype is not None:
                 paths.append(SCALAR)
                 kind = type(arg)
-                inputs.append(
-                    _scalar(kind, arg, scalar_dtype)
-                    if kind in (int, float, bool)
-                    else mx.array(arg, dtype=scalar_dtype)
-                )
+                if kind is float:
+                    inputs.append(_scalar(kind, arg.hex(), scalar_dtype))
+                elif kind is int or kind is bool:
+                    inputs.append(_scalar(kind, arg, scalar_dtype))
+                else:
+                    inputs.append(mx.array(arg, dtype=scalar_dtype))
                 continue
             if not isinstance(arg, mx.array):
                 raise LaunchError(f"argument {name}: expected an mx.array, got {type(arg).__name__}")
