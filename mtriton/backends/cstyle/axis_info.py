@@ -222,7 +222,8 @@ class AxisInfoAnalysis:
     def _rule_floordiv(self, op: ir.Op) -> AxisInfo:
         # `cols // GROUP` by a constant d: the quotient of a run of consecutive integers
         # changes only at multiples of d, and the run starts at a multiple of its divisibility,
-        # so it splits into aligned runs of gcd(divisibility, d) equal quotients.
+        # so it splits into aligned runs of gcd(divisibility, d) equal quotients. Like the mod
+        # rule (and Triton's), this assumes non-negative offsets: division truncates to zero.
         x, y = op.operands
         a, d = self[x], self.consts.get(id(y))
         if d == 1:
