@@ -2,8 +2,9 @@
 
 Every function normalizes the last axis of `x` (any leading batch shape, flattened to rows),
 keeps `x`'s dtype (float32, float16 or bfloat16) and accumulates in float32. One program
-handles one row, walking it in chunks of at most `_MAX_BLOCK` columns as in Triton's
-layer-norm tutorial, so rows of any length work.
+handles one row. Forward kernels hold rows of up to `_MAX_ROW_IN_BLOCK` columns in registers
+and read them once; longer rows, and the backward kernels, walk the row in chunks of at most
+`_MAX_BLOCK` columns as in Triton's layer-norm tutorial, so rows of any length work.
 
 Gradients come from `mx.custom_function`s whose VJPs are kernels too. They recompute each
 row's statistics from `x` rather than saving them in the forward pass, which keeps the
