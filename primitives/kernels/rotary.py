@@ -31,7 +31,7 @@ _MAX_PASS_BLOCK = 128  # columns copied per step for the features past `dims`
 @triton.jit
 def _rope_kernel(
     x_ptr, out_ptr, offset_ptr,
-    seq_len, n_seqs, seqs_per_batch, offset_stride, feature_dim,
+    seq_len, seqs_per_batch, offset_stride, feature_dim,
     scale, neg_log2_base_over_half,
     HALF: tl.constexpr, TRADITIONAL: tl.constexpr, INVERSE: tl.constexpr,
     BLOCK_L: tl.constexpr, BLOCK_HALF: tl.constexpr, PASS_BLOCK: tl.constexpr, SEQS: tl.constexpr,
@@ -98,7 +98,7 @@ def _launch(
     seqs = math.gcd(seqs_per_batch, _MAX_SEQS_PER_PROGRAM)
     _rope_kernel[(triton.cdiv(seq_len, block_l), n_seqs // seqs)](
         x, out, offsets,
-        seq_len, n_seqs, seqs_per_batch, 1 if offsets.size > 1 else 0, feature_dim,
+        seq_len, seqs_per_batch, 1 if offsets.size > 1 else 0, feature_dim,
         float(scale), -math.log2(base) / half,
         HALF=half, TRADITIONAL=bool(traditional), INVERSE=inverse,
         BLOCK_L=block_l, BLOCK_HALF=block_half, PASS_BLOCK=pass_block, SEQS=seqs,
