@@ -190,6 +190,14 @@ def test_cuda_matmul_accumulates_in_register_fragments() -> None:
     cuda = dump("dump-cuda", "matmul_kernel", "--num-warps", "4")
     assert "mt_ldmatrix_x4(" in cuda and "mt_ldmatrix_x4_trans(" in cuda and "mt_mma_regs(" in cuda
     assert "mt_mma_store(" not in cuda  # the accumulator never goes through shared memory
+    # with unit strides specialized (i32:1), the tiles' loads go to shared memory by cp.async
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        cli.main(
+            ["dump-cuda", f"{TUTORIALS}:matmul_kernel", "-s", "*fp16,*fp16,*fp16," + ",".join(["i32:16"] * 3 + ["i32:16", "i32:1"] * 3),
+             "-c", "BLOCK_SIZE_M=64", "-c", "BLOCK_SIZE_N=64", "-c", "BLOCK_SIZE_K=32", "-c", "GROUP_SIZE_M=8"]
+        )  # fmt: skip
+    assert out.getvalue().count("mt_cp_async<8>(") == 2 and "mt_cp_async_wait();" in out.getvalue()
 
 
 def test_cumsum_scans_in_registers() -> None:
