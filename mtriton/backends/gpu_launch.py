@@ -55,9 +55,9 @@ def private_copy(array: mx.array) -> mx.array:
 
 @functools.lru_cache(maxsize=4096)
 def _scalar(kind: type, key: int | str | bool, dtype: mx.Dtype) -> mx.array:
-    """The input array of a scalar argument, reused across launches (MLX arrays are immutable):
-    a new one per launch cost a fresh device allocation and upload (seen on CUDA as most of
-    mtriton's dispatch time). `kind` keeps 1, 1.0 and True apart; a float is keyed by its
+    """The input array of a scalar argument, reused across launches (MLX arrays are immutable)
+    instead of a new array, allocated and uploaded, per launch (on the H100 this saved ~1.5 us
+    of mtriton's ~24 us dispatch). `kind` keeps 1, 1.0 and True apart; a float is keyed by its
     `float.hex()`, which keeps 0.0 and -0.0 apart (they compare equal)."""
     return mx.array(float.fromhex(key) if kind is float else key, dtype=dtype)
 
