@@ -11,6 +11,7 @@ tutorials (e.g. 8 warps for 8192-wide rows, 128x128x64 matmul tiles).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import ModuleType
 from typing import Any
@@ -120,29 +121,12 @@ def dispatch(n: int, dtype: str = "float32") -> Case:
     """What mtriton adds per launch: a tiny vector add through `kernel[grid](...)` against the
     backend's own launch of the same compiled kernel with its arguments already built (on
     GPUs, the bare `mx.fast.metal_kernel`/`cuda_kernel` call), many launches per eval."""
-    rng = np.random.default_rng(SEED)
-    x, y = _randn(rng, (n,), dtype), _randn(rng, (n,), dtype)
-    x64, y64 = _host(x), _host(y)
-    grid = (triton.cdiv(n, 1024),)
-
-    def launch(kernels: ModuleType, buf: dict[str, Any]) -> Any:
-        out = _fresh(buf, "out")
-        kernels.add_kernel[grid](buf["x"], buf["y"], out, n, BLOCK_SIZE=1024)
-        return out
-
-    raw = tutorial_kernels.add_kernel[grid].raw(x, y, triton.empty((n,), x.dtype), n, BLOCK_SIZE=1024)
-    return _case(
-        {"x": x, "y": y, "out": _poisoned((n,), x.dtype)},
-        label=_label(n, dtype=dtype),
-        launch=launch,
-        builtin=lambda: next(out for out in raw() if out is not None),
-        reference=lambda: x64 + y64,
-        bytes=3 * x.nbytes,
-        flops=n,
-        rtol=TOLERANCE[dtype],
-        atol=TOLERANCE[dtype],
-        torch=lambda t: t["x"] + t["y"],
+    case = vector_add(n, dtype, block=1024)
+    x, y = case.buffers["x"], case.buffers["y"]
+    raw = tutorial_kernels.add_kernel[(triton.cdiv(n, 1024),)].raw(
+        x, y, triton.empty((n,), x.dtype), n, BLOCK_SIZE=1024
     )
+    return dataclasses.replace(case, builtin=lambda: next(out for out in raw() if out is not None))
 
 
 @benchmark(
