@@ -145,37 +145,39 @@ class Lowering:
             return None
         return self.mma_layouts.get(v.type.numel) or Layout(v.type.numel, self.threads, self.d.max_vec)
 
+    def _fragment_shape(self, dot: ir.Op) -> tuple[int, int] | None:
+        """(m, n) of a `dot` the matrix unit can run on register fragments (f16/bf16 inputs, an
+        f32 result, k a multiple of the unit's), else None."""
+        unit = self.d.matrix
+        a, b = dot.operands[:2]
+        if (
+            len(a.type.shape) != 2
+            or a.type.elem.short not in unit.inputs
+            or dot.result.type.elem != T.float32
+        ):
+            return None
+        return None if a.type.shape[1] % unit.k else (a.type.shape[0], b.type.shape[1])
+
     def _mma_layouts(self) -> dict[int, MmaLayout]:
         """Element counts whose values take the accumulator layout of a `dot` that runs on
         register fragments (the first such dot of each count decides its shape)."""
-        unit = self.d.matrix
-        if unit is None or unit.fragments is None:
+        if self.d.matrix is None or self.d.matrix.fragments is None:
             return {}
         layouts: dict[int, MmaLayout] = {}
         for op in ir.walk(self.fn.body):
-            if op.name != "dot" or op.result.type.numel in layouts:
-                continue
-            a, b = op.operands[:2]
-            if len(a.type.shape) != 2 or a.type.elem.short not in unit.inputs:
-                continue
-            (m, k), n = a.type.shape, b.type.shape[1]
-            layout = mma_layout(m, n, self.threads)
-            if op.result.type.elem == T.float32 and k % unit.k == 0 and layout is not None:
-                layouts[layout.numel] = layout
+            if op.name == "dot" and op.result.type.numel not in layouts:
+                shape = self._fragment_shape(op)
+                layout = mma_layout(*shape, self.threads) if shape else None
+                if layout is not None:
+                    layouts[layout.numel] = layout
         return layouts
 
     def fragment_layout(self, dot: ir.Op) -> MmaLayout | None:
         """The accumulator layout `dot` runs in on register fragments, if it does."""
         layout = self.mma_layouts.get(dot.result.type.numel)
-        a, b = dot.operands[:2]
-        if layout is None or len(a.type.shape) != 2 or a.type.elem.short not in self.d.matrix.inputs:
+        if layout is None or self._fragment_shape(dot) != (layout.m, layout.n):
             return None
-        shape_ok = (layout.m, layout.n, a.type.shape[1] % self.d.matrix.k) == (
-            a.type.shape[0],
-            b.type.shape[1],
-            0,
-        )
-        return layout if shape_ok and dot.result.type.elem == T.float32 else None
+        return layout
 
     def _deferred_loads(self) -> set[int]:
         """Loads whose only use is an operand of a fragment `dot` later in the same block, with
