@@ -247,7 +247,10 @@ def test_quantized_linear_from_linear(backend: str, rng: np.random.Generator, bi
         steps = np.repeat(f64(layer.scales), group_size, 1)
     bound = np.abs(f64(x)) @ (steps / 2).T
     assert np.all(np.abs(y - expected) <= bound + 1e-5)
-    assert np.abs(y - expected).max() < 0.1 * np.abs(expected).max()
+    # Rounding to nearest leaves errors spread evenly over +-step/2 (variance step**2 / 12); truncating
+    # would double their root mean square. Over 300 outputs the measured one sits within a few percent.
+    rounding_rms = np.sqrt(np.mean(f64(x) ** 2 @ (steps**2 / 12).T))
+    assert np.sqrt(np.mean((y - expected) ** 2)) < 1.4 * rounding_rms
 
 
 def test_quantized_linear_init(backend: str, rng: np.random.Generator) -> None:
