@@ -8,7 +8,7 @@ Write kernels as for Triton (`import mtriton as triton`,
 __version__ = "0.1.0"
 
 from . import language  # noqa: E402
-from .backends import current_backend_name, set_backend  # noqa: E402
+from .backends import current_backend_name, current_target, set_backend  # noqa: E402
 from .errors import (  # noqa: E402
     BackendUnavailable,
     CompilationError,
@@ -25,5 +25,5 @@ from .runtime.utils import cdiv, empty, next_power_of_2  # noqa: E402
 __all__ = [
     "BackendUnavailable", "CompilationError", "Config", "JITFunction", "KernelTypeError",
     "LaunchError", "MTritonError", "OutOfResources", "UnsupportedError", "autotune", "cdiv",
-    "current_backend_name", "empty", "heuristics", "jit", "language", "next_power_of_2", "set_backend",
+    "current_backend_name", "current_target", "empty", "heuristics", "jit", "language", "next_power_of_2", "set_backend",
 ]  # fmt: skip

@@ -109,3 +109,9 @@ def source_dump(target: str, fn: ir.Function, opts: dict[str, Any], full: bool =
 def current_backend_name() -> str:
     """`set_backend(...)`, else `MTRITON_BACKEND`, else the automatic default."""
     return _selected or options.backend_env() or default_backend_name()
+
+
+def current_target() -> str:
+    """The language the current backend runs kernels in: "metal" (metal, metal-emu), "cuda"
+    (cuda, cuda-emu) or "interpreter"; for choices such as tile sizes that follow the hardware."""
+    return current_backend_name().removesuffix("-emu")

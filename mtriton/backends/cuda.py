@@ -11,6 +11,7 @@ from ..ir import types as T
 from . import register
 from .cstyle.dialect import Dialect, Fragments, MatrixUnit
 from .gpu_launch import CustomKernelLauncher, generate
+from .metal import MetalEmuBackend
 
 _TYPES = {
     "i1": "bool", "i8": "signed char", "i16": "short", "i32": "int", "i64": "long long",
@@ -74,6 +75,8 @@ __device__ inline void mt_fragments(const T* A, int lda, const T* B, int ldb, un
   b[0] = mt_pack(B[(2 * t) * ldb + g], B[(2 * t + 1) * ldb + g]);
   b[1] = mt_pack(B[(2 * t + 8) * ldb + g], B[(2 * t + 9) * ldb + g]);
 }
+// Inline PTX; the CPU emulator (cuda-emu) defines these functions itself.
+#ifndef __MTRITON_CUDA_EMU__
 #define MT_MMA_REGS(T, PTX_TYPE)                                                                     \\
   __device__ inline void mt_mma_regs(float* c, const unsigned int* a, const unsigned int* b, const T*) { \\
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." PTX_TYPE "." PTX_TYPE ".f32 "             \\
@@ -83,12 +86,6 @@ __device__ inline void mt_fragments(const T* A, int lda, const T* B, int ldb, un
   }
 MT_MMA_REGS(__half, "f16")
 MT_MMA_REGS(__nv_bfloat16, "bf16")
-template <typename T>
-__device__ inline void mt_mma(float c[4], const T* A, int lda, const T* B, int ldb) {
-  unsigned int a[4], b[2];
-  mt_fragments(A, lda, B, ldb, a, b);
-  mt_mma_regs(c, a, b, A);
-}
 // Fragments in registers: ldmatrix from shared memory (16-byte aligned rows) and mma on them.
 __device__ inline unsigned int mt_shared_address(const void* p) {
   unsigned long long a;
@@ -113,6 +110,13 @@ __device__ inline void mt_cp_async(void* dst, const void* src, int src_bytes) {
                :: "r"(mt_shared_address(dst)), "l"(src), "n"(N), "r"(src_bytes) : "memory");
 }
 __device__ inline void mt_cp_async_wait() { asm volatile("cp.async.wait_all;\\n" ::: "memory"); }
+#endif  // __MTRITON_CUDA_EMU__
+template <typename T>
+__device__ inline void mt_mma(float c[4], const T* A, int lda, const T* B, int ldb) {
+  unsigned int a[4], b[2];
+  mt_fragments(A, lda, B, ldb, a, b);
+  mt_mma_regs(c, a, b, A);
+}
 __device__ inline void mt_mma_store(const float c[4], float* C, int ldc) {
   const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   C[g * ldc + 2 * t] = c[0];
@@ -247,8 +251,26 @@ class CudaBackend:
         except (AttributeError, RuntimeError):
             return False
 
+    def factory(self) -> Any:
+        return mx.fast.cuda_kernel
+
     def compile(self, fn: ir.Function, opts: dict[str, Any]) -> CustomKernelLauncher:
-        return CustomKernelLauncher(fn, CUDA, int(opts.get("num_warps", 4)), mx.fast.cuda_kernel)
+        return CustomKernelLauncher(fn, CUDA, int(opts.get("num_warps", 4)), self.factory())
+
+
+class CudaEmuBackend(CudaBackend):
+    """The CUDA source run on the CPU (metal-emu's runtime with a CUDA shim)."""
+
+    name = "cuda-emu"
+
+    def is_available(self) -> bool:
+        return MetalEmuBackend().is_available()
+
+    def factory(self) -> Any:
+        from .metal_emu.cuda import cuda_kernel
+
+        return cuda_kernel
 
 
 register("cuda")(CudaBackend)
+register("cuda-emu")(CudaEmuBackend)

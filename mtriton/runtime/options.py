@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-BACKENDS = ("metal", "cuda", "interpreter", "metal-emu")
+BACKENDS = ("metal", "cuda", "interpreter", "metal-emu", "cuda-emu")
 
 
 def _flag(name: str) -> bool:
@@ -29,7 +29,7 @@ KNOBS = (
     Knob("MTRITON_CACHE_DIR", "folder of the on-disk cache (default: ~/.cache/mtriton)"),
     Knob("MTRITON_DEBUG", "1: show mtriton's internal frames in tracebacks"),
     Knob("MTRITON_DISABLE_DISK_CACHE", "1: do not read or write the on-disk cache"),
-    Knob("MTRITON_CXX", "C++ compiler for metal-emu (default: g++)"),
+    Knob("MTRITON_CXX", "C++ compiler for metal-emu and cuda-emu (default: g++)"),
     Knob("MTRITON_UPDATE_GOLDEN", "1: tests rewrite the golden emitted-source files"),
 )
 

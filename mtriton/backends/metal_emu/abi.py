@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .compile import build_runtime
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 ERR_OK = 0
 ERR_BARRIER_EXITED = 1
@@ -39,6 +39,7 @@ class ThreadState(ctypes.Structure):
         ("lane", ctypes.c_uint32),
         ("progress", ctypes.c_uint32),
         ("spins", ctypes.c_uint32),
+        ("attrs", ctypes.c_void_p),
     ]
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from .errors import CompileError
 
 SHIM_DIR = Path(__file__).parent / "shim"
-_SHIM_HEADERS = ("emu_abi.h", "metal_types.h", "metal_math.h", "metal_simd.h", "metal_shim.h")
+_SHIM_HEADERS = ("emu_abi.h", "metal_types.h", "metal_math.h", "metal_simd.h", "metal_shim.h", "cuda_shim.h")
 _RUNTIME_SOURCE = "runtime.cpp"
 
 _COMMON_FLAGS = (

@@ -60,6 +60,7 @@ class Context:
     buffers: Sequence[Buffer]
     group_size: tuple[int, ...]
     timeout_s: float
+    language: str = "Metal"
 
 
 def _triple(values: Sequence[int]) -> tuple[int, int, int]:
@@ -88,7 +89,7 @@ def _site(ctx: Context, loc: int) -> str:
     py, line = _location(ctx, loc)
     if line is None:
         return "  --> (before the first statement of the kernel body)"
-    head = f"  --> {py} (Metal line {line})" if py else f"  --> Metal line {line}"
+    head = f"  --> {py} ({ctx.language} line {line})" if py else f"  --> {ctx.language} line {line}"
     text = ctx.lines[line - 1].strip() if line <= len(ctx.lines) else ""
     return f"{head}\n  {line:>5} | {text}"
 

@@ -194,7 +194,9 @@ class Call:
         translation: Translation,
         name: str,
         checks: Checks,
+        threadgroup_memory_limit: int = THREADGROUP_MEMORY_LIMIT,
     ) -> None:
+        self.threadgroup_memory_limit = threadgroup_memory_limit
         self.kernel = kernel
         self.source = source
         self.translation = translation
@@ -286,6 +288,7 @@ class Call:
             self.memory.buffers,
             self.group_size,
             self.checks.timeout_s,
+            self.translation.language,
         )
 
     def _map_inputs(
@@ -351,7 +354,7 @@ class Call:
             group_order=group_order,
             direct=not self.translation.cooperative,
             seed=_SEED,
-            tg_limit=THREADGROUP_MEMORY_LIMIT,
+            tg_limit=self.threadgroup_memory_limit,
             stack_size=self.checks.stack_kib * 1024,
             cpu_seconds=self.checks.timeout_s,
             tg_poison=_THREADGROUP_POISON,

@@ -77,12 +77,14 @@ class Translation:
         cooperative: Whether threads may wait for each other (barriers,
             SIMD-group functions, spinning atomics); if not, the runtime
             runs them one after another without switching stacks.
+        language: The source language, for error messages.
     """
 
     cpp: str
     locations: tuple[tuple[int, str | None], ...]
     threadgroup_names: tuple[str, ...]
     cooperative: bool
+    language: str = "Metal"
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -246,7 +248,7 @@ def _line_infos(text: str) -> list[_LineInfo]:
     return infos
 
 
-def _insert_locations(text: str, body_first: int, body_last: int) -> tuple[str, list[tuple[int, str | None]]]:
+def insert_locations(text: str, body_first: int, body_last: int) -> tuple[str, list[tuple[int, str | None]]]:
     lines = text.split("\n")
     locations: list[tuple[int, str | None]] = []
     for number, (line, info) in enumerate(zip(lines, _line_infos(text), strict=True), start=1):
@@ -262,7 +264,9 @@ def _insert_locations(text: str, body_first: int, body_last: int) -> tuple[str, 
     return "\n".join(lines), locations
 
 
-def _entry_point(source: KernelSource) -> str:
+def entry_point(source: KernelSource, prologue: str = "") -> str:
+    """The ``extern "C"`` function the runtime calls per thread: it unpacks the argument array,
+    runs `prologue` and calls the kernel."""
     args = []
     for k, param in enumerate(source.params):
         if param.kind == "attribute":
@@ -280,7 +284,7 @@ def _entry_point(source: KernelSource) -> str:
         '#line 1 "<metal-emu entry>"\n'
         'extern "C" __attribute__((visibility("default"))) void mtemu_entry(\n'
         "    void* const* __a, const mtemu_attrs* __t) {\n"
-        f"  (void)__a;\n  (void)__t;\n  {source.function}(\n      {joined});\n}}\n"
+        f"  (void)__a;\n  (void)__t;\n{prologue}  {source.function}(\n      {joined});\n}}\n"
     )
 
 
@@ -297,7 +301,7 @@ def translate(source: KernelSource) -> Translation:
     text = source.text.replace(f'[[host_name("{source.host_name}")]] ', "")
     text, tg_names = _rewrite_code(text)
     body_last = source.text.rfind("\n}\n")
-    text, locations = _insert_locations(text, source.body_line, source.text.count("\n", 0, body_last) + 1)
-    cpp = f'#include "metal_shim.h"\n#line 1 "{source.host_name}.metal"\n{text}\n{_entry_point(source)}'
+    text, locations = insert_locations(text, source.body_line, source.text.count("\n", 0, body_last) + 1)
+    cpp = f'#include "metal_shim.h"\n#line 1 "{source.host_name}.metal"\n{text}\n{entry_point(source)}'
     cooperative = any(name in source.text for name in _SYNC_NAMES)
     return Translation(cpp, tuple(locations), tuple(tg_names), cooperative)

@@ -6,7 +6,7 @@
 #pragma once
 #include <stdint.h>
 
-#define MTEMU_ABI_VERSION 1
+#define MTEMU_ABI_VERSION 2
 
 #ifdef __cplusplus
 extern "C" {
@@ -79,6 +79,7 @@ typedef struct mtemu_thread_state {
   uint32_t lane;      // thread_index_in_simdgroup of the running thread
   uint32_t progress;  // bumped by every atomic write
   uint32_t spins;     // atomic loads since the last yield
+  const struct mtemu_attrs* attrs;  // the running thread's attributes (CUDA's threadIdx, ...)
 } mtemu_thread_state;
 
 typedef struct mtemu_kernel {

@@ -12,7 +12,7 @@
 // Set by mtemu_bind when the runtime loads this kernel.
 static const mtemu_api* __emu_rt;
 // The running thread's state; the runtime swaps `loc` per fiber.
-static mtemu_thread_state __emu_ts = {-1, 0, 0, 0};
+static mtemu_thread_state __emu_ts = {-1, 0, 0, 0, nullptr};
 
 // Statement-location record inserted by the emulator's source rewrite.
 #define __EMU_LOC(k) __emu_ts.loc = (k);

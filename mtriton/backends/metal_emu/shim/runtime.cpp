@@ -243,6 +243,7 @@ void resume(Fiber* f) {
   g.cur = f;
   g.ts->loc = f->loc;
   g.ts->lane = f->attrs.thread_index_in_simdgroup;
+  g.ts->attrs = &f->attrs;
 #if MTEMU_ASM_SWITCH
   mtemu_switch(&g_sched_sp, f->sp);
 #else
@@ -481,6 +482,7 @@ void direct_main() {
     g.cur = f;
     g.ts->loc = -1;
     g.ts->lane = f->attrs.thread_index_in_simdgroup;
+    g.ts->attrs = &f->attrs;
     g.desc->kernel->entry(g.desc->args, &f->attrs);
     f->state = DONE;
   }

@@ -1,0 +1,267 @@
+// cuda-emu shim: CUDA kernel bodies, as mx.fast.cuda_kernel receives them, compiled as C++17 for
+// the CPU on metal-emu's runtime (fibers, barriers, SIMD-group operations, threadgroup memory).
+//
+// A CUDA block is a threadgroup, a warp a 32-lane SIMD-group. CUDA's built-in variables read the
+// running fiber's attributes. The tensor-core and asynchronous-copy helpers that mtriton's CUDA
+// prelude writes in inline PTX are defined here in C++, with the same fragment layouts, and the
+// prelude leaves its own definitions out when __MTRITON_CUDA_EMU__ is defined.
+#pragma once
+#include "metal_shim.h"
+
+#define __MTRITON_CUDA_EMU__ 1
+#define __device__
+#define __global__
+#define __host__
+#define __forceinline__ inline
+#define __restrict__ __restrict
+#define __launch_bounds__(...)
+
+typedef half __half;
+typedef bfloat __nv_bfloat16;
+
+struct __emu_dim3 {
+  unsigned int x, y, z;
+};
+inline __emu_dim3 __emu_dim(const uint32_t* v) { return {v[0], v[1], v[2]}; }
+#define threadIdx (__emu_dim(__emu_ts.attrs->thread_position_in_threadgroup))
+#define blockIdx (__emu_dim(__emu_ts.attrs->threadgroup_position_in_grid))
+#define blockDim (__emu_dim(__emu_ts.attrs->threads_per_threadgroup))
+#define gridDim (__emu_dim(__emu_ts.attrs->threadgroups_per_grid))
+#define warpSize 32
+#define memcpy __builtin_memcpy  // NVRTC has it built in
+
+#define __syncthreads() __emu_rt->barrier(__LINE__)
+#define __syncwarp(...) __emu_rt->simd(__LINE__, nullptr, nullptr, nullptr)
+
+// ------------------------------------------------------------------ conversions and bit casts
+
+inline __half __float2half(float x) { return (__half)x; }
+inline __half __float2half_rn(float x) { return (__half)x; }
+inline float __half2float(__half x) { return (float)x; }
+inline __nv_bfloat16 __float2bfloat16(float x) { return __nv_bfloat16(x); }
+inline __nv_bfloat16 __float2bfloat16_rn(float x) { return __nv_bfloat16(x); }
+inline float __bfloat162float(__nv_bfloat16 x) { return (float)x; }
+inline unsigned short __half_as_ushort(__half x) { return as_type<unsigned short>(x); }
+inline __half __ushort_as_half(unsigned short x) { return as_type<__half>(x); }
+inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 x) { return x.bits; }
+inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short x) { return bfloat::from_bits(x); }
+inline float __int_as_float(int x) { return as_type<float>(x); }
+inline int __float_as_int(float x) { return as_type<int>(x); }
+inline float __uint_as_float(unsigned int x) { return as_type<float>(x); }
+inline unsigned int __float_as_uint(float x) { return as_type<unsigned int>(x); }
+
+// ------------------------------------------------------------------ float math (CUDA's names)
+
+#define __EMU_F1(NAME, BUILTIN) \
+  inline float NAME(float x) { return BUILTIN(x); }
+__EMU_F1(expf, __builtin_expf)
+__EMU_F1(exp2f, __builtin_exp2f)
+__EMU_F1(logf, __builtin_logf)
+__EMU_F1(log2f, __builtin_log2f)
+__EMU_F1(log1pf, __builtin_log1pf)
+__EMU_F1(expm1f, __builtin_expm1f)
+__EMU_F1(sqrtf, __builtin_sqrtf)
+__EMU_F1(sinf, __builtin_sinf)
+__EMU_F1(cosf, __builtin_cosf)
+__EMU_F1(tanf, __builtin_tanf)
+__EMU_F1(tanhf, __builtin_tanhf)
+__EMU_F1(fabsf, __builtin_fabsf)
+__EMU_F1(erff, __builtin_erff)
+__EMU_F1(floorf, __builtin_floorf)
+__EMU_F1(ceilf, __builtin_ceilf)
+__EMU_F1(truncf, __builtin_truncf)
+__EMU_F1(roundf, __builtin_roundf)
+__EMU_F1(rintf, __builtin_rintf)
+#undef __EMU_F1
+inline float rsqrtf(float x) { return 1.0f / __builtin_sqrtf(x); }
+inline float fmodf(float x, float y) { return __builtin_fmodf(x, y); }
+inline float fmaxf(float x, float y) { return __builtin_fmaxf(x, y); }
+inline float fminf(float x, float y) { return __builtin_fminf(x, y); }
+inline float powf(float x, float y) { return __builtin_powf(x, y); }
+inline float atan2f(float y, float x) { return __builtin_atan2f(y, x); }
+inline float fmaf(float x, float y, float z) { return __builtin_fmaf(x, y, z); }
+
+// ------------------------------------------------------------------ warp shuffles
+
+#define __EMU_SHFL(NAME, METAL)                                                                \
+  template <class T>                                                                           \
+  inline T NAME(unsigned int, T v, int arg, int width = 32, uint __site = __builtin_LINE()) {   \
+    (void)width;                                                                               \
+    return metal::METAL(v, (ushort)arg, __site);                                               \
+  }
+__EMU_SHFL(__shfl_sync, simd_shuffle)
+__EMU_SHFL(__shfl_up_sync, simd_shuffle_up)
+__EMU_SHFL(__shfl_down_sync, simd_shuffle_down)
+__EMU_SHFL(__shfl_xor_sync, simd_shuffle_xor)
+#undef __EMU_SHFL
+
+// ------------------------------------------------------------------ atomics
+// Fibers never run at once, so a read-modify-write is atomic; `progress` feeds the spin check.
+
+#define __EMU_ATOMIC(NAME, EXPR)                 \
+  template <class T, class U>                    \
+  inline T NAME(T* p, U v) {                     \
+    T old = *p;                                  \
+    *p = EXPR;                                   \
+    ++__emu_ts.progress;                         \
+    return old;                                  \
+  }
+__EMU_ATOMIC(atomicAdd, T(old + v))
+__EMU_ATOMIC(atomicSub, T(old - v))
+__EMU_ATOMIC(atomicExch, T(v))
+__EMU_ATOMIC(atomicMax, metal::max(old, T(v)))
+__EMU_ATOMIC(atomicMin, metal::min(old, T(v)))
+__EMU_ATOMIC(atomicAnd, T(old & v))
+__EMU_ATOMIC(atomicOr, T(old | v))
+__EMU_ATOMIC(atomicXor, T(old ^ v))
+#undef __EMU_ATOMIC
+template <class T, class U>
+inline T atomicCAS(T* p, U compare, U value) {
+  T old = *p;
+  if (old == T(compare)) {
+    *p = T(value);
+    ++__emu_ts.progress;
+  } else {
+    __emu::spin();
+  }
+  return old;
+}
+
+// ------------------------------------------------------------------ tensor cores and cp.async
+
+namespace __emu {
+
+template <class T>
+inline float half_bits(uint32_t word, int hi) {
+  uint16_t bits = (uint16_t)(hi ? word >> 16 : word);
+  T x;
+  __builtin_memcpy(&x, &bits, 2);
+  return (float)x;
+}
+
+struct mma_regs_in {
+  uint32_t a[4], b[2];
+  float c[4];
+};
+
+// mma.sync.m16n8k16.row.col with float accumulators over all 32 lanes (lane = 4 g + t):
+// a = A[g][2t..], A[g+8][2t..], A[g][2t+8..], A[g+8][2t+8..]; b = B[2t..][g], B[2t+8..][g];
+// c = C[g][2t], C[g][2t+1], C[g+8][2t], C[g+8][2t+1] (PTX ISA, "Matrix Fragments for mma.m16n8k16").
+template <class T>
+int mma_m16n8k16(void* const* ins, void* const* outs, uint32_t mask, uint32_t) {
+  if (mask != 0xffffffffu) return MTEMU_ERR_MATRIX_LANES;
+  float A[16][16], B[16][8], C[16][8];
+  for (int l = 0; l < 32; ++l) {
+    const mma_regs_in* in = static_cast<const mma_regs_in*>(ins[l]);
+    int g = l >> 2, t = l & 3;
+    for (int j = 0; j < 2; ++j) {
+      A[g][2 * t + j] = half_bits<T>(in->a[0], j);
+      A[g + 8][2 * t + j] = half_bits<T>(in->a[1], j);
+      A[g][2 * t + 8 + j] = half_bits<T>(in->a[2], j);
+      A[g + 8][2 * t + 8 + j] = half_bits<T>(in->a[3], j);
+      B[2 * t + j][g] = half_bits<T>(in->b[0], j);
+      B[2 * t + 8 + j][g] = half_bits<T>(in->b[1], j);
+      C[g][2 * t + j] = in->c[j];
+      C[g + 8][2 * t + j] = in->c[2 + j];
+    }
+  }
+  for (int l = 0; l < 32; ++l) {
+    float* out = static_cast<float*>(outs[l]);
+    int g = l >> 2, t = l & 3;
+    for (int r = 0; r < 4; ++r) {
+      int row = g + 8 * (r >> 1), col = 2 * t + (r & 1);
+      float acc = C[row][col];
+      for (int k = 0; k < 16; ++k) acc += A[row][k] * B[k][col];
+      out[r] = acc;
+    }
+  }
+  return MTEMU_OK;
+}
+
+inline uint32_t pack_bits(const void* lo, const void* hi) {
+  uint16_t a, b;
+  __builtin_memcpy(&a, lo, 2);
+  __builtin_memcpy(&b, hi, 2);
+  return (uint32_t)a | ((uint32_t)b << 16);
+}
+
+// ldmatrix .m8n8 .b16: lane 8 i + r gives the address of row r of matrix i; without .trans lane
+// l receives row l / 4, elements 2 (l % 4) and 2 (l % 4) + 1 of each matrix; with .trans it
+// receives rows 2 (l % 4) and 2 (l % 4) + 1 of column l / 4.
+inline void ldmatrix(uint32_t* r, const void* p, int count, bool trans, uint site) {
+  uint32_t lane = __emu_ts.lane;
+  uintptr_t mine = reinterpret_cast<uintptr_t>(p);
+  for (int i = 0; i < count; ++i) {
+    if (!trans) {
+      auto row = reinterpret_cast<const uint16_t*>(metal::simd_shuffle(mine, (ushort)(8 * i + lane / 4), site));
+      r[i] = pack_bits(row + 2 * (lane % 4), row + 2 * (lane % 4) + 1);
+    } else {
+      auto row0 = reinterpret_cast<const uint16_t*>(metal::simd_shuffle(mine, (ushort)(8 * i + 2 * (lane % 4)), site));
+      auto row1 = reinterpret_cast<const uint16_t*>(metal::simd_shuffle(mine, (ushort)(8 * i + 2 * (lane % 4) + 1), site));
+      r[i] = pack_bits(row0 + lane / 4, row1 + lane / 4);
+    }
+  }
+}
+
+// cp.async: a thread's copies land when it waits for them (cp.async.wait_all), the latest a GPU
+// may deliver them, so that a read before the wait sees the old contents.
+struct pending_copy {
+  void* dst;
+  const void* src;
+  int bytes, src_bytes;
+};
+constexpr int kMaxPendingCopies = 64;
+struct copy_queue {
+  int count;
+  pending_copy copies[kMaxPendingCopies];
+};
+inline copy_queue& copies_of_this_thread() {
+  static copy_queue queues[1024];
+  return queues[__emu_ts.attrs->thread_index_in_threadgroup];
+}
+// Each thread starts with no copies in flight (the entry point calls this).
+inline void start_thread() { copies_of_this_thread().count = 0; }
+inline void wait_copies() {
+  copy_queue& q = copies_of_this_thread();
+  for (int i = 0; i < q.count; ++i) {
+    pending_copy& c = q.copies[i];
+    __builtin_memcpy(c.dst, c.src, c.src_bytes);
+    __builtin_memset(static_cast<char*>(c.dst) + c.src_bytes, 0, c.bytes - c.src_bytes);
+  }
+  q.count = 0;
+}
+
+}  // namespace __emu
+
+template <class T>
+inline void mt_mma_regs(float* c, const unsigned int* a, const unsigned int* b, const T*,
+                        uint __site = __builtin_LINE()) {
+  __emu::mma_regs_in in{{a[0], a[1], a[2], a[3]}, {b[0], b[1]}, {c[0], c[1], c[2], c[3]}};
+  __emu_rt->simd(__site, &__emu::mma_m16n8k16<T>, &in, c);
+}
+inline void mt_ldmatrix_x4(unsigned int* r, const void* p, uint __site = __builtin_LINE()) {
+  __emu::ldmatrix(r, p, 4, false, __site);
+}
+inline void mt_ldmatrix_x4_trans(unsigned int* r, const void* p, uint __site = __builtin_LINE()) {
+  __emu::ldmatrix(r, p, 4, true, __site);
+}
+inline void mt_ldmatrix_x2_trans(unsigned int* r, const void* p, uint __site = __builtin_LINE()) {
+  __emu::ldmatrix(r, p, 2, true, __site);
+}
+template <int N>
+inline void mt_cp_async(void* dst, const void* src, int src_bytes) {
+  static_assert(N == 4 || N == 8 || N == 16, "cp.async copies 4, 8 or 16 bytes");
+  __emu::copy_queue& q = __emu::copies_of_this_thread();
+  if (q.count == __emu::kMaxPendingCopies) __emu::wait_copies();
+  q.copies[q.count++] = {dst, src, N, src_bytes < 0 ? 0 : (src_bytes > N ? N : src_bytes)};
+}
+inline void mt_cp_async_wait() { __emu::wait_copies(); }
+
+// A `__shared__` array is threadgroup memory; the translation rewrites the declarations into
+// these (`extern __shared__` takes the launch's dynamic size).
+namespace __emu {
+template <class T>
+inline T* dynamic_shared(uint site, uint64_t bytes, const char* name) {
+  return static_cast<T*>(__emu_rt->tg_alloc(site, bytes, 16, name));
+}
+}  // namespace __emu
