@@ -23,7 +23,13 @@ Tier = Literal["smoke", "cpu", "gpu"]
 
 # CPU emulations of a GPU run kernels orders of magnitude slower than a GPU, so they get
 # small problems; real GPUs get the sizes the issues name.
-BACKEND_TIERS: dict[str, Tier] = {"interpreter": "cpu", "metal-emu": "cpu", "metal": "gpu", "cuda": "gpu"}
+BACKEND_TIERS: dict[str, Tier] = {
+    "interpreter": "cpu",
+    "metal-emu": "cpu",
+    "cuda-emu": "cpu",
+    "metal": "gpu",
+    "cuda": "gpu",
+}
 
 
 @dataclass(frozen=True)

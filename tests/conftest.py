@@ -21,7 +21,9 @@ from mtriton import backends
 
 # Every backend the suite knows, in the order tests run on them. A backend that cannot run on
 # this machine (no GPU, no C++ compiler) is skipped with the reason.
-ALL_BACKENDS = ("interpreter", "metal-emu", "metal", "cuda")
+ALL_BACKENDS = ("interpreter", "metal-emu", "cuda-emu", "metal", "cuda")
+# Backends that run generated GPU source on the CPU, with metal-emu's checks.
+EMULATORS = ("metal-emu", "cuda-emu")
 
 # Tests must not share the user's on-disk cache: a per-run cache folder, removed afterwards.
 _CACHE = tempfile.mkdtemp(prefix="mtriton-test-cache-")
@@ -66,13 +68,14 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def backend(request: pytest.FixtureRequest) -> str:
     """Runs the test once per backend that can run on this machine (see the report header).
 
-    On metal-emu every kernel also runs with its threads in reverse and shuffled orders, so a
-    missing barrier in the generated Metal fails the test (`metal_emu.DataRace`).
+    On the emulators (metal-emu, cuda-emu) every kernel also runs with its threads in reverse
+    and shuffled orders, so a missing barrier in the generated source fails the test
+    (`metal_emu.DataRace`).
     """
     name = request.param
     mtriton.set_backend(name)
     checks = contextlib.nullcontext()
-    if name == "metal-emu" and request.node.get_closest_marker("order_dependent") is None:
+    if name in EMULATORS and request.node.get_closest_marker("order_dependent") is None:
         from mtriton.backends import metal_emu
 
         checks = metal_emu.checks(races=True)

@@ -19,6 +19,8 @@ import mtriton
 FLOAT_DTYPES = [mx.float32, mx.float16, mx.bfloat16]
 INDEX_DTYPES = [mx.int32, mx.int64, mx.uint32]
 
+CPU_BACKENDS = ("interpreter", "metal-emu", "cuda-emu")
+
 
 @pytest.fixture(autouse=True)
 def poison_fresh_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -165,22 +167,23 @@ def test_deterministic_mode_repeats_bit_for_bit(backend: str, rng: np.random.Gen
     np.testing.assert_allclose(to_numpy(runs[0]), to_numpy(atomic), **scatter_tolerance(mx.float32, indices))
 
 
-def test_deterministic_mode_same_bits_on_interpreter_and_metal_emu(rng: np.random.Generator) -> None:
-    # The summation order is the algorithm's, not the threads': two very different executions
-    # of the same kernels agree to the bit. (GPUs may contract a multiply-add into an FMA.)
-    for name in ("interpreter", "metal-emu"):
+def test_deterministic_mode_same_bits_on_interpreter_and_emulators(rng: np.random.Generator) -> None:
+    # The summation order is the algorithm's, not the threads': very different executions of
+    # the same kernels agree to the bit. (GPUs may contract a multiply-add into an FMA.)
+    for name in CPU_BACKENDS:
         if reason := backend_unavailable_reason(name):
             pytest.skip(reason)
     indices = index_array(rng.integers(0, 7, 500))
     output, values, weights = rand(rng, (7, 45)), rand(rng, (500, 45)), rand(rng, (500,))
     results = []
-    for name in ("interpreter", "metal-emu"):
+    for name in CPU_BACKENDS:
         mtriton.set_backend(name)
         try:
             results.append(to_numpy(gs.selective_scatter_add(output, values, indices, weights, True)))
         finally:
             mtriton.set_backend(None)
-    np.testing.assert_array_equal(results[0], results[1])
+    for result in results[1:]:
+        np.testing.assert_array_equal(result, results[0])
 
 
 def test_deterministic_mode_wide_keys(backend: str, rng: np.random.Generator) -> None:

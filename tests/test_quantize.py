@@ -110,7 +110,7 @@ def test_cuda_tiles_split_weights_into_two_half_terms(
     # On CUDA the prefill kernel multiplies half-precision x by W = hi + lo on the tensor cores
     # (HALF_DOT, 128x128x64 tiles); the interpreter runs that kernel here and it must stay
     # float32-accurate. (Metal's 32 KB of threadgroup memory cannot hold those tiles.)
-    monkeypatch.setattr(mtriton, "current_backend_name", lambda: "cuda")
+    monkeypatch.setattr(mtriton, "current_target", lambda: "cuda")
     mtriton.set_backend("interpreter")
     try:
         n, k, m = 45, 200, 40

@@ -289,7 +289,7 @@ def test_autotune_picks_the_fastest_by_timing(backend: str, rng: np.random.Gener
     n = 300
     # Compiled backends run the busy loop thousands of times faster than the interpreter; on a
     # GPU the loop must outlast launch noise (REPEAT 6000 beat 100 once on a busy H100).
-    scale = {"interpreter": 1, "metal-emu": 100}.get(backend, 10000)
+    scale = {"interpreter": 1, "metal-emu": 100, "cuda-emu": 100}.get(backend, 10000)
     configs = [mtriton.Config({"BLOCK": 64, "REPEAT": r * scale}) for r in (200, 1, 60)]
     tuned = mtriton.autotune(configs, key=["n"])(fresh(repeat_kernel))
     x, out = rand(rng, n), poisoned(n)
@@ -606,7 +606,7 @@ def test_launch_inside_mx_compile(backend: str, rng: np.random.Generator) -> Non
         return out
 
     x = rand(rng, n)
-    if backend in ("interpreter", "metal-emu"):
+    if backend in ("interpreter", "metal-emu", "cuda-emu"):
         # Both CPU backends evaluate while they run (the interpreter its bounds checks and trip
         # counts, the emulator its input copies), which compile forbids. Metal and CUDA
         # launches are graph nodes and compile.

@@ -236,7 +236,7 @@ def _fused_config(m: int, n: int, k: int) -> dict[str, int]:
     share a GPU core. CUDA stages half-precision tiles in far more shared memory: 128x64x64
     with 8 warps.
     """
-    if triton.current_backend_name() == "cuda":  # half-precision tiles on the tensor cores
+    if triton.current_target() == "cuda":  # half-precision tiles on the tensor cores
         block_m = min(128, max(16, triton.next_power_of_2(m)))
         block_n = min(64, max(16, triton.next_power_of_2(n)))
         block_k = min(64, max(16, triton.next_power_of_2(k)))

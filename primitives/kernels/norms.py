@@ -428,7 +428,7 @@ def _rmsnorm_linear_rows(
 ) -> mx.array:
     m, k = x.shape
     n = linear_weight.shape[0]
-    cuda = triton.current_backend_name() == "cuda"  # larger half-precision tiles: tensor cores
+    cuda = triton.current_target() == "cuda"  # larger half-precision tiles: tensor cores
     block_m = min(max(triton.next_power_of_2(m), 16), 128 if cuda else _LINEAR_MAX_BLOCK_MN)
     block_n = min(max(triton.next_power_of_2(n), 16), _LINEAR_MAX_BLOCK_MN)
     grid = (triton.cdiv(n, block_n), triton.cdiv(m, block_m))

@@ -335,7 +335,7 @@ def _linear(fn: str, x: mx.array, packed: _Packed, bias: mx.array | None) -> mx.
             HAS_BIAS=bias is not None, BLOCK_N=block_n, BLOCK_K=block_k,
         )  # fmt: skip
     else:
-        blocks = _CUDA_MATMUL_BLOCKS if triton.current_backend_name() == "cuda" else _MATMUL_BLOCKS
+        blocks = _CUDA_MATMUL_BLOCKS if triton.current_target() == "cuda" else _MATMUL_BLOCKS
         grid = (triton.cdiv(m, blocks["BLOCK_M"]) * triton.cdiv(n, blocks["BLOCK_N"]),)
         _qmatmul_kernel[grid](
             x2, bias, y, m, n, k, *packed.args(), **packed.meta(),
