@@ -204,3 +204,28 @@ def test_current_target_follows_the_backend() -> None:
             assert mtriton.current_target() == target
     finally:
         mtriton.set_backend(None)
+
+
+@pytest.mark.parametrize(
+    ("access", "offsets"),
+    [
+        ("mt_vec<float, 4> v = *((const mt_vec<float, 4>*)(x + OFFSET));\n  out[0] = v[0];", (4, 1)),
+        (
+            "extern __shared__ float4 s[];\n  mt_cp_async<16>((float*)s + OFFSET, x, 16);\n  mt_cp_async_wait();",
+            (4, 2),
+        ),
+        (
+            "extern __shared__ float4 s[];\n  unsigned int r[4];\n  mt_ldmatrix_x4(r, (__half*)s + OFFSET);",
+            (8, 4),
+        ),
+    ],
+    ids=["vector", "cp.async", "ldmatrix"],
+)
+def test_misaligned_accesses_fault(access: str, offsets: tuple[int, int]) -> None:
+    # The base of a 16-float input is 16-byte aligned (its end meets a guard page).
+    aligned, misaligned = (access.replace("OFFSET", str(k)) + "\n  out[0] = 0;" for k in offsets)
+    _run(cuda_kernel("aligned", ["x"], ["out"], aligned, PRELUDE, shared_memory=512), [mx.zeros(16)],
+         [((1,), mx.float32)], 32, 32)  # fmt: skip
+    kernel = cuda_kernel("misaligned", ["x"], ["out"], misaligned, PRELUDE, shared_memory=512)
+    with pytest.raises(metal_emu.KernelFault, match="misaligned address"):
+        _run(kernel, [mx.zeros(16)], [((1,), mx.float32)], 32, 32)

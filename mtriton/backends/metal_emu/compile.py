@@ -140,12 +140,13 @@ def build_runtime() -> Path:
     return _build("runtime", source, _RUNTIME_FLAGS, "<runtime>")
 
 
-def build_kernel(cpp: str, kernel: str) -> Path:
+def build_kernel(cpp: str, kernel: str, flags: tuple[str, ...] = ()) -> Path:
     """Compiles (or finds in the cache) one kernel's translation unit.
 
     Args:
         cpp: The translation unit from ``translate.translate``.
         kernel: The kernel's host name, for error messages.
+        flags: Compiler flags beyond the usual ones.
 
     Returns:
         The path of the shared library.
@@ -153,4 +154,4 @@ def build_kernel(cpp: str, kernel: str) -> Path:
     Raises:
         CompileError: If the compiler rejects the source.
     """
-    return _build("kernel", cpp, _KERNEL_FLAGS, kernel)
+    return _build("kernel", cpp, (*_KERNEL_FLAGS, *flags), kernel)

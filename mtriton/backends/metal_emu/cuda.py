@@ -52,6 +52,9 @@ _STATIC_SHARED = re.compile(
 _NAME_DIMS = re.compile(r"\s*([A-Za-z_]\w*)\s*(.*?)\s*$", re.S)
 # What makes a thread wait for others; a kernel without any runs without fibers.
 _SYNC_NAMES = ("__syncthreads", "__syncwarp", "__shfl", "mt_ldmatrix", "mt_mma")
+# A dereference of a pointer not aligned to its type (CUDA's vector types are aligned to their
+# size) executes a trap, which the runtime reports as a misaligned access, as a GPU faults.
+_ALIGNMENT_CHECKS = ("-fsanitize=alignment", "-fsanitize-undefined-trap-on-error")
 # Loaded kernels by source and dynamic shared memory size.
 _loaded: dict[tuple[str, int], tuple[abi.LoadedKernel, Translation]] = {}
 
@@ -185,7 +188,7 @@ class CudaKernel:
         if loaded is None:
             translation = _translate(source, self.source, self.shared_memory)
             loaded = _loaded[key] = (
-                abi.LoadedKernel(build_kernel(translation.cpp, source.host_name)),
+                abi.LoadedKernel(build_kernel(translation.cpp, source.host_name, _ALIGNMENT_CHECKS)),
                 translation,
             )
         outputs = [

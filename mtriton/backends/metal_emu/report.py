@@ -155,6 +155,11 @@ _MESSAGES: dict[int, tuple[type[EmulatorError], str]] = {
         KernelFault,
         "a simdgroup_matrix operation ran without all 32 lanes of the SIMD-group",
     ),
+    abi.ERR_MISALIGNED: (
+        KernelFault,
+        "misaligned address: a vector access, cp.async or ldmatrix at an address that is not a "
+        "multiple of its size (a GPU faults)",
+    ),
 }
 
 

@@ -178,6 +178,11 @@ int mma_m16n8k16(void* const* ins, void* const* outs, uint32_t mask, uint32_t) {
   return MTEMU_OK;
 }
 
+// A GPU faults on an access not aligned to its size; the runtime reports the trap.
+inline void check_aligned(const void* p, uintptr_t bytes) {
+  if (reinterpret_cast<uintptr_t>(p) % bytes) __builtin_trap();
+}
+
 inline uint32_t pack_bits(const void* lo, const void* hi) {
   uint16_t a, b;
   __builtin_memcpy(&a, lo, 2);
@@ -190,6 +195,7 @@ inline uint32_t pack_bits(const void* lo, const void* hi) {
 // receives rows 2 (l % 4) and 2 (l % 4) + 1 of column l / 4.
 inline void ldmatrix(uint32_t* r, const void* p, int count, bool trans, uint site) {
   uint32_t lane = __emu_ts.lane;
+  check_aligned(p, 16);  // each row is 16 bytes
   uintptr_t mine = reinterpret_cast<uintptr_t>(p);
   for (int i = 0; i < count; ++i) {
     if (!trans) {
@@ -251,6 +257,8 @@ inline void mt_ldmatrix_x2_trans(unsigned int* r, const void* p, uint __site = _
 template <int N>
 inline void mt_cp_async(void* dst, const void* src, int src_bytes) {
   static_assert(N == 4 || N == 8 || N == 16, "cp.async copies 4, 8 or 16 bytes");
+  __emu::check_aligned(dst, N);
+  __emu::check_aligned(src, N);
   __emu::copy_queue& q = __emu::copies_of_this_thread();
   if (q.count == __emu::kMaxPendingCopies) __emu::wait_copies();
   q.copies[q.count++] = {dst, src, N, src_bytes < 0 ? 0 : (src_bytes > N ? N : src_bytes)};

@@ -25,6 +25,7 @@ enum {
   MTEMU_ERR_ARITHMETIC = 8,        // SIGFPE: integer division by zero
   MTEMU_ERR_MATRIX_LANES = 9,      // simdgroup_matrix op without all 32 lanes
   MTEMU_ERR_INTERNAL = 10,         // runtime misuse (bad arguments, out of memory)
+  MTEMU_ERR_MISALIGNED = 11,       // a trap: an access not aligned to its size (cuda-emu)
 };
 
 // Region tags: device buffers use their index (>= 0); threadgroup arrays use

@@ -110,8 +110,9 @@ char* g_pool;
 size_t g_pool_slots, g_pool_slot;
 size_t g_page;
 
-const int kSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGVTALRM};
-struct sigaction g_old_actions[4];
+const int kSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGVTALRM, SIGILL};
+constexpr int kNumSignals = sizeof(kSignals) / sizeof(kSignals[0]);
+struct sigaction g_old_actions[kNumSignals];
 stack_t g_old_altstack;
 char* g_altstack;
 constexpr size_t kAltStackSize = 1 << 16;
@@ -648,7 +649,7 @@ void on_signal(int sig, siginfo_t* si, void* uctx) {
       return;
     }
     // Not ours: put the previous handler back and let the fault recur.
-    for (int i = 0; i < 4; ++i)
+    for (int i = 0; i < kNumSignals; ++i)
       if (kSignals[i] == sig) sigaction(sig, &g_old_actions[i], nullptr);
     return;
   }
@@ -659,6 +660,9 @@ void on_signal(int sig, siginfo_t* si, void* uctx) {
     e->kind = MTEMU_ERR_TIMEOUT;
   } else if (sig == SIGFPE) {
     e->kind = MTEMU_ERR_ARITHMETIC;
+  } else if (sig == SIGILL) {
+    // __builtin_trap: kernels built with alignment checks trap on a misaligned access
+    e->kind = MTEMU_ERR_MISALIGNED;
   } else {
     classify_fault(e, si->si_addr);
 #if defined(__linux__) && defined(__x86_64__)
@@ -683,7 +687,7 @@ void install_signals(double cpu_seconds) {
   sa.sa_sigaction = &on_signal;
   sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
   sigemptyset(&sa.sa_mask);
-  for (int i = 0; i < 4; ++i) sigaction(kSignals[i], &sa, &g_old_actions[i]);
+  for (int i = 0; i < kNumSignals; ++i) sigaction(kSignals[i], &sa, &g_old_actions[i]);
   if (cpu_seconds > 0) {
     struct itimerval t = {};
     t.it_value.tv_sec = (time_t)cpu_seconds;
@@ -695,7 +699,7 @@ void install_signals(double cpu_seconds) {
 void remove_signals() {
   struct itimerval off = {};
   setitimer(ITIMER_VIRTUAL, &off, nullptr);
-  for (int i = 0; i < 4; ++i) sigaction(kSignals[i], &g_old_actions[i], nullptr);
+  for (int i = 0; i < kNumSignals; ++i) sigaction(kSignals[i], &g_old_actions[i], nullptr);
   sigaltstack(&g_old_altstack, nullptr);
 }
 
