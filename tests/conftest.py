@@ -122,6 +122,20 @@ def tolerance(dtype: mx.Dtype) -> dict[str, float]:
     }.get(dtype, {"rtol": 0, "atol": 0})
 
 
+def tf32_dots(backend: str) -> bool:
+    """Whether float32 `tl.dot`s under the default input_precision ("tf32") round their inputs
+    to TF32 on `backend`, as Triton's do on NVIDIA GPUs (the others compute them exactly)."""
+    return backend in ("cuda", "cuda-emu")
+
+
+def round_tf32(x: np.ndarray) -> np.ndarray:
+    """float32 values rounded to TF32 (10 mantissa bits, ties away from zero: `cvt.rna`), as float64."""
+    bits = np.asarray(x, np.float32).view(np.uint32)
+    finite = (bits & 0x7F800000) != 0x7F800000
+    rounded = np.where(finite, (bits + np.uint32(0x1000)) & np.uint32(0xFFFFE000), bits)
+    return rounded.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def cuda_compiles_every_kernel(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Compile-checks, with nvcc, the CUDA of every kernel a test module compiles.

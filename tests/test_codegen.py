@@ -200,6 +200,36 @@ def test_cuda_matmul_accumulates_in_register_fragments() -> None:
     assert out.getvalue().count("mt_cp_async<8>(") == 2 and "mt_cp_async_wait();" in out.getvalue()
 
 
+@pytest.mark.parametrize("precision, tf32", [("tf32", True), ("ieee", False)])
+def test_cuda_float32_dots_use_tf32_tensor_cores_under_tf32(
+    tmp_path: Path, precision: str, tf32: bool
+) -> None:
+    path = tmp_path / "dot.py"
+    path.write_text(DOT32.format(precision=precision))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        cli.main(["dump-cuda", f"{path}:dot32", "-s", "*fp32,*fp32,*fp32"])
+    cuda = out.getvalue()
+    assert ("mt_mma_tf32(" in cuda and "mt_load_a_tf32(" in cuda and "mt_load_b_tf32(" in cuda) == tf32
+    # on the tensor cores the float32 tiles reach shared memory by cp.async
+    assert ("mt_cp_async<" in cuda) == tf32
+
+
+DOT32 = """
+import mtriton
+import mtriton.language as tl
+
+
+@mtriton.jit
+def dot32(a_ptr, b_ptr, c_ptr):
+    r = tl.arange(0, 64)
+    a = tl.load(a_ptr + r[:, None] * 64 + r[None, :])
+    b = tl.load(b_ptr + r[:, None] * 64 + r[None, :])
+    c = tl.dot(a, b, input_precision="{precision}")
+    tl.store(c_ptr + r[:, None] * 64 + r[None, :], c)
+"""
+
+
 def test_cumsum_scans_in_registers() -> None:
     # one row per program: chunk totals combine across threads, nothing staged element by element
     for target in ("dump-metal", "dump-cuda"):

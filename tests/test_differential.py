@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 import numpy as np
-from conftest import poisoned, to_numpy
+from conftest import poisoned, round_tf32, tf32_dots, to_numpy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -123,5 +123,6 @@ def test_random_matmuls(backend: str, m: int, n: int, k: int, bm: int, bn: int, 
     b = mx.array(rng.standard_normal((k, n)).astype(np.float32))
     c = poisoned((m, n))
     small_matmul_kernel[(triton.cdiv(m, bm), triton.cdiv(n, bn))](a, b, c, m, n, k, BM=bm, BN=bn, BK=bk)
-    ref = np.array(a, dtype=np.float64) @ np.array(b, dtype=np.float64)
+    as_f64 = round_tf32 if tf32_dots(backend) else (lambda x: np.asarray(x, np.float64))
+    ref = as_f64(np.array(a)) @ as_f64(np.array(b))
     np.testing.assert_allclose(np.array(c), ref, rtol=1e-4, atol=1e-4)

@@ -110,7 +110,31 @@ __device__ inline void mt_cp_async(void* dst, const void* src, int src_bytes) {
                :: "r"(mt_shared_address(dst)), "l"(src), "n"(N), "r"(src_bytes) : "memory");
 }
 __device__ inline void mt_cp_async_wait() { asm volatile("cp.async.wait_all;\\n" ::: "memory"); }
+// TF32 (float32 inputs under input_precision="tf32"): round to nearest, ties away, then
+// mma.sync m16n8k8: a = A[g][t], A[g+8][t], A[g][t+4], A[g+8][t+4]; b = B[t][g], B[t+4][g].
+__device__ inline unsigned int mt_tf32(float x) {
+  unsigned int r;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+  return r;
+}
+__device__ inline void mt_mma_tf32(float* c, const unsigned int* a, const unsigned int* b) {
+  asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+               "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\\n"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
 #endif  // __MTRITON_CUDA_EMU__
+// The A fragment of a 16x8 float tile: ldmatrix moves 32-bit elements as pairs of 16-bit
+// ones (lane l passes row l % 16, column 4 * (l / 16)); B's elements are read one by one.
+__device__ inline void mt_load_a_tf32(unsigned int* r, const float* p) {
+  mt_ldmatrix_x4(r, p);
+  for (int j = 0; j < 4; ++j) r[j] = mt_tf32(__uint_as_float(r[j]));
+}
+__device__ inline void mt_load_b_tf32(unsigned int* r, const float* B, int ldb) {
+  const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+  r[0] = mt_tf32(B[t * ldb + g]);
+  r[1] = mt_tf32(B[(t + 4) * ldb + g]);
+}
 template <typename T>
 __device__ inline void mt_mma(float c[4], const T* A, int lda, const T* B, int ldb) {
   unsigned int a[4], b[2];
@@ -196,6 +220,9 @@ CUDA = Dialect(
             pad=8,
             copy="mt_cp_async<{n}>({dst}, {src}, {bytes});",
             copy_wait="mt_cp_async_wait();",
+            load_a_tf32="mt_load_a_tf32({r}, {p});",
+            load_b_tf32="mt_load_b_tf32({r}, {p}, {ld});",
+            mma_tf32="mt_mma_tf32({c}, {a}, {b});",
         ),
     ),  # fmt: skip
     prelude=PRELUDE,
@@ -207,6 +234,7 @@ CUDA = Dialect(
         "nan": "__int_as_float(0x7fffffff)",
         "bitcast": "mt_bitcast<{t}>({x})",
         "scalar_arg": "{name}[0]",
+        "round_tf32": "__uint_as_float(mt_tf32({x}))",
     },
 )
 

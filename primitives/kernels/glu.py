@@ -121,8 +121,9 @@ def _project_tile(
         x = tl.load(x_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
         w_gate = tl.load(w_gate_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
         w_up = tl.load(w_up_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
-        acc_gate = tl.dot(x, w_gate, acc_gate)
-        acc_up = tl.dot(x, w_up, acc_up)
+        # "ieee": float32 inputs stay exact (Triton's default rounds them to TF32 on CUDA)
+        acc_gate = tl.dot(x, w_gate, acc_gate, input_precision="ieee")
+        acc_up = tl.dot(x, w_up, acc_up, input_precision="ieee")
         x_ptrs += BLOCK_K
         w_gate_ptrs += BLOCK_K
         w_up_ptrs += BLOCK_K

@@ -292,7 +292,7 @@ def _rmsnorm_linear_kernel(
         # W is (out, in): its transposed tile is read straight from the row-major layout.
         w_mask = (ks[:, None] < K) & out_ok[None, :]
         w = tl.load(LW + outs[None, :] * K + ks[:, None], mask=w_mask, other=0.0)
-        acc = tl.dot(a, w, acc)
+        acc = tl.dot(a, w, acc, input_precision="ieee")  # float32 stays exact (not TF32) on CUDA
     rstd = tl.rsqrt(tl.sum(sum_sq, axis=1) / K + eps)
     out = acc * rstd[:, None]
     if HAS_BIAS:

@@ -33,6 +33,10 @@ class Fragments:
             reading `{bytes}` of them (the rest zero-filled): a load used only as a `dot`
             operand goes straight to threadgroup memory, through no registers.
         copy_wait: waits for this thread's asynchronous copies.
+        load_a_tf32, load_b_tf32, mma_tf32: float32 inputs under `input_precision="tf32"`
+            (None: such dots run exactly): the A fragment `{r}` of a 16x8 tile (lane l passes
+            row l % 16, column 4 * (l / 16)), the B fragment `{r}` of an 8x8 tile at `{p}`
+            with rows `{ld}` apart, and `{c}` += `{a}` x `{b}` (k = 8).
     """
 
     load_a: str
@@ -42,6 +46,9 @@ class Fragments:
     pad: int
     copy: str
     copy_wait: str
+    load_a_tf32: str | None = None
+    load_b_tf32: str | None = None
+    mma_tf32: str | None = None
 
 
 @dataclass(frozen=True)

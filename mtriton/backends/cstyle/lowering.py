@@ -146,17 +146,22 @@ class Lowering:
         return self.mma_layouts.get(v.type.numel) or Layout(v.type.numel, self.threads, self.d.max_vec)
 
     def _fragment_shape(self, dot: ir.Op) -> tuple[int, int] | None:
-        """(m, n) of a `dot` the matrix unit can run on register fragments (f16/bf16 inputs, an
-        f32 result, k a multiple of the unit's), else None."""
-        unit = self.d.matrix
+        """(m, n) of a `dot` the matrix unit can run on register fragments (f16/bf16 inputs, or
+        f32 ones under input_precision "tf32"; an f32 result; k a multiple of the k-step),
+        else None."""
         a, b = dot.operands[:2]
-        if (
-            len(a.type.shape) != 2
-            or a.type.elem.short not in unit.inputs
-            or dot.result.type.elem != T.float32
-        ):
+        if len(a.type.shape) != 2 or dot.result.type.elem != T.float32:
             return None
-        return None if a.type.shape[1] % unit.k else (a.type.shape[0], b.type.shape[1])
+        k_step = self.fragment_k(dot)
+        return None if k_step is None or a.type.shape[1] % k_step else (a.type.shape[0], b.type.shape[1])
+
+    def fragment_k(self, dot: ir.Op) -> int | None:
+        """The k-step of one tensor-core instruction for `dot`'s inputs, if there is one."""
+        unit, elem = self.d.matrix, dot.operands[0].type.elem
+        if elem.short in unit.inputs:
+            return unit.k
+        tf32 = dot.attrs.get("input_precision") == "tf32" and unit.fragments.mma_tf32 is not None
+        return 8 if elem == T.float32 and tf32 else None
 
     def _mma_layouts(self) -> dict[int, MmaLayout]:
         """Element counts whose values take the accumulator layout of a `dot` that runs on

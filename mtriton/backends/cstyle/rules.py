@@ -892,6 +892,8 @@ def _lower_dot(lo: Lowering, op: ir.Op) -> None:
         stage_dtype = T.float32 if stage_ctype == "float" else in_dtype
     else:
         stage_dtype = T.int32 if acc.dtype.is_int() else T.float32
+    # float32 inputs under "tf32" are rounded as the tensor cores' are, wherever the dot runs
+    tf32 = in_dtype == T.float32 and op.attrs.get("input_precision") == "tf32" and "round_tf32" in lo.d.extra
     lo.open()
     a_buf = lo.scratch(stage_dtype, m * k, 0)
     b_buf = lo.scratch(stage_dtype, k * n, _bytes(stage_dtype, m * k))
@@ -900,6 +902,7 @@ def _lower_dot(lo: Lowering, op: ir.Op) -> None:
         ent = lo.get(v)
         lo.slot_loop(ent.layout)
         value = ent.at() if stage_dtype == ent.dtype else lo.render_cast(ent.at(), ent.dtype, stage_dtype)
+        value = lo.d.extra["round_tf32"].format(x=value) if tf32 else value
         lo.emit(f"{buf}[{ent.layout.flat_index('i')}] = {value};")
         lo.close()
     lo.barrier()
@@ -932,14 +935,18 @@ def _dot_fragments(
     """result = acc + A @ B with the result's slots as the accumulator fragments.
 
     A and B are staged in threadgroup memory with padded rows; each warp then loads, per
-    k-step of 16, one A fragment per 16-row tile and one B fragment per 8-column tile of its
-    region and multiplies every pair.
+    k-step (16 for halves, 8 for TF32), one A fragment per 16-row tile and one B fragment per
+    8-column tile of its region and multiplies every pair.
     """
     frag = unit.fragments
     a_v, b_v = inputs
     (m, k), n = a_v.type.shape, b_v.type.shape[1]
     in_dtype = a_v.type.elem
-    lda, ldb = k + frag.pad, n + frag.pad
+    tf32 = in_dtype == T.float32
+    row_piece = 16 // in_dtype.itemsize  # elements in the 16 bytes ldmatrix reads of a row
+    # A's rows padded by 16 bytes (ldmatrix without bank conflicts); B's by `pad` elements
+    # (for TF32, 32 bytes: the element reads of a B fragment then hit 32 banks)
+    lda, ldb = k + row_piece, n + frag.pad
     lo.open()
     a_buf = lo.scratch(in_dtype, m * lda, 0)
     b_buf = lo.scratch(in_dtype, k * ldb, _bytes(in_dtype, m * lda))
@@ -961,22 +968,28 @@ def _dot_fragments(
     tiles_m, tiles_n = layout.tiles_m, layout.tiles_n
     row0 = f"(warp / {layout.warps_n}) * {m // layout.warps_m}"
     col0 = f"(warp % {layout.warps_n}) * {n // layout.warps_n}"
-    lo.open(f"for (int kk = 0; kk < {k}; kk += {unit.k})")
+    lo.open(f"for (int kk = 0; kk < {k}; kk += {8 if tf32 else unit.k})")
     lo.emit(f"unsigned int fa[{4 * tiles_m}], fb[{2 * tiles_n}];")
     for mi in range(tiles_m):
-        p = f"{a_buf} + ({row0} + {16 * mi} + lane % 16) * {lda} + kk + (lane / 16) * 8"
-        lo.emit(frag.load_a.format(r=f"fa + {4 * mi}", p=p))
-    for ni in range(0, tiles_n - 1, 2):
-        p = f"{b_buf} + (kk + lane % 16) * {ldb} + {col0} + {8 * ni} + (lane / 16) * 8"
-        lo.emit(frag.load_b2.format(r=f"fb + {2 * ni}", p=p))
-    if tiles_n % 2:
-        p = f"{b_buf} + (kk + lane % 16) * {ldb} + {col0} + {8 * (tiles_n - 1)}"
-        lo.emit(frag.load_b.format(r=f"fb + {2 * (tiles_n - 1)}", p=p))
+        p = f"{a_buf} + ({row0} + {16 * mi} + lane % 16) * {lda} + kk + (lane / 16) * {row_piece}"
+        lo.emit((frag.load_a_tf32 if tf32 else frag.load_a).format(r=f"fa + {4 * mi}", p=p))
+    if tf32:
+        for ni in range(tiles_n):
+            p = f"{b_buf} + kk * {ldb} + {col0} + {8 * ni}"
+            lo.emit(frag.load_b_tf32.format(r=f"fb + {2 * ni}", p=p, ld=ldb))
+    else:
+        for ni in range(0, tiles_n - 1, 2):
+            p = f"{b_buf} + (kk + lane % 16) * {ldb} + {col0} + {8 * ni} + (lane / 16) * 8"
+            lo.emit(frag.load_b2.format(r=f"fb + {2 * ni}", p=p))
+        if tiles_n % 2:
+            p = f"{b_buf} + (kk + lane % 16) * {ldb} + {col0} + {8 * (tiles_n - 1)}"
+            lo.emit(frag.load_b.format(r=f"fb + {2 * (tiles_n - 1)}", p=p))
     t = lo.ctype(in_dtype)
     for mi in range(tiles_m):
         for ni in range(tiles_n):
             c = f"{result.name} + {4 * (mi * tiles_n + ni)}"
-            lo.emit(frag.mma.format(c=c, a=f"fa + {4 * mi}", b=f"fb + {2 * ni}", t=t))
+            mma = frag.mma_tf32 if tf32 else frag.mma
+            lo.emit(mma.format(c=c, a=f"fa + {4 * mi}", b=f"fb + {2 * ni}", t=t))
     lo.close()
     lo.close()  # no trailing barrier: the next writer of threadgroup memory starts with one
 

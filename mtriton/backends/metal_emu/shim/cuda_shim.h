@@ -178,6 +178,39 @@ int mma_m16n8k16(void* const* ins, void* const* outs, uint32_t mask, uint32_t) {
   return MTEMU_OK;
 }
 
+// mma.sync.m16n8k8.row.col.f32.tf32.tf32.f32: a = A[g][t], A[g+8][t], A[g][t+4], A[g+8][t+4];
+// b = B[t][g], B[t+4][g]; c as for m16n8k16. TF32 products are exact in float.
+inline int mma_m16n8k8_tf32(void* const* ins, void* const* outs, uint32_t mask, uint32_t) {
+  if (mask != 0xffffffffu) return MTEMU_ERR_MATRIX_LANES;
+  float A[16][8], B[8][8], C[16][8];
+  for (int l = 0; l < 32; ++l) {
+    const mma_regs_in* in = static_cast<const mma_regs_in*>(ins[l]);
+    int g = l >> 2, t = l & 3;
+    A[g][t] = as_type<float>(in->a[0]);
+    A[g + 8][t] = as_type<float>(in->a[1]);
+    A[g][t + 4] = as_type<float>(in->a[2]);
+    A[g + 8][t + 4] = as_type<float>(in->a[3]);
+    B[t][g] = as_type<float>(in->b[0]);
+    B[t + 4][g] = as_type<float>(in->b[1]);
+    for (int j = 0; j < 2; ++j) {
+      C[g][2 * t + j] = in->c[j];
+      C[g + 8][2 * t + j] = in->c[2 + j];
+    }
+  }
+  for (int l = 0; l < 32; ++l) {
+    float* out = static_cast<float*>(outs[l]);
+    int g = l >> 2, t = l & 3;
+    for (int r = 0; r < 4; ++r) {
+      int row = g + 8 * (r >> 1), col = 2 * t + (r & 1);
+      float acc = C[row][col];
+      for (int k = 0; k < 8; ++k) acc += A[row][k] * B[k][col];
+      out[r] = acc;
+    }
+  }
+  return MTEMU_OK;
+}
+
+
 // A GPU faults on an access not aligned to its size; the runtime reports the trap.
 inline void check_aligned(const void* p, uintptr_t bytes) {
   if (reinterpret_cast<uintptr_t>(p) % bytes) __builtin_trap();
@@ -238,6 +271,17 @@ inline void wait_copies() {
 }
 
 }  // namespace __emu
+
+// cvt.rna.tf32.f32: keep 10 mantissa bits, rounding to nearest with ties away from zero.
+inline unsigned int mt_tf32(float x) {
+  uint32_t u = as_type<uint32_t>(x);
+  if ((u & 0x7f800000u) == 0x7f800000u) return u;  // inf and NaN pass through
+  return (u + 0x1000u) & 0xffffe000u;
+}
+inline void mt_mma_tf32(float* c, const unsigned int* a, const unsigned int* b, uint __site = __builtin_LINE()) {
+  __emu::mma_regs_in in{{a[0], a[1], a[2], a[3]}, {b[0], b[1]}, {c[0], c[1], c[2], c[3]}};
+  __emu_rt->simd(__site, &__emu::mma_m16n8k8_tf32, &in, c);
+}
 
 template <class T>
 inline void mt_mma_regs(float* c, const unsigned int* a, const unsigned int* b, const T*,
