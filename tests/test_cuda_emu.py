@@ -229,3 +229,30 @@ def test_misaligned_accesses_fault(access: str, offsets: tuple[int, int]) -> Non
     kernel = cuda_kernel("misaligned", ["x"], ["out"], misaligned, PRELUDE, shared_memory=512)
     with pytest.raises(metal_emu.KernelFault, match="misaligned address"):
         _run(kernel, [mx.zeros(16)], [((1,), mx.float32)], 32, 32)
+
+
+def test_a_warp_runs_ahead_until_a_barrier() -> None:
+    # Warp 0 finishes its shuffle and reads warp 1's element before warp 1 has written it: on a
+    # GPU nothing orders the two warps without __syncthreads, and the emulator lets warp 0 run
+    # ahead, so the missing barrier shows (a SIMD-group operation is no barrier for the others).
+    body = """
+  extern __shared__ float s[];
+  s[threadIdx.x] = x[threadIdx.x];
+  float v = __shfl_xor_sync(0xffffffffu, x[threadIdx.x], 1);
+  out[threadIdx.x] = s[(threadIdx.x + 32) % 64] + v;
+"""
+    x = mx.array(RNG.standard_normal(64).astype(np.float32))
+    with pytest.raises(metal_emu.DataRace):
+        _run(
+            cuda_kernel("ahead", ["x"], ["out"], body, shared_memory=256), [x], [((64,), mx.float32)], 64, 64
+        )
+    fixed = body.replace("  out[", "  __syncthreads();\n  out[")
+    (out,) = _run(
+        cuda_kernel("ahead_fixed", ["x"], ["out"], fixed, shared_memory=256),
+        [x],
+        [((64,), mx.float32)],
+        64,
+        64,
+    )
+    xs = np.array(x)
+    np.testing.assert_array_equal(out, np.roll(xs, -32) + xs[np.arange(64) ^ 1])

@@ -112,6 +112,20 @@ def test_grouped_matmul(
     np.testing.assert_allclose(f64(c), ref, rtol=tol["rtol"] * 4, atol=max(tol["atol"], 1e-4) * scale)
 
 
+@pytest.mark.parametrize("num_stages", [1, 2, 4])
+@pytest.mark.parametrize("k", [20, 100])
+def test_matmul_pipeline_stages(backend: str, rng: np.random.Generator, num_stages: int, k: int) -> None:
+    # On CUDA the K loop's tiles are copied num_stages - 1 iterations ahead; 20 has fewer
+    # iterations (2) than stages in flight, 100 a ragged last one.
+    m, n = 48, 40
+    a, b = rand(rng, (m, k), mx.float16), rand(rng, (k, n), mx.float16)
+    c = poisoned((m, n), mx.float32)
+    grid = (triton.cdiv(m, 16) * triton.cdiv(n, 32),)
+    K.matmul_kernel[grid](a, b, c, m, n, k, k, 1, n, 1, n, 1, BLOCK_SIZE_M=16, BLOCK_SIZE_N=32,
+                          BLOCK_SIZE_K=16, GROUP_SIZE_M=2, num_warps=2, num_stages=num_stages)  # fmt: skip
+    np.testing.assert_allclose(f64(c), f64(a) @ f64(b), rtol=1e-3, atol=1e-3)
+
+
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("dtype", [mx.float32, mx.float16])
 @pytest.mark.parametrize("n_ctx", [64, 77])

@@ -110,6 +110,9 @@ __device__ inline void mt_cp_async(void* dst, const void* src, int src_bytes) {
                :: "r"(mt_shared_address(dst)), "l"(src), "n"(N), "r"(src_bytes) : "memory");
 }
 __device__ inline void mt_cp_async_wait() { asm volatile("cp.async.wait_all;\\n" ::: "memory"); }
+__device__ inline void mt_cp_async_commit() { asm volatile("cp.async.commit_group;\\n" ::: "memory"); }
+template <int N>
+__device__ inline void mt_cp_async_wait_group() { asm volatile("cp.async.wait_group %0;\\n" :: "n"(N) : "memory"); }
 // TF32 (float32 inputs under input_precision="tf32"): round to nearest, ties away, then
 // mma.sync m16n8k8: a = A[g][t], A[g+8][t], A[g][t+4], A[g+8][t+4]; b = B[t][g], B[t+4][g].
 __device__ inline unsigned int mt_tf32(float x) {
@@ -220,6 +223,8 @@ CUDA = Dialect(
             pad=8,
             copy="mt_cp_async<{n}>({dst}, {src}, {bytes});",
             copy_wait="mt_cp_async_wait();",
+            copy_commit="mt_cp_async_commit();",
+            copy_wait_group="mt_cp_async_wait_group<{n}>();",
             load_a_tf32="mt_load_a_tf32({r}, {p});",
             load_b_tf32="mt_load_b_tf32({r}, {p}, {ld});",
             mma_tf32="mt_mma_tf32({c}, {a}, {b});",

@@ -33,6 +33,9 @@ class Fragments:
             reading `{bytes}` of them (the rest zero-filled): a load used only as a `dot`
             operand goes straight to threadgroup memory, through no registers.
         copy_wait: waits for this thread's asynchronous copies.
+        copy_commit: closes the group of this thread's copies issued since the last one.
+        copy_wait_group: waits until at most `{n}` of this thread's latest groups are pending
+            (None, with copy_commit: no pipelining across loop iterations).
         load_a_tf32, load_b_tf32, mma_tf32: float32 inputs under `input_precision="tf32"`
             (None: such dots run exactly): the A fragment `{r}` of a 16x8 tile (lane l passes
             row l % 16, column 4 * (l / 16)), the B fragment `{r}` of an 8x8 tile at `{p}`
@@ -46,6 +49,8 @@ class Fragments:
     pad: int
     copy: str
     copy_wait: str
+    copy_commit: str | None = None
+    copy_wait_group: str | None = None
     load_a_tf32: str | None = None
     load_b_tf32: str | None = None
     mma_tf32: str | None = None

@@ -29,6 +29,7 @@ from ...ir import types as T
 from .axis_info import AxisInfoAnalysis
 from .dialect import Dialect
 from .layout import Layout, MmaLayout, mma_layout, ravel, unravel
+from .pipeline import RESERVED_BYTES, Pipeline, Tile, plan_loop
 
 RULES: dict[str, Callable[[Lowering, ir.Op], None]] = {}
 COMBINERS = ("add", "mul", "maximum", "minimum", "and", "or", "xor")
@@ -106,6 +107,12 @@ class Lowering:
         self.prologue: dict[str, str] = {}  # name -> statement, placed before the body
         self.mma_layouts = self._mma_layouts()
         self.deferred = self._deferred_loads()
+        # pipelined loops by id, and their staged tiles by the id of the load they hold; the
+        # stages sit at the start of threadgroup memory, scratch after them
+        self.pipelines: dict[int, Pipeline] = {}
+        self.stage_tiles: dict[int, tuple[Pipeline, Tile]] = {}
+        self.scratch_base = self._plan_pipelines()
+        self.shared_bytes = self.scratch_base
 
     @property
     def atomic(self) -> set[str]:
@@ -184,6 +191,49 @@ class Lowering:
             return None
         return layout
 
+    def fragment_strides(self, dot: ir.Op) -> tuple[int, int]:
+        """Elements between the staged rows of a fragment dot's A and B: A's rows padded by 16
+        bytes (ldmatrix without bank conflicts), B's by the dialect's `pad` elements."""
+        a, b = dot.operands[:2]
+        return a.type.shape[1] + 16 // a.type.elem.itemsize, b.type.shape[1] + self.d.matrix.fragments.pad
+
+    def _plan_pipelines(self) -> int:
+        """Plans the loops whose dot operands are prefetched `num_stages - 1` iterations ahead
+        (`pipeline.py`); returns the bytes their stages take. Stages are dropped where they
+        would leave less than RESERVED_BYTES of threadgroup memory for the rest (a loop left
+        with fewer than two runs unpipelined)."""
+        stages = int(self.fn.attrs.get("num_stages", 1))
+        frag = self.d.matrix.fragments if self.d.matrix is not None else None
+        if stages < 2 or not self.deferred or frag is None or frag.copy_wait_group is None:
+            return 0
+        base = 0
+        for loop in ir.walk(self.fn.body):
+            plan = plan_loop(loop, self.deferred, stages) if loop.name == "for" else None
+            if plan is None:
+                continue
+            tiles: dict[int, Tile] = {}
+            size = 0
+            for load in plan.loads:
+                dot, pos = next(
+                    (op, k)
+                    for op in loop.regions[0].ops if op.name == "dot"
+                    for k, v in enumerate(op.operands[:2]) if v is load.result
+                )  # fmt: skip
+                (m, k), n = dot.operands[0].type.shape, dot.operands[1].type.shape[1]
+                lda, ldb = self.fragment_strides(dot)
+                rows, cols, ld = (m, k, lda) if pos == 0 else (k, n, ldb)
+                tiles[id(load.result)] = Tile(base + size, cols, ld, load.result.type.elem)
+                size += _align16(rows * ld * load.result.type.elem.itemsize)
+            plan.stages = min(stages, (self.d.max_shared_bytes - RESERVED_BYTES - base) // size)
+            if plan.stages < 2:
+                continue
+            plan.stage_bytes = size
+            self.pipelines[id(loop)] = plan
+            for load_id, tile in tiles.items():
+                self.stage_tiles[load_id] = (plan, tile)
+            base += plan.stages * size
+        return base
+
     def _deferred_loads(self) -> set[int]:
         """Loads whose only use is an operand of a fragment `dot` later in the same block, with
         no memory write between them and nothing but zeros for masked elements: the dot copies
@@ -237,6 +287,7 @@ class Lowering:
     def scratch(self, dtype: T.DType, count: int, offset: int = 0) -> str:
         """A typed pointer to threadgroup scratch memory at byte `offset` (kept 16-aligned)."""
         size = dtype.itemsize if not dtype.is_bool() else 1
+        offset += self.scratch_base
         end = offset + size * count
         self.shared_bytes = max(self.shared_bytes, _align16(end))
         if self.shared_bytes > self.d.max_shared_bytes:
@@ -244,6 +295,10 @@ class Lowering:
                 f"{self.loc}: kernel needs {self.shared_bytes} bytes of threadgroup memory; "
                 f"{self.d.name} allows {self.d.max_shared_bytes}. Use smaller blocks."
             )
+        return self.shared_at(dtype, str(offset))
+
+    def shared_at(self, dtype: T.DType, offset: str) -> str:
+        """A typed pointer to threadgroup memory at byte offset `offset` (a C expression)."""
         ctype = self.ctype(dtype) if not dtype.is_bool() else "bool"
         return f"(({self.d.shared_ptr.format(t=ctype)})(mt_smem + {offset}))"
 

@@ -10,6 +10,7 @@ from ...ir import types as T
 from .dialect import MatrixUnit
 from .layout import Layout, MmaLayout
 from .lowering import Entity, Lowering, combiner_kind, lowers
+from .pipeline import Pipeline
 
 # --------------------------------------------------------------------------- values
 
@@ -366,14 +367,68 @@ def _lower_for(lo: Lowering, op: ir.Op) -> None:
     carried = _declare_like(lo, op.results, inits)
     _assign(lo, carried, inits)
     body = op.regions[0]
+    plan = lo.pipelines.get(id(op))
+    ahead = _start_pipeline(lo, plan, op, inits) if plan else None
     iv = Entity(lo.fresh("iv"), op.operands[0].type.elem)
     ctype = lo.ctype(iv.dtype)
     lo.open(f"for ({ctype} {iv.name} = {lb.name}; {iv.name} < {ub.name}; {iv.name} += {step.name})")
+    if plan and ahead:
+        # this iteration's copies have landed, and every thread is done with the stage refilled next
+        lo.emit(lo.d.matrix.fragments.copy_wait_group.format(n=plan.stages - 2))
+        lo.barrier()
+        _prefetch(lo, plan, op, *ahead, f"({plan.stage_var} + {plan.stages - 1}) % {plan.stages}")
     lo.env[id(body.args[0])] = iv
     _bind(lo, body.args[1:], carried)
     lo.block(ir.Block(ops=body.ops[:-1]))
     _assign(lo, carried, [lo.get(v) for v in body.ops[-1].operands])
+    if plan:
+        lo.emit(f"{plan.stage_var} = ({plan.stage_var} + 1) % {plan.stages};")
     lo.close()
+
+
+def _start_pipeline(
+    lo: Lowering, plan: Pipeline, loop: ir.Op, inits: list[Entity]
+) -> tuple[Entity, list[Entity]]:
+    """Declares the stage index and the values that run ahead of the loop, and issues the
+    copies of the first `stages - 1` iterations (`pipeline.py`); returns the ahead values."""
+    lb = lo.get(loop.operands[0])
+    body = loop.regions[0]
+    plan.stage_var = lo.fresh("stage")
+    lo.emit(f"int {plan.stage_var} = 0;")
+    iv = Entity(lo.fresh("iv"), lb.dtype)
+    lo.emit(f"{lo.ctype(iv.dtype)} {iv.name} = {lb.name};")
+    carried = [inits[k] for k in plan.carried]
+    ahead = _declare_like(lo, [body.args[1 + k] for k in plan.carried], carried)
+    _assign(lo, ahead, carried)
+    stage = lo.fresh("s")
+    lo.open(f"for (int {stage} = 0; {stage} < {plan.stages - 1}; ++{stage})")
+    _prefetch(lo, plan, loop, iv, ahead, stage)
+    lo.close()
+    return iv, ahead
+
+
+def _prefetch(lo: Lowering, plan: Pipeline, loop: ir.Op, iv: Entity, ahead: list[Entity], stage: str) -> None:
+    """Issues the copies of the iteration whose induction variable and carried values are
+    `iv` and `ahead` into stage `stage`, commits them as one group, then advances both."""
+    body, ub, step = loop.regions[0], lo.get(loop.operands[1]), lo.get(loop.operands[2])
+    frag = lo.d.matrix.fragments
+    outer = dict(lo.env)
+    lo.env[id(body.args[0])] = iv
+    _bind(lo, [body.args[1 + k] for k in plan.carried], ahead)
+    lo.open(f"if ({iv.name} < {ub.name})")
+    for address in plan.address_ops:
+        lo.op(address)
+    for load in plan.loads:
+        _, tile = lo.stage_tiles[id(load.result)]
+        buf = lo.shared_at(tile.dtype, f"{tile.offset} + ({stage}) * {plan.stage_bytes}")
+        _copy_to_shared(lo, load, buf, tile.cols, tile.ld)
+    lo.close()
+    lo.emit(frag.copy_commit)
+    for update in plan.advance_ops:
+        lo.op(update)
+    _assign(lo, ahead, [lo.get(body.ops[-1].operands[k]) for k in plan.carried])
+    lo.emit(f"{iv.name} += {step.name};")
+    lo.env = outer
 
 
 @lowers("while")
@@ -884,7 +939,7 @@ def _lower_dot(lo: Lowering, op: ir.Op) -> None:
     )
     fragments = lo.fragment_layout(op)
     if fragments is not None:
-        _dot_fragments(lo, unit, (a_v, b_v), acc, result, fragments)
+        _dot_fragments(lo, unit, op, acc, result, fragments)
         return
     layout = result.layout
     if use_unit:
@@ -927,7 +982,7 @@ def _lower_dot(lo: Lowering, op: ir.Op) -> None:
 def _dot_fragments(
     lo: Lowering,
     unit: MatrixUnit,
-    inputs: tuple[ir.Value, ir.Value],
+    dot: ir.Op,
     acc: Entity,
     result: Entity,
     layout: MmaLayout,
@@ -939,19 +994,31 @@ def _dot_fragments(
     8-column tile of its region and multiplies every pair.
     """
     frag = unit.fragments
-    a_v, b_v = inputs
+    a_v, b_v = dot.operands[:2]
     (m, k), n = a_v.type.shape, b_v.type.shape[1]
     in_dtype = a_v.type.elem
     tf32 = in_dtype == T.float32
     row_piece = 16 // in_dtype.itemsize  # elements in the 16 bytes ldmatrix reads of a row
-    # A's rows padded by 16 bytes (ldmatrix without bank conflicts); B's by `pad` elements
-    # (for TF32, 32 bytes: the element reads of a B fragment then hit 32 banks)
-    lda, ldb = k + row_piece, n + frag.pad
+    # (for TF32, B's rows are padded by 32 bytes: the element reads of a B fragment hit 32 banks)
+    lda, ldb = lo.fragment_strides(dot)
     lo.open()
-    a_buf = lo.scratch(in_dtype, m * lda, 0)
-    b_buf = lo.scratch(in_dtype, k * ldb, _bytes(in_dtype, m * lda))
-    lo.barrier()
-    for v, buf, cols, ld in ((a_v, a_buf, k, lda), (b_v, b_buf, n, ldb)):
+    # operands a pipelined loop prefetched sit in its current stage; the others are staged here
+    staged = []
+    bufs = []
+    offset = 0
+    for v, cols, ld, rows in ((a_v, k, lda, m), (b_v, n, ldb, k)):
+        pipelined = lo.stage_tiles.get(id(v))
+        if pipelined is not None:
+            plan, tile = pipelined
+            bufs.append(lo.shared_at(in_dtype, f"{tile.offset} + {plan.stage_var} * {plan.stage_bytes}"))
+            continue
+        bufs.append(lo.scratch(in_dtype, rows * ld, offset))
+        offset += _bytes(in_dtype, rows * ld)
+        staged.append((v, bufs[-1], cols, ld))
+    a_buf, b_buf = bufs
+    if staged:
+        lo.barrier()
+    for v, buf, cols, ld in staged:
         ent = lo.get(v)
         if ent.deferred is not None:
             _copy_to_shared(lo, ent.deferred, buf, cols, ld)
@@ -961,9 +1028,10 @@ def _dot_fragments(
         lo.emit(f"const int e = {ent.layout.flat_index('i')};")
         lo.emit(f"{buf}[(e / {cols}) * {ld} + e % {cols}] = {value};")
         lo.close()
-    if any(lo.get(v).deferred is not None for v in inputs):
+    if any(lo.get(v).deferred is not None for v, *_ in staged):
         lo.emit(frag.copy_wait)
-    lo.barrier()
+    if staged:
+        lo.barrier()
     lo.emit(f"for (int i = 0; i < {layout.slots}; ++i) {result.name}[i] = {acc.at()};")
     tiles_m, tiles_n = layout.tiles_m, layout.tiles_n
     row0 = f"(warp / {layout.warps_n}) * {m // layout.warps_m}"

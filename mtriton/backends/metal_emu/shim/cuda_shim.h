@@ -242,16 +242,19 @@ inline void ldmatrix(uint32_t* r, const void* p, int count, bool trans, uint sit
   }
 }
 
-// cp.async: a thread's copies land when it waits for them (cp.async.wait_all), the latest a GPU
-// may deliver them, so that a read before the wait sees the old contents.
+// cp.async: a thread's copies land when it waits for them (cp.async.wait_all, or wait_group for
+// the groups it covers), the latest a GPU may deliver them, so that a read before the wait sees
+// the old contents.
 struct pending_copy {
   void* dst;
   const void* src;
   int bytes, src_bytes;
+  uint32_t group;  // the number of commits before it was issued
 };
-constexpr int kMaxPendingCopies = 64;
+constexpr int kMaxPendingCopies = 256;
 struct copy_queue {
   int count;
+  uint32_t committed;
   pending_copy copies[kMaxPendingCopies];
 };
 inline copy_queue& copies_of_this_thread() {
@@ -259,15 +262,25 @@ inline copy_queue& copies_of_this_thread() {
   return queues[__emu_ts.attrs->thread_index_in_threadgroup];
 }
 // Each thread starts with no copies in flight (the entry point calls this).
-inline void start_thread() { copies_of_this_thread().count = 0; }
-inline void wait_copies() {
+inline void start_thread() {
   copy_queue& q = copies_of_this_thread();
+  q.count = 0;
+  q.committed = 0;
+}
+// Lands the copies of groups before `group` (all of them for UINT32_MAX), oldest first.
+inline void land_copies(uint32_t group) {
+  copy_queue& q = copies_of_this_thread();
+  int kept = 0;
   for (int i = 0; i < q.count; ++i) {
     pending_copy& c = q.copies[i];
-    __builtin_memcpy(c.dst, c.src, c.src_bytes);
-    __builtin_memset(static_cast<char*>(c.dst) + c.src_bytes, 0, c.bytes - c.src_bytes);
+    if (c.group < group) {
+      __builtin_memcpy(c.dst, c.src, c.src_bytes);
+      __builtin_memset(static_cast<char*>(c.dst) + c.src_bytes, 0, c.bytes - c.src_bytes);
+    } else {
+      q.copies[kept++] = c;
+    }
   }
-  q.count = 0;
+  q.count = kept;
 }
 
 }  // namespace __emu
@@ -304,10 +317,17 @@ inline void mt_cp_async(void* dst, const void* src, int src_bytes) {
   __emu::check_aligned(dst, N);
   __emu::check_aligned(src, N);
   __emu::copy_queue& q = __emu::copies_of_this_thread();
-  if (q.count == __emu::kMaxPendingCopies) __emu::wait_copies();
-  q.copies[q.count++] = {dst, src, N, src_bytes < 0 ? 0 : (src_bytes > N ? N : src_bytes)};
+  if (q.count == __emu::kMaxPendingCopies) __emu::land_copies(q.copies[0].group + 1);  // may land early
+  q.copies[q.count++] = {dst, src, N, src_bytes < 0 ? 0 : (src_bytes > N ? N : src_bytes), q.committed};
 }
-inline void mt_cp_async_wait() { __emu::wait_copies(); }
+inline void mt_cp_async_wait() { __emu::land_copies(UINT32_MAX); }
+inline void mt_cp_async_commit() { ++__emu::copies_of_this_thread().committed; }
+// cp.async.wait_group N: every committed group but the N latest has landed.
+template <int N>
+inline void mt_cp_async_wait_group() {
+  uint32_t committed = __emu::copies_of_this_thread().committed;
+  if (committed > (uint32_t)N) __emu::land_copies(committed - N);
+}
 
 // A `__shared__` array is threadgroup memory; the translation rewrites the declarations into
 // these (`extern __shared__` takes the launch's dynamic size).

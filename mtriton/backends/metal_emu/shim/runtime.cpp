@@ -404,44 +404,47 @@ void make_order(uint32_t n) {
   }
 }
 
-// Runs one pending SIMD-group operation per SIMD-group whose live lanes all
-// wait. Lanes at the same call site form the active set, as lanes in one
-// branch of divergent code do on the GPU. Returns -1 on error, else whether
-// any operation ran.
+// Runs the pending SIMD-group operation of the SIMD-group whose first thread
+// is `lo` if its live lanes all wait. Lanes at the same call site form the
+// active set, as lanes in one branch of divergent code do on the GPU.
+// Returns -1 on error, else whether the operation ran.
+int resolve_simd_group(uint32_t lo) {
+  uint32_t hi = lo + 32 < g.n ? lo + 32 : g.n;
+  Fiber* first = nullptr;
+  for (uint32_t i = lo; i < hi; ++i) {
+    Fiber* f = &g_fibers[i];
+    if (f->state == RUNNABLE) return 0;
+    if (f->state == AT_SIMD && !first) first = f;
+  }
+  if (!first) return 0;
+  void* ins[32] = {};
+  void* outs[32] = {};
+  uint32_t mask = 0;
+  for (uint32_t i = lo; i < hi; ++i) {
+    Fiber* f = &g_fibers[i];
+    if (f->state == AT_SIMD && f->site == first->site && f->fn == first->fn) {
+      ins[i - lo] = f->in;
+      outs[i - lo] = f->out;
+      mask |= 1u << (i - lo);
+    }
+  }
+  int rc = first->fn ? first->fn(ins, outs, mask, hi - lo) : MTEMU_OK;
+  if (rc != MTEMU_OK) {
+    set_error(rc, first, nullptr);
+    return -1;
+  }
+  for (uint32_t i = lo; i < hi; ++i)
+    if (mask & (1u << (i - lo))) g_fibers[i].state = RUNNABLE;
+  return 1;
+}
+
+// Runs the pending operation of every SIMD-group whose live lanes all wait.
 int resolve_simd() {
   int any = 0;
   for (uint32_t lo = 0; lo < g.n; lo += 32) {
-    uint32_t hi = lo + 32 < g.n ? lo + 32 : g.n;
-    Fiber* first = nullptr;
-    bool blocked = true;
-    for (uint32_t i = lo; i < hi; ++i) {
-      Fiber* f = &g_fibers[i];
-      if (f->state == RUNNABLE) {
-        blocked = false;
-        break;
-      }
-      if (f->state == AT_SIMD && !first) first = f;
-    }
-    if (!blocked || !first) continue;
-    void* ins[32] = {};
-    void* outs[32] = {};
-    uint32_t mask = 0;
-    for (uint32_t i = lo; i < hi; ++i) {
-      Fiber* f = &g_fibers[i];
-      if (f->state == AT_SIMD && f->site == first->site && f->fn == first->fn) {
-        ins[i - lo] = f->in;
-        outs[i - lo] = f->out;
-        mask |= 1u << (i - lo);
-      }
-    }
-    int rc = first->fn ? first->fn(ins, outs, mask, hi - lo) : MTEMU_OK;
-    if (rc != MTEMU_OK) {
-      set_error(rc, first, nullptr);
-      return -1;
-    }
-    for (uint32_t i = lo; i < hi; ++i)
-      if (mask & (1u << (i - lo))) g_fibers[i].state = RUNNABLE;
-    any = 1;
+    int rc = resolve_simd_group(lo);
+    if (rc < 0) return -1;
+    any |= rc;
   }
   return any;
 }
@@ -521,6 +524,14 @@ bool run_group() {
       ran = true;
       if (f->state == DONE) ++done;
       if (!f->spun) only_spins = false;
+      if (f->state == AT_SIMD) {
+        // A SIMD-group whose lanes have all arrived goes on at once, ahead of the threads
+        // after it in the order, as a warp may run ahead of the others until a barrier:
+        // a missing barrier then shows as a read of memory another warp has not written yet.
+        int rc = resolve_simd_group((uint32_t)(f - g_fibers) / 32 * 32);
+        if (rc < 0) return false;
+        if (rc > 0) k = (uint32_t)-1;
+      }
     }
     if (done == n) return true;
     if (ran && only_spins && g.ts->progress == progress) {
