@@ -320,6 +320,37 @@ def test_reductions(
 
 
 @triton.jit
+def dot_rows_kernel(a_ptr, b_ptr, x_ptr, out_ptr, M, N, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+    # On CUDA every (BM, BN) value here takes the dot's accumulator layout, and row reductions
+    # of such values run on it (shuffles within a row's four lanes, then across warps).
+    rm, rn, rk = tl.arange(0, BM), tl.arange(0, BN), tl.arange(0, BK)
+    s = tl.dot(
+        tl.load(a_ptr + rm[:, None] * BK + rk[None, :]), tl.load(b_ptr + rk[:, None] * BN + rn[None, :])
+    )
+    mask = (rm[:, None] < M) & (rn[None, :] < N)
+    x = tl.load(x_ptr + rm[:, None] * BN + rn[None, :], mask=mask, other=-float("inf"))
+    tl.store(out_ptr + rm, tl.sum(s, 1))
+    tl.store(out_ptr + BM + rm, tl.max(x, 1))
+    tl.store(out_ptr + 2 * BM + rm, tl.min(tl.where(mask, s, float("inf")), 1))
+    tl.store(out_ptr + 3 * BM + rn, tl.sum(s, 0))
+
+
+@pytest.mark.parametrize("num_warps", [1, 4, 8])
+def test_row_reductions_of_dot_results(backend: str, rng: np.random.Generator, num_warps: int) -> None:
+    bm, bn, bk, m, n = 64, 32, 16, 50, 27
+    a, b = random_array(rng, (bm, bk), mx.float16, -2, 2), random_array(rng, (bk, bn), mx.float16, -2, 2)
+    x = random_array(rng, (bm, bn), mx.float32, -50, 50)
+    out = poisoned(3 * bm + bn)
+    dot_rows_kernel[(1,)](a, b, x, out, m, n, BM=bm, BN=bn, BK=bk, num_warps=num_warps)
+    s = f64(a) @ f64(b)
+    valid = (np.arange(bm)[:, None] < m) & (np.arange(bn)[None, :] < n)
+    ref = np.concatenate(
+        [s.sum(1), np.where(valid, f64(x), -np.inf).max(1), np.where(valid, s, np.inf).min(1), s.sum(0)]
+    )
+    np.testing.assert_allclose(f64(out), ref, rtol=1e-5, atol=1e-4)
+
+
+@triton.jit
 def argmax_flat_kernel(x_ptr, out_ptr, BM: tl.constexpr, BN: tl.constexpr):
     rm = tl.arange(0, BM)
     rn = tl.arange(0, BN)

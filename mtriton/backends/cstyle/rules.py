@@ -570,6 +570,15 @@ def _lower_reduce(lo: Lowering, op: ir.Op) -> None:
     accs = [lo.fresh("acc") for _ in inputs]
 
     layout = inputs[0].layout
+    if (
+        isinstance(layout, MmaLayout)
+        and tuple(shape) == (layout.m, layout.n)
+        and axis == 1
+        and combiner_kind(region) is not None
+    ):
+        _reduce_mma_rows(lo, op, inputs, dtypes, results, accs)
+        lo.close()
+        return
     if groups == 1 and not layout.replicated:
         # Each thread folds the elements it holds, then the SIMD group, then the warps.
         for acc, e, dt in zip(accs, inputs, dtypes):
@@ -637,6 +646,59 @@ def _lower_reduce(lo: Lowering, op: ir.Op) -> None:
             lo.slot_loop(r.layout)
             lo.emit(f"{r.name}[i] = {o}[{r.layout.flat_index('i')}];")
             lo.close()
+    lo.close()
+
+
+def _reduce_mma_rows(
+    lo: Lowering,
+    op: ir.Op,
+    inputs: list[Entity],
+    dtypes: list[T.DType],
+    results: list[Entity],
+    accs: list[str],
+) -> None:
+    """Reduces the rows of an (m, n) block in the accumulator layout (attention's row max and
+    sum of scores): each thread folds its elements of each of its rows, the four lanes that
+    share a row combine by shuffles, and the warps that share rows through threadgroup memory,
+    which also hands each row to its owner in the result's layout. The combiner is a builtin
+    one, so the order of the columns does not matter."""
+    layout = inputs[0].layout
+    region = op.regions[0]
+    rows, cols = 2 * layout.tiles_m, 2 * layout.tiles_n  # a thread's rows, and its elements in each
+    slot = f"(4 * ((r / 2) * {layout.tiles_n} + c / 2) + 2 * (r % 2) + c % 2)"
+    for acc, dt in zip(accs, dtypes):
+        lo.emit(f"{lo.ctype(dt)} {acc}[{rows}];")
+    row_accs = [f"{acc}[r]" for acc in accs]
+    lo.open(f"for (int r = 0; r < {rows}; ++r)")
+    for acc, e in zip(row_accs, inputs):
+        lo.emit(f"{acc} = {e.at(slot.replace('c', '0'))};")
+    lo.open(f"for (int c = 1; c < {cols}; ++c)")
+    for acc, value in zip(row_accs, lo.combine(region, row_accs, [e.at(slot) for e in inputs], dtypes)):
+        lo.emit(f"{acc} = {value};")
+    lo.close()
+    _butterfly(lo, op, row_accs, dtypes, 4)
+    lo.close()
+    m, warps_n = layout.m, layout.warps_n
+    bufs, offset = [], 0
+    for dt in dtypes:
+        bufs.append(lo.scratch(dt, warps_n * m, offset))
+        offset += _bytes(dt, warps_n * m)
+    lo.barrier()
+    lo.open("if (lane % 4 == 0)")
+    lo.open(f"for (int r = 0; r < {rows}; ++r)")
+    row = f"(warp / {warps_n}) * {m // layout.warps_m} + (r / 2) * 16 + 8 * (r % 2) + lane / 4"
+    for buf, acc in zip(bufs, row_accs):
+        lo.emit(f"{buf}[(warp % {warps_n}) * {m} + {row}] = {acc};")
+    lo.close()
+    lo.close()
+    lo.barrier()
+    lo.slot_loop(results[0].layout)
+    lo.emit(f"const int row = {results[0].layout.flat_index('i')};")
+    values = [f"{buf}[row]" for buf in bufs]
+    for w in range(1, warps_n):
+        values = lo.combine(region, values, [f"{buf}[{w * m} + row]" for buf in bufs], dtypes)
+    for res, value in zip(results, values):
+        lo.emit(f"{res.name}[i] = static_cast<{lo.ctype(res.dtype)}>({value});")
     lo.close()
 
 
