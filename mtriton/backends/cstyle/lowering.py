@@ -199,9 +199,10 @@ class Lowering:
 
     def _plan_pipelines(self) -> int:
         """Plans the loops whose dot operands are prefetched `num_stages - 1` iterations ahead
-        (`pipeline.py`); returns the bytes their stages take. Stages are dropped where they
-        would leave less than RESERVED_BYTES of threadgroup memory for the rest (a loop left
-        with fewer than two runs unpipelined)."""
+        (`pipeline.py`); returns the bytes their tiles take. A dot operand from outside such a
+        loop is staged once, before it. Stages are dropped where they would leave less than
+        RESERVED_BYTES of threadgroup memory for the rest (a loop left with fewer than two runs
+        unpipelined)."""
         stages = int(self.fn.attrs.get("num_stages", 1))
         frag = self.d.matrix.fragments if self.d.matrix is not None else None
         if stages < 2 or not self.deferred or frag is None or frag.copy_wait_group is None:
@@ -211,27 +212,41 @@ class Lowering:
             plan = plan_loop(loop, self.deferred, stages) if loop.name == "for" else None
             if plan is None:
                 continue
-            tiles: dict[int, Tile] = {}
-            size = 0
-            for load in plan.loads:
-                dot, pos = next(
-                    (op, k)
-                    for op in loop.regions[0].ops if op.name == "dot"
-                    for k, v in enumerate(op.operands[:2]) if v is load.result
-                )  # fmt: skip
+            body = loop.regions[0]
+            inside = {id(a) for a in body.args} | {id(r) for op in body.ops for r in op.results}
+            prefetched = {id(load.result) for load in plan.loads}
+            staged: dict[int, tuple[ir.Value, int, int, int]] = {}  # per stage: value, rows, cols, ld
+            once: dict[int, tuple[ir.Value, int, int, int]] = {}
+            for dot in (op for op in body.ops if op.name == "dot" and self.fragment_layout(op) is not None):
                 (m, k), n = dot.operands[0].type.shape, dot.operands[1].type.shape[1]
                 lda, ldb = self.fragment_strides(dot)
-                rows, cols, ld = (m, k, lda) if pos == 0 else (k, n, ldb)
-                tiles[id(load.result)] = Tile(base + size, cols, ld, load.result.type.elem)
-                size += _align16(rows * ld * load.result.type.elem.itemsize)
-            plan.stages = min(stages, (self.d.max_shared_bytes - RESERVED_BYTES - base) // size)
+                for v, shape in zip(dot.operands[:2], ((m, k, lda), (k, n, ldb))):
+                    if id(v) in prefetched:
+                        staged[id(v)] = (v, *shape)
+                    elif id(v) not in inside:
+                        once[id(v)] = (v, *shape)
+            tiles: dict[int, Tile] = {}
+            size = once_bytes = 0
+            for group, per_stage in ((once, False), (staged, True)):
+                for key, (v, rows, cols, ld) in group.items():
+                    nbytes = _align16(rows * ld * v.type.elem.itemsize)
+                    offset = base + once_bytes if not per_stage else size
+                    tiles[key] = Tile(offset, cols, ld, v.type.elem, per_stage)
+                    if per_stage:
+                        size += nbytes
+                    else:
+                        once_bytes += nbytes
+            plan.stages = min(stages, (self.d.max_shared_bytes - RESERVED_BYTES - base - once_bytes) // size)
             if plan.stages < 2:
                 continue
             plan.stage_bytes = size
+            plan.invariant = [v for v, *_ in once.values()]
+            for key, tile in tiles.items():
+                if tile.per_stage:
+                    tile.offset += base + once_bytes
+                self.stage_tiles[key] = (plan, tile)
             self.pipelines[id(loop)] = plan
-            for load_id, tile in tiles.items():
-                self.stage_tiles[load_id] = (plan, tile)
-            base += plan.stages * size
+            base += once_bytes + plan.stages * size
         return base
 
     def _deferred_loads(self) -> set[int]:

@@ -32,12 +32,18 @@ RESERVED_BYTES = 48 * 1024
 
 @dataclass
 class Tile:
-    """One pipelined operand: where its stage-0 copy starts and how its rows are laid out."""
+    """One dot operand of a pipelined loop in threadgroup memory: a prefetched load (one copy
+    per stage) or a value from outside the loop (staged once, before it)."""
 
-    offset: int  # bytes from the start of threadgroup memory
+    offset: int  # bytes from the start of threadgroup memory (of stage 0)
     cols: int  # elements per row of the operand
     ld: int  # elements between staged rows (padded)
     dtype: T.DType
+    per_stage: bool = True
+
+    def at(self, plan: Pipeline, stage: str) -> str:
+        """The C byte offset of this tile in stage `stage`."""
+        return f"{self.offset} + ({stage}) * {plan.stage_bytes}" if self.per_stage else str(self.offset)
 
 
 @dataclass
@@ -50,8 +56,8 @@ class Pipeline:
         address_ops: body ops computing those loads' pointers and masks, in body order.
         carried: indices (into the body's loop-carried arguments) of the values they read.
         advance_ops: body ops computing the yields of `carried`, in body order.
-        tiles: per load result id, its staged tile.
-        stage_bytes: bytes of one stage of every tile.
+        invariant: dot operands from outside the loop, staged once before it.
+        stage_bytes: bytes of one stage of the prefetched tiles.
         stage_var: C name of the current stage index (set while lowering the loop).
     """
 
@@ -60,7 +66,7 @@ class Pipeline:
     address_ops: list[ir.Op]
     carried: list[int]
     advance_ops: list[ir.Op]
-    tiles: dict[int, Tile] = field(default_factory=dict)
+    invariant: list[ir.Value] = field(default_factory=list)
     stage_bytes: int = 0
     stage_var: str = ""
 

@@ -400,6 +400,13 @@ def _start_pipeline(
     carried = [inits[k] for k in plan.carried]
     ahead = _declare_like(lo, [body.args[1 + k] for k in plan.carried], carried)
     _assign(lo, ahead, carried)
+    if plan.invariant:
+        lo.barrier()  # an enclosing loop's last pass may still read them
+    for v in plan.invariant:
+        _, tile = lo.stage_tiles[id(v)]
+        _stage_rows(
+            lo, lo.get(v), lo.shared_at(tile.dtype, tile.at(plan, "0")), tile.cols, tile.ld, tile.dtype
+        )
     stage = lo.fresh("s")
     lo.open(f"for (int {stage} = 0; {stage} < {plan.stages - 1}; ++{stage})")
     _prefetch(lo, plan, loop, iv, ahead, stage)
@@ -420,7 +427,7 @@ def _prefetch(lo: Lowering, plan: Pipeline, loop: ir.Op, iv: Entity, ahead: list
         lo.op(address)
     for load in plan.loads:
         _, tile = lo.stage_tiles[id(load.result)]
-        buf = lo.shared_at(tile.dtype, f"{tile.offset} + ({stage}) * {plan.stage_bytes}")
+        buf = lo.shared_at(tile.dtype, tile.at(plan, stage))
         _copy_to_shared(lo, load, buf, tile.cols, tile.ld)
     lo.close()
     lo.emit(frag.copy_commit)
@@ -1072,7 +1079,7 @@ def _dot_fragments(
         pipelined = lo.stage_tiles.get(id(v))
         if pipelined is not None:
             plan, tile = pipelined
-            bufs.append(lo.shared_at(in_dtype, f"{tile.offset} + {plan.stage_var} * {plan.stage_bytes}"))
+            bufs.append(lo.shared_at(in_dtype, tile.at(plan, plan.stage_var)))
             continue
         bufs.append(lo.scratch(in_dtype, rows * ld, offset))
         offset += _bytes(in_dtype, rows * ld)
@@ -1084,12 +1091,8 @@ def _dot_fragments(
         ent = lo.get(v)
         if ent.deferred is not None:
             _copy_to_shared(lo, ent.deferred, buf, cols, ld)
-            continue
-        value = ent.at() if ent.dtype == in_dtype else lo.render_cast(ent.at(), ent.dtype, in_dtype)
-        lo.slot_loop(ent.layout)
-        lo.emit(f"const int e = {ent.layout.flat_index('i')};")
-        lo.emit(f"{buf}[(e / {cols}) * {ld} + e % {cols}] = {value};")
-        lo.close()
+        else:
+            _stage_rows(lo, ent, buf, cols, ld, in_dtype)
     if any(lo.get(v).deferred is not None for v, *_ in staged):
         lo.emit(frag.copy_wait)
     if staged:
@@ -1122,6 +1125,15 @@ def _dot_fragments(
             lo.emit(mma.format(c=c, a=f"fa + {4 * mi}", b=f"fb + {2 * ni}", t=t))
     lo.close()
     lo.close()  # no trailing barrier: the next writer of threadgroup memory starts with one
+
+
+def _stage_rows(lo: Lowering, ent: Entity, buf: str, cols: int, ld: int, dtype: T.DType) -> None:
+    """Writes a block in registers to threadgroup memory as rows of `cols` elements, `ld` apart."""
+    value = ent.at() if ent.dtype == dtype else lo.render_cast(ent.at(), ent.dtype, dtype)
+    lo.slot_loop(ent.layout)
+    lo.emit(f"const int e = {ent.layout.flat_index('i')};")
+    lo.emit(f"{buf}[(e / {cols}) * {ld} + e % {cols}] = {value};")
+    lo.close()
 
 
 def _copy_to_shared(lo: Lowering, load: ir.Op, buf: str, cols: int, ld: int) -> None:
