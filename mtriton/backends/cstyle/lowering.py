@@ -236,6 +236,8 @@ class Lowering:
                         size += nbytes
                     else:
                         once_bytes += nbytes
+            if not size:
+                continue
             plan.stages = min(stages, (self.d.max_shared_bytes - RESERVED_BYTES - base - once_bytes) // size)
             if plan.stages < 2:
                 continue

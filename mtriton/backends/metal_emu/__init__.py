@@ -41,7 +41,7 @@ from .errors import (
     ThreadgroupMemoryError,
     UnwrittenOutput,
 )
-from .runner import MAX_THREADS_PER_THREADGROUP, Call, Checks
+from .runner import MAX_THREADS_PER_THREADGROUP, Call, Checks, output_specs
 from .translate import Translation, translate
 
 __all__ = [
@@ -297,15 +297,7 @@ class MetalKernel:
             path = build_kernel(translation.cpp, source.host_name)
             loaded = (abi.LoadedKernel(path), translation)
             _loaded[source.text] = loaded
-        outputs = [
-            (name, tuple(int(n) for n in shape), dtype)
-            for name, shape, dtype in zip(self.output_names, output_shapes, output_dtypes, strict=True)
-        ]
-        if min(grid) <= 0 or min(threadgroup) <= 0:
-            return [
-                mx.zeros(shape, dtype) if init_value is None else mx.full(shape, init_value, dtype)
-                for _, shape, dtype in outputs
-            ] + [arrays[k] for k in writable_inputs]
+        outputs = output_specs(self.output_names, output_shapes, output_dtypes)
         call = Call(loaded[0], source, loaded[1], self.name, get_checks())
         return call.run(
             arrays,

@@ -21,7 +21,7 @@ import mlx.core as mx
 
 from . import abi, get_checks
 from .compile import build_kernel
-from .runner import MAX_THREADS_PER_THREADGROUP, Call
+from .runner import MAX_THREADS_PER_THREADGROUP, Call, output_specs
 from .signature import KernelSource, Param
 from .translate import Translation, entry_point, insert_locations
 
@@ -120,7 +120,17 @@ def _translate(source: KernelSource, body: str, shared_memory: int) -> Translati
 
 
 class CudaKernel:
-    """A kernel built by ``cuda_kernel``; call it like MLX's."""
+    """A kernel built from a CUDA body, as ``mx.fast.cuda_kernel`` builds one; call it like MLX's.
+
+    Args:
+        name: Name for the kernel.
+        input_names: The parameter names of the inputs (``const T*``).
+        output_names: The parameter names of the outputs (``T*``).
+        source: The body of the kernel function.
+        header: Source placed before the function.
+        ensure_row_contiguous: Copy non-row-contiguous inputs before the call.
+        shared_memory: Bytes of dynamic shared memory (``extern __shared__``).
+    """
 
     # mtriton's launcher reads back what the kernel wrote into inputs (see metal_emu.MetalKernel)
     returns_writable_inputs = True
@@ -191,15 +201,7 @@ class CudaKernel:
                 abi.LoadedKernel(build_kernel(translation.cpp, source.host_name, _ALIGNMENT_CHECKS)),
                 translation,
             )
-        outputs = [
-            (name, tuple(int(n) for n in shape), dtype)
-            for name, shape, dtype in zip(self.output_names, output_shapes, output_dtypes, strict=True)
-        ]
-        if min(grid) <= 0:
-            return [
-                mx.zeros(shape, dtype) if init_value is None else mx.full(shape, init_value, dtype)
-                for _, shape, dtype in outputs
-            ] + [arrays[k] for k in writable_inputs]
+        outputs = output_specs(self.output_names, output_shapes, output_dtypes)
         call = Call(loaded[0], source, loaded[1], self.name, get_checks(), SHARED_MEMORY_LIMIT)
         return call.run(
             arrays,
@@ -214,27 +216,5 @@ class CudaKernel:
         )
 
 
-def cuda_kernel(
-    name: str,
-    input_names: Sequence[str],
-    output_names: Sequence[str],
-    source: str,
-    header: str = "",
-    ensure_row_contiguous: bool = True,
-    shared_memory: int = 0,
-) -> CudaKernel:
-    """Builds a kernel from a CUDA body, as ``mx.fast.cuda_kernel`` does.
-
-    Args:
-        name: Name for the kernel.
-        input_names: The parameter names of the inputs (``const T*``).
-        output_names: The parameter names of the outputs (``T*``).
-        source: The body of the kernel function.
-        header: Source placed before the function.
-        ensure_row_contiguous: Copy non-row-contiguous inputs before the call.
-        shared_memory: Bytes of dynamic shared memory (``extern __shared__``).
-
-    Returns:
-        A callable with the keyword arguments of MLX's kernel objects.
-    """
-    return CudaKernel(name, input_names, output_names, source, header, ensure_row_contiguous, shared_memory)
+# MLX's factory takes the same arguments as the kernel object here.
+cuda_kernel = CudaKernel

@@ -184,6 +184,13 @@ def _fill_for(out: _Output, init_value: float | None, poison: int) -> bytes:
     return value.astype(out.np_dtype).tobytes()
 
 
+def output_specs(
+    names: Sequence[str], shapes: Sequence[Sequence[int]], dtypes: Sequence[mx.Dtype]
+) -> list[tuple[str, tuple[int, ...], mx.Dtype]]:
+    """(name, shape, dtype) of each output, as `Call.run` takes them."""
+    return [(n, tuple(int(d) for d in s), t) for n, s, t in zip(names, shapes, dtypes, strict=True)]
+
+
 class Call:
     """One call of a kernel: its buffers, its runs and its checks."""
 
@@ -234,8 +241,14 @@ class Call:
 
         Returns:
             Fresh arrays holding the outputs of the first (forward) run,
-            followed by the writable inputs' final contents.
+            followed by the writable inputs' final contents. An empty grid
+            runs nothing: outputs are zeros (or `init_value`).
         """
+        if min(grid) <= 0 or min(threadgroup) <= 0:
+            return [
+                mx.zeros(shape, dtype) if init_value is None else mx.full(shape, init_value, dtype)
+                for _, shape, dtype in outputs
+            ] + [inputs[k] for k in writable_inputs]
         self.outs = [
             _Output(name, tuple(shape), dtype, np.dtype(_NUMPY_DTYPES[dtype]))
             for name, shape, dtype in outputs

@@ -144,6 +144,22 @@ struct mma_regs_in {
   float c[4];
 };
 
+// D = C + A B for a 16x8 accumulator tile; lane 4g + t gets D[g][2t], D[g][2t+1], D[g+8][2t],
+// D[g+8][2t+1], accumulating in float in k order.
+template <int K>
+void mma_outputs(const float (*A)[K], const float (*B)[8], const float (*C)[8], void* const* outs) {
+  for (int l = 0; l < 32; ++l) {
+    float* out = static_cast<float*>(outs[l]);
+    int g = l >> 2, t = l & 3;
+    for (int r = 0; r < 4; ++r) {
+      int row = g + 8 * (r >> 1), col = 2 * t + (r & 1);
+      float acc = C[row][col];
+      for (int k = 0; k < K; ++k) acc += A[row][k] * B[k][col];
+      out[r] = acc;
+    }
+  }
+}
+
 // mma.sync.m16n8k16.row.col with float accumulators over all 32 lanes (lane = 4 g + t):
 // a = A[g][2t..], A[g+8][2t..], A[g][2t+8..], A[g+8][2t+8..]; b = B[2t..][g], B[2t+8..][g];
 // c = C[g][2t], C[g][2t+1], C[g+8][2t], C[g+8][2t+1] (PTX ISA, "Matrix Fragments for mma.m16n8k16").
@@ -165,16 +181,7 @@ int mma_m16n8k16(void* const* ins, void* const* outs, uint32_t mask, uint32_t) {
       C[g + 8][2 * t + j] = in->c[2 + j];
     }
   }
-  for (int l = 0; l < 32; ++l) {
-    float* out = static_cast<float*>(outs[l]);
-    int g = l >> 2, t = l & 3;
-    for (int r = 0; r < 4; ++r) {
-      int row = g + 8 * (r >> 1), col = 2 * t + (r & 1);
-      float acc = C[row][col];
-      for (int k = 0; k < 16; ++k) acc += A[row][k] * B[k][col];
-      out[r] = acc;
-    }
-  }
+  mma_outputs<16>(A, B, C, outs);
   return MTEMU_OK;
 }
 
@@ -197,16 +204,7 @@ inline int mma_m16n8k8_tf32(void* const* ins, void* const* outs, uint32_t mask, 
       C[g + 8][2 * t + j] = in->c[2 + j];
     }
   }
-  for (int l = 0; l < 32; ++l) {
-    float* out = static_cast<float*>(outs[l]);
-    int g = l >> 2, t = l & 3;
-    for (int r = 0; r < 4; ++r) {
-      int row = g + 8 * (r >> 1), col = 2 * t + (r & 1);
-      float acc = C[row][col];
-      for (int k = 0; k < 8; ++k) acc += A[row][k] * B[k][col];
-      out[r] = acc;
-    }
-  }
+  mma_outputs<8>(A, B, C, outs);
   return MTEMU_OK;
 }
 
