@@ -143,9 +143,9 @@ def attention_fwd_kernel(
         hi = N_CTX
     for start_n in range(0, hi, BLOCK_N):
         cols = start_n + offs_n
-        k = tl.load(K + off_h * stride_kh + cols[None, :] * stride_kn + offs_d[:, None],
-                    mask=cols[None, :] < N_CTX, other=0.0)  # fmt: skip
-        qk = tl.dot(q, k) * qk_scale
+        k = tl.load(K + off_h * stride_kh + cols[:, None] * stride_kn + offs_d[None, :],
+                    mask=cols[:, None] < N_CTX, other=0.0)  # fmt: skip
+        qk = tl.dot(q, tl.trans(k)) * qk_scale
         valid = cols[None, :] < N_CTX
         if CAUSAL:
             valid = valid & (offs_m[:, None] >= cols[None, :])

@@ -528,6 +528,42 @@ def test_dot(backend: str, rng: np.random.Generator, dtype: mx.Dtype, prec: str,
     np.testing.assert_allclose(f64(c), ref, rtol=1e-4, atol=1e-3)
 
 
+@triton.jit
+def nt_matmul_kernel(a_ptr, bt_ptr, c_ptr, K, PREC: tl.constexpr, M: tl.constexpr, N: tl.constexpr,
+                     BK: tl.constexpr):  # fmt: skip
+    # C = A @ Bt.T with Bt (N, K) row-major, as nn.Linear's weight: tl.trans of the loaded tile
+    rm, rn, rk = tl.arange(0, M), tl.arange(0, N), tl.arange(0, BK)
+    acc = tl.zeros((M, N), dtype=tl.float32)
+    for k0 in range(0, K, BK):
+        a = tl.load(a_ptr + rm[:, None] * K + (k0 + rk)[None, :], mask=(k0 + rk)[None, :] < K, other=0.0)
+        bt = tl.load(bt_ptr + rn[:, None] * K + (k0 + rk)[None, :], mask=(k0 + rk)[None, :] < K, other=0.0)
+        acc = tl.dot(a, tl.trans(bt), acc, input_precision=PREC)
+    tl.store(c_ptr + rm[:, None] * N + rn[None, :], acc)
+
+
+@pytest.mark.parametrize(
+    "dtype, prec", [(mx.float16, "ieee"), (mx.bfloat16, "ieee"), (mx.float32, "tf32"), (mx.float32, "ieee")]
+)
+@pytest.mark.parametrize("m, n, num_warps, num_stages", [(16, 16, 2, 3), (32, 64, 4, 2), (32, 32, 1, 1)])
+def test_dot_with_transposed_operand(
+    backend: str, rng: np.random.Generator, dtype: mx.Dtype, prec: str, m: int, n: int, num_warps: int,
+    num_stages: int,
+) -> None:  # fmt: skip
+    # On CUDA the (N, K) tiles reach shared memory as loaded and ldmatrix reads them untransposed
+    # (16x16 over two warps: each warp has one 8-column tile, read alone).
+    k, bk = 72, 32
+    a, bt = random_array(rng, (m, k), dtype, -2, 2), random_array(rng, (n, k), dtype, -2, 2)
+    c = poisoned((m, n))
+    nt_matmul_kernel[(1,)](
+        a, bt, c, k, PREC=prec, M=m, N=n, BK=bk, num_warps=num_warps, num_stages=num_stages
+    )
+    if prec == "tf32" and tf32_dots(backend):
+        ref = round_tf32(np.array(a)) @ round_tf32(np.array(bt)).T
+    else:
+        ref = f64(a) @ f64(bt).T
+    np.testing.assert_allclose(f64(c), ref, rtol=1e-4, atol=1e-3)
+
+
 # ----------------------------------------------------------------------------- shapes
 
 

@@ -100,6 +100,10 @@ __device__ inline void mt_ldmatrix_x4_trans(unsigned int* r, const void* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(mt_shared_address(p)));
 }
+__device__ inline void mt_ldmatrix_x2(unsigned int* r, const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\\n"
+               : "=r"(r[0]), "=r"(r[1]) : "r"(mt_shared_address(p)));
+}
 __device__ inline void mt_ldmatrix_x2_trans(unsigned int* r, const void* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\\n"
                : "=r"(r[0]), "=r"(r[1]) : "r"(mt_shared_address(p)));
@@ -129,9 +133,12 @@ __device__ inline void mt_mma_tf32(float* c, const unsigned int* a, const unsign
 #endif  // __MTRITON_CUDA_EMU__
 // The A fragment of a 16x8 float tile: ldmatrix moves 32-bit elements as pairs of 16-bit
 // ones (lane l passes row l % 16, column 4 * (l / 16)); B's elements are read one by one.
+__device__ inline void mt_tf32_regs(unsigned int* r, int n) {
+  for (int j = 0; j < n; ++j) r[j] = mt_tf32(__uint_as_float(r[j]));
+}
 __device__ inline void mt_load_a_tf32(unsigned int* r, const float* p) {
   mt_ldmatrix_x4(r, p);
-  for (int j = 0; j < 4; ++j) r[j] = mt_tf32(__uint_as_float(r[j]));
+  mt_tf32_regs(r, 4);
 }
 __device__ inline void mt_load_b_tf32(unsigned int* r, const float* B, int ldb) {
   const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
@@ -219,6 +226,7 @@ CUDA = Dialect(
             load_a="mt_ldmatrix_x4({r}, {p});",
             load_b2="mt_ldmatrix_x4_trans({r}, {p});",
             load_b="mt_ldmatrix_x2_trans({r}, {p});",
+            load_bt="mt_ldmatrix_x2({r}, {p});",
             mma="mt_mma_regs({c}, {a}, {b}, (const {t}*)0);",
             pad=8,
             copy="mt_cp_async<{n}>({dst}, {src}, {bytes});",
@@ -228,6 +236,7 @@ CUDA = Dialect(
             load_a_tf32="mt_load_a_tf32({r}, {p});",
             load_b_tf32="mt_load_b_tf32({r}, {p}, {ld});",
             mma_tf32="mt_mma_tf32({c}, {a}, {b});",
+            tf32_regs="mt_tf32_regs({r}, {n});",
         ),
     ),  # fmt: skip
     prelude=PRELUDE,

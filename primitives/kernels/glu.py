@@ -109,9 +109,9 @@ def _project_tile(
     rows = offs_m % M
     cols = offs_n % N
     x_ptrs = x_ptr + rows[:, None] * K + offs_k[None, :]
-    # Weights are (N, K) row-major (nn.Linear): the (BLOCK_K, BLOCK_N) tile of w.T is read
-    # through transposed pointers rather than copying the weight.
-    w_offs = cols[None, :] * K + offs_k[:, None]
+    # Weights are (N, K) row-major (nn.Linear): each (BLOCK_N, BLOCK_K) tile is read along its
+    # contiguous rows and multiplied as tl.trans(w), which no backend moves through memory.
+    w_offs = cols[:, None] * K + offs_k[None, :]
     w_gate_ptrs = w_gate_ptr + w_offs
     w_up_ptrs = w_up_ptr + w_offs
     acc_gate = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -119,11 +119,11 @@ def _project_tile(
     for k in range(0, K, BLOCK_K):
         k_left = K - k
         x = tl.load(x_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
-        w_gate = tl.load(w_gate_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
-        w_up = tl.load(w_up_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
+        w_gate = tl.load(w_gate_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
+        w_up = tl.load(w_up_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
         # "ieee": float32 inputs stay exact (Triton's default rounds them to TF32 on CUDA)
-        acc_gate = tl.dot(x, w_gate, acc_gate, input_precision="ieee")
-        acc_up = tl.dot(x, w_up, acc_up, input_precision="ieee")
+        acc_gate = tl.dot(x, tl.trans(w_gate), acc_gate, input_precision="ieee")
+        acc_up = tl.dot(x, tl.trans(w_up), acc_up, input_precision="ieee")
         x_ptrs += BLOCK_K
         w_gate_ptrs += BLOCK_K
         w_up_ptrs += BLOCK_K

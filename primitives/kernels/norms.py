@@ -289,10 +289,10 @@ def _rmsnorm_linear_kernel(
         sum_sq += x * x
         nw = tl.load(NW + ks, mask=ks < K, other=0.0).to(tl.float32)
         a = (x * nw[None, :]).to(X.dtype.element_ty)
-        # W is (out, in): its transposed tile is read straight from the row-major layout.
-        w_mask = (ks[:, None] < K) & out_ok[None, :]
-        w = tl.load(LW + outs[None, :] * K + ks[:, None], mask=w_mask, other=0.0)
-        acc = tl.dot(a, w, acc, input_precision="ieee")  # float32 stays exact (not TF32) on CUDA
+        # W is (out, in): its tile is read along contiguous rows and multiplied as tl.trans(w).
+        w_mask = out_ok[:, None] & (ks[None, :] < K)
+        w = tl.load(LW + outs[:, None] * K + ks[None, :], mask=w_mask, other=0.0)
+        acc = tl.dot(a, tl.trans(w), acc, input_precision="ieee")  # float32 exact (not TF32) on CUDA
     rstd = tl.rsqrt(tl.sum(sum_sq, axis=1) / K + eps)
     out = acc * rstd[:, None]
     if HAS_BIAS:

@@ -216,10 +216,12 @@
     {  // tutorial_kernels.py:110
       threadgroup_barrier(mem_flags::mem_threadgroup);  // tutorial_kernels.py:110
       for (int i = 0; i < 8; ++i) {  // tutorial_kernels.py:110
-        ((threadgroup float*)(mt_smem + 0))[(((i) / 4 * 128 + tid) * 4 + (i) % 4)] = static_cast<float>(v69[i]);  // tutorial_kernels.py:110
+        const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // tutorial_kernels.py:110
+        ((threadgroup float*)(mt_smem + 0))[e] = static_cast<float>(v69[i]);  // tutorial_kernels.py:110
       }
       for (int i = 0; i < 8; ++i) {  // tutorial_kernels.py:110
-        ((threadgroup float*)(mt_smem + 4096))[(((i) / 4 * 128 + tid) * 4 + (i) % 4)] = static_cast<float>(v77[i]);  // tutorial_kernels.py:110
+        const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // tutorial_kernels.py:110
+        ((threadgroup float*)(mt_smem + 4096))[e] = static_cast<float>(v77[i]);  // tutorial_kernels.py:110
       }
       threadgroup_barrier(mem_flags::mem_threadgroup);  // tutorial_kernels.py:110
       simdgroup_float8x8 mt_c[4];  // tutorial_kernels.py:110

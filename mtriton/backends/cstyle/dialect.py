@@ -27,6 +27,9 @@ class Fragments:
             registers) from a row-major [k][n] tile; lane l passes row l % 16, column
             8 * (l / 16).
         load_b: the same for one tile (2 registers; lanes 0-15 pass rows 0-15).
+        load_bt: the B fragment `{r}` (2 registers) of one 8-column tile from its transpose,
+            row-major [n][k] (ldmatrix without .trans; lanes 0-15 pass the addresses), as
+            `load_a` (x4) does for two neighbouring tiles.
         mma: `{c}` (4 floats) += `{a}` x `{b}` with input type `{t}`.
         pad: elements added to each staged row.
         copy: an asynchronous copy of `{n}` bytes from global `{src}` to threadgroup `{dst}`
@@ -39,12 +42,14 @@ class Fragments:
         load_a_tf32, load_b_tf32, mma_tf32: float32 inputs under `input_precision="tf32"`
             (None: such dots run exactly): the A fragment `{r}` of a 16x8 tile (lane l passes
             row l % 16, column 4 * (l / 16)), the B fragment `{r}` of an 8x8 tile at `{p}`
-            with rows `{ld}` apart, and `{c}` += `{a}` x `{b}` (k = 8).
+            with rows `{ld}` apart, and `{c}` += `{a}` x `{b}` (k = 8); `tf32_regs` rounds `{n}`
+            registers `{r}` holding floats to TF32 in place.
     """
 
     load_a: str
     load_b2: str
     load_b: str
+    load_bt: str
     mma: str
     pad: int
     copy: str
@@ -54,6 +59,7 @@ class Fragments:
     load_a_tf32: str | None = None
     load_b_tf32: str | None = None
     mma_tf32: str | None = None
+    tf32_regs: str | None = None
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,12 @@ class Lowering:
         self.atomic_bases: set[str] = set()
         self.prologue: dict[str, str] = {}  # name -> statement, placed before the body
         self.mma_layouts = self._mma_layouts()
+        # `dot` operands given as tl.trans(x), by the id of the transposed value: the dot stages
+        # x itself, transposed on the way (the transpose runs no code of its own)
+        self.transposes = self._dot_transposes()
+        # of those, a fragment dot's B whose x is a deferred [n, k] load: the tile is staged as
+        # loaded and read by ldmatrix without .trans
+        self.transposed: dict[int, ir.Op] = {}
         self.deferred = self._deferred_loads()
         # pipelined loops by id, and their staged tiles by the id of the load they hold; the
         # stages sit at the start of threadgroup memory, scratch after them
@@ -221,6 +227,9 @@ class Lowering:
                 (m, k), n = dot.operands[0].type.shape, dot.operands[1].type.shape[1]
                 lda, ldb = self.fragment_strides(dot)
                 for v, shape in zip(dot.operands[:2], ((m, k, lda), (k, n, ldb))):
+                    load = self.transposed.get(id(v))
+                    if load is not None:  # staged as loaded: n rows of k
+                        v, shape = load.result, (n, k, lda)
                     if id(v) in prefetched:
                         staged[id(v)] = (v, *shape)
                     elif id(v) not in inside:
@@ -251,10 +260,35 @@ class Lowering:
             base += once_bytes + plan.stages * size
         return base
 
+    def _dot_transposes(self) -> dict[int, ir.Value]:
+        """2-D `permute`s used only as a `dot` operand, to their source."""
+        uses: dict[int, int] = {}
+        defs: dict[int, ir.Op] = {}
+        for op in ir.walk(self.fn.body):
+            for v in op.operands:
+                uses[id(v)] = uses.get(id(v), 0) + 1
+            for r in op.results:
+                defs[id(r)] = op
+        found = {}
+        for op in ir.walk(self.fn.body):
+            if op.name != "dot" or len(op.operands[0].type.shape) != 2:
+                continue
+            for v in op.operands[:2]:
+                src = defs.get(id(v))
+                if (
+                    src is not None
+                    and src.name == "permute"
+                    and tuple(src.attrs["order"]) == (1, 0)
+                    and uses[id(v)] == 1
+                ):
+                    found[id(v)] = src.operands[0]
+        return found
+
     def _deferred_loads(self) -> set[int]:
-        """Loads whose only use is an operand of a fragment `dot` later in the same block, with
-        no memory write between them and nothing but zeros for masked elements: the dot copies
-        them from global to threadgroup memory itself, through no registers."""
+        """Loads whose only use is an operand of a fragment `dot` later in the same block (or,
+        for B, the `tl.trans` that is), with no memory write between them and nothing but zeros
+        for masked elements: the dot copies them from global to threadgroup memory itself,
+        through no registers."""
         if not self.mma_layouts or self.d.matrix.fragments is None:
             return set()
         uses: dict[int, int] = {}
@@ -271,15 +305,28 @@ class Lowering:
         deferred: set[int] = set()
         blocks = [self.fn.body, *(r for op in ir.walk(self.fn.body) for r in op.regions)]
         for block in blocks:
-            pending: set[int] = set()
+            pending: dict[int, ir.Op] = {}  # candidate loads by result id
+            transposes: dict[int, ir.Op] = {}  # tl.trans of a candidate, to its load
             for op in block.ops:
                 if op.name == "dot" and self.fragment_layout(op) is not None:
-                    deferred |= pending & {id(v) for v in op.operands[:2]}
+                    a, b = op.operands[:2]
+                    deferred |= {id(v) for v in (a, b) if id(v) in pending}
+                    if id(b) in transposes:
+                        self.transposed[id(b)] = transposes[id(b)]
+                        deferred.add(id(transposes[id(b)].result))
                 if op.name in ir.SIDE_EFFECT_OPS or op.regions:
                     pending.clear()  # a store may write what a pending load reads
+                    transposes.clear()
+                if (
+                    op.name == "permute"
+                    and tuple(op.attrs["order"]) == (1, 0)
+                    and id(op.operands[0]) in pending
+                    and uses.get(id(op.result)) == 1
+                ):
+                    transposes[id(op.result)] = pending[id(op.operands[0])]
                 zero_other = len(op.operands) < 3 or id(op.operands[-1]) in zeros
                 if op.name == "load" and op.result.type.shape and uses.get(id(op.result)) == 1 and zero_other:
-                    pending.add(id(op.result))
+                    pending[id(op.result)] = op
         return deferred
 
     def new_entity(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ... import ir
@@ -102,6 +103,9 @@ def _lower_splat(lo: Lowering, op: ir.Op) -> None:
 @lowers("broadcast", "permute")
 def _lower_move(lo: Lowering, op: ir.Op) -> None:
     src = lo.get(op.operands[0])
+    if id(op.result) in lo.transposes:  # a dot operand its dot stages itself, transposed
+        lo.env[id(op.result)] = Entity("", src.dtype, lo.layout_of(op.result), deferred=src.deferred)
+        return
     ent = lo.new_entity(op.result, base=src.base, dtype=src.dtype, wide=src.wide)
     lo.gather(ent, [(op.operands[0], lambda e: lo.source_index(op, e))], lambda parts: parts[0])
 
@@ -404,9 +408,7 @@ def _start_pipeline(
         lo.barrier()  # an enclosing loop's last pass may still read them
     for v in plan.invariant:
         _, tile = lo.stage_tiles[id(v)]
-        _stage_rows(
-            lo, lo.get(v), lo.shared_at(tile.dtype, tile.at(plan, "0")), tile.cols, tile.ld, tile.dtype
-        )
+        _stage_operand(lo, v, lo.shared_at(tile.dtype, tile.at(plan, "0")), tile.ld, tile.dtype)
     stage = lo.fresh("s")
     lo.open(f"for (int {stage} = 0; {stage} < {plan.stages - 1}; ++{stage})")
     _prefetch(lo, plan, loop, iv, ahead, stage)
@@ -1022,13 +1024,9 @@ def _lower_dot(lo: Lowering, op: ir.Op) -> None:
     a_buf = lo.scratch(stage_dtype, m * k, 0)
     b_buf = lo.scratch(stage_dtype, k * n, _bytes(stage_dtype, m * k))
     lo.barrier()
+    rounding = lo.d.extra["round_tf32"] if tf32 else "{x}"
     for v, buf in ((a_v, a_buf), (b_v, b_buf)):
-        ent = lo.get(v)
-        lo.slot_loop(ent.layout)
-        value = ent.at() if stage_dtype == ent.dtype else lo.render_cast(ent.at(), ent.dtype, stage_dtype)
-        value = lo.d.extra["round_tf32"].format(x=value) if tf32 else value
-        lo.emit(f"{buf}[{ent.layout.flat_index('i')}] = {value};")
-        lo.close()
+        _stage_operand(lo, v, buf, v.type.shape[1], stage_dtype, lambda x: rounding.format(x=x))
     lo.barrier()
     if use_unit:
         c_buf = _matrix_unit_tiles(lo, unit, m, n, k, a_buf, b_buf, lo.ctype(stage_dtype))
@@ -1075,7 +1073,9 @@ def _dot_fragments(
     staged = []
     bufs = []
     offset = 0
-    for v, cols, ld, rows in ((a_v, k, lda, m), (b_v, n, ldb, k)):
+    b_load = lo.transposed.get(id(b_v))  # B given as tl.trans of an (n, k) tile, staged as loaded
+    b_tile = (b_load.result, k, lda, n) if b_load is not None else (b_v, n, ldb, k)
+    for v, cols, ld, rows in ((a_v, k, lda, m), b_tile):
         pipelined = lo.stage_tiles.get(id(v))
         if pipelined is not None:
             plan, tile = pipelined
@@ -1084,6 +1084,7 @@ def _dot_fragments(
         bufs.append(lo.scratch(in_dtype, rows * ld, offset))
         offset += _bytes(in_dtype, rows * ld)
         staged.append((v, bufs[-1], cols, ld))
+    ldb = b_tile[2]
     a_buf, b_buf = bufs
     if staged:
         lo.barrier()
@@ -1092,7 +1093,7 @@ def _dot_fragments(
         if ent.deferred is not None:
             _copy_to_shared(lo, ent.deferred, buf, cols, ld)
         else:
-            _stage_rows(lo, ent, buf, cols, ld, in_dtype)
+            _stage_operand(lo, v, buf, ld, in_dtype)
     if any(lo.get(v).deferred is not None for v, *_ in staged):
         lo.emit(frag.copy_wait)
     if staged:
@@ -1106,7 +1107,18 @@ def _dot_fragments(
     for mi in range(tiles_m):
         p = f"{a_buf} + ({row0} + {16 * mi} + lane % 16) * {lda} + kk + (lane / 16) * {row_piece}"
         lo.emit((frag.load_a_tf32 if tf32 else frag.load_a).format(r=f"fa + {4 * mi}", p=p))
-    if tf32:
+    if b_load is not None:
+        # rows of B's transpose: lane l passes row l % 8 of the n-tile 8 * (l / 16) further on,
+        # at k-offset l / 8 % 2 (8 halves or 4 floats): (B[k][g], B[k+1][g]) pairs are row g's
+        for ni in range(0, tiles_n - 1, 2):
+            p = f"{b_buf} + ({col0} + {8 * ni} + (lane / 16) * 8 + lane % 8) * {ldb} + kk + ((lane / 8) % 2) * {row_piece}"
+            lo.emit(frag.load_a.format(r=f"fb + {2 * ni}", p=p))
+        if tiles_n % 2:
+            p = f"{b_buf} + ({col0} + {8 * (tiles_n - 1)} + lane % 8) * {ldb} + kk + ((lane / 8) % 2) * {row_piece}"
+            lo.emit(frag.load_bt.format(r=f"fb + {2 * (tiles_n - 1)}", p=p))
+        if tf32:
+            lo.emit(frag.tf32_regs.format(r="fb", n=2 * tiles_n))
+    elif tf32:
         for ni in range(tiles_n):
             p = f"{b_buf} + kk * {ldb} + {col0} + {8 * ni}"
             lo.emit(frag.load_b_tf32.format(r=f"fb + {2 * ni}", p=p, ld=ldb))
@@ -1127,13 +1139,35 @@ def _dot_fragments(
     lo.close()  # no trailing barrier: the next writer of threadgroup memory starts with one
 
 
-def _stage_rows(lo: Lowering, ent: Entity, buf: str, cols: int, ld: int, dtype: T.DType) -> None:
-    """Writes a block in registers to threadgroup memory as rows of `cols` elements, `ld` apart."""
+def _stage_operand(
+    lo: Lowering, v: ir.Value, buf: str, ld: int, dtype: T.DType, wrap: Callable[[str], str] = str
+) -> None:
+    """Writes a 2-D dot operand held in registers to threadgroup memory as `dtype` rows `ld`
+    apart (`wrap` applied to each value); an operand given as tl.trans(x) is written from x."""
+    rows, cols = v.type.shape
+    src = lo.transposes.get(id(v))
+    ent = lo.get(src if src is not None else v)
     value = ent.at() if ent.dtype == dtype else lo.render_cast(ent.at(), ent.dtype, dtype)
     lo.slot_loop(ent.layout)
     lo.emit(f"const int e = {ent.layout.flat_index('i')};")
-    lo.emit(f"{buf}[(e / {cols}) * {ld} + e % {cols}] = {value};")
+    # element e of x (cols x rows) is the operand's (e % rows, e / rows)
+    if src is not None:
+        at = f"(e % {rows}) * {ld} + e / {rows}"
+    else:
+        at = "e" if ld == cols else f"(e / {cols}) * {ld} + e % {cols}"
+    lo.emit(f"{buf}[{at}] = {wrap(value)};")
     lo.close()
+
+
+def _materialize(lo: Lowering, v: ir.Value, ent: Entity, layout: Layout) -> Entity:
+    """A pure block value recomputed into registers of `layout`."""
+    out = Entity(lo.fresh(), ent.dtype, layout, ent.base, ent.wide)
+    elem = T.int64 if ent.wide else T.int32 if ent.base is not None else ent.dtype
+    lo.emit(f"{lo.ctype(elem) if not elem.is_bool() else 'bool'} {out.name}[{layout.slots}];")
+    lo.slot_loop(layout)
+    lo.emit(f"{out.name}[i] = {lo.expr_at(v, layout.flat_index('i'))};")
+    lo.close()
+    return out
 
 
 def _copy_to_shared(lo: Lowering, load: ir.Op, buf: str, cols: int, ld: int) -> None:
@@ -1144,6 +1178,13 @@ def _copy_to_shared(lo: Lowering, load: ir.Op, buf: str, cols: int, ld: int) -> 
     ptr_v, mask_v = load.operands[0], (load.operands[1] if len(load.operands) > 1 else None)
     ptr, mask = lo.get(ptr_v), (lo.get(mask_v) if mask_v is not None else None)
     layout = lo.layout_of(load.result)
+    if isinstance(layout, MmaLayout) and lo.is_pure(ptr_v) and (mask_v is None or lo.is_pure(mask_v)):
+        # A tile with a dot result's element count would copy in the accumulator layout's
+        # pairs; its threads are free here: row-major chunks of up to 16 bytes, with the
+        # addresses (and mask) recomputed at them.
+        layout = Layout(layout.numel, lo.threads, lo.d.max_vec)
+        ptr = _materialize(lo, ptr_v, ptr, layout)
+        mask = _materialize(lo, mask_v, mask, layout) if mask is not None else None
     ctype = lo.ctype(ptr.dtype)
     zero = lo.literal(0, ptr.dtype)
     vec = _vector_width(lo, ptr_v, layout, ptr.dtype)

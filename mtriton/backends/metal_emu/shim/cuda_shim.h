@@ -306,6 +306,9 @@ inline void mt_ldmatrix_x4(unsigned int* r, const void* p, uint __site = __built
 inline void mt_ldmatrix_x4_trans(unsigned int* r, const void* p, uint __site = __builtin_LINE()) {
   __emu::ldmatrix(r, p, 4, true, __site);
 }
+inline void mt_ldmatrix_x2(unsigned int* r, const void* p, uint __site = __builtin_LINE()) {
+  __emu::ldmatrix(r, p, 2, false, __site);
+}
 inline void mt_ldmatrix_x2_trans(unsigned int* r, const void* p, uint __site = __builtin_LINE()) {
   __emu::ldmatrix(r, p, 2, true, __site);
 }
