@@ -139,20 +139,21 @@ def _qmatmul_kernel(
         offs_k = k0 + tl.arange(0, BLOCK_K)
         x_mask = (offs_m[:, None] < M) & (offs_k[None, :] < K)
         x = tl.load(x_ptr + offs_m[:, None] * K + offs_k[None, :], mask=x_mask, other=0.0)
-        # The (BLOCK_K, BLOCK_N) tile of W.T, addressed transposed so no permute is needed.
-        w_mask = (offs_k[:, None] < K) & (offs_n[None, :] < N)
+        # The (BLOCK_N, BLOCK_K) tile of W, read along its packed rows, multiplied as tl.trans
+        # (the dots stage it transposed; nothing moves it otherwise).
+        w_mask = (offs_n[:, None] < N) & (offs_k[None, :] < K)
         w = _dequantize_tile(
-            w_ptr, s_ptr, z_ptr, offs_n[None, :], offs_k[:, None], w_mask, stride_w, stride_sr, stride_sg,
+            w_ptr, s_ptr, z_ptr, offs_n[:, None], offs_k[None, :], w_mask, stride_w, stride_sr, stride_sg,
             BITS, PACK, GROUP, ZERO_IS_CODE,
         )  # fmt: skip
         if HALF_DOT:
             # Tensor cores take x as it is and W as two half-precision terms, w = hi + lo with
             # lo the rounding error of hi: float32-accurate weights in two fast dots.
             w_hi = w.to(x.dtype)
-            acc = tl.dot(x, w_hi, acc)
-            acc = tl.dot(x, (w - w_hi.to(tl.float32)).to(x.dtype), acc)
+            acc = tl.dot(x, tl.trans(w_hi), acc)
+            acc = tl.dot(x, tl.trans((w - w_hi.to(tl.float32)).to(x.dtype)), acc)
         else:
-            acc = tl.dot(x.to(tl.float32), w, acc, input_precision="ieee")
+            acc = tl.dot(x.to(tl.float32), tl.trans(w), acc, input_precision="ieee")
     if HAS_BIAS:  # loaded at the tile's shape, as x in the matvec
         bias = tl.load(b_ptr + offs_n[None, :] + 0 * offs_m[:, None], mask=offs_n[None, :] < N, other=0.0)
         acc += bias.to(tl.float32)
