@@ -564,6 +564,34 @@ def test_dot_with_transposed_operand(
     np.testing.assert_allclose(f64(c), ref, rtol=1e-4, atol=1e-3)
 
 
+@triton.jit
+def two_dots_kernel(x_ptr, w1_ptr, w2_ptr, out_ptr, K, M: tl.constexpr, N: tl.constexpr, BK: tl.constexpr):
+    # One x tile feeds two dots (fused SwiGLU's shape): on CUDA a pipeline stages it once.
+    rm, rn, rk = tl.arange(0, M), tl.arange(0, N), tl.arange(0, BK)
+    acc1 = tl.zeros((M, N), dtype=tl.float32)
+    acc2 = tl.zeros((M, N), dtype=tl.float32)
+    for k0 in range(0, K, BK):
+        ks = k0 + rk
+        x = tl.load(x_ptr + rm[:, None] * K + ks[None, :], mask=ks[None, :] < K, other=0.0)
+        w1 = tl.load(w1_ptr + rn[:, None] * K + ks[None, :], mask=ks[None, :] < K, other=0.0)
+        w2 = tl.load(w2_ptr + rn[:, None] * K + ks[None, :], mask=ks[None, :] < K, other=0.0)
+        acc1 = tl.dot(x, tl.trans(w1), acc1)
+        acc2 = tl.dot(x, tl.trans(w2), acc2)
+    tl.store(out_ptr + rm[:, None] * N + rn[None, :], acc1)
+    tl.store(out_ptr + M * N + rm[:, None] * N + rn[None, :], acc2)
+
+
+@pytest.mark.parametrize("num_stages", [1, 3])
+def test_two_dots_share_a_loaded_operand(backend: str, rng: np.random.Generator, num_stages: int) -> None:
+    m, n, k, bk = 32, 32, 80, 32
+    x = random_array(rng, (m, k), mx.float16, -2, 2)
+    w1, w2 = (random_array(rng, (n, k), mx.float16, -2, 2) for _ in range(2))
+    out = poisoned((2, m, n))
+    two_dots_kernel[(1,)](x, w1, w2, out, k, M=m, N=n, BK=bk, num_warps=4, num_stages=num_stages)
+    ref = np.stack([f64(x) @ f64(w1).T, f64(x) @ f64(w2).T])
+    np.testing.assert_allclose(f64(out), ref, rtol=1e-4, atol=1e-3)
+
+
 # ----------------------------------------------------------------------------- shapes
 
 

@@ -119,6 +119,8 @@ class Lowering:
         self.stage_tiles: dict[int, tuple[Pipeline, Tile]] = {}
         self.scratch_base = self._plan_pipelines()
         self.shared_bytes = self.scratch_base
+        # a load several dots read as A stays deferred only where a pipeline stages it once
+        self.deferred -= self.shared_operands - set(self.stage_tiles)
 
     @property
     def atomic(self) -> set[str]:
@@ -288,14 +290,19 @@ class Lowering:
         """Loads whose only use is an operand of a fragment `dot` later in the same block (or,
         for B, the `tl.trans` that is), with no memory write between them and nothing but zeros
         for masked elements: the dot copies them from global to threadgroup memory itself,
-        through no registers."""
+        through no registers. A load every use of which is the A of such a dot (fused SwiGLU's
+        x) is one too if a pipeline stages it (`shared_operands`)."""
+        self.shared_operands: set[int] = set()
         if not self.mma_layouts or self.d.matrix.fragments is None:
             return set()
         uses: dict[int, int] = {}
+        a_uses: dict[int, int] = {}
         zeros: set[int] = set()
         for op in ir.walk(self.fn.body):
             for v in op.operands:
                 uses[id(v)] = uses.get(id(v), 0) + 1
+            if op.name == "dot" and self.fragment_layout(op) is not None:
+                a_uses[id(op.operands[0])] = a_uses.get(id(op.operands[0]), 0) + 1
             if (
                 op.name == "constant"
                 and op.attrs["value"] == 0
@@ -311,6 +318,8 @@ class Lowering:
                 if op.name == "dot" and self.fragment_layout(op) is not None:
                     a, b = op.operands[:2]
                     deferred |= {id(v) for v in (a, b) if id(v) in pending}
+                    if id(a) in pending and uses[id(a)] > 1:
+                        self.shared_operands.add(id(a))
                     if id(b) in transposes:
                         self.transposed[id(b)] = transposes[id(b)]
                         deferred.add(id(transposes[id(b)].result))
@@ -324,9 +333,11 @@ class Lowering:
                     and uses.get(id(op.result)) == 1
                 ):
                     transposes[id(op.result)] = pending[id(op.operands[0])]
-                zero_other = len(op.operands) < 3 or id(op.operands[-1]) in zeros
-                if op.name == "load" and op.result.type.shape and uses.get(id(op.result)) == 1 and zero_other:
-                    pending[id(op.result)] = op
+                if op.name == "load" and op.result.type.shape:
+                    zero_other = len(op.operands) < 3 or id(op.operands[-1]) in zeros
+                    n_uses = uses.get(id(op.result), 0)
+                    if zero_other and (n_uses == 1 or n_uses == a_uses.get(id(op.result))):
+                        pending[id(op.result)] = op
         return deferred
 
     def new_entity(
