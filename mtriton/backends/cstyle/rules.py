@@ -674,15 +674,18 @@ def _reduce_mma_rows(
     layout = inputs[0].layout
     region = op.regions[0]
     rows, cols = 2 * layout.tiles_m, 2 * layout.tiles_n  # a thread's rows, and its elements in each
-    slot = f"(4 * ((r / 2) * {layout.tiles_n} + c / 2) + 2 * (r % 2) + c % 2)"
+
+    def slot(c: str) -> str:  # the slot of a thread's element c of its row r
+        return f"(4 * ((r / 2) * {layout.tiles_n} + {c} / 2) + 2 * (r % 2) + {c} % 2)"
+
     for acc, dt in zip(accs, dtypes):
         lo.emit(f"{lo.ctype(dt)} {acc}[{rows}];")
     row_accs = [f"{acc}[r]" for acc in accs]
     lo.open(f"for (int r = 0; r < {rows}; ++r)")
     for acc, e in zip(row_accs, inputs):
-        lo.emit(f"{acc} = {e.at(slot.replace('c', '0'))};")
+        lo.emit(f"{acc} = {e.at(slot('0'))};")
     lo.open(f"for (int c = 1; c < {cols}; ++c)")
-    for acc, value in zip(row_accs, lo.combine(region, row_accs, [e.at(slot) for e in inputs], dtypes)):
+    for acc, value in zip(row_accs, lo.combine(region, row_accs, [e.at(slot("c")) for e in inputs], dtypes)):
         lo.emit(f"{acc} = {value};")
     lo.close()
     _butterfly(lo, op, row_accs, dtypes, 4)
