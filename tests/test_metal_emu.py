@@ -887,6 +887,24 @@ def test_threadgroup_race() -> None:
     assert "'out'" in str(info.value)
 
 
+def test_a_simdgroup_runs_ahead_until_a_barrier() -> None:
+    # simd_sum makes SIMD-group 0 wait for its own lanes only; it then reads SIMD-group 1's
+    # element, which nothing orders before the read without a threadgroup barrier.
+    body = """
+        threadgroup float buf[64];
+        uint t = thread_position_in_threadgroup.x;
+        buf[t] = a[thread_position_in_grid.x];
+        float s = simd_sum(a[thread_position_in_grid.x]);
+        out[thread_position_in_grid.x] = buf[(t + 32) % 64] + s;
+        """
+    with pytest.raises(metal_emu.DataRace):
+        _call(metal_emu.metal_kernel("ahead", ["a"], ["out"], body), 64, 64)
+    fixed = body.replace(
+        "        out[", "        threadgroup_barrier(mem_flags::mem_threadgroup);\n        out["
+    )
+    _call(metal_emu.metal_kernel("ahead_fixed", ["a"], ["out"], fixed), 64, 64)
+
+
 def test_race_between_threadgroups() -> None:
     kernel = metal_emu.metal_kernel(
         "cross",
