@@ -126,3 +126,28 @@ def test_random_matmuls(backend: str, m: int, n: int, k: int, bm: int, bn: int, 
     as_f64 = round_tf32 if tf32_dots(backend) else (lambda x: np.asarray(x, np.float64))
     ref = as_f64(np.array(a)) @ as_f64(np.array(b))
     np.testing.assert_allclose(np.array(c), ref, rtol=1e-4, atol=1e-4)
+
+
+@SETTINGS
+@given(
+    m=st.integers(1, 100), n=st.integers(1, 100), k=st.integers(1, 150),
+    bm=st.sampled_from([16, 32, 64]), bn=st.sampled_from([16, 32, 64]), bk=st.sampled_from([16, 32]),
+    dtype=st.sampled_from([mx.float16, mx.bfloat16]), num_warps=st.sampled_from([1, 2, 4]),
+    num_stages=st.sampled_from([1, 2, 3, 4]), seed=st.integers(0, 2**31),
+)  # fmt: skip
+def test_random_half_matmuls(
+    backend: str, m: int, n: int, k: int, bm: int, bn: int, bk: int, dtype: mx.Dtype, num_warps: int,
+    num_stages: int, seed: int,
+) -> None:  # fmt: skip
+    # On CUDA: tensor-core fragments where the warps tile the block, pipelined K loops (fewer
+    # iterations than stages included), ragged edges everywhere.
+    rng = np.random.default_rng(seed)
+    a = mx.array(rng.standard_normal((m, k)).astype(np.float32)).astype(dtype)
+    b = mx.array(rng.standard_normal((k, n)).astype(np.float32)).astype(dtype)
+    c = poisoned((m, n))
+    grid = (triton.cdiv(m, bm), triton.cdiv(n, bn))
+    small_matmul_kernel[grid](
+        a, b, c, m, n, k, BM=bm, BN=bn, BK=bk, num_warps=num_warps, num_stages=num_stages
+    )
+    ref = to_numpy(a).astype(np.float64) @ to_numpy(b).astype(np.float64)
+    np.testing.assert_allclose(np.array(c), ref, rtol=1e-4, atol=1e-4)
