@@ -10,9 +10,11 @@ caller's arrays (`a[...] = new`, which MLX does without a copy).
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import textwrap
 from collections.abc import Callable, Iterable, Sequence
+from types import ModuleType
 from typing import Any
 
 import mlx.core as mx
@@ -31,6 +33,7 @@ IR_TO_MX: dict[T.DType, Any] = {v: k for k, v in MX_TO_IR.items()}
 LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg", "enable_fp_fusion", "math_mode")
 # math_mode: Metal's "safe" (IEEE special values, the default), "relaxed" or "fast".
 DEFAULT_OPTIONS = {"num_warps": 4, "num_stages": 3, "math_mode": "safe"}
+_DEFAULT_OPTIONS_KEY = tuple(DEFAULT_OPTIONS.items())
 
 
 def _is_constexpr_annotation(annotation: Any) -> bool:
@@ -99,6 +102,14 @@ class KernelLauncher:
         if prepare is not None:
             return prepare(runtime, grid3)
         return lambda: entry.kernel(runtime, grid3)
+
+
+@functools.cache
+def _backends() -> ModuleType:
+    """`mtriton.backends`, imported on first use (it imports this module)."""
+    from .. import backends
+
+    return backends
 
 
 class JITFunction:
@@ -244,10 +255,12 @@ class JITFunction:
         Written out rather than `inspect.Signature.bind`, which costs more than the rest of a
         cached launch.
         """
-        opts = dict(DEFAULT_OPTIONS)
+        opts = DEFAULT_OPTIONS  # shared until a launch option differs: never mutated
         if kwargs:
             for key in LAUNCH_OPTIONS:
                 if key in kwargs and key not in self.signature.parameters:
+                    if opts is DEFAULT_OPTIONS:
+                        opts = dict(DEFAULT_OPTIONS)
                     opts[key] = kwargs.pop(key)
         names = self.arg_names
         if len(args) > len(names):
@@ -293,22 +306,22 @@ class JITFunction:
     ) -> tuple[CompiledEntry, list[Any], tuple[int, int, int]]:
         """The compiled specialization for a launch (compiling it on a miss), the runtime
         arguments it takes and the grid."""
-        from ..backends import current_backend_name, get_backend
-
         named, opts = self.bind(args, kwargs)
         grid3 = normalize_grid(grid, {**named, **opts} if callable(grid) else named)
-        backend_name = current_backend_name()
+        backends = _backends()
+        backend_name = backends.current_backend_name()
         arg_key = self._arg_key
         key = (
             self.cache_key(),
             tuple([arg_key(n, v) for n, v in named.items()]),
             backend_name,
-            tuple(opts.items()),
+            _DEFAULT_OPTIONS_KEY if opts is DEFAULT_OPTIONS else tuple(opts.items()),
         )
         entry = self.cache.get(key)
         if entry is None:
+            opts = dict(opts)
             specs = [self.specialize(n, v, backend_name) for n, v in named.items()]
-            backend = get_backend(backend_name)
+            backend = backends.get_backend(backend_name)
             entry = CompiledEntry(backend.compile(self.compile_ir(specs, opts, backend_name), opts), specs)
             self.cache[key] = entry
         return entry, [named[n] for n in entry.runtime_names], grid3
