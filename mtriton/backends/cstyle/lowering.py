@@ -106,6 +106,10 @@ class Lowering:
         self.atomic_bases: set[str] = set()
         self.prologue: dict[str, str] = {}  # name -> statement, placed before the body
         self.mma_layouts = self._mma_layouts()
+        self.uses: dict[int, int] = {}  # uses of each value, by id
+        for op in ir.walk(fn.body):
+            for v in op.operands:
+                self.uses[id(v)] = self.uses.get(id(v), 0) + 1
         # `dot` operands given as tl.trans(x), by the id of the transposed value: the dot stages
         # x itself, transposed on the way (the transpose runs no code of its own)
         self.transposes = self._dot_transposes()
@@ -236,41 +240,31 @@ class Lowering:
                         staged[id(v)] = (v, *shape)
                     elif id(v) not in inside:
                         once[id(v)] = (v, *shape)
+            # the region: the tiles staged once, then stage 0 of the prefetched ones, then stage 1...
             tiles: dict[int, Tile] = {}
-            size = once_bytes = 0
+            end = stage0 = base
             for group, per_stage in ((once, False), (staged, True)):
+                stage0 = end
                 for key, (v, rows, cols, ld) in group.items():
-                    nbytes = _align16(rows * ld * v.type.elem.itemsize)
-                    offset = base + once_bytes if not per_stage else size
-                    tiles[key] = Tile(offset, cols, ld, v.type.elem, per_stage)
-                    if per_stage:
-                        size += nbytes
-                    else:
-                        once_bytes += nbytes
+                    tiles[key] = Tile(end, cols, ld, v.type.elem, per_stage)
+                    end += _align16(rows * ld * v.type.elem.itemsize)
+            size = end - stage0
             if not size:
                 continue
-            plan.stages = min(stages, (self.d.max_shared_bytes - RESERVED_BYTES - base - once_bytes) // size)
+            plan.stages = min(stages, (self.d.max_shared_bytes - RESERVED_BYTES - stage0) // size)
             if plan.stages < 2:
                 continue
             plan.stage_bytes = size
             plan.invariant = [v for v, *_ in once.values()]
             for key, tile in tiles.items():
-                if tile.per_stage:
-                    tile.offset += base + once_bytes
                 self.stage_tiles[key] = (plan, tile)
             self.pipelines[id(loop)] = plan
-            base += once_bytes + plan.stages * size
+            base = stage0 + plan.stages * size
         return base
 
     def _dot_transposes(self) -> dict[int, ir.Value]:
         """2-D `permute`s used only as a `dot` operand, to their source."""
-        uses: dict[int, int] = {}
-        defs: dict[int, ir.Op] = {}
-        for op in ir.walk(self.fn.body):
-            for v in op.operands:
-                uses[id(v)] = uses.get(id(v), 0) + 1
-            for r in op.results:
-                defs[id(r)] = op
+        defs = {id(r): op for op in ir.walk(self.fn.body) for r in op.results}
         found = {}
         for op in ir.walk(self.fn.body):
             if op.name != "dot" or len(op.operands[0].type.shape) != 2:
@@ -281,7 +275,7 @@ class Lowering:
                     src is not None
                     and src.name == "permute"
                     and tuple(src.attrs["order"]) == (1, 0)
-                    and uses[id(v)] == 1
+                    and self.uses[id(v)] == 1
                 ):
                     found[id(v)] = src.operands[0]
         return found
@@ -295,12 +289,10 @@ class Lowering:
         self.shared_operands: set[int] = set()
         if not self.mma_layouts or self.d.matrix.fragments is None:
             return set()
-        uses: dict[int, int] = {}
+        uses = self.uses
         a_uses: dict[int, int] = {}
         zeros: set[int] = set()
         for op in ir.walk(self.fn.body):
-            for v in op.operands:
-                uses[id(v)] = uses.get(id(v), 0) + 1
             if op.name == "dot" and self.fragment_layout(op) is not None:
                 a_uses[id(op.operands[0])] = a_uses.get(id(op.operands[0]), 0) + 1
             if (
@@ -328,9 +320,8 @@ class Lowering:
                     transposes.clear()
                 if (
                     op.name == "permute"
-                    and tuple(op.attrs["order"]) == (1, 0)
+                    and id(op.result) in self.transposes
                     and id(op.operands[0]) in pending
-                    and uses.get(id(op.result)) == 1
                 ):
                     transposes[id(op.result)] = pending[id(op.operands[0])]
                 if op.name == "load" and op.result.type.shape:

@@ -1110,15 +1110,26 @@ def _dot_fragments(
     for mi in range(tiles_m):
         p = f"{a_buf} + ({row0} + {16 * mi} + lane % 16) * {lda} + kk + (lane / 16) * {row_piece}"
         lo.emit((frag.load_a_tf32 if tf32 else frag.load_a).format(r=f"fa + {4 * mi}", p=p))
+
+    def b_tiles(pair: str, single: str, address: Callable[[int, bool], str]) -> None:
+        """B fragments two 8-column tiles per load (`pair`, 4 registers), the odd last one
+        alone (`single`); `address(ni, paired)` is what lane l passes for tile ni."""
+        for ni in range(0, tiles_n - 1, 2):
+            lo.emit(pair.format(r=f"fb + {2 * ni}", p=address(ni, True)))
+        if tiles_n % 2:
+            lo.emit(single.format(r=f"fb + {2 * (tiles_n - 1)}", p=address(tiles_n - 1, False)))
+
     if b_load is not None:
         # rows of B's transpose: lane l passes row l % 8 of the n-tile 8 * (l / 16) further on,
         # at k-offset l / 8 % 2 (8 halves or 4 floats): (B[k][g], B[k+1][g]) pairs are row g's
-        for ni in range(0, tiles_n - 1, 2):
-            p = f"{b_buf} + ({col0} + {8 * ni} + (lane / 16) * 8 + lane % 8) * {ldb} + kk + ((lane / 8) % 2) * {row_piece}"
-            lo.emit(frag.load_a.format(r=f"fb + {2 * ni}", p=p))
-        if tiles_n % 2:
-            p = f"{b_buf} + ({col0} + {8 * (tiles_n - 1)} + lane % 8) * {ldb} + kk + ((lane / 8) % 2) * {row_piece}"
-            lo.emit(frag.load_bt.format(r=f"fb + {2 * (tiles_n - 1)}", p=p))
+        b_tiles(
+            frag.load_a,
+            frag.load_bt,
+            lambda ni, paired: (
+                f"{b_buf} + ({col0} + {8 * ni}{' + (lane / 16) * 8' if paired else ''} + lane % 8)"
+                f" * {ldb} + kk + ((lane / 8) % 2) * {row_piece}"
+            ),
+        )
         if tf32:
             lo.emit(frag.tf32_regs.format(r="fb", n=2 * tiles_n))
     elif tf32:
@@ -1126,17 +1137,19 @@ def _dot_fragments(
             p = f"{b_buf} + kk * {ldb} + {col0} + {8 * ni}"
             lo.emit(frag.load_b_tf32.format(r=f"fb + {2 * ni}", p=p, ld=ldb))
     else:
-        for ni in range(0, tiles_n - 1, 2):
-            p = f"{b_buf} + (kk + lane % 16) * {ldb} + {col0} + {8 * ni} + (lane / 16) * 8"
-            lo.emit(frag.load_b2.format(r=f"fb + {2 * ni}", p=p))
-        if tiles_n % 2:
-            p = f"{b_buf} + (kk + lane % 16) * {ldb} + {col0} + {8 * (tiles_n - 1)}"
-            lo.emit(frag.load_b.format(r=f"fb + {2 * (tiles_n - 1)}", p=p))
+        b_tiles(
+            frag.load_b2,
+            frag.load_b,
+            lambda ni, paired: (
+                f"{b_buf} + (kk + lane % 16) * {ldb} + {col0} + {8 * ni}"
+                + (" + (lane / 16) * 8" if paired else "")
+            ),
+        )
     t = lo.ctype(in_dtype)
+    mma = frag.mma_tf32 if tf32 else frag.mma
     for mi in range(tiles_m):
         for ni in range(tiles_n):
             c = f"{result.name} + {4 * (mi * tiles_n + ni)}"
-            mma = frag.mma_tf32 if tf32 else frag.mma
             lo.emit(mma.format(c=c, a=f"fa + {4 * mi}", b=f"fb + {2 * ni}", t=t))
     lo.close()
     lo.close()  # no trailing barrier: the next writer of threadgroup memory starts with one
