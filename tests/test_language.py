@@ -304,6 +304,11 @@ def test_reductions(
 ) -> None:
     m, n = 13, 50
     x = random_array(rng, (m, n), dtype, -50, 50)
+    if op is tl.sum and dtype != mx.int32:
+        # multiples of 1/8: every partial sum is exact in float32 whatever the order, so a sum
+        # that cancels to near zero is compared exactly (rounding in the order of addition made
+        # a seed in a few thousand fail the absolute tolerance)
+        x = mx.array((rng.integers(-400, 401, (m, n)) / 8).astype(np.float32)).astype(dtype)
     np_fn, other = REDUCTIONS[op]
     out_len = {0: n, 1: m, None: 1}[axis]
     is_arg = op in (tl.argmax, tl.argmin)
@@ -482,7 +487,8 @@ def test_scans(
             if dtype != mx.int32
             else mx.array(rng.choice([-1, 1, 2], (m, n)).astype(np.int32))
         )
-        if dtype == mx.int32 and axis == 1:
+        if dtype == mx.int32 and (m, n)[axis] > 30:
+            # products of more than 30 factors of 2 overflow int32, which the float64 reference does not
             x = mx.array(rng.choice([-1, 1], (m, n)).astype(np.int32))
     else:
         x = random_array(rng, (m, n), dtype)
