@@ -26,7 +26,7 @@ import mlx.core as mx
 
 import mtriton
 from mtriton.backends import get_backend
-from mtriton.runtime.options import BACKENDS
+from mtriton.options import BACKENDS
 
 from . import external, report, suites
 from .machine import machine_info, measure_limits

@@ -18,9 +18,10 @@ from .errors import (  # noqa: E402
     OutOfResources,
     UnsupportedError,
 )
+from .memory import empty  # noqa: E402
 from .runtime.autotune import Config, autotune, heuristics  # noqa: E402
 from .runtime.jit import JITFunction, jit  # noqa: E402
-from .runtime.utils import cdiv, empty, next_power_of_2  # noqa: E402
+from .runtime.utils import cdiv, next_power_of_2  # noqa: E402
 
 __all__ = [
     "BackendUnavailable", "CompilationError", "Config", "JITFunction", "KernelTypeError",

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from mtriton import cli
+from mtriton import cli, options
 from mtriton.backends.cstyle.layout import mma_layout
-from mtriton.runtime import options
 
 GOLDEN = Path(__file__).parent / "golden"
 TUTORIALS = str(Path(__file__).parent.parent / "examples" / "tutorial_kernels.py")

@@ -190,7 +190,7 @@ MX_NAME = {mx.bool_: "int1"}
 
 
 def _tl_dtype(dtype: mx.Dtype) -> T.DType:
-    from mtriton.runtime.jit import MX_TO_IR
+    from mtriton.dtypes import MX_TO_IR
 
     return MX_TO_IR[dtype]
 

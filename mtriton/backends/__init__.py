@@ -14,9 +14,8 @@ from typing import Any, Protocol
 
 import mlx.core as mx
 
-from .. import ir
+from .. import ir, options
 from ..errors import BackendUnavailable
-from ..runtime import options
 
 
 class CompiledKernel(Protocol):

@@ -25,10 +25,10 @@ from typing import Any
 import mlx.core as mx
 
 from .. import ir
+from ..dtypes import IR_TO_MX
 from ..errors import LaunchError, OutOfResources
 from ..ir import types as T
-from ..runtime.jit import IR_TO_MX
-from ..runtime.utils import take_fresh
+from ..memory import take_fresh
 from .cstyle.dialect import Dialect
 from .cstyle.lowering import Lowering
 

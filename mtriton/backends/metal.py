@@ -13,9 +13,8 @@ from typing import Any
 
 import mlx.core as mx
 
-from .. import ir
+from .. import ir, options
 from ..errors import LaunchError
-from ..runtime import options
 from . import register
 from .cstyle.dialect import Dialect, MatrixUnit
 from .gpu_launch import CustomKernelLauncher

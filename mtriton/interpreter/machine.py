@@ -20,6 +20,7 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
+from mtriton.dtypes import IR_TO_MX
 from mtriton.errors import MTritonError
 from mtriton.ir import Block, DType, Op, PointerType, Value, walk
 from mtriton.ir.core import TERMINATORS
@@ -29,28 +30,13 @@ class InterpreterError(MTritonError):
     """A runtime fault of an interpreted kernel; the message ends with the op's location."""
 
 
-MX_DTYPES: dict[str, mx.Dtype] = {
-    "i1": mx.bool_,
-    "i8": mx.int8,
-    "i16": mx.int16,
-    "i32": mx.int32,
-    "i64": mx.int64,
-    "u8": mx.uint8,
-    "u16": mx.uint16,
-    "u32": mx.uint32,
-    "u64": mx.uint64,
-    "f16": mx.float16,
-    "bf16": mx.bfloat16,
-    "f32": mx.float32,
-    "f64": mx.float64,
-}
 
 
 def mx_dtype(dtype: DType) -> mx.Dtype:
     """The MLX dtype that holds values of the IR element type `dtype`."""
     if isinstance(dtype, PointerType):
         raise InterpreterError(f"pointer type {dtype} has no array representation")
-    return MX_DTYPES[dtype.short]
+    return IR_TO_MX[dtype]
 
 
 def elem_of(value: Value) -> DType:

@@ -20,9 +20,10 @@ from typing import Any
 
 import mlx.core as mx
 
+from .. import options
 from ..errors import LaunchError, MTritonError, OutOfResources
 from ..ir import types as T
-from . import cache, options
+from . import cache
 from .jit import JITFunction, KernelLauncher
 
 # Several launches share one `mx.eval`, because launches are lazy and an eval per

@@ -19,17 +19,12 @@ from typing import Any
 
 import mlx.core as mx
 
-from .. import __version__, ir
+from .. import __version__, ir, options
+from ..dtypes import MX_TO_IR
 from ..errors import CompilationError, LaunchError, MTritonError
 from ..ir import types as T
-from . import cache, options
+from . import cache
 
-MX_TO_IR: dict[Any, T.DType] = {
-    mx.bool_: T.int1, mx.int8: T.int8, mx.int16: T.int16, mx.int32: T.int32, mx.int64: T.int64,
-    mx.uint8: T.uint8, mx.uint16: T.uint16, mx.uint32: T.uint32, mx.uint64: T.uint64,
-    mx.float16: T.float16, mx.bfloat16: T.bfloat16, mx.float32: T.float32, mx.float64: T.float64,
-}  # fmt: skip
-IR_TO_MX: dict[T.DType, Any] = {v: k for k, v in MX_TO_IR.items()}
 LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg", "enable_fp_fusion", "math_mode")
 # math_mode: Metal's "safe" (IEEE special values, the default), "relaxed" or "fast".
 DEFAULT_OPTIONS = {"num_warps": 4, "num_stages": 3, "math_mode": "safe"}
