@@ -28,10 +28,6 @@ class BackendUnavailable(MTritonError, RuntimeError):
     """The requested backend cannot run on this machine."""
 
 
-class OutOfResources(MTritonError, RuntimeError):
-    """A kernel needs more of a resource (threadgroup memory, buffers) than the target has."""
-
-
 class CompilationError(MTritonError):
     """An error in a kernel's source, pointing at the file, line and column.
 
@@ -77,6 +73,14 @@ class UnsupportedError(CompilationError, NotImplementedError):
 
 class KernelTypeError(CompilationError, TypeError):
     """A type or shape mismatch in kernel code (also a Python TypeError)."""
+
+
+class OutOfResources(CompilationError, RuntimeError):
+    """A kernel needs more of a resource (threadgroup memory, buffers) than the target has.
+
+    Raised while lowering, it points at the op that asked for the resource; at launch (too many
+    buffers), it has no location.
+    """
 
 
 def located(err: CompilationError, file: str, line: int, col: int) -> CompilationError:
