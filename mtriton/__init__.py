@@ -5,8 +5,6 @@ Write kernels as for Triton (`import mtriton as triton`,
 `kernel[grid](...)`.
 """
 
-__version__ = "0.1.0"
-
 from . import language  # noqa: E402
 from .backends import current_backend_name, current_target, set_backend  # noqa: E402
 from .errors import (  # noqa: E402
@@ -22,6 +20,7 @@ from .memory import empty  # noqa: E402
 from .runtime.autotune import Config, autotune, heuristics  # noqa: E402
 from .runtime.jit import JITFunction, jit  # noqa: E402
 from .runtime.utils import cdiv, next_power_of_2  # noqa: E402
+from .version import __version__
 
 __all__ = [
     "BackendUnavailable", "CompilationError", "Config", "JITFunction", "KernelTypeError",

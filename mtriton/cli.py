@@ -15,9 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .backends import source_dump
 from .errors import MTritonError
 from .frontend import ArgSpec
 from .ir import types as T
+from .ir.printer import print_function
 
 
 def load_kernel(target: str) -> Any:
@@ -106,12 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = {"num_warps": args.num_warps, "num_stages": args.num_stages}
     try:
         if args.command == "dump-ir":
-            from .ir.printer import print_function
-
             print(print_function(kernel.compile_ir(specs, opts, "interpreter")))
         else:
-            from .backends import source_dump
-
             target = args.command.removeprefix("dump-")
             print(source_dump(target, kernel.compile_ir(specs, opts, target), opts, full=args.full))
     except MTritonError as err:

@@ -213,7 +213,7 @@ def test_disk_ir_cache_is_reused_by_a_fresh_function(
     def frontend_called(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the frontend ran although the IR is cached")
 
-    monkeypatch.setattr(mtriton.frontend, "build_ir", frontend_called)
+    monkeypatch.setattr(mtriton.runtime.jit, "build_ir", frontend_called)
     out = poisoned(50)
     fresh(scale_kernel)[(1,)](x, out, 50, 2.0, BLOCK=64)
     np.testing.assert_allclose(f64(out), 2 * f64(x), rtol=1e-6)

@@ -30,8 +30,6 @@ class InterpreterError(MTritonError):
     """A runtime fault of an interpreted kernel; the message ends with the op's location."""
 
 
-
-
 def mx_dtype(dtype: DType) -> mx.Dtype:
     """The MLX dtype that holds values of the IR element type `dtype`."""
     if isinstance(dtype, PointerType):

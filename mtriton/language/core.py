@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import KernelTypeError
+from ..errors import CompilationError, KernelTypeError, UnsupportedError
 from ..ir import types as T
 from . import semantic
 
@@ -253,20 +253,12 @@ class tensor:
     def split(self) -> tuple[tensor, tensor]:
         return split(self)
 
-    def cumsum(self, axis: Any = 0, reverse: bool = False) -> tensor:
-        from . import standard
 
-        return standard.cumsum(self, axis, reverse)
-
-    def argmax(self, axis: Any, tie_break_left: bool = True, keep_dims: bool = False) -> tensor:
-        from . import standard
-
-        return standard.argmax(self, axis, tie_break_left, keep_dims)
-
-    def argmin(self, axis: Any, tie_break_left: bool = True, keep_dims: bool = False) -> tensor:
-        from . import standard
-
-        return standard.argmin(self, axis, tie_break_left, keep_dims)
+def tensor_member(fn: Any) -> Any:
+    """Makes a language function defined after this module (`standard.py`) a `tensor` method as
+    well, as Triton's `_tensor_member_fn` does: `x.cumsum(0)` is `tl.cumsum(x, 0)`."""
+    setattr(tensor, fn.__name__, fn)
+    return fn
 
 
 # --------------------------------------------------------------------------- creation
@@ -458,8 +450,6 @@ def store(
 
 
 def _no_block_ptr() -> Exception:
-    from ..errors import UnsupportedError
-
     return UnsupportedError("block pointers (make_block_ptr, advance, boundary_check) are not supported yet")
 
 
@@ -549,10 +539,13 @@ def xor_sum(input: Any, axis: Any = None, keep_dims: bool = False) -> tensor:
 
 def _minmax(op: str, input: Any, axis: Any, return_indices: Any, tie_break_left: Any, keep_dims: Any) -> Any:
     if semantic.unwrap(return_indices):
-        from . import standard
-
-        fn = standard.argmax if op == "maximum" else standard.argmin
-        index = fn(input, axis, tie_break_left, keep_dims)
+        x = semantic.to_tensor(input)
+        # argmax/argmin are written in the language (standard.py), which attaches them to tensor
+        index = (
+            x.argmax(axis, tie_break_left, keep_dims)
+            if op == "maximum"
+            else x.argmin(axis, tie_break_left, keep_dims)
+        )
         value = _minmax(op, input, axis, False, True, keep_dims)
         return value, index
     x = semantic.to_tensor(input)
@@ -626,8 +619,6 @@ def static_assert(cond: Any, msg: str = "") -> None:
             "tl.static_assert needs a constexpr condition; use tl.device_assert for runtime values"
         )
     if not cond:
-        from ..errors import CompilationError
-
         raise CompilationError(f"static_assert failed: {semantic.unwrap(msg)}")
 
 

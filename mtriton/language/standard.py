@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..runtime.jit import jit
 from . import core, semantic
+from .source import jit
 
 
 @jit
@@ -87,12 +87,14 @@ def _arg_reduce(x: Any, axis: Any, combine: Any, keep_dims: Any) -> core.tensor:
     return index
 
 
+@core.tensor_member
 def argmax(input: Any, axis: Any, tie_break_left: Any = True, keep_dims: Any = False) -> core.tensor:
     """Index of the maximum along `axis` (the first one when `tie_break_left`)."""
     left = semantic.unwrap(tie_break_left)
     return _arg_reduce(input, axis, _argmax_combine_left if left else _argmax_combine_any, keep_dims)
 
 
+@core.tensor_member
 def argmin(input: Any, axis: Any, tie_break_left: Any = True, keep_dims: Any = False) -> core.tensor:
     """Index of the minimum along `axis` (the first one when `tie_break_left`)."""
     left = semantic.unwrap(tie_break_left)
@@ -104,11 +106,13 @@ def _scan_input(input: Any, dtype: Any) -> core.tensor:
     return semantic.cast(x, core._sum_dtype(x, dtype))
 
 
+@core.tensor_member
 def cumsum(input: Any, axis: Any = 0, reverse: Any = False, dtype: Any = None) -> core.tensor:
     """Inclusive prefix sum along `axis`; small integers accumulate in int32."""
     return core.associative_scan(_scan_input(input, dtype), axis, _sum_combine, reverse)
 
 
+@core.tensor_member
 def cumprod(input: Any, axis: Any = 0, reverse: Any = False) -> core.tensor:
     """Inclusive prefix product along `axis`."""
     return core.associative_scan(semantic.to_tensor(input), axis, _prod_combine, reverse)

@@ -8,9 +8,7 @@ from .eliminate_dead_code import eliminate_dead_code
 
 def run_pipeline(fn: ir.Function) -> ir.Function:
     """The passes every kernel goes through between the frontend and a backend."""
-    from ..ir.verifier import verify
-
-    verify(fn)
+    ir.verify(fn)
     eliminate_dead_code(fn)
-    verify(fn)
+    ir.verify(fn)
     return fn

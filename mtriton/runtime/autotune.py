@@ -20,10 +20,11 @@ from typing import Any
 
 import mlx.core as mx
 
-from .. import options
+from .. import cache, options
+from ..backends import current_backend_name
 from ..errors import LaunchError, MTritonError, OutOfResources
 from ..ir import types as T
-from . import cache
+from ..language.core import constexpr
 from .jit import JITFunction, KernelLauncher
 
 # Several launches share one `mx.eval`, because launches are lazy and an eval per
@@ -195,8 +196,6 @@ def heuristics(values: dict[str, Callable[[dict[str, Any]], Any]]) -> Callable[[
 
 def _key_part(name: str, value: Any) -> Any:
     """How an argument distinguishes autotuning results: arrays by shape and dtype."""
-    from ..language.core import constexpr
-
     if isinstance(value, constexpr):
         value = value.value
     if isinstance(value, mx.array):
@@ -281,8 +280,6 @@ class Autotuner(_KernelWrapper):
     # ------------------------------------------------------------------ tuning
 
     def _key(self, named: dict[str, Any]) -> tuple[Any, ...]:
-        from ..backends import current_backend_name
-
         missing = [k for k in self.keys if k not in named]
         if missing:
             raise LaunchError(f"{self.__name__}: autotune key {', '.join(missing)} not passed")

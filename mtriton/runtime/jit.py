@@ -9,34 +9,27 @@ caller's arrays (`a[...] = new`, which MLX does without a copy).
 
 from __future__ import annotations
 
-import ast
-import functools
 import inspect
-import textwrap
 from collections.abc import Callable, Iterable, Sequence
-from types import ModuleType
 from typing import Any
 
 import mlx.core as mx
 
-from .. import __version__, ir, options
+from .. import backends, cache, ir, options
 from ..dtypes import MX_TO_IR
 from ..errors import CompilationError, LaunchError, MTritonError
+from ..frontend import ArgSpec, build_ir
 from ..ir import types as T
-from . import cache
+from ..ir.parser import parse_function
+from ..ir.printer import print_function
+from ..language.core import constexpr
+from ..language.source import JITSource
+from ..passes import run_pipeline
 
 LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg", "enable_fp_fusion", "math_mode")
 # math_mode: Metal's "safe" (IEEE special values, the default), "relaxed" or "fast".
 DEFAULT_OPTIONS = {"num_warps": 4, "num_stages": 3, "math_mode": "safe"}
 _DEFAULT_OPTIONS_KEY = tuple(DEFAULT_OPTIONS.items())
-
-
-def _is_constexpr_annotation(annotation: Any) -> bool:
-    from ..language.core import constexpr
-
-    if annotation is constexpr:
-        return True
-    return isinstance(annotation, str) and annotation.split(".")[-1] == "constexpr"
 
 
 def normalize_grid(grid: Any, meta: dict[str, Any]) -> tuple[int, int, int]:
@@ -99,18 +92,8 @@ class KernelLauncher:
         return lambda: entry.kernel(runtime, grid3)
 
 
-@functools.cache
-def _backends() -> ModuleType:
-    """`mtriton.backends`, imported on first use (it imports this module)."""
-    from .. import backends
-
-    return backends
-
-
-class JITFunction:
+class JITFunction(JITSource):
     """A Python function compiled as a kernel. Create it with `@mtriton.jit`."""
-
-    is_mtriton_jit = True
 
     def __init__(
         self,
@@ -119,104 +102,23 @@ class JITFunction:
         debug: bool | None = None,
         noinline: bool = False,
     ) -> None:
-        self.fn = fn
-        self.__name__ = fn.__name__
-        self.__qualname__ = fn.__qualname__
-        self.__doc__ = fn.__doc__
-        self.__module__ = fn.__module__
-        self.file = inspect.getsourcefile(fn) or "<unknown>"
-        try:
-            lines, self.first_line = inspect.getsourcelines(fn)
-        except (OSError, TypeError):
-            raise CompilationError(
-                f"@jit needs the source code of {fn.__qualname__}: define kernels in a .py file "
-                "(not in exec'd strings or an interactive prompt without source)"
-            ) from None
-        self.indent = len(lines[0]) - len(lines[0].lstrip())
-        self.src = textwrap.dedent("".join(lines))
-        fdef = ast.parse(self.src).body[0]
-        if not isinstance(fdef, ast.FunctionDef):
-            raise CompilationError("@jit must decorate a function", self.file, self.first_line)
-        self.def_line = self.first_line + fdef.lineno - 1
-        self.ast_body = fdef.body
-        self.signature = inspect.signature(fn)
-        self.arg_names = list(self.signature.parameters)
+        super().__init__(fn)
         self._defaults = {p.name: p.default for p in self.signature.parameters.values()}
-        self.constexpr_names = {
-            p.name for p in self.signature.parameters.values() if _is_constexpr_annotation(p.annotation)
-        }
         self.do_not_specialize = {self.arg_names[d] if isinstance(d, int) else d for d in do_not_specialize}
         self.cache: dict[Any, Any] = {}
-        self._deps: list[tuple[dict[str, Any], str, Any]] | None = None
-        self._deps_key: str | None = None
-
-    def __repr__(self) -> str:
-        return f"JITFunction({self.__module__}:{self.__qualname__})"
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from ..language import semantic
-
-        ctx = semantic.current_context()
-        if ctx is None:
-            raise LaunchError(
-                f"@jit function {self.__name__} is launched as {self.__name__}[grid](...), not called"
-            )
-        # Called from Python code running inside a kernel being compiled (a constexpr
-        # function argument, say): inline it like a call written in the kernel.
-        return ctx.codegen.call_function(self, args, kwargs)
 
     def __getitem__(self, grid: Any) -> KernelLauncher:
         return KernelLauncher(self, grid)
 
-    # ------------------------------------------------------------------ dependencies
-
-    def _collect_deps(self) -> list[tuple[dict[str, Any], str, Any]]:
-        """(globals, name, object) for every global the source reads, transitively through @jit calls."""
-        deps: list[tuple[dict[str, Any], str, Any]] = []
-        seen = {id(self)}
-        recorded: set[tuple[int, str]] = set()  # each (globals, name) once: launches re-check them
-        stack: list[JITFunction] = [self]
-        while stack:
-            fn = stack.pop()
-            globals_ = fn.fn.__globals__
-            for node in ast.walk(ast.parse(fn.src)):
-                if isinstance(node, ast.Name) and node.id in globals_:
-                    obj = globals_[node.id]
-                    if (id(globals_), node.id) not in recorded:
-                        recorded.add((id(globals_), node.id))
-                        deps.append((globals_, node.id, obj))
-                    dep = getattr(obj, "jit_function", obj)  # through autotune/heuristics
-                    if isinstance(dep, JITFunction) and id(dep) not in seen:
-                        seen.add(id(dep))
-                        stack.append(dep)
-        return deps
-
     def cache_key(self) -> str:
-        """Hash of this function's source, every @jit function it calls and the constants it reads."""
-        if self._deps is not None:
-            for g, n, o in self._deps:
-                if g.get(n) is not o:
-                    break
-            else:
-                return self._deps_key  # type: ignore[return-value]
-        self._deps = self._collect_deps()
-        parts = [self.src]
-        for _, name, obj in self._deps:
-            obj = getattr(obj, "value", obj)  # tl.constexpr
-            if getattr(obj, "is_mtriton_jit", False):
-                parts.append((name, obj.src))
-            elif isinstance(obj, (int, float, bool, str, T.DType)):
-                parts.append((name, repr(obj)))
-        self._deps_key = cache.key_hash(__version__, *parts)
-        self.cache.clear()  # a dependency changed: compiled kernels are stale
-        return self._deps_key
+        """`JITSource.cache_key`; compiled kernels are dropped when a dependency changed."""
+        if self.deps_changed():
+            self.cache.clear()
+        return super().cache_key()
 
     # ------------------------------------------------------------------ launch
 
     def specialize(self, name: str, value: Any, backend: str) -> Any:
-        from ..frontend import ArgSpec
-        from ..language.core import constexpr
-
         if name in self.constexpr_names or value is None or isinstance(value, (constexpr, T.DType, str)):
             value = value.value if isinstance(value, constexpr) else value
             return ArgSpec(name, "constexpr", value=value)
@@ -289,7 +191,7 @@ class JITFunction:
             return ("i", -(2**31) <= value < 2**31, value == 1, value % 16 == 0)
         if type(value) is float and name not in self.constexpr_names:
             return float
-        value = getattr(value, "value", value) if type(value).__name__ == "constexpr" else value
+        value = value.value if isinstance(value, constexpr) else value
         try:
             hash(value)
             return ("c", type(value), value)
@@ -303,7 +205,6 @@ class JITFunction:
         arguments it takes and the grid."""
         named, opts = self.bind(args, kwargs)
         grid3 = normalize_grid(grid, {**named, **opts} if callable(grid) else named)
-        backends = _backends()
         backend_name = backends.current_backend_name()
         arg_key = self._arg_key
         key = (
@@ -341,11 +242,6 @@ class JITFunction:
 
     def compile_ir(self, specs: Sequence[Any], opts: dict[str, Any], backend: str) -> ir.Function:
         """Frontend and passes for one specialization, through the on-disk IR cache."""
-        from ..frontend import build_ir
-        from ..ir.parser import parse_function
-        from ..ir.printer import print_function
-        from ..passes import run_pipeline
-
         disk_key = cache.key_hash(self.cache_key(), specs, backend, sorted(opts.items()))
         text = cache.read_text("ir", disk_key, ".mlir")
         if text is not None:

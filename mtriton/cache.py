@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .. import options
+from . import options
 
 
 def key_hash(*parts: object) -> str:

@@ -1,0 +1,141 @@
+"""The source of a `@jit` function: what the frontend reads and what its cache key hashes.
+
+`JITSource` holds a Python function's file, parsed body, signature, constexpr parameter names
+and the hash of everything the compiled code depends on. It lives in the language layer so that
+functions written in the language itself (`standard.py`) are `JITSource`s that kernels call
+(the frontend inlines them) without the language importing the launcher:
+`mtriton.runtime.jit.JITFunction` adds specialization, caches and `kernel[grid](...)`.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+from collections.abc import Callable
+from typing import Any
+
+from ..cache import key_hash
+from ..errors import CompilationError, LaunchError
+from ..ir import types as T
+from ..version import __version__
+from . import semantic
+from .core import constexpr
+
+
+def is_constexpr_annotation(annotation: Any) -> bool:
+    """Whether a parameter annotation marks a constexpr (`tl.constexpr`, or its name as a string)."""
+    if annotation is constexpr:
+        return True
+    return isinstance(annotation, str) and annotation.split(".")[-1] == "constexpr"
+
+
+class JITSource:
+    """A Python function the frontend compiles: its source, signature and dependencies.
+
+    Attributes:
+        fn: The Python function.
+        file: Absolute path of its source file.
+        first_line: Line of `file` where its source (decorators included) starts.
+        def_line: Line of its `def`.
+        indent: Columns its source is indented by in `file`.
+        src: Its dedented source.
+        ast_body: The statements of its body.
+        signature: `inspect.signature(fn)`.
+        arg_names: Its parameter names, in order.
+        constexpr_names: The parameters annotated `tl.constexpr`.
+    """
+
+    is_mtriton_jit = True
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.__name__ = fn.__name__
+        self.__qualname__ = fn.__qualname__
+        self.__doc__ = fn.__doc__
+        self.__module__ = fn.__module__
+        self.file = inspect.getsourcefile(fn) or "<unknown>"
+        try:
+            lines, self.first_line = inspect.getsourcelines(fn)
+        except (OSError, TypeError):
+            raise CompilationError(
+                f"@jit needs the source code of {fn.__qualname__}: define kernels in a .py file "
+                "(not in exec'd strings or an interactive prompt without source)"
+            ) from None
+        self.indent = len(lines[0]) - len(lines[0].lstrip())
+        self.src = textwrap.dedent("".join(lines))
+        fdef = ast.parse(self.src).body[0]
+        if not isinstance(fdef, ast.FunctionDef):
+            raise CompilationError("@jit must decorate a function", self.file, self.first_line)
+        self.def_line = self.first_line + fdef.lineno - 1
+        self.ast_body = fdef.body
+        self.signature = inspect.signature(fn)
+        self.arg_names = list(self.signature.parameters)
+        self.constexpr_names = {
+            p.name for p in self.signature.parameters.values() if is_constexpr_annotation(p.annotation)
+        }
+        self._deps: list[tuple[dict[str, Any], str, Any]] | None = None
+        self._deps_key: str | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.__module__}:{self.__qualname__})"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        ctx = semantic.current_context()
+        if ctx is None:
+            raise LaunchError(
+                f"@jit function {self.__name__} is launched as {self.__name__}[grid](...), not called"
+            )
+        # Called from Python code running inside a kernel being compiled (a constexpr
+        # function argument, say): inline it like a call written in the kernel.
+        return ctx.codegen.call_function(self, args, kwargs)
+
+    def _collect_deps(self) -> list[tuple[dict[str, Any], str, Any]]:
+        """(globals, name, object) for every global the source reads, transitively through @jit calls."""
+        deps: list[tuple[dict[str, Any], str, Any]] = []
+        seen = {id(self)}
+        recorded: set[tuple[int, str]] = set()  # each (globals, name) once: launches re-check them
+        stack: list[JITSource] = [self]
+        while stack:
+            fn = stack.pop()
+            globals_ = fn.fn.__globals__
+            for node in ast.walk(ast.parse(fn.src)):
+                if isinstance(node, ast.Name) and node.id in globals_:
+                    obj = globals_[node.id]
+                    if (id(globals_), node.id) not in recorded:
+                        recorded.add((id(globals_), node.id))
+                        deps.append((globals_, node.id, obj))
+                    dep = getattr(obj, "jit_function", obj)  # through autotune/heuristics
+                    if isinstance(dep, JITSource) and id(dep) not in seen:
+                        seen.add(id(dep))
+                        stack.append(dep)
+        return deps
+
+    def deps_changed(self) -> bool:
+        """Whether a global the source reads was rebound since the key was last computed."""
+        if self._deps is None:
+            return True
+        return any(g.get(n) is not o for g, n, o in self._deps)
+
+    def cache_key(self) -> str:
+        """Hash of this function's source, every @jit function it calls and the constants it reads."""
+        if not self.deps_changed():
+            return self._deps_key  # type: ignore[return-value]
+        self._deps = self._collect_deps()
+        parts: list[Any] = [self.src]
+        for _, name, obj in self._deps:
+            obj = getattr(obj, "value", obj)  # tl.constexpr
+            if getattr(obj, "is_mtriton_jit", False):
+                parts.append((name, obj.src))
+            elif isinstance(obj, (int, float, bool, str, T.DType)):
+                parts.append((name, repr(obj)))
+        self._deps_key = key_hash(__version__, *parts)
+        return self._deps_key
+
+
+def jit(fn: Callable[..., Any]) -> JITSource:
+    """Marks a function written in the language for kernels to call (`standard.py`).
+
+    Kernels launched with `kernel[grid](...)` use `mtriton.jit` instead.
+    """
+    return JITSource(fn)
