@@ -20,6 +20,7 @@ from .errors import MTritonError
 from .frontend import ArgSpec
 from .ir import types as T
 from .ir.printer import print_function
+from .options import DEFAULT_LAUNCH, LaunchOptions
 
 
 def load_kernel(target: str) -> Any:
@@ -96,8 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="types of the non-constexpr parameters, e.g. '*fp32,*fp32,i32'",
     )
     parser.add_argument("-c", dest="constexprs", action="append", default=[], metavar="NAME=VALUE")
-    parser.add_argument("--num-warps", type=int, default=4)
-    parser.add_argument("--num-stages", type=int, default=3)
+    parser.add_argument("--num-warps", type=int, default=DEFAULT_LAUNCH.num_warps)
+    parser.add_argument("--num-stages", type=int, default=DEFAULT_LAUNCH.num_stages)
     parser.add_argument(
         "--full", action="store_true", help="dump-metal/dump-cuda: the complete source with MLX's signature"
     )
@@ -105,8 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     kernel = load_kernel(args.target)
     specs = build_specs(kernel, args.signature, parse_constexprs(args.constexprs))
-    opts = {"num_warps": args.num_warps, "num_stages": args.num_stages}
     try:
+        opts = LaunchOptions(num_warps=args.num_warps, num_stages=args.num_stages)
         if args.command == "dump-ir":
             print(print_function(kernel.compile_ir(specs, opts, "interpreter")))
         else:

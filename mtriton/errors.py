@@ -24,6 +24,11 @@ class LaunchError(MTritonError, ValueError):
     """Bad arguments to `kernel[grid](...)`: wrong type, dtype, count or grid."""
 
 
+class LaunchTypeError(LaunchError, TypeError):
+    """A launch that Python itself would reject for a function: an unknown keyword, too many
+    positional arguments, a missing or repeated argument (a TypeError, as in Triton)."""
+
+
 class BackendUnavailable(MTritonError, RuntimeError):
     """The requested backend cannot run on this machine."""
 

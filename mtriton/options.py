@@ -1,13 +1,22 @@
-"""Every environment knob mtriton reads, in one typed place.
+"""Every option mtriton reads, in one typed place: the launch options of `kernel[grid](...)`
+(`LaunchOptions`) and the environment knobs.
 
-Values are read when asked for, so tests and users may set them at any time.
+Environment values are read when asked for, so tests and users may set them at any time.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
+import sys
+import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from .errors import LaunchError
 
 BACKENDS = ("metal", "cuda", "interpreter", "metal-emu", "cuda-emu")
 
@@ -61,3 +70,98 @@ def cxx_compiler() -> str:
 
 def update_golden() -> bool:
     return _flag("MTRITON_UPDATE_GOLDEN")
+
+
+# ---------------------------------------------------------------------------------- launch options
+
+MATH_MODES = ("safe", "relaxed", "fast")
+MAX_WARPS = 32  # 1,024 threads: Metal's and CUDA's limit per threadgroup/block
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """The launch options of `kernel[grid](..., num_warps=4, num_stages=3)`: every default and
+    every check in one place. The runtime passes them whole to the backend and its lowering.
+
+    Attributes:
+        num_warps: Threads per program, in warps of 32: a power of two up to 32.
+        num_stages: Iterations of a loop's `tl.dot` tiles in flight (CUDA's software
+            pipelining); 1 or more.
+        math_mode: Metal's math mode: "safe" (IEEE special values), "relaxed" or "fast".
+        num_ctas: Triton's cluster size; accepted, only 1 exists here.
+        maxnreg: Triton's register cap per thread; accepted, no backend acts on it.
+        enable_fp_fusion: Triton's multiply-add fusion switch; accepted, no backend acts on it.
+    """
+
+    num_warps: int = 4
+    num_stages: int = 3
+    math_mode: str = "safe"
+    num_ctas: int = 1
+    maxnreg: int | None = None
+    enable_fp_fusion: bool = True
+
+    def __post_init__(self) -> None:
+        warps = self.num_warps
+        if type(warps) is not int or not 1 <= warps <= MAX_WARPS or warps & (warps - 1):
+            raise LaunchError(f"num_warps must be a power of two from 1 to {MAX_WARPS}, got {warps!r}")
+        if type(self.num_stages) is not int or self.num_stages < 1:
+            raise LaunchError(f"num_stages must be an int >= 1, got {self.num_stages!r}")
+        if self.math_mode not in MATH_MODES:
+            raise LaunchError(f"math_mode must be one of {', '.join(MATH_MODES)}, got {self.math_mode!r}")
+        if self.num_ctas != 1:
+            raise LaunchError(
+                f"num_ctas must be 1: no backend launches thread-block clusters, got {self.num_ctas!r}"
+            )
+
+    def non_default(self) -> dict[str, Any]:
+        """The options whose values differ from the defaults."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != f.default
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+LAUNCH_OPTIONS = tuple(f.name for f in dataclasses.fields(LaunchOptions))
+DEFAULT_LAUNCH = LaunchOptions()
+
+
+def launch_options(items: tuple[tuple[str, Any], ...]) -> LaunchOptions:
+    """`LaunchOptions(**dict(items))`, built and checked once per distinct set of values (a
+    launch that passes options pays a dictionary lookup, not the checks)."""
+    try:
+        return _cached_launch_options(items)
+    except TypeError:  # an unhashable value: the checks say what is wrong with it
+        return LaunchOptions(**dict(items))
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_launch_options(items: tuple[tuple[str, Any], ...]) -> LaunchOptions:
+    return LaunchOptions(**dict(items))
+
+
+_warned: set[str] = set()
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn_once(message: str) -> None:
+    """`warnings.warn(message)` once per process, attributed to the user's line that led to it
+    (the first caller outside mtriton)."""
+    if message in _warned:
+        return
+    _warned.add(message)
+    level, frame = 1, sys._getframe(0)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, stacklevel=level)
+
+
+def warn_ignored(backend: str, names: Iterable[str], where: str = "") -> None:
+    """Says once per backend and option that a Triton option given here has no effect there."""
+    for name in names:
+        warn_once(f"{name}{where} has no effect on the {backend} backend (accepted for Triton compatibility)")

@@ -155,7 +155,7 @@ def cuda_compiles_every_kernel(tmp_path_factory: pytest.TempPathFactory) -> None
 
     def recording(self: JITFunction, specs, opts, backend):  # type: ignore[no-untyped-def]
         fn = original(self, specs, opts, backend)
-        compiled.append((fn, dict(opts)))
+        compiled.append((fn, opts))
         return fn
 
     JITFunction.compile_ir = recording  # type: ignore[method-assign]

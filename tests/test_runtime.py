@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,8 @@ from conftest import poisoned
 import mtriton
 import mtriton.language as tl
 from examples.tutorial_kernels import add_kernel
-from mtriton import backends
+from mtriton import backends, options
+from mtriton.options import DEFAULT_LAUNCH, LaunchOptions
 from mtriton.runtime.jit import JITFunction
 
 
@@ -109,7 +112,7 @@ def count_compiles(monkeypatch: pytest.MonkeyPatch, backend: str) -> list[str]:
     target = backends.get_backend(backend)
     original = target.compile
 
-    def compile(fn: Any, opts: dict[str, Any]) -> Any:
+    def compile(fn: Any, opts: LaunchOptions) -> Any:
         compiled.append(fn.name)
         return original(fn, opts)
 
@@ -508,6 +511,64 @@ def test_launch_errors(backend: str, case: tuple[str, Callable[[mx.array, mx.arr
     _, launch, names = case
     with pytest.raises(mtriton.LaunchError, match=names):
         launch(mx.zeros(10), mx.zeros(10))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"num_warps": 3}, "num_warps must be a power of two from 1 to 32, got 3"),
+        ({"num_warps": 64}, "num_warps must be a power of two from 1 to 32, got 64"),
+        ({"num_warps": 4.0}, "num_warps must be a power of two"),
+        ({"num_stages": 0}, "num_stages must be an int >= 1, got 0"),
+        ({"math_mode": "quick"}, "math_mode must be one of safe, relaxed, fast, got 'quick'"),
+        ({"num_ctas": 2}, "num_ctas must be 1"),
+        ({"num_warps": [4]}, "num_warps must be a power of two"),
+    ],
+)
+def test_bad_launch_options_name_the_option(backend: str, options: dict[str, Any], message: str) -> None:
+    with pytest.raises(mtriton.LaunchError, match=re.escape(message)):
+        fresh(scale_kernel)[(1,)](mx.zeros(10), mtriton.empty((10,)), 10, 2.0, BLOCK=16, **options)
+
+
+def test_unknown_keywords_are_type_errors() -> None:
+    with pytest.raises(TypeError, match="unexpected keyword argument 'num_wraps'"):
+        scale_kernel[(1,)](mx.zeros(10), mx.zeros(10), 10, 2.0, BLOCK=16, num_wraps=4)
+    with pytest.raises(TypeError, match="jit\\(\\) got an unexpected keyword argument 'inline'"):
+        mtriton.jit(inline=True)
+
+
+def test_options_without_effect_warn_once(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(options, "_warned", set())
+    honoured = backends.get_backend(backend).options
+    kernel = fresh(scale_kernel)
+    launch = lambda **opts: kernel[(1,)](mx.zeros(10), mtriton.empty((10,)), 10, 2.0, BLOCK=16, **opts)  # noqa: E731
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        launch(maxnreg=128, num_stages=2)
+        launch(maxnreg=64, num_stages=2)  # a new specialization: still one warning per option
+        launch()  # defaults never warn
+    said = sorted(str(w.message).split(" has no effect")[0] for w in caught)
+    assert said == sorted(["maxnreg", *([] if "num_stages" in honoured else ["num_stages"])])
+    assert all(w.filename == __file__ for w in caught), [w.filename for w in caught]
+    assert all(f"the {backend} backend" in str(w.message) for w in caught)
+
+
+def test_triton_jit_keywords_are_accepted_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(options, "_warned", set())
+    with pytest.warns(UserWarning, match=re.escape("@jit(noinline=...) has no effect")):
+        kernel = mtriton.jit(noinline=True, debug=False)(scale_kernel.fn)
+    assert isinstance(kernel, JITFunction)
+
+
+def test_config_takes_its_defaults_from_launch_options() -> None:
+    config = mtriton.Config({"BLOCK": 64})
+    assert (config.num_warps, config.num_stages) == (DEFAULT_LAUNCH.num_warps, DEFAULT_LAUNCH.num_stages)
+    assert config.all_kwargs() == {"BLOCK": 64, "num_warps": 4, "num_stages": 3}
+    assert str(mtriton.Config({"BLOCK": 64}, num_warps=8, maxnreg=128)) == (
+        "BLOCK: 64, num_warps: 8, num_stages: 3, maxnreg: 128"
+    )
+    with pytest.raises(mtriton.LaunchError, match="num_warps"):
+        mtriton.Config({}, num_warps=5)
 
 
 # ---------------------------------------------------------------------- launch semantics

@@ -16,6 +16,7 @@ import mlx.core as mx
 
 from .. import ir, options
 from ..errors import BackendUnavailable
+from ..options import LaunchOptions
 
 
 class CompiledKernel(Protocol):
@@ -24,10 +25,11 @@ class CompiledKernel(Protocol):
 
 class Backend(Protocol):
     name: str
+    options: frozenset[str]  # the launch options (`LaunchOptions` fields) it acts on
 
     def is_available(self) -> bool: ...
 
-    def compile(self, fn: ir.Function, opts: dict[str, Any]) -> CompiledKernel: ...
+    def compile(self, fn: ir.Function, opts: LaunchOptions) -> CompiledKernel: ...
 
 
 _REGISTRY: dict[str, Callable[[], Backend]] = {}
@@ -90,18 +92,18 @@ def set_backend(name: str | None) -> None:
     _selected = name
 
 
-def source_dump(target: str, fn: ir.Function, opts: dict[str, Any], full: bool = False) -> str:
+def source_dump(target: str, fn: ir.Function, opts: LaunchOptions, full: bool = False) -> str:
     """The kernel source a GPU backend hands to MLX (`full`: with the signature MLX generates)."""
     from .gpu_launch import generate
 
     if target == "metal":
         from .metal import METAL, full_metal_source
 
-        return full_metal_source(fn, opts) if full else generate(fn, METAL, int(opts["num_warps"])).body
+        return full_metal_source(fn, opts) if full else generate(fn, METAL, opts.num_warps).body
     if target == "cuda":
         from .cuda import CUDA, full_cuda_source
 
-        return full_cuda_source(fn, opts) if full else generate(fn, CUDA, int(opts["num_warps"])).body
+        return full_cuda_source(fn, opts) if full else generate(fn, CUDA, opts.num_warps).body
     raise BackendUnavailable(f"no source to dump for backend {target!r}; expected metal or cuda")
 
 

@@ -8,6 +8,7 @@ import mlx.core as mx
 
 from .. import ir
 from ..ir import types as T
+from ..options import LaunchOptions
 from . import register
 from .cstyle.dialect import Dialect, Fragments, MatrixUnit
 from .gpu_launch import CustomKernelLauncher, generate
@@ -253,14 +254,14 @@ CUDA = Dialect(
 )
 
 
-def full_cuda_source(fn: ir.Function, opts: dict[str, Any]) -> str:
+def full_cuda_source(fn: ir.Function, opts: LaunchOptions) -> str:
     """A complete translation unit as MLX builds it, for `nvcc -arch=sm_90 -c`.
 
     MLX's generated signature takes the inputs as `const T*` and the outputs as
     `T*`, in order; every written pointer argument is shown on the
     copy-on-write path (an input made writable).
     """
-    source = generate(fn, CUDA, int(opts["num_warps"]))
+    source = generate(fn, CUDA, opts.num_warps)
     params, prologue = [], []
     for k, param in enumerate(fn.params):
         elem = param.value.type.elem
@@ -286,6 +287,7 @@ def full_cuda_source(fn: ir.Function, opts: dict[str, Any]) -> str:
 
 class CudaBackend:
     name = "cuda"
+    options = frozenset({"num_warps", "num_stages"})
 
     def is_available(self) -> bool:
         try:
@@ -296,8 +298,8 @@ class CudaBackend:
     def factory(self) -> Any:
         return mx.fast.cuda_kernel
 
-    def compile(self, fn: ir.Function, opts: dict[str, Any]) -> CustomKernelLauncher:
-        return CustomKernelLauncher(fn, CUDA, int(opts.get("num_warps", 4)), self.factory())
+    def compile(self, fn: ir.Function, opts: LaunchOptions) -> CustomKernelLauncher:
+        return CustomKernelLauncher(fn, CUDA, opts.num_warps, self.factory())
 
 
 class CudaEmuBackend(CudaBackend):

@@ -8,6 +8,7 @@ from typing import Any
 import mlx.core as mx
 
 from .. import ir
+from ..options import LaunchOptions
 from . import register
 
 
@@ -23,11 +24,12 @@ class _Interpreted:
 
 class InterpreterBackend:
     name = "interpreter"
+    options: frozenset[str] = frozenset()  # no launch option changes what the interpreter does
 
     def is_available(self) -> bool:
         return True
 
-    def compile(self, fn: ir.Function, opts: dict[str, Any]) -> _Interpreted:
+    def compile(self, fn: ir.Function, opts: LaunchOptions) -> _Interpreted:
         return _Interpreted(fn)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import mlx.core as mx
 
 from .. import ir, options
-from ..errors import LaunchError
+from ..options import LaunchOptions
 from . import register
 from .cstyle.dialect import Dialect, MatrixUnit
 from .gpu_launch import CustomKernelLauncher
@@ -139,26 +139,21 @@ METAL = Dialect(
 )
 
 
-MATH_MODES = ("safe", "relaxed", "fast")
-
-
 class _MetalLike:
     """Shared by the real Metal backend and metal-emu: they differ only in the kernel factory."""
 
     name = "metal"
+    options = frozenset({"num_warps", "math_mode"})
 
     def factory(self) -> Any:
         raise NotImplementedError
 
-    def compile(self, fn: ir.Function, opts: dict[str, Any]) -> CustomKernelLauncher:
-        mode = opts.get("math_mode", "safe")
-        if mode not in MATH_MODES:
-            raise LaunchError(f"math_mode must be one of {', '.join(MATH_MODES)}, got {mode!r}")
-        factory = functools.partial(self.factory(), compile_options={"math_mode": mode})
-        return CustomKernelLauncher(fn, METAL, int(opts.get("num_warps", 4)), factory)
+    def compile(self, fn: ir.Function, opts: LaunchOptions) -> CustomKernelLauncher:
+        factory = functools.partial(self.factory(), compile_options={"math_mode": opts.math_mode})
+        return CustomKernelLauncher(fn, METAL, opts.num_warps, factory)
 
 
-def full_metal_source(fn: ir.Function, opts: dict[str, Any]) -> str:
+def full_metal_source(fn: ir.Function, opts: LaunchOptions) -> str:
     """The complete Metal source MLX generates for `fn` (MLX's signature rules, reproduced by metal-emu)."""
     return MetalEmuBackend().compile(fn, opts).full_source()
 

@@ -25,6 +25,7 @@ from ..backends import current_backend_name
 from ..errors import LaunchError, MTritonError, OutOfResources
 from ..ir import types as T
 from ..language.core import constexpr
+from ..options import DEFAULT_LAUNCH, LaunchOptions
 from .jit import JITFunction, KernelLauncher
 
 # Several launches share one `mx.eval`, because launches are lazy and an eval per
@@ -37,8 +38,8 @@ class Config:
 
     Args:
         kwargs: Meta-parameters passed to the kernel, e.g. `{"BLOCK": 128}`.
-        num_warps: Launch option passed to the kernel.
-        num_stages: Launch option passed to the kernel.
+        num_warps, num_stages, num_ctas, maxnreg: Launch options passed to the kernel
+            (`mtriton.options.LaunchOptions` has their defaults and checks).
         pre_hook: Called as `pre_hook(args)` with every argument by name
             (this config's included) before each launch with this config.
     """
@@ -46,21 +47,37 @@ class Config:
     def __init__(
         self,
         kwargs: dict[str, Any],
-        num_warps: int = 4,
-        num_stages: int = 3,
+        num_warps: int = DEFAULT_LAUNCH.num_warps,
+        num_stages: int = DEFAULT_LAUNCH.num_stages,
+        num_ctas: int = DEFAULT_LAUNCH.num_ctas,
+        maxnreg: int | None = DEFAULT_LAUNCH.maxnreg,
         pre_hook: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         self.kwargs = dict(kwargs)
-        self.num_warps = num_warps
-        self.num_stages = num_stages
+        self.options = LaunchOptions(
+            num_warps=num_warps, num_stages=num_stages, num_ctas=num_ctas, maxnreg=maxnreg
+        )
         self.pre_hook = pre_hook
+
+    @property
+    def num_warps(self) -> int:
+        return self.options.num_warps
+
+    @property
+    def num_stages(self) -> int:
+        return self.options.num_stages
+
+    def _launch_items(self) -> dict[str, Any]:
+        """num_warps and num_stages, and the other launch options that differ from the defaults."""
+        rest = {k: v for k, v in self.options.non_default().items() if k not in ("num_warps", "num_stages")}
+        return {"num_warps": self.num_warps, "num_stages": self.num_stages, **rest}
 
     def all_kwargs(self) -> dict[str, Any]:
         """The meta-parameters and launch options, as keyword arguments of a launch."""
-        return {**self.kwargs, "num_warps": self.num_warps, "num_stages": self.num_stages}
+        return {**self.kwargs, **self._launch_items()}
 
     def _identity(self) -> tuple[Any, ...]:
-        return (tuple(sorted(self.kwargs.items())), self.num_warps, self.num_stages, self.pre_hook)
+        return (tuple(sorted(self.kwargs.items())), self.options, self.pre_hook)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Config) and self._identity() == other._identity()
@@ -71,7 +88,7 @@ class Config:
     def __str__(self) -> str:
         # Stable across processes (no hook addresses): it names the config in the disk cache.
         items = [f"{k}: {v!r}" for k, v in self.kwargs.items()]
-        items += [f"num_warps: {self.num_warps}", f"num_stages: {self.num_stages}"]
+        items += [f"{k}: {v!r}" for k, v in self._launch_items().items()]
         return ", ".join(items)
 
     def __repr__(self) -> str:

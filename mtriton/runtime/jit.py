@@ -17,19 +17,15 @@ import mlx.core as mx
 
 from .. import backends, cache, ir, options
 from ..dtypes import MX_TO_IR
-from ..errors import CompilationError, LaunchError, MTritonError
+from ..errors import CompilationError, LaunchError, LaunchTypeError, MTritonError
 from ..frontend import ArgSpec, build_ir
 from ..ir import types as T
 from ..ir.parser import parse_function
 from ..ir.printer import print_function
 from ..language.core import constexpr
 from ..language.source import JITSource
+from ..options import DEFAULT_LAUNCH, LAUNCH_OPTIONS, LaunchOptions, launch_options
 from ..passes import run_pipeline
-
-LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg", "enable_fp_fusion", "math_mode")
-# math_mode: Metal's "safe" (IEEE special values, the default), "relaxed" or "fast".
-DEFAULT_OPTIONS = {"num_warps": 4, "num_stages": 3, "math_mode": "safe"}
-_DEFAULT_OPTIONS_KEY = tuple(DEFAULT_OPTIONS.items())
 
 
 def normalize_grid(grid: Any, meta: dict[str, Any]) -> tuple[int, int, int]:
@@ -95,13 +91,7 @@ class KernelLauncher:
 class JITFunction(JITSource):
     """A Python function compiled as a kernel. Create it with `@mtriton.jit`."""
 
-    def __init__(
-        self,
-        fn: Callable[..., Any],
-        do_not_specialize: Iterable[Any] = (),
-        debug: bool | None = None,
-        noinline: bool = False,
-    ) -> None:
+    def __init__(self, fn: Callable[..., Any], do_not_specialize: Iterable[Any] = ()) -> None:
         super().__init__(fn)
         self._defaults = {p.name: p.default for p in self.signature.parameters.values()}
         self.do_not_specialize = {self.arg_names[d] if isinstance(d, int) else d for d in do_not_specialize}
@@ -146,30 +136,32 @@ class JITFunction(JITSource):
             f"argument {name}: expected an mx.array, a number, a dtype or None, got {type(value).__name__}"
         )
 
-    def bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    def bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[dict[str, Any], LaunchOptions]:
         """Splits a call into (arguments by name, in parameter order, with defaults; launch options).
 
         Written out rather than `inspect.Signature.bind`, which costs more than the rest of a
         cached launch.
         """
-        opts = DEFAULT_OPTIONS  # shared until a launch option differs: never mutated
+        opts = DEFAULT_LAUNCH
         if kwargs:
-            for key in LAUNCH_OPTIONS:
-                if key in kwargs and key not in self.signature.parameters:
-                    if opts is DEFAULT_OPTIONS:
-                        opts = dict(DEFAULT_OPTIONS)
-                    opts[key] = kwargs.pop(key)
+            given_opts = tuple(
+                (key, kwargs.pop(key))
+                for key in LAUNCH_OPTIONS
+                if key in kwargs and key not in self.signature.parameters
+            )
+            if given_opts:
+                opts = launch_options(given_opts)
         names = self.arg_names
         if len(args) > len(names):
-            raise LaunchError(
+            raise LaunchTypeError(
                 f"{self.__name__}: too many positional arguments: takes {len(names)}, got {len(args)}"
             )
         given = dict(zip(names, args))
         for key, value in kwargs.items():
             if key not in self.signature.parameters:
-                raise LaunchError(f"{self.__name__}: got an unexpected keyword argument {key!r}")
+                raise LaunchTypeError(f"{self.__name__}: got an unexpected keyword argument {key!r}")
             if key in given:
-                raise LaunchError(f"{self.__name__}: got multiple values for argument {key!r}")
+                raise LaunchTypeError(f"{self.__name__}: got multiple values for argument {key!r}")
             given[key] = value
         named = {}
         for name in names:
@@ -178,7 +170,7 @@ class JITFunction(JITSource):
             elif self._defaults[name] is not inspect.Parameter.empty:
                 named[name] = self._defaults[name]
             else:
-                raise LaunchError(f"{self.__name__}: missing a required argument: {name!r}")
+                raise LaunchTypeError(f"{self.__name__}: missing a required argument: {name!r}")
         return named, opts
 
     def _arg_key(self, name: str, value: Any) -> Any:
@@ -204,21 +196,26 @@ class JITFunction(JITSource):
         """The compiled specialization for a launch (compiling it on a miss), the runtime
         arguments it takes and the grid."""
         named, opts = self.bind(args, kwargs)
-        grid3 = normalize_grid(grid, {**named, **opts} if callable(grid) else named)
+        grid3 = normalize_grid(grid, {**named, **opts.as_dict()} if callable(grid) else named)
         backend_name = backends.current_backend_name()
         arg_key = self._arg_key
         key = (
             self.cache_key(),
             tuple([arg_key(n, v) for n, v in named.items()]),
             backend_name,
-            _DEFAULT_OPTIONS_KEY if opts is DEFAULT_OPTIONS else tuple(opts.items()),
+            opts,
         )
         entry = self.cache.get(key)
         if entry is None:
-            opts = dict(opts)
             specs = [self.specialize(n, v, backend_name) for n, v in named.items()]
             backend = backends.get_backend(backend_name)
-            entry = CompiledEntry(backend.compile(self.compile_ir(specs, opts, backend_name), opts), specs)
+            fn = self.compile_ir(specs, opts, backend_name)
+            _warn_ignored_options(backend, opts, fn)
+            try:
+                kernel = backend.compile(fn, opts)
+            except CompilationError as err:
+                raise err.with_kernel(self.describe(specs)) from err.__cause__
+            entry = CompiledEntry(kernel, specs)
             self.cache[key] = entry
         return entry, [named[n] for n in entry.runtime_names], grid3
 
@@ -240,13 +237,13 @@ class JITFunction(JITSource):
                 arg[...] = out
         return None
 
-    def compile_ir(self, specs: Sequence[Any], opts: dict[str, Any], backend: str) -> ir.Function:
+    def compile_ir(self, specs: Sequence[Any], opts: LaunchOptions, backend: str) -> ir.Function:
         """Frontend and passes for one specialization, through the on-disk IR cache."""
-        disk_key = cache.key_hash(self.cache_key(), specs, backend, sorted(opts.items()))
+        disk_key = cache.key_hash(self.cache_key(), specs, backend, opts)
         text = cache.read_text("ir", disk_key, ".mlir")
         if text is not None:
             return parse_function(text)
-        attrs = {"num_warps": opts["num_warps"], "num_stages": opts["num_stages"]}
+        attrs = {"num_warps": opts.num_warps, "num_stages": opts.num_stages}
         try:
             fn = run_pipeline(build_ir(self, specs, attrs))
         except CompilationError as err:
@@ -259,17 +256,45 @@ class JITFunction(JITSource):
         return f"`{self.__name__}` specialized for ({sig})"
 
 
+def _warn_ignored_options(backend: backends.Backend, opts: LaunchOptions, fn: ir.Function) -> None:
+    """Warns once per backend and option where a launch or `tl.range` option given has no effect."""
+    options.warn_ignored(backend.name, [name for name in opts.non_default() if name not in backend.options])
+    if "num_stages" not in backend.options and any(
+        op.name == "for" and "num_stages" in op.attrs for op in ir.walk(fn.body)
+    ):
+        options.warn_ignored(backend.name, ["num_stages"], " of tl.range")
+
+
+# `@jit` keywords Triton has that change nothing here: every call is inlined, `device_assert`
+# and `device_print` act on the interpreter whatever `debug` says, and launches carry no metadata.
+_IGNORED_JIT_OPTIONS = (
+    "version",
+    "repr",
+    "launch_metadata",
+    "do_not_specialize_on_alignment",
+    "debug",
+    "noinline",
+)
+
+
 def jit(
-    fn: Callable[..., Any] | None = None,
-    *,
-    do_not_specialize: Iterable[Any] = (),
-    debug: bool | None = None,
-    noinline: bool = False,
-    **_: Any,
+    fn: Callable[..., Any] | None = None, *, do_not_specialize: Iterable[Any] = (), **ignored: Any
 ) -> Any:
-    """Compiles `fn` as a kernel: `@jit` or `@jit(do_not_specialize=["n"])`."""
+    """Compiles `fn` as a kernel: `@jit` or `@jit(do_not_specialize=["n"])`.
+
+    Triton's other `@jit` keywords (`debug`, `noinline`, `version`, `repr`, `launch_metadata`,
+    `do_not_specialize_on_alignment`) are accepted with a warning that they have no effect;
+    any other keyword is a TypeError.
+    """
+    for name, value in ignored.items():
+        if name not in _IGNORED_JIT_OPTIONS:
+            raise TypeError(f"jit() got an unexpected keyword argument {name!r}")
+        if value not in (None, False):
+            options.warn_once(
+                f"@jit({name}=...) has no effect in mtriton (accepted for Triton compatibility)"
+            )
 
     def deco(f: Callable[..., Any]) -> JITFunction:
-        return JITFunction(f, do_not_specialize=do_not_specialize, debug=debug, noinline=noinline)
+        return JITFunction(f, do_not_specialize=do_not_specialize)
 
     return deco(fn) if fn is not None else deco
