@@ -77,12 +77,10 @@ def build_specs(kernel: Any, signature: str, constexprs: dict[str, Any]) -> list
             continue
         text, _, div = given[name].partition(":")
         elem = T.parse_elem(text)
-        kind = "ptr" if isinstance(elem, T.PointerType) else "scalar"
-        if kind == "scalar" and div == "1":  # the launcher specializes integers equal to 1
-            specs.append(ArgSpec(name, kind, elem, value=1))
-            continue
-        divisibility = 16 if kind == "ptr" or div == "16" else 1
-        specs.append(ArgSpec(name, kind, elem, divisibility=divisibility))
+        if isinstance(elem, T.PointerType):
+            specs.append(ArgSpec.pointer(name, elem.element))
+        else:  # `i32:1` and `i32:16` as the launcher specializes integers equal to 1 or divisible by 16
+            specs.append(ArgSpec.scalar(name, elem, one=div == "1", divisible_by_16=div == "16"))
     return specs
 
 

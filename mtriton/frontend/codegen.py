@@ -41,6 +41,19 @@ class ArgSpec:
     value: Any = None
     divisibility: int = 1
 
+    @classmethod
+    def pointer(cls, name: str, elem: T.DType) -> ArgSpec:
+        """A pointer argument; MLX's buffers start 16-byte aligned."""
+        return cls(name, "ptr", T.PointerType(elem), divisibility=16)
+
+    @classmethod
+    def scalar(cls, name: str, dtype: T.DType, one: bool = False, divisible_by_16: bool = False) -> ArgSpec:
+        """A scalar argument, specialized as Triton does: an integer equal to 1 becomes the
+        constant 1, one divisible by 16 says so (for vector accesses)."""
+        if one:
+            return cls(name, "scalar", dtype, value=1)
+        return cls(name, "scalar", dtype, divisibility=16 if divisible_by_16 else 1)
+
 
 _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,

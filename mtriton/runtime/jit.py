@@ -108,7 +108,7 @@ class JITFunction(JITSource):
 
     # ------------------------------------------------------------------ launch
 
-    def specialize(self, name: str, value: Any, backend: str) -> Any:
+    def specialize(self, name: str, value: Any, backend: str) -> ArgSpec:
         if name in self.constexpr_names or value is None or isinstance(value, (constexpr, T.DType, str)):
             value = value.value if isinstance(value, constexpr) else value
             return ArgSpec(name, "constexpr", value=value)
@@ -120,18 +120,16 @@ class JITFunction(JITSource):
                 raise LaunchError(
                     f"argument {name}: float64 runs only on the interpreter; backend {backend!r} has no float64"
                 )
-            return ArgSpec(name, "ptr", T.PointerType(dtype), divisibility=16)
+            return ArgSpec.pointer(name, dtype)
         if isinstance(value, bool):
-            return ArgSpec(name, "scalar", T.int1)
+            return ArgSpec.scalar(name, T.int1)
         if isinstance(value, int):
             dtype = T.int32 if -(2**31) <= value < 2**31 else T.int64
             if name in self.do_not_specialize:
-                return ArgSpec(name, "scalar", dtype)
-            if value == 1:
-                return ArgSpec(name, "scalar", dtype, value=1)
-            return ArgSpec(name, "scalar", dtype, divisibility=16 if value % 16 == 0 else 1)
+                return ArgSpec.scalar(name, dtype)
+            return ArgSpec.scalar(name, dtype, one=value == 1, divisible_by_16=value % 16 == 0)
         if isinstance(value, float):
-            return ArgSpec(name, "scalar", T.float32)
+            return ArgSpec.scalar(name, T.float32)
         raise LaunchError(
             f"argument {name}: expected an mx.array, a number, a dtype or None, got {type(value).__name__}"
         )
