@@ -23,7 +23,7 @@ from conftest import poisoned
 import mtriton
 import mtriton.language as tl
 from examples.tutorial_kernels import add_kernel
-from mtriton import backends, options
+from mtriton import backends, cache, options
 from mtriton.options import DEFAULT_LAUNCH, LaunchOptions
 from mtriton.runtime.jit import JITFunction
 
@@ -316,7 +316,10 @@ def test_autotune_caches_in_memory_and_on_disk(
     assert tuned.best_config is configs[1]
     assert list(tuned.cache.values()) == [configs[1]]
     np.testing.assert_allclose(f64(out), 2 * f64(x), rtol=1e-6)
-    (record,) = (json.loads(p.read_text()) for p in (cache_dir / "autotune").glob("*.json"))
+    (record,) = (
+        json.loads(cache.read_text("autotune", p.stem, ".json"))
+        for p in (cache_dir / "autotune").glob("*.json")
+    )
     assert record["config"] == str(configs[1])
 
     seen.clear()

@@ -12,13 +12,13 @@ from __future__ import annotations
 import ast
 import inspect
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any
 
-from ..cache import key_hash
+from ..cache import compiler_fingerprint, key_hash
 from ..errors import CompilationError, LaunchError
 from ..ir import types as T
-from ..version import __version__
 from . import semantic
 from .core import constexpr
 
@@ -74,7 +74,7 @@ class JITSource:
         self.constexpr_names = {
             p.name for p in self.signature.parameters.values() if is_constexpr_annotation(p.annotation)
         }
-        self._deps: list[tuple[dict[str, Any], str, Any]] | None = None
+        self._deps: list[tuple[dict[str, Any], tuple[str, ...], Any]] | None = None
         self._deps_key: str | None = None
 
     def __repr__(self) -> str:
@@ -90,47 +90,92 @@ class JITSource:
         # function argument, say): inline it like a call written in the kernel.
         return ctx.codegen.call_function(self, args, kwargs)
 
-    def _collect_deps(self) -> list[tuple[dict[str, Any], str, Any]]:
-        """(globals, name, object) for every global the source reads, transitively through @jit calls."""
-        deps: list[tuple[dict[str, Any], str, Any]] = []
+    def _collect_deps(self) -> list[tuple[dict[str, Any], tuple[str, ...], Any]]:
+        """(globals, path, object) for every global the source reads, by name (`SCALE`) or through
+        attributes (`helpers.add`), transitively through @jit calls."""
+        deps: list[tuple[dict[str, Any], tuple[str, ...], Any]] = []
         seen = {id(self)}
-        recorded: set[tuple[int, str]] = set()  # each (globals, name) once: launches re-check them
+        recorded: set[tuple[int, tuple[str, ...]]] = set()  # each once: launches re-check them
         stack: list[JITSource] = [self]
         while stack:
             fn = stack.pop()
             globals_ = fn.fn.__globals__
-            for node in ast.walk(ast.parse(fn.src)):
-                if isinstance(node, ast.Name) and node.id in globals_:
-                    obj = globals_[node.id]
-                    if (id(globals_), node.id) not in recorded:
-                        recorded.add((id(globals_), node.id))
-                        deps.append((globals_, node.id, obj))
-                    dep = getattr(obj, "jit_function", obj)  # through autotune/heuristics
-                    if isinstance(dep, JITSource) and id(dep) not in seen:
-                        seen.add(id(dep))
-                        stack.append(dep)
+            for path in _global_paths(ast.parse(fn.src), globals_):
+                obj = _resolve(globals_, path)
+                if (id(globals_), path) in recorded or (len(path) > 1 and _key_part(obj) is None):
+                    continue  # an attribute chain counts only where it reaches a value the key holds
+                recorded.add((id(globals_), path))
+                deps.append((globals_, path, obj))
+                dep = getattr(obj, "jit_function", obj)  # through autotune/heuristics
+                if isinstance(dep, JITSource) and id(dep) not in seen:
+                    seen.add(id(dep))
+                    stack.append(dep)
         return deps
 
     def deps_changed(self) -> bool:
         """Whether a global the source reads was rebound since the key was last computed."""
         if self._deps is None:
             return True
-        return any(g.get(n) is not o for g, n, o in self._deps)
+        return any(_resolve(g, path) is not o for g, path, o in self._deps)
 
     def cache_key(self) -> str:
-        """Hash of this function's source, every @jit function it calls and the constants it reads."""
+        """Hash of the compiler, this function's source and where it stands in its file (the IR
+        records source lines), every @jit function it calls and the constants it reads."""
         if not self.deps_changed():
             return self._deps_key  # type: ignore[return-value]
         self._deps = self._collect_deps()
-        parts: list[Any] = [self.src]
-        for _, name, obj in self._deps:
-            obj = getattr(obj, "value", obj)  # tl.constexpr
-            if getattr(obj, "is_mtriton_jit", False):
-                parts.append((name, obj.src))
-            elif isinstance(obj, (int, float, bool, str, T.DType)):
-                parts.append((name, repr(obj)))
-        self._deps_key = key_hash(__version__, *parts)
+        parts: list[Any] = [self.src, self.file, self.def_line]
+        for _, path, obj in self._deps:
+            part = _key_part(obj)
+            if part is not None:
+                parts.append((path, part))
+        self._deps_key = key_hash(compiler_fingerprint(), *parts)
         return self._deps_key
+
+
+_MISSING = object()
+_KEY_SCALARS = (int, float, bool, str, type(None), T.DType)
+
+
+def _global_paths(tree: ast.AST, globals_: dict[str, Any]) -> Iterator[tuple[str, ...]]:
+    """The globals a function body reads: names, and attribute chains on them, except those into
+    mtriton itself (`tl.load`: the compiler fingerprint covers them)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in globals_:
+            yield (node.id,)
+        elif isinstance(node, ast.Attribute):
+            chain: list[str] = []
+            base: ast.AST = node
+            while isinstance(base, ast.Attribute):
+                chain.append(base.attr)
+                base = base.value
+            if isinstance(base, ast.Name) and base.id in globals_:
+                obj = globals_[base.id]
+                if not (isinstance(obj, ModuleType) and obj.__name__.split(".")[0] == "mtriton"):
+                    yield (base.id, *reversed(chain))
+
+
+def _resolve(globals_: dict[str, Any], path: tuple[str, ...]) -> Any:
+    obj = globals_.get(path[0], _MISSING)
+    for attr in path[1:]:
+        obj = getattr(obj, attr, _MISSING)
+    return obj
+
+
+def _key_part(obj: Any) -> Any:
+    """What of a global goes into a cache key: the source of a @jit function, the value of a
+    constant (numbers, strings, dtypes, tuples of them, `tl.constexpr`s); None for the rest."""
+    obj = getattr(obj, "jit_function", obj)
+    if isinstance(obj, JITSource):
+        return ("jit", obj.src)
+    if isinstance(obj, constexpr):
+        obj = obj.value
+    if isinstance(obj, _KEY_SCALARS):
+        return repr(obj)
+    if isinstance(obj, (tuple, list, frozenset)):
+        parts = [_key_part(item) for item in obj]
+        return None if None in parts else (type(obj).__name__, *parts)
+    return None
 
 
 def jit(fn: Callable[..., Any]) -> JITSource:

@@ -20,7 +20,7 @@ from ..dtypes import MX_TO_IR
 from ..errors import CompilationError, LaunchError, LaunchTypeError, MTritonError
 from ..frontend import ArgSpec, build_ir
 from ..ir import types as T
-from ..ir.parser import parse_function
+from ..ir.parser import ParseError, parse_function
 from ..ir.printer import print_function
 from ..language.core import constexpr
 from ..language.source import JITSource
@@ -182,6 +182,8 @@ class JITFunction(JITSource):
         if type(value) is float and name not in self.constexpr_names:
             return float
         value = value.value if isinstance(value, constexpr) else value
+        if isinstance(value, JITSource):  # a combine function, say: its source and dependencies
+            return ("jit", value.cache_key())
         try:
             hash(value)
             return ("c", type(value), value)
@@ -237,10 +239,15 @@ class JITFunction(JITSource):
 
     def compile_ir(self, specs: Sequence[Any], opts: LaunchOptions, backend: str) -> ir.Function:
         """Frontend and passes for one specialization, through the on-disk IR cache."""
-        disk_key = cache.key_hash(self.cache_key(), specs, backend, opts)
+        # a @jit function passed as a constexpr is keyed by what it computes, not by its name
+        spec_key = [(s.name, "jit", s.value.cache_key()) if isinstance(s.value, JITSource) else s for s in specs]
+        disk_key = cache.key_hash(self.cache_key(), spec_key, backend, opts)
         text = cache.read_text("ir", disk_key, ".mlir")
         if text is not None:
-            return parse_function(text)
+            try:
+                return parse_function(text)
+            except ParseError as err:
+                cache.discard("ir", disk_key, ".mlir", f"it does not parse: {err}")
         attrs = {"num_warps": opts.num_warps, "num_stages": opts.num_stages}
         try:
             fn = run_pipeline(build_ir(self, specs, attrs))
