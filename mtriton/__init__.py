@@ -5,7 +5,7 @@ Write kernels as for Triton (`import mtriton as triton`,
 `kernel[grid](...)`.
 """
 
-from . import language  # noqa: E402
+from . import language, testing  # noqa: E402
 from .backends import current_backend_name, current_target, set_backend  # noqa: E402
 from .errors import (  # noqa: E402
     BackendUnavailable,
@@ -25,5 +25,5 @@ from .version import __version__
 __all__ = [
     "BackendUnavailable", "CompilationError", "Config", "JITFunction", "KernelTypeError",
     "LaunchError", "MTritonError", "OutOfResources", "UnsupportedError", "autotune", "cdiv",
-    "current_backend_name", "current_target", "empty", "heuristics", "jit", "language", "next_power_of_2", "set_backend",
+    "current_backend_name", "current_target", "empty", "heuristics", "jit", "language", "next_power_of_2", "set_backend", "testing",
 ]  # fmt: skip

@@ -40,12 +40,17 @@ KNOBS = (
     Knob("MTRITON_DISABLE_DISK_CACHE", "1: do not read or write the on-disk cache"),
     Knob("MTRITON_CXX", "C++ compiler for metal-emu and cuda-emu (default: g++)"),
     Knob("MTRITON_UPDATE_GOLDEN", "1: tests rewrite the golden emitted-source files"),
+    Knob("TRITON_INTERPRET", "1: run on the interpreter, as Triton does (MTRITON_BACKEND takes precedence)"),
 )
 
 
 def backend_env() -> str | None:
+    """The backend the environment asks for: MTRITON_BACKEND, else the interpreter where Triton's
+    TRITON_INTERPRET=1 is set, else None (the automatic default)."""
     value = os.environ.get("MTRITON_BACKEND", "").strip()
-    return value or None
+    if value:
+        return value
+    return "interpreter" if _flag("TRITON_INTERPRET") else None
 
 
 def cache_dir() -> Path:

@@ -95,8 +95,8 @@ class Config:
         return f"Config({self})"
 
 
-def do_bench(fn: Callable[[], Sequence[mx.array]], warmup: float = 5.0, rep: float = 20.0) -> float:
-    """Median milliseconds per call of `fn`, a lazy launch.
+def time_calls(fn: Callable[[], Any], warmup: float, rep: float) -> list[float]:
+    """Milliseconds per call of `fn`, a lazy launch, one sample per batch of calls.
 
     The first call is not timed (it compiles). One timed call estimates the
     cost, which sets how many calls fill `warmup` and `rep` milliseconds;
@@ -106,9 +106,6 @@ def do_bench(fn: Callable[[], Sequence[mx.array]], warmup: float = 5.0, rep: flo
         fn: Launches once and returns the arrays to evaluate for that launch.
         warmup: Milliseconds of untimed calls before timing.
         rep: Milliseconds of timed calls.
-
-    Returns:
-        The median over timed batches of the time per call, in milliseconds.
     """
     mx.eval(fn())
     start = time.perf_counter()
@@ -123,7 +120,12 @@ def do_bench(fn: Callable[[], Sequence[mx.array]], warmup: float = 5.0, rep: flo
         start = time.perf_counter()
         mx.eval([fn() for _ in range(batch)])
         samples.append((time.perf_counter() - start) * 1e3 / batch)
-    return statistics.median(samples)
+    return samples
+
+
+def do_bench(fn: Callable[[], Sequence[mx.array]], warmup: float = 5.0, rep: float = 20.0) -> float:
+    """The median of `time_calls(fn, warmup, rep)`: how autotuning times a config."""
+    return statistics.median(time_calls(fn, warmup, rep))
 
 
 class _KernelWrapper:

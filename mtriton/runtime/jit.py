@@ -9,8 +9,9 @@ caller's arrays (`a[...] = new`, which MLX does without a copy).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import mlx.core as mx
@@ -45,13 +46,74 @@ def normalize_grid(grid: Any, meta: dict[str, Any]) -> tuple[int, int, int]:
     return tuple(dims + [1] * (3 - len(dims)))  # type: ignore[return-value]
 
 
-class CompiledEntry:
-    """One specialization in a kernel's in-memory cache."""
+# The arrays launches wrote while `recording_writes` is active (None: not recording).
+_write_log: list[mx.array] | None = None
 
-    def __init__(self, kernel: Any, specs: Sequence[Any]) -> None:
+
+@contextlib.contextmanager
+def recording_writes() -> Iterator[list[mx.array]]:
+    """Collects every array a launch writes in place inside the block, so that a caller that
+    only has a function to run (`mtriton.testing.do_bench`) can evaluate MLX's lazy results."""
+    global _write_log
+    outer, _write_log = _write_log, []
+    try:
+        yield _write_log
+    finally:
+        if outer is not None:
+            outer.extend(_write_log)
+        _write_log = outer
+
+
+class CompiledEntry:
+    """One specialization in a kernel's in-memory cache.
+
+    Attributes:
+        kernel: What the backend compiled, called with the runtime arguments and the grid.
+        fn: The IR it was compiled from.
+        specs: How each argument was specialized.
+        options: The launch options it was compiled for.
+        name: The kernel's name and specialization, as errors name it.
+        asm: The code of every stage, by name, made when first read (Triton's `.asm`):
+            "ir" (the block IR), "metal" and "cuda" (the source MLX receives, whole).
+    """
+
+    def __init__(
+        self, kernel: Any, fn: ir.Function, specs: Sequence[ArgSpec], options: LaunchOptions, name: str
+    ) -> None:
         self.kernel = kernel
+        self.fn = fn
         self.specs = list(specs)
+        self.options = options
+        self.name = name
         self.runtime_names = [s.name for s in specs if s.kind != "constexpr"]
+        self.asm = _Stages(fn, options)
+
+
+class _Stages(Mapping[str, str]):
+    """`CompiledEntry.asm`: each stage's code generated on first access."""
+
+    STAGES = ("ir", "metal", "cuda")
+
+    def __init__(self, fn: ir.Function, options: LaunchOptions) -> None:
+        self.fn = fn
+        self.options = options
+        self.made: dict[str, str] = {}
+
+    def __getitem__(self, stage: str) -> str:
+        if stage not in self.made:
+            if stage == "ir":
+                self.made[stage] = print_function(self.fn)
+            elif stage in self.STAGES:
+                self.made[stage] = backends.source_dump(stage, self.fn, self.options, full=True)
+            else:
+                raise KeyError(f"no stage {stage!r}; the stages are {', '.join(self.STAGES)}")
+        return self.made[stage]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.STAGES)
+
+    def __len__(self) -> int:
+        return len(self.STAGES)
 
 
 class KernelLauncher:
@@ -72,6 +134,16 @@ class KernelLauncher:
             parameter order (the inputs keep their values).
         """
         return self.kernel.run(*args, grid=self.grid, _functional=True, **kwargs)
+
+    def warmup(self, *args: Any, **kwargs: Any) -> CompiledEntry:
+        """Compiles for these arguments without launching (Triton's `kernel.warmup`).
+
+        Returns:
+            The compiled specialization: `.asm["ir"]`, `.asm["metal"]`, `.asm["cuda"]` hold the
+            code of each stage, as Triton's `.asm["ttir"]` does.
+        """
+        entry, _, _ = self.kernel.lookup(args, kwargs, self.grid)
+        return entry
 
     def raw(self, *args: Any, **kwargs: Any) -> Callable[[], Any]:
         """Compiles for these arguments and returns the backend's own launch, bound to them.
@@ -99,6 +171,10 @@ class JITFunction(JITSource):
 
     def __getitem__(self, grid: Any) -> KernelLauncher:
         return KernelLauncher(self, grid)
+
+    def warmup(self, *args: Any, grid: Any, **kwargs: Any) -> CompiledEntry:
+        """`kernel[grid].warmup(*args, **kwargs)`, as Triton spells it: compiles, launches nothing."""
+        return KernelLauncher(self, grid).warmup(*args, **kwargs)
 
     def cache_key(self) -> str:
         """`JITSource.cache_key`; compiled kernels are dropped when a dependency changed."""
@@ -215,7 +291,7 @@ class JITFunction(JITSource):
                 kernel = backend.compile(fn, opts)
             except CompilationError as err:
                 raise err.with_kernel(self.describe(specs)) from err.__cause__
-            entry = CompiledEntry(kernel, specs)
+            entry = CompiledEntry(kernel, fn, specs, opts, self.describe(specs))
             self.cache[key] = entry
         return entry, [named[n] for n in entry.runtime_names], grid3
 
@@ -235,12 +311,16 @@ class JITFunction(JITSource):
         for arg, out in zip(runtime, outputs):
             if out is not None:
                 arg[...] = out
+                if _write_log is not None:
+                    _write_log.append(arg)
         return None
 
     def compile_ir(self, specs: Sequence[Any], opts: LaunchOptions, backend: str) -> ir.Function:
         """Frontend and passes for one specialization, through the on-disk IR cache."""
         # a @jit function passed as a constexpr is keyed by what it computes, not by its name
-        spec_key = [(s.name, "jit", s.value.cache_key()) if isinstance(s.value, JITSource) else s for s in specs]
+        spec_key = [
+            (s.name, "jit", s.value.cache_key()) if isinstance(s.value, JITSource) else s for s in specs
+        ]
         disk_key = cache.key_hash(self.cache_key(), spec_key, backend, opts)
         text = cache.read_text("ir", disk_key, ".mlir")
         if text is not None:

@@ -1,0 +1,82 @@
+"""Triton's runtime surface beyond `kernel[grid](...)`: `TRITON_INTERPRET`, `triton.testing`'s
+`do_bench`, and `kernel.warmup(...)` with the code of each stage in `.asm`."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+import mtriton
+from examples.tutorial_kernels import add_kernel
+from mtriton import backends
+from mtriton.runtime.jit import recording_writes
+
+
+def test_triton_interpret_selects_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backends, "_selected", None)
+    monkeypatch.delenv("MTRITON_BACKEND", raising=False)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert mtriton.current_backend_name() == "interpreter"
+    monkeypatch.setenv("MTRITON_BACKEND", "metal-emu")  # mtriton's own knob comes first
+    assert mtriton.current_backend_name() == "metal-emu"
+    monkeypatch.delenv("MTRITON_BACKEND")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert mtriton.current_backend_name() == backends.default_backend_name()
+
+
+def test_do_bench_evaluates_in_place_launches(backend: str, rng: np.random.Generator) -> None:
+    n = 1000
+    x = mx.array(rng.standard_normal(n).astype(np.float32))
+    out = mtriton.empty((n,))
+    calls = []
+
+    def launch() -> None:  # returns nothing, as Triton benchmarks do: the write must still run
+        calls.append(1)
+        add_kernel[(mtriton.cdiv(n, 256),)](x, x, out, n, BLOCK_SIZE=256)
+
+    ms = mtriton.testing.do_bench(launch, warmup=1, rep=5)
+    assert isinstance(ms, float) and ms > 0
+    np.testing.assert_allclose(np.array(out), 2 * np.array(x), rtol=1e-6)
+    low, mid, high = mtriton.testing.do_bench(launch, warmup=1, rep=5, quantiles=[0.2, 0.5, 0.8])
+    assert 0 < low <= mid <= high
+    samples = mtriton.testing.do_bench(launch, warmup=1, rep=5, return_mode="all")
+    assert isinstance(samples, list) and all(s > 0 for s in samples)
+    assert mtriton.testing.do_bench_cudagraph(launch, rep=5, return_mode="min") > 0
+    assert len(calls) > 4
+    with recording_writes() as written:  # what do_bench evaluates after each such call
+        launch()
+    assert len(written) == 1 and written[0] is out
+
+
+def test_do_bench_times_what_the_function_returns() -> None:
+    x = mx.ones((256, 256))
+    assert mtriton.testing.do_bench(lambda: x @ x, warmup=1, rep=3, return_mode="median") > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"return_mode": "avg"}, "return_mode must be one of"), ({"quantiles": [0.5, 2]}, "quantiles must lie")],
+)
+def test_do_bench_rejects_bad_arguments(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        mtriton.testing.do_bench(lambda: None, **kwargs)
+
+
+def test_warmup_compiles_without_launching(backend: str) -> None:
+    out = mtriton.empty((100,)) + float("nan")
+    x = mx.ones(100)
+    for compiled in (
+        add_kernel.warmup(x, x, out, 100, BLOCK_SIZE=64, grid=(2,)),
+        add_kernel[(2,)].warmup(x, x, out, 100, BLOCK_SIZE=64),
+    ):
+        assert compiled.name == "`add_kernel` specialized for (*f32, *f32, *f32, i32, BLOCK_SIZE=64)"
+        assert list(compiled.asm) == ["ir", "metal", "cuda"]
+        assert compiled.asm["ir"].startswith("func @add_kernel(")
+        assert "[[kernel]]" in compiled.asm["metal"]
+        assert "__global__" in compiled.asm["cuda"]
+        with pytest.raises(KeyError, match="the stages are ir, metal, cuda"):
+            compiled.asm["ptx"]
+    assert np.isnan(np.array(out)).all()  # nothing ran
+    # the launch afterwards finds the compiled kernel
+    assert add_kernel[(2,)].warmup(x, x, out, 100, BLOCK_SIZE=64) is compiled
