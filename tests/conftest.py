@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import mtriton
-from mtriton import backends
+from mtriton import backends, emulator
 
 # Every backend the suite knows, in the order tests run on them. A backend that cannot run on
 # this machine (no GPU, no C++ compiler) is skipped with the reason.
@@ -70,15 +70,13 @@ def backend(request: pytest.FixtureRequest) -> str:
 
     On the emulators (metal-emu, cuda-emu) every kernel also runs with its threads in reverse
     and shuffled orders, so a missing barrier in the generated source fails the test
-    (`metal_emu.DataRace`).
+    (`emulator.DataRace`).
     """
     name = request.param
     mtriton.set_backend(name)
     checks = contextlib.nullcontext()
     if name in EMULATORS and request.node.get_closest_marker("order_dependent") is None:
-        from mtriton.backends import metal_emu
-
-        checks = metal_emu.checks(races=True)
+        checks = emulator.checks(races=True)
     try:
         with checks:
             yield name

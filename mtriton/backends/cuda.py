@@ -309,7 +309,7 @@ class CudaEmuBackend(CudaBackend):
         return MetalEmuBackend().is_available()
 
     def factory(self) -> Any:
-        from .metal_emu.cuda import cuda_kernel
+        from ..emulator import cuda_kernel
 
         return cuda_kernel
 

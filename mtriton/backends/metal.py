@@ -184,9 +184,9 @@ class MetalEmuBackend(_MetalLike):
         return platform.system() == "Linux" and shutil.which(compiler) is not None
 
     def factory(self) -> Any:
-        from . import metal_emu
+        from .. import emulator
 
-        return metal_emu.metal_kernel
+        return emulator.metal_kernel
 
 
 register("metal")(MetalBackend)
