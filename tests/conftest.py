@@ -18,6 +18,8 @@ import pytest
 
 import mtriton
 from mtriton import backends, emulator
+from mtriton.backends.cuda import full_cuda_source
+from mtriton.runtime.jit import JITFunction
 
 # Every backend the suite knows, in the order tests run on them. A backend that cannot run on
 # this machine (no GPU, no C++ compiler) is skipped with the reason.
@@ -145,9 +147,6 @@ def cuda_compiles_every_kernel(tmp_path_factory: pytest.TempPathFactory) -> None
     if shutil.which("nvcc") is None or os.environ.get("MTRITON_BACKEND") == "cuda":
         yield  # on a CUDA machine the cuda backend compiles every kernel for real
         return
-    from mtriton.backends.cuda import full_cuda_source
-    from mtriton.runtime.jit import JITFunction
-
     compiled = []
     original = JITFunction.compile_ir
 

@@ -92,7 +92,7 @@ def set_backend(name: str | None) -> None:
 
 def source_dump(target: str, fn: ir.Function, opts: dict[str, Any], full: bool = False) -> str:
     """The kernel source a GPU backend hands to MLX (`full`: with the signature MLX generates)."""
-    from .gpu_launch import generate
+    from .cstyle.kernel import generate
 
     if target == "metal":
         from .metal import METAL, full_metal_source

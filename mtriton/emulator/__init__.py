@@ -23,6 +23,7 @@ Example:
     ...              threadgroup=(256, 1, 1))[0]
 """
 
+from .compile import is_available
 from .cuda import SHARED_MEMORY_LIMIT, CudaKernel, cuda_kernel
 from .errors import (
     BarrierDivergence,
@@ -56,6 +57,7 @@ __all__ = [
     "cuda_kernel",
     "full_source",
     "get_checks",
+    "is_available",
     "metal_kernel",
     "set_checks",
 ]

@@ -17,6 +17,7 @@ import atexit
 import functools
 import hashlib
 import os
+import platform
 import shlex
 import shutil
 import subprocess
@@ -92,6 +93,11 @@ def _toolchain(cxx: str) -> Toolchain:
         raise RuntimeError(f"[metal-emu] cannot run the C++ compiler {cxx!r}: {exc}") from exc
     flags = tuple(f for option in _OPTIONAL_FLAGS if _accepts(command, option) for f in option)
     return Toolchain(command, identity, flags)
+
+
+def is_available() -> bool:
+    """Whether the emulators can run here: on Linux, with the C++ compiler (``MTRITON_CXX``) installed."""
+    return platform.system() == "Linux" and shutil.which(options.cxx_compiler()) is not None
 
 
 def toolchain() -> Toolchain:

@@ -1,0 +1,44 @@
+"""The CUDA backend (`mx.fast.cuda_kernel`) and cuda-emu (the same source run on the CPU)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlx.core as mx
+
+from ... import emulator, ir
+from .. import register
+from ..gpu_launch import CustomKernelLauncher
+from .dialect import CUDA
+
+
+class CudaBackend:
+    name = "cuda"
+
+    def is_available(self) -> bool:
+        try:
+            return bool(mx.cuda.is_available())
+        except (AttributeError, RuntimeError):
+            return False
+
+    def factory(self) -> Any:
+        return mx.fast.cuda_kernel
+
+    def compile(self, fn: ir.Function, opts: dict[str, Any]) -> CustomKernelLauncher:
+        return CustomKernelLauncher(fn, CUDA, int(opts.get("num_warps", 4)), self.factory())
+
+
+class CudaEmuBackend(CudaBackend):
+    """The CUDA source run on the CPU (the emulator's runtime with a CUDA shim)."""
+
+    name = "cuda-emu"
+
+    def is_available(self) -> bool:
+        return emulator.is_available()
+
+    def factory(self) -> Any:
+        return emulator.cuda_kernel
+
+
+register("cuda")(CudaBackend)
+register("cuda-emu")(CudaEmuBackend)
