@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .backends.dump import source_dump
 from .errors import MTritonError
 from .frontend import ArgSpec
 from .ir import types as T
@@ -110,8 +111,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(print_function(kernel.compile_ir(specs, opts, "interpreter")))
         else:
-            from .backends import source_dump
-
             target = args.command.removeprefix("dump-")
             print(source_dump(target, kernel.compile_ir(specs, opts, target), opts, full=args.full))
     except MTritonError as err:

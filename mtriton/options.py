@@ -9,7 +9,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-BACKENDS = ("metal", "cuda", "interpreter", "metal-emu", "cuda-emu")
+from .targets import TARGETS
+
+BACKENDS = tuple(target.name for target in TARGETS)
 
 
 def _flag(name: str) -> bool:

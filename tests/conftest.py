@@ -17,15 +17,18 @@ import numpy as np
 import pytest
 
 import mtriton
-from mtriton import backends, emulator
+from mtriton import backends, emulator, targets
 from mtriton.backends.cuda import full_cuda_source
 from mtriton.runtime.jit import JITFunction
 
-# Every backend the suite knows, in the order tests run on them. A backend that cannot run on
-# this machine (no GPU, no C++ compiler) is skipped with the reason.
-ALL_BACKENDS = ("interpreter", "metal-emu", "cuda-emu", "metal", "cuda")
-# Backends that run generated GPU source on the CPU, with metal-emu's checks.
-EMULATORS = ("metal-emu", "cuda-emu")
+# Every backend the suite knows (mtriton/targets.py), in the order tests run on them: those that
+# run on the CPU (the interpreter, then the emulators), then the GPUs. A backend that cannot run
+# on this machine (no GPU, no C++ compiler) is skipped with the reason.
+ALL_BACKENDS = tuple(
+    t.name for t in sorted(targets.TARGETS, key=lambda t: (t.language != "interpreter", not t.emulated))
+)
+# Backends that run generated GPU source on the CPU, with the emulator's checks.
+EMULATORS = tuple(t.name for t in targets.TARGETS if t.emulated)
 
 # Tests must not share the user's on-disk cache: a per-run cache folder, removed afterwards.
 _CACHE = tempfile.mkdtemp(prefix="mtriton-test-cache-")

@@ -8,7 +8,7 @@ from typing import Any
 import mlx.core as mx
 
 from .. import ir
-from . import register
+from ..interpreter import execute
 
 
 class _Interpreted:
@@ -16,8 +16,6 @@ class _Interpreted:
         self.fn = fn
 
     def __call__(self, args: Sequence[Any], grid: tuple[int, int, int]) -> list[mx.array | None]:
-        from ..interpreter import execute
-
         return execute(self.fn, args, grid)
 
 
@@ -29,6 +27,3 @@ class InterpreterBackend:
 
     def compile(self, fn: ir.Function, opts: dict[str, Any]) -> _Interpreted:
         return _Interpreted(fn)
-
-
-register("interpreter")(InterpreterBackend)

@@ -7,13 +7,15 @@ from typing import Any
 import mlx.core as mx
 
 from ... import emulator, ir
-from .. import register
 from ..gpu_launch import CustomKernelLauncher
 from .dialect import CUDA
+from .source import full_cuda_source
 
 
 class CudaBackend:
     name = "cuda"
+    dialect = CUDA
+    full_source = staticmethod(full_cuda_source)
 
     def is_available(self) -> bool:
         try:
@@ -25,7 +27,7 @@ class CudaBackend:
         return mx.fast.cuda_kernel
 
     def compile(self, fn: ir.Function, opts: dict[str, Any]) -> CustomKernelLauncher:
-        return CustomKernelLauncher(fn, CUDA, int(opts.get("num_warps", 4)), self.factory())
+        return CustomKernelLauncher(fn, self.dialect, int(opts.get("num_warps", 4)), self.factory())
 
 
 class CudaEmuBackend(CudaBackend):
@@ -38,7 +40,3 @@ class CudaEmuBackend(CudaBackend):
 
     def factory(self) -> Any:
         return emulator.cuda_kernel
-
-
-register("cuda")(CudaBackend)
-register("cuda-emu")(CudaEmuBackend)

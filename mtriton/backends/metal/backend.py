@@ -8,22 +8,24 @@ from typing import Any
 import mlx.core as mx
 
 from ... import emulator, ir
-from .. import register
 from ..gpu_launch import CustomKernelLauncher
 from .dialect import METAL, compile_options
+from .source import full_metal_source
 
 
 class _MetalLike:
     """Shared by the real Metal backend and metal-emu: they differ only in the kernel factory."""
 
     name = "metal"
+    dialect = METAL
+    full_source = staticmethod(full_metal_source)
 
     def factory(self) -> Any:
         raise NotImplementedError
 
     def compile(self, fn: ir.Function, opts: dict[str, Any]) -> CustomKernelLauncher:
         factory = functools.partial(self.factory(), compile_options=compile_options(opts))
-        return CustomKernelLauncher(fn, METAL, int(opts.get("num_warps", 4)), factory)
+        return CustomKernelLauncher(fn, self.dialect, int(opts.get("num_warps", 4)), factory)
 
 
 class MetalBackend(_MetalLike):
@@ -47,7 +49,3 @@ class MetalEmuBackend(_MetalLike):
 
     def factory(self) -> Any:
         return emulator.metal_kernel
-
-
-register("metal")(MetalBackend)
-register("metal-emu")(MetalEmuBackend)
