@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .backends import source_dump
+from .backends.dump import source_dump
 from .errors import MTritonError
 from .frontend import ArgSpec
 from .ir import types as T

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LaunchError
+from .targets import TARGETS
 
-BACKENDS = ("metal", "cuda", "interpreter", "metal-emu", "cuda-emu")
+BACKENDS = tuple(target.name for target in TARGETS)
 
 
 def _flag(name: str) -> bool:

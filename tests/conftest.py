@@ -17,13 +17,18 @@ import numpy as np
 import pytest
 
 import mtriton
-from mtriton import backends
+from mtriton import backends, emulator, targets
+from mtriton.backends.cuda import full_cuda_source
+from mtriton.runtime.jit import JITFunction
 
-# Every backend the suite knows, in the order tests run on them. A backend that cannot run on
-# this machine (no GPU, no C++ compiler) is skipped with the reason.
-ALL_BACKENDS = ("interpreter", "metal-emu", "cuda-emu", "metal", "cuda")
-# Backends that run generated GPU source on the CPU, with metal-emu's checks.
-EMULATORS = ("metal-emu", "cuda-emu")
+# Every backend the suite knows (mtriton/targets.py), in the order tests run on them: those that
+# run on the CPU (the interpreter, then the emulators), then the GPUs. A backend that cannot run
+# on this machine (no GPU, no C++ compiler) is skipped with the reason.
+ALL_BACKENDS = tuple(
+    t.name for t in sorted(targets.TARGETS, key=lambda t: (t.language != "interpreter", not t.emulated))
+)
+# Backends that run generated GPU source on the CPU, with the emulator's checks.
+EMULATORS = tuple(t.name for t in targets.TARGETS if t.emulated)
 
 # Tests must not share the user's on-disk cache: a per-run cache folder, removed afterwards.
 _CACHE = tempfile.mkdtemp(prefix="mtriton-test-cache-")
@@ -70,15 +75,13 @@ def backend(request: pytest.FixtureRequest) -> str:
 
     On the emulators (metal-emu, cuda-emu) every kernel also runs with its threads in reverse
     and shuffled orders, so a missing barrier in the generated source fails the test
-    (`metal_emu.DataRace`).
+    (`emulator.DataRace`).
     """
     name = request.param
     mtriton.set_backend(name)
     checks = contextlib.nullcontext()
     if name in EMULATORS and request.node.get_closest_marker("order_dependent") is None:
-        from mtriton.backends import metal_emu
-
-        checks = metal_emu.checks(races=True)
+        checks = emulator.checks(races=True)
     try:
         with checks:
             yield name
@@ -147,9 +150,6 @@ def cuda_compiles_every_kernel(tmp_path_factory: pytest.TempPathFactory) -> None
     if shutil.which("nvcc") is None or os.environ.get("MTRITON_BACKEND") == "cuda":
         yield  # on a CUDA machine the cuda backend compiles every kernel for real
         return
-    from mtriton.backends.cuda import full_cuda_source
-    from mtriton.runtime.jit import JITFunction
-
     compiled = []
     original = JITFunction.compile_ir
 

@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 
 import mtriton
-from mtriton.backends import metal_emu
+from mtriton import emulator
 from mtriton.backends.cuda import PRELUDE
-from mtriton.backends.metal_emu.cuda import SHARED_MEMORY_LIMIT, cuda_kernel
+from mtriton.emulator import SHARED_MEMORY_LIMIT, cuda_kernel
 
 RNG = np.random.default_rng(20261126)
 
 
 @pytest.fixture(autouse=True)
 def _all_checks() -> Iterator[None]:
-    with metal_emu.checks(unwritten=True, races=True):
+    with emulator.checks(unwritten=True, races=True):
         yield
 
 
@@ -51,7 +51,7 @@ def test_grid_counts_threads_and_blocks_are_whole() -> None:
     blocks = np.arange(n) // 128
     np.testing.assert_array_equal(out, 2 * x + (8 * 1000 + blocks).astype(np.float32))
     unguarded = cuda_kernel("unguarded", ["x"], ["out"], "out[blockIdx.x * blockDim.x + threadIdx.x] = x[0];")
-    with pytest.raises(metal_emu.OutOfBounds, match=r"past the end of output 'out'"):
+    with pytest.raises(emulator.OutOfBounds, match=r"past the end of output 'out'"):
         _run(unguarded, [mx.array(x)], [((n,), mx.float32)], n, 128)
 
 
@@ -96,7 +96,7 @@ def test_missing_barrier_is_a_race() -> None:
   out[threadIdx.x] = tile[(threadIdx.x + 32) % 64];
 """
     kernel = cuda_kernel("race", ["x"], ["out"], body, shared_memory=256)
-    with pytest.raises(metal_emu.DataRace):
+    with pytest.raises(emulator.DataRace):
         _run(kernel, [mx.array(RNG.standard_normal(64).astype(np.float32))], [((64,), mx.float32)], 64, 64)
     fixed = cuda_kernel(
         "fixed", ["x"], ["out"], body.replace("  out[", "  __syncthreads();\n  out["), shared_memory=256
@@ -122,7 +122,7 @@ def test_static_shared_arrays_and_limits() -> None:
     past = cuda_kernel(
         "past", ["x"], ["out"], "extern __shared__ float s[];\n  out[0] = s[64];", shared_memory=256
     )
-    with pytest.raises(metal_emu.ThreadgroupMemoryError, match="past the end of threadgroup array 's'"):
+    with pytest.raises(emulator.ThreadgroupMemoryError, match="past the end of threadgroup array 's'"):
         _run(past, [mx.array(x)], [((1,), mx.float32)], 1, 1)
 
 
@@ -176,7 +176,7 @@ def test_async_copies_land_at_the_wait() -> None:
 
 
 def test_errors_name_the_cuda_line() -> None:
-    with pytest.raises(metal_emu.CompileError, match=r"custom_kernel_broken\.cu:\d+"):
+    with pytest.raises(emulator.CompileError, match=r"custom_kernel_broken\.cu:\d+"):
         _run(
             cuda_kernel("broken", ["x"], ["out"], "out[0] = x[0] +;"),
             [mx.zeros(4)],
@@ -185,7 +185,7 @@ def test_errors_name_the_cuda_line() -> None:
             1,
         )
     body = "float v = x[0];\n  out[threadIdx.x + 1] = v;"
-    with pytest.raises(metal_emu.OutOfBounds, match=r"CUDA line \d+\n\s+\d+ \| out\[threadIdx.x \+ 1\] = v;"):
+    with pytest.raises(emulator.OutOfBounds, match=r"CUDA line \d+\n\s+\d+ \| out\[threadIdx.x \+ 1\] = v;"):
         _run(cuda_kernel("oob", ["x"], ["out"], body), [mx.zeros(4)], [((4,), mx.float32)], 4, 4)
     with pytest.raises(ValueError, match=r"\[cuda_kernel\] unsupported dtype mlx.core.complex64"):
         _run(
@@ -227,7 +227,7 @@ def test_misaligned_accesses_fault(access: str, offsets: tuple[int, int]) -> Non
     _run(cuda_kernel("aligned", ["x"], ["out"], aligned, PRELUDE, shared_memory=512), [mx.zeros(16)],
          [((1,), mx.float32)], 32, 32)  # fmt: skip
     kernel = cuda_kernel("misaligned", ["x"], ["out"], misaligned, PRELUDE, shared_memory=512)
-    with pytest.raises(metal_emu.KernelFault, match="misaligned address"):
+    with pytest.raises(emulator.KernelFault, match="misaligned address"):
         _run(kernel, [mx.zeros(16)], [((1,), mx.float32)], 32, 32)
 
 
@@ -242,7 +242,7 @@ def test_a_warp_runs_ahead_until_a_barrier() -> None:
   out[threadIdx.x] = s[(threadIdx.x + 32) % 64] + v;
 """
     x = mx.array(RNG.standard_normal(64).astype(np.float32))
-    with pytest.raises(metal_emu.DataRace):
+    with pytest.raises(emulator.DataRace):
         _run(
             cuda_kernel("ahead", ["x"], ["out"], body, shared_memory=256), [x], [((64,), mx.float32)], 64, 64
         )

@@ -20,14 +20,14 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mtriton.backends import metal_emu
+from mtriton import emulator
 
 RNG = np.random.default_rng(20261125)
 
 
 @pytest.fixture(autouse=True)
 def _all_checks() -> Iterator[None]:
-    with metal_emu.checks(unwritten=True, races=True):
+    with emulator.checks(unwritten=True, races=True):
         yield
 
 
@@ -36,7 +36,7 @@ def _normal(*shape: int) -> np.ndarray:
 
 
 def _run(
-    kernel: metal_emu.MetalKernel,
+    kernel: emulator.MetalKernel,
     inputs: Sequence[Any],
     outputs: Sequence[tuple[tuple[int, ...], mx.Dtype]],
     grid: tuple[int, int, int],
@@ -190,7 +190,7 @@ _SOURCE_CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 def test_full_source_equals_mlx(case: str, tmp_path: Path) -> None:
     kernel_args, call = _SOURCE_CASES[case]
     expected = _mlx_source(tmp_path, kernel_args, call)
-    kernel = metal_emu.metal_kernel(**kernel_args)
+    kernel = emulator.metal_kernel(**kernel_args)
     ours = kernel.full_source(
         inputs=call["inputs"], output_dtypes=call["output_dtypes"], template=call.get("template")
     )
@@ -204,7 +204,7 @@ def test_full_source_equals_mlx(case: str, tmp_path: Path) -> None:
 
 def test_vector_add_partial_threadgroup() -> None:
     n = 1001
-    kernel = metal_emu.metal_kernel(
+    kernel = emulator.metal_kernel(
         name="vadd",
         input_names=["a", "b"],
         output_names=["out", "tpt", "dtpt", "sgs"],
@@ -235,7 +235,7 @@ def test_vector_add_partial_threadgroup() -> None:
 
 def test_partial_threadgroups_in_two_dimensions() -> None:
     width, height = 37, 11
-    kernel = metal_emu.metal_kernel(
+    kernel = emulator.metal_kernel(
         name="grid2d",
         input_names=[],
         output_names=["size", "lid", "group"],
@@ -261,7 +261,7 @@ def test_partial_threadgroups_in_two_dimensions() -> None:
 def test_threadgroup_reduction_with_barriers() -> None:
     n, block = 5003, 128
     groups = -(-n // block)
-    kernel = metal_emu.metal_kernel(
+    kernel = emulator.metal_kernel(
         name="block_sum",
         input_names=["a", "n"],
         output_names=["out"],
@@ -287,7 +287,7 @@ def test_threadgroup_reduction_with_barriers() -> None:
 
 def test_simd_functions() -> None:
     n = 200  # the last SIMD-group of the second threadgroup has 8 lanes
-    kernel = metal_emu.metal_kernel(
+    kernel = emulator.metal_kernel(
         name="simd",
         input_names=["a"],
         output_names=["s", "ex", "down", "mx_", "xr", "bc", "anyneg"],
@@ -334,7 +334,7 @@ def test_simd_functions() -> None:
 
 def test_atomic_histogram_with_duplicate_bins() -> None:
     n, bins = 3001, 17
-    kernel = metal_emu.metal_kernel(
+    kernel = emulator.metal_kernel(
         name="histogram",
         input_names=["idx", "w", "n"],
         output_names=["counts", "weights"],
@@ -388,7 +388,7 @@ _MMA_SOURCE = """
 
 @pytest.mark.parametrize("dtype", [mx.float32, mx.float16])
 def test_simdgroup_matrix_multiply_accumulate(dtype: mx.Dtype) -> None:
-    kernel = metal_emu.metal_kernel(
+    kernel = emulator.metal_kernel(
         name="mma", input_names=["a", "bt", "c"], output_names=["d", "layout"], source=_MMA_SOURCE
     )
     a, b, c = _normal(16, 24), _normal(24, 8), _normal(16, 8)
@@ -414,7 +414,7 @@ def test_simdgroup_matrix_multiply_accumulate(dtype: mx.Dtype) -> None:
 
 
 def test_templates() -> None:
-    kernel = metal_emu.metal_kernel(
+    kernel = emulator.metal_kernel(
         name="scale",
         input_names=["a"],
         output_names=["out"],
@@ -443,7 +443,7 @@ def test_templates() -> None:
 
 def test_half_and_bfloat_inputs_and_outputs() -> None:
     n = 301
-    kernel = metal_emu.metal_kernel(
+    kernel = emulator.metal_kernel(
         name="lowp",
         input_names=["x", "y", "z"],
         output_names=["oh", "ob", "of"],
@@ -479,17 +479,17 @@ def test_ensure_row_contiguous_with_transposed_input() -> None:
     strided = "uint i = thread_position_in_grid.x; out[i] = a[elem_to_loc(i, a_shape, a_strides, a_ndim)];"
     outputs = [((13, 7), mx.float32)]
     grid, group = (91, 1, 1), (32, 1, 1)
-    k = metal_emu.metal_kernel("copy_rc", ["a"], ["out"], copy)
+    k = emulator.metal_kernel("copy_rc", ["a"], ["out"], copy)
     np.testing.assert_array_equal(_run(k, [xt], outputs, grid, group)[0], x.T)
-    k = metal_emu.metal_kernel("copy_raw", ["a"], ["out"], copy, ensure_row_contiguous=False)
+    k = emulator.metal_kernel("copy_raw", ["a"], ["out"], copy, ensure_row_contiguous=False)
     np.testing.assert_array_equal(_run(k, [xt], outputs, grid, group)[0].reshape(-1), x.reshape(-1))
-    k = metal_emu.metal_kernel("copy_strided", ["a"], ["out"], strided, ensure_row_contiguous=False)
+    k = emulator.metal_kernel("copy_strided", ["a"], ["out"], strided, ensure_row_contiguous=False)
     np.testing.assert_array_equal(_run(k, [xt], outputs, grid, group)[0], x.T)
 
 
 def test_scalar_inputs_and_math() -> None:
     n = 55
-    kernel = metal_emu.metal_kernel(
+    kernel = emulator.metal_kernel(
         name="axpy",
         input_names=["a", "alpha", "k"],
         output_names=["out"],
@@ -508,7 +508,7 @@ def test_statement_rewrites_keep_the_source_valid() -> None:
     # Location records go only where a statement may start: not inside
     # initialiser lists, between if and else, before do-while's while, or
     # after a braceless if; comments and strings are left alone.
-    kernel = metal_emu.metal_kernel(
+    kernel = emulator.metal_kernel(
         name="shapes_of_code",
         input_names=["a"],
         output_names=["out"],
@@ -578,7 +578,7 @@ def test_statement_rewrites_keep_the_source_valid() -> None:
 def test_math_functions_against_numpy() -> None:
     n = 257
     names = ["exp", "log", "tanh", "rsqrt", "pow", "fract", "sign", "clamp", "exp_half", "fmin_nan"]
-    kernel = metal_emu.metal_kernel(
+    kernel = emulator.metal_kernel(
         name="math",
         input_names=["a"],
         output_names=names,
@@ -699,7 +699,7 @@ _LIBRARY_TOUR = """
 
 
 def test_metal_library_tour() -> None:
-    kernel = metal_emu.metal_kernel("tour", ["a"], ["out", "ok"], _LIBRARY_TOUR)
+    kernel = emulator.metal_kernel("tour", ["a"], ["out", "ok"], _LIBRARY_TOUR)
     out, ok = _run(
         kernel, [mx.array(_normal(77))], [((77,), mx.float32), ((77,), mx.bool_)], (77, 1, 1), (40, 1, 1)
     )
@@ -708,7 +708,7 @@ def test_metal_library_tour() -> None:
 
 def test_disk_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MTRITON_CACHE_DIR", str(tmp_path))
-    kernel = metal_emu.metal_kernel(
+    kernel = emulator.metal_kernel(
         "cached", ["a"], ["out"], "uint i = thread_position_in_grid.x; out[i] = a[i] + 41.0f;"
     )
     (out,) = _run(kernel, [mx.array(np.ones(3, np.float32))], [((3,), mx.float32)], (3, 1, 1), (4, 1, 1))
@@ -721,12 +721,41 @@ def test_disk_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert all(name.endswith(".so") for name in libraries)
 
 
+def test_disk_cache_shares_the_root_of_mtriton_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MTRITON_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    kernel = emulator.metal_kernel(
+        "xdg", ["a"], ["out"], "uint i = thread_position_in_grid.x; out[i] = a[i];"
+    )
+    _run(kernel, [mx.array(np.ones(3, np.float32))], [((3,), mx.float32)], (3, 1, 1), (4, 1, 1))
+    assert list((tmp_path / "mtriton" / "metal-emu").glob("kernel-*.so"))
+
+
+def test_disabled_disk_cache_is_left_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MTRITON_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("MTRITON_DISABLE_DISK_CACHE", "1")
+    kernel = emulator.metal_kernel(
+        "uncached", ["a"], ["out"], "uint i = thread_position_in_grid.x; out[i] = 2 * a[i];"
+    )
+    (out,) = _run(kernel, [mx.array(np.ones(3, np.float32))], [((3,), mx.float32)], (3, 1, 1), (4, 1, 1))
+    assert (out == 2).all()
+    assert not (tmp_path / "metal-emu").exists()
+
+
+def test_former_import_path() -> None:
+    from mtriton.backends import metal_emu
+    from mtriton.backends.metal_emu.cuda import cuda_kernel
+
+    assert metal_emu.metal_kernel is emulator.metal_kernel and cuda_kernel is emulator.cuda_kernel
+    assert metal_emu.DataRace is emulator.DataRace and metal_emu.checks is emulator.checks
+
+
 # ---------------------------------------------------------------------------
 # Planted bugs
 # ---------------------------------------------------------------------------
 
 
-def _call(kernel: metal_emu.MetalKernel, n: int, group: int, **kwargs: Any) -> None:
+def _call(kernel: emulator.MetalKernel, n: int, group: int, **kwargs: Any) -> None:
     kernel(
         inputs=[mx.array(_normal(n))],
         output_shapes=[(n,)],
@@ -742,7 +771,7 @@ class _Bug:
     """A kernel with a planted bug, and what the emulator must say about it."""
 
     source: str
-    error: type[metal_emu.EmulatorError]
+    error: type[emulator.EmulatorError]
     match: str  # searched in the message
     location: str | None  # the kernels.py line blamed
     thread: tuple[int, int, int] | None  # thread_position_in_threadgroup blamed
@@ -760,7 +789,7 @@ _BUGS = {
         }  // kernels.py:13
         out[thread_position_in_grid.x] = a[t];  // kernels.py:14
         """,
-        metal_emu.BarrierDivergence,
+        emulator.BarrierDivergence,
         r"(?s)returned.*kernels\.py:14",
         "kernels.py:12",
         (0, 0, 0),
@@ -778,7 +807,7 @@ _BUGS = {
         }
         out[thread_position_in_grid.x] = a[t];  // kernels.py:26
         """,
-        metal_emu.BarrierDivergence,
+        emulator.BarrierDivergence,
         r"(?s)different barriers.*kernels\.py:24",
         "kernels.py:22",
         (0, 0, 0),
@@ -786,7 +815,7 @@ _BUGS = {
     ),
     "out_of_bounds_write": _Bug(
         "uint i = thread_position_in_grid.x;  // kernels.py:30\nout[i + 1] = a[i];  // kernels.py:31",
-        metal_emu.OutOfBounds,
+        emulator.OutOfBounds,
         r"write: 0 bytes past the end of output 'out' \(element 99 of 99",
         "kernels.py:31",
         (2, 0, 0),
@@ -794,7 +823,7 @@ _BUGS = {
     ),
     "out_of_bounds_read": _Bug(
         "uint i = thread_position_in_grid.x;  // kernels.py:35\nout[i] = a[i] + a[i + 2];  // kernels.py:36",
-        metal_emu.OutOfBounds,
+        emulator.OutOfBounds,
         "read: 0 bytes past the end of input 'a'",
         "kernels.py:36",
         (43, 0, 0),
@@ -809,7 +838,7 @@ _BUGS = {
         small[t] = large[t] = a[t];
         out[t] = small[t];
         """,
-        metal_emu.ThreadgroupMemoryError,
+        emulator.ThreadgroupMemoryError,
         "'large', over the 32768",
         "kernels.py:50",
         (0, 0, 0),
@@ -822,7 +851,7 @@ _BUGS = {
         threadgroup_barrier(mem_flags::mem_threadgroup);
         out[t] = buf[t];
         """,
-        metal_emu.ThreadgroupMemoryError,
+        emulator.ThreadgroupMemoryError,
         "write past the end of threadgroup array 'buf'",
         "kernels.py:61",
         (31, 0, 0),
@@ -831,7 +860,7 @@ _BUGS = {
     "integer_division_by_zero": _Bug(
         "uint i = thread_position_in_grid.x;  // kernels.py:90\n"
         "out[i] = 7 / int(a[i] * 0.0f);  // kernels.py:91",
-        metal_emu.KernelFault,
+        emulator.KernelFault,
         "division by zero",
         "kernels.py:91",
         (0, 0, 0),
@@ -843,7 +872,7 @@ _BUGS = {
         for (uint k = 0; k < 100000; ++k) big[k] = a[i] + k;
         out[i] = big[i * 7919 % 100000];
         """,
-        metal_emu.KernelFault,
+        emulator.KernelFault,
         "overflowed its stack",
         None,
         (0, 0, 0),
@@ -856,7 +885,7 @@ _BUGS = {
 @pytest.mark.parametrize("bug", sorted(_BUGS))
 def test_planted_bug(bug: str) -> None:
     case = _BUGS[bug]
-    kernel = metal_emu.metal_kernel(bug, ["a"], ["out"], case.source)
+    kernel = emulator.metal_kernel(bug, ["a"], ["out"], case.source)
     with pytest.raises(case.error, match=case.match) as info:
         _call(kernel, case.n, case.group)
     err = info.value
@@ -870,7 +899,7 @@ def test_planted_bug(bug: str) -> None:
 
 
 def test_threadgroup_race() -> None:
-    kernel = metal_emu.metal_kernel(
+    kernel = emulator.metal_kernel(
         "race",
         ["a"],
         ["out"],
@@ -881,7 +910,7 @@ def test_threadgroup_race() -> None:
         out[thread_position_in_grid.x] = buf[(t + 1) % 64];  // no barrier before
         """,
     )
-    with pytest.raises(metal_emu.DataRace) as info:
+    with pytest.raises(emulator.DataRace) as info:
         _call(kernel, 64 * 5, 64)
     assert info.value.threadgroup == (0, 0, 0)
     assert "'out'" in str(info.value)
@@ -897,16 +926,16 @@ def test_a_simdgroup_runs_ahead_until_a_barrier() -> None:
         float s = simd_sum(a[thread_position_in_grid.x]);
         out[thread_position_in_grid.x] = buf[(t + 32) % 64] + s;
         """
-    with pytest.raises(metal_emu.DataRace):
-        _call(metal_emu.metal_kernel("ahead", ["a"], ["out"], body), 64, 64)
+    with pytest.raises(emulator.DataRace):
+        _call(emulator.metal_kernel("ahead", ["a"], ["out"], body), 64, 64)
     fixed = body.replace(
         "        out[", "        threadgroup_barrier(mem_flags::mem_threadgroup);\n        out["
     )
-    _call(metal_emu.metal_kernel("ahead_fixed", ["a"], ["out"], fixed), 64, 64)
+    _call(emulator.metal_kernel("ahead_fixed", ["a"], ["out"], fixed), 64, 64)
 
 
 def test_race_between_threadgroups() -> None:
-    kernel = metal_emu.metal_kernel(
+    kernel = emulator.metal_kernel(
         "cross",
         ["a"],
         ["out", "prev"],
@@ -916,7 +945,7 @@ def test_race_between_threadgroups() -> None:
         prev[i] = i >= 32 ? out[i - 32] : 0.0f;  // written by the previous threadgroup
         """,
     )
-    with pytest.raises(metal_emu.DataRace, match="order threadgroups run in"):
+    with pytest.raises(emulator.DataRace, match="order threadgroups run in"):
         kernel(
             inputs=[mx.array(_normal(96))],
             output_shapes=[(96,), (96,)],
@@ -927,19 +956,19 @@ def test_race_between_threadgroups() -> None:
 
 
 def test_unwritten_output() -> None:
-    kernel = metal_emu.metal_kernel(
+    kernel = emulator.metal_kernel(
         "holes",
         ["a"],
         ["out"],
         "uint i = thread_position_in_grid.x; if (i % 2 == 0) out[i] = a[i];",
     )
-    with pytest.raises(metal_emu.UnwrittenOutput, match=r"'out'.*element 1 \(index \(1,\)\)"):
+    with pytest.raises(emulator.UnwrittenOutput, match=r"'out'.*element 1 \(index \(1,\)\)"):
         _call(kernel, 31, 32)
     _call(kernel, 31, 32, init_value=0.0)  # initialised outputs are not checked
 
 
 def test_spin_deadlock_and_timeout() -> None:
-    spin = metal_emu.metal_kernel(
+    spin = emulator.metal_kernel(
         "spin",
         ["a"],
         ["flag"],
@@ -949,7 +978,7 @@ def test_spin_deadlock_and_timeout() -> None:
         """,
         atomic_outputs=True,
     )
-    with pytest.raises(metal_emu.Deadlock, match="spin") as info:
+    with pytest.raises(emulator.Deadlock, match="spin") as info:
         spin(
             inputs=[mx.zeros((1,))],
             output_shapes=[(1,)],
@@ -959,20 +988,20 @@ def test_spin_deadlock_and_timeout() -> None:
             init_value=0,
         )
     assert info.value.location == "kernels.py:70"
-    endless = metal_emu.metal_kernel(
+    endless = emulator.metal_kernel(
         "endless",
         ["a"],
         ["out"],
         "uint i = thread_position_in_grid.x; out[i] = 0;\n"
         "while (a[i] == a[i]) { out[i] += 1.0f; }  // kernels.py:80",
     )
-    with metal_emu.checks(timeout_s=0.2), pytest.raises(metal_emu.Deadlock, match="CPU time"):
+    with emulator.checks(timeout_s=0.2), pytest.raises(emulator.Deadlock, match="CPU time"):
         _call(endless, 4, 4)
 
 
 def test_compile_error_names_the_metal_line() -> None:
-    kernel = metal_emu.metal_kernel(
+    kernel = emulator.metal_kernel(
         "typo", ["a"], ["out"], "uint i = thread_position_in_grid.x;\nout[i] = a[i] +* 2;"
     )
-    with pytest.raises(metal_emu.CompileError, match=r"custom_kernel_typo_float_float\.metal:\d+"):
+    with pytest.raises(emulator.CompileError, match=r"custom_kernel_typo_float_float\.metal:\d+"):
         _call(kernel, 9, 16)

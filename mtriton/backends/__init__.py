@@ -1,20 +1,23 @@
 """Backends: what turns a verified IR function into something that runs.
 
-A backend is registered by name and provides `is_available()` and
-`compile(fn, options) -> CompiledKernel`; a compiled kernel is called with the
-launch arguments and the grid and returns, per parameter, the new contents of
-each pointer argument it wrote (None for the others). The runtime then makes
-those contents visible through the caller's arrays.
+Every backend is a row of `mtriton/targets.py`, which names the class that
+makes it; the class's module is imported on first use. A backend provides
+`is_available()` and `compile(fn, options) -> CompiledKernel`; a compiled
+kernel is called with the launch arguments and the grid and returns, per
+parameter, the new contents of each pointer argument it wrote (None for the
+others). The runtime then makes those contents visible through the caller's
+arrays.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import importlib
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import mlx.core as mx
 
-from .. import ir, options
+from .. import ir, options, targets
 from ..errors import BackendUnavailable
 from ..options import LaunchOptions
 
@@ -32,36 +35,27 @@ class Backend(Protocol):
     def compile(self, fn: ir.Function, opts: LaunchOptions) -> CompiledKernel: ...
 
 
-_REGISTRY: dict[str, Callable[[], Backend]] = {}
 _INSTANCES: dict[str, Backend] = {}
 _selected: str | None = None
 
 
-def register(name: str) -> Callable[[Callable[[], Backend]], Callable[[], Backend]]:
-    """Registers a backend factory under `name` (called on first use)."""
-
-    def deco(factory: Callable[[], Backend]) -> Callable[[], Backend]:
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
+def _target(name: str) -> targets.Target:
+    target = targets.BY_NAME.get(name)
+    if target is None:
+        raise BackendUnavailable(f"unknown backend {name!r}; expected one of {', '.join(options.BACKENDS)}")
+    return target
 
 
-def _load_builtin_backends() -> None:
-    from . import (  # noqa: F401
-        cuda,
-        interpreter,  # noqa: F401
-        metal,
-    )
+def backend_class(name: str) -> type[Backend]:
+    """The class of the backend called `name`, whether or not it can run here."""
+    target = _target(name)
+    return getattr(importlib.import_module(target.module), target.backend)
 
 
 def get_backend(name: str) -> Backend:
     """Returns the backend called `name`, raising BackendUnavailable if it cannot run here."""
-    _load_builtin_backends()
-    if name not in _REGISTRY:
-        raise BackendUnavailable(f"unknown backend {name!r}; expected one of {', '.join(options.BACKENDS)}")
     if name not in _INSTANCES:
-        _INSTANCES[name] = _REGISTRY[name]()
+        _INSTANCES[name] = backend_class(name)()
     backend = _INSTANCES[name]
     if not backend.is_available():
         raise BackendUnavailable(f"backend {name!r} is not available on this machine")
@@ -87,24 +81,9 @@ def default_backend_name() -> str:
 def set_backend(name: str | None) -> None:
     """Selects the backend for later launches (`None` returns to the environment/default)."""
     global _selected
-    if name is not None and name not in options.BACKENDS:
-        raise BackendUnavailable(f"unknown backend {name!r}; expected one of {', '.join(options.BACKENDS)}")
+    if name is not None:
+        _target(name)
     _selected = name
-
-
-def source_dump(target: str, fn: ir.Function, opts: LaunchOptions, full: bool = False) -> str:
-    """The kernel source a GPU backend hands to MLX (`full`: with the signature MLX generates)."""
-    from .gpu_launch import generate
-
-    if target == "metal":
-        from .metal import METAL, full_metal_source
-
-        return full_metal_source(fn, opts) if full else generate(fn, METAL, opts.num_warps).body
-    if target == "cuda":
-        from .cuda import CUDA, full_cuda_source
-
-        return full_cuda_source(fn, opts) if full else generate(fn, CUDA, opts.num_warps).body
-    raise BackendUnavailable(f"no source to dump for backend {target!r}; expected metal or cuda")
 
 
 def current_backend_name() -> str:
@@ -115,4 +94,4 @@ def current_backend_name() -> str:
 def current_target() -> str:
     """The language the current backend runs kernels in: "metal" (metal, metal-emu), "cuda"
     (cuda, cuda-emu) or "interpreter"; for choices such as tile sizes that follow the hardware."""
-    return current_backend_name().removesuffix("-emu")
+    return _target(current_backend_name()).language

@@ -17,9 +17,7 @@ Read-only pointer arguments and scalars are plain inputs.
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import mlx.core as mx
@@ -30,7 +28,7 @@ from ..errors import LaunchError, OutOfResources
 from ..ir import types as T
 from ..memory import take_fresh
 from .cstyle.dialect import Dialect
-from .cstyle.lowering import Lowering
+from .cstyle.kernel import generate
 
 MAX_BUFFERS = 31  # Metal's limit of buffer arguments per kernel
 
@@ -64,36 +62,6 @@ def _scalar(kind: type, key: int | str | bool, dtype: mx.Dtype) -> mx.array:
 
 def _unpad(copy: mx.array, original: mx.array) -> mx.array:
     return copy[: original.size].reshape(original.shape)
-
-
-@dataclass(frozen=True)
-class Source:
-    """A generated kernel: the body MLX receives and what the launch needs to know."""
-
-    name: str
-    body: str
-    header: str
-    written: frozenset[str]
-    atomic: frozenset[str]
-    shared_bytes: int
-
-
-def generate(fn: ir.Function, dialect: Dialect, num_warps: int) -> Source:
-    """Lowers `fn` to `dialect`; pointer argument k is `p{k}`, scalar argument k is `a{k}`."""
-    names = {}
-    for k, param in enumerate(fn.params):
-        names[param.name] = f"p{k}" if isinstance(param.value.type.elem, T.PointerType) else f"a{k}"
-    lowering = Lowering(fn, dialect, num_warps, names)
-    body = lowering.run()
-    digest = hashlib.sha256((dialect.prelude + body).encode()).hexdigest()[:16]
-    return Source(
-        f"mtriton_{fn.name}_{digest}",
-        body,
-        dialect.prelude,
-        frozenset(lowering.written),
-        frozenset(lowering.atomic),
-        lowering.shared_bytes,
-    )
 
 
 class CustomKernelLauncher:

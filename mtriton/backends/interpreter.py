@@ -8,8 +8,8 @@ from typing import Any
 import mlx.core as mx
 
 from .. import ir
+from ..interpreter import execute
 from ..options import LaunchOptions
-from . import register
 
 
 class _Interpreted:
@@ -17,8 +17,6 @@ class _Interpreted:
         self.fn = fn
 
     def __call__(self, args: Sequence[Any], grid: tuple[int, int, int]) -> list[mx.array | None]:
-        from ..interpreter import execute
-
         return execute(self.fn, args, grid)
 
 
@@ -31,6 +29,3 @@ class InterpreterBackend:
 
     def compile(self, fn: ir.Function, opts: LaunchOptions) -> _Interpreted:
         return _Interpreted(fn)
-
-
-register("interpreter")(InterpreterBackend)

@@ -104,7 +104,10 @@ class _Stages(Mapping[str, str]):
             if stage == "ir":
                 self.made[stage] = print_function(self.fn)
             elif stage in self.STAGES:
-                self.made[stage] = backends.source_dump(stage, self.fn, self.options, full=True)
+                # imported here: the lowering loads only when someone reads a stage (~30 ms)
+                from ..backends.dump import source_dump
+
+                self.made[stage] = source_dump(stage, self.fn, self.options, full=True)
             else:
                 raise KeyError(f"no stage {stage!r}; the stages are {', '.join(self.STAGES)}")
         return self.made[stage]

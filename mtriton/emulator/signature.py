@@ -1,4 +1,4 @@
-"""MLX's source generation for ``mx.fast.metal_kernel``, reproduced.
+"""MLX's source generation for ``mx.fast.metal_kernel`` and ``mx.fast.cuda_kernel``, reproduced.
 
 MLX turns a kernel body into a complete Metal function: a signature built from
 the inputs, outputs and the thread attributes the body mentions, and, with
@@ -6,7 +6,9 @@ template arguments, an explicit instantiation carrying the ``host_name`` the
 library is looked up by. The rules below follow MLX 0.32
 (``mlx/backend/common/metal_kernel.cpp``) and are checked against MLX's own
 output in the tests; MLX prints that output on any machine when a kernel is
-called with ``verbose=True`` under ``mx.export_function``.
+called with ``verbose=True`` under ``mx.export_function``. MLX's CUDA backend
+builds a plainer signature (``cuda_params``): inputs as ``const T*``, then
+outputs as ``T*``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ METAL_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("threads_per_threadgroup", "uint3"),
 )
 
+# The C names MLX writes for its dtypes in generated source.
 _TYPE_STRINGS: dict[mx.Dtype, str] = {
     mx.float32: "float",
     mx.float16: "float16_t",
@@ -59,6 +62,12 @@ _TYPE_STRINGS: dict[mx.Dtype, str] = {
     mx.uint16: "uint16_t",
     mx.uint32: "uint32_t",
     mx.uint64: "uint64_t",
+}
+# MLX's CUDA backend spells the half types with CUDA's names and passes no float64 or complex64.
+_CUDA_TYPE_STRINGS: dict[mx.Dtype, str] = {
+    **{dtype: name for dtype, name in _TYPE_STRINGS.items() if dtype not in (mx.float64, mx.complex64)},
+    mx.float16: "__half",
+    mx.bfloat16: "__nv_bfloat16",
 }
 
 TemplateValue = mx.Dtype | int | bool
@@ -80,6 +89,24 @@ def type_string(dtype: mx.Dtype) -> str:
         return _TYPE_STRINGS[dtype]
     except KeyError:
         raise ValueError(f"Unsupported compilation type {dtype}") from None
+
+
+def cuda_type_string(dtype: mx.Dtype) -> str:
+    """Returns the CUDA type MLX writes for ``dtype``.
+
+    Args:
+        dtype: An MLX dtype.
+
+    Returns:
+        The type name, e.g. ``"__half"`` for ``mx.float16``.
+
+    Raises:
+        ValueError: If MLX cannot pass this dtype to a CUDA kernel.
+    """
+    try:
+        return _CUDA_TYPE_STRINGS[dtype]
+    except KeyError:
+        raise ValueError(f"[cuda_kernel] unsupported dtype {dtype}") from None
 
 
 @dataclass(frozen=True)
@@ -307,3 +334,38 @@ def generate(
         body_line=prefix.count("\n") + 1,
         header_lines=header.count("\n"),
     )
+
+
+def cuda_params(
+    input_names: Sequence[str],
+    input_types: Sequence[str],
+    output_names: Sequence[str],
+    output_types: Sequence[str],
+    source: str,
+) -> tuple[Param, ...]:
+    """The parameters of the function MLX's CUDA backend generates for a kernel.
+
+    Each input is ``const T*``, followed by ``name_shape`` (``const int32_t*``)
+    and ``name_strides`` (``const int64_t*``) when the body mentions those
+    names; then each output is ``T*``, in order.
+
+    Args:
+        input_names: Input parameter names.
+        input_types: The C element type of each input.
+        output_names: Output parameter names.
+        output_types: The C element type of each output.
+        source: The kernel body.
+
+    Returns:
+        The parameters, in order; ``f"{p.ctype} {p.name}"`` declares one.
+    """
+    params: list[Param] = []
+    for k, (name, ctype) in enumerate(zip(input_names, input_types, strict=True)):
+        params.append(Param("input", name, f"const {ctype}*", index=k))
+        if f"{name}_shape" in source:
+            params.append(Param("shape", f"{name}_shape", "const int32_t*", index=k))
+        if f"{name}_strides" in source:
+            params.append(Param("strides", f"{name}_strides", "const int64_t*", index=k))
+    for k, (name, ctype) in enumerate(zip(output_names, output_types, strict=True)):
+        params.append(Param("output", name, f"{ctype}*", index=k))
+    return tuple(params)

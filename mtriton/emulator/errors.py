@@ -1,4 +1,4 @@
-"""Exceptions raised by metal-emu.
+"""Exceptions raised by the emulators (metal-emu and cuda-emu).
 
 Each names the kernel and, where one thread is to blame, the thread, its
 threadgroup and the source location it last passed: the ``kernels.py:42``

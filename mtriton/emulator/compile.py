@@ -1,23 +1,31 @@
 """Compiles the runtime and kernels to shared libraries, with a disk cache.
 
-Libraries are cached under ``$MTRITON_CACHE_DIR/metal-emu`` (default
-``~/.cache/mtriton/metal-emu``), named by a hash of everything that shapes the
-binary: the source, the compiler and its version, the flags and the shim.
-Each is compiled to a temporary file in the same folder and moved into place
-with ``os.replace``, so parallel test workers never see a partial library.
+Libraries are cached in ``metal-emu/`` under mtriton's cache folder
+(``options.cache_dir()``: ``$MTRITON_CACHE_DIR``, else
+``$XDG_CACHE_HOME/mtriton``, else ``~/.cache/mtriton``), named by a hash of
+everything that shapes the binary: the source, the compiler and its version,
+the flags and the shim. Each is compiled to a temporary file in the same
+folder and moved into place with ``os.replace``, so parallel test workers
+never see a partial library. With ``MTRITON_DISABLE_DISK_CACHE=1`` they go to
+a folder of this process instead, removed at exit: nothing is read from or
+left in the shared cache.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import os
+import platform
 import shlex
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import options
 from .errors import CompileError
 
 SHIM_DIR = Path(__file__).parent / "shim"
@@ -87,15 +95,28 @@ def _toolchain(cxx: str) -> Toolchain:
     return Toolchain(command, identity, flags)
 
 
+def is_available() -> bool:
+    """Whether the emulators can run here: on Linux, with the C++ compiler (``MTRITON_CXX``) installed."""
+    return platform.system() == "Linux" and shutil.which(options.cxx_compiler()) is not None
+
+
 def toolchain() -> Toolchain:
     """Returns the compiler in use (``MTRITON_CXX`` or ``g++``)."""
-    return _toolchain(os.environ.get("MTRITON_CXX", "g++"))
+    return _toolchain(options.cxx_compiler())
+
+
+@functools.cache
+def _private_dir() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="mtriton-emu-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def cache_dir() -> Path:
     """Returns the folder compiled libraries are cached in."""
-    root = os.environ.get("MTRITON_CACHE_DIR") or Path.home() / ".cache" / "mtriton"
-    return Path(root) / "metal-emu"
+    if not options.disk_cache_enabled():
+        return _private_dir()
+    return options.cache_dir() / "metal-emu"
 
 
 @functools.cache

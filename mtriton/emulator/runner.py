@@ -16,10 +16,13 @@ The checks that need extra runs are:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import mlx.core as mx
 import numpy as np
@@ -75,6 +78,48 @@ class Checks:
     races: bool = False
     timeout_s: float = 60.0
     stack_kib: int = 256
+
+
+# The checks in force for every call, Metal's and CUDA's alike.
+_checks = Checks()
+
+
+def get_checks() -> Checks:
+    """Returns a copy of the checks in force."""
+    return dataclasses.replace(_checks)
+
+
+def set_checks(**changes: Any) -> Checks:
+    """Turns checks on or off for every later call.
+
+    Args:
+        **changes: Fields of ``Checks`` to change (``unwritten``, ``races``,
+            ``timeout_s``, ``stack_kib``).
+
+    Returns:
+        The checks in force before the change.
+    """
+    global _checks
+    previous = _checks
+    _checks = dataclasses.replace(_checks, **changes)
+    return previous
+
+
+@contextlib.contextmanager
+def checks(**changes: Any) -> Iterator[Checks]:
+    """Context manager form of ``set_checks``; restores the checks on exit.
+
+    Args:
+        **changes: Fields of ``Checks`` to change.
+
+    Yields:
+        The checks in force inside the block.
+    """
+    previous = set_checks(**changes)
+    try:
+        yield get_checks()
+    finally:
+        set_checks(**dataclasses.asdict(previous))
 
 
 def _host_array(x: mx.array) -> np.ndarray:

@@ -1,0 +1,43 @@
+"""A kernel's source: an IR function lowered to a dialect, named by a hash of its text, with
+what its launch needs to know (the pointers it writes, those it updates atomically, its
+shared memory)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from ... import ir
+from ...ir import types as T
+from .dialect import Dialect
+from .lowering import Lowering
+
+
+@dataclass(frozen=True)
+class Source:
+    """A generated kernel: the body MLX receives and what the launch needs to know."""
+
+    name: str
+    body: str
+    header: str
+    written: frozenset[str]
+    atomic: frozenset[str]
+    shared_bytes: int
+
+
+def generate(fn: ir.Function, dialect: Dialect, num_warps: int) -> Source:
+    """Lowers `fn` to `dialect`; pointer argument k is `p{k}`, scalar argument k is `a{k}`."""
+    names = {}
+    for k, param in enumerate(fn.params):
+        names[param.name] = f"p{k}" if isinstance(param.value.type.elem, T.PointerType) else f"a{k}"
+    lowering = Lowering(fn, dialect, num_warps, names)
+    body = lowering.run()
+    digest = hashlib.sha256((dialect.prelude + body).encode()).hexdigest()[:16]
+    return Source(
+        f"mtriton_{fn.name}_{digest}",
+        body,
+        dialect.prelude,
+        frozenset(lowering.written),
+        frozenset(lowering.atomic),
+        lowering.shared_bytes,
+    )

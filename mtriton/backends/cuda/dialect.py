@@ -1,0 +1,115 @@
+"""CUDA, as the C-like lowering writes it: the table of names (`backends/cstyle/dialect.py`).
+
+Everything CUDA-specific is here and in the helpers of `prelude.cuh`; the
+lowering is shared (`backends/cstyle/`).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from ..cstyle.dialect import Dialect, Fragments, MatrixUnit
+
+_TYPES = {
+    "i1": "bool", "i8": "signed char", "i16": "short", "i32": "int", "i64": "long long",
+    "u8": "unsigned char", "u16": "unsigned short", "u32": "unsigned int", "u64": "unsigned long long",
+    "f16": "__half", "bf16": "__nv_bfloat16", "f32": "float",
+}  # fmt: skip
+
+_ATOMIC_FNS = {"add": "atomicAdd", "max": "mt_atomic_max", "min": "mt_atomic_min", "xchg": "atomicExch",
+               "and": "atomicAnd", "or": "atomicOr", "xor": "atomicXor"}  # fmt: skip
+
+# The helpers every kernel's header carries: a CUDA header of its own, read once.
+PRELUDE = (resources.files(__package__) / "prelude.cuh").read_text(encoding="utf-8")
+
+
+def _pointer_decl(ctype: str, local: str, source: str, path: str) -> str:
+    if path == "fresh":
+        return f"{ctype}* {local} = {source};"
+    # inputs are `const T*`; a written one is a private copy (see gpu_launch)
+    return f"{ctype}* {local} = ({ctype}*)({source});"
+
+
+CUDA = Dialect(
+    name="cuda",
+    types=_TYPES,
+    global_ptr="{t}*",
+    # dynamic shared memory: MLX launches with `shared_memory=` bytes, beyond the 48 KB static limit
+    shared_array="extern __shared__ float4 mt_smem_v[];\n  unsigned char* mt_smem = (unsigned char*)mt_smem_v;",
+    dynamic_shared=True,
+    shared_ptr="{t}*",
+    barrier="__syncthreads();",
+    thread_index="threadIdx.x",
+    program_id=("blockIdx.x", "blockIdx.y", "blockIdx.z"),
+    num_programs=("gridDim.x", "gridDim.y", "gridDim.z"),
+    shuffle_xor="__shfl_xor_sync(0xffffffffu, {v}, {m})",
+    shuffle_up="__shfl_up_sync(0xffffffffu, {v}, {d})",
+    simd_reduce={},
+    simd_prefix_exclusive_sum=None,
+    math={
+        "exp": "expf",
+        "exp2": "exp2f",
+        "log": "logf",
+        "log2": "log2f",
+        "sqrt": "sqrtf",
+        "rsqrt": "rsqrtf",
+        "sin": "sinf",
+        "cos": "cosf",
+        "tanh": "tanhf",
+        "abs": "fabsf",
+        "erf": "erff",
+        "floor": "floorf",
+        "ceil": "ceilf",
+        "mod": "fmodf",
+        "maximum": "fmaxf",
+        "minimum": "fminf",
+        "pow": "powf",
+        "atan2": "atan2f",
+    },  # fmt: skip
+    # Vector accesses of up to 16 bytes; they need natural alignment, and MLX passes arrays
+    # that are views at any element offset, so kernels test each base pointer (`aligned`).
+    vector_type=lambda ctype, n: f"mt_vec<{ctype}, {n}>",
+    aligned="(reinterpret_cast<unsigned long long>({p}) % {n}ull == 0ull)",
+    atomic=lambda kind, ctype, address, value: f"{_ATOMIC_FNS[kind]}({address}, {value})",
+    atomic_cas=lambda ctype, address, cmp, value: f"atomicCAS({address}, {cmp}, {value})",
+    # Tensor cores through inline PTX (the prelude's mt_mma): WMMA would need <mma.h>, which
+    # MLX's NVRTC include path lacks (crt/mma.h).
+    matrix=MatrixUnit(
+        m=16,
+        n=8,
+        k=16,
+        inputs=("f16", "bf16"),
+        stage="{t}",
+        declare="float {name}[{n}][4];",
+        zero="{c}[0] = {c}[1] = {c}[2] = {c}[3] = 0.0f;",
+        mma="mt_mma({c}, {a}, {lda}, {b}, {ldb});",
+        store="mt_mma_store({c}, {dst}, {ld});",
+        fragments=Fragments(
+            load_a="mt_ldmatrix_x4({r}, {p});",
+            load_b2="mt_ldmatrix_x4_trans({r}, {p});",
+            load_b="mt_ldmatrix_x2_trans({r}, {p});",
+            load_bt="mt_ldmatrix_x2({r}, {p});",
+            mma="mt_mma_regs({c}, {a}, {b}, (const {t}*)0);",
+            pad=8,
+            copy="mt_cp_async<{n}>({dst}, {src}, {bytes});",
+            copy_wait="mt_cp_async_wait();",
+            copy_commit="mt_cp_async_commit();",
+            copy_wait_group="mt_cp_async_wait_group<{n}>();",
+            load_a_tf32="mt_load_a_tf32({r}, {p});",
+            load_b_tf32="mt_load_b_tf32({r}, {p}, {ld});",
+            mma_tf32="mt_mma_tf32({c}, {a}, {b});",
+            tf32_regs="mt_tf32_regs({r}, {n});",
+        ),
+    ),  # fmt: skip
+    prelude=PRELUDE,
+    pointer_decl=_pointer_decl,
+    max_shared_bytes=200 * 1024,  # measured to work on an H100 through MLX (FACTS.md)
+    max_vec=4,
+    extra={
+        "inf": "__int_as_float(0x7f800000)",
+        "nan": "__int_as_float(0x7fffffff)",
+        "bitcast": "mt_bitcast<{t}>({x})",
+        "scalar_arg": "{name}[0]",
+        "round_tf32": "__uint_as_float(mt_tf32({x}))",
+    },
+)
