@@ -4,6 +4,7 @@ written)."""
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import sys
 import warnings
@@ -16,7 +17,8 @@ import numpy as np
 import pytest
 from conftest import poisoned
 
-from mtriton import cache, options
+from mtriton import cache, emulator, options
+from mtriton.emulator import compile
 from mtriton.language import source
 
 MODULE = """
@@ -211,3 +213,16 @@ def test_disabled_disk_cache_writes_nothing(
     monkeypatch.setenv("MTRITON_DISABLE_DISK_CACHE", "1")
     run(write_modules("a").through_tuple, mx.arange(16, dtype=mx.float32))
     assert not cache_dir.exists()
+
+
+@pytest.mark.skipif(not emulator.is_available(), reason="the emulators need Linux and a C++ compiler")
+@pytest.mark.parametrize(
+    "damage", [lambda raw: raw[: len(raw) // 3], lambda raw: raw[:-1] + b"0"], ids=["truncated", "flipped"]
+)
+def test_damaged_emulator_libraries_are_rebuilt(damage: Callable[[bytes], bytes]) -> None:
+    source = 'extern "C" __attribute__((visibility("default"))) int mt_cache_probe() { return 42; }\n'
+    path = compile.build_kernel(source, "probe")
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.warns(UserWarning, match=f"cached library {path} is damaged"):
+        assert compile.build_kernel(source, "probe") == path
+    assert ctypes.CDLL(str(path)).mt_cache_probe() == 42  # the checksum trailer does not disturb loading

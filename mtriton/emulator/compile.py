@@ -133,11 +133,11 @@ def _build(prefix: str, source: str, flags: tuple[str, ...], kernel: str) -> Pat
     tools = toolchain()
     all_flags = (*_COMMON_FLAGS, *flags, *tools.flags)
     key = hashlib.sha256(
-        "\0".join([source, tools.identity, *tools.command, *all_flags, shim_digest()]).encode()
+        "\0".join([_FORMAT, source, tools.identity, *tools.command, *all_flags, shim_digest()]).encode()
     ).hexdigest()[:40]
     folder = cache_dir()
     target = folder / f"{prefix}-{key}.so"
-    if target.exists():
+    if _intact(target):
         return target
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".build-") as tmp:
@@ -151,8 +151,40 @@ def _build(prefix: str, source: str, flags: tuple[str, ...], kernel: str) -> Pat
                 f"[metal-emu] {' '.join(tools.command)} rejected kernel {kernel}:\n{result.stderr.strip()}",
                 kernel=kernel,
             )
+        library = out.read_bytes()
+        out.write_bytes(library + _TRAILER + hashlib.sha256(library).hexdigest().encode())
         os.replace(out, target)
     return target
+
+
+# A library's SHA-256 follows its last byte (the loader reads only what the ELF headers map), so
+# one atomic rename publishes both and a damaged file is found before it is loaded: loading a
+# truncated library can kill the process with SIGBUS.
+_TRAILER = b"\0mtriton-sha256:"
+_FORMAT = "checksum-trailer-1"  # in the key: libraries of the older, unchecked layout are not read
+_TRAILER_BYTES = len(_TRAILER) + 64
+
+
+def _intact(path: Path) -> bool:
+    """Whether `path` holds a whole library; a damaged one is named, deleted and rebuilt."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        options.warn_once(f"[metal-emu] cannot read the cached library {path} ({err}): rebuilding it")
+        return False
+    library, trailer, digest = data[:-_TRAILER_BYTES], data[-_TRAILER_BYTES:-64], data[-64:]
+    if trailer == _TRAILER and hashlib.sha256(library).hexdigest().encode() == digest:
+        return True
+    options.warn_once(
+        f"[metal-emu] cached library {path} is damaged (checksum mismatch): deleted, rebuilding it"
+    )
+    try:
+        path.unlink()
+    except OSError:
+        pass
+    return False
 
 
 def build_runtime() -> Path:
