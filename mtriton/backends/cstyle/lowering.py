@@ -29,7 +29,7 @@ from ...ir import types as T
 from .axis_info import AxisInfoAnalysis
 from .dialect import Dialect
 from .layout import Layout, MmaLayout, mma_layout, ravel, unravel
-from .pipeline import RESERVED_BYTES, Pipeline, Tile, plan_loop
+from .software_pipeline import RESERVED_BYTES, Pipeline, Tile, plan_loop
 
 RULES: dict[str, Callable[[Lowering, ir.Op], None]] = {}
 COMBINERS = ("add", "mul", "maximum", "minimum", "and", "or", "xor")
@@ -211,8 +211,8 @@ class Lowering:
 
     def _plan_pipelines(self) -> int:
         """Plans the loops whose dot operands are prefetched `num_stages - 1` iterations ahead
-        (`pipeline.py`); returns the bytes their tiles take. A dot operand from outside such a
-        loop is staged once, before it. Stages are dropped where they would leave less than
+        (`software_pipeline.py`); returns the bytes their tiles take. A dot operand from outside such
+        a loop is staged once, before it. Stages are dropped where they would leave less than
         RESERVED_BYTES of threadgroup memory for the rest (a loop left with fewer than two runs
         unpipelined)."""
         stages = int(self.fn.attrs.get("num_stages", 1))

@@ -11,7 +11,7 @@ from ...ir import types as T
 from .dialect import MatrixUnit
 from .layout import Layout, MmaLayout
 from .lowering import Entity, Lowering, combiner_kind, lowers
-from .pipeline import Pipeline
+from .software_pipeline import Pipeline
 
 # --------------------------------------------------------------------------- values
 
@@ -394,7 +394,7 @@ def _start_pipeline(
     lo: Lowering, plan: Pipeline, loop: ir.Op, inits: list[Entity]
 ) -> tuple[Entity, list[Entity]]:
     """Declares the stage index and the values that run ahead of the loop, and issues the
-    copies of the first `stages - 1` iterations (`pipeline.py`); returns the ahead values."""
+    copies of the first `stages - 1` iterations (`software_pipeline.py`); returns the ahead values."""
     lb = lo.get(loop.operands[0])
     body = loop.regions[0]
     plan.stage_var = lo.fresh("stage")
