@@ -18,7 +18,6 @@ IR and calls them. Each emitted statement carries a `// file.py:line` comment.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,10 +28,10 @@ from ...ir import types as T
 from .axis_info import AxisInfoAnalysis
 from .dialect import Dialect
 from .layout import Layout, MmaLayout, mma_layout, ravel, unravel
+from .render import combiner_kind, literal, render
 from .software_pipeline import RESERVED_BYTES, Pipeline, Tile, plan_loop
 
 RULES: dict[str, Callable[[Lowering, ir.Op], None]] = {}
-COMBINERS = ("add", "mul", "maximum", "minimum", "and", "or", "xor")
 
 
 def lowers(*names: str) -> Callable[[Callable[[Lowering, ir.Op], None]], Callable[[Lowering, ir.Op], None]]:
@@ -71,18 +70,6 @@ PURE_OPS = ir.BINARY_OPS | ir.UNARY_OPS | {
     "constant", "arange", "splat", "broadcast", "expand_dims", "reshape", "permute", "cast",
     "cmp", "where", "fma", "addptr", "assume",
 }  # fmt: skip
-
-
-def combiner_kind(region: ir.Block) -> str | None:
-    """`add`/`maximum`/... when a combine region is exactly one such op on its two args."""
-    if len(region.args) != 2 or len(region.ops) != 2:
-        return None
-    op, term = region.ops
-    if op.name in COMBINERS and op.operands == region.args and term.operands == [op.result]:
-        return op.name
-    if op.name in COMBINERS and op.operands == region.args[::-1] and term.operands == [op.result]:
-        return op.name
-    return None
 
 
 class Lowering:
@@ -439,7 +426,7 @@ class Lowering:
         if op.name == "arange":
             return f"({op.attrs['start']} + (int)({flat}))"
         if op.name == "constant":
-            return self.literal(op.attrs["value"], v.type.elem)
+            return literal(self.d, op.attrs["value"], v.type.elem)
         if op.name == "splat":
             return self.get(op.operands[0]).name
         if op.name in ("expand_dims", "reshape", "assume"):
@@ -447,7 +434,7 @@ class Lowering:
         if op.name in ("broadcast", "permute"):
             return self.expr_at(op.operands[0], self.source_index(op, flat))
         args = [self.expr_at(o, flat) for o in op.operands]
-        return self.render(op, args)
+        return render(self.d, op, args)
 
     def source_index(self, op: ir.Op, flat: str) -> str:
         """For broadcast/permute: the flat index in the source of result element `flat`."""
@@ -512,96 +499,6 @@ class Lowering:
         self.emit(f"{buf}[{layout.flat_index('i')}] = {ent.at()};")
         self.close()
 
-    # ------------------------------------------------------------------ rendering
-
-    def literal(self, value: object, elem: T.ElemType) -> str:
-        dtype = elem if isinstance(elem, T.DType) else T.int32
-        if dtype.is_bool():
-            return "true" if value else "false"
-        if dtype.is_floating():
-            v = float(value)  # type: ignore[arg-type]
-            if math.isnan(v):
-                text = self.d.extra["nan"]
-            elif math.isinf(v):
-                text = self.d.extra["inf"] if v > 0 else f"(-{self.d.extra['inf']})"
-            else:
-                text = repr(v) + self.d.float_literal_suffix
-            return text if dtype == T.float32 else f"static_cast<{self.ctype(dtype)}>({text})"
-        v = int(value)  # type: ignore[arg-type]
-        if dtype.bits == 64:
-            return (
-                f"static_cast<{self.ctype(dtype)}>({v}LL)"
-                if dtype.is_signed()
-                else f"static_cast<{self.ctype(dtype)}>({v}ULL)"
-            )
-        if dtype.kind == "uint":
-            return f"static_cast<{self.ctype(dtype)}>({v}u)"
-        return f"static_cast<{self.ctype(dtype)}>({v})" if dtype.bits < 32 else str(v)
-
-    def render(self, op: ir.Op, args: list[str]) -> str:
-        """C expression for an elementwise op applied to operand expressions."""
-        name = op.name
-        elem = op.result.type.elem
-        if name == "addptr":
-            return f"({args[0]} + {args[1]})"
-        if name == "cmp":
-            sym = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}[op.attrs["pred"]]
-            return f"({args[0]} {sym} {args[1]})"
-        if name == "where":
-            return f"({args[0]} ? {args[1]} : {args[2]})"
-        if name == "cast":
-            return self.render_cast(args[0], op.operands[0].type.elem, elem)
-        if name == "bitcast":
-            return self.d.extra["bitcast"].format(t=self.ctype(elem), x=args[0])
-        if name == "assume":
-            return args[0]
-        ctype = self.ctype(elem)
-        symbols = {
-            "add": "+",
-            "sub": "-",
-            "mul": "*",
-            "div": "/",
-            "floordiv": "/",
-            "and": "&",
-            "or": "|",
-            "xor": "^",
-            "shl": "<<",
-            "shr": ">>",
-        }
-        if name == "mod" and not elem.is_floating():
-            return f"static_cast<{ctype}>({args[0]} % {args[1]})"
-        if name in symbols:
-            if elem.is_bool() and name in ("and", "or", "xor"):
-                return f"({args[0]} {symbols[name]} {args[1]})"
-            return f"static_cast<{ctype}>({args[0]} {symbols[name]} {args[1]})"
-        if name == "neg":
-            return f"static_cast<{ctype}>(-{args[0]})"
-        if name == "not":
-            return f"(!{args[0]})" if elem.is_bool() else f"static_cast<{ctype}>(~{args[0]})"
-        fn = self.d.math.get(name, name)
-        if name in ("maximum", "minimum", "abs") and not elem.is_floating():
-            fn = {"maximum": "max", "minimum": "min", "abs": "abs"}[name]
-            return f"static_cast<{ctype}>({fn}({', '.join(args)}))"
-        if elem == T.float32:
-            return f"{fn}({', '.join(args)})"
-        # half/bfloat math is computed in float and rounded once, as MLX does
-        inner = ", ".join(f"static_cast<float>({a})" for a in args)
-        return f"static_cast<{ctype}>({fn}({inner}))"
-
-    def render_cast(self, x: str, src: T.ElemType, dst: T.ElemType) -> str:
-        if dst.is_bool():
-            if src in (T.float16, T.bfloat16):
-                return f"(static_cast<float>({x}) != 0.0f)"
-            return f"({x} != 0)" if not src.is_bool() else x
-        ctype = self.ctype(dst)  # type: ignore[arg-type]
-        if src in (T.float16, T.bfloat16) and dst in (T.float16, T.bfloat16):
-            return f"static_cast<{ctype}>(static_cast<float>({x}))"
-        if src in (T.float16, T.bfloat16) and not dst.is_floating():
-            return f"static_cast<{ctype}>(static_cast<float>({x}))"
-        if dst in (T.float16, T.bfloat16) and not src.is_floating():
-            return f"static_cast<{ctype}>(static_cast<float>({x}))"
-        return f"static_cast<{ctype}>({x})"
-
     # ------------------------------------------------------------------ region inlining
 
     def inline_region(self, region: ir.Block, args: list[str]) -> list[str]:
@@ -625,7 +522,7 @@ class Lowering:
                 # accumulating half/bfloat in float: no rounding to the narrow type per step
                 sym = "+" if kind == "add" else "*"
                 return [f"(static_cast<float>({left[0]}) {sym} static_cast<float>({right[0]}))"]
-            return [self.render(op, [left[0], right[0]])]
+            return [render(self.d, op, [left[0], right[0]])]
         return self.inline_region(region, left + right)
 
 

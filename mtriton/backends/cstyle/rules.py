@@ -10,7 +10,8 @@ from ...errors import UnsupportedError
 from ...ir import types as T
 from .dialect import MatrixUnit
 from .layout import Layout, MmaLayout
-from .lowering import Entity, Lowering, combiner_kind, lowers
+from .lowering import Entity, Lowering, lowers
+from .render import combiner_kind, literal, render, render_cast
 from .software_pipeline import Pipeline
 
 # --------------------------------------------------------------------------- values
@@ -18,7 +19,7 @@ from .software_pipeline import Pipeline
 
 @lowers("constant")
 def _lower_constant(lo: Lowering, op: ir.Op) -> None:
-    text = lo.literal(op.attrs["value"], op.result.type.elem)
+    text = literal(lo.d, op.attrs["value"], op.result.type.elem)
     if op.result.type.shape:
         lo.env[id(op.result)] = Entity(text, op.result.type.elem, lo.layout_of(op.result), uniform=True)
         return
@@ -48,15 +49,15 @@ def _elementwise(lo: Lowering, op: ir.Op, base: str | None = None, wide: bool = 
         # uniform operands give a uniform result: compute it once, as a scalar
         scalar = ir.Value(ir.BlockType(op.result.type.elem))
         ent = lo.new_entity(scalar, base=base, wide=wide)
-        lo.emit(f"{ent.name} = {lo.render(op, [e.name for e in ents])};")
+        lo.emit(f"{ent.name} = {render(lo.d, op, [e.name for e in ents])};")
         lo.env[id(op.result)] = Entity(ent.name, ent.dtype, layout, base, wide, uniform=True)
         return
     ent = lo.new_entity(op.result, base=base, wide=wide)
     if ent.layout is None:
-        lo.emit(f"{ent.name} = {lo.render(op, [e.at() for e in ents])};")
+        lo.emit(f"{ent.name} = {render(lo.d, op, [e.at() for e in ents])};")
         return
     lo.slot_loop(ent.layout)
-    lo.emit(f"{ent.name}[i] = {lo.render(op, [e.at() for e in ents])};")
+    lo.emit(f"{ent.name}[i] = {render(lo.d, op, [e.at() for e in ents])};")
     lo.close()
 
 
@@ -181,7 +182,7 @@ def _lower_load(lo: Lowering, op: ir.Op) -> None:
         lo.env[id(op.result)] = Entity("", elem, lo.layout_of(op.result), deferred=op)
         return
     ent = lo.new_entity(op.result)
-    zero = lo.literal(0, ent.dtype)
+    zero = literal(lo.d, 0, ent.dtype)
 
     def element(slot: str, offset: str, cond: str | None) -> str:
         address = f"{ptr.base}[{offset}]"
@@ -281,7 +282,7 @@ def _check_atomic(lo: Lowering, kind: str, dtype: T.DType) -> None:
 def _atomic(lo: Lowering, op: ir.Op, render: str, dtype: T.DType) -> None:
     """Runs `render` (an expression of slot `i`) once per owned, unmasked element."""
     ent = lo.new_entity(op.result)
-    zero = lo.literal(0, dtype)
+    zero = literal(lo.d, 0, dtype)
     mask = lo.get(op.operands[2]) if op.name == "atomic_rmw" and len(op.operands) > 2 else None
     if ent.layout is None:
         # One thread performs a scalar atomic; everyone reads the old value it saw.
@@ -1163,7 +1164,7 @@ def _stage_operand(
     rows, cols = v.type.shape
     src = lo.transposes.get(id(v))
     ent = lo.get(src if src is not None else v)
-    value = ent.at() if ent.dtype == dtype else lo.render_cast(ent.at(), ent.dtype, dtype)
+    value = ent.at() if ent.dtype == dtype else render_cast(lo.d, ent.at(), ent.dtype, dtype)
     lo.slot_loop(ent.layout)
     lo.emit(f"const int e = {ent.layout.flat_index('i')};")
     # element e of x (cols x rows) is the operand's (e % rows, e / rows)
@@ -1202,7 +1203,7 @@ def _copy_to_shared(lo: Lowering, load: ir.Op, buf: str, cols: int, ld: int) -> 
         ptr = _materialize(lo, ptr_v, ptr, layout)
         mask = _materialize(lo, mask_v, mask, layout) if mask is not None else None
     ctype = lo.ctype(ptr.dtype)
-    zero = lo.literal(0, ptr.dtype)
+    zero = literal(lo.d, 0, ptr.dtype)
     vec = _vector_width(lo, ptr_v, layout, ptr.dtype)
     if vec == 1 or cols % vec:
         lo.slot_loop(layout)
