@@ -9,9 +9,11 @@ from ... import ir
 from ...errors import UnsupportedError
 from ...ir import types as T
 from .dialect import MatrixUnit
+from .dot_plan import fragment_strides
 from .layout import Layout, MmaLayout
 from .lowering import Entity, Lowering, lowers
 from .render import combiner_kind, literal, render, render_cast
+from .shared_memory import array_bytes
 from .software_pipeline import Pipeline
 
 # --------------------------------------------------------------------------- values
@@ -104,7 +106,7 @@ def _lower_splat(lo: Lowering, op: ir.Op) -> None:
 @lowers("broadcast", "permute")
 def _lower_move(lo: Lowering, op: ir.Op) -> None:
     src = lo.get(op.operands[0])
-    if id(op.result) in lo.transposes:  # a dot operand its dot stages itself, transposed
+    if id(op.result) in lo.dots.transposes:  # a dot operand its dot stages itself, transposed
         lo.env[id(op.result)] = Entity("", src.dtype, lo.layout_of(op.result), deferred=src.deferred)
         return
     ent = lo.new_entity(op.result, base=src.base, dtype=src.dtype, wide=src.wide)
@@ -177,7 +179,7 @@ def _lower_load(lo: Lowering, op: ir.Op) -> None:
     mask_v = op.operands[1] if len(op.operands) > 1 else None
     mask = lo.get(mask_v) if mask_v is not None else None
     other = lo.get(op.operands[2]) if len(op.operands) > 2 else None
-    if id(op.result) in lo.deferred:
+    if id(op.result) in lo.dots.deferred:
         elem = op.result.type.elem
         lo.env[id(op.result)] = Entity("", elem, lo.layout_of(op.result), deferred=op)
         return
@@ -372,7 +374,7 @@ def _lower_for(lo: Lowering, op: ir.Op) -> None:
     carried = _declare_like(lo, op.results, inits)
     _assign(lo, carried, inits)
     body = op.regions[0]
-    plan = lo.pipelines.get(id(op))
+    plan = lo.dots.pipelines.get(id(op))
     ahead = _start_pipeline(lo, plan, op, inits) if plan else None
     iv = Entity(lo.fresh("iv"), op.operands[0].type.elem)
     ctype = lo.ctype(iv.dtype)
@@ -408,7 +410,7 @@ def _start_pipeline(
     if plan.invariant:
         lo.barrier()  # an enclosing loop's last pass may still read them
     for v in plan.invariant:
-        _, tile = lo.stage_tiles[id(v)]
+        _, tile = lo.dots.stage_tiles[id(v)]
         _stage_operand(lo, v, lo.shared_at(tile.dtype, tile.at(plan, "0")), tile.ld, tile.dtype)
     stage = lo.fresh("s")
     lo.open(f"for (int {stage} = 0; {stage} < {plan.stages - 1}; ++{stage})")
@@ -429,7 +431,7 @@ def _prefetch(lo: Lowering, plan: Pipeline, loop: ir.Op, iv: Entity, ahead: list
     for address in plan.address_ops:
         lo.op(address)
     for load in plan.loads:
-        _, tile = lo.stage_tiles[id(load.result)]
+        _, tile = lo.dots.stage_tiles[id(load.result)]
         buf = lo.shared_at(tile.dtype, tile.at(plan, stage))
         _copy_to_shared(lo, load, buf, tile.cols, tile.ld)
     lo.close()
@@ -612,7 +614,7 @@ def _lower_reduce(lo: Lowering, op: ir.Op) -> None:
     outs = []
     for e in inputs:
         outs.append(lo.scratch(e.dtype, groups, offset))
-        offset += _bytes(e.dtype, groups)
+        offset += array_bytes(e.dtype, groups)
     if groups >= threads:
         lo.open(f"for (int g = tid; g < {groups}; g += {threads})")
         for acc, buf, dt in zip(accs, bufs, dtypes):
@@ -695,7 +697,7 @@ def _reduce_mma_rows(
     bufs, offset = [], 0
     for dt in dtypes:
         bufs.append(lo.scratch(dt, warps_n * m, offset))
-        offset += _bytes(dt, warps_n * m)
+        offset += array_bytes(dt, warps_n * m)
     lo.barrier()
     lo.open("if (lane % 4 == 0)")
     lo.open(f"for (int r = 0; r < {rows}; ++r)")
@@ -753,7 +755,7 @@ def _per_warp_buffers(lo: Lowering, dtypes: list[T.DType], offset: int) -> list[
     bufs = []
     for dt in dtypes:
         bufs.append(lo.scratch(dt, lo.warps, offset))
-        offset += _bytes(dt, lo.warps)
+        offset += array_bytes(dt, lo.warps)
     return bufs
 
 
@@ -769,14 +771,10 @@ def _stage_all(lo: Lowering, values: list[ir.Value]) -> tuple[list[str], int]:
     for v in values:
         dtype = lo.get(v).dtype
         bufs.append(lo.scratch(dtype, v.type.numel, offset))
-        offset += _bytes(dtype, v.type.numel)
+        offset += array_bytes(dtype, v.type.numel)
         lo.stage_out(v, bufs[-1])
     lo.barrier()
     return bufs, offset
-
-
-def _bytes(dtype: T.DType, count: int) -> int:
-    return (max(1, dtype.itemsize) * count + 15) // 16 * 16
 
 
 # --------------------------------------------------------------------------- scans
@@ -863,7 +861,7 @@ def _scan_in_registers(
     carry = [lo.fresh("carry") for _ in inputs]
     for c, dt in zip(carry, dtypes):
         lo.emit(f"{lo.ctype(dt)} {c};")
-    carry_offset = sum(_bytes(dt, lo.warps) for dt in dtypes)  # after the per-warp totals
+    carry_offset = sum(array_bytes(dt, lo.warps) for dt in dtypes)  # after the per-warp totals
     for k in range(layout.reps):
         first, last = k * vec, k * vec + vec - 1
         for j in range(first + 1, last + 1):
@@ -1012,7 +1010,7 @@ def _lower_dot(lo: Lowering, op: ir.Op) -> None:
         and n % unit.n == 0
         and k % unit.k == 0
     )
-    fragments = lo.fragment_layout(op)
+    fragments = lo.dots.fragments.get(id(op))
     if fragments is not None:
         _dot_fragments(lo, unit, op, acc, result, fragments)
         return
@@ -1026,7 +1024,7 @@ def _lower_dot(lo: Lowering, op: ir.Op) -> None:
     tf32 = in_dtype == T.float32 and op.attrs.get("input_precision") == "tf32" and "round_tf32" in lo.d.extra
     lo.open()
     a_buf = lo.scratch(stage_dtype, m * k, 0)
-    b_buf = lo.scratch(stage_dtype, k * n, _bytes(stage_dtype, m * k))
+    b_buf = lo.scratch(stage_dtype, k * n, array_bytes(stage_dtype, m * k))
     lo.barrier()
     rounding = lo.d.extra["round_tf32"] if tf32 else "{x}"
     for v, buf in ((a_v, a_buf), (b_v, b_buf)):
@@ -1071,22 +1069,22 @@ def _dot_fragments(
     tf32 = in_dtype == T.float32
     row_piece = 16 // in_dtype.itemsize  # elements in the 16 bytes ldmatrix reads of a row
     # (for TF32, B's rows are padded by 32 bytes: the element reads of a B fragment hit 32 banks)
-    lda, ldb = lo.fragment_strides(dot)
+    lda, ldb = fragment_strides(dot, frag)
     lo.open()
     # operands a pipelined loop prefetched sit in its current stage; the others are staged here
     staged = []
     bufs = []
     offset = 0
-    b_load = lo.transposed.get(id(b_v))  # B given as tl.trans of an (n, k) tile, staged as loaded
+    b_load = lo.dots.transposed.get(id(b_v))  # B given as tl.trans of an (n, k) tile, staged as loaded
     b_tile = (b_load.result, k, lda, n) if b_load is not None else (b_v, n, ldb, k)
     for v, cols, ld, rows in ((a_v, k, lda, m), b_tile):
-        pipelined = lo.stage_tiles.get(id(v))
+        pipelined = lo.dots.stage_tiles.get(id(v))
         if pipelined is not None:
             plan, tile = pipelined
             bufs.append(lo.shared_at(in_dtype, tile.at(plan, plan.stage_var)))
             continue
         bufs.append(lo.scratch(in_dtype, rows * ld, offset))
-        offset += _bytes(in_dtype, rows * ld)
+        offset += array_bytes(in_dtype, rows * ld)
         staged.append((v, bufs[-1], cols, ld))
     ldb = b_tile[2]
     a_buf, b_buf = bufs
@@ -1162,7 +1160,7 @@ def _stage_operand(
     """Writes a 2-D dot operand held in registers to threadgroup memory as `dtype` rows `ld`
     apart (`wrap` applied to each value); an operand given as tl.trans(x) is written from x."""
     rows, cols = v.type.shape
-    src = lo.transposes.get(id(v))
+    src = lo.dots.transposes.get(id(v))
     ent = lo.get(src if src is not None else v)
     value = ent.at() if ent.dtype == dtype else render_cast(lo.d, ent.at(), ent.dtype, dtype)
     lo.slot_loop(ent.layout)

@@ -1,0 +1,58 @@
+"""The C-like lowering's planning, rule table and errors (`mtriton/backends/cstyle/`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import mtriton
+import mtriton.language as tl
+from mtriton import backends, cli, ir
+
+
+def build(kernel: Any, signature: str, target: str, num_stages: int = 3, **constexprs: Any) -> ir.Function:
+    """The IR of `kernel` specialized for `signature` (one type per runtime parameter)."""
+    opts = {"num_warps": 4, "num_stages": num_stages}
+    return kernel.compile_ir(cli.build_specs(kernel, signature, constexprs), opts, target)
+
+
+def cuda_body(fn: ir.Function) -> str:
+    return backends.source_dump("cuda", fn, {"num_warps": 4})
+
+
+@mtriton.jit
+def _matmul(a_ptr, b_ptr, c_ptr, K, BLOCK: tl.constexpr):
+    rows = tl.arange(0, BLOCK)
+    k = tl.arange(0, 32)
+    a_ptrs = a_ptr + rows[:, None] * K + k[None, :]
+    b_ptrs = b_ptr + k[:, None] * BLOCK + rows[None, :]
+    acc = tl.zeros((BLOCK, BLOCK), dtype=tl.float32)
+    for _ in range(0, K, 32):
+        acc = tl.dot(tl.load(a_ptrs), tl.load(b_ptrs), acc)
+        a_ptrs += 32
+        b_ptrs += 32 * BLOCK
+    tl.store(c_ptr + rows[:, None] * BLOCK + rows[None, :], acc)
+
+
+@pytest.mark.parametrize(
+    "kernel_stages, loop_stages, waits",
+    [
+        (3, None, "mt_cp_async_wait_group<1>();"),  # the kernel's count: two iterations ahead
+        (1, None, "mt_cp_async_wait();"),  # no pipeline: each dot waits for its own copies
+        (1, 3, "mt_cp_async_wait_group<1>();"),  # tl.range(..., num_stages=3) in an unpipelined kernel
+        (3, 1, "mt_cp_async_wait();"),  # num_stages=1 on the loop turns its pipeline off
+        (3, 4, "mt_cp_async_wait_group<2>();"),  # three iterations ahead
+    ],
+)
+def test_a_loop_num_stages_overrides_the_kernels(
+    kernel_stages: int, loop_stages: int | None, waits: str
+) -> None:
+    fn = build(_matmul, "*fp16,*fp16,*fp32,i32:16", "cuda", num_stages=kernel_stages, BLOCK=64)
+    if loop_stages is not None:
+        loop = next(op for op in ir.walk(fn.body) if op.name == "for")
+        loop.attrs["num_stages"] = loop_stages
+    cuda = cuda_body(fn)
+    assert waits in cuda
+    # a pipeline commits one group of copies in its prologue and one per iteration
+    assert cuda.count("mt_cp_async_commit();") == (0 if "wait();" in waits else 2)
