@@ -12,15 +12,18 @@ threadgroup memory. Reductions, scans and `dot` stage their inputs in
 threadgroup memory and work cooperatively; see each `_lower_*` rule. Every sequence
 of writes to threadgroup memory starts with a barrier, so readers need none after them.
 
-Rules are registered per op name with `@lowers(...)`; `Lowering.run` walks the
-IR and calls them. Each emitted statement carries a `// file.py:line` comment.
+This module is the driver: `Lowering` holds the state of one kernel's lowering (the
+entities of the values lowered so far, the lines written, threadgroup memory in use)
+and the helpers rules share. The rules themselves live in `rules/`, one module per
+op family, registered per op name with `@lowers(...)` (`registry.py`); `Lowering.run`
+walks the IR and calls them. The tensor-core plan (`dot_plan.py`) is made before.
+Each emitted statement carries a `// file.py:line` comment.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ... import ir
 from ...errors import OutOfResources, UnsupportedError
@@ -28,44 +31,11 @@ from ...ir import types as T
 from .axis_info import AxisInfoAnalysis
 from .dialect import Dialect
 from .dot_plan import plan_dots
+from .entity import Entity
 from .layout import Layout, MmaLayout, ravel, unravel
 from .render import combiner_kind, literal, render
+from .rules import RULES
 from .shared_memory import align16, array_bytes
-
-RULES: dict[str, Callable[[Lowering, ir.Op], None]] = {}
-
-
-def lowers(*names: str) -> Callable[[Callable[[Lowering, ir.Op], None]], Callable[[Lowering, ir.Op], None]]:
-    def deco(fn: Callable[[Lowering, ir.Op], None]) -> Callable[[Lowering, ir.Op], None]:
-        for name in names:
-            RULES[name] = fn
-        return fn
-
-    return deco
-
-
-@dataclass
-class Entity:
-    """How an IR value lives in the generated code.
-
-    Attributes:
-        name: C variable (scalar) or array (block); for pointers, the offset in elements.
-        dtype: element type (for pointers, the pointee type).
-        layout: None for scalars.
-        base: for pointers, the C name of the kernel argument they point into.
-    """
-
-    name: str
-    dtype: T.DType
-    layout: Layout | MmaLayout | None = None
-    base: str | None = None
-    wide: bool = False  # pointer offsets need 64 bits
-    uniform: bool = False  # a block whose elements all equal the scalar expression `name`
-    deferred: ir.Op | None = None  # a load the `dot` using it performs (`DotPlan.deferred`)
-
-    def at(self, slot: str = "i") -> str:
-        return self.name if self.layout is None or self.uniform else f"{self.name}[{slot}]"
-
 
 PURE_OPS = ir.BINARY_OPS | ir.UNARY_OPS | {
     "constant", "arange", "splat", "broadcast", "expand_dims", "reshape", "permute", "cast",
@@ -343,7 +313,3 @@ class Lowering:
                 return [f"(static_cast<float>({left[0]}) {sym} static_cast<float>({right[0]}))"]
             return [render(self.d, op, [left[0], right[0]])]
         return self.inline_region(region, left + right)
-
-
-# Rules live in rules.py and register themselves on import.
-from . import rules  # noqa: E402,F401

@@ -1,0 +1,244 @@
+"""Rules for `dot`: the operands are staged in threadgroup memory and multiplied on the
+dialect's matrix unit (`MatrixUnit`), on register fragments where `DotPlan.fragments` says so
+(the result's registers are the accumulators), else by a loop over k per element.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .... import ir
+from ....errors import UnsupportedError
+from ....ir import types as T
+from ..dialect import MatrixUnit
+from ..dot_plan import fragment_strides
+from ..entity import Entity
+from ..layout import MmaLayout
+from ..registry import lowers
+from ..render import render_cast
+from ..shared_memory import array_bytes
+from .memory import copy_to_shared
+
+if TYPE_CHECKING:
+    from ..lowering import Lowering
+
+
+@lowers("dot")
+def _lower_dot(lo: Lowering, op: ir.Op) -> None:
+    a_v, b_v, acc_v = op.operands
+    if len(a_v.type.shape) != 2:
+        raise UnsupportedError(
+            f"{lo.loc}: batched (3-D) tl.dot is not supported by the {lo.d.name} backend yet"
+        )
+    (m, k), (_, n) = a_v.type.shape, b_v.type.shape
+    acc = lo.get(acc_v)
+    result = lo.new_entity(op.result)
+    unit = lo.d.matrix
+    in_dtype = lo.get(a_v).dtype
+    use_unit = (
+        unit is not None
+        and not acc.dtype.is_int()
+        and in_dtype.short in unit.inputs
+        and m % unit.m == 0
+        and n % unit.n == 0
+        and k % unit.k == 0
+    )
+    fragments = lo.dots.fragments.get(id(op))
+    if fragments is not None:
+        _dot_fragments(lo, unit, op, acc, result, fragments)
+        return
+    layout = result.layout
+    if use_unit:
+        stage_ctype = unit.stage.format(t=lo.ctype(in_dtype))
+        stage_dtype = T.float32 if stage_ctype == "float" else in_dtype
+    else:
+        stage_dtype = T.int32 if acc.dtype.is_int() else T.float32
+    # float32 inputs under "tf32" are rounded as the tensor cores' are, wherever the dot runs
+    tf32 = in_dtype == T.float32 and op.attrs.get("input_precision") == "tf32" and "round_tf32" in lo.d.extra
+    lo.open()
+    a_buf = lo.scratch(stage_dtype, m * k, 0)
+    b_buf = lo.scratch(stage_dtype, k * n, array_bytes(stage_dtype, m * k))
+    lo.barrier()
+    rounding = lo.d.extra["round_tf32"] if tf32 else "{x}"
+    for v, buf in ((a_v, a_buf), (b_v, b_buf)):
+        stage_operand(lo, v, buf, v.type.shape[1], stage_dtype, lambda x: rounding.format(x=x))
+    lo.barrier()
+    if use_unit:
+        c_buf = _matrix_unit_tiles(lo, unit, m, n, k, a_buf, b_buf, lo.ctype(stage_dtype))
+        lo.slot_loop(layout)
+        lo.emit(
+            f"{result.name}[i] = static_cast<{lo.ctype(result.dtype)}>({acc.at()} + {c_buf}[{layout.flat_index('i')}]);"
+        )
+        lo.close()
+    else:
+        lo.slot_loop(layout)
+        lo.emit(f"const int e = {layout.flat_index('i')};")
+        lo.emit(f"const int row = e / {n}, col = e % {n};")
+        lo.emit(f"{lo.ctype(stage_dtype)} sum = 0;")
+        lo.emit(f"for (int kk = 0; kk < {k}; ++kk) sum += {a_buf}[row * {k} + kk] * {b_buf}[kk * {n} + col];")
+        lo.emit(f"{result.name}[i] = static_cast<{lo.ctype(result.dtype)}>({acc.at()} + sum);")
+        lo.close()
+    lo.close()  # no trailing barrier: the next writer of threadgroup memory starts with one
+
+
+def _dot_fragments(
+    lo: Lowering,
+    unit: MatrixUnit,
+    dot: ir.Op,
+    acc: Entity,
+    result: Entity,
+    layout: MmaLayout,
+) -> None:
+    """result = acc + A @ B with the result's slots as the accumulator fragments.
+
+    A and B are staged in threadgroup memory with padded rows; each warp then loads, per
+    k-step (16 for halves, 8 for TF32), one A fragment per 16-row tile and one B fragment per
+    8-column tile of its region and multiplies every pair.
+    """
+    frag = unit.fragments
+    a_v, b_v = dot.operands[:2]
+    (m, k), n = a_v.type.shape, b_v.type.shape[1]
+    in_dtype = a_v.type.elem
+    tf32 = in_dtype == T.float32
+    row_piece = 16 // in_dtype.itemsize  # elements in the 16 bytes ldmatrix reads of a row
+    # (for TF32, B's rows are padded by 32 bytes: the element reads of a B fragment hit 32 banks)
+    lda, ldb = fragment_strides(dot, frag)
+    lo.open()
+    # operands a pipelined loop prefetched sit in its current stage; the others are staged here
+    staged = []
+    bufs = []
+    offset = 0
+    b_load = lo.dots.transposed.get(id(b_v))  # B given as tl.trans of an (n, k) tile, staged as loaded
+    b_tile = (b_load.result, k, lda, n) if b_load is not None else (b_v, n, ldb, k)
+    for v, cols, ld, rows in ((a_v, k, lda, m), b_tile):
+        pipelined = lo.dots.stage_tiles.get(id(v))
+        if pipelined is not None:
+            plan, tile = pipelined
+            bufs.append(lo.shared_at(in_dtype, tile.at(plan, plan.stage_var)))
+            continue
+        bufs.append(lo.scratch(in_dtype, rows * ld, offset))
+        offset += array_bytes(in_dtype, rows * ld)
+        staged.append((v, bufs[-1], cols, ld))
+    ldb = b_tile[2]
+    a_buf, b_buf = bufs
+    if staged:
+        lo.barrier()
+    for v, buf, cols, ld in staged:
+        ent = lo.get(v)
+        if ent.deferred is not None:
+            copy_to_shared(lo, ent.deferred, buf, cols, ld)
+        else:
+            stage_operand(lo, v, buf, ld, in_dtype)
+    if any(lo.get(v).deferred is not None for v, *_ in staged):
+        lo.emit(frag.copy_wait)
+    if staged:
+        lo.barrier()
+    lo.emit(f"for (int i = 0; i < {layout.slots}; ++i) {result.name}[i] = {acc.at()};")
+    tiles_m, tiles_n = layout.tiles_m, layout.tiles_n
+    row0 = f"(warp / {layout.warps_n}) * {m // layout.warps_m}"
+    col0 = f"(warp % {layout.warps_n}) * {n // layout.warps_n}"
+    lo.open(f"for (int kk = 0; kk < {k}; kk += {8 if tf32 else unit.k})")
+    lo.emit(f"unsigned int fa[{4 * tiles_m}], fb[{2 * tiles_n}];")
+    for mi in range(tiles_m):
+        p = f"{a_buf} + ({row0} + {16 * mi} + lane % 16) * {lda} + kk + (lane / 16) * {row_piece}"
+        lo.emit((frag.load_a_tf32 if tf32 else frag.load_a).format(r=f"fa + {4 * mi}", p=p))
+
+    def b_tiles(pair: str, single: str, address: Callable[[int, bool], str]) -> None:
+        """B fragments two 8-column tiles per load (`pair`, 4 registers), the odd last one
+        alone (`single`); `address(ni, paired)` is what lane l passes for tile ni."""
+        for ni in range(0, tiles_n - 1, 2):
+            lo.emit(pair.format(r=f"fb + {2 * ni}", p=address(ni, True)))
+        if tiles_n % 2:
+            lo.emit(single.format(r=f"fb + {2 * (tiles_n - 1)}", p=address(tiles_n - 1, False)))
+
+    if b_load is not None:
+        # rows of B's transpose: lane l passes row l % 8 of the n-tile 8 * (l / 16) further on,
+        # at k-offset l / 8 % 2 (8 halves or 4 floats): (B[k][g], B[k+1][g]) pairs are row g's
+        b_tiles(
+            frag.load_a,
+            frag.load_bt,
+            lambda ni, paired: (
+                f"{b_buf} + ({col0} + {8 * ni}{' + (lane / 16) * 8' if paired else ''} + lane % 8)"
+                f" * {ldb} + kk + ((lane / 8) % 2) * {row_piece}"
+            ),
+        )
+        if tf32:
+            lo.emit(frag.tf32_regs.format(r="fb", n=2 * tiles_n))
+    elif tf32:
+        for ni in range(tiles_n):
+            p = f"{b_buf} + kk * {ldb} + {col0} + {8 * ni}"
+            lo.emit(frag.load_b_tf32.format(r=f"fb + {2 * ni}", p=p, ld=ldb))
+    else:
+        b_tiles(
+            frag.load_b2,
+            frag.load_b,
+            lambda ni, paired: (
+                f"{b_buf} + (kk + lane % 16) * {ldb} + {col0} + {8 * ni}"
+                + (" + (lane / 16) * 8" if paired else "")
+            ),
+        )
+    t = lo.ctype(in_dtype)
+    mma = frag.mma_tf32 if tf32 else frag.mma
+    for mi in range(tiles_m):
+        for ni in range(tiles_n):
+            c = f"{result.name} + {4 * (mi * tiles_n + ni)}"
+            lo.emit(mma.format(c=c, a=f"fa + {4 * mi}", b=f"fb + {2 * ni}", t=t))
+    lo.close()
+    lo.close()  # no trailing barrier: the next writer of threadgroup memory starts with one
+
+
+def stage_operand(
+    lo: Lowering, v: ir.Value, buf: str, ld: int, dtype: T.DType, wrap: Callable[[str], str] = str
+) -> None:
+    """Writes a 2-D dot operand held in registers to threadgroup memory as `dtype` rows `ld`
+    apart (`wrap` applied to each value); an operand given as tl.trans(x) is written from x."""
+    rows, cols = v.type.shape
+    src = lo.dots.transposes.get(id(v))
+    ent = lo.get(src if src is not None else v)
+    value = ent.at() if ent.dtype == dtype else render_cast(lo.d, ent.at(), ent.dtype, dtype)
+    lo.slot_loop(ent.layout)
+    lo.emit(f"const int e = {ent.layout.flat_index('i')};")
+    # element e of x (cols x rows) is the operand's (e % rows, e / rows)
+    if src is not None:
+        at = f"(e % {rows}) * {ld} + e / {rows}"
+    else:
+        at = "e" if ld == cols else f"(e / {cols}) * {ld} + e % {cols}"
+    lo.emit(f"{buf}[{at}] = {wrap(value)};")
+    lo.close()
+
+
+def _matrix_unit_tiles(
+    lo: Lowering, unit: MatrixUnit, m: int, n: int, k: int, a_buf: str, b_buf: str, in_ctype: str
+) -> str:
+    """C = A @ B on the matrix unit, warps taking output tiles in turn; returns C's buffer.
+
+    Every warp keeps its tiles' accumulators until all warps are done reading A and B, so C
+    can overlay them in threadgroup memory.
+    """
+    tiles_n = n // unit.n
+    tiles = (m // unit.m) * tiles_n
+    per_warp = -(-tiles // lo.warps)
+    c_buf = lo.scratch(T.float32, m * n, 0)
+    lo.emit(unit.declare.format(name="mt_c", n=per_warp))
+    lo.open(f"for (int s = 0; s < {per_warp}; ++s)")
+    lo.emit(f"const int tile = warp + s * {lo.warps};")
+    lo.emit(unit.zero.format(c="mt_c[s]"))
+    lo.open(f"if (tile < {tiles})")
+    lo.emit(f"const int tm = tile / {tiles_n}, tn = tile % {tiles_n};")
+    lo.open(f"for (int kk = 0; kk < {k}; kk += {unit.k})")
+    a = f"{a_buf} + tm * {unit.m * k} + kk"
+    b = f"{b_buf} + kk * {n} + tn * {unit.n}"
+    for statement in unit.mma.format(c="mt_c[s]", a=a, lda=k, b=b, ldb=n, t=in_ctype).split("; "):
+        lo.emit(statement.rstrip(";") + ";")
+    lo.close()
+    lo.close()
+    lo.close()
+    lo.barrier()
+    lo.open(f"for (int s = 0; s < {per_warp}; ++s)")
+    lo.emit(f"const int tile = warp + s * {lo.warps};")
+    dst = f"{c_buf} + (tile / {tiles_n}) * {unit.m * n} + (tile % {tiles_n}) * {unit.n}"
+    lo.emit(f"if (tile < {tiles}) {unit.store.format(c='mt_c[s]', dst=dst, ld=n)}")
+    lo.close()
+    lo.barrier()
+    return c_buf
