@@ -9,6 +9,9 @@ import pytest
 import mtriton
 import mtriton.language as tl
 from mtriton import backends, cli, ir
+from mtriton.backends.cstyle import registry
+from mtriton.backends.cstyle.rules import RULES, UNSUPPORTED
+from mtriton.interpreter import machine
 
 
 def build(kernel: Any, signature: str, target: str, num_stages: int = 3, **constexprs: Any) -> ir.Function:
@@ -56,3 +59,29 @@ def test_a_loop_num_stages_overrides_the_kernels(
     assert waits in cuda
     # a pipeline commits one group of copies in its prologue and one per iteration
     assert cuda.count("mt_cp_async_commit();") == (0 if "wait();" in waits else 2)
+
+
+def test_every_ir_op_has_a_lowering_rule_or_a_reason() -> None:
+    registry.check_complete(RULES, UNSUPPORTED)
+    assert RULES.keys() | UNSUPPORTED.keys() == ir.ALL_OPS
+
+
+def test_a_missing_lowering_rule_is_reported_by_name() -> None:
+    rules = {name: rule for name, rule in RULES.items() if name not in ("exp", "scan")}
+    with pytest.raises(AssertionError, match="no lowering rule for `exp`, `scan`"):
+        registry.check_complete(rules, UNSUPPORTED)
+    # listing the op as unsupported, with a reason, is the other way to pass
+    registry.check_complete(rules, {"exp": "no reason", "scan": "no reason"})
+    with pytest.raises(AssertionError, match="`exp` both lowered and listed in UNSUPPORTED"):
+        registry.check_complete(RULES, {"exp": "no reason"})
+    with pytest.raises(AssertionError, match="lowering rules for `gather`, which are not IR ops"):
+        registry.check_complete({**RULES, "gather": RULES["load"]}, UNSUPPORTED)
+
+
+def test_a_missing_interpreter_rule_is_reported_by_name() -> None:
+    machine.check_complete(machine.EXECUTORS)  # as `mtriton.interpreter` does on import
+    executors = {name: rule for name, rule in machine.EXECUTORS.items() if name != "dot"}
+    with pytest.raises(AssertionError, match="no interpreter rule for `dot`"):
+        machine.check_complete(executors)
+    with pytest.raises(AssertionError, match="interpreter rules for `yield`"):
+        machine.check_complete({**machine.EXECUTORS, "yield": machine.EXECUTORS["dot"]})
