@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import mtriton.language as tl
 from mtriton import backends, cli, ir
 from mtriton.backends.cstyle import registry
 from mtriton.backends.cstyle.rules import RULES, UNSUPPORTED
+from mtriton.errors import OutOfResources, UnsupportedError
 from mtriton.interpreter import machine
 
 
@@ -22,6 +24,30 @@ def build(kernel: Any, signature: str, target: str, num_stages: int = 3, **const
 
 def cuda_body(fn: ir.Function) -> str:
     return backends.source_dump("cuda", fn, {"num_warps": 4})
+
+
+def marker_line(tag: str) -> int:
+    """The line of this file that carries the comment `# ERR:<tag>`."""
+    with open(__file__) as f:
+        for number, text in enumerate(f, 1):
+            if re.search(rf"# ERR:{tag}(\s|$)", text):
+                return number
+    raise AssertionError(f"no marker {tag}")
+
+
+def assert_points_at(err: Exception, tag: str, code: str) -> None:
+    """`err` renders rustc-style at the line marked `tag`, the caret under `code`."""
+    line = marker_line(tag)
+    with open(__file__) as f:
+        text = f.read().splitlines()[line - 1]
+    col = text.index(code)
+    rendered = str(err).splitlines()
+    assert rendered[1:] == [
+        f"  --> test_lowering_rules.py:{line}:{col + 1}",
+        f"{' ' * len(str(line))} |",
+        f"{line} | {text}",
+        f"{' ' * len(str(line))} | {' ' * col}^",
+    ]
 
 
 @mtriton.jit
@@ -85,3 +111,50 @@ def test_a_missing_interpreter_rule_is_reported_by_name() -> None:
         machine.check_complete(executors)
     with pytest.raises(AssertionError, match="interpreter rules for `yield`"):
         machine.check_complete({**machine.EXECUTORS, "yield": machine.EXECUTORS["dot"]})
+
+
+@mtriton.jit
+def _column_sums(x_ptr, y_ptr):
+    rows = tl.arange(0, 128)
+    x = tl.load(x_ptr + rows[:, None] * 128 + rows[None, :])
+    tl.store(y_ptr + rows, tl.sum(x, axis=0))  # ERR:smem
+
+
+@mtriton.jit
+def _half_histogram(x_ptr, bins_ptr):
+    offs = tl.arange(0, 128)
+    tl.atomic_add(bins_ptr + offs % 4, tl.load(x_ptr + offs))  # ERR:atomic
+
+
+@mtriton.jit
+def _with_barrier(x_ptr):
+    tl.store(x_ptr, 1.0)
+    tl.debug_barrier()  # ERR:barrier
+
+
+def test_running_out_of_threadgroup_memory_points_at_the_op() -> None:
+    # the column sums stage the whole 64 KB block; Metal has 32 KB
+    fn = build(_column_sums, "*fp32,*fp32", "metal")
+    with pytest.raises(OutOfResources) as info:
+        backends.source_dump("metal", fn, {"num_warps": 4})
+    assert str(info.value).startswith("kernel needs 65536 bytes of threadgroup memory; metal allows 32768")
+    assert_points_at(info.value, "smem", "tl.sum")
+    assert "__syncthreads();" in cuda_body(build(_column_sums, "*fp32,*fp32", "cuda"))  # CUDA has 200 KB
+
+
+def test_an_unsupported_atomic_points_at_the_op() -> None:
+    fn = build(_half_histogram, "*fp16,*fp16", "cuda")
+    with pytest.raises(UnsupportedError, match="^atomic_add on float16 is not supported by cuda") as info:
+        cuda_body(fn)
+    assert_points_at(info.value, "atomic", "tl.atomic_add")
+
+
+def test_an_op_listed_as_unsupported_is_refused_with_its_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(RULES, "debug_barrier")
+    monkeypatch.setitem(UNSUPPORTED, "debug_barrier", "barriers are for the interpreter only")
+    fn = build(_with_barrier, "*fp32", "cuda")
+    with pytest.raises(UnsupportedError) as info:
+        cuda_body(fn)
+    message = "the cuda backend cannot lower `debug_barrier`: barriers are for the interpreter only"
+    assert str(info.value).splitlines()[0] == message
+    assert_points_at(info.value, "barrier", "tl.debug_barrier")

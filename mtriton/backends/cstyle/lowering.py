@@ -26,7 +26,7 @@ import os
 from collections.abc import Callable
 
 from ... import ir
-from ...errors import OutOfResources, UnsupportedError
+from ...errors import CompilationError, OutOfResources, UnsupportedError
 from ...ir import types as T
 from .axis_info import AxisInfoAnalysis
 from .dialect import Dialect
@@ -34,7 +34,7 @@ from .dot_plan import plan_dots
 from .entity import Entity
 from .layout import Layout, MmaLayout, ravel, unravel
 from .render import combiner_kind, literal, render
-from .rules import RULES
+from .rules import RULES, UNSUPPORTED
 from .shared_memory import align16, array_bytes
 
 PURE_OPS = ir.BINARY_OPS | ir.UNARY_OPS | {
@@ -57,7 +57,8 @@ class Lowering:
         self.env: dict[int, Entity] = {}
         self.defs: dict[int, ir.Op] = {}
         self.counter = 0
-        self.loc = ""
+        self.comment = ""  # `file.py:line` of the op being lowered, after each statement
+        self.op_loc = ir.UNKNOWN_LOC  # where errors point: the op whose rule is running
         self.arg_names = arg_names
         self.written_bases: set[str] = set()
         self.atomic_bases: set[str] = set()
@@ -87,7 +88,7 @@ class Lowering:
         return f"{prefix}{self.counter}"
 
     def emit(self, line: str) -> None:
-        comment = f"  // {self.loc}" if self.loc else ""
+        comment = f"  // {self.comment}" if self.comment else ""
         self.lines.append("  " * self.depth + line + comment)
 
     def open(self, header: str = "") -> None:
@@ -133,9 +134,10 @@ class Lowering:
         end = offset + size * count
         self.shared_bytes = max(self.shared_bytes, align16(end))
         if self.shared_bytes > self.d.max_shared_bytes:
-            raise OutOfResources(
-                f"{self.loc}: kernel needs {self.shared_bytes} bytes of threadgroup memory; "
-                f"{self.d.name} allows {self.d.max_shared_bytes}. Use smaller blocks."
+            raise self.error(
+                OutOfResources,
+                f"kernel needs {self.shared_bytes} bytes of threadgroup memory; "
+                f"{self.d.name} allows {self.d.max_shared_bytes}. Use smaller blocks.",
             )
         return self.shared_at(dtype, str(offset))
 
@@ -188,13 +190,25 @@ class Lowering:
             self.op(op)
 
     def op(self, op: ir.Op) -> None:
-        self.loc = f"{os.path.basename(op.loc.file)}:{op.loc.line}" if op.loc.line else ""
+        # the comment stays the last op's after a nested one (a region's) returns; errors
+        # point at the op whose rule raises them
+        self.comment = f"{os.path.basename(op.loc.file)}:{op.loc.line}" if op.loc.line else ""
+        outer, self.op_loc = self.op_loc, op.loc
         for r in op.results:
             self.defs[id(r)] = op
         rule = RULES.get(op.name)
         if rule is None:
-            raise UnsupportedError(f"{self.loc}: the {self.d.name} backend cannot lower `{op.name}` yet")
+            reason = UNSUPPORTED.get(op.name, "no lowering rule")
+            raise self.error(
+                UnsupportedError, f"the {self.d.name} backend cannot lower `{op.name}`: {reason}"
+            )
         rule(self, op)
+        self.op_loc = outer
+
+    def error(self, kind: type[CompilationError], message: str) -> CompilationError:
+        """A `kind` error pointing at the source line of the op being lowered."""
+        loc = self.op_loc
+        return kind(message, loc.file, loc.line, loc.col) if loc.line else kind(message)
 
     # ------------------------------------------------------------------ values at an index
 

@@ -40,7 +40,7 @@ def _assign(lo: Lowering, dst: list[Entity], src: list[Entity]) -> None:
             temps.append(t)
     for d, s in zip(dst, temps):
         if d.base != s.base:
-            raise UnsupportedError(f"{lo.loc}: a loop-carried pointer must stay inside one argument")
+            raise lo.error(UnsupportedError, "a loop-carried pointer must stay inside one argument")
         _copy(lo, d, s)
 
 
@@ -175,8 +175,8 @@ def _branch(lo: Lowering, region: ir.Block, results: list[Entity] | None) -> Non
         yielded = [lo.get(v) for v in region.ops[-1].operands]
         for r, y in zip(results, yielded):
             if r.base is not None and r.base != y.base:
-                raise UnsupportedError(
-                    f"{lo.loc}: the branches of an `if` yield pointers into different arguments"
+                raise lo.error(
+                    UnsupportedError, "the branches of an `if` yield pointers into different arguments"
                 )
             r.base, r.dtype = y.base, y.dtype
         _assign(lo, results, yielded)

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 def _lower_dot(lo: Lowering, op: ir.Op) -> None:
     a_v, b_v, acc_v = op.operands
     if len(a_v.type.shape) != 2:
-        raise UnsupportedError(
-            f"{lo.loc}: batched (3-D) tl.dot is not supported by the {lo.d.name} backend yet"
+        raise lo.error(
+            UnsupportedError, f"batched (3-D) tl.dot is not supported by the {lo.d.name} backend yet"
         )
     (m, k), (_, n) = a_v.type.shape, b_v.type.shape
     acc = lo.get(acc_v)

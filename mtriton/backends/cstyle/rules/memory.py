@@ -167,8 +167,10 @@ def _check_atomic(lo: Lowering, kind: str, dtype: T.DType) -> None:
         kind, (T.int32, T.uint32) if kind in ("and", "or", "xor", "cas") else (T.int32, T.uint32, T.float32)
     )
     if dtype not in allowed:
-        raise UnsupportedError(
-            f"{lo.loc}: atomic_{kind} on {dtype} is not supported by {lo.d.name}; supported: {', '.join(map(str, allowed))}"
+        supported = ", ".join(map(str, allowed))
+        raise lo.error(
+            UnsupportedError,
+            f"atomic_{kind} on {dtype} is not supported by {lo.d.name}; supported: {supported}",
         )
 
 

@@ -69,7 +69,7 @@ def _lower_elementwise(lo: Lowering, op: ir.Op) -> None:
     if op.name == "where" and op.result.type.elem.is_ptr():
         a, b = lo.get(op.operands[1]), lo.get(op.operands[2])
         if a.base != b.base:
-            raise UnsupportedError(f"{lo.loc}: tl.where between pointers into different arguments")
+            raise lo.error(UnsupportedError, "tl.where between pointers into different arguments")
         _elementwise(lo, op, base=a.base, wide=a.wide or b.wide)
         return
     if op.name == "bitcast" and op.result.type.elem.is_ptr():
