@@ -43,6 +43,18 @@ def group_element(g: str, pos: str, length: int, inner: int) -> str:
     return f"((({g}) / {inner}) * {length * inner} + ({pos}) * {inner} + ({g}) % {inner})"
 
 
+def declare(lo: Lowering, names: list[str], values: list[str], dtypes: list[T.DType]) -> None:
+    """Declares accumulators `names` of `dtypes`, set to `values`."""
+    for name, value, dtype in zip(names, values, dtypes):
+        lo.emit(f"{lo.ctype(dtype)} {name} = {value};")
+
+
+def fold(lo: Lowering, region: ir.Block, accs: list[str], values: list[str], dtypes: list[T.DType]) -> None:
+    """accs = combine(accs, values), through the combine region (or its builtin operator)."""
+    for acc, value in zip(accs, lo.combine(region, accs, values, dtypes)):
+        lo.emit(f"{acc} = {value};")
+
+
 def publish_per_warp(
     lo: Lowering, values: list[str], dtypes: list[T.DType], offset: int, lane: int
 ) -> list[str]:

@@ -26,14 +26,24 @@ if TYPE_CHECKING:
 
 @lowers("dot")
 def _lower_dot(lo: Lowering, op: ir.Op) -> None:
-    a_v, b_v, acc_v = op.operands
-    if len(a_v.type.shape) != 2:
+    if len(op.operands[0].type.shape) != 2:
         raise lo.error(
             UnsupportedError, f"batched (3-D) tl.dot is not supported by the {lo.d.name} backend yet"
         )
-    (m, k), (_, n) = a_v.type.shape, b_v.type.shape
-    acc = lo.get(acc_v)
+    acc = lo.get(op.operands[2])
     result = lo.new_entity(op.result)
+    layout = lo.dots.fragments.get(id(op))
+    if layout is not None:
+        _dot_fragments(lo, op, acc, result, layout)
+    else:
+        _dot_staged(lo, op, acc, result)
+
+
+def _dot_staged(lo: Lowering, dot: ir.Op, acc: Entity, result: Entity) -> None:
+    """result = acc + A @ B with both operands staged in threadgroup memory: on the matrix
+    unit's tiles where its shapes and input types fit, else by a loop over k per element."""
+    a_v, b_v = dot.operands[:2]
+    (m, k), n = a_v.type.shape, b_v.type.shape[1]
     unit = lo.d.matrix
     in_dtype = lo.get(a_v).dtype
     use_unit = (
@@ -44,18 +54,13 @@ def _lower_dot(lo: Lowering, op: ir.Op) -> None:
         and n % unit.n == 0
         and k % unit.k == 0
     )
-    fragments = lo.dots.fragments.get(id(op))
-    if fragments is not None:
-        _dot_fragments(lo, unit, op, acc, result, fragments)
-        return
-    layout = result.layout
     if use_unit:
         stage_ctype = unit.stage.format(t=lo.ctype(in_dtype))
         stage_dtype = T.float32 if stage_ctype == "float" else in_dtype
     else:
         stage_dtype = T.int32 if acc.dtype.is_int() else T.float32
     # float32 inputs under "tf32" are rounded as the tensor cores' are, wherever the dot runs
-    tf32 = in_dtype == T.float32 and op.attrs.get("input_precision") == "tf32" and "round_tf32" in lo.d.extra
+    tf32 = in_dtype == T.float32 and dot.attrs.get("input_precision") == "tf32" and "round_tf32" in lo.d.extra
     lo.open()
     a_buf = lo.scratch(stage_dtype, m * k, 0)
     b_buf = lo.scratch(stage_dtype, k * n, array_bytes(stage_dtype, m * k))
@@ -64,12 +69,11 @@ def _lower_dot(lo: Lowering, op: ir.Op) -> None:
     for v, buf in ((a_v, a_buf), (b_v, b_buf)):
         stage_operand(lo, v, buf, v.type.shape[1], stage_dtype, lambda x: rounding.format(x=x))
     lo.barrier()
+    layout, out = result.layout, lo.ctype(result.dtype)
     if use_unit:
         c_buf = _matrix_unit_tiles(lo, unit, m, n, k, a_buf, b_buf, lo.ctype(stage_dtype))
         lo.slot_loop(layout)
-        lo.emit(
-            f"{result.name}[i] = static_cast<{lo.ctype(result.dtype)}>({acc.at()} + {c_buf}[{layout.flat_index('i')}]);"
-        )
+        lo.emit(f"{result.name}[i] = static_cast<{out}>({acc.at()} + {c_buf}[{layout.flat_index('i')}]);")
         lo.close()
     else:
         lo.slot_loop(layout)
@@ -77,40 +81,55 @@ def _lower_dot(lo: Lowering, op: ir.Op) -> None:
         lo.emit(f"const int row = e / {n}, col = e % {n};")
         lo.emit(f"{lo.ctype(stage_dtype)} sum = 0;")
         lo.emit(f"for (int kk = 0; kk < {k}; ++kk) sum += {a_buf}[row * {k} + kk] * {b_buf}[kk * {n} + col];")
-        lo.emit(f"{result.name}[i] = static_cast<{lo.ctype(result.dtype)}>({acc.at()} + sum);")
+        lo.emit(f"{result.name}[i] = static_cast<{out}>({acc.at()} + sum);")
         lo.close()
     lo.close()  # no trailing barrier: the next writer of threadgroup memory starts with one
 
 
-def _dot_fragments(
-    lo: Lowering,
-    unit: MatrixUnit,
-    dot: ir.Op,
-    acc: Entity,
-    result: Entity,
-    layout: MmaLayout,
-) -> None:
+def _dot_fragments(lo: Lowering, dot: ir.Op, acc: Entity, result: Entity, layout: MmaLayout) -> None:
     """result = acc + A @ B with the result's slots as the accumulator fragments.
 
     A and B are staged in threadgroup memory with padded rows; each warp then loads, per
     k-step (16 for halves, 8 for TF32), one A fragment per 16-row tile and one B fragment per
     8-column tile of its region and multiplies every pair.
     """
+    unit = lo.d.matrix
     frag = unit.fragments
+    a_v = dot.operands[0]
+    tf32 = a_v.type.elem == T.float32
+    lo.open()
+    a_buf, b_buf = _fragment_operands(lo, dot)
+    lo.emit(f"for (int i = 0; i < {layout.slots}; ++i) {result.name}[i] = {acc.at()};")
+    tiles_m, tiles_n = layout.tiles_m, layout.tiles_n
+    lo.open(f"for (int kk = 0; kk < {a_v.type.shape[1]}; kk += {8 if tf32 else unit.k})")
+    lo.emit(f"unsigned int fa[{4 * tiles_m}], fb[{2 * tiles_n}];")
+    _load_a_fragments(lo, dot, layout, a_buf)
+    _load_b_fragments(lo, dot, layout, b_buf)
+    t = lo.ctype(a_v.type.elem)
+    mma = frag.mma_tf32 if tf32 else frag.mma
+    for mi in range(tiles_m):
+        for ni in range(tiles_n):
+            c = f"{result.name} + {4 * (mi * tiles_n + ni)}"
+            lo.emit(mma.format(c=c, a=f"fa + {4 * mi}", b=f"fb + {2 * ni}", t=t))
+    lo.close()
+    lo.close()  # no trailing barrier: the next writer of threadgroup memory starts with one
+
+
+def _fragment_operands(lo: Lowering, dot: ir.Op) -> tuple[str, str]:
+    """Where a fragment dot's A and B sit in threadgroup memory, as C pointers: operands a
+    pipelined loop prefetched in its current stage, the others staged here (a deferred load
+    copied from global memory, a value in registers written out), between barriers. A B given
+    as tl.trans of an (n, k) load is staged as loaded."""
+    frag = lo.d.matrix.fragments
     a_v, b_v = dot.operands[:2]
     (m, k), n = a_v.type.shape, b_v.type.shape[1]
     in_dtype = a_v.type.elem
-    tf32 = in_dtype == T.float32
-    row_piece = 16 // in_dtype.itemsize  # elements in the 16 bytes ldmatrix reads of a row
-    # (for TF32, B's rows are padded by 32 bytes: the element reads of a B fragment hit 32 banks)
     lda, ldb = fragment_strides(dot, frag)
-    lo.open()
-    # operands a pipelined loop prefetched sit in its current stage; the others are staged here
+    b_load = lo.dots.transposed.get(id(b_v))
+    b_tile = (b_load.result, k, lda, n) if b_load is not None else (b_v, n, ldb, k)
     staged = []
     bufs = []
     offset = 0
-    b_load = lo.dots.transposed.get(id(b_v))  # B given as tl.trans of an (n, k) tile, staged as loaded
-    b_tile = (b_load.result, k, lda, n) if b_load is not None else (b_v, n, ldb, k)
     for v, cols, ld, rows in ((a_v, k, lda, m), b_tile):
         pipelined = lo.dots.stage_tiles.get(id(v))
         if pipelined is not None:
@@ -120,8 +139,6 @@ def _dot_fragments(
         bufs.append(lo.scratch(in_dtype, rows * ld, offset))
         offset += array_bytes(in_dtype, rows * ld)
         staged.append((v, bufs[-1], cols, ld))
-    ldb = b_tile[2]
-    a_buf, b_buf = bufs
     if staged:
         lo.barrier()
     for v, buf, cols, ld in staged:
@@ -134,33 +151,48 @@ def _dot_fragments(
         lo.emit(frag.copy_wait)
     if staged:
         lo.barrier()
-    lo.emit(f"for (int i = 0; i < {layout.slots}; ++i) {result.name}[i] = {acc.at()};")
-    tiles_m, tiles_n = layout.tiles_m, layout.tiles_n
+    a_buf, b_buf = bufs
+    return a_buf, b_buf
+
+
+def _load_a_fragments(lo: Lowering, dot: ir.Op, layout: MmaLayout, a_buf: str) -> None:
+    """Loads this k-step's A fragment of each of the warp's 16-row tiles into `fa`."""
+    frag = lo.d.matrix.fragments
+    a_v = dot.operands[0]
+    m, elem = a_v.type.shape[0], a_v.type.elem
+    row_piece = 16 // elem.itemsize  # elements in the 16 bytes ldmatrix reads of a row
+    lda, _ = fragment_strides(dot, frag)
+    load = frag.load_a_tf32 if elem == T.float32 else frag.load_a
     row0 = f"(warp / {layout.warps_n}) * {m // layout.warps_m}"
-    col0 = f"(warp % {layout.warps_n}) * {n // layout.warps_n}"
-    lo.open(f"for (int kk = 0; kk < {k}; kk += {8 if tf32 else unit.k})")
-    lo.emit(f"unsigned int fa[{4 * tiles_m}], fb[{2 * tiles_n}];")
-    for mi in range(tiles_m):
+    for mi in range(layout.tiles_m):
         p = f"{a_buf} + ({row0} + {16 * mi} + lane % 16) * {lda} + kk + (lane / 16) * {row_piece}"
-        lo.emit((frag.load_a_tf32 if tf32 else frag.load_a).format(r=f"fa + {4 * mi}", p=p))
+        lo.emit(load.format(r=f"fa + {4 * mi}", p=p))
 
-    def b_tiles(pair: str, single: str, address: Callable[[int, bool], str]) -> None:
-        """B fragments two 8-column tiles per load (`pair`, 4 registers), the odd last one
-        alone (`single`); `address(ni, paired)` is what lane l passes for tile ni."""
-        for ni in range(0, tiles_n - 1, 2):
-            lo.emit(pair.format(r=f"fb + {2 * ni}", p=address(ni, True)))
-        if tiles_n % 2:
-            lo.emit(single.format(r=f"fb + {2 * (tiles_n - 1)}", p=address(tiles_n - 1, False)))
 
-    if b_load is not None:
-        # rows of B's transpose: lane l passes row l % 8 of the n-tile 8 * (l / 16) further on,
-        # at k-offset l / 8 % 2 (8 halves or 4 floats): (B[k][g], B[k+1][g]) pairs are row g's
-        b_tiles(
+def _load_b_fragments(lo: Lowering, dot: ir.Op, layout: MmaLayout, b_buf: str) -> None:
+    """Loads this k-step's B fragment of each of the warp's 8-column tiles into `fb`: from
+    B's staged transpose, from row-major B in TF32 (element reads), or by `ldmatrix.trans`."""
+    frag = lo.d.matrix.fragments
+    a_v, b_v = dot.operands[:2]
+    elem, n = a_v.type.elem, b_v.type.shape[1]
+    tf32 = elem == T.float32
+    row_piece = 16 // elem.itemsize
+    # (for TF32, B's rows are padded by 32 bytes: the element reads of a B fragment hit 32 banks)
+    lda, ldb = fragment_strides(dot, frag)
+    tiles_n = layout.tiles_n
+    col0 = f"(warp % {layout.warps_n}) * {n // layout.warps_n}"
+    if id(b_v) in lo.dots.transposed:
+        # rows of B's transpose (staged with A's row stride): lane l passes row l % 8 of the
+        # n-tile 8 * (l / 16) further on, at k-offset l / 8 % 2 (8 halves or 4 floats):
+        # (B[k][g], B[k+1][g]) pairs are row g's
+        _paired_b_tiles(
+            lo,
+            tiles_n,
             frag.load_a,
             frag.load_bt,
             lambda ni, paired: (
                 f"{b_buf} + ({col0} + {8 * ni}{' + (lane / 16) * 8' if paired else ''} + lane % 8)"
-                f" * {ldb} + kk + ((lane / 8) % 2) * {row_piece}"
+                f" * {lda} + kk + ((lane / 8) % 2) * {row_piece}"
             ),
         )
         if tf32:
@@ -170,7 +202,9 @@ def _dot_fragments(
             p = f"{b_buf} + kk * {ldb} + {col0} + {8 * ni}"
             lo.emit(frag.load_b_tf32.format(r=f"fb + {2 * ni}", p=p, ld=ldb))
     else:
-        b_tiles(
+        _paired_b_tiles(
+            lo,
+            tiles_n,
             frag.load_b2,
             frag.load_b,
             lambda ni, paired: (
@@ -178,14 +212,17 @@ def _dot_fragments(
                 + (" + (lane / 16) * 8" if paired else "")
             ),
         )
-    t = lo.ctype(in_dtype)
-    mma = frag.mma_tf32 if tf32 else frag.mma
-    for mi in range(tiles_m):
-        for ni in range(tiles_n):
-            c = f"{result.name} + {4 * (mi * tiles_n + ni)}"
-            lo.emit(mma.format(c=c, a=f"fa + {4 * mi}", b=f"fb + {2 * ni}", t=t))
-    lo.close()
-    lo.close()  # no trailing barrier: the next writer of threadgroup memory starts with one
+
+
+def _paired_b_tiles(
+    lo: Lowering, tiles_n: int, pair: str, single: str, address: Callable[[int, bool], str]
+) -> None:
+    """B fragments two 8-column tiles per load (`pair`, 4 registers), the odd last one alone
+    (`single`); `address(ni, paired)` is what lane l passes for tile ni."""
+    for ni in range(0, tiles_n - 1, 2):
+        lo.emit(pair.format(r=f"fb + {2 * ni}", p=address(ni, True)))
+    if tiles_n % 2:
+        lo.emit(single.format(r=f"fb + {2 * (tiles_n - 1)}", p=address(tiles_n - 1, False)))
 
 
 def stage_operand(

@@ -16,6 +16,8 @@ from ..render import combiner_kind
 from ..shared_memory import array_bytes
 from .cooperative import (
     acc_dtypes,
+    declare,
+    fold,
     group_element,
     group_geometry,
     per_warp_buffers,
@@ -31,17 +33,27 @@ if TYPE_CHECKING:
 def _lower_scan(lo: Lowering, op: ir.Op) -> None:
     inputs = [lo.get(v) for v in op.operands]
     dtypes = acc_dtypes(op.regions[0], [e.dtype for e in inputs])
-    shape = op.operands[0].type.shape
-    outer, length, inner = group_geometry(shape, op.attrs["axis"])
-    groups = outer * inner
-    reverse = op.attrs.get("reverse", False)
-    region = op.regions[0]
-    threads = lo.threads
+    outer, _, inner = group_geometry(op.operands[0].type.shape, op.attrs["axis"])
     results = [lo.new_entity(r) for r in op.results]
     layout = inputs[0].layout
-    if groups == 1 and inner == 1 and not reverse and isinstance(layout, Layout) and not layout.replicated:
+    whole_block = outer * inner == 1 and not op.attrs.get("reverse", False)
+    if whole_block and isinstance(layout, Layout) and not layout.replicated:
         _scan_in_registers(lo, op, inputs, results, dtypes)
-        return
+    else:
+        _scan_staged(lo, op, inputs, results, dtypes)
+
+
+def _scan_staged(
+    lo: Lowering, op: ir.Op, inputs: list[Entity], results: list[Entity], dtypes: list[T.DType]
+) -> None:
+    """A scan through threadgroup memory: the inputs are staged and scanned in place, each
+    group by one thread, or in chunks by a run of lanes whose chunk totals are combined by
+    an exclusive scan across the lanes and added to each chunk."""
+    region = op.regions[0]
+    outer, length, inner = group_geometry(op.operands[0].type.shape, op.attrs["axis"])
+    groups = outer * inner
+    reverse = op.attrs.get("reverse", False)
+    threads = lo.threads
     lo.open()
     bufs, offset = stage_all(lo, op.operands)
 
@@ -51,8 +63,7 @@ def _lower_scan(lo: Lowering, op: ir.Op) -> None:
 
     def scan_run(g: str, start: str, count: str, totals: list[str]) -> None:
         """Inclusive scan of positions [start, start + count) of group g, in place."""
-        for t, first, dt in zip(totals, at(g, start), dtypes):
-            lo.emit(f"{lo.ctype(dt)} {t} = {first};")
+        declare(lo, totals, at(g, start), dtypes)
         lo.open(f"for (int q = {start} + 1; q < {start} + {count}; ++q)")
         out = lo.combine(region, totals, at(g, "q"), dtypes)
         for t, v, cell, e in zip(totals, out, at(g, "q"), inputs):
@@ -98,7 +109,7 @@ def _scan_in_registers(
     threads (SIMD shuffles, then across warps), prefix the carry of the stretches before."""
     region = op.regions[0]
     layout = inputs[0].layout
-    vec, threads = layout.vec, lo.threads
+    vec = layout.vec
     lo.open()
     lo.emit("const int p = tid;")
     regs = [lo.fresh("r") for _ in inputs]
@@ -108,14 +119,13 @@ def _scan_in_registers(
     carry = [lo.fresh("carry") for _ in inputs]
     for c, dt in zip(carry, dtypes):
         lo.emit(f"{lo.ctype(dt)} {c};")
-    carry_offset = sum(array_bytes(dt, lo.warps) for dt in dtypes)  # after the per-warp totals
     for k in range(layout.reps):
         first, last = k * vec, k * vec + vec - 1
         for j in range(first + 1, last + 1):
             out = lo.combine(region, [f"{r}[{j - 1}]" for r in regs], [f"{r}[{j}]" for r in regs], dtypes)
             for r, v in zip(regs, out):
                 lo.emit(f"{r}[{j}] = {v};")
-        excl = _exclusive_lane_scan(lo, op, [f"{r}[{last}]" for r in regs], dtypes, threads, 0)
+        excl = _exclusive_lane_scan(lo, op, [f"{r}[{last}]" for r in regs], dtypes, lo.threads, 0)
         if k:  # the stretches before this one come first
             with_carry = lo.combine(region, carry, excl, dtypes)
             prefix = [f"(tid > 0 ? {w} : {c})" for w, c in zip(with_carry, carry)]
@@ -133,33 +143,43 @@ def _scan_in_registers(
         for r, v in zip(regs, out):
             lo.emit(f"{r}[j] = {v};")
         lo.close()
-        if k + 1 < layout.reps and lo.warps > 1:
-            # the carry grows by the stretch's total: the combined per-warp totals the lane scan
-            # published (no barrier: the next writer of threadgroup memory starts with one)
-            warp_totals = per_warp_buffers(lo, dtypes, 0)
-            totals = [lo.fresh("tot") for _ in regs]
-            for t, buf, dt in zip(totals, warp_totals, dtypes):
-                lo.emit(f"{lo.ctype(dt)} {t} = {buf}[0];")
-            lo.open(f"for (int w = 1; w < {lo.warps}; ++w)")
-            for t, v in zip(totals, lo.combine(region, totals, [f"{b}[w]" for b in warp_totals], dtypes)):
-                lo.emit(f"{t} = {v};")
-            lo.close()
-            new_carry = lo.combine(region, carry, totals, dtypes) if k else totals
-            for c, v in zip(carry, new_carry):
-                lo.emit(f"{c} = {v};")
-        elif k + 1 < layout.reps:  # one warp: the last thread's inclusive value, through memory
-            bufs = [lo.scratch(dt, 1, carry_offset + 16 * n) for n, dt in enumerate(dtypes)]
-            lo.barrier()
-            for buf, r in zip(bufs, regs):
-                lo.emit(f"if (tid == {threads - 1}) {buf}[0] = {r}[{last}];")
-            lo.barrier()
-            for c, buf in zip(carry, bufs):
-                lo.emit(f"{c} = {buf}[0];")
+        if k + 1 < layout.reps:
+            _grow_carry(lo, region, carry, [f"{r}[{last}]" for r in regs], dtypes, first=not k)
     for res, r in zip(results, regs):
         lo.emit(
             f"for (int i = 0; i < {layout.slots}; ++i) {res.name}[i] = static_cast<{lo.ctype(res.dtype)}>({r}[i]);"
         )
     lo.close()
+
+
+def _grow_carry(
+    lo: Lowering, region: ir.Block, carry: list[str], last: list[str], dtypes: list[T.DType], first: bool
+) -> None:
+    """Adds the stretch just scanned to the carry (sets it, after the `first` stretch).
+
+    With several warps, the stretch's total is the combination of the per-warp totals the
+    lane scan published (no barrier: the next writer of threadgroup memory starts with one).
+    With one warp, it is the last thread's inclusive value `last`, passed through memory.
+    """
+    if lo.warps > 1:
+        warp_totals = per_warp_buffers(lo, dtypes, 0)
+        totals = [lo.fresh("tot") for _ in carry]
+        declare(lo, totals, [f"{buf}[0]" for buf in warp_totals], dtypes)
+        lo.open(f"for (int w = 1; w < {lo.warps}; ++w)")
+        fold(lo, region, totals, [f"{b}[w]" for b in warp_totals], dtypes)
+        lo.close()
+        new_carry = totals if first else lo.combine(region, carry, totals, dtypes)
+        for c, v in zip(carry, new_carry):
+            lo.emit(f"{c} = {v};")
+        return
+    carry_offset = sum(array_bytes(dt, lo.warps) for dt in dtypes)  # after the per-warp totals
+    bufs = [lo.scratch(dt, 1, carry_offset + 16 * n) for n, dt in enumerate(dtypes)]
+    lo.barrier()
+    for buf, value in zip(bufs, last):
+        lo.emit(f"if (tid == {lo.threads - 1}) {buf}[0] = {value};")
+    lo.barrier()
+    for c, buf in zip(carry, bufs):
+        lo.emit(f"{c} = {buf}[0];")
 
 
 def _exclusive_lane_scan(
@@ -184,8 +204,7 @@ def _exclusive_lane_scan(
         if lanes == 32:
             return [excl]
         return _cross_warp_prefix(lo, region, [excl], incl, dtypes, offset)
-    for name, t, dt in zip(incl, totals, dtypes):
-        lo.emit(f"{lo.ctype(dt)} {name} = {t};")
+    declare(lo, incl, totals, dtypes)
     d = 1
     while d < width:
         ups = []
@@ -218,12 +237,9 @@ def _cross_warp_prefix(
     bufs = publish_per_warp(lo, incl, dtypes, offset, lane=31)  # each warp's inclusive total
     first = "(warp - p / 32)"
     pre = [lo.fresh("pw") for _ in excl]
-    for name, buf, dt in zip(pre, bufs, dtypes):
-        lo.emit(f"{lo.ctype(dt)} {name} = {buf}[{first}];")
+    declare(lo, pre, [f"{buf}[{first}]" for buf in bufs], dtypes)
     lo.open(f"for (int w = {first} + 1; w < warp; ++w)")
-    out = lo.combine(region, pre, [f"{b}[w]" for b in bufs], dtypes)
-    for name, v in zip(pre, out):
-        lo.emit(f"{name} = {v};")
+    fold(lo, region, pre, [f"{b}[w]" for b in bufs], dtypes)
     lo.close()
     combined = lo.combine(region, pre, excl, dtypes)
     final = []
