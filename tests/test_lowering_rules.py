@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -102,6 +106,17 @@ def test_a_missing_lowering_rule_is_reported_by_name() -> None:
         registry.check_complete(RULES, {"exp": "no reason"})
     with pytest.raises(AssertionError, match="lowering rules for `gather`, which are not IR ops"):
         registry.check_complete({**RULES, "gather": RULES["load"]}, UNSUPPORTED)
+
+
+def test_the_rules_import_without_the_driver() -> None:
+    # the rules see `Lowering` only as a type: importing them does not import lowering.py
+    code = (
+        "import sys, mtriton.backends.cstyle.rules; "
+        "assert 'mtriton.backends.cstyle.lowering' not in sys.modules"
+    )
+    root = str(Path(mtriton.__file__).parents[1])  # this checkout, not an installed copy
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
 
 
 def test_a_missing_interpreter_rule_is_reported_by_name() -> None:
