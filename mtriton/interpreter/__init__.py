@@ -5,9 +5,12 @@ against. `execute` runs all programs of a launch at once, vectorized over a
 leading program dimension; see `executor.py` for the execution model.
 """
 
-# The rule modules register themselves with `executes` on import.
-from . import control, debug, elementwise, memory, reductions  # noqa: F401
+from . import control, debug, elementwise, memory, reductions  # each registers its rules with @executes
 from .executor import MAX_ELEMENTS, execute
-from .machine import InterpreterError
+from .machine import EXECUTORS, InterpreterError, check_complete
+
+# Every IR op has a rule (as `ir/verifier.py` checks its arity table): a new op cannot be
+# added to the vocabulary without its semantics.
+check_complete(EXECUTORS)
 
 __all__ = ["MAX_ELEMENTS", "InterpreterError", "execute"]

@@ -13,7 +13,7 @@ every side effect ANDs `active` into its lane mask.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ import numpy as np
 from mtriton.dtypes import IR_TO_MX
 from mtriton.errors import MTritonError
 from mtriton.ir import Block, DType, Op, PointerType, Value, walk
-from mtriton.ir.core import TERMINATORS
+from mtriton.ir.core import ALL_OPS, TERMINATORS
 
 
 class InterpreterError(MTritonError):
@@ -176,7 +176,7 @@ class Launch:
 
 
 Executor = Callable[["Frame", Op, list[Any]], Any]
-_EXECUTORS: dict[str, Executor] = {}
+EXECUTORS: dict[str, Executor] = {}
 
 
 def executes(*names: str) -> Callable[[Executor], Executor]:
@@ -188,11 +188,31 @@ def executes(*names: str) -> Callable[[Executor], Executor]:
 
     def register(fn: Executor) -> Executor:
         for name in names:
-            assert name not in _EXECUTORS, f"two interpreter rules for {name!r}"
-            _EXECUTORS[name] = fn
+            assert name not in EXECUTORS, f"two interpreter rules for {name!r}"
+            EXECUTORS[name] = fn
         return fn
 
     return register
+
+
+def check_complete(executors: Mapping[str, Executor]) -> None:
+    """Raises AssertionError naming every IR op with no `executes` rule and every rule for
+    a name that is not an IR op or is a terminator (`Frame.run` handles those)."""
+    problems = []
+    missing = ALL_OPS - TERMINATORS - executors.keys()
+    if missing:
+        problems.append(f"no interpreter rule for {_names(missing)}: add one with @executes")
+    unexpected = executors.keys() - (ALL_OPS - TERMINATORS)
+    if unexpected:
+        problems.append(
+            f"interpreter rules for {_names(unexpected)}, which are not IR ops or are terminators"
+        )
+    if problems:
+        raise AssertionError("; ".join(problems))
+
+
+def _names(ops: set[str]) -> str:
+    return ", ".join(f"`{name}`" for name in sorted(ops))
 
 
 def pack(op: Op, values: Sequence[Runtime]) -> Any:
@@ -277,7 +297,7 @@ class Frame:
         return []
 
     def _execute(self, op: Op, operands: list[Runtime]) -> Any:
-        rule = _EXECUTORS.get(op.name)
+        rule = EXECUTORS.get(op.name)
         if rule is None:
             raise InterpreterError(f"the interpreter cannot execute `{op.name}` at {op.loc}")
         try:

@@ -12,77 +12,35 @@ threadgroup memory. Reductions, scans and `dot` stage their inputs in
 threadgroup memory and work cooperatively; see each `_lower_*` rule. Every sequence
 of writes to threadgroup memory starts with a barrier, so readers need none after them.
 
-Rules are registered per op name with `@lowers(...)`; `Lowering.run` walks the
-IR and calls them. Each emitted statement carries a `// file.py:line` comment.
+This module is the driver: `Lowering` holds the state of one kernel's lowering (the
+entities of the values lowered so far, the lines written, threadgroup memory in use)
+and the helpers rules share. The rules themselves live in `rules/`, one module per
+op family, registered per op name with `@lowers(...)` (`registry.py`); `Lowering.run`
+walks the IR and calls them. The tensor-core plan (`dot_plan.py`) is made before.
+Each emitted statement carries a `// file.py:line` comment.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ... import ir
-from ...errors import OutOfResources, UnsupportedError
+from ...errors import CompilationError, OutOfResources, UnsupportedError
 from ...ir import types as T
 from .axis_info import AxisInfoAnalysis
 from .dialect import Dialect
-from .layout import Layout, MmaLayout, mma_layout, ravel, unravel
-from .pipeline import RESERVED_BYTES, Pipeline, Tile, plan_loop
-
-RULES: dict[str, Callable[[Lowering, ir.Op], None]] = {}
-COMBINERS = ("add", "mul", "maximum", "minimum", "and", "or", "xor")
-
-
-def lowers(*names: str) -> Callable[[Callable[[Lowering, ir.Op], None]], Callable[[Lowering, ir.Op], None]]:
-    def deco(fn: Callable[[Lowering, ir.Op], None]) -> Callable[[Lowering, ir.Op], None]:
-        for name in names:
-            RULES[name] = fn
-        return fn
-
-    return deco
-
-
-@dataclass
-class Entity:
-    """How an IR value lives in the generated code.
-
-    Attributes:
-        name: C variable (scalar) or array (block); for pointers, the offset in elements.
-        dtype: element type (for pointers, the pointee type).
-        layout: None for scalars.
-        base: for pointers, the C name of the kernel argument they point into.
-    """
-
-    name: str
-    dtype: T.DType
-    layout: Layout | MmaLayout | None = None
-    base: str | None = None
-    wide: bool = False  # pointer offsets need 64 bits
-    uniform: bool = False  # a block whose elements all equal the scalar expression `name`
-    deferred: ir.Op | None = None  # a load the `dot` using it performs (`Lowering.deferred`)
-
-    def at(self, slot: str = "i") -> str:
-        return self.name if self.layout is None or self.uniform else f"{self.name}[{slot}]"
-
+from .dot_plan import plan_dots
+from .entity import Entity
+from .layout import Layout, MmaLayout, ravel, unravel
+from .render import combiner_kind, literal, render
+from .rules import RULES, UNSUPPORTED
+from .shared_memory import align16, array_bytes
 
 PURE_OPS = ir.BINARY_OPS | ir.UNARY_OPS | {
     "constant", "arange", "splat", "broadcast", "expand_dims", "reshape", "permute", "cast",
     "cmp", "where", "fma", "addptr", "assume",
 }  # fmt: skip
-
-
-def combiner_kind(region: ir.Block) -> str | None:
-    """`add`/`maximum`/... when a combine region is exactly one such op on its two args."""
-    if len(region.args) != 2 or len(region.ops) != 2:
-        return None
-    op, term = region.ops
-    if op.name in COMBINERS and op.operands == region.args and term.operands == [op.result]:
-        return op.name
-    if op.name in COMBINERS and op.operands == region.args[::-1] and term.operands == [op.result]:
-        return op.name
-    return None
 
 
 class Lowering:
@@ -99,32 +57,18 @@ class Lowering:
         self.env: dict[int, Entity] = {}
         self.defs: dict[int, ir.Op] = {}
         self.counter = 0
-        self.loc = ""
-        self.shared_bytes = 0
+        self.comment = ""  # `file.py:line` of the op being lowered, after each statement
+        self.op_loc = ir.UNKNOWN_LOC  # where errors point: the op whose rule is running
         self.arg_names = arg_names
         self.written_bases: set[str] = set()
         self.atomic_bases: set[str] = set()
         self.prologue: dict[str, str] = {}  # name -> statement, placed before the body
-        self.mma_layouts = self._mma_layouts()
-        self.uses: dict[int, int] = {}  # uses of each value, by id
+        uses: dict[int, int] = {}  # operands reading each value, by id
         for op in ir.walk(fn.body):
             for v in op.operands:
-                self.uses[id(v)] = self.uses.get(id(v), 0) + 1
-        # `dot` operands given as tl.trans(x), by the id of the transposed value: the dot stages
-        # x itself, transposed on the way (the transpose runs no code of its own)
-        self.transposes = self._dot_transposes()
-        # of those, a fragment dot's B whose x is a deferred [n, k] load: the tile is staged as
-        # loaded and read by ldmatrix without .trans
-        self.transposed: dict[int, ir.Op] = {}
-        self.deferred = self._deferred_loads()
-        # pipelined loops by id, and their staged tiles by the id of the load they hold; the
-        # stages sit at the start of threadgroup memory, scratch after them
-        self.pipelines: dict[int, Pipeline] = {}
-        self.stage_tiles: dict[int, tuple[Pipeline, Tile]] = {}
-        self.scratch_base = self._plan_pipelines()
-        self.shared_bytes = self.scratch_base
-        # a load several dots read as A stays deferred only where a pipeline stages it once
-        self.deferred -= self.shared_operands - set(self.stage_tiles)
+                uses[id(v)] = uses.get(id(v), 0) + 1
+        self.dots = plan_dots(fn, dialect, self.threads, int(fn.attrs.get("num_stages", 1)), uses)
+        self.shared_bytes = self.dots.scratch_base
 
     @property
     def atomic(self) -> set[str]:
@@ -144,7 +88,7 @@ class Lowering:
         return f"{prefix}{self.counter}"
 
     def emit(self, line: str) -> None:
-        comment = f"  // {self.loc}" if self.loc else ""
+        comment = f"  // {self.comment}" if self.comment else ""
         self.lines.append("  " * self.depth + line + comment)
 
     def open(self, header: str = "") -> None:
@@ -162,174 +106,7 @@ class Lowering:
     def layout_of(self, v: ir.Value) -> Layout | MmaLayout | None:
         if not v.type.shape:
             return None
-        return self.mma_layouts.get(v.type.numel) or Layout(v.type.numel, self.threads, self.d.max_vec)
-
-    def _fragment_shape(self, dot: ir.Op) -> tuple[int, int] | None:
-        """(m, n) of a `dot` the matrix unit can run on register fragments (f16/bf16 inputs, or
-        f32 ones under input_precision "tf32"; an f32 result; k a multiple of the k-step),
-        else None."""
-        a, b = dot.operands[:2]
-        if len(a.type.shape) != 2 or dot.result.type.elem != T.float32:
-            return None
-        k_step = self.fragment_k(dot)
-        return None if k_step is None or a.type.shape[1] % k_step else (a.type.shape[0], b.type.shape[1])
-
-    def fragment_k(self, dot: ir.Op) -> int | None:
-        """The k-step of one tensor-core instruction for `dot`'s inputs, if there is one."""
-        unit, elem = self.d.matrix, dot.operands[0].type.elem
-        if elem.short in unit.inputs:
-            return unit.k
-        tf32 = dot.attrs.get("input_precision") == "tf32" and unit.fragments.mma_tf32 is not None
-        return 8 if elem == T.float32 and tf32 else None
-
-    def _mma_layouts(self) -> dict[int, MmaLayout]:
-        """Element counts whose values take the accumulator layout of a `dot` that runs on
-        register fragments (the first such dot of each count decides its shape)."""
-        if self.d.matrix is None or self.d.matrix.fragments is None:
-            return {}
-        layouts: dict[int, MmaLayout] = {}
-        for op in ir.walk(self.fn.body):
-            if op.name == "dot" and op.result.type.numel not in layouts:
-                shape = self._fragment_shape(op)
-                layout = mma_layout(*shape, self.threads) if shape else None
-                if layout is not None:
-                    layouts[layout.numel] = layout
-        return layouts
-
-    def fragment_layout(self, dot: ir.Op) -> MmaLayout | None:
-        """The accumulator layout `dot` runs in on register fragments, if it does."""
-        layout = self.mma_layouts.get(dot.result.type.numel)
-        if layout is None or self._fragment_shape(dot) != (layout.m, layout.n):
-            return None
-        return layout
-
-    def fragment_strides(self, dot: ir.Op) -> tuple[int, int]:
-        """Elements between the staged rows of a fragment dot's A and B: A's rows padded by 16
-        bytes (ldmatrix without bank conflicts), B's by the dialect's `pad` elements."""
-        a, b = dot.operands[:2]
-        return a.type.shape[1] + 16 // a.type.elem.itemsize, b.type.shape[1] + self.d.matrix.fragments.pad
-
-    def _plan_pipelines(self) -> int:
-        """Plans the loops whose dot operands are prefetched `num_stages - 1` iterations ahead
-        (`pipeline.py`); returns the bytes their tiles take. A dot operand from outside such a
-        loop is staged once, before it. Stages are dropped where they would leave less than
-        RESERVED_BYTES of threadgroup memory for the rest (a loop left with fewer than two runs
-        unpipelined)."""
-        stages = int(self.fn.attrs.get("num_stages", 1))
-        frag = self.d.matrix.fragments if self.d.matrix is not None else None
-        if stages < 2 or not self.deferred or frag is None or frag.copy_wait_group is None:
-            return 0
-        base = 0
-        for loop in ir.walk(self.fn.body):
-            plan = plan_loop(loop, self.deferred, stages) if loop.name == "for" else None
-            if plan is None:
-                continue
-            body = loop.regions[0]
-            inside = {id(a) for a in body.args} | {id(r) for op in body.ops for r in op.results}
-            prefetched = {id(load.result) for load in plan.loads}
-            staged: dict[int, tuple[ir.Value, int, int, int]] = {}  # per stage: value, rows, cols, ld
-            once: dict[int, tuple[ir.Value, int, int, int]] = {}
-            for dot in (op for op in body.ops if op.name == "dot" and self.fragment_layout(op) is not None):
-                (m, k), n = dot.operands[0].type.shape, dot.operands[1].type.shape[1]
-                lda, ldb = self.fragment_strides(dot)
-                for v, shape in zip(dot.operands[:2], ((m, k, lda), (k, n, ldb))):
-                    load = self.transposed.get(id(v))
-                    if load is not None:  # staged as loaded: n rows of k
-                        v, shape = load.result, (n, k, lda)
-                    if id(v) in prefetched:
-                        staged[id(v)] = (v, *shape)
-                    elif id(v) not in inside:
-                        once[id(v)] = (v, *shape)
-            # the region: the tiles staged once, then stage 0 of the prefetched ones, then stage 1...
-            tiles: dict[int, Tile] = {}
-            end = stage0 = base
-            for group, per_stage in ((once, False), (staged, True)):
-                stage0 = end
-                for key, (v, rows, cols, ld) in group.items():
-                    tiles[key] = Tile(end, cols, ld, v.type.elem, per_stage)
-                    end += _align16(rows * ld * v.type.elem.itemsize)
-            size = end - stage0
-            if not size:
-                continue
-            plan.stages = min(stages, (self.d.max_shared_bytes - RESERVED_BYTES - stage0) // size)
-            if plan.stages < 2:
-                continue
-            plan.stage_bytes = size
-            plan.invariant = [v for v, *_ in once.values()]
-            for key, tile in tiles.items():
-                self.stage_tiles[key] = (plan, tile)
-            self.pipelines[id(loop)] = plan
-            base = stage0 + plan.stages * size
-        return base
-
-    def _dot_transposes(self) -> dict[int, ir.Value]:
-        """2-D `permute`s used only as a `dot` operand, to their source."""
-        defs = {id(r): op for op in ir.walk(self.fn.body) for r in op.results}
-        found = {}
-        for op in ir.walk(self.fn.body):
-            if op.name != "dot" or len(op.operands[0].type.shape) != 2:
-                continue
-            for v in op.operands[:2]:
-                src = defs.get(id(v))
-                if (
-                    src is not None
-                    and src.name == "permute"
-                    and tuple(src.attrs["order"]) == (1, 0)
-                    and self.uses[id(v)] == 1
-                ):
-                    found[id(v)] = src.operands[0]
-        return found
-
-    def _deferred_loads(self) -> set[int]:
-        """Loads whose only use is an operand of a fragment `dot` later in the same block (or,
-        for B, the `tl.trans` that is), with no memory write between them and nothing but zeros
-        for masked elements: the dot copies them from global to threadgroup memory itself,
-        through no registers. A load every use of which is the A of such a dot (fused SwiGLU's
-        x) is one too if a pipeline stages it (`shared_operands`)."""
-        self.shared_operands: set[int] = set()
-        if not self.mma_layouts or self.d.matrix.fragments is None:
-            return set()
-        uses = self.uses
-        a_uses: dict[int, int] = {}
-        zeros: set[int] = set()
-        for op in ir.walk(self.fn.body):
-            if op.name == "dot" and self.fragment_layout(op) is not None:
-                a_uses[id(op.operands[0])] = a_uses.get(id(op.operands[0]), 0) + 1
-            if (
-                op.name == "constant"
-                and op.attrs["value"] == 0
-                or (op.name in ("splat", "broadcast", "cast") and id(op.operands[0]) in zeros)
-            ):
-                zeros.add(id(op.result))
-        deferred: set[int] = set()
-        blocks = [self.fn.body, *(r for op in ir.walk(self.fn.body) for r in op.regions)]
-        for block in blocks:
-            pending: dict[int, ir.Op] = {}  # candidate loads by result id
-            transposes: dict[int, ir.Op] = {}  # tl.trans of a candidate, to its load
-            for op in block.ops:
-                if op.name == "dot" and self.fragment_layout(op) is not None:
-                    a, b = op.operands[:2]
-                    deferred |= {id(v) for v in (a, b) if id(v) in pending}
-                    if id(a) in pending and uses[id(a)] > 1:
-                        self.shared_operands.add(id(a))
-                    if id(b) in transposes:
-                        self.transposed[id(b)] = transposes[id(b)]
-                        deferred.add(id(transposes[id(b)].result))
-                if op.name in ir.SIDE_EFFECT_OPS or op.regions:
-                    pending.clear()  # a store may write what a pending load reads
-                    transposes.clear()
-                if (
-                    op.name == "permute"
-                    and id(op.result) in self.transposes
-                    and id(op.operands[0]) in pending
-                ):
-                    transposes[id(op.result)] = pending[id(op.operands[0])]
-                if op.name == "load" and op.result.type.shape:
-                    zero_other = len(op.operands) < 3 or id(op.operands[-1]) in zeros
-                    n_uses = uses.get(id(op.result), 0)
-                    if zero_other and (n_uses == 1 or n_uses == a_uses.get(id(op.result))):
-                        pending[id(op.result)] = op
-        return deferred
+        return self.dots.layouts.get(v.type.numel) or Layout(v.type.numel, self.threads, self.d.max_vec)
 
     def new_entity(
         self, v: ir.Value, base: str | None = None, dtype: T.DType | None = None, wide: bool = False
@@ -353,13 +130,14 @@ class Lowering:
     def scratch(self, dtype: T.DType, count: int, offset: int = 0) -> str:
         """A typed pointer to threadgroup scratch memory at byte `offset` (kept 16-aligned)."""
         size = dtype.itemsize if not dtype.is_bool() else 1
-        offset += self.scratch_base
+        offset += self.dots.scratch_base
         end = offset + size * count
-        self.shared_bytes = max(self.shared_bytes, _align16(end))
+        self.shared_bytes = max(self.shared_bytes, align16(end))
         if self.shared_bytes > self.d.max_shared_bytes:
-            raise OutOfResources(
-                f"{self.loc}: kernel needs {self.shared_bytes} bytes of threadgroup memory; "
-                f"{self.d.name} allows {self.d.max_shared_bytes}. Use smaller blocks."
+            raise self.error(
+                OutOfResources,
+                f"kernel needs {self.shared_bytes} bytes of threadgroup memory; "
+                f"{self.d.name} allows {self.d.max_shared_bytes}. Use smaller blocks.",
             )
         return self.shared_at(dtype, str(offset))
 
@@ -412,13 +190,25 @@ class Lowering:
             self.op(op)
 
     def op(self, op: ir.Op) -> None:
-        self.loc = f"{os.path.basename(op.loc.file)}:{op.loc.line}" if op.loc.line else ""
+        # the comment stays the last op's after a nested one (a region's) returns; errors
+        # point at the op whose rule raises them
+        self.comment = f"{os.path.basename(op.loc.file)}:{op.loc.line}" if op.loc.line else ""
+        outer, self.op_loc = self.op_loc, op.loc
         for r in op.results:
             self.defs[id(r)] = op
         rule = RULES.get(op.name)
         if rule is None:
-            raise UnsupportedError(f"{self.loc}: the {self.d.name} backend cannot lower `{op.name}` yet")
+            reason = UNSUPPORTED.get(op.name, "no lowering rule")
+            raise self.error(
+                UnsupportedError, f"the {self.d.name} backend cannot lower `{op.name}`: {reason}"
+            )
         rule(self, op)
+        self.op_loc = outer
+
+    def error(self, kind: type[CompilationError], message: str) -> CompilationError:
+        """A `kind` error pointing at the source line of the op being lowered."""
+        loc = self.op_loc
+        return kind(message, loc.file, loc.line, loc.col) if loc.line else kind(message)
 
     # ------------------------------------------------------------------ values at an index
 
@@ -439,7 +229,7 @@ class Lowering:
         if op.name == "arange":
             return f"({op.attrs['start']} + (int)({flat}))"
         if op.name == "constant":
-            return self.literal(op.attrs["value"], v.type.elem)
+            return literal(self.d, op.attrs["value"], v.type.elem)
         if op.name == "splat":
             return self.get(op.operands[0]).name
         if op.name in ("expand_dims", "reshape", "assume"):
@@ -447,7 +237,7 @@ class Lowering:
         if op.name in ("broadcast", "permute"):
             return self.expr_at(op.operands[0], self.source_index(op, flat))
         args = [self.expr_at(o, flat) for o in op.operands]
-        return self.render(op, args)
+        return render(self.d, op, args)
 
     def source_index(self, op: ir.Op, flat: str) -> str:
         """For broadcast/permute: the flat index in the source of result element `flat`."""
@@ -482,7 +272,7 @@ class Lowering:
                 staged.append(None)
                 continue
             buf = self.scratch(self.value_dtype(v), v.type.numel, offset)
-            offset += _align16(v.type.numel * max(1, self.value_dtype(v).itemsize))
+            offset += array_bytes(self.value_dtype(v), v.type.numel)
             self.stage_out(v, buf)
             staged.append(buf)
         if any(needs_stage):
@@ -512,96 +302,6 @@ class Lowering:
         self.emit(f"{buf}[{layout.flat_index('i')}] = {ent.at()};")
         self.close()
 
-    # ------------------------------------------------------------------ rendering
-
-    def literal(self, value: object, elem: T.ElemType) -> str:
-        dtype = elem if isinstance(elem, T.DType) else T.int32
-        if dtype.is_bool():
-            return "true" if value else "false"
-        if dtype.is_floating():
-            v = float(value)  # type: ignore[arg-type]
-            if math.isnan(v):
-                text = self.d.extra["nan"]
-            elif math.isinf(v):
-                text = self.d.extra["inf"] if v > 0 else f"(-{self.d.extra['inf']})"
-            else:
-                text = repr(v) + self.d.float_literal_suffix
-            return text if dtype == T.float32 else f"static_cast<{self.ctype(dtype)}>({text})"
-        v = int(value)  # type: ignore[arg-type]
-        if dtype.bits == 64:
-            return (
-                f"static_cast<{self.ctype(dtype)}>({v}LL)"
-                if dtype.is_signed()
-                else f"static_cast<{self.ctype(dtype)}>({v}ULL)"
-            )
-        if dtype.kind == "uint":
-            return f"static_cast<{self.ctype(dtype)}>({v}u)"
-        return f"static_cast<{self.ctype(dtype)}>({v})" if dtype.bits < 32 else str(v)
-
-    def render(self, op: ir.Op, args: list[str]) -> str:
-        """C expression for an elementwise op applied to operand expressions."""
-        name = op.name
-        elem = op.result.type.elem
-        if name == "addptr":
-            return f"({args[0]} + {args[1]})"
-        if name == "cmp":
-            sym = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}[op.attrs["pred"]]
-            return f"({args[0]} {sym} {args[1]})"
-        if name == "where":
-            return f"({args[0]} ? {args[1]} : {args[2]})"
-        if name == "cast":
-            return self.render_cast(args[0], op.operands[0].type.elem, elem)
-        if name == "bitcast":
-            return self.d.extra["bitcast"].format(t=self.ctype(elem), x=args[0])
-        if name == "assume":
-            return args[0]
-        ctype = self.ctype(elem)
-        symbols = {
-            "add": "+",
-            "sub": "-",
-            "mul": "*",
-            "div": "/",
-            "floordiv": "/",
-            "and": "&",
-            "or": "|",
-            "xor": "^",
-            "shl": "<<",
-            "shr": ">>",
-        }
-        if name == "mod" and not elem.is_floating():
-            return f"static_cast<{ctype}>({args[0]} % {args[1]})"
-        if name in symbols:
-            if elem.is_bool() and name in ("and", "or", "xor"):
-                return f"({args[0]} {symbols[name]} {args[1]})"
-            return f"static_cast<{ctype}>({args[0]} {symbols[name]} {args[1]})"
-        if name == "neg":
-            return f"static_cast<{ctype}>(-{args[0]})"
-        if name == "not":
-            return f"(!{args[0]})" if elem.is_bool() else f"static_cast<{ctype}>(~{args[0]})"
-        fn = self.d.math.get(name, name)
-        if name in ("maximum", "minimum", "abs") and not elem.is_floating():
-            fn = {"maximum": "max", "minimum": "min", "abs": "abs"}[name]
-            return f"static_cast<{ctype}>({fn}({', '.join(args)}))"
-        if elem == T.float32:
-            return f"{fn}({', '.join(args)})"
-        # half/bfloat math is computed in float and rounded once, as MLX does
-        inner = ", ".join(f"static_cast<float>({a})" for a in args)
-        return f"static_cast<{ctype}>({fn}({inner}))"
-
-    def render_cast(self, x: str, src: T.ElemType, dst: T.ElemType) -> str:
-        if dst.is_bool():
-            if src in (T.float16, T.bfloat16):
-                return f"(static_cast<float>({x}) != 0.0f)"
-            return f"({x} != 0)" if not src.is_bool() else x
-        ctype = self.ctype(dst)  # type: ignore[arg-type]
-        if src in (T.float16, T.bfloat16) and dst in (T.float16, T.bfloat16):
-            return f"static_cast<{ctype}>(static_cast<float>({x}))"
-        if src in (T.float16, T.bfloat16) and not dst.is_floating():
-            return f"static_cast<{ctype}>(static_cast<float>({x}))"
-        if dst in (T.float16, T.bfloat16) and not src.is_floating():
-            return f"static_cast<{ctype}>(static_cast<float>({x}))"
-        return f"static_cast<{ctype}>({x})"
-
     # ------------------------------------------------------------------ region inlining
 
     def inline_region(self, region: ir.Block, args: list[str]) -> list[str]:
@@ -625,13 +325,5 @@ class Lowering:
                 # accumulating half/bfloat in float: no rounding to the narrow type per step
                 sym = "+" if kind == "add" else "*"
                 return [f"(static_cast<float>({left[0]}) {sym} static_cast<float>({right[0]}))"]
-            return [self.render(op, [left[0], right[0]])]
+            return [render(self.d, op, [left[0], right[0]])]
         return self.inline_region(region, left + right)
-
-
-def _align16(n: int) -> int:
-    return (n + 15) // 16 * 16
-
-
-# Rules live in rules.py and register themselves on import.
-from . import rules  # noqa: E402,F401

@@ -1,8 +1,8 @@
 """Software pipelining of `dot` operand loads in loops (`num_stages`), Triton's pipeliner in small.
 
 A `for` loop whose body feeds register-fragment dots from deferred loads (see
-`Lowering._deferred_loads`) keeps `num_stages` copies of those operand tiles in threadgroup
-memory. While iteration i multiplies the tiles of stage i % S, the asynchronous copies of
+`dot_plan.py`) keeps `num_stages` copies of those operand tiles in threadgroup memory (the
+loop's own `num_stages` attribute, from `tl.range`, else the kernel's). While iteration i multiplies the tiles of stage i % S, the asynchronous copies of
 iterations i+1 .. i+S-1 are in flight:
 
     prologue:  for s < S-1: issue the copies of iteration s into stage s; commit
@@ -17,6 +17,9 @@ they are recomputed "ahead" from copies of the loop-carried values they depend o
 each iteration by the ops that compute those values' yields. A loop qualifies when those ops
 depend only on the induction variable, such carried values and values from outside the loop,
 and the body writes no memory (a store could change what a prefetched load reads).
+
+`plan_loop` decides this for one loop (`dot_plan.py` places the tiles); the `for` rule
+(`rules/control.py`) writes the prologue and the prefetches.
 """
 
 from __future__ import annotations

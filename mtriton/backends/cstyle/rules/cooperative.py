@@ -1,0 +1,94 @@
+"""What reductions and scans share: the geometry of their groups, accumulator types, and
+the threadgroup arrays they stage blocks and per-warp values in.
+
+Every sequence of writes to threadgroup memory starts with a barrier, so readers need none
+after them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .... import ir
+from ....ir import types as T
+from ..render import combiner_kind
+from ..shared_memory import array_bytes
+
+if TYPE_CHECKING:
+    from ..lowering import Lowering
+
+
+def acc_dtypes(region: ir.Block, dtypes: list[T.DType]) -> list[T.DType]:
+    """Sums and products of half/bfloat accumulate in float, as the interpreter does."""
+    if combiner_kind(region) in ("add", "mul") and dtypes[0] in (T.float16, T.bfloat16):
+        return [T.float32]
+    return dtypes
+
+
+def group_geometry(shape: tuple[int, ...], axis: int) -> tuple[int, int, int]:
+    """(outer, length, inner) of a reduction/scan along `axis`."""
+    outer = 1
+    for s in shape[:axis]:
+        outer *= s
+    inner = 1
+    for s in shape[axis + 1 :]:
+        inner *= s
+    return outer, shape[axis], inner
+
+
+def group_element(g: str, pos: str, length: int, inner: int) -> str:
+    """Flat index of element `pos` of group `g` (g = outer * inner + inner index)."""
+    if inner == 1:
+        return f"(({g}) * {length} + ({pos}))"
+    return f"((({g}) / {inner}) * {length * inner} + ({pos}) * {inner} + ({g}) % {inner})"
+
+
+def declare(lo: Lowering, names: list[str], values: list[str], dtypes: list[T.DType]) -> None:
+    """Declares accumulators `names` of `dtypes`, set to `values`."""
+    for name, value, dtype in zip(names, values, dtypes):
+        lo.emit(f"{lo.ctype(dtype)} {name} = {value};")
+
+
+def fold(lo: Lowering, region: ir.Block, accs: list[str], values: list[str], dtypes: list[T.DType]) -> None:
+    """accs = combine(accs, values), through the combine region (or its builtin operator)."""
+    for acc, value in zip(accs, lo.combine(region, accs, values, dtypes)):
+        lo.emit(f"{acc} = {value};")
+
+
+def publish_per_warp(
+    lo: Lowering, values: list[str], dtypes: list[T.DType], offset: int, lane: int
+) -> list[str]:
+    """Lane `lane` of every warp writes `values` to threadgroup arrays indexed by warp."""
+    bufs = per_warp_buffers(lo, dtypes, offset)
+    lo.barrier()
+    for buf, value in zip(bufs, values):
+        lo.emit(f"if (lane == {lane}) {buf}[warp] = {value};")
+    lo.barrier()
+    return bufs
+
+
+def per_warp_buffers(lo: Lowering, dtypes: list[T.DType], offset: int) -> list[str]:
+    """The threadgroup arrays, one value per warp, that `publish_per_warp` fills at `offset`."""
+    bufs = []
+    for dt in dtypes:
+        bufs.append(lo.scratch(dt, lo.warps, offset))
+        offset += array_bytes(dt, lo.warps)
+    return bufs
+
+
+def stage_all(lo: Lowering, values: list[ir.Value]) -> tuple[list[str], int]:
+    """Writes blocks to threadgroup memory, one after another, between barriers.
+
+    Returns:
+        Each block's buffer and the first free byte after them.
+    """
+    offset = 0
+    bufs = []
+    lo.barrier()
+    for v in values:
+        dtype = lo.get(v).dtype
+        bufs.append(lo.scratch(dtype, v.type.numel, offset))
+        offset += array_bytes(dtype, v.type.numel)
+        lo.stage_out(v, bufs[-1])
+    lo.barrier()
+    return bufs, offset
