@@ -107,10 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         opts = LaunchOptions(num_warps=args.num_warps, num_stages=args.num_stages)
         if args.command == "dump-ir":
-            print(print_function(kernel.compile_ir(specs, opts, "interpreter")))
+            print(print_function(kernel.compile_ir(specs, "interpreter")))
         else:
             target = args.command.removeprefix("dump-")
-            print(source_dump(target, kernel.compile_ir(specs, opts, target), opts, full=args.full))
+            print(source_dump(target, kernel.compile_ir(specs, target), opts, full=args.full))
     except MTritonError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -19,7 +19,7 @@ import pytest
 import mtriton
 from mtriton import backends, emulator, targets
 from mtriton.backends.cuda import full_cuda_source
-from mtriton.runtime.jit import JITFunction
+from mtriton.runtime.jit import CompiledEntry
 
 # Every backend the suite knows (mtriton/targets.py), in the order tests run on them: those that
 # run on the CPU (the interpreter, then the emulators), then the GPUs. A backend that cannot run
@@ -151,18 +151,17 @@ def cuda_compiles_every_kernel(tmp_path_factory: pytest.TempPathFactory) -> None
         yield  # on a CUDA machine the cuda backend compiles every kernel for real
         return
     compiled = []
-    original = JITFunction.compile_ir
+    original = CompiledEntry.__init__
 
-    def recording(self: JITFunction, specs, opts, backend):  # type: ignore[no-untyped-def]
-        fn = original(self, specs, opts, backend)
-        compiled.append((fn, opts))
-        return fn
+    def recording(self: CompiledEntry, kernel, fn, specs, options, name):  # type: ignore[no-untyped-def]
+        original(self, kernel, fn, specs, options, name)
+        compiled.append((fn, options))
 
-    JITFunction.compile_ir = recording  # type: ignore[method-assign]
+    CompiledEntry.__init__ = recording  # type: ignore[method-assign]
     try:
         yield
     finally:
-        JITFunction.compile_ir = original  # type: ignore[method-assign]
+        CompiledEntry.__init__ = original  # type: ignore[method-assign]
     sources: dict[str, str] = {}
     for fn, opts in compiled:
         try:

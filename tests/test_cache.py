@@ -131,7 +131,7 @@ def test_source_lines_come_from_the_current_file(write_modules: Callable[..., An
     def store_line(module: Any) -> int:
         spec = [module.through_tuple.specialize(n, v, "interpreter") for n, v in
                 (("x_ptr", mx.zeros(4)), ("out_ptr", mx.zeros(4)), ("BLOCK", 4))]  # fmt: skip
-        fn = module.through_tuple.compile_ir(spec, options.DEFAULT_LAUNCH, "interpreter")
+        fn = module.through_tuple.compile_ir(spec, "interpreter")
         (store,) = [op for op in fn.body.ops if op.name == "store"]
         return store.loc.line
 

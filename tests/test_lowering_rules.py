@@ -13,21 +13,22 @@ import pytest
 
 import mtriton
 import mtriton.language as tl
-from mtriton import backends, cli, ir
+from mtriton import cli, ir
 from mtriton.backends.cstyle import registry
 from mtriton.backends.cstyle.rules import RULES, UNSUPPORTED
+from mtriton.backends.dump import source_dump
 from mtriton.errors import OutOfResources, UnsupportedError
 from mtriton.interpreter import machine
+from mtriton.options import DEFAULT_LAUNCH, LaunchOptions
 
 
-def build(kernel: Any, signature: str, target: str, num_stages: int = 3, **constexprs: Any) -> ir.Function:
+def build(kernel: Any, signature: str, target: str, **constexprs: Any) -> ir.Function:
     """The IR of `kernel` specialized for `signature` (one type per runtime parameter)."""
-    opts = {"num_warps": 4, "num_stages": num_stages}
-    return kernel.compile_ir(cli.build_specs(kernel, signature, constexprs), opts, target)
+    return kernel.compile_ir(cli.build_specs(kernel, signature, constexprs), target)
 
 
-def cuda_body(fn: ir.Function) -> str:
-    return backends.source_dump("cuda", fn, {"num_warps": 4})
+def cuda_body(fn: ir.Function, num_stages: int = 3) -> str:
+    return source_dump("cuda", fn, LaunchOptions(num_stages=num_stages))
 
 
 def marker_line(tag: str) -> int:
@@ -81,11 +82,11 @@ def _matmul(a_ptr, b_ptr, c_ptr, K, BLOCK: tl.constexpr):
 def test_a_loop_num_stages_overrides_the_kernels(
     kernel_stages: int, loop_stages: int | None, waits: str
 ) -> None:
-    fn = build(_matmul, "*fp16,*fp16,*fp32,i32:16", "cuda", num_stages=kernel_stages, BLOCK=64)
+    fn = build(_matmul, "*fp16,*fp16,*fp32,i32:16", "cuda", BLOCK=64)
     if loop_stages is not None:
         loop = next(op for op in ir.walk(fn.body) if op.name == "for")
         loop.attrs["num_stages"] = loop_stages
-    cuda = cuda_body(fn)
+    cuda = cuda_body(fn, kernel_stages)
     assert waits in cuda
     # a pipeline commits one group of copies in its prologue and one per iteration
     assert cuda.count("mt_cp_async_commit();") == (0 if "wait();" in waits else 2)
@@ -151,7 +152,7 @@ def test_running_out_of_threadgroup_memory_points_at_the_op() -> None:
     # the column sums stage the whole 64 KB block; Metal has 32 KB
     fn = build(_column_sums, "*fp32,*fp32", "metal")
     with pytest.raises(OutOfResources) as info:
-        backends.source_dump("metal", fn, {"num_warps": 4})
+        source_dump("metal", fn, DEFAULT_LAUNCH)
     assert str(info.value).startswith("kernel needs 65536 bytes of threadgroup memory; metal allows 32768")
     assert_points_at(info.value, "smem", "tl.sum")
     assert "__syncthreads();" in cuda_body(build(_column_sums, "*fp32,*fp32", "cuda"))  # CUDA has 200 KB

@@ -8,6 +8,7 @@ import mtriton
 from mtriton import backends, options, targets
 from mtriton.backends.dump import DUMPED, source_dump
 from mtriton.ir.parser import parse_function
+from mtriton.options import DEFAULT_LAUNCH
 
 
 @pytest.mark.parametrize("target", targets.TARGETS, ids=lambda t: t.name)
@@ -43,4 +44,4 @@ def test_unknown_backends_are_refused() -> None:
     with pytest.raises(
         mtriton.BackendUnavailable, match="no source to dump for backend 'metal-emu'; expected metal or cuda"
     ):
-        source_dump("metal-emu", fn, {"num_warps": 4})
+        source_dump("metal-emu", fn, DEFAULT_LAUNCH)

@@ -36,4 +36,4 @@ def source_dump(target: str, fn: ir.Function, opts: LaunchOptions, full: bool = 
     backend = backend_class(target)
     if full:
         return backend.full_source(fn, opts)
-    return generate(fn, backend.dialect, opts.num_warps).body
+    return generate(fn, backend.dialect, opts).body

@@ -27,6 +27,7 @@ from ..dtypes import IR_TO_MX
 from ..errors import LaunchError, OutOfResources
 from ..ir import types as T
 from ..memory import take_fresh
+from ..options import LaunchOptions
 from .cstyle.dialect import Dialect
 from .cstyle.kernel import generate
 
@@ -71,13 +72,13 @@ class CustomKernelLauncher:
         self,
         fn: ir.Function,
         dialect: Dialect,
-        num_warps: int,
+        opts: LaunchOptions,
         factory: Callable[..., Any],
     ) -> None:
         self.fn = fn
         self.dialect = dialect
-        self.threads = num_warps * 32
-        self.source = generate(fn, dialect, num_warps)
+        self.threads = opts.num_warps * 32
+        self.source = generate(fn, dialect, opts)
         self.factory = factory
         self.kernels: dict[tuple[str, ...], Any] = {}
         # per parameter: (name, dtype of a scalar or None for a pointer, whether it is written)

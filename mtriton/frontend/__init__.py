@@ -13,7 +13,7 @@ from .codegen import ArgSpec, CodeGenerator
 __all__ = ["ArgSpec", "build_ir"]
 
 
-def build_ir(jit_fn: Any, specs: Sequence[ArgSpec], attrs: dict[str, Any] | None = None) -> ir.Function:
+def build_ir(jit_fn: Any, specs: Sequence[ArgSpec]) -> ir.Function:
     """Builds the IR of `jit_fn` specialized by `specs` (one per parameter, in order).
 
     Raises:
@@ -31,7 +31,7 @@ def build_ir(jit_fn: Any, specs: Sequence[ArgSpec], attrs: dict[str, Any] | None
         params.append(ir.Param(spec.name, value, spec.divisibility))
         scope[spec.name] = spec.value if spec.value is not None else core.tensor(value)
     builder.block.args = [p.value for p in params]
-    fn = ir.Function(jit_fn.__name__, params, builder.block, builder.loc, dict(attrs or {}))
+    fn = ir.Function(jit_fn.__name__, params, builder.block, builder.loc, {})
     codegen = CodeGenerator(jit_fn, builder, scope)
     with semantic.compiling(builder, codegen):
         codegen.generate_body()

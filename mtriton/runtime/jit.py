@@ -288,7 +288,7 @@ class JITFunction(JITSource):
         if entry is None:
             specs = [self.specialize(n, v, backend_name) for n, v in named.items()]
             backend = backends.get_backend(backend_name)
-            fn = self.compile_ir(specs, opts, backend_name)
+            fn = self.compile_ir(specs, backend_name)
             _warn_ignored_options(backend, opts, fn)
             try:
                 kernel = backend.compile(fn, opts)
@@ -318,22 +318,22 @@ class JITFunction(JITSource):
                     _write_log.append(arg)
         return None
 
-    def compile_ir(self, specs: Sequence[Any], opts: LaunchOptions, backend: str) -> ir.Function:
-        """Frontend and passes for one specialization, through the on-disk IR cache."""
+    def compile_ir(self, specs: Sequence[Any], backend: str) -> ir.Function:
+        """Frontend and passes for one specialization, through the on-disk IR cache (the IR does
+        not depend on the launch options: the backend gets them with it)."""
         # a @jit function passed as a constexpr is keyed by what it computes, not by its name
         spec_key = [
             (s.name, "jit", s.value.cache_key()) if isinstance(s.value, JITSource) else s for s in specs
         ]
-        disk_key = cache.key_hash(self.cache_key(), spec_key, backend, opts)
+        disk_key = cache.key_hash(self.cache_key(), spec_key, backend)
         text = cache.read_text("ir", disk_key, ".mlir")
         if text is not None:
             try:
                 return parse_function(text)
             except ParseError as err:
                 cache.discard("ir", disk_key, ".mlir", f"it does not parse: {err}")
-        attrs = {"num_warps": opts.num_warps, "num_stages": opts.num_stages}
         try:
-            fn = run_pipeline(build_ir(self, specs, attrs))
+            fn = run_pipeline(build_ir(self, specs))
         except CompilationError as err:
             raise err.with_kernel(self.describe(specs)) from err.__cause__
         cache.write_text("ir", disk_key, print_function(fn), ".mlir")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from ... import ir
 from ...ir import types as T
+from ...options import LaunchOptions
 from .dialect import Dialect
 from .lowering import Lowering
 
@@ -25,12 +26,12 @@ class Source:
     shared_bytes: int
 
 
-def generate(fn: ir.Function, dialect: Dialect, num_warps: int) -> Source:
+def generate(fn: ir.Function, dialect: Dialect, opts: LaunchOptions) -> Source:
     """Lowers `fn` to `dialect`; pointer argument k is `p{k}`, scalar argument k is `a{k}`."""
     names = {}
     for k, param in enumerate(fn.params):
         names[param.name] = f"p{k}" if isinstance(param.value.type.elem, T.PointerType) else f"a{k}"
-    lowering = Lowering(fn, dialect, num_warps, names)
+    lowering = Lowering(fn, dialect, opts, names)
     body = lowering.run()
     digest = hashlib.sha256((dialect.prelude + body).encode()).hexdigest()[:16]
     return Source(

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from ... import ir
 from ...errors import CompilationError, OutOfResources, UnsupportedError
 from ...ir import types as T
+from ...options import LaunchOptions
 from .axis_info import AxisInfoAnalysis
 from .dialect import Dialect
 from .dot_plan import plan_dots
@@ -46,11 +47,11 @@ PURE_OPS = ir.BINARY_OPS | ir.UNARY_OPS | {
 class Lowering:
     """Writes the body of one kernel for one dialect."""
 
-    def __init__(self, fn: ir.Function, dialect: Dialect, num_warps: int, arg_names: dict[str, str]) -> None:
+    def __init__(self, fn: ir.Function, dialect: Dialect, opts: LaunchOptions, arg_names: dict[str, str]) -> None:
         self.fn = fn
         self.d = dialect
-        self.threads = num_warps * 32
-        self.warps = num_warps
+        self.threads = opts.num_warps * 32
+        self.warps = opts.num_warps
         self.axis = AxisInfoAnalysis(fn)
         self.lines: list[str] = []
         self.depth = 1
@@ -67,7 +68,7 @@ class Lowering:
         for op in ir.walk(fn.body):
             for v in op.operands:
                 uses[id(v)] = uses.get(id(v), 0) + 1
-        self.dots = plan_dots(fn, dialect, self.threads, int(fn.attrs.get("num_stages", 1)), uses)
+        self.dots = plan_dots(fn, dialect, self.threads, opts.num_stages, uses)
         self.shared_bytes = self.dots.scratch_base
 
     @property

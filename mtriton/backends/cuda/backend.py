@@ -29,7 +29,7 @@ class CudaBackend:
         return mx.fast.cuda_kernel
 
     def compile(self, fn: ir.Function, opts: LaunchOptions) -> CustomKernelLauncher:
-        return CustomKernelLauncher(fn, self.dialect, opts.num_warps, self.factory())
+        return CustomKernelLauncher(fn, self.dialect, opts, self.factory())
 
 
 class CudaEmuBackend(CudaBackend):

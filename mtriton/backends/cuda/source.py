@@ -26,7 +26,7 @@ def full_cuda_source(fn: ir.Function, opts: LaunchOptions) -> str:
     Returns:
         The includes, the prelude, the kernel function with MLX's signature and the body.
     """
-    source = generate(fn, CUDA, opts.num_warps)
+    source = generate(fn, CUDA, opts)
     names, types, prologue = [], [], []
     for k, param in enumerate(fn.params):
         elem = param.value.type.elem

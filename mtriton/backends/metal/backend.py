@@ -27,7 +27,7 @@ class _MetalLike:
 
     def compile(self, fn: ir.Function, opts: LaunchOptions) -> CustomKernelLauncher:
         factory = functools.partial(self.factory(), compile_options=compile_options(opts))
-        return CustomKernelLauncher(fn, self.dialect, opts.num_warps, factory)
+        return CustomKernelLauncher(fn, self.dialect, opts, factory)
 
 
 class MetalBackend(_MetalLike):

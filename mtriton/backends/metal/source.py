@@ -21,4 +21,4 @@ def full_metal_source(fn: ir.Function, opts: LaunchOptions) -> str:
         The header, MLX's signature and the body, every written argument on the copy-on-write path.
     """
     factory = functools.partial(emulator.metal_kernel, compile_options=compile_options(opts))
-    return CustomKernelLauncher(fn, METAL, opts.num_warps, factory).full_source()
+    return CustomKernelLauncher(fn, METAL, opts, factory).full_source()
