@@ -1,6 +1,6 @@
 """`mtriton.language` (import it as `tl`): Triton's kernel language for MLX."""
 
-from . import math
+from . import math, random
 from .core import (
     abs,
     advance,
@@ -18,6 +18,7 @@ from .core import (
     broadcast,
     broadcast_to,
     cast,
+    cat,
     cdiv,
     ceil,
     clamp,
@@ -46,6 +47,7 @@ from .core import (
     int16,
     int32,
     int64,
+    interleave,
     join,
     load,
     log,
@@ -82,12 +84,25 @@ from .core import (
     uint16,
     uint32,
     uint64,
+    umulhi,
     view,
     where,
     xor_sum,
     zeros,
     zeros_like,
 )  # fmt: skip
+from .random import (
+    pair_uniform_to_normal,
+    philox,
+    philox_impl,
+    rand,
+    rand4x,
+    randint,
+    randint4x,
+    randn,
+    randn4x,
+    uint_to_uniform_float,
+)
 from .standard import argmax, argmin, cumprod, cumsum, ravel, sigmoid, softmax, swizzle2d
 
 float8e4nv = float8e5 = None  # not supported: no float8 on the targets yet
