@@ -14,7 +14,7 @@ import mlx.optimizers as optim
 import numpy as np
 import pytest
 from conftest import EMULATORS, to_numpy, tolerance
-from mlx_primitives.kernels import glu
+from mlx_primitives import glu
 
 FLOAT_DTYPES = [mx.float32, mx.float16, mx.bfloat16]
 # The gates: "gelu" is geglu's exact form, "gelu_tanh" its tanh approximation.

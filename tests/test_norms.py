@@ -17,7 +17,7 @@ import mlx.optimizers as optim
 import numpy as np
 import pytest
 from conftest import to_numpy, tolerance
-from mlx_primitives.kernels import norms
+from mlx_primitives import norms
 
 FLOAT_DTYPES = [mx.float32, mx.float16, mx.bfloat16]
 # Leading batch shapes and row lengths: 4099 is longer than the backward kernels' block (4096)

@@ -1,4 +1,4 @@
-"""INT8/INT4 quantization (`mlx_primitives.kernels.quantize`) on every backend.
+"""INT8/INT4 quantization (`mlx_primitives.quantize`) on every backend.
 
 Round trips are held to their error bounds, packing to its documented nibble order, the linear
 kernels to float64 NumPy products with weights dequantized by NumPy from the codes, and the
@@ -16,7 +16,7 @@ import mlx.nn as nn
 import numpy as np
 import pytest
 from conftest import poisoned, to_numpy, tolerance
-from mlx_primitives.kernels import quantize as Q
+from mlx_primitives import quantize as Q
 
 import mtriton
 

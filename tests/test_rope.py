@@ -11,7 +11,7 @@ import mlx.nn as nn
 import numpy as np
 import pytest
 from conftest import EMULATORS, to_numpy, tolerance
-from mlx_primitives.kernels import rotary as R
+from mlx_primitives import rotary as R
 
 FLOAT_DTYPES = [mx.float32, mx.float16, mx.bfloat16]
 EPS32 = float(np.finfo(np.float32).eps)
