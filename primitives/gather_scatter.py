@@ -45,8 +45,8 @@ import numpy as np
 import mtriton as triton
 import mtriton.language as tl
 
-INDEX_DTYPES = (mx.int32, mx.int64, mx.uint32)
-FLOAT_DTYPES = (mx.float32, mx.float16, mx.bfloat16)
+from ._common import FLOAT_DTYPES, INDEX_DTYPES, check_array, check_ndim, check_shape, pow2_block, tile_rows
+
 # A gather only moves rows, so integer tables (token ids, say) work as well as float ones.
 GATHER_DTYPES = (*FLOAT_DTYPES, mx.int32, mx.uint32)
 
@@ -236,13 +236,13 @@ def _new_output(shape: tuple[int, ...], dtype: mx.Dtype) -> mx.array:
 
 
 def _block_d(d: int) -> int:
-    return min(triton.next_power_of_2(d), MAX_BLOCK_D)
+    return pow2_block(d, MAX_BLOCK_D)
 
 
 def _block_rows(block_d: int) -> int:
     """Rows per program: a TILE's worth. Not fitted to the row count, so that every count of
     indices shares one compiled kernel per row width."""
-    return max(1, TILE // block_d)
+    return tile_rows(TILE, block_d)
 
 
 def _gather_rows(
@@ -383,23 +383,6 @@ def _scatter_add_vjp(
 # ----------------------------------------------------------------------------- public API
 
 
-def _dtype_name(dtype: mx.Dtype) -> str:
-    return str(dtype).rsplit(".", 1)[-1]
-
-
-def _require_array(fn: str, name: str, a: object, dtypes: tuple[mx.Dtype, ...], kind: str) -> None:
-    if not isinstance(a, mx.array):
-        raise TypeError(f"[{fn}] {name} must be an mx.array, got {type(a).__name__}")
-    if a.dtype not in dtypes:
-        allowed = ", ".join(_dtype_name(t) for t in dtypes)
-        raise TypeError(f"[{fn}] {name} must be {kind} array ({allowed}), got {_dtype_name(a.dtype)}")
-
-
-def _require_shape(fn: str, name: str, a: mx.array, shape: tuple[int, ...], why: str) -> None:
-    if tuple(a.shape) != shape:
-        raise ValueError(f"[{fn}] {name} must have shape {shape} ({why}), got {tuple(a.shape)}")
-
-
 def _check_range(fn: str, indices: mx.array, n_rows: int, table: str) -> None:
     """Raises IndexError naming the first index outside [0, n_rows); one reduction and a sync."""
     if indices.size == 0:
@@ -444,10 +427,9 @@ def selective_gather(
         IndexError: With `checked=True`, an index outside `[0, N)`.
     """
     fn = "selective_gather"
-    _require_array(fn, "x", x, GATHER_DTYPES, "a float or 32-bit integer")
-    _require_array(fn, "indices", indices, INDEX_DTYPES, "an integer")
-    if x.ndim == 0:
-        raise ValueError(f"[{fn}] x must have at least one axis (the rows to gather), got a 0-d array")
+    check_array(fn, "x", x, GATHER_DTYPES)
+    check_array(fn, "indices", indices, INDEX_DTYPES)
+    check_ndim(fn, "x", x, 1, "at least one axis (the rows to gather)", at_least=True)
     if checked:
         _check_range(fn, indices, x.shape[0], "x")
     row_shape = tuple(x.shape[1:])
@@ -494,16 +476,15 @@ def selective_scatter_add(
         IndexError: With `checked=True`, an index outside `[0, N)`.
     """
     fn = "selective_scatter_add"
-    _require_array(fn, "output", output, FLOAT_DTYPES, "a float")
-    _require_array(fn, "values", values, FLOAT_DTYPES, "a float")
-    _require_array(fn, "indices", indices, INDEX_DTYPES, "an integer")
-    if output.ndim == 0:
-        raise ValueError(f"[{fn}] output must have at least one axis (the rows to add to), got a 0-d array")
+    check_array(fn, "output", output, FLOAT_DTYPES)
+    check_array(fn, "values", values, FLOAT_DTYPES)
+    check_array(fn, "indices", indices, INDEX_DTYPES)
+    check_ndim(fn, "output", output, 1, "at least one axis (the rows to add to)", at_least=True)
     row_shape = tuple(output.shape[1:])
-    _require_shape(fn, "values", values, (*indices.shape, *row_shape), "indices.shape + output.shape[1:]")
+    check_shape(fn, "values", values, (*indices.shape, *row_shape), "indices.shape + output.shape[1:]")
     if weights is not None:
-        _require_array(fn, "weights", weights, FLOAT_DTYPES, "a float")
-        _require_shape(fn, "weights", weights, tuple(indices.shape), "indices.shape")
+        check_array(fn, "weights", weights, FLOAT_DTYPES)
+        check_shape(fn, "weights", weights, tuple(indices.shape), "indices.shape")
         weights = weights.reshape(-1)
     if checked:
         _check_range(fn, indices, output.shape[0], "output")

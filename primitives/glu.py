@@ -14,13 +14,22 @@ copied to row-major by the launch, as MLX's custom kernels do. Each function has
 
 from __future__ import annotations
 
-import math
-
 import mlx.core as mx
 import mlx.nn as nn
 
 import mtriton as triton
 import mtriton.language as tl
+
+from ._common import (
+    FLOAT_DTYPES,
+    MAX_STAGED_DOT_ELEMENTS,
+    as_rows,
+    check_array,
+    check_like,
+    check_linear_weight,
+    check_ndim,
+    pow2_block,
+)
 
 _SQRT1_2 = tl.constexpr(0.7071067811865476)  # 1/sqrt(2), for the exact gelu's erf
 _INV_SQRT_2PI = tl.constexpr(0.3989422804014327)  # the normal density's constant
@@ -30,9 +39,6 @@ _TWO_SQRT_2_OVER_PI = tl.constexpr(2 * 0.7978845608028654)
 _GELU_CUBIC = tl.constexpr(0.044715)
 
 _ELEMENTWISE_BLOCK = 1024
-_SUPPORTED_DTYPES = (mx.float32, mx.float16, mx.bfloat16)
-# The Metal lowering stages both dot operands as float32 in 32 KB of threadgroup memory.
-_MAX_STAGED_DOT_ELEMENTS = 8192
 
 
 @triton.jit
@@ -172,26 +178,10 @@ def _fused_glu_bwd_kernel(
 _GELU_FORMS = {"none": "gelu", "tanh": "gelu_tanh"}
 
 
-def _dtype_name(dtype: mx.Dtype) -> str:
-    return str(dtype).removeprefix("mlx.core.")
-
-
-def _check_dtype(fn: str, name: str, array: mx.array) -> None:
-    if array.dtype not in _SUPPORTED_DTYPES:
-        raise TypeError(
-            f"[{fn}] {name} has dtype {_dtype_name(array.dtype)}; supported: float32, float16, bfloat16"
-        )
-
-
 def _check_pair(fn: str, gate: mx.array, up: mx.array) -> None:
-    for name, array in (("gate", gate), ("up", up)):
-        if not isinstance(array, mx.array):
-            raise TypeError(f"[{fn}] {name} must be an mx.array, got {type(array).__name__}")
-        _check_dtype(fn, name, array)
-    if gate.shape != up.shape:
-        raise ValueError(f"[{fn}] gate has shape {tuple(gate.shape)} but up has {tuple(up.shape)}")
-    if gate.dtype != up.dtype:
-        raise TypeError(f"[{fn}] gate has dtype {_dtype_name(gate.dtype)} but up has {_dtype_name(up.dtype)}")
+    check_array(fn, "gate", gate, FLOAT_DTYPES)
+    check_array(fn, "up", up, FLOAT_DTYPES)
+    check_like(fn, "up", up, gate, gate.shape, "gate", like_name="gate")
 
 
 def _gelu_activation(fn: str, approximate: str) -> str:
@@ -225,11 +215,6 @@ def _glu_vjp(
     return d_gate, d_up, None
 
 
-def _rows(x: mx.array) -> mx.array:
-    """`x` as a (tokens, features) matrix."""
-    return x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
-
-
 def _fused_config(m: int, n: int, k: int) -> dict[str, int]:
     """Tile sizes: 64x64x32, smaller for small problems; every dot dimension >= 16.
 
@@ -238,14 +223,10 @@ def _fused_config(m: int, n: int, k: int) -> dict[str, int]:
     with 8 warps.
     """
     if triton.current_target() == "cuda":  # half-precision tiles on the tensor cores
-        block_m = min(128, max(16, triton.next_power_of_2(m)))
-        block_n = min(64, max(16, triton.next_power_of_2(n)))
-        block_k = min(64, max(16, triton.next_power_of_2(k)))
+        block_m, block_n, block_k = pow2_block(m, 128, 16), pow2_block(n, 64, 16), pow2_block(k, 64, 16)
         return {"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "GROUP_M": 8, "num_warps": 8}
-    block_m = min(64, max(16, triton.next_power_of_2(m)))
-    block_n = min(64, max(16, triton.next_power_of_2(n)))
-    block_k = min(32, max(16, triton.next_power_of_2(k)))
-    assert block_k * (block_m + block_n) <= _MAX_STAGED_DOT_ELEMENTS
+    block_m, block_n, block_k = pow2_block(m, 64, 16), pow2_block(n, 64, 16), pow2_block(k, 32, 16)
+    assert block_k * (block_m + block_n) <= MAX_STAGED_DOT_ELEMENTS
     return {"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "GROUP_M": 8}
 
 
@@ -275,7 +256,7 @@ def _fused_glu(
     activation: str,
 ) -> mx.array:
     hidden = w_gate.shape[0]
-    x2d = _rows(x)
+    x2d = as_rows(x)
     out = triton.empty((x2d.shape[0], hidden), x.dtype)
     if out.size:
         _fused_launch(_fused_glu_fwd_kernel, x2d, w_gate, w_up, b_gate, b_up, (out,), activation)
@@ -292,7 +273,7 @@ def _fused_glu_vjp(
     (d_gate, d_up); the input and weight gradients are then MLX matmuls of those."""
     x, w_gate, w_up, b_gate, b_up, activation = primals
     hidden = w_gate.shape[0]
-    x2d = _rows(x)
+    x2d = as_rows(x)
     m = x2d.shape[0]
     d_gate, d_up = triton.empty((m, hidden), x.dtype), triton.empty((m, hidden), x.dtype)
     if d_gate.size:
@@ -316,32 +297,15 @@ def _check_fused(
     b_gate: mx.array | None,
     b_up: mx.array | None,
 ) -> None:
-    arrays = {"x": x, "w_gate": w_gate, "w_up": w_up, "b_gate": b_gate, "b_up": b_up}
-    for name, array in arrays.items():
-        if array is None and name.startswith("b_"):
-            continue
-        if not isinstance(array, mx.array):
-            raise TypeError(f"[{fn}] {name} must be an mx.array, got {type(array).__name__}")
-        _check_dtype(fn, name, array)
-        if array.dtype != x.dtype:
-            raise TypeError(
-                f"[{fn}] x has dtype {_dtype_name(x.dtype)} but {name} has {_dtype_name(array.dtype)}"
-            )
-    if x.ndim < 1:
-        raise ValueError(f"[{fn}] x must have a feature axis, got a scalar")
-    features = x.shape[-1]
-    if w_gate.ndim != 2 or w_gate.shape[1] != features:
-        raise ValueError(
-            f"[{fn}] w_gate has shape {tuple(w_gate.shape)} but x has {features} features: "
-            f"expected (hidden, {features}), nn.Linear's layout"
-        )
-    if w_up.shape != w_gate.shape:
-        raise ValueError(f"[{fn}] w_gate has shape {tuple(w_gate.shape)} but w_up has {tuple(w_up.shape)}")
+    check_array(fn, "x", x, FLOAT_DTYPES)
+    check_ndim(fn, "x", x, 1, "(..., in_features)", at_least=True)
+    hidden = check_linear_weight(fn, "w_gate", w_gate, x, "hidden")
+    check_like(fn, "w_up", w_up, x, w_gate.shape, "w_gate")
     if (b_gate is None) != (b_up is None):
         raise ValueError(f"[{fn}] give both b_gate and b_up or neither")
     for name, bias in (("b_gate", b_gate), ("b_up", b_up)):
-        if bias is not None and bias.shape != (w_gate.shape[0],):
-            raise ValueError(f"[{fn}] {name} has shape {tuple(bias.shape)}; expected ({w_gate.shape[0]},)")
+        if bias is not None:
+            check_like(fn, name, bias, x, (hidden,))
 
 
 # ---------------------------------------------------------------------------- public functions

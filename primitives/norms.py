@@ -32,6 +32,17 @@ import mlx.nn as nn
 import mtriton as triton
 import mtriton.language as tl
 
+from ._common import (
+    FLOAT_DTYPES,
+    MAX_STAGED_DOT_ELEMENTS,
+    as_rows,
+    check_array,
+    check_like,
+    check_linear_weight,
+    check_ndim,
+    pow2_block,
+)
+
 # The longest row chunk one program holds at once; longer rows loop over chunks.
 _MAX_BLOCK = 4096
 # Forward kernels hold rows up to this long in registers (512 threads of 32 floats) and
@@ -42,11 +53,10 @@ _MAX_ROW_IN_BLOCK = 16384
 _BWD_PROGRAMS = 512
 # Tile of the partial-sum reduction: BLOCK_G partial rows by BLOCK_N columns per step.
 _SUM_BLOCK_G, _SUM_BLOCK_N = 32, 64
-# Tiles of the fused RMSNorm + linear matmul. The Metal lowering stages dot operands as
-# float32 in 32 KB of threadgroup memory: BLOCK_M*BLOCK_K + BLOCK_K*BLOCK_N <= 8192.
+# Tiles of the fused RMSNorm + linear matmul on Metal, within its threadgroup memory.
 _LINEAR_BLOCK_K = 32
 _LINEAR_MAX_BLOCK_MN = 64
-_FLOAT_DTYPES = (mx.float32, mx.float16, mx.bfloat16)
+assert _LINEAR_BLOCK_K * 2 * _LINEAR_MAX_BLOCK_MN <= MAX_STAGED_DOT_ELEMENTS
 
 
 # --------------------------------------------------------------------------- kernels
@@ -306,7 +316,7 @@ def _rmsnorm_linear_kernel(
 
 def _row_config(n: int) -> tuple[int, int]:
     """(BLOCK, num_warps) for rows of `n` columns: the whole row when it fits one block."""
-    block = min(triton.next_power_of_2(n), _MAX_BLOCK)
+    block = pow2_block(n, _MAX_BLOCK)
     return block, min(max(block // 256, 1), 8)
 
 
@@ -429,8 +439,8 @@ def _rmsnorm_linear_rows(
     m, k = x.shape
     n = linear_weight.shape[0]
     cuda = triton.current_target() == "cuda"  # larger half-precision tiles: tensor cores
-    block_m = min(max(triton.next_power_of_2(m), 16), 128 if cuda else _LINEAR_MAX_BLOCK_MN)
-    block_n = min(max(triton.next_power_of_2(n), 16), _LINEAR_MAX_BLOCK_MN)
+    block_m = pow2_block(m, 128 if cuda else _LINEAR_MAX_BLOCK_MN, 16)
+    block_n = pow2_block(n, _LINEAR_MAX_BLOCK_MN, 16)
     grid = (triton.cdiv(n, block_n), triton.cdiv(m, block_m))
     (out,) = _rmsnorm_linear_kernel[grid].functional(
         x, norm_weight, linear_weight, linear_bias, triton.empty((m, n), x.dtype), m, n, k, eps,
@@ -456,39 +466,11 @@ def _rmsnorm_linear_rows_vjp(
 # --------------------------------------------------------------------------- public API
 
 
-def _dtype_name(dtype: mx.Dtype) -> str:
-    return str(dtype).removeprefix("mlx.core.")
-
-
-def _check_array(fn: str, name: str, array: Any) -> None:
-    if not isinstance(array, mx.array):
-        raise TypeError(f"[{fn}] {name} has type {type(array).__name__}; expected an mx.array")
-
-
-def _check_x(fn: str, x: Any, eps: float) -> None:
-    _check_array(fn, "x", x)
-    if x.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"[{fn}] x has dtype {_dtype_name(x.dtype)}; expected float32, float16 or bfloat16")
-    if x.ndim == 0:
-        raise ValueError(f"[{fn}] x has shape (); expected at least one axis to normalize")
+def _check_x(fn: str, x: object, eps: float) -> None:
+    check_array(fn, "x", x, FLOAT_DTYPES)
+    check_ndim(fn, "x", x, 1, "at least one axis to normalize", at_least=True)
     if not eps > 0:
         raise ValueError(f"[{fn}] eps is {eps}; expected a positive number")
-
-
-def _check_like(fn: str, name: str, array: Any, shape: tuple[int, ...], x: mx.array, what: str) -> None:
-    """`array` must be an mx.array of `shape` and of x's dtype; `what` says why that shape."""
-    _check_array(fn, name, array)
-    if tuple(array.shape) != shape:
-        raise ValueError(f"[{fn}] {name} has shape {tuple(array.shape)}; expected {shape} to match {what}")
-    if array.dtype != x.dtype:
-        raise TypeError(
-            f"[{fn}] {name} has dtype {_dtype_name(array.dtype)}; expected {_dtype_name(x.dtype)} to match x"
-        )
-
-
-def _rows(x: mx.array) -> mx.array:
-    """x as a (rows, last axis) matrix."""
-    return x.reshape(-1, x.shape[-1])
 
 
 def rmsnorm(x: mx.array, weight: mx.array, eps: float = 1e-5) -> mx.array:
@@ -510,10 +492,10 @@ def rmsnorm(x: mx.array, weight: mx.array, eps: float = 1e-5) -> mx.array:
         ValueError: weight's shape does not match x's last axis, x is a scalar, or eps <= 0.
     """
     _check_x("rmsnorm", x, eps)
-    _check_like("rmsnorm", "weight", weight, x.shape[-1:], x, "x's last axis")
+    check_like("rmsnorm", "weight", weight, x, x.shape[-1:], "x's last axis")
     if x.size == 0:
         return rmsnorm_reference(x, weight, eps)
-    return _rmsnorm_rows(_rows(x), weight, eps=eps).reshape(x.shape)
+    return _rmsnorm_rows(as_rows(x), weight, eps=eps).reshape(x.shape)
 
 
 def layernorm(
@@ -541,10 +523,10 @@ def layernorm(
     _check_x("layernorm", x, eps)
     for name, param in (("weight", weight), ("bias", bias)):
         if param is not None:
-            _check_like("layernorm", name, param, x.shape[-1:], x, "x's last axis")
+            check_like("layernorm", name, param, x, x.shape[-1:], "x's last axis")
     if x.size == 0:
         return layernorm_reference(x, weight, bias, eps)
-    return _layernorm_rows(_rows(x), weight, bias, eps=eps).reshape(x.shape)
+    return _layernorm_rows(as_rows(x), weight, bias, eps=eps).reshape(x.shape)
 
 
 def fused_add_rmsnorm(
@@ -572,11 +554,11 @@ def fused_add_rmsnorm(
             x is a scalar, or eps <= 0.
     """
     _check_x("fused_add_rmsnorm", x, eps)
-    _check_like("fused_add_rmsnorm", "residual", residual, x.shape, x, "x")
-    _check_like("fused_add_rmsnorm", "weight", weight, x.shape[-1:], x, "x's last axis")
+    check_like("fused_add_rmsnorm", "residual", residual, x, x.shape, "x")
+    check_like("fused_add_rmsnorm", "weight", weight, x, x.shape[-1:], "x's last axis")
     if x.size == 0:
         return fused_add_rmsnorm_reference(x, residual, weight, eps)
-    normed, new_residual = _fused_add_rmsnorm_rows(_rows(x), _rows(residual), weight, eps=eps)
+    normed, new_residual = _fused_add_rmsnorm_rows(as_rows(x), as_rows(residual), weight, eps=eps)
     return normed.reshape(x.shape), new_residual.reshape(x.shape)
 
 
@@ -612,20 +594,13 @@ def fused_rmsnorm_linear(
     """
     fn = "fused_rmsnorm_linear"
     _check_x(fn, x, eps)
-    k = x.shape[-1]
-    _check_like(fn, "norm_weight", norm_weight, (k,), x, "x's last axis")
-    _check_array(fn, "linear_weight", linear_weight)
-    if linear_weight.ndim != 2:
-        raise ValueError(
-            f"[{fn}] linear_weight has shape {tuple(linear_weight.shape)}; expected (out_features, {k})"
-        )
-    n = linear_weight.shape[0]
-    _check_like(fn, "linear_weight", linear_weight, (n, k), x, "x's last axis")
+    check_like(fn, "norm_weight", norm_weight, x, x.shape[-1:], "x's last axis")
+    n = check_linear_weight(fn, "linear_weight", linear_weight, x, "out_features")
     if linear_bias is not None:
-        _check_like(fn, "linear_bias", linear_bias, (n,), x, "linear_weight's out_features")
+        check_like(fn, "linear_bias", linear_bias, x, (n,), "linear_weight's out_features")
     if x.size == 0 or n == 0:
         return fused_rmsnorm_linear_reference(x, norm_weight, linear_weight, linear_bias, eps)
-    out = _rmsnorm_linear_rows(_rows(x), norm_weight, linear_weight, linear_bias, eps=eps)
+    out = _rmsnorm_linear_rows(as_rows(x), norm_weight, linear_weight, linear_bias, eps=eps)
     return out.reshape(*x.shape[:-1], n)
 
 

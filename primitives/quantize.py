@@ -40,6 +40,18 @@ import mlx.nn as nn
 import mtriton as triton
 import mtriton.language as tl
 
+from ._common import (
+    FLOAT_DTYPES,
+    MAX_STAGED_DOT_ELEMENTS,
+    as_rows,
+    check_array,
+    check_dtype,
+    check_ndim,
+    check_shape,
+    pow2_block,
+    tile_rows,
+)
+
 # --------------------------------------------------------------------------- kernels
 
 
@@ -227,56 +239,43 @@ def _quantize_int4_kernel(
 
 # --------------------------------------------------------------------------- public functions
 
-FLOAT_DTYPES = (mx.float32, mx.float16, mx.bfloat16)
 # Up to this many rows of x use the matvec kernel (decode); more use the tiled tl.dot kernel.
 MATVEC_MAX_ROWS = 8
-# Metal stages both tl.dot operands as float32 in 32 KB of threadgroup memory:
-# BLOCK_M * BLOCK_K + BLOCK_K * BLOCK_N <= 8192, every dot dimension >= 16. CUDA's tensor-core
-# dot stages half-precision tiles in up to 200 KB of shared memory: larger tiles, more warps.
+# Metal's tiles fit its threadgroup memory (MAX_STAGED_DOT_ELEMENTS). CUDA's tensor-core dot
+# stages half-precision tiles in up to 200 KB of shared memory: larger tiles, more warps.
 _MATMUL_BLOCKS = {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8}
 _CUDA_MATMUL_BLOCKS = {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_warps": 8}
+assert (
+    _MATMUL_BLOCKS["BLOCK_K"] * (_MATMUL_BLOCKS["BLOCK_M"] + _MATMUL_BLOCKS["BLOCK_N"])
+    <= MAX_STAGED_DOT_ELEMENTS
+)
 # A matvec program reads BLOCK_N rows of W: few rows, long chunks, so that a 4096-row W gives
 # a thousand programs to stream it.
 _MATVEC_BLOCK_N, _MATVEC_BLOCK_K = 4, 512
 _ELEMENTWISE_BLOCK = 1024
 
 
-def _fail(fn: str, message: str, error: type[Exception] = ValueError) -> None:
-    raise error(f"[{fn}] {message}")
+def _check_codes(fn: str, w_q: object, dtype: mx.Dtype, in_axis: str, stacked: bool) -> None:
+    """`w_q` must be packed codes of `dtype`, (out_features, in_axis), with leading axes if `stacked`."""
+    check_array(fn, "w_q", w_q)
+    layout = f"(..., out_features, {in_axis})" if stacked else f"(out_features, {in_axis})"
+    check_ndim(fn, "w_q", w_q, 2, layout, at_least=stacked)
+    check_dtype(fn, "w_q", w_q, (dtype,))
 
 
-def _dtype_name(dtype: mx.Dtype) -> str:
-    return str(dtype).removeprefix("mlx.core.")
-
-
-def _check_dtype(fn: str, name: str, a: mx.array, dtypes: tuple[mx.Dtype, ...]) -> None:
-    if a.dtype not in dtypes:
-        names = [_dtype_name(d) for d in dtypes]
-        expected = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
-        _fail(fn, f"{name} must be {expected}; got {_dtype_name(a.dtype)}", TypeError)
-
-
-def _check_float(fn: str, name: str, a: mx.array) -> None:
-    _check_dtype(fn, name, a, FLOAT_DTYPES)
-
-
-def _check_shape(fn: str, name: str, a: mx.array, shape: tuple[int, ...]) -> None:
-    if tuple(a.shape) != tuple(shape):
-        _fail(fn, f"{name} has shape {tuple(a.shape)}; expected {tuple(shape)}")
-
-
-def _check_weight(fn: str, w: mx.array) -> None:
-    if w.ndim < 2:
-        _fail(fn, f"w must have shape (..., out_features, in_features); got shape {tuple(w.shape)}")
+def _check_weight(fn: str, w: object) -> None:
+    """`w` must be a float weight to quantize, (..., out_features, in_features)."""
+    check_array(fn, "w", w, FLOAT_DTYPES)
+    check_ndim(fn, "w", w, 2, "(..., out_features, in_features)", at_least=True)
 
 
 def _check_group(fn: str, group_size: int, in_features: int, even: bool = True) -> None:
     if not isinstance(group_size, int) or group_size <= 0:
-        _fail(fn, f"group_size must be a positive int; got {group_size!r}")
+        raise ValueError(f"[{fn}] group_size must be a positive int; got {group_size!r}")
     if in_features % group_size:
-        _fail(fn, f"group_size {group_size} does not divide in_features {in_features}")
+        raise ValueError(f"[{fn}] group_size {group_size} does not divide in_features {in_features}")
     if even and group_size % 2:
-        _fail(fn, f"group_size {group_size} must be even: two 4-bit codes share a byte")
+        raise ValueError(f"[{fn}] group_size {group_size} must be even: two 4-bit codes share a byte")
 
 
 @dataclass(frozen=True)
@@ -308,8 +307,8 @@ class _Packed:
 def _dequantize(packed: _Packed, shape: tuple[int, ...], dtype: mx.Dtype) -> mx.array:
     rows, k = packed.rows, packed.in_features
     out = triton.empty((rows, k), dtype)
-    block_k = min(128, triton.next_power_of_2(k))
-    block_r = max(1, _ELEMENTWISE_BLOCK // block_k)
+    block_k = pow2_block(k, 128)
+    block_r = tile_rows(_ELEMENTWISE_BLOCK, block_k)
     grid = (triton.cdiv(rows, block_r), triton.cdiv(k, block_k))
     _dequantize_kernel[grid](out, rows, k, *packed.args(), **packed.meta(), BLOCK_R=block_r, BLOCK_K=block_k)
     return out.reshape(shape)
@@ -317,20 +316,19 @@ def _dequantize(packed: _Packed, shape: tuple[int, ...], dtype: mx.Dtype) -> mx.
 
 def _linear(fn: str, x: mx.array, packed: _Packed, bias: mx.array | None) -> mx.array:
     """x @ W.T (+ bias) for any leading shape of x, with the kernel that suits the row count."""
-    _check_float(fn, "x", x)
+    check_array(fn, "x", x, FLOAT_DTYPES)
     n, k = packed.rows, packed.in_features
     if x.ndim < 1 or x.shape[-1] != k:
-        _fail(fn, f"x has shape {tuple(x.shape)}; expected (..., {k}) to match in_features {k}")
+        raise ValueError(f"[{fn}] x has shape {tuple(x.shape)}; expected (..., {k}) to match in_features {k}")
     if bias is not None:
-        _check_float(fn, "bias", bias)
-        _check_shape(fn, "bias", bias, (n,))
-    lead = x.shape[:-1]
-    m = math.prod(lead)
-    x2 = x.reshape(m, k)
+        check_array(fn, "bias", bias, FLOAT_DTYPES)
+        check_shape(fn, "bias", bias, (n,))
+    x2 = as_rows(x)
+    m = x2.shape[0]
     y = triton.empty((m, n), x.dtype)
     if m <= MATVEC_MAX_ROWS:
-        block_n = min(_MATVEC_BLOCK_N, triton.next_power_of_2(n))
-        block_k = min(_MATVEC_BLOCK_K, max(16, triton.next_power_of_2(k)))
+        block_n = pow2_block(n, _MATVEC_BLOCK_N)
+        block_k = pow2_block(k, _MATVEC_BLOCK_K, 16)
         _qmatvec_kernel[(triton.cdiv(n, block_n), m)](
             x2, bias, y, n, k, *packed.args(), **packed.meta(),
             HAS_BIAS=bias is not None, BLOCK_N=block_n, BLOCK_K=block_k,
@@ -343,20 +341,21 @@ def _linear(fn: str, x: mx.array, packed: _Packed, bias: mx.array | None) -> mx.
             HAS_BIAS=bias is not None, HALF_DOT=x.dtype != mx.float32 and blocks is _CUDA_MATMUL_BLOCKS,
             **blocks,
         )  # fmt: skip
-    return y.reshape(*lead, n)
+    return y.reshape(*x.shape[:-1], n)
 
 
-def _int8_packed(fn: str, w_q: mx.array, scale: mx.array, zero_point: mx.array) -> _Packed:
-    _check_weight(fn, w_q)
-    _check_dtype(fn, "w_q", w_q, (mx.int8,))
-    _check_float(fn, "scale", scale)
-    _check_dtype(fn, "zero_point", zero_point, (mx.int8,))
+def _int8_packed(
+    fn: str, w_q: mx.array, scale: mx.array, zero_point: mx.array, stacked: bool = True
+) -> _Packed:
+    _check_codes(fn, w_q, mx.int8, "in_features", stacked)
+    check_array(fn, "scale", scale, FLOAT_DTYPES)
+    check_array(fn, "zero_point", zero_point, (mx.int8,))
     per_row = w_q.shape[:-1]
     if tuple(scale.shape) not in ((), tuple(per_row)):
-        _fail(
-            fn, f"scale has shape {tuple(scale.shape)}; expected () or {tuple(per_row)} (one per output row)"
+        raise ValueError(
+            f"[{fn}] scale has shape {tuple(scale.shape)}; expected () or {tuple(per_row)} (one per output row)"
         )
-    _check_shape(fn, "zero_point", zero_point, scale.shape)
+    check_shape(fn, "zero_point", zero_point, scale.shape)
     k = w_q.shape[-1]
     # One group per row (GROUP 0: no column term); per tensor, every row reads scale[0].
     return _Packed(
@@ -365,40 +364,59 @@ def _int8_packed(fn: str, w_q: mx.array, scale: mx.array, zero_point: mx.array) 
     )  # fmt: skip
 
 
-def _int4_packed(fn: str, w_q: mx.array, scales: mx.array, zeros: mx.array, group_size: int) -> _Packed:
-    _check_weight(fn, w_q)
-    _check_dtype(fn, "w_q", w_q, (mx.uint8,))
-    k = 2 * w_q.shape[-1]
-    _check_group(fn, group_size, k)
-    _check_float(fn, "scales", scales)
-    _check_float(fn, "zeros", zeros)
+def _grouped_packed(
+    fn: str,
+    w_q: mx.array,
+    scales: mx.array,
+    zeros: mx.array,
+    group_size: int,
+    stacked: bool,
+    *,
+    zeros_name: str,
+    dtype: mx.Dtype,
+    bits: int,
+    pack: int,
+    in_axis: str,
+) -> _Packed:
+    """Codes of `bits` bits, `pack` to an element of `w_q` (of `dtype`, its last axis `in_axis`),
+    with a float scale and zero (the argument `zeros_name`) per group of `group_size` inputs."""
+    _check_codes(fn, w_q, dtype, in_axis, stacked)
+    k = pack * w_q.shape[-1]
+    _check_group(fn, group_size, k, even=dtype == mx.uint8)
+    check_array(fn, "scales", scales, FLOAT_DTYPES)
+    check_array(fn, zeros_name, zeros, FLOAT_DTYPES)
     groups = k // group_size
-    _check_shape(fn, "scales", scales, (*w_q.shape[:-1], groups))
-    _check_shape(fn, "zeros", zeros, scales.shape)
+    check_shape(fn, "scales", scales, (*w_q.shape[:-1], groups))
+    check_shape(fn, zeros_name, zeros, scales.shape)
     return _Packed(
-        w_q, scales, zeros, rows=math.prod(w_q.shape[:-1]), in_features=k, stride_w=k // 2,
-        stride_sr=groups, stride_sg=1, bits=4, pack=2, group=group_size, zero_is_code=False,
+        w_q, scales, zeros, rows=math.prod(w_q.shape[:-1]), in_features=k, stride_w=w_q.shape[-1],
+        stride_sr=groups, stride_sg=1, bits=bits, pack=pack, group=group_size, zero_is_code=False,
+    )  # fmt: skip
+
+
+def _int4_packed(
+    fn: str, w_q: mx.array, scales: mx.array, zeros: mx.array, group_size: int, stacked: bool = True
+) -> _Packed:
+    return _grouped_packed(
+        fn, w_q, scales, zeros, group_size, stacked,
+        zeros_name="zeros", dtype=mx.uint8, bits=4, pack=2, in_axis="in_features / 2",
     )  # fmt: skip
 
 
 def _mlx_packed(
-    fn: str, w_q: mx.array, scales: mx.array, biases: mx.array, group_size: int, bits: int
+    fn: str,
+    w_q: mx.array,
+    scales: mx.array,
+    biases: mx.array,
+    group_size: int,
+    bits: int,
+    stacked: bool = True,
 ) -> _Packed:
     if bits not in (4, 8):
-        _fail(fn, f"bits must be 4 or 8; got {bits!r}")
-    _check_weight(fn, w_q)
-    _check_dtype(fn, "w_q", w_q, (mx.uint32,))
-    pack = 32 // bits
-    k = pack * w_q.shape[-1]
-    _check_group(fn, group_size, k, even=False)
-    _check_float(fn, "scales", scales)
-    _check_float(fn, "biases", biases)
-    groups = k // group_size
-    _check_shape(fn, "scales", scales, (*w_q.shape[:-1], groups))
-    _check_shape(fn, "biases", biases, scales.shape)
-    return _Packed(
-        w_q, scales, biases, rows=math.prod(w_q.shape[:-1]), in_features=k, stride_w=w_q.shape[-1],
-        stride_sr=groups, stride_sg=1, bits=bits, pack=pack, group=group_size, zero_is_code=False,
+        raise ValueError(f"[{fn}] bits must be 4 or 8; got {bits!r}")
+    return _grouped_packed(
+        fn, w_q, scales, biases, group_size, stacked,
+        zeros_name="biases", dtype=mx.uint32, bits=bits, pack=32 // bits, in_axis="in_features * bits / 32",
     )  # fmt: skip
 
 
@@ -416,11 +434,10 @@ def quantize_int8(w: mx.array, per_channel: bool = True) -> tuple[mx.array, mx.a
         `scale / 2` of its dequantized value.
     """
     fn = "quantize_int8"
-    _check_float(fn, "w", w)
     _check_weight(fn, w)
     k = w.shape[-1]
     rows = math.prod(w.shape[:-1])
-    block_k = min(_ELEMENTWISE_BLOCK, triton.next_power_of_2(k))
+    block_k = pow2_block(k, _ELEMENTWISE_BLOCK)
     lo, hi = triton.empty((rows,)), triton.empty((rows,))
     _row_range_kernel[(rows,)](w, lo, hi, k, BLOCK_K=block_k)
     if not per_channel:
@@ -469,13 +486,12 @@ def quantize_int4(w: mx.array, group_size: int = 128) -> tuple[mx.array, mx.arra
         `scale / 2` of its dequantized value.
     """
     fn = "quantize_int4"
-    _check_float(fn, "w", w)
     _check_weight(fn, w)
     k = w.shape[-1]
     _check_group(fn, group_size, k)
     n_groups = math.prod(w.shape) // group_size
     half_block = triton.next_power_of_2(group_size // 2)
-    block_r = max(1, _ELEMENTWISE_BLOCK // half_block)
+    block_r = tile_rows(_ELEMENTWISE_BLOCK, half_block)
     w_q = triton.empty((*w.shape[:-1], k // 2), mx.uint8)
     scales, zeros = triton.empty((n_groups,)), triton.empty((n_groups,))
     _quantize_int4_kernel[(triton.cdiv(n_groups, block_r),)](
@@ -520,9 +536,7 @@ def int8_linear(
         Shape (..., out_features), `x`'s dtype.
     """
     fn = "int8_linear"
-    if w_q.ndim != 2:
-        _fail(fn, f"w_q must have shape (out_features, in_features); got shape {tuple(w_q.shape)}")
-    return _linear(fn, x, _int8_packed(fn, w_q, scale, zero_point), bias)
+    return _linear(fn, x, _int8_packed(fn, w_q, scale, zero_point, stacked=False), bias)
 
 
 def int4_linear(
@@ -548,9 +562,7 @@ def int4_linear(
         Shape (..., out_features), `x`'s dtype.
     """
     fn = "int4_linear"
-    if w_q.ndim != 2:
-        _fail(fn, f"w_q must have shape (out_features, in_features / 2); got shape {tuple(w_q.shape)}")
-    return _linear(fn, x, _int4_packed(fn, w_q, scales, zeros, group_size), bias)
+    return _linear(fn, x, _int4_packed(fn, w_q, scales, zeros, group_size, stacked=False), bias)
 
 
 def mlx_quantized_linear(
@@ -580,11 +592,7 @@ def mlx_quantized_linear(
         Shape (..., out_features), `x`'s dtype.
     """
     fn = "mlx_quantized_linear"
-    if w_q.ndim != 2:
-        _fail(
-            fn, f"w_q must have shape (out_features, in_features * bits / 32); got shape {tuple(w_q.shape)}"
-        )
-    return _linear(fn, x, _mlx_packed(fn, w_q, scales, biases, group_size, bits), bias)
+    return _linear(fn, x, _mlx_packed(fn, w_q, scales, biases, group_size, bits, stacked=False), bias)
 
 
 # --------------------------------------------------------------------------- references
@@ -688,7 +696,7 @@ class QuantizedLinear(nn.Module):
     ) -> None:
         super().__init__()
         if bits not in (4, 8):
-            _fail("QuantizedLinear", f"bits must be 4 or 8; got {bits!r}")
+            raise ValueError(f"[QuantizedLinear] bits must be 4 or 8; got {bits!r}")
         self.bits, self.group_size = bits, group_size
         limit = math.sqrt(1 / in_features)  # nn.Linear's initialisation, then quantized
         self._set_weight(mx.random.uniform(-limit, limit, (out_features, in_features)))
@@ -747,8 +755,8 @@ class QuantizedLinear(nn.Module):
         fn = "QuantizedLinear.from_mlx_quantized"
         packed = _mlx_packed(fn, w_q, scales, biases, group_size, bits)
         if bias is not None:
-            _check_float(fn, "bias", bias)
-            _check_shape(fn, "bias", bias, (packed.rows,))
+            check_array(fn, "bias", bias, FLOAT_DTYPES)
+            check_shape(fn, "bias", bias, (packed.rows,))
         layer = cls(packed.in_features, packed.rows, bits, group_size)
         layer.weight, layer.scales, layer.zeros = w_q, scales, biases
         if bias is not None:
