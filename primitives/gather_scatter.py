@@ -59,7 +59,7 @@ MAX_BLOCK_D = 256
 CHUNK = 64
 
 
-# ----------------------------------------------------------------------------- kernels
+# --------------------------------------------------------------------------- kernels
 #
 # Offsets are int64 (N * D and K * D may pass 2**31 elements) and every 2-D offset block is
 # summed before it meets its pointer, `ptr + (rows[:, None] * D + cols[None, :])`: the GPU
@@ -227,7 +227,7 @@ def _scatter_add_sorted_kernel(
     tl.store(out_ptr + offsets, acc.to(out_ptr.dtype.element_ty), mask=tile_mask)
 
 
-# ----------------------------------------------------------------------------- launches
+# --------------------------------------------------------------------------- functions
 
 
 def _new_output(shape: tuple[int, ...], dtype: mx.Dtype) -> mx.array:
@@ -380,9 +380,6 @@ def _scatter_add_vjp(
     return cotangent, dvalues, _no_gradient(indices), dweights, None
 
 
-# ----------------------------------------------------------------------------- public API
-
-
 def _check_range(fn: str, indices: mx.array, n_rows: int, table: str) -> None:
     """Raises IndexError naming the first index outside [0, n_rows); one reduction and a sync."""
     if indices.size == 0:
@@ -499,7 +496,7 @@ def selective_scatter_add(
     return result.reshape(output.shape)
 
 
-# ----------------------------------------------------------------------------- references
+# --------------------------------------------------------------------------- references
 
 
 def selective_gather_reference(x: mx.array, indices: mx.array) -> mx.array:

@@ -39,6 +39,10 @@ _TWO_SQRT_2_OVER_PI = tl.constexpr(2 * 0.7978845608028654)
 _GELU_CUBIC = tl.constexpr(0.044715)
 
 _ELEMENTWISE_BLOCK = 1024
+_GELU_FORMS = {"none": "gelu", "tanh": "gelu_tanh"}
+
+
+# --------------------------------------------------------------------------- kernels
 
 
 @triton.jit
@@ -173,9 +177,7 @@ def _fused_glu_bwd_kernel(
     tl.store(d_up_ptr + offs, d_up.to(d_up_ptr.dtype.element_ty), mask=mask)
 
 
-# ---------------------------------------------------------------------------- host side
-
-_GELU_FORMS = {"none": "gelu", "tanh": "gelu_tanh"}
+# --------------------------------------------------------------------------- functions
 
 
 def _check_pair(fn: str, gate: mx.array, up: mx.array) -> None:
@@ -308,9 +310,6 @@ def _check_fused(
             check_like(fn, name, bias, x, (hidden,))
 
 
-# ---------------------------------------------------------------------------- public functions
-
-
 def swiglu(gate: mx.array, up: mx.array) -> mx.array:
     """SwiGLU's gating, `silu(gate) * up`, in one pass.
 
@@ -393,7 +392,7 @@ def fused_geglu(
     return _fused_glu(x, w_gate, w_up, b_gate, b_up, activation)
 
 
-# ---------------------------------------------------------------------------- modules
+# --------------------------------------------------------------------------- modules
 
 
 class _GatedMLP(nn.Module):
@@ -460,7 +459,7 @@ class GeGLU(_GatedMLP):
         return self.down_proj(fused_geglu(x, *self._projections(), approximate=self.approximate))
 
 
-# ---------------------------------------------------------------------------- references
+# --------------------------------------------------------------------------- references
 
 
 def swiglu_reference(gate: mx.array, up: mx.array) -> mx.array:

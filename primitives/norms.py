@@ -311,7 +311,7 @@ def _rmsnorm_linear_kernel(
     tl.store(OUT + rows[:, None] * N + outs[None, :], out.to(OUT.dtype.element_ty), mask=out_mask)
 
 
-# --------------------------------------------------------------------------- launches
+# --------------------------------------------------------------------------- functions
 
 
 def _row_config(n: int) -> tuple[int, int]:
@@ -463,9 +463,6 @@ def _rmsnorm_linear_rows_vjp(
     return dx, dnorm_weight, dlinear_weight, dbias
 
 
-# --------------------------------------------------------------------------- public API
-
-
 def _check_x(fn: str, x: object, eps: float) -> None:
     check_array(fn, "x", x, FLOAT_DTYPES)
     check_ndim(fn, "x", x, 1, "at least one axis to normalize", at_least=True)
@@ -602,6 +599,9 @@ def fused_rmsnorm_linear(
         return fused_rmsnorm_linear_reference(x, norm_weight, linear_weight, linear_bias, eps)
     out = _rmsnorm_linear_rows(as_rows(x), norm_weight, linear_weight, linear_bias, eps=eps)
     return out.reshape(*x.shape[:-1], n)
+
+
+# --------------------------------------------------------------------------- modules
 
 
 class RMSNorm(nn.Module):

@@ -52,6 +52,22 @@ from ._common import (
     tile_rows,
 )
 
+# Up to this many rows of x use the matvec kernel (decode); more use the tiled tl.dot kernel.
+MATVEC_MAX_ROWS = 8
+# Metal's tiles fit its threadgroup memory (MAX_STAGED_DOT_ELEMENTS). CUDA's tensor-core dot
+# stages half-precision tiles in up to 200 KB of shared memory: larger tiles, more warps.
+_MATMUL_BLOCKS = {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8}
+_CUDA_MATMUL_BLOCKS = {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_warps": 8}
+assert (
+    _MATMUL_BLOCKS["BLOCK_K"] * (_MATMUL_BLOCKS["BLOCK_M"] + _MATMUL_BLOCKS["BLOCK_N"])
+    <= MAX_STAGED_DOT_ELEMENTS
+)
+# A matvec program reads BLOCK_N rows of W: few rows, long chunks, so that a 4096-row W gives
+# a thousand programs to stream it.
+_MATVEC_BLOCK_N, _MATVEC_BLOCK_K = 4, 512
+_ELEMENTWISE_BLOCK = 1024
+
+
 # --------------------------------------------------------------------------- kernels
 
 
@@ -237,22 +253,7 @@ def _quantize_int4_kernel(
     tl.store(z_ptr + offs_r, lo, mask=offs_r < n_groups)
 
 
-# --------------------------------------------------------------------------- public functions
-
-# Up to this many rows of x use the matvec kernel (decode); more use the tiled tl.dot kernel.
-MATVEC_MAX_ROWS = 8
-# Metal's tiles fit its threadgroup memory (MAX_STAGED_DOT_ELEMENTS). CUDA's tensor-core dot
-# stages half-precision tiles in up to 200 KB of shared memory: larger tiles, more warps.
-_MATMUL_BLOCKS = {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8}
-_CUDA_MATMUL_BLOCKS = {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_warps": 8}
-assert (
-    _MATMUL_BLOCKS["BLOCK_K"] * (_MATMUL_BLOCKS["BLOCK_M"] + _MATMUL_BLOCKS["BLOCK_N"])
-    <= MAX_STAGED_DOT_ELEMENTS
-)
-# A matvec program reads BLOCK_N rows of W: few rows, long chunks, so that a 4096-row W gives
-# a thousand programs to stream it.
-_MATVEC_BLOCK_N, _MATVEC_BLOCK_K = 4, 512
-_ELEMENTWISE_BLOCK = 1024
+# --------------------------------------------------------------------------- functions
 
 
 def _check_codes(fn: str, w_q: object, dtype: mx.Dtype, in_axis: str, stacked: bool) -> None:
@@ -595,84 +596,7 @@ def mlx_quantized_linear(
     return _linear(fn, x, _mlx_packed(fn, w_q, scales, biases, group_size, bits, stacked=False), bias)
 
 
-# --------------------------------------------------------------------------- references
-
-
-def _round(a: mx.array) -> mx.array:
-    # Halves round up, as the kernels' floor(a + 0.5); mx.round would round them to even.
-    return mx.floor(a + 0.5)
-
-
-def quantize_int8_reference(w: mx.array, per_channel: bool = True) -> tuple[mx.array, mx.array, mx.array]:
-    """`quantize_int8` in plain MLX ops."""
-    w = w.astype(mx.float32)
-    axes = -1 if per_channel else None
-    lo = mx.minimum(mx.min(w, axis=axes, keepdims=True), 0.0)
-    hi = mx.maximum(mx.max(w, axis=axes, keepdims=True), 0.0)
-    scale = (hi - lo) / 255.0
-    scale = mx.where(scale > 0, scale, 1.0)
-    zero_point = mx.clip(_round(-128.0 - lo / scale), -128, 127)
-    w_q = mx.clip(_round(w / scale) + zero_point, -128, 127).astype(mx.int8)
-    shape = w.shape[:-1] if per_channel else ()
-    return w_q, scale.reshape(shape), zero_point.astype(mx.int8).reshape(shape)
-
-
-def dequantize_int8_reference(w_q: mx.array, scale: mx.array, zero_point: mx.array) -> mx.array:
-    """`dequantize_int8` in plain MLX ops (float32)."""
-    scale = scale.astype(mx.float32)[..., None] if scale.ndim else scale.astype(mx.float32)
-    zero_point = zero_point[..., None] if zero_point.ndim else zero_point
-    return (w_q.astype(mx.float32) - zero_point.astype(mx.float32)) * scale
-
-
-def quantize_int4_reference(w: mx.array, group_size: int = 128) -> tuple[mx.array, mx.array, mx.array]:
-    """`quantize_int4` in plain MLX ops."""
-    *lead, k = w.shape
-    groups = w.astype(mx.float32).reshape(*lead, k // group_size, group_size)
-    lo = mx.min(groups, axis=-1, keepdims=True)
-    scale = (mx.max(groups, axis=-1, keepdims=True) - lo) / 15.0
-    scale = mx.where(scale > 0, scale, 1.0)
-    q = mx.clip(_round((groups - lo) / scale), 0, 15).astype(mx.uint8).reshape(*lead, k // 2, 2)
-    w_q = q[..., 0] | (q[..., 1] << 4)
-    return w_q, scale[..., 0], lo[..., 0]
-
-
-def dequantize_int4_reference(
-    w_q: mx.array, scales: mx.array, zeros: mx.array, group_size: int = 128
-) -> mx.array:
-    """`dequantize_int4` in plain MLX ops (float32)."""
-    *lead, half = w_q.shape
-    q = mx.stack([w_q & 0xF, w_q >> 4], axis=-1).reshape(*lead, 2 * half // group_size, group_size)
-    w = q.astype(mx.float32) * scales.astype(mx.float32)[..., None] + zeros.astype(mx.float32)[..., None]
-    return w.reshape(*lead, 2 * half)
-
-
-def int8_linear_reference(
-    x: mx.array, w_q: mx.array, scale: mx.array, zero_point: mx.array, bias: mx.array | None = None
-) -> mx.array:
-    """`int8_linear` in plain MLX ops: dequantize, then a float32 matmul."""
-    return _linear_reference(x, dequantize_int8_reference(w_q, scale, zero_point), bias)
-
-
-def int4_linear_reference(
-    x: mx.array,
-    w_q: mx.array,
-    scales: mx.array,
-    zeros: mx.array,
-    group_size: int = 128,
-    bias: mx.array | None = None,
-) -> mx.array:
-    """`int4_linear` in plain MLX ops: dequantize, then a float32 matmul."""
-    return _linear_reference(x, dequantize_int4_reference(w_q, scales, zeros, group_size), bias)
-
-
-def _linear_reference(x: mx.array, w: mx.array, bias: mx.array | None) -> mx.array:
-    y = x.astype(mx.float32) @ w.T
-    if bias is not None:
-        y = y + bias.astype(mx.float32)
-    return y.astype(x.dtype)
-
-
-# --------------------------------------------------------------------------- layers
+# --------------------------------------------------------------------------- modules
 
 
 class QuantizedLinear(nn.Module):
@@ -772,3 +696,80 @@ class QuantizedLinear(nn.Module):
         if self.bits == 8:
             return int8_linear(x, self.weight, self.scales, self.zeros, bias)
         return int4_linear(x, self.weight, self.scales, self.zeros, self.group_size, bias)
+
+
+# --------------------------------------------------------------------------- references
+
+
+def _round(a: mx.array) -> mx.array:
+    # Halves round up, as the kernels' floor(a + 0.5); mx.round would round them to even.
+    return mx.floor(a + 0.5)
+
+
+def _linear_reference(x: mx.array, w: mx.array, bias: mx.array | None) -> mx.array:
+    y = x.astype(mx.float32) @ w.T
+    if bias is not None:
+        y = y + bias.astype(mx.float32)
+    return y.astype(x.dtype)
+
+
+def quantize_int8_reference(w: mx.array, per_channel: bool = True) -> tuple[mx.array, mx.array, mx.array]:
+    """`quantize_int8` in plain MLX ops."""
+    w = w.astype(mx.float32)
+    axes = -1 if per_channel else None
+    lo = mx.minimum(mx.min(w, axis=axes, keepdims=True), 0.0)
+    hi = mx.maximum(mx.max(w, axis=axes, keepdims=True), 0.0)
+    scale = (hi - lo) / 255.0
+    scale = mx.where(scale > 0, scale, 1.0)
+    zero_point = mx.clip(_round(-128.0 - lo / scale), -128, 127)
+    w_q = mx.clip(_round(w / scale) + zero_point, -128, 127).astype(mx.int8)
+    shape = w.shape[:-1] if per_channel else ()
+    return w_q, scale.reshape(shape), zero_point.astype(mx.int8).reshape(shape)
+
+
+def dequantize_int8_reference(w_q: mx.array, scale: mx.array, zero_point: mx.array) -> mx.array:
+    """`dequantize_int8` in plain MLX ops (float32)."""
+    scale = scale.astype(mx.float32)[..., None] if scale.ndim else scale.astype(mx.float32)
+    zero_point = zero_point[..., None] if zero_point.ndim else zero_point
+    return (w_q.astype(mx.float32) - zero_point.astype(mx.float32)) * scale
+
+
+def quantize_int4_reference(w: mx.array, group_size: int = 128) -> tuple[mx.array, mx.array, mx.array]:
+    """`quantize_int4` in plain MLX ops."""
+    *lead, k = w.shape
+    groups = w.astype(mx.float32).reshape(*lead, k // group_size, group_size)
+    lo = mx.min(groups, axis=-1, keepdims=True)
+    scale = (mx.max(groups, axis=-1, keepdims=True) - lo) / 15.0
+    scale = mx.where(scale > 0, scale, 1.0)
+    q = mx.clip(_round((groups - lo) / scale), 0, 15).astype(mx.uint8).reshape(*lead, k // 2, 2)
+    w_q = q[..., 0] | (q[..., 1] << 4)
+    return w_q, scale[..., 0], lo[..., 0]
+
+
+def dequantize_int4_reference(
+    w_q: mx.array, scales: mx.array, zeros: mx.array, group_size: int = 128
+) -> mx.array:
+    """`dequantize_int4` in plain MLX ops (float32)."""
+    *lead, half = w_q.shape
+    q = mx.stack([w_q & 0xF, w_q >> 4], axis=-1).reshape(*lead, 2 * half // group_size, group_size)
+    w = q.astype(mx.float32) * scales.astype(mx.float32)[..., None] + zeros.astype(mx.float32)[..., None]
+    return w.reshape(*lead, 2 * half)
+
+
+def int8_linear_reference(
+    x: mx.array, w_q: mx.array, scale: mx.array, zero_point: mx.array, bias: mx.array | None = None
+) -> mx.array:
+    """`int8_linear` in plain MLX ops: dequantize, then a float32 matmul."""
+    return _linear_reference(x, dequantize_int8_reference(w_q, scale, zero_point), bias)
+
+
+def int4_linear_reference(
+    x: mx.array,
+    w_q: mx.array,
+    scales: mx.array,
+    zeros: mx.array,
+    group_size: int = 128,
+    bias: mx.array | None = None,
+) -> mx.array:
+    """`int4_linear` in plain MLX ops: dequantize, then a float32 matmul."""
+    return _linear_reference(x, dequantize_int4_reference(w_q, scales, zeros, group_size), bias)

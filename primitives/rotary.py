@@ -29,6 +29,9 @@ _MAX_SEQS_PER_PROGRAM = 32  # sequences (batch x heads) rotated with one table o
 _MAX_PASS_BLOCK = 128  # columns copied per step for the features past `dims`
 
 
+# --------------------------------------------------------------------------- kernels
+
+
 @triton.jit
 def _rope_kernel(
     x_ptr, out_ptr, offset_ptr,
@@ -77,7 +80,7 @@ def _rope_kernel(
                 tl.store(out_ptr + pass_offs, tl.load(x_ptr + pass_offs, mask=pass_mask), mask=pass_mask)
 
 
-# ---------------------------------------------------------------------------- host side
+# --------------------------------------------------------------------------- functions
 
 
 def _launch(
@@ -154,9 +157,6 @@ def _check(x: mx.array, dims: int, base: float) -> None:
         raise ValueError(f"[rope] base must be positive, got {base!r}")
 
 
-# ---------------------------------------------------------------------------- public functions
-
-
 def rope(
     x: mx.array,
     dims: int,
@@ -185,7 +185,7 @@ def rope(
     return _rope(x, _offsets(x, offset), dims, bool(traditional), float(base), float(scale))
 
 
-# ---------------------------------------------------------------------------- module
+# --------------------------------------------------------------------------- modules
 
 
 class RoPE(nn.Module):
@@ -212,7 +212,7 @@ class RoPE(nn.Module):
         return rope(x, self.dims, self.traditional, self.base, self.scale, offset)
 
 
-# ---------------------------------------------------------------------------- reference
+# --------------------------------------------------------------------------- references
 
 
 def rope_reference(
