@@ -99,7 +99,7 @@ def _glu_bwd_kernel(
 
 @triton.jit
 def _project_tile(
-    x_ptr, w_gate_ptr, w_up_ptr, b_gate_ptr, b_up_ptr, M, N, K,
+    x_ptr, w_gate_ptr, w_up_ptr, b_gate_ptr, b_up_ptr, m, n, k,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):  # fmt: skip
     """This program's (BLOCK_M, BLOCK_N) tile of x @ w_gate.T (+ b_gate) and x @ w_up.T (+ b_up).
@@ -108,26 +108,26 @@ def _project_tile(
     in groups of GROUP_M rows so that neighbouring programs share weight columns in cache.
     """
     pid = tl.program_id(0)
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
+    num_pid_m = tl.cdiv(m, BLOCK_M)
+    num_pid_n = tl.cdiv(n, BLOCK_N)
     pid_m, pid_n = tl.swizzle2d(pid // num_pid_n, pid % num_pid_n, num_pid_m, num_pid_n, GROUP_M)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)
     # Rows and columns past the edge wrap around (their results are never stored), so only the
     # K tail needs a mask.
-    rows = offs_m % M
-    cols = offs_n % N
-    x_ptrs = x_ptr + rows[:, None] * K + offs_k[None, :]
+    rows = offs_m % m
+    cols = offs_n % n
+    x_ptrs = x_ptr + rows[:, None] * k + offs_k[None, :]
     # Weights are (N, K) row-major (nn.Linear): each (BLOCK_N, BLOCK_K) tile is read along its
     # contiguous rows and multiplied as tl.trans(w), which no backend moves through memory.
-    w_offs = cols[:, None] * K + offs_k[None, :]
+    w_offs = cols[:, None] * k + offs_k[None, :]
     w_gate_ptrs = w_gate_ptr + w_offs
     w_up_ptrs = w_up_ptr + w_offs
     acc_gate = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     acc_up = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k in range(0, K, BLOCK_K):
-        k_left = K - k
+    for k0 in range(0, k, BLOCK_K):
+        k_left = k - k0
         x = tl.load(x_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
         w_gate = tl.load(w_gate_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
         w_up = tl.load(w_up_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
@@ -145,31 +145,31 @@ def _project_tile(
 
 @triton.jit
 def _fused_glu_fwd_kernel(
-    x_ptr, w_gate_ptr, w_up_ptr, b_gate_ptr, b_up_ptr, out_ptr, M, N, K,
+    x_ptr, w_gate_ptr, w_up_ptr, b_gate_ptr, b_up_ptr, out_ptr, m, n, k,
     ACTIVATION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):  # fmt: skip
     gate, up, offs_m, offs_n = _project_tile(
-        x_ptr, w_gate_ptr, w_up_ptr, b_gate_ptr, b_up_ptr, M, N, K, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M
+        x_ptr, w_gate_ptr, w_up_ptr, b_gate_ptr, b_up_ptr, m, n, k, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M
     )
     out = _activation(gate, ACTIVATION) * up
-    mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
-    out_ptrs = out_ptr + offs_m[:, None] * N + offs_n[None, :]
+    mask = (offs_m[:, None] < m) & (offs_n[None, :] < n)
+    out_ptrs = out_ptr + offs_m[:, None] * n + offs_n[None, :]
     tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _fused_glu_bwd_kernel(
-    x_ptr, w_gate_ptr, w_up_ptr, b_gate_ptr, b_up_ptr, d_out_ptr, d_gate_ptr, d_up_ptr, M, N, K,
+    x_ptr, w_gate_ptr, w_up_ptr, b_gate_ptr, b_up_ptr, d_out_ptr, d_gate_ptr, d_up_ptr, m, n, k,
     ACTIVATION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):  # fmt: skip
     """Recomputes the projections and writes the gradients before the activation."""
     gate, up, offs_m, offs_n = _project_tile(
-        x_ptr, w_gate_ptr, w_up_ptr, b_gate_ptr, b_up_ptr, M, N, K, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M
+        x_ptr, w_gate_ptr, w_up_ptr, b_gate_ptr, b_up_ptr, m, n, k, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M
     )
-    mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
-    offs = offs_m[:, None] * N + offs_n[None, :]
+    mask = (offs_m[:, None] < m) & (offs_n[None, :] < n)
+    offs = offs_m[:, None] * n + offs_n[None, :]
     d_out = tl.load(d_out_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     d_gate = d_out * up * _activation_grad(gate, ACTIVATION)
     d_up = d_out * _activation(gate, ACTIVATION)

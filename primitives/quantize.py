@@ -100,50 +100,50 @@ def _dequantize_tile(
 
 @triton.jit
 def _dequantize_kernel(
-    out_ptr, R, K, w_ptr, s_ptr, z_ptr, stride_w, stride_sr, stride_sg,
+    out_ptr, n_rows, k, w_ptr, s_ptr, z_ptr, stride_w, stride_sr, stride_sg,
     BITS: tl.constexpr, PACK: tl.constexpr, GROUP: tl.constexpr, ZERO_IS_CODE: tl.constexpr,
     BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
-    mask = (rows[:, None] < R) & (cols[None, :] < K)
+    mask = (rows[:, None] < n_rows) & (cols[None, :] < k)
     w = _dequantize_tile(
         w_ptr, s_ptr, z_ptr, rows[:, None], cols[None, :], mask, stride_w, stride_sr, stride_sg,
         BITS, PACK, GROUP, ZERO_IS_CODE,
     )  # fmt: skip
-    tl.store(out_ptr + rows[:, None] * K + cols[None, :], w.to(out_ptr.dtype.element_ty), mask=mask)
+    tl.store(out_ptr + rows[:, None] * k + cols[None, :], w.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _qmatvec_kernel(
-    x_ptr, b_ptr, y_ptr, N, K, w_ptr, s_ptr, z_ptr, stride_w, stride_sr, stride_sg,
+    x_ptr, b_ptr, y_ptr, n, k, w_ptr, s_ptr, z_ptr, stride_w, stride_sr, stride_sg,
     BITS: tl.constexpr, PACK: tl.constexpr, GROUP: tl.constexpr, ZERO_IS_CODE: tl.constexpr,
     HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
-    """y[m, n] = sum_k x[m, k] * W[n, k]: a block of outputs of one row of x per program."""
-    m = tl.program_id(1)
+    """y[row] = W @ x[row] for BLOCK_N of the n outputs and one row of x per program."""
+    row = tl.program_id(1)
     offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     # Partial products stay elementwise across the K loop; one reduction at the end.
     acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
+    for k0 in range(0, k, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
-        mask = (offs_n[:, None] < N) & (offs_k[None, :] < K)
+        mask = (offs_n[:, None] < n) & (offs_k[None, :] < k)
         w = _dequantize_tile(
             w_ptr, s_ptr, z_ptr, offs_n[:, None], offs_k[None, :], mask, stride_w, stride_sr, stride_sg,
             BITS, PACK, GROUP, ZERO_IS_CODE,
         )  # fmt: skip
         # x read at the tile's shape (a pure address broadcast) for the same reason as scales.
-        x = tl.load(x_ptr + m * K + offs_k[None, :] + 0 * offs_n[:, None], mask=mask, other=0.0)
+        x = tl.load(x_ptr + row * k + offs_k[None, :] + 0 * offs_n[:, None], mask=mask, other=0.0)
         acc += w * x.to(tl.float32)
     y = tl.sum(acc, axis=1)
     if HAS_BIAS:
-        y += tl.load(b_ptr + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)
-    tl.store(y_ptr + m * N + offs_n, y.to(y_ptr.dtype.element_ty), mask=offs_n < N)
+        y += tl.load(b_ptr + offs_n, mask=offs_n < n, other=0.0).to(tl.float32)
+    tl.store(y_ptr + row * n + offs_n, y.to(y_ptr.dtype.element_ty), mask=offs_n < n)
 
 
 @triton.jit
 def _qmatmul_kernel(
-    x_ptr, b_ptr, y_ptr, M, N, K, w_ptr, s_ptr, z_ptr, stride_w, stride_sr, stride_sg,
+    x_ptr, b_ptr, y_ptr, m, n, k, w_ptr, s_ptr, z_ptr, stride_w, stride_sr, stride_sg,
     BITS: tl.constexpr, PACK: tl.constexpr, GROUP: tl.constexpr, ZERO_IS_CODE: tl.constexpr,
     HAS_BIAS: tl.constexpr, HALF_DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
@@ -152,8 +152,8 @@ def _qmatmul_kernel(
     (HALF_DOT, for a float16/bfloat16 x on CUDA: split into two terms of x's dtype)."""
     # Grouped program order, as in Triton's matmul tutorial: neighbours share W tiles in cache.
     pid = tl.program_id(0)
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
+    num_pid_m = tl.cdiv(m, BLOCK_M)
+    num_pid_n = tl.cdiv(n, BLOCK_N)
     num_pid_in_group = GROUP_M * num_pid_n
     first_pid_m = (pid // num_pid_in_group) * GROUP_M
     group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
@@ -163,13 +163,13 @@ def _qmatmul_kernel(
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
+    for k0 in range(0, k, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
-        x_mask = (offs_m[:, None] < M) & (offs_k[None, :] < K)
-        x = tl.load(x_ptr + offs_m[:, None] * K + offs_k[None, :], mask=x_mask, other=0.0)
+        x_mask = (offs_m[:, None] < m) & (offs_k[None, :] < k)
+        x = tl.load(x_ptr + offs_m[:, None] * k + offs_k[None, :], mask=x_mask, other=0.0)
         # The (BLOCK_N, BLOCK_K) tile of W, read along its packed rows, multiplied as tl.trans
         # (the dots stage it transposed; nothing moves it otherwise).
-        w_mask = (offs_n[:, None] < N) & (offs_k[None, :] < K)
+        w_mask = (offs_n[:, None] < n) & (offs_k[None, :] < k)
         w = _dequantize_tile(
             w_ptr, s_ptr, z_ptr, offs_n[:, None], offs_k[None, :], w_mask, stride_w, stride_sr, stride_sg,
             BITS, PACK, GROUP, ZERO_IS_CODE,
@@ -183,22 +183,22 @@ def _qmatmul_kernel(
         else:
             acc = tl.dot(x.to(tl.float32), tl.trans(w), acc, input_precision="ieee")
     if HAS_BIAS:  # loaded at the tile's shape, as x in the matvec
-        bias = tl.load(b_ptr + offs_n[None, :] + 0 * offs_m[:, None], mask=offs_n[None, :] < N, other=0.0)
+        bias = tl.load(b_ptr + offs_n[None, :] + 0 * offs_m[:, None], mask=offs_n[None, :] < n, other=0.0)
         acc += bias.to(tl.float32)
-    y_mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
-    tl.store(y_ptr + offs_m[:, None] * N + offs_n[None, :], acc.to(y_ptr.dtype.element_ty), mask=y_mask)
+    y_mask = (offs_m[:, None] < m) & (offs_n[None, :] < n)
+    tl.store(y_ptr + offs_m[:, None] * n + offs_n[None, :], acc.to(y_ptr.dtype.element_ty), mask=y_mask)
 
 
 @triton.jit
-def _row_range_kernel(w_ptr, lo_ptr, hi_ptr, K, BLOCK_K: tl.constexpr):
+def _row_range_kernel(w_ptr, lo_ptr, hi_ptr, k, BLOCK_K: tl.constexpr):
     """min(row, 0) and max(row, 0) of each row."""
     row = tl.program_id(0)
     # Starting both at zero puts 0.0 inside the range and makes masked lanes harmless.
     lo = tl.zeros((BLOCK_K,), dtype=tl.float32)
     hi = tl.zeros((BLOCK_K,), dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
+    for k0 in range(0, k, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
-        w = tl.load(w_ptr + row * K + offs_k, mask=offs_k < K, other=0.0).to(tl.float32)
+        w = tl.load(w_ptr + row * k + offs_k, mask=offs_k < k, other=0.0).to(tl.float32)
         lo = tl.minimum(lo, w)
         hi = tl.maximum(hi, w)
     tl.store(lo_ptr + row, tl.min(lo, axis=0))
@@ -207,7 +207,7 @@ def _row_range_kernel(w_ptr, lo_ptr, hi_ptr, K, BLOCK_K: tl.constexpr):
 
 @triton.jit
 def _quantize_int8_kernel(
-    w_ptr, lo_ptr, hi_ptr, q_ptr, s_ptr, zp_ptr, K, stride_range, BLOCK_K: tl.constexpr
+    w_ptr, lo_ptr, hi_ptr, q_ptr, s_ptr, zp_ptr, k, stride_range, BLOCK_K: tl.constexpr
 ):  # fmt: skip
     """Affine int8 codes of one row from its range (`stride_range` 0: one range for all rows)."""
     row = tl.program_id(0)
@@ -218,11 +218,11 @@ def _quantize_int8_kernel(
     zp = tl.clamp(tl.floor(-128.0 - lo / scale + 0.5), -128.0, 127.0)
     tl.store(s_ptr + row, scale)
     tl.store(zp_ptr + row, zp.to(tl.int8))
-    for k0 in range(0, K, BLOCK_K):
+    for k0 in range(0, k, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
-        w = tl.load(w_ptr + row * K + offs_k, mask=offs_k < K, other=0.0).to(tl.float32)
+        w = tl.load(w_ptr + row * k + offs_k, mask=offs_k < k, other=0.0).to(tl.float32)
         q = tl.clamp(tl.floor(w / scale + 0.5) + zp, -128.0, 127.0)
-        tl.store(q_ptr + row * K + offs_k, q.to(tl.int8), mask=offs_k < K)
+        tl.store(q_ptr + row * k + offs_k, q.to(tl.int8), mask=offs_k < k)
 
 
 @triton.jit
