@@ -462,6 +462,16 @@ class GeGLU(_GatedMLP):
 # --------------------------------------------------------------------------- references
 
 
+def _projections_reference(
+    x: mx.array, w_gate: mx.array, w_up: mx.array, b_gate: mx.array | None, b_up: mx.array | None
+) -> tuple[mx.array, mx.array]:
+    """The gate and up projections of `x`, as `nn.Linear` computes them."""
+    gate, up = x @ w_gate.T, x @ w_up.T
+    if b_gate is not None:
+        gate, up = gate + b_gate, up + b_up
+    return gate, up
+
+
 def swiglu_reference(gate: mx.array, up: mx.array) -> mx.array:
     """`swiglu` in plain MLX ops."""
     return nn.silu(gate) * up
@@ -481,10 +491,7 @@ def fused_swiglu_reference(
     b_up: mx.array | None = None,
 ) -> mx.array:
     """`fused_swiglu` in plain MLX ops (both projections materialized)."""
-    gate, up = x @ w_gate.T, x @ w_up.T
-    if b_gate is not None:
-        gate, up = gate + b_gate, up + b_up
-    return swiglu_reference(gate, up)
+    return swiglu_reference(*_projections_reference(x, w_gate, w_up, b_gate, b_up))
 
 
 def fused_geglu_reference(
@@ -496,7 +503,4 @@ def fused_geglu_reference(
     approximate: str = "none",
 ) -> mx.array:
     """`fused_geglu` in plain MLX ops (both projections materialized)."""
-    gate, up = x @ w_gate.T, x @ w_up.T
-    if b_gate is not None:
-        gate, up = gate + b_gate, up + b_up
-    return geglu_reference(gate, up, approximate)
+    return geglu_reference(*_projections_reference(x, w_gate, w_up, b_gate, b_up), approximate)
