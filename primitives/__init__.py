@@ -1,11 +1,70 @@
 """mlx_primitives: building blocks for MLX, every kernel written in mtriton.
 
-`mlx_primitives.kernels` holds the fused transformer blocks (norms, GLUs, RoPE, quantized
-linears); gather and scatter-add live here at the top level.
+One family, one module: `norms`, `glu`, `rotary`, `quantize`, `gather_scatter`. Each holds its
+kernels, its public functions, its `nn.Module` layers and its `*_reference` functions in plain
+MLX ops; every public name is exported here. `mlx_primitives.kernels` re-exports the transformer
+blocks under their earlier import path.
 """
 
-from .gather_scatter import selective_gather, selective_scatter_add
+from .gather_scatter import (
+    selective_gather,
+    selective_gather_reference,
+    selective_scatter_add,
+    selective_scatter_add_reference,
+)
+from .glu import (
+    GeGLU,
+    SwiGLU,
+    fused_geglu,
+    fused_geglu_reference,
+    fused_swiglu,
+    fused_swiglu_reference,
+    geglu,
+    geglu_reference,
+    swiglu,
+    swiglu_reference,
+)
+from .norms import (
+    LayerNorm,
+    RMSNorm,
+    fused_add_rmsnorm,
+    fused_add_rmsnorm_reference,
+    fused_rmsnorm_linear,
+    fused_rmsnorm_linear_reference,
+    layernorm,
+    layernorm_reference,
+    rmsnorm,
+    rmsnorm_reference,
+)
+from .quantize import (
+    QuantizedLinear,
+    dequantize_int4,
+    dequantize_int4_reference,
+    dequantize_int8,
+    dequantize_int8_reference,
+    int4_linear,
+    int4_linear_reference,
+    int8_linear,
+    int8_linear_reference,
+    mlx_quantized_linear,
+    quantize_int4,
+    quantize_int4_reference,
+    quantize_int8,
+    quantize_int8_reference,
+)
+from .rotary import RoPE, rope, rope_reference
 
 __version__ = "0.1.0"
 
-__all__ = ["selective_gather", "selective_scatter_add"]
+__all__ = [
+    "GeGLU", "LayerNorm", "QuantizedLinear", "RMSNorm", "RoPE", "SwiGLU",
+    "dequantize_int4", "dequantize_int4_reference", "dequantize_int8", "dequantize_int8_reference",
+    "fused_add_rmsnorm", "fused_add_rmsnorm_reference", "fused_geglu", "fused_geglu_reference",
+    "fused_rmsnorm_linear", "fused_rmsnorm_linear_reference", "fused_swiglu", "fused_swiglu_reference",
+    "geglu", "geglu_reference", "int4_linear", "int4_linear_reference", "int8_linear",
+    "int8_linear_reference", "layernorm", "layernorm_reference", "mlx_quantized_linear",
+    "quantize_int4", "quantize_int4_reference", "quantize_int8", "quantize_int8_reference",
+    "rmsnorm", "rmsnorm_reference", "rope", "rope_reference", "selective_gather",
+    "selective_gather_reference", "selective_scatter_add", "selective_scatter_add_reference",
+    "swiglu", "swiglu_reference",
+]  # fmt: skip

@@ -45,8 +45,8 @@ import numpy as np
 import mtriton as triton
 import mtriton.language as tl
 
-INDEX_DTYPES = (mx.int32, mx.int64, mx.uint32)
-FLOAT_DTYPES = (mx.float32, mx.float16, mx.bfloat16)
+from ._common import FLOAT_DTYPES, INDEX_DTYPES, check_array, check_ndim, check_shape, pow2_block, tile_rows
+
 # A gather only moves rows, so integer tables (token ids, say) work as well as float ones.
 GATHER_DTYPES = (*FLOAT_DTYPES, mx.int32, mx.uint32)
 
@@ -59,17 +59,18 @@ MAX_BLOCK_D = 256
 CHUNK = 64
 
 
-# ----------------------------------------------------------------------------- kernels
+# --------------------------------------------------------------------------- kernels
 #
-# Offsets are int64 (N * D and K * D may pass 2**31 elements) and every 2-D offset block is
-# summed before it meets its pointer, `ptr + (rows[:, None] * D + cols[None, :])`: the GPU
-# backends broadcast a (R, 1) pointer block through 32-bit shared memory, dropping the high
-# bits of an int64 offset (a compiler bug, reported with a repro).
+# Offsets are int64 (n_rows * n_cols and n_indices * n_cols may pass 2**31 elements) and every
+# 2-D offset block is summed before it meets its pointer,
+# `ptr + (rows[:, None] * n_cols + cols[None, :])`: the GPU backends broadcast a (R, 1) pointer
+# block through 32-bit shared memory, dropping the high bits of an int64 offset (a compiler
+# bug, reported with a repro).
 
 
-@triton.jit(do_not_specialize=["N", "K"])
+@triton.jit(do_not_specialize=["n_rows", "n_indices"])
 def _gather_rows_kernel(
-    out_ptr, src_ptr, indices_ptr, weights_ptr, dot_ptr, dot_out_ptr, N, K, D,
+    out_ptr, src_ptr, indices_ptr, weights_ptr, dot_ptr, dot_out_ptr, n_rows, n_indices, n_cols,
     BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     """out[k] = src[indices[k]] (times weights[k] when given).
@@ -78,23 +79,25 @@ def _gather_rows_kernel(
     weights' gradient of a scatter-add, computed from the rows already loaded.
     """
     ks = tl.program_id(0) * BLOCK_K + tl.arange(0, BLOCK_K)
-    k_mask = ks < K
+    k_mask = ks < n_indices
     rows = tl.load(indices_ptr + ks, mask=k_mask, other=0).to(tl.int64)
-    valid = k_mask & (rows >= 0) & (rows < N)
+    valid = k_mask & (rows >= 0) & (rows < n_rows)
     ks = ks.to(tl.int64)
     if weights_ptr is not None:
         scale = tl.load(weights_ptr + ks, mask=k_mask, other=0.0).to(tl.float32)
     if dot_ptr is not None:
         dots = tl.zeros((BLOCK_K,), dtype=tl.float32)
-    for d0 in range(0, D, BLOCK_D):
+    for d0 in range(0, n_cols, BLOCK_D):
         cols = d0 + tl.arange(0, BLOCK_D)
-        col_mask = (cols < D)[None, :]
-        row = tl.load(src_ptr + (rows[:, None] * D + cols[None, :]), mask=valid[:, None] & col_mask, other=0)
+        col_mask = (cols < n_cols)[None, :]
+        row = tl.load(
+            src_ptr + (rows[:, None] * n_cols + cols[None, :]), mask=valid[:, None] & col_mask, other=0
+        )
         if weights_ptr is not None:
             result = row.to(tl.float32) * scale[:, None]
         else:
             result = row  # a plain gather copies bits: no round trip through float32
-        out_offsets = ks[:, None] * D + cols[None, :]
+        out_offsets = ks[:, None] * n_cols + cols[None, :]
         tl.store(out_ptr + out_offsets, result.to(out_ptr.dtype.element_ty), mask=k_mask[:, None] & col_mask)
         if dot_ptr is not None:
             other = tl.load(dot_ptr + out_offsets, mask=k_mask[:, None] & col_mask, other=0.0)
@@ -103,51 +106,53 @@ def _gather_rows_kernel(
         tl.store(dot_out_ptr + ks, dots.to(dot_out_ptr.dtype.element_ty), mask=k_mask)
 
 
-@triton.jit(do_not_specialize=["N", "K"])
+@triton.jit(do_not_specialize=["n_rows", "n_indices"])
 def _scatter_add_atomic_kernel(
-    acc_ptr, values_ptr, weights_ptr, indices_ptr, N, K, D,
+    acc_ptr, values_ptr, weights_ptr, indices_ptr, n_rows, n_indices, n_cols,
     BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     """acc[indices[k]] += weights[k] * values[k] with float32 atomics (acc is float32)."""
     ks = tl.program_id(0) * BLOCK_K + tl.arange(0, BLOCK_K)
     cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
-    k_mask = ks < K
+    k_mask = ks < n_indices
     rows = tl.load(indices_ptr + ks, mask=k_mask, other=0).to(tl.int64)
-    valid = k_mask & (rows >= 0) & (rows < N)
+    valid = k_mask & (rows >= 0) & (rows < n_rows)
     ks = ks.to(tl.int64)
-    mask = valid[:, None] & (cols < D)[None, :]
-    contribution = tl.load(values_ptr + (ks[:, None] * D + cols[None, :]), mask=mask, other=0.0).to(
+    mask = valid[:, None] & (cols < n_cols)[None, :]
+    contribution = tl.load(values_ptr + (ks[:, None] * n_cols + cols[None, :]), mask=mask, other=0.0).to(
         tl.float32
     )
     if weights_ptr is not None:
         contribution *= tl.load(weights_ptr + ks, mask=valid, other=0.0).to(tl.float32)[:, None]
-    tl.atomic_add(acc_ptr + (rows[:, None] * D + cols[None, :]), contribution, mask=mask)
+    tl.atomic_add(acc_ptr + (rows[:, None] * n_cols + cols[None, :]), contribution, mask=mask)
 
 
-@triton.jit(do_not_specialize=["N", "K"])
-def _row_counts_kernel(counts_ptr, indices_ptr, N, K, BLOCK: tl.constexpr):
+@triton.jit(do_not_specialize=["n_rows", "n_indices"])
+def _row_counts_kernel(counts_ptr, indices_ptr, n_rows, n_indices, BLOCK: tl.constexpr):
     """counts[r] += the number of in-range indices equal to r (counts starts at zero).
 
     Integer atomics: the counts are exact whatever order the threads add in.
     """
     ks = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    k_mask = ks < K
+    k_mask = ks < n_indices
     rows = tl.load(indices_ptr + ks, mask=k_mask, other=0).to(tl.int64)
-    tl.atomic_add(counts_ptr + rows, 1, mask=k_mask & (rows >= 0) & (rows < N))
+    tl.atomic_add(counts_ptr + rows, 1, mask=k_mask & (rows >= 0) & (rows < n_rows))
 
 
 @triton.jit
-def _add_sorted_run(acc, start, stop, rows, tile_mask, cols, keys_ptr, values_ptr, weights_ptr, K, D):
+def _add_sorted_run(
+    acc, start, stop, rows, tile_mask, cols, keys_ptr, values_ptr, weights_ptr, n_indices, n_cols
+):
     """acc + the contributions at sorted positions [start, stop) of each row, in that order.
 
-    The key at a position of row r's run is r * K + k, so k = key - r * K.
+    The key at a position of row r's run is r * n_indices + k, so k = key - r * n_indices.
     """
     length = stop - start
     for t in range(0, tl.max(length, axis=0)):
         live = t < length
-        ks = tl.load(keys_ptr + start + t, mask=live, other=0).to(tl.int64) - rows * K
+        ks = tl.load(keys_ptr + start + t, mask=live, other=0).to(tl.int64) - rows * n_indices
         mask = live[:, None] & tile_mask
-        contribution = tl.load(values_ptr + (ks[:, None] * D + cols[None, :]), mask=mask, other=0.0)
+        contribution = tl.load(values_ptr + (ks[:, None] * n_cols + cols[None, :]), mask=mask, other=0.0)
         contribution = contribution.to(tl.float32)
         if weights_ptr is not None:
             contribution *= tl.load(weights_ptr + ks, mask=live, other=0.0).to(tl.float32)[:, None]
@@ -155,9 +160,9 @@ def _add_sorted_run(acc, start, stop, rows, tile_mask, cols, keys_ptr, values_pt
     return acc
 
 
-@triton.jit(do_not_specialize=["N", "K"])
+@triton.jit(do_not_specialize=["n_rows", "n_indices"])
 def _chunk_sums_kernel(
-    sums_ptr, values_ptr, weights_ptr, keys_ptr, N, K, D,
+    sums_ptr, values_ptr, weights_ptr, keys_ptr, n_rows, n_indices, n_cols,
     CHUNK: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     """sums[c] = the sum over sorted positions [c * CHUNK, (c + 1) * CHUNK), in order, for every
@@ -168,22 +173,25 @@ def _chunk_sums_kernel(
     """
     chunks = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
     cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
-    chunk_mask = chunks < K // CHUNK
+    chunk_mask = chunks < n_indices // CHUNK
     start = chunks.to(tl.int64) * CHUNK
     first_key = tl.load(keys_ptr + start, mask=chunk_mask, other=0).to(tl.int64)
     last_key = tl.load(keys_ptr + start + CHUNK - 1, mask=chunk_mask, other=0).to(tl.int64)
-    rows = first_key // K
-    whole = chunk_mask & (rows == last_key // K) & (rows < N)
-    tile_mask = whole[:, None] & (cols < D)[None, :]
+    rows = first_key // n_indices
+    whole = chunk_mask & (rows == last_key // n_indices) & (rows < n_rows)
+    tile_mask = whole[:, None] & (cols < n_cols)[None, :]
     acc = tl.zeros((BLOCK_C, BLOCK_D), dtype=tl.float32)
     stop = tl.where(whole, start + CHUNK, start)
-    acc = _add_sorted_run(acc, start, stop, rows, tile_mask, cols, keys_ptr, values_ptr, weights_ptr, K, D)
-    tl.store(sums_ptr + (chunks[:, None].to(tl.int64) * D + cols[None, :]), acc, mask=tile_mask)
+    acc = _add_sorted_run(
+        acc, start, stop, rows, tile_mask, cols, keys_ptr, values_ptr, weights_ptr, n_indices, n_cols
+    )
+    tl.store(sums_ptr + (chunks[:, None].to(tl.int64) * n_cols + cols[None, :]), acc, mask=tile_mask)
 
 
-@triton.jit(do_not_specialize=["N", "K"])
+@triton.jit(do_not_specialize=["n_rows", "n_indices"])
 def _scatter_add_sorted_kernel(
-    out_ptr, base_ptr, values_ptr, weights_ptr, keys_ptr, starts_ptr, counts_ptr, sums_ptr, N, K, D,
+    out_ptr, base_ptr, values_ptr, weights_ptr, keys_ptr, starts_ptr, counts_ptr, sums_ptr,
+    n_rows, n_indices, n_cols,
     CHUNK: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     """out[r] = base[r] + the sum of weights[k] * values[k] over indices[k] == r, in a fixed order.
@@ -196,12 +204,12 @@ def _scatter_add_sorted_kernel(
     """
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
-    row_mask = rows < N
-    tile_mask = row_mask[:, None] & (cols < D)[None, :]
+    row_mask = rows < n_rows
+    tile_mask = row_mask[:, None] & (cols < n_cols)[None, :]
     first = tl.load(starts_ptr + rows, mask=row_mask, other=0).to(tl.int64)
     end = first + tl.load(counts_ptr + rows, mask=row_mask, other=0)
     rows = rows.to(tl.int64)
-    offsets = rows[:, None] * D + cols[None, :]
+    offsets = rows[:, None] * n_cols + cols[None, :]
     if base_ptr is not None:
         acc = tl.load(base_ptr + offsets, mask=tile_mask, other=0.0).to(tl.float32)
     else:
@@ -212,22 +220,26 @@ def _scatter_add_sorted_kernel(
         chunked = end_chunk > first_chunk
         head_end = tl.where(chunked, first_chunk * CHUNK, end)
         acc = _add_sorted_run(
-            acc, first, head_end, rows, tile_mask, cols, keys_ptr, values_ptr, weights_ptr, K, D
+            acc, first, head_end, rows, tile_mask, cols, keys_ptr, values_ptr, weights_ptr, n_indices, n_cols
         )
         n_chunks = tl.where(chunked, end_chunk - first_chunk, 0)
         for c in range(0, tl.max(n_chunks, axis=0)):
             live = (c < n_chunks)[:, None] & tile_mask
-            acc += tl.load(sums_ptr + ((first_chunk + c)[:, None] * D + cols[None, :]), mask=live, other=0.0)
+            acc += tl.load(
+                sums_ptr + ((first_chunk + c)[:, None] * n_cols + cols[None, :]), mask=live, other=0.0
+            )
         tail_start = tl.where(chunked, end_chunk * CHUNK, end)
         acc = _add_sorted_run(
-            acc, tail_start, end, rows, tile_mask, cols, keys_ptr, values_ptr, weights_ptr, K, D
+            acc, tail_start, end, rows, tile_mask, cols, keys_ptr, values_ptr, weights_ptr, n_indices, n_cols
         )
     else:
-        acc = _add_sorted_run(acc, first, end, rows, tile_mask, cols, keys_ptr, values_ptr, weights_ptr, K, D)
+        acc = _add_sorted_run(
+            acc, first, end, rows, tile_mask, cols, keys_ptr, values_ptr, weights_ptr, n_indices, n_cols
+        )
     tl.store(out_ptr + offsets, acc.to(out_ptr.dtype.element_ty), mask=tile_mask)
 
 
-# ----------------------------------------------------------------------------- launches
+# --------------------------------------------------------------------------- functions
 
 
 def _new_output(shape: tuple[int, ...], dtype: mx.Dtype) -> mx.array:
@@ -236,13 +248,13 @@ def _new_output(shape: tuple[int, ...], dtype: mx.Dtype) -> mx.array:
 
 
 def _block_d(d: int) -> int:
-    return min(triton.next_power_of_2(d), MAX_BLOCK_D)
+    return pow2_block(d, MAX_BLOCK_D)
 
 
 def _block_rows(block_d: int) -> int:
     """Rows per program: a TILE's worth. Not fitted to the row count, so that every count of
     indices shares one compiled kernel per row width."""
-    return max(1, TILE // block_d)
+    return tile_rows(TILE, block_d)
 
 
 def _gather_rows(
@@ -380,26 +392,6 @@ def _scatter_add_vjp(
     return cotangent, dvalues, _no_gradient(indices), dweights, None
 
 
-# ----------------------------------------------------------------------------- public API
-
-
-def _dtype_name(dtype: mx.Dtype) -> str:
-    return str(dtype).rsplit(".", 1)[-1]
-
-
-def _require_array(fn: str, name: str, a: object, dtypes: tuple[mx.Dtype, ...], kind: str) -> None:
-    if not isinstance(a, mx.array):
-        raise TypeError(f"[{fn}] {name} must be an mx.array, got {type(a).__name__}")
-    if a.dtype not in dtypes:
-        allowed = ", ".join(_dtype_name(t) for t in dtypes)
-        raise TypeError(f"[{fn}] {name} must be {kind} array ({allowed}), got {_dtype_name(a.dtype)}")
-
-
-def _require_shape(fn: str, name: str, a: mx.array, shape: tuple[int, ...], why: str) -> None:
-    if tuple(a.shape) != shape:
-        raise ValueError(f"[{fn}] {name} must have shape {shape} ({why}), got {tuple(a.shape)}")
-
-
 def _check_range(fn: str, indices: mx.array, n_rows: int, table: str) -> None:
     """Raises IndexError naming the first index outside [0, n_rows); one reduction and a sync."""
     if indices.size == 0:
@@ -444,10 +436,9 @@ def selective_gather(
         IndexError: With `checked=True`, an index outside `[0, N)`.
     """
     fn = "selective_gather"
-    _require_array(fn, "x", x, GATHER_DTYPES, "a float or 32-bit integer")
-    _require_array(fn, "indices", indices, INDEX_DTYPES, "an integer")
-    if x.ndim == 0:
-        raise ValueError(f"[{fn}] x must have at least one axis (the rows to gather), got a 0-d array")
+    check_array(fn, "x", x, GATHER_DTYPES)
+    check_array(fn, "indices", indices, INDEX_DTYPES)
+    check_ndim(fn, "x", x, 1, "at least one axis (the rows to gather)", at_least=True)
     if checked:
         _check_range(fn, indices, x.shape[0], "x")
     row_shape = tuple(x.shape[1:])
@@ -494,16 +485,15 @@ def selective_scatter_add(
         IndexError: With `checked=True`, an index outside `[0, N)`.
     """
     fn = "selective_scatter_add"
-    _require_array(fn, "output", output, FLOAT_DTYPES, "a float")
-    _require_array(fn, "values", values, FLOAT_DTYPES, "a float")
-    _require_array(fn, "indices", indices, INDEX_DTYPES, "an integer")
-    if output.ndim == 0:
-        raise ValueError(f"[{fn}] output must have at least one axis (the rows to add to), got a 0-d array")
+    check_array(fn, "output", output, FLOAT_DTYPES)
+    check_array(fn, "values", values, FLOAT_DTYPES)
+    check_array(fn, "indices", indices, INDEX_DTYPES)
+    check_ndim(fn, "output", output, 1, "at least one axis (the rows to add to)", at_least=True)
     row_shape = tuple(output.shape[1:])
-    _require_shape(fn, "values", values, (*indices.shape, *row_shape), "indices.shape + output.shape[1:]")
+    check_shape(fn, "values", values, (*indices.shape, *row_shape), "indices.shape + output.shape[1:]")
     if weights is not None:
-        _require_array(fn, "weights", weights, FLOAT_DTYPES, "a float")
-        _require_shape(fn, "weights", weights, tuple(indices.shape), "indices.shape")
+        check_array(fn, "weights", weights, FLOAT_DTYPES)
+        check_shape(fn, "weights", weights, tuple(indices.shape), "indices.shape")
         weights = weights.reshape(-1)
     if checked:
         _check_range(fn, indices, output.shape[0], "output")
@@ -518,7 +508,7 @@ def selective_scatter_add(
     return result.reshape(output.shape)
 
 
-# ----------------------------------------------------------------------------- references
+# --------------------------------------------------------------------------- references
 
 
 def selective_gather_reference(x: mx.array, indices: mx.array) -> mx.array:

@@ -316,43 +316,43 @@ def test_scatter_add_gradient(
         (
             lambda x, i: gs.selective_gather(x, i.astype(mx.float32)),
             TypeError,
-            "[selective_gather] indices must be an integer array (int32, int64, uint32), got float32",
+            "[selective_gather] indices has dtype float32; supported: int32, int64, uint32",
         ),
         (
             lambda x, i: gs.selective_gather(x, i.astype(mx.int16)),
             TypeError,
-            "[selective_gather] indices must be an integer array (int32, int64, uint32), got int16",
+            "[selective_gather] indices has dtype int16; supported: int32, int64, uint32",
         ),
         (
             lambda x, i: gs.selective_gather(np.zeros((4, 3)), i),
             TypeError,
-            "[selective_gather] x must be an mx.array, got ndarray",
+            "[selective_gather] x has type ndarray; expected an mx.array",
         ),
         (
             lambda x, i: gs.selective_gather(mx.array(1.0), i),
             ValueError,
-            "[selective_gather] x must have at least one axis",
+            "[selective_gather] x has shape (); expected at least one axis (the rows to gather)",
         ),
         (
             lambda x, i: gs.selective_scatter_add(x.astype(mx.int32), mx.zeros((3, 6)), i),
             TypeError,
-            "[selective_scatter_add] output must be a float array (float32, float16, bfloat16), got int32",
+            "[selective_scatter_add] output has dtype int32; supported: float32, float16, bfloat16",
         ),
         (
             lambda x, i: gs.selective_scatter_add(x, mx.zeros((3, 5)), i),
             ValueError,
-            "[selective_scatter_add] values must have shape (3, 6) (indices.shape + output.shape[1:]), "
-            "got (3, 5)",
+            "[selective_scatter_add] values has shape (3, 5); expected (3, 6) to match "
+            "indices.shape + output.shape[1:]",
         ),
         (
             lambda x, i: gs.selective_scatter_add(x, mx.zeros((3, 6)), i, mx.ones((3, 1))),
             ValueError,
-            "[selective_scatter_add] weights must have shape (3,) (indices.shape), got (3, 1)",
+            "[selective_scatter_add] weights has shape (3, 1); expected (3,) to match indices.shape",
         ),
         (
             lambda x, i: gs.selective_scatter_add(x, mx.zeros((3, 6)), i, mx.ones((3,), mx.int32)),
             TypeError,
-            "[selective_scatter_add] weights must be a float array (float32, float16, bfloat16), got int32",
+            "[selective_scatter_add] weights has dtype int32; supported: float32, float16, bfloat16",
         ),
     ],
 )

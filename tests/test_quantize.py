@@ -1,4 +1,4 @@
-"""INT8/INT4 quantization (`mlx_primitives.kernels.quantize`) on every backend.
+"""INT8/INT4 quantization (`mlx_primitives.quantize`) on every backend.
 
 Round trips are held to their error bounds, packing to its documented nibble order, the linear
 kernels to float64 NumPy products with weights dequantized by NumPy from the codes, and the
@@ -16,7 +16,7 @@ import mlx.nn as nn
 import numpy as np
 import pytest
 from conftest import poisoned, to_numpy, tolerance
-from mlx_primitives.kernels import quantize as Q
+from mlx_primitives import quantize as Q
 
 import mtriton
 
@@ -286,11 +286,11 @@ ERRORS = [
     (lambda: Q.int8_linear(mx.zeros((2, 63)), *_int8()), ValueError,
      "[int8_linear] x has shape (2, 63); expected (..., 64) to match in_features 64"),
     (lambda: Q.int8_linear(mx.zeros((2, 64), mx.int32), *_int8()), TypeError,
-     "[int8_linear] x must be float32, float16 or bfloat16; got int32"),
+     "[int8_linear] x has dtype int32; supported: float32, float16, bfloat16"),
     (lambda: Q.int8_linear(mx.zeros((2, 64)), *_int8(), bias=mx.zeros((7,))), ValueError,
      "[int8_linear] bias has shape (7,); expected (8,)"),
     (lambda: Q.int8_linear(mx.zeros((2, 64)), mx.zeros((8, 64), mx.uint8), *_int8()[1:]), TypeError,
-     "[int8_linear] w_q must be int8; got uint8"),
+     "[int8_linear] w_q has dtype uint8; supported: int8"),
     (lambda: Q.int8_linear(mx.zeros((2, 64)), _int8()[0], mx.ones((4,)), mx.zeros((4,), mx.int8)), ValueError,
      "[int8_linear] scale has shape (4,); expected () or (8,) (one per output row)"),
     (lambda: Q.quantize_int4(mx.zeros((8, 64)), group_size=5), ValueError,
@@ -298,11 +298,15 @@ ERRORS = [
     (lambda: Q.quantize_int4(mx.zeros((8, 63)), group_size=7), ValueError,
      "[quantize_int4] group_size 7 must be even: two 4-bit codes share a byte"),
     (lambda: Q.quantize_int8(mx.zeros((64,))), ValueError,
-     "[quantize_int8] w must have shape (..., out_features, in_features); got shape (64,)"),
+     "[quantize_int8] w has shape (64,); expected (..., out_features, in_features)"),
     (lambda: Q.mlx_quantized_linear(mx.zeros((1, 64)), mx.zeros((8, 8), mx.uint32), mx.ones((8, 1)),
                                     mx.zeros((8, 1)), 64, bits=3), ValueError,
      "[mlx_quantized_linear] bits must be 4 or 8; got 3"),
     (lambda: Q.QuantizedLinear(64, 8, bits=2), ValueError, "[QuantizedLinear] bits must be 4 or 8; got 2"),
+    (lambda: Q.int8_linear(np.zeros((2, 64)), *_int8()), TypeError,
+     "[int8_linear] x has type ndarray; expected an mx.array"),
+    (lambda: Q.dequantize_int8(mx.zeros((64,), mx.int8), mx.ones(()), mx.zeros((), mx.int8)), ValueError,
+     "[dequantize_int8] w_q has shape (64,); expected (..., out_features, in_features)"),
 ]  # fmt: skip
 
 

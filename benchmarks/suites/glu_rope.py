@@ -19,8 +19,8 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
-from mlx_primitives.kernels.glu import fused_swiglu, geglu, swiglu
-from mlx_primitives.kernels.rotary import rope
+from mlx_primitives.glu import fused_swiglu, geglu, swiglu
+from mlx_primitives.rotary import rope
 
 from ..registry import Case, Sizes, benchmark
 

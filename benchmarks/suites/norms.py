@@ -20,7 +20,7 @@ from typing import Any
 
 import mlx.core as mx
 import numpy as np
-from mlx_primitives.kernels.norms import fused_add_rmsnorm, fused_rmsnorm_linear, layernorm, rmsnorm
+from mlx_primitives.norms import fused_add_rmsnorm, fused_rmsnorm_linear, layernorm, rmsnorm
 
 from ..registry import Case, Sizes, benchmark
 

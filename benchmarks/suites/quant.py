@@ -23,7 +23,7 @@ from typing import Any
 
 import mlx.core as mx
 import numpy as np
-from mlx_primitives.kernels.quantize import (
+from mlx_primitives.quantize import (
     dequantize_int4_reference,
     dequantize_int8_reference,
     int4_linear,

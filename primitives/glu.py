@@ -14,13 +14,22 @@ copied to row-major by the launch, as MLX's custom kernels do. Each function has
 
 from __future__ import annotations
 
-import math
-
 import mlx.core as mx
 import mlx.nn as nn
 
 import mtriton as triton
 import mtriton.language as tl
+
+from ._common import (
+    FLOAT_DTYPES,
+    MAX_STAGED_DOT_ELEMENTS,
+    as_rows,
+    check_array,
+    check_like,
+    check_linear_weight,
+    check_ndim,
+    pow2_block,
+)
 
 _SQRT1_2 = tl.constexpr(0.7071067811865476)  # 1/sqrt(2), for the exact gelu's erf
 _INV_SQRT_2PI = tl.constexpr(0.3989422804014327)  # the normal density's constant
@@ -30,9 +39,10 @@ _TWO_SQRT_2_OVER_PI = tl.constexpr(2 * 0.7978845608028654)
 _GELU_CUBIC = tl.constexpr(0.044715)
 
 _ELEMENTWISE_BLOCK = 1024
-_SUPPORTED_DTYPES = (mx.float32, mx.float16, mx.bfloat16)
-# The Metal lowering stages both dot operands as float32 in 32 KB of threadgroup memory.
-_MAX_STAGED_DOT_ELEMENTS = 8192
+_GELU_FORMS = {"none": "gelu", "tanh": "gelu_tanh"}
+
+
+# --------------------------------------------------------------------------- kernels
 
 
 @triton.jit
@@ -89,7 +99,7 @@ def _glu_bwd_kernel(
 
 @triton.jit
 def _project_tile(
-    x_ptr, w_gate_ptr, w_up_ptr, b_gate_ptr, b_up_ptr, M, N, K,
+    x_ptr, w_gate_ptr, w_up_ptr, b_gate_ptr, b_up_ptr, m, n, k,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):  # fmt: skip
     """This program's (BLOCK_M, BLOCK_N) tile of x @ w_gate.T (+ b_gate) and x @ w_up.T (+ b_up).
@@ -98,26 +108,26 @@ def _project_tile(
     in groups of GROUP_M rows so that neighbouring programs share weight columns in cache.
     """
     pid = tl.program_id(0)
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
+    num_pid_m = tl.cdiv(m, BLOCK_M)
+    num_pid_n = tl.cdiv(n, BLOCK_N)
     pid_m, pid_n = tl.swizzle2d(pid // num_pid_n, pid % num_pid_n, num_pid_m, num_pid_n, GROUP_M)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)
     # Rows and columns past the edge wrap around (their results are never stored), so only the
     # K tail needs a mask.
-    rows = offs_m % M
-    cols = offs_n % N
-    x_ptrs = x_ptr + rows[:, None] * K + offs_k[None, :]
+    rows = offs_m % m
+    cols = offs_n % n
+    x_ptrs = x_ptr + rows[:, None] * k + offs_k[None, :]
     # Weights are (N, K) row-major (nn.Linear): each (BLOCK_N, BLOCK_K) tile is read along its
     # contiguous rows and multiplied as tl.trans(w), which no backend moves through memory.
-    w_offs = cols[:, None] * K + offs_k[None, :]
+    w_offs = cols[:, None] * k + offs_k[None, :]
     w_gate_ptrs = w_gate_ptr + w_offs
     w_up_ptrs = w_up_ptr + w_offs
     acc_gate = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     acc_up = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k in range(0, K, BLOCK_K):
-        k_left = K - k
+    for k0 in range(0, k, BLOCK_K):
+        k_left = k - k0
         x = tl.load(x_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
         w_gate = tl.load(w_gate_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
         w_up = tl.load(w_up_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
@@ -135,31 +145,31 @@ def _project_tile(
 
 @triton.jit
 def _fused_glu_fwd_kernel(
-    x_ptr, w_gate_ptr, w_up_ptr, b_gate_ptr, b_up_ptr, out_ptr, M, N, K,
+    x_ptr, w_gate_ptr, w_up_ptr, b_gate_ptr, b_up_ptr, out_ptr, m, n, k,
     ACTIVATION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):  # fmt: skip
     gate, up, offs_m, offs_n = _project_tile(
-        x_ptr, w_gate_ptr, w_up_ptr, b_gate_ptr, b_up_ptr, M, N, K, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M
+        x_ptr, w_gate_ptr, w_up_ptr, b_gate_ptr, b_up_ptr, m, n, k, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M
     )
     out = _activation(gate, ACTIVATION) * up
-    mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
-    out_ptrs = out_ptr + offs_m[:, None] * N + offs_n[None, :]
+    mask = (offs_m[:, None] < m) & (offs_n[None, :] < n)
+    out_ptrs = out_ptr + offs_m[:, None] * n + offs_n[None, :]
     tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _fused_glu_bwd_kernel(
-    x_ptr, w_gate_ptr, w_up_ptr, b_gate_ptr, b_up_ptr, d_out_ptr, d_gate_ptr, d_up_ptr, M, N, K,
+    x_ptr, w_gate_ptr, w_up_ptr, b_gate_ptr, b_up_ptr, d_out_ptr, d_gate_ptr, d_up_ptr, m, n, k,
     ACTIVATION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):  # fmt: skip
     """Recomputes the projections and writes the gradients before the activation."""
     gate, up, offs_m, offs_n = _project_tile(
-        x_ptr, w_gate_ptr, w_up_ptr, b_gate_ptr, b_up_ptr, M, N, K, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M
+        x_ptr, w_gate_ptr, w_up_ptr, b_gate_ptr, b_up_ptr, m, n, k, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M
     )
-    mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
-    offs = offs_m[:, None] * N + offs_n[None, :]
+    mask = (offs_m[:, None] < m) & (offs_n[None, :] < n)
+    offs = offs_m[:, None] * n + offs_n[None, :]
     d_out = tl.load(d_out_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     d_gate = d_out * up * _activation_grad(gate, ACTIVATION)
     d_up = d_out * _activation(gate, ACTIVATION)
@@ -167,31 +177,13 @@ def _fused_glu_bwd_kernel(
     tl.store(d_up_ptr + offs, d_up.to(d_up_ptr.dtype.element_ty), mask=mask)
 
 
-# ---------------------------------------------------------------------------- host side
-
-_GELU_FORMS = {"none": "gelu", "tanh": "gelu_tanh"}
-
-
-def _dtype_name(dtype: mx.Dtype) -> str:
-    return str(dtype).removeprefix("mlx.core.")
-
-
-def _check_dtype(fn: str, name: str, array: mx.array) -> None:
-    if array.dtype not in _SUPPORTED_DTYPES:
-        raise TypeError(
-            f"[{fn}] {name} has dtype {_dtype_name(array.dtype)}; supported: float32, float16, bfloat16"
-        )
+# --------------------------------------------------------------------------- functions
 
 
 def _check_pair(fn: str, gate: mx.array, up: mx.array) -> None:
-    for name, array in (("gate", gate), ("up", up)):
-        if not isinstance(array, mx.array):
-            raise TypeError(f"[{fn}] {name} must be an mx.array, got {type(array).__name__}")
-        _check_dtype(fn, name, array)
-    if gate.shape != up.shape:
-        raise ValueError(f"[{fn}] gate has shape {tuple(gate.shape)} but up has {tuple(up.shape)}")
-    if gate.dtype != up.dtype:
-        raise TypeError(f"[{fn}] gate has dtype {_dtype_name(gate.dtype)} but up has {_dtype_name(up.dtype)}")
+    check_array(fn, "gate", gate, FLOAT_DTYPES)
+    check_array(fn, "up", up, FLOAT_DTYPES)
+    check_like(fn, "up", up, gate, gate.shape, "gate", like_name="gate")
 
 
 def _gelu_activation(fn: str, approximate: str) -> str:
@@ -225,11 +217,6 @@ def _glu_vjp(
     return d_gate, d_up, None
 
 
-def _rows(x: mx.array) -> mx.array:
-    """`x` as a (tokens, features) matrix."""
-    return x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
-
-
 def _fused_config(m: int, n: int, k: int) -> dict[str, int]:
     """Tile sizes: 64x64x32, smaller for small problems; every dot dimension >= 16.
 
@@ -238,14 +225,10 @@ def _fused_config(m: int, n: int, k: int) -> dict[str, int]:
     with 8 warps.
     """
     if triton.current_target() == "cuda":  # half-precision tiles on the tensor cores
-        block_m = min(128, max(16, triton.next_power_of_2(m)))
-        block_n = min(64, max(16, triton.next_power_of_2(n)))
-        block_k = min(64, max(16, triton.next_power_of_2(k)))
+        block_m, block_n, block_k = pow2_block(m, 128, 16), pow2_block(n, 64, 16), pow2_block(k, 64, 16)
         return {"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "GROUP_M": 8, "num_warps": 8}
-    block_m = min(64, max(16, triton.next_power_of_2(m)))
-    block_n = min(64, max(16, triton.next_power_of_2(n)))
-    block_k = min(32, max(16, triton.next_power_of_2(k)))
-    assert block_k * (block_m + block_n) <= _MAX_STAGED_DOT_ELEMENTS
+    block_m, block_n, block_k = pow2_block(m, 64, 16), pow2_block(n, 64, 16), pow2_block(k, 32, 16)
+    assert block_k * (block_m + block_n) <= MAX_STAGED_DOT_ELEMENTS
     return {"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "GROUP_M": 8}
 
 
@@ -275,7 +258,7 @@ def _fused_glu(
     activation: str,
 ) -> mx.array:
     hidden = w_gate.shape[0]
-    x2d = _rows(x)
+    x2d = as_rows(x)
     out = triton.empty((x2d.shape[0], hidden), x.dtype)
     if out.size:
         _fused_launch(_fused_glu_fwd_kernel, x2d, w_gate, w_up, b_gate, b_up, (out,), activation)
@@ -292,7 +275,7 @@ def _fused_glu_vjp(
     (d_gate, d_up); the input and weight gradients are then MLX matmuls of those."""
     x, w_gate, w_up, b_gate, b_up, activation = primals
     hidden = w_gate.shape[0]
-    x2d = _rows(x)
+    x2d = as_rows(x)
     m = x2d.shape[0]
     d_gate, d_up = triton.empty((m, hidden), x.dtype), triton.empty((m, hidden), x.dtype)
     if d_gate.size:
@@ -316,35 +299,15 @@ def _check_fused(
     b_gate: mx.array | None,
     b_up: mx.array | None,
 ) -> None:
-    arrays = {"x": x, "w_gate": w_gate, "w_up": w_up, "b_gate": b_gate, "b_up": b_up}
-    for name, array in arrays.items():
-        if array is None and name.startswith("b_"):
-            continue
-        if not isinstance(array, mx.array):
-            raise TypeError(f"[{fn}] {name} must be an mx.array, got {type(array).__name__}")
-        _check_dtype(fn, name, array)
-        if array.dtype != x.dtype:
-            raise TypeError(
-                f"[{fn}] x has dtype {_dtype_name(x.dtype)} but {name} has {_dtype_name(array.dtype)}"
-            )
-    if x.ndim < 1:
-        raise ValueError(f"[{fn}] x must have a feature axis, got a scalar")
-    features = x.shape[-1]
-    if w_gate.ndim != 2 or w_gate.shape[1] != features:
-        raise ValueError(
-            f"[{fn}] w_gate has shape {tuple(w_gate.shape)} but x has {features} features: "
-            f"expected (hidden, {features}), nn.Linear's layout"
-        )
-    if w_up.shape != w_gate.shape:
-        raise ValueError(f"[{fn}] w_gate has shape {tuple(w_gate.shape)} but w_up has {tuple(w_up.shape)}")
+    check_array(fn, "x", x, FLOAT_DTYPES)
+    check_ndim(fn, "x", x, 1, "(..., in_features)", at_least=True)
+    hidden = check_linear_weight(fn, "w_gate", w_gate, x, "hidden")
+    check_like(fn, "w_up", w_up, x, w_gate.shape, "w_gate")
     if (b_gate is None) != (b_up is None):
         raise ValueError(f"[{fn}] give both b_gate and b_up or neither")
     for name, bias in (("b_gate", b_gate), ("b_up", b_up)):
-        if bias is not None and bias.shape != (w_gate.shape[0],):
-            raise ValueError(f"[{fn}] {name} has shape {tuple(bias.shape)}; expected ({w_gate.shape[0]},)")
-
-
-# ---------------------------------------------------------------------------- public functions
+        if bias is not None:
+            check_like(fn, name, bias, x, (hidden,))
 
 
 def swiglu(gate: mx.array, up: mx.array) -> mx.array:
@@ -429,7 +392,7 @@ def fused_geglu(
     return _fused_glu(x, w_gate, w_up, b_gate, b_up, activation)
 
 
-# ---------------------------------------------------------------------------- modules
+# --------------------------------------------------------------------------- modules
 
 
 class _GatedMLP(nn.Module):
@@ -496,7 +459,17 @@ class GeGLU(_GatedMLP):
         return self.down_proj(fused_geglu(x, *self._projections(), approximate=self.approximate))
 
 
-# ---------------------------------------------------------------------------- references
+# --------------------------------------------------------------------------- references
+
+
+def _projections_reference(
+    x: mx.array, w_gate: mx.array, w_up: mx.array, b_gate: mx.array | None, b_up: mx.array | None
+) -> tuple[mx.array, mx.array]:
+    """The gate and up projections of `x`, as `nn.Linear` computes them."""
+    gate, up = x @ w_gate.T, x @ w_up.T
+    if b_gate is not None:
+        gate, up = gate + b_gate, up + b_up
+    return gate, up
 
 
 def swiglu_reference(gate: mx.array, up: mx.array) -> mx.array:
@@ -518,10 +491,7 @@ def fused_swiglu_reference(
     b_up: mx.array | None = None,
 ) -> mx.array:
     """`fused_swiglu` in plain MLX ops (both projections materialized)."""
-    gate, up = x @ w_gate.T, x @ w_up.T
-    if b_gate is not None:
-        gate, up = gate + b_gate, up + b_up
-    return swiglu_reference(gate, up)
+    return swiglu_reference(*_projections_reference(x, w_gate, w_up, b_gate, b_up))
 
 
 def fused_geglu_reference(
@@ -533,7 +503,4 @@ def fused_geglu_reference(
     approximate: str = "none",
 ) -> mx.array:
     """`fused_geglu` in plain MLX ops (both projections materialized)."""
-    gate, up = x @ w_gate.T, x @ w_up.T
-    if b_gate is not None:
-        gate, up = gate + b_gate, up + b_up
-    return geglu_reference(gate, up, approximate)
+    return geglu_reference(*_projections_reference(x, w_gate, w_up, b_gate, b_up), approximate)

@@ -32,6 +32,17 @@ import mlx.nn as nn
 import mtriton as triton
 import mtriton.language as tl
 
+from ._common import (
+    FLOAT_DTYPES,
+    MAX_STAGED_DOT_ELEMENTS,
+    as_rows,
+    check_array,
+    check_like,
+    check_linear_weight,
+    check_ndim,
+    pow2_block,
+)
+
 # The longest row chunk one program holds at once; longer rows loop over chunks.
 _MAX_BLOCK = 4096
 # Forward kernels hold rows up to this long in registers (512 threads of 32 floats) and
@@ -42,229 +53,231 @@ _MAX_ROW_IN_BLOCK = 16384
 _BWD_PROGRAMS = 512
 # Tile of the partial-sum reduction: BLOCK_G partial rows by BLOCK_N columns per step.
 _SUM_BLOCK_G, _SUM_BLOCK_N = 32, 64
-# Tiles of the fused RMSNorm + linear matmul. The Metal lowering stages dot operands as
-# float32 in 32 KB of threadgroup memory: BLOCK_M*BLOCK_K + BLOCK_K*BLOCK_N <= 8192.
+# Tiles of the fused RMSNorm + linear matmul on Metal, within its threadgroup memory.
 _LINEAR_BLOCK_K = 32
 _LINEAR_MAX_BLOCK_MN = 64
-_FLOAT_DTYPES = (mx.float32, mx.float16, mx.bfloat16)
+assert _LINEAR_BLOCK_K * 2 * _LINEAR_MAX_BLOCK_MN <= MAX_STAGED_DOT_ELEMENTS
 
 
 # --------------------------------------------------------------------------- kernels
 
 
 @triton.jit
-def _rmsnorm_input(X, RES, H, cols, mask, HAS_RESIDUAL: tl.constexpr):
-    """x, or the new residual x + res (also stored to H), as float32."""
-    x = tl.load(X + cols, mask=mask, other=0.0)
+def _rmsnorm_input(x_ptr, res_ptr, h_ptr, cols, mask, HAS_RESIDUAL: tl.constexpr):
+    """x, or the new residual x + res (also stored to h), as float32."""
+    x = tl.load(x_ptr + cols, mask=mask, other=0.0)
     if HAS_RESIDUAL:
         # Rounded to the stored dtype first, so y normalizes exactly the returned residual.
-        x = (x.to(tl.float32) + tl.load(RES + cols, mask=mask, other=0.0).to(tl.float32)).to(x.dtype)
-        tl.store(H + cols, x, mask=mask)
+        x = (x.to(tl.float32) + tl.load(res_ptr + cols, mask=mask, other=0.0).to(tl.float32)).to(x.dtype)
+        tl.store(h_ptr + cols, x, mask=mask)
     return x.to(tl.float32)
 
 
 @triton.jit
 def _rmsnorm_fwd_kernel(
-    X, RES, W, Y, H, N, eps, HAS_RESIDUAL: tl.constexpr, ROW_IN_BLOCK: tl.constexpr, BLOCK: tl.constexpr
-):
-    start = tl.program_id(0).to(tl.int64) * N  # int64: arrays may pass 2**31 elements
-    X += start
-    Y += start
+    x_ptr, res_ptr, w_ptr, y_ptr, h_ptr, n_cols, eps,
+    HAS_RESIDUAL: tl.constexpr, ROW_IN_BLOCK: tl.constexpr, BLOCK: tl.constexpr,
+):  # fmt: skip
+    start = tl.program_id(0).to(tl.int64) * n_cols  # int64: arrays may pass 2**31 elements
+    x_ptr += start
+    y_ptr += start
     if HAS_RESIDUAL:
-        RES += start
-        H += start
+        res_ptr += start
+        h_ptr += start
     if ROW_IN_BLOCK:  # the row stays in registers: one read
         cols = tl.arange(0, BLOCK)
-        mask = cols < N
-        x = _rmsnorm_input(X, RES, H, cols, mask, HAS_RESIDUAL)
-        w = tl.load(W + cols, mask=mask).to(tl.float32)  # before the reduction: latencies overlap
-        rstd = tl.rsqrt(tl.sum(x * x, axis=0) / N + eps)
-        tl.store(Y + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
+        mask = cols < n_cols
+        x = _rmsnorm_input(x_ptr, res_ptr, h_ptr, cols, mask, HAS_RESIDUAL)
+        w = tl.load(w_ptr + cols, mask=mask).to(tl.float32)  # before the reduction: latencies overlap
+        rstd = tl.rsqrt(tl.sum(x * x, axis=0) / n_cols + eps)
+        tl.store(y_ptr + cols, (x * rstd * w).to(y_ptr.dtype.element_ty), mask=mask)
         return
     sum_sq = tl.zeros([BLOCK], dtype=tl.float32)
-    for off in range(0, N, BLOCK):
+    for off in range(0, n_cols, BLOCK):
         cols = off + tl.arange(0, BLOCK)
-        x = _rmsnorm_input(X, RES, H, cols, cols < N, HAS_RESIDUAL)
+        x = _rmsnorm_input(x_ptr, res_ptr, h_ptr, cols, cols < n_cols, HAS_RESIDUAL)
         sum_sq += x * x
-    rstd = tl.rsqrt(tl.sum(sum_sq, axis=0) / N + eps)
+    rstd = tl.rsqrt(tl.sum(sum_sq, axis=0) / n_cols + eps)
     if HAS_RESIDUAL:
-        X = H  # read the new residual back, one load instead of two (module docstring: why safe)
-    for off in range(0, N, BLOCK):
+        x_ptr = h_ptr  # the new residual, read back: one load instead of two (module docstring: why safe)
+    for off in range(0, n_cols, BLOCK):
         cols = off + tl.arange(0, BLOCK)
-        mask = cols < N
-        x = tl.load(X + cols, mask=mask, other=0.0).to(tl.float32)
-        w = tl.load(W + cols, mask=mask).to(tl.float32)
-        tl.store(Y + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
+        mask = cols < n_cols
+        x = tl.load(x_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+        w = tl.load(w_ptr + cols, mask=mask).to(tl.float32)
+        tl.store(y_ptr + cols, (x * rstd * w).to(y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _rmsnorm_bwd_kernel(
-    X, W, DY, DRES, DX, DW_PARTIAL, M, N, eps, ROWS_PER_PROGRAM,
+    x_ptr, w_ptr, dy_ptr, dres_ptr, dx_ptr, dw_partial_ptr, n_rows, n_cols, eps, rows_per_program,
     HAS_DRESIDUAL: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
     # y = x * r * w with r = rsqrt(mean(x^2) + eps), so with g = dy * w:
-    # dx = r * g - x * r^3 * sum(g * x) / N, and dw = sum over rows of dy * x * r.
+    # dx = r * g - x * r^3 * sum(g * x) / n_cols, and dw = sum over rows of dy * x * r.
     pid = tl.program_id(0)
-    row_start = pid * ROWS_PER_PROGRAM
-    row_end = tl.minimum(row_start + ROWS_PER_PROGRAM, M)
-    DW_PARTIAL += pid * N
+    row_start = pid * rows_per_program
+    row_end = tl.minimum(row_start + rows_per_program, n_rows)
+    dw_partial_ptr += pid * n_cols
     for row in range(row_start, row_end):
-        base = row.to(tl.int64) * N
+        base = row.to(tl.int64) * n_cols
         sum_sq = tl.zeros([BLOCK], dtype=tl.float32)
         sum_gx = tl.zeros([BLOCK], dtype=tl.float32)
-        for off in range(0, N, BLOCK):
+        for off in range(0, n_cols, BLOCK):
             cols = off + tl.arange(0, BLOCK)
-            mask = cols < N
-            x = tl.load(X + base + cols, mask=mask, other=0.0).to(tl.float32)
-            dy = tl.load(DY + base + cols, mask=mask, other=0.0).to(tl.float32)
-            w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+            mask = cols < n_cols
+            x = tl.load(x_ptr + base + cols, mask=mask, other=0.0).to(tl.float32)
+            dy = tl.load(dy_ptr + base + cols, mask=mask, other=0.0).to(tl.float32)
+            w = tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
             sum_sq += x * x
             sum_gx += dy * w * x
-        rstd = tl.rsqrt(tl.sum(sum_sq, axis=0) / N + eps)
-        c = rstd * rstd * rstd * tl.sum(sum_gx, axis=0) / N
-        for off in range(0, N, BLOCK):
+        rstd = tl.rsqrt(tl.sum(sum_sq, axis=0) / n_cols + eps)
+        c = rstd * rstd * rstd * tl.sum(sum_gx, axis=0) / n_cols
+        for off in range(0, n_cols, BLOCK):
             cols = off + tl.arange(0, BLOCK)
-            mask = cols < N
-            x = tl.load(X + base + cols, mask=mask, other=0.0).to(tl.float32)
-            dy = tl.load(DY + base + cols, mask=mask, other=0.0).to(tl.float32)
-            w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+            mask = cols < n_cols
+            x = tl.load(x_ptr + base + cols, mask=mask, other=0.0).to(tl.float32)
+            dy = tl.load(dy_ptr + base + cols, mask=mask, other=0.0).to(tl.float32)
+            w = tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
             dx = dy * w * rstd - x * c
             if HAS_DRESIDUAL:
-                dx += tl.load(DRES + base + cols, mask=mask, other=0.0).to(tl.float32)
-            tl.store(DX + base + cols, dx.to(DX.dtype.element_ty), mask=mask)
+                dx += tl.load(dres_ptr + base + cols, mask=mask, other=0.0).to(tl.float32)
+            tl.store(dx_ptr + base + cols, dx.to(dx_ptr.dtype.element_ty), mask=mask)
             # The group's first row starts the partial sums (the buffer starts unspecified);
             # later rows add to what this thread stored for the row before.
-            dw = tl.load(DW_PARTIAL + cols, mask=mask & (row > row_start), other=0.0)
-            tl.store(DW_PARTIAL + cols, dw + dy * x * rstd, mask=mask)
+            dw = tl.load(dw_partial_ptr + cols, mask=mask & (row > row_start), other=0.0)
+            tl.store(dw_partial_ptr + cols, dw + dy * x * rstd, mask=mask)
 
 
 @triton.jit
-def _layernorm_affine(y, W, B, cols, mask, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr):
+def _layernorm_affine(y, w_ptr, b_ptr, cols, mask, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr):
     if HAS_WEIGHT:
-        y *= tl.load(W + cols, mask=mask).to(tl.float32)
+        y *= tl.load(w_ptr + cols, mask=mask).to(tl.float32)
     if HAS_BIAS:
-        y += tl.load(B + cols, mask=mask).to(tl.float32)
+        y += tl.load(b_ptr + cols, mask=mask).to(tl.float32)
     return y
 
 
 @triton.jit
-def _layernorm_row(x, W, B, N, eps, cols, mask, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr):
+def _layernorm_row(
+    x, w_ptr, b_ptr, n_cols, eps, cols, mask, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr
+):
     """The normalized row `x` (float32, masked elements 0), its weight and bias loaded before
     the reductions so that their latencies overlap."""
-    w = tl.load(W + cols, mask=mask).to(tl.float32) if HAS_WEIGHT else 1.0
-    b = tl.load(B + cols, mask=mask).to(tl.float32) if HAS_BIAS else 0.0
-    xc = tl.where(mask, x - tl.sum(x, axis=0) / N, 0.0)
-    return xc * tl.rsqrt(tl.sum(xc * xc, axis=0) / N + eps) * w + b
+    w = tl.load(w_ptr + cols, mask=mask).to(tl.float32) if HAS_WEIGHT else 1.0
+    b = tl.load(b_ptr + cols, mask=mask).to(tl.float32) if HAS_BIAS else 0.0
+    xc = tl.where(mask, x - tl.sum(x, axis=0) / n_cols, 0.0)
+    return xc * tl.rsqrt(tl.sum(xc * xc, axis=0) / n_cols + eps) * w + b
 
 
 @triton.jit
 def _layernorm_fwd_kernel(
-    X, W, B, Y, N, eps,
+    x_ptr, w_ptr, b_ptr, y_ptr, n_cols, eps,
     HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, ROW_IN_BLOCK: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
-    start = tl.program_id(0).to(tl.int64) * N
-    X += start
-    Y += start
+    start = tl.program_id(0).to(tl.int64) * n_cols
+    x_ptr += start
+    y_ptr += start
     if ROW_IN_BLOCK:  # the row stays in registers: one read
         cols = tl.arange(0, BLOCK)
-        mask = cols < N
-        x = tl.load(X + cols, mask=mask, other=0.0).to(tl.float32)
-        y = _layernorm_row(x, W, B, N, eps, cols, mask, HAS_WEIGHT, HAS_BIAS)
-        tl.store(Y + cols, y.to(Y.dtype.element_ty), mask=mask)
+        mask = cols < n_cols
+        x = tl.load(x_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+        y = _layernorm_row(x, w_ptr, b_ptr, n_cols, eps, cols, mask, HAS_WEIGHT, HAS_BIAS)
+        tl.store(y_ptr + cols, y.to(y_ptr.dtype.element_ty), mask=mask)
         return
     # Mean first, then the variance around it: one-pass E[x^2] - E[x]^2 loses every digit
     # in float32 when |mean| >> std.
     sum_x = tl.zeros([BLOCK], dtype=tl.float32)
-    for off in range(0, N, BLOCK):
+    for off in range(0, n_cols, BLOCK):
         cols = off + tl.arange(0, BLOCK)
-        sum_x += tl.load(X + cols, mask=cols < N, other=0.0).to(tl.float32)
-    mean = tl.sum(sum_x, axis=0) / N
+        sum_x += tl.load(x_ptr + cols, mask=cols < n_cols, other=0.0).to(tl.float32)
+    mean = tl.sum(sum_x, axis=0) / n_cols
     sum_sq = tl.zeros([BLOCK], dtype=tl.float32)
-    for off in range(0, N, BLOCK):
+    for off in range(0, n_cols, BLOCK):
         cols = off + tl.arange(0, BLOCK)
-        mask = cols < N
-        xc = tl.where(mask, tl.load(X + cols, mask=mask, other=0.0).to(tl.float32) - mean, 0.0)
+        mask = cols < n_cols
+        xc = tl.where(mask, tl.load(x_ptr + cols, mask=mask, other=0.0).to(tl.float32) - mean, 0.0)
         sum_sq += xc * xc
-    rstd = tl.rsqrt(tl.sum(sum_sq, axis=0) / N + eps)
-    for off in range(0, N, BLOCK):
+    rstd = tl.rsqrt(tl.sum(sum_sq, axis=0) / n_cols + eps)
+    for off in range(0, n_cols, BLOCK):
         cols = off + tl.arange(0, BLOCK)
-        mask = cols < N
-        y = (tl.load(X + cols, mask=mask, other=0.0).to(tl.float32) - mean) * rstd
-        y = _layernorm_affine(y, W, B, cols, mask, HAS_WEIGHT, HAS_BIAS)
-        tl.store(Y + cols, y.to(Y.dtype.element_ty), mask=mask)
+        mask = cols < n_cols
+        y = (tl.load(x_ptr + cols, mask=mask, other=0.0).to(tl.float32) - mean) * rstd
+        y = _layernorm_affine(y, w_ptr, b_ptr, cols, mask, HAS_WEIGHT, HAS_BIAS)
+        tl.store(y_ptr + cols, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _layernorm_bwd_kernel(
-    X, W, DY, DX, DW_PARTIAL, DB_PARTIAL, M, N, eps, ROWS_PER_PROGRAM,
+    x_ptr, w_ptr, dy_ptr, dx_ptr, dw_partial_ptr, db_partial_ptr, n_rows, n_cols, eps, rows_per_program,
     HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
     # With x_hat = (x - mean) * r and g = dy * w: dx = r * (g - mean(g) - x_hat * mean(g * x_hat)),
     # dw = sum over rows of dy * x_hat, db = sum over rows of dy.
     pid = tl.program_id(0)
-    row_start = pid * ROWS_PER_PROGRAM
-    row_end = tl.minimum(row_start + ROWS_PER_PROGRAM, M)
+    row_start = pid * rows_per_program
+    row_end = tl.minimum(row_start + rows_per_program, n_rows)
     if HAS_WEIGHT:
-        DW_PARTIAL += pid * N
+        dw_partial_ptr += pid * n_cols
     if HAS_BIAS:
-        DB_PARTIAL += pid * N
+        db_partial_ptr += pid * n_cols
     for row in range(row_start, row_end):
-        base = row.to(tl.int64) * N
+        base = row.to(tl.int64) * n_cols
         sum_x = tl.zeros([BLOCK], dtype=tl.float32)
-        for off in range(0, N, BLOCK):
+        for off in range(0, n_cols, BLOCK):
             cols = off + tl.arange(0, BLOCK)
-            sum_x += tl.load(X + base + cols, mask=cols < N, other=0.0).to(tl.float32)
-        mean = tl.sum(sum_x, axis=0) / N
+            sum_x += tl.load(x_ptr + base + cols, mask=cols < n_cols, other=0.0).to(tl.float32)
+        mean = tl.sum(sum_x, axis=0) / n_cols
         sum_sq = tl.zeros([BLOCK], dtype=tl.float32)
         sum_g = tl.zeros([BLOCK], dtype=tl.float32)
         sum_gxc = tl.zeros([BLOCK], dtype=tl.float32)
-        for off in range(0, N, BLOCK):
+        for off in range(0, n_cols, BLOCK):
             cols = off + tl.arange(0, BLOCK)
-            mask = cols < N
-            xc = tl.where(mask, tl.load(X + base + cols, mask=mask, other=0.0).to(tl.float32) - mean, 0.0)
-            g = tl.load(DY + base + cols, mask=mask, other=0.0).to(tl.float32)
+            mask = cols < n_cols
+            xc = tl.where(mask, tl.load(x_ptr + base + cols, mask=mask, other=0.0).to(tl.float32) - mean, 0.0)
+            g = tl.load(dy_ptr + base + cols, mask=mask, other=0.0).to(tl.float32)
             if HAS_WEIGHT:
-                g *= tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+                g *= tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
             sum_sq += xc * xc
             sum_g += g
             sum_gxc += g * xc
-        rstd = tl.rsqrt(tl.sum(sum_sq, axis=0) / N + eps)
-        mean_g = tl.sum(sum_g, axis=0) / N
-        mean_gx_hat = tl.sum(sum_gxc, axis=0) * rstd / N
-        for off in range(0, N, BLOCK):
+        rstd = tl.rsqrt(tl.sum(sum_sq, axis=0) / n_cols + eps)
+        mean_g = tl.sum(sum_g, axis=0) / n_cols
+        mean_gx_hat = tl.sum(sum_gxc, axis=0) * rstd / n_cols
+        for off in range(0, n_cols, BLOCK):
             cols = off + tl.arange(0, BLOCK)
-            mask = cols < N
-            x_hat = (tl.load(X + base + cols, mask=mask, other=0.0).to(tl.float32) - mean) * rstd
-            dy = tl.load(DY + base + cols, mask=mask, other=0.0).to(tl.float32)
+            mask = cols < n_cols
+            x_hat = (tl.load(x_ptr + base + cols, mask=mask, other=0.0).to(tl.float32) - mean) * rstd
+            dy = tl.load(dy_ptr + base + cols, mask=mask, other=0.0).to(tl.float32)
             g = dy
             if HAS_WEIGHT:
-                g = dy * tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+                g = dy * tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
             dx = rstd * (g - mean_g - x_hat * mean_gx_hat)
-            tl.store(DX + base + cols, dx.to(DX.dtype.element_ty), mask=mask)
+            tl.store(dx_ptr + base + cols, dx.to(dx_ptr.dtype.element_ty), mask=mask)
             first = row > row_start  # the group's first row starts the partial sums
             if HAS_WEIGHT:
-                dw = tl.load(DW_PARTIAL + cols, mask=mask & first, other=0.0)
-                tl.store(DW_PARTIAL + cols, dw + dy * x_hat, mask=mask)
+                dw = tl.load(dw_partial_ptr + cols, mask=mask & first, other=0.0)
+                tl.store(dw_partial_ptr + cols, dw + dy * x_hat, mask=mask)
             if HAS_BIAS:
-                db = tl.load(DB_PARTIAL + cols, mask=mask & first, other=0.0)
-                tl.store(DB_PARTIAL + cols, db + dy, mask=mask)
+                db = tl.load(db_partial_ptr + cols, mask=mask & first, other=0.0)
+                tl.store(db_partial_ptr + cols, db + dy, mask=mask)
 
 
 @triton.jit
-def _column_sum_kernel(P, OUT, G, N, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr):
-    # OUT[n] = sum over g of P[g, n]: finishes the weight gradients from the per-group partials.
+def _column_sum_kernel(partial_ptr, out_ptr, n_groups, n_cols, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr):
+    # out[j] = sum over g of partial[g, j]: finishes the weight gradients from the per-group partials.
     cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     acc = tl.zeros([BLOCK_G, BLOCK_N], dtype=tl.float32)
-    for g0 in range(0, G, BLOCK_G):
+    for g0 in range(0, n_groups, BLOCK_G):
         rows = g0 + tl.arange(0, BLOCK_G)
-        mask = (rows[:, None] < G) & (cols[None, :] < N)
-        acc += tl.load(P + rows[:, None] * N + cols[None, :], mask=mask, other=0.0)
-    tl.store(OUT + cols, tl.sum(acc, axis=0).to(OUT.dtype.element_ty), mask=cols < N)
+        mask = (rows[:, None] < n_groups) & (cols[None, :] < n_cols)
+        acc += tl.load(partial_ptr + rows[:, None] * n_cols + cols[None, :], mask=mask, other=0.0)
+    tl.store(out_ptr + cols, tl.sum(acc, axis=0).to(out_ptr.dtype.element_ty), mask=cols < n_cols)
 
 
 @triton.jit
 def _rmsnorm_linear_kernel(
-    X, NW, LW, B, OUT, M, N, K, eps,
+    x_ptr, norm_w_ptr, linear_w_ptr, b_ptr, out_ptr, m, n, k, eps,
     HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     # rmsnorm(x) @ W.T == ((x * norm_weight) @ W.T) * rstd per row, and the K loop reads each
@@ -273,40 +286,40 @@ def _rmsnorm_linear_kernel(
     # output may pass 2**31 elements), with small int32 offsets inside them.
     row0 = tl.program_id(1) * BLOCK_M
     out0 = tl.program_id(0) * BLOCK_N
-    X += row0.to(tl.int64) * K
-    LW += out0.to(tl.int64) * K
-    OUT += row0.to(tl.int64) * N + out0
+    x_ptr += row0.to(tl.int64) * k
+    linear_w_ptr += out0.to(tl.int64) * k
+    out_ptr += row0.to(tl.int64) * n + out0
     rows = tl.arange(0, BLOCK_M)
     outs = tl.arange(0, BLOCK_N)
-    row_ok = rows < M - row0
-    out_ok = outs < N - out0
+    row_ok = rows < m - row0
+    out_ok = outs < n - out0
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     sum_sq = tl.zeros([BLOCK_M, BLOCK_K], dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
+    for k0 in range(0, k, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
-        x_mask = row_ok[:, None] & (ks[None, :] < K)
-        x = tl.load(X + rows[:, None] * K + ks[None, :], mask=x_mask, other=0.0).to(tl.float32)
+        x_mask = row_ok[:, None] & (ks[None, :] < k)
+        x = tl.load(x_ptr + rows[:, None] * k + ks[None, :], mask=x_mask, other=0.0).to(tl.float32)
         sum_sq += x * x
-        nw = tl.load(NW + ks, mask=ks < K, other=0.0).to(tl.float32)
-        a = (x * nw[None, :]).to(X.dtype.element_ty)
+        nw = tl.load(norm_w_ptr + ks, mask=ks < k, other=0.0).to(tl.float32)
+        a = (x * nw[None, :]).to(x_ptr.dtype.element_ty)
         # W is (out, in): its tile is read along contiguous rows and multiplied as tl.trans(w).
-        w_mask = out_ok[:, None] & (ks[None, :] < K)
-        w = tl.load(LW + outs[:, None] * K + ks[None, :], mask=w_mask, other=0.0)
+        w_mask = out_ok[:, None] & (ks[None, :] < k)
+        w = tl.load(linear_w_ptr + outs[:, None] * k + ks[None, :], mask=w_mask, other=0.0)
         acc = tl.dot(a, tl.trans(w), acc, input_precision="ieee")  # float32 exact (not TF32) on CUDA
-    rstd = tl.rsqrt(tl.sum(sum_sq, axis=1) / K + eps)
+    rstd = tl.rsqrt(tl.sum(sum_sq, axis=1) / k + eps)
     out = acc * rstd[:, None]
     if HAS_BIAS:
-        out += tl.load(B + out0 + outs, mask=out_ok, other=0.0).to(tl.float32)[None, :]
+        out += tl.load(b_ptr + out0 + outs, mask=out_ok, other=0.0).to(tl.float32)[None, :]
     out_mask = row_ok[:, None] & out_ok[None, :]
-    tl.store(OUT + rows[:, None] * N + outs[None, :], out.to(OUT.dtype.element_ty), mask=out_mask)
+    tl.store(out_ptr + rows[:, None] * n + outs[None, :], out.to(out_ptr.dtype.element_ty), mask=out_mask)
 
 
-# --------------------------------------------------------------------------- launches
+# --------------------------------------------------------------------------- functions
 
 
 def _row_config(n: int) -> tuple[int, int]:
     """(BLOCK, num_warps) for rows of `n` columns: the whole row when it fits one block."""
-    block = min(triton.next_power_of_2(n), _MAX_BLOCK)
+    block = pow2_block(n, _MAX_BLOCK)
     return block, min(max(block // 256, 1), 8)
 
 
@@ -429,8 +442,8 @@ def _rmsnorm_linear_rows(
     m, k = x.shape
     n = linear_weight.shape[0]
     cuda = triton.current_target() == "cuda"  # larger half-precision tiles: tensor cores
-    block_m = min(max(triton.next_power_of_2(m), 16), 128 if cuda else _LINEAR_MAX_BLOCK_MN)
-    block_n = min(max(triton.next_power_of_2(n), 16), _LINEAR_MAX_BLOCK_MN)
+    block_m = pow2_block(m, 128 if cuda else _LINEAR_MAX_BLOCK_MN, 16)
+    block_n = pow2_block(n, _LINEAR_MAX_BLOCK_MN, 16)
     grid = (triton.cdiv(n, block_n), triton.cdiv(m, block_m))
     (out,) = _rmsnorm_linear_kernel[grid].functional(
         x, norm_weight, linear_weight, linear_bias, triton.empty((m, n), x.dtype), m, n, k, eps,
@@ -453,42 +466,11 @@ def _rmsnorm_linear_rows_vjp(
     return dx, dnorm_weight, dlinear_weight, dbias
 
 
-# --------------------------------------------------------------------------- public API
-
-
-def _dtype_name(dtype: mx.Dtype) -> str:
-    return str(dtype).removeprefix("mlx.core.")
-
-
-def _check_array(fn: str, name: str, array: Any) -> None:
-    if not isinstance(array, mx.array):
-        raise TypeError(f"[{fn}] {name} has type {type(array).__name__}; expected an mx.array")
-
-
-def _check_x(fn: str, x: Any, eps: float) -> None:
-    _check_array(fn, "x", x)
-    if x.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"[{fn}] x has dtype {_dtype_name(x.dtype)}; expected float32, float16 or bfloat16")
-    if x.ndim == 0:
-        raise ValueError(f"[{fn}] x has shape (); expected at least one axis to normalize")
+def _check_x(fn: str, x: object, eps: float) -> None:
+    check_array(fn, "x", x, FLOAT_DTYPES)
+    check_ndim(fn, "x", x, 1, "at least one axis to normalize", at_least=True)
     if not eps > 0:
         raise ValueError(f"[{fn}] eps is {eps}; expected a positive number")
-
-
-def _check_like(fn: str, name: str, array: Any, shape: tuple[int, ...], x: mx.array, what: str) -> None:
-    """`array` must be an mx.array of `shape` and of x's dtype; `what` says why that shape."""
-    _check_array(fn, name, array)
-    if tuple(array.shape) != shape:
-        raise ValueError(f"[{fn}] {name} has shape {tuple(array.shape)}; expected {shape} to match {what}")
-    if array.dtype != x.dtype:
-        raise TypeError(
-            f"[{fn}] {name} has dtype {_dtype_name(array.dtype)}; expected {_dtype_name(x.dtype)} to match x"
-        )
-
-
-def _rows(x: mx.array) -> mx.array:
-    """x as a (rows, last axis) matrix."""
-    return x.reshape(-1, x.shape[-1])
 
 
 def rmsnorm(x: mx.array, weight: mx.array, eps: float = 1e-5) -> mx.array:
@@ -510,10 +492,10 @@ def rmsnorm(x: mx.array, weight: mx.array, eps: float = 1e-5) -> mx.array:
         ValueError: weight's shape does not match x's last axis, x is a scalar, or eps <= 0.
     """
     _check_x("rmsnorm", x, eps)
-    _check_like("rmsnorm", "weight", weight, x.shape[-1:], x, "x's last axis")
+    check_like("rmsnorm", "weight", weight, x, x.shape[-1:], "x's last axis")
     if x.size == 0:
         return rmsnorm_reference(x, weight, eps)
-    return _rmsnorm_rows(_rows(x), weight, eps=eps).reshape(x.shape)
+    return _rmsnorm_rows(as_rows(x), weight, eps=eps).reshape(x.shape)
 
 
 def layernorm(
@@ -541,10 +523,10 @@ def layernorm(
     _check_x("layernorm", x, eps)
     for name, param in (("weight", weight), ("bias", bias)):
         if param is not None:
-            _check_like("layernorm", name, param, x.shape[-1:], x, "x's last axis")
+            check_like("layernorm", name, param, x, x.shape[-1:], "x's last axis")
     if x.size == 0:
         return layernorm_reference(x, weight, bias, eps)
-    return _layernorm_rows(_rows(x), weight, bias, eps=eps).reshape(x.shape)
+    return _layernorm_rows(as_rows(x), weight, bias, eps=eps).reshape(x.shape)
 
 
 def fused_add_rmsnorm(
@@ -572,11 +554,11 @@ def fused_add_rmsnorm(
             x is a scalar, or eps <= 0.
     """
     _check_x("fused_add_rmsnorm", x, eps)
-    _check_like("fused_add_rmsnorm", "residual", residual, x.shape, x, "x")
-    _check_like("fused_add_rmsnorm", "weight", weight, x.shape[-1:], x, "x's last axis")
+    check_like("fused_add_rmsnorm", "residual", residual, x, x.shape, "x")
+    check_like("fused_add_rmsnorm", "weight", weight, x, x.shape[-1:], "x's last axis")
     if x.size == 0:
         return fused_add_rmsnorm_reference(x, residual, weight, eps)
-    normed, new_residual = _fused_add_rmsnorm_rows(_rows(x), _rows(residual), weight, eps=eps)
+    normed, new_residual = _fused_add_rmsnorm_rows(as_rows(x), as_rows(residual), weight, eps=eps)
     return normed.reshape(x.shape), new_residual.reshape(x.shape)
 
 
@@ -612,21 +594,17 @@ def fused_rmsnorm_linear(
     """
     fn = "fused_rmsnorm_linear"
     _check_x(fn, x, eps)
-    k = x.shape[-1]
-    _check_like(fn, "norm_weight", norm_weight, (k,), x, "x's last axis")
-    _check_array(fn, "linear_weight", linear_weight)
-    if linear_weight.ndim != 2:
-        raise ValueError(
-            f"[{fn}] linear_weight has shape {tuple(linear_weight.shape)}; expected (out_features, {k})"
-        )
-    n = linear_weight.shape[0]
-    _check_like(fn, "linear_weight", linear_weight, (n, k), x, "x's last axis")
+    check_like(fn, "norm_weight", norm_weight, x, x.shape[-1:], "x's last axis")
+    n = check_linear_weight(fn, "linear_weight", linear_weight, x, "out_features")
     if linear_bias is not None:
-        _check_like(fn, "linear_bias", linear_bias, (n,), x, "linear_weight's out_features")
+        check_like(fn, "linear_bias", linear_bias, x, (n,), "linear_weight's out_features")
     if x.size == 0 or n == 0:
         return fused_rmsnorm_linear_reference(x, norm_weight, linear_weight, linear_bias, eps)
-    out = _rmsnorm_linear_rows(_rows(x), norm_weight, linear_weight, linear_bias, eps=eps)
+    out = _rmsnorm_linear_rows(as_rows(x), norm_weight, linear_weight, linear_bias, eps=eps)
     return out.reshape(*x.shape[:-1], n)
+
+
+# --------------------------------------------------------------------------- modules
 
 
 class RMSNorm(nn.Module):

@@ -1,7 +1,8 @@
-"""mlx_primitives.kernels: fused transformer building blocks written in mtriton.
+"""mlx_primitives.kernels: the fused transformer blocks under the import path of earlier releases.
 
-Each family lives in one file (kernels, public functions, plain-MLX references);
-the functions and modules are re-exported here.
+The families now live at the top of the package (`mlx_primitives.norms`, `.glu`, `.quantize`,
+`.rotary`) and `mlx_primitives` exports every name; this module re-exports the functions and
+modules it always held, so `from mlx_primitives.kernels import RMSNorm` keeps working.
 """
 
 from .glu import GeGLU, SwiGLU, fused_geglu, fused_swiglu, geglu, swiglu

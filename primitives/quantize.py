@@ -40,6 +40,34 @@ import mlx.nn as nn
 import mtriton as triton
 import mtriton.language as tl
 
+from ._common import (
+    FLOAT_DTYPES,
+    MAX_STAGED_DOT_ELEMENTS,
+    as_rows,
+    check_array,
+    check_dtype,
+    check_ndim,
+    check_shape,
+    pow2_block,
+    tile_rows,
+)
+
+# Up to this many rows of x use the matvec kernel (decode); more use the tiled tl.dot kernel.
+MATVEC_MAX_ROWS = 8
+# Metal's tiles fit its threadgroup memory (MAX_STAGED_DOT_ELEMENTS). CUDA's tensor-core dot
+# stages half-precision tiles in up to 200 KB of shared memory: larger tiles, more warps.
+_MATMUL_BLOCKS = {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8}
+_CUDA_MATMUL_BLOCKS = {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_warps": 8}
+assert (
+    _MATMUL_BLOCKS["BLOCK_K"] * (_MATMUL_BLOCKS["BLOCK_M"] + _MATMUL_BLOCKS["BLOCK_N"])
+    <= MAX_STAGED_DOT_ELEMENTS
+)
+# A matvec program reads BLOCK_N rows of W: few rows, long chunks, so that a 4096-row W gives
+# a thousand programs to stream it.
+_MATVEC_BLOCK_N, _MATVEC_BLOCK_K = 4, 512
+_ELEMENTWISE_BLOCK = 1024
+
+
 # --------------------------------------------------------------------------- kernels
 
 
@@ -72,50 +100,50 @@ def _dequantize_tile(
 
 @triton.jit
 def _dequantize_kernel(
-    out_ptr, R, K, w_ptr, s_ptr, z_ptr, stride_w, stride_sr, stride_sg,
+    out_ptr, n_rows, k, w_ptr, s_ptr, z_ptr, stride_w, stride_sr, stride_sg,
     BITS: tl.constexpr, PACK: tl.constexpr, GROUP: tl.constexpr, ZERO_IS_CODE: tl.constexpr,
     BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
-    mask = (rows[:, None] < R) & (cols[None, :] < K)
+    mask = (rows[:, None] < n_rows) & (cols[None, :] < k)
     w = _dequantize_tile(
         w_ptr, s_ptr, z_ptr, rows[:, None], cols[None, :], mask, stride_w, stride_sr, stride_sg,
         BITS, PACK, GROUP, ZERO_IS_CODE,
     )  # fmt: skip
-    tl.store(out_ptr + rows[:, None] * K + cols[None, :], w.to(out_ptr.dtype.element_ty), mask=mask)
+    tl.store(out_ptr + rows[:, None] * k + cols[None, :], w.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _qmatvec_kernel(
-    x_ptr, b_ptr, y_ptr, N, K, w_ptr, s_ptr, z_ptr, stride_w, stride_sr, stride_sg,
+    x_ptr, b_ptr, y_ptr, n, k, w_ptr, s_ptr, z_ptr, stride_w, stride_sr, stride_sg,
     BITS: tl.constexpr, PACK: tl.constexpr, GROUP: tl.constexpr, ZERO_IS_CODE: tl.constexpr,
     HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
-    """y[m, n] = sum_k x[m, k] * W[n, k]: a block of outputs of one row of x per program."""
-    m = tl.program_id(1)
+    """y[row] = W @ x[row] for BLOCK_N of the n outputs and one row of x per program."""
+    row = tl.program_id(1)
     offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     # Partial products stay elementwise across the K loop; one reduction at the end.
     acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
+    for k0 in range(0, k, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
-        mask = (offs_n[:, None] < N) & (offs_k[None, :] < K)
+        mask = (offs_n[:, None] < n) & (offs_k[None, :] < k)
         w = _dequantize_tile(
             w_ptr, s_ptr, z_ptr, offs_n[:, None], offs_k[None, :], mask, stride_w, stride_sr, stride_sg,
             BITS, PACK, GROUP, ZERO_IS_CODE,
         )  # fmt: skip
         # x read at the tile's shape (a pure address broadcast) for the same reason as scales.
-        x = tl.load(x_ptr + m * K + offs_k[None, :] + 0 * offs_n[:, None], mask=mask, other=0.0)
+        x = tl.load(x_ptr + row * k + offs_k[None, :] + 0 * offs_n[:, None], mask=mask, other=0.0)
         acc += w * x.to(tl.float32)
     y = tl.sum(acc, axis=1)
     if HAS_BIAS:
-        y += tl.load(b_ptr + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)
-    tl.store(y_ptr + m * N + offs_n, y.to(y_ptr.dtype.element_ty), mask=offs_n < N)
+        y += tl.load(b_ptr + offs_n, mask=offs_n < n, other=0.0).to(tl.float32)
+    tl.store(y_ptr + row * n + offs_n, y.to(y_ptr.dtype.element_ty), mask=offs_n < n)
 
 
 @triton.jit
 def _qmatmul_kernel(
-    x_ptr, b_ptr, y_ptr, M, N, K, w_ptr, s_ptr, z_ptr, stride_w, stride_sr, stride_sg,
+    x_ptr, b_ptr, y_ptr, m, n, k, w_ptr, s_ptr, z_ptr, stride_w, stride_sr, stride_sg,
     BITS: tl.constexpr, PACK: tl.constexpr, GROUP: tl.constexpr, ZERO_IS_CODE: tl.constexpr,
     HAS_BIAS: tl.constexpr, HALF_DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
@@ -124,8 +152,8 @@ def _qmatmul_kernel(
     (HALF_DOT, for a float16/bfloat16 x on CUDA: split into two terms of x's dtype)."""
     # Grouped program order, as in Triton's matmul tutorial: neighbours share W tiles in cache.
     pid = tl.program_id(0)
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
+    num_pid_m = tl.cdiv(m, BLOCK_M)
+    num_pid_n = tl.cdiv(n, BLOCK_N)
     num_pid_in_group = GROUP_M * num_pid_n
     first_pid_m = (pid // num_pid_in_group) * GROUP_M
     group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
@@ -135,13 +163,13 @@ def _qmatmul_kernel(
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
+    for k0 in range(0, k, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
-        x_mask = (offs_m[:, None] < M) & (offs_k[None, :] < K)
-        x = tl.load(x_ptr + offs_m[:, None] * K + offs_k[None, :], mask=x_mask, other=0.0)
+        x_mask = (offs_m[:, None] < m) & (offs_k[None, :] < k)
+        x = tl.load(x_ptr + offs_m[:, None] * k + offs_k[None, :], mask=x_mask, other=0.0)
         # The (BLOCK_N, BLOCK_K) tile of W, read along its packed rows, multiplied as tl.trans
         # (the dots stage it transposed; nothing moves it otherwise).
-        w_mask = (offs_n[:, None] < N) & (offs_k[None, :] < K)
+        w_mask = (offs_n[:, None] < n) & (offs_k[None, :] < k)
         w = _dequantize_tile(
             w_ptr, s_ptr, z_ptr, offs_n[:, None], offs_k[None, :], w_mask, stride_w, stride_sr, stride_sg,
             BITS, PACK, GROUP, ZERO_IS_CODE,
@@ -155,22 +183,22 @@ def _qmatmul_kernel(
         else:
             acc = tl.dot(x.to(tl.float32), tl.trans(w), acc, input_precision="ieee")
     if HAS_BIAS:  # loaded at the tile's shape, as x in the matvec
-        bias = tl.load(b_ptr + offs_n[None, :] + 0 * offs_m[:, None], mask=offs_n[None, :] < N, other=0.0)
+        bias = tl.load(b_ptr + offs_n[None, :] + 0 * offs_m[:, None], mask=offs_n[None, :] < n, other=0.0)
         acc += bias.to(tl.float32)
-    y_mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
-    tl.store(y_ptr + offs_m[:, None] * N + offs_n[None, :], acc.to(y_ptr.dtype.element_ty), mask=y_mask)
+    y_mask = (offs_m[:, None] < m) & (offs_n[None, :] < n)
+    tl.store(y_ptr + offs_m[:, None] * n + offs_n[None, :], acc.to(y_ptr.dtype.element_ty), mask=y_mask)
 
 
 @triton.jit
-def _row_range_kernel(w_ptr, lo_ptr, hi_ptr, K, BLOCK_K: tl.constexpr):
+def _row_range_kernel(w_ptr, lo_ptr, hi_ptr, k, BLOCK_K: tl.constexpr):
     """min(row, 0) and max(row, 0) of each row."""
     row = tl.program_id(0)
     # Starting both at zero puts 0.0 inside the range and makes masked lanes harmless.
     lo = tl.zeros((BLOCK_K,), dtype=tl.float32)
     hi = tl.zeros((BLOCK_K,), dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
+    for k0 in range(0, k, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
-        w = tl.load(w_ptr + row * K + offs_k, mask=offs_k < K, other=0.0).to(tl.float32)
+        w = tl.load(w_ptr + row * k + offs_k, mask=offs_k < k, other=0.0).to(tl.float32)
         lo = tl.minimum(lo, w)
         hi = tl.maximum(hi, w)
     tl.store(lo_ptr + row, tl.min(lo, axis=0))
@@ -179,7 +207,7 @@ def _row_range_kernel(w_ptr, lo_ptr, hi_ptr, K, BLOCK_K: tl.constexpr):
 
 @triton.jit
 def _quantize_int8_kernel(
-    w_ptr, lo_ptr, hi_ptr, q_ptr, s_ptr, zp_ptr, K, stride_range, BLOCK_K: tl.constexpr
+    w_ptr, lo_ptr, hi_ptr, q_ptr, s_ptr, zp_ptr, k, stride_range, BLOCK_K: tl.constexpr
 ):  # fmt: skip
     """Affine int8 codes of one row from its range (`stride_range` 0: one range for all rows)."""
     row = tl.program_id(0)
@@ -190,11 +218,11 @@ def _quantize_int8_kernel(
     zp = tl.clamp(tl.floor(-128.0 - lo / scale + 0.5), -128.0, 127.0)
     tl.store(s_ptr + row, scale)
     tl.store(zp_ptr + row, zp.to(tl.int8))
-    for k0 in range(0, K, BLOCK_K):
+    for k0 in range(0, k, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
-        w = tl.load(w_ptr + row * K + offs_k, mask=offs_k < K, other=0.0).to(tl.float32)
+        w = tl.load(w_ptr + row * k + offs_k, mask=offs_k < k, other=0.0).to(tl.float32)
         q = tl.clamp(tl.floor(w / scale + 0.5) + zp, -128.0, 127.0)
-        tl.store(q_ptr + row * K + offs_k, q.to(tl.int8), mask=offs_k < K)
+        tl.store(q_ptr + row * k + offs_k, q.to(tl.int8), mask=offs_k < k)
 
 
 @triton.jit
@@ -225,58 +253,30 @@ def _quantize_int4_kernel(
     tl.store(z_ptr + offs_r, lo, mask=offs_r < n_groups)
 
 
-# --------------------------------------------------------------------------- public functions
-
-FLOAT_DTYPES = (mx.float32, mx.float16, mx.bfloat16)
-# Up to this many rows of x use the matvec kernel (decode); more use the tiled tl.dot kernel.
-MATVEC_MAX_ROWS = 8
-# Metal stages both tl.dot operands as float32 in 32 KB of threadgroup memory:
-# BLOCK_M * BLOCK_K + BLOCK_K * BLOCK_N <= 8192, every dot dimension >= 16. CUDA's tensor-core
-# dot stages half-precision tiles in up to 200 KB of shared memory: larger tiles, more warps.
-_MATMUL_BLOCKS = {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8}
-_CUDA_MATMUL_BLOCKS = {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_warps": 8}
-# A matvec program reads BLOCK_N rows of W: few rows, long chunks, so that a 4096-row W gives
-# a thousand programs to stream it.
-_MATVEC_BLOCK_N, _MATVEC_BLOCK_K = 4, 512
-_ELEMENTWISE_BLOCK = 1024
+# --------------------------------------------------------------------------- functions
 
 
-def _fail(fn: str, message: str, error: type[Exception] = ValueError) -> None:
-    raise error(f"[{fn}] {message}")
+def _check_codes(fn: str, w_q: object, dtype: mx.Dtype, in_axis: str, stacked: bool) -> None:
+    """`w_q` must be packed codes of `dtype`, (out_features, in_axis), with leading axes if `stacked`."""
+    check_array(fn, "w_q", w_q)
+    layout = f"(..., out_features, {in_axis})" if stacked else f"(out_features, {in_axis})"
+    check_ndim(fn, "w_q", w_q, 2, layout, at_least=stacked)
+    check_dtype(fn, "w_q", w_q, (dtype,))
 
 
-def _dtype_name(dtype: mx.Dtype) -> str:
-    return str(dtype).removeprefix("mlx.core.")
-
-
-def _check_dtype(fn: str, name: str, a: mx.array, dtypes: tuple[mx.Dtype, ...]) -> None:
-    if a.dtype not in dtypes:
-        names = [_dtype_name(d) for d in dtypes]
-        expected = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
-        _fail(fn, f"{name} must be {expected}; got {_dtype_name(a.dtype)}", TypeError)
-
-
-def _check_float(fn: str, name: str, a: mx.array) -> None:
-    _check_dtype(fn, name, a, FLOAT_DTYPES)
-
-
-def _check_shape(fn: str, name: str, a: mx.array, shape: tuple[int, ...]) -> None:
-    if tuple(a.shape) != tuple(shape):
-        _fail(fn, f"{name} has shape {tuple(a.shape)}; expected {tuple(shape)}")
-
-
-def _check_weight(fn: str, w: mx.array) -> None:
-    if w.ndim < 2:
-        _fail(fn, f"w must have shape (..., out_features, in_features); got shape {tuple(w.shape)}")
+def _check_weight(fn: str, w: object) -> None:
+    """`w` must be a float weight to quantize, (..., out_features, in_features)."""
+    check_array(fn, "w", w, FLOAT_DTYPES)
+    check_ndim(fn, "w", w, 2, "(..., out_features, in_features)", at_least=True)
 
 
 def _check_group(fn: str, group_size: int, in_features: int, even: bool = True) -> None:
     if not isinstance(group_size, int) or group_size <= 0:
-        _fail(fn, f"group_size must be a positive int; got {group_size!r}")
+        raise ValueError(f"[{fn}] group_size must be a positive int; got {group_size!r}")
     if in_features % group_size:
-        _fail(fn, f"group_size {group_size} does not divide in_features {in_features}")
+        raise ValueError(f"[{fn}] group_size {group_size} does not divide in_features {in_features}")
     if even and group_size % 2:
-        _fail(fn, f"group_size {group_size} must be even: two 4-bit codes share a byte")
+        raise ValueError(f"[{fn}] group_size {group_size} must be even: two 4-bit codes share a byte")
 
 
 @dataclass(frozen=True)
@@ -308,8 +308,8 @@ class _Packed:
 def _dequantize(packed: _Packed, shape: tuple[int, ...], dtype: mx.Dtype) -> mx.array:
     rows, k = packed.rows, packed.in_features
     out = triton.empty((rows, k), dtype)
-    block_k = min(128, triton.next_power_of_2(k))
-    block_r = max(1, _ELEMENTWISE_BLOCK // block_k)
+    block_k = pow2_block(k, 128)
+    block_r = tile_rows(_ELEMENTWISE_BLOCK, block_k)
     grid = (triton.cdiv(rows, block_r), triton.cdiv(k, block_k))
     _dequantize_kernel[grid](out, rows, k, *packed.args(), **packed.meta(), BLOCK_R=block_r, BLOCK_K=block_k)
     return out.reshape(shape)
@@ -317,20 +317,19 @@ def _dequantize(packed: _Packed, shape: tuple[int, ...], dtype: mx.Dtype) -> mx.
 
 def _linear(fn: str, x: mx.array, packed: _Packed, bias: mx.array | None) -> mx.array:
     """x @ W.T (+ bias) for any leading shape of x, with the kernel that suits the row count."""
-    _check_float(fn, "x", x)
+    check_array(fn, "x", x, FLOAT_DTYPES)
     n, k = packed.rows, packed.in_features
     if x.ndim < 1 or x.shape[-1] != k:
-        _fail(fn, f"x has shape {tuple(x.shape)}; expected (..., {k}) to match in_features {k}")
+        raise ValueError(f"[{fn}] x has shape {tuple(x.shape)}; expected (..., {k}) to match in_features {k}")
     if bias is not None:
-        _check_float(fn, "bias", bias)
-        _check_shape(fn, "bias", bias, (n,))
-    lead = x.shape[:-1]
-    m = math.prod(lead)
-    x2 = x.reshape(m, k)
+        check_array(fn, "bias", bias, FLOAT_DTYPES)
+        check_shape(fn, "bias", bias, (n,))
+    x2 = as_rows(x)
+    m = x2.shape[0]
     y = triton.empty((m, n), x.dtype)
     if m <= MATVEC_MAX_ROWS:
-        block_n = min(_MATVEC_BLOCK_N, triton.next_power_of_2(n))
-        block_k = min(_MATVEC_BLOCK_K, max(16, triton.next_power_of_2(k)))
+        block_n = pow2_block(n, _MATVEC_BLOCK_N)
+        block_k = pow2_block(k, _MATVEC_BLOCK_K, 16)
         _qmatvec_kernel[(triton.cdiv(n, block_n), m)](
             x2, bias, y, n, k, *packed.args(), **packed.meta(),
             HAS_BIAS=bias is not None, BLOCK_N=block_n, BLOCK_K=block_k,
@@ -343,20 +342,21 @@ def _linear(fn: str, x: mx.array, packed: _Packed, bias: mx.array | None) -> mx.
             HAS_BIAS=bias is not None, HALF_DOT=x.dtype != mx.float32 and blocks is _CUDA_MATMUL_BLOCKS,
             **blocks,
         )  # fmt: skip
-    return y.reshape(*lead, n)
+    return y.reshape(*x.shape[:-1], n)
 
 
-def _int8_packed(fn: str, w_q: mx.array, scale: mx.array, zero_point: mx.array) -> _Packed:
-    _check_weight(fn, w_q)
-    _check_dtype(fn, "w_q", w_q, (mx.int8,))
-    _check_float(fn, "scale", scale)
-    _check_dtype(fn, "zero_point", zero_point, (mx.int8,))
+def _int8_packed(
+    fn: str, w_q: mx.array, scale: mx.array, zero_point: mx.array, stacked: bool = True
+) -> _Packed:
+    _check_codes(fn, w_q, mx.int8, "in_features", stacked)
+    check_array(fn, "scale", scale, FLOAT_DTYPES)
+    check_array(fn, "zero_point", zero_point, (mx.int8,))
     per_row = w_q.shape[:-1]
     if tuple(scale.shape) not in ((), tuple(per_row)):
-        _fail(
-            fn, f"scale has shape {tuple(scale.shape)}; expected () or {tuple(per_row)} (one per output row)"
+        raise ValueError(
+            f"[{fn}] scale has shape {tuple(scale.shape)}; expected () or {tuple(per_row)} (one per output row)"
         )
-    _check_shape(fn, "zero_point", zero_point, scale.shape)
+    check_shape(fn, "zero_point", zero_point, scale.shape)
     k = w_q.shape[-1]
     # One group per row (GROUP 0: no column term); per tensor, every row reads scale[0].
     return _Packed(
@@ -365,40 +365,59 @@ def _int8_packed(fn: str, w_q: mx.array, scale: mx.array, zero_point: mx.array) 
     )  # fmt: skip
 
 
-def _int4_packed(fn: str, w_q: mx.array, scales: mx.array, zeros: mx.array, group_size: int) -> _Packed:
-    _check_weight(fn, w_q)
-    _check_dtype(fn, "w_q", w_q, (mx.uint8,))
-    k = 2 * w_q.shape[-1]
-    _check_group(fn, group_size, k)
-    _check_float(fn, "scales", scales)
-    _check_float(fn, "zeros", zeros)
+def _grouped_packed(
+    fn: str,
+    w_q: mx.array,
+    scales: mx.array,
+    zeros: mx.array,
+    group_size: int,
+    stacked: bool,
+    *,
+    zeros_name: str,
+    dtype: mx.Dtype,
+    bits: int,
+    pack: int,
+    in_axis: str,
+) -> _Packed:
+    """Codes of `bits` bits, `pack` to an element of `w_q` (of `dtype`, its last axis `in_axis`),
+    with a float scale and zero (the argument `zeros_name`) per group of `group_size` inputs."""
+    _check_codes(fn, w_q, dtype, in_axis, stacked)
+    k = pack * w_q.shape[-1]
+    _check_group(fn, group_size, k, even=dtype == mx.uint8)
+    check_array(fn, "scales", scales, FLOAT_DTYPES)
+    check_array(fn, zeros_name, zeros, FLOAT_DTYPES)
     groups = k // group_size
-    _check_shape(fn, "scales", scales, (*w_q.shape[:-1], groups))
-    _check_shape(fn, "zeros", zeros, scales.shape)
+    check_shape(fn, "scales", scales, (*w_q.shape[:-1], groups))
+    check_shape(fn, zeros_name, zeros, scales.shape)
     return _Packed(
-        w_q, scales, zeros, rows=math.prod(w_q.shape[:-1]), in_features=k, stride_w=k // 2,
-        stride_sr=groups, stride_sg=1, bits=4, pack=2, group=group_size, zero_is_code=False,
+        w_q, scales, zeros, rows=math.prod(w_q.shape[:-1]), in_features=k, stride_w=w_q.shape[-1],
+        stride_sr=groups, stride_sg=1, bits=bits, pack=pack, group=group_size, zero_is_code=False,
+    )  # fmt: skip
+
+
+def _int4_packed(
+    fn: str, w_q: mx.array, scales: mx.array, zeros: mx.array, group_size: int, stacked: bool = True
+) -> _Packed:
+    return _grouped_packed(
+        fn, w_q, scales, zeros, group_size, stacked,
+        zeros_name="zeros", dtype=mx.uint8, bits=4, pack=2, in_axis="in_features / 2",
     )  # fmt: skip
 
 
 def _mlx_packed(
-    fn: str, w_q: mx.array, scales: mx.array, biases: mx.array, group_size: int, bits: int
+    fn: str,
+    w_q: mx.array,
+    scales: mx.array,
+    biases: mx.array,
+    group_size: int,
+    bits: int,
+    stacked: bool = True,
 ) -> _Packed:
     if bits not in (4, 8):
-        _fail(fn, f"bits must be 4 or 8; got {bits!r}")
-    _check_weight(fn, w_q)
-    _check_dtype(fn, "w_q", w_q, (mx.uint32,))
-    pack = 32 // bits
-    k = pack * w_q.shape[-1]
-    _check_group(fn, group_size, k, even=False)
-    _check_float(fn, "scales", scales)
-    _check_float(fn, "biases", biases)
-    groups = k // group_size
-    _check_shape(fn, "scales", scales, (*w_q.shape[:-1], groups))
-    _check_shape(fn, "biases", biases, scales.shape)
-    return _Packed(
-        w_q, scales, biases, rows=math.prod(w_q.shape[:-1]), in_features=k, stride_w=w_q.shape[-1],
-        stride_sr=groups, stride_sg=1, bits=bits, pack=pack, group=group_size, zero_is_code=False,
+        raise ValueError(f"[{fn}] bits must be 4 or 8; got {bits!r}")
+    return _grouped_packed(
+        fn, w_q, scales, biases, group_size, stacked,
+        zeros_name="biases", dtype=mx.uint32, bits=bits, pack=32 // bits, in_axis="in_features * bits / 32",
     )  # fmt: skip
 
 
@@ -416,11 +435,10 @@ def quantize_int8(w: mx.array, per_channel: bool = True) -> tuple[mx.array, mx.a
         `scale / 2` of its dequantized value.
     """
     fn = "quantize_int8"
-    _check_float(fn, "w", w)
     _check_weight(fn, w)
     k = w.shape[-1]
     rows = math.prod(w.shape[:-1])
-    block_k = min(_ELEMENTWISE_BLOCK, triton.next_power_of_2(k))
+    block_k = pow2_block(k, _ELEMENTWISE_BLOCK)
     lo, hi = triton.empty((rows,)), triton.empty((rows,))
     _row_range_kernel[(rows,)](w, lo, hi, k, BLOCK_K=block_k)
     if not per_channel:
@@ -469,13 +487,12 @@ def quantize_int4(w: mx.array, group_size: int = 128) -> tuple[mx.array, mx.arra
         `scale / 2` of its dequantized value.
     """
     fn = "quantize_int4"
-    _check_float(fn, "w", w)
     _check_weight(fn, w)
     k = w.shape[-1]
     _check_group(fn, group_size, k)
     n_groups = math.prod(w.shape) // group_size
     half_block = triton.next_power_of_2(group_size // 2)
-    block_r = max(1, _ELEMENTWISE_BLOCK // half_block)
+    block_r = tile_rows(_ELEMENTWISE_BLOCK, half_block)
     w_q = triton.empty((*w.shape[:-1], k // 2), mx.uint8)
     scales, zeros = triton.empty((n_groups,)), triton.empty((n_groups,))
     _quantize_int4_kernel[(triton.cdiv(n_groups, block_r),)](
@@ -520,9 +537,7 @@ def int8_linear(
         Shape (..., out_features), `x`'s dtype.
     """
     fn = "int8_linear"
-    if w_q.ndim != 2:
-        _fail(fn, f"w_q must have shape (out_features, in_features); got shape {tuple(w_q.shape)}")
-    return _linear(fn, x, _int8_packed(fn, w_q, scale, zero_point), bias)
+    return _linear(fn, x, _int8_packed(fn, w_q, scale, zero_point, stacked=False), bias)
 
 
 def int4_linear(
@@ -548,9 +563,7 @@ def int4_linear(
         Shape (..., out_features), `x`'s dtype.
     """
     fn = "int4_linear"
-    if w_q.ndim != 2:
-        _fail(fn, f"w_q must have shape (out_features, in_features / 2); got shape {tuple(w_q.shape)}")
-    return _linear(fn, x, _int4_packed(fn, w_q, scales, zeros, group_size), bias)
+    return _linear(fn, x, _int4_packed(fn, w_q, scales, zeros, group_size, stacked=False), bias)
 
 
 def mlx_quantized_linear(
@@ -580,11 +593,109 @@ def mlx_quantized_linear(
         Shape (..., out_features), `x`'s dtype.
     """
     fn = "mlx_quantized_linear"
-    if w_q.ndim != 2:
-        _fail(
-            fn, f"w_q must have shape (out_features, in_features * bits / 32); got shape {tuple(w_q.shape)}"
-        )
-    return _linear(fn, x, _mlx_packed(fn, w_q, scales, biases, group_size, bits), bias)
+    return _linear(fn, x, _mlx_packed(fn, w_q, scales, biases, group_size, bits, stacked=False), bias)
+
+
+# --------------------------------------------------------------------------- modules
+
+
+class QuantizedLinear(nn.Module):
+    """A linear layer holding only packed weights; `x @ W.T (+ bias)` with the kernels above.
+
+    Holds `weight` (packed codes), `scales`, `zeros` and optionally `bias`, frozen as in MLX's
+    `nn.QuantizedLinear`. The format follows `weight`'s dtype: int8 (`quantize_int8`, per
+    channel), uint8 (`quantize_int4`) or uint32 (MLX's, from `from_mlx_quantized`).
+
+    Args:
+        in_features: Input dimension K.
+        out_features: Output dimension N.
+        bits: 8 or 4.
+        group_size: Inputs per scale and zero for 4 bits and for MLX's format (int8 scales
+            are per row).
+        bias: Whether the layer adds a bias (initialised to zero).
+    """
+
+    def __init__(
+        self, in_features: int, out_features: int, bits: int = 8, group_size: int = 128, bias: bool = False
+    ) -> None:
+        super().__init__()
+        if bits not in (4, 8):
+            raise ValueError(f"[QuantizedLinear] bits must be 4 or 8; got {bits!r}")
+        self.bits, self.group_size = bits, group_size
+        limit = math.sqrt(1 / in_features)  # nn.Linear's initialisation, then quantized
+        self._set_weight(mx.random.uniform(-limit, limit, (out_features, in_features)))
+        if bias:
+            self.bias = mx.zeros((out_features,))
+        self.freeze()
+
+    def _set_weight(self, w: mx.array) -> None:
+        if self.bits == 8:
+            self.weight, self.scales, self.zeros = quantize_int8(w)
+        else:
+            self.weight, self.scales, self.zeros = quantize_int4(w, self.group_size)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, bits: int = 8, group_size: int = 128) -> QuantizedLinear:
+        """Quantizes an `nn.Linear` (its bias is kept in float).
+
+        Args:
+            linear: The float layer.
+            bits: 8 or 4.
+            group_size: Inputs per scale for 4 bits.
+
+        Returns:
+            The quantized layer.
+        """
+        out_features, in_features = linear.weight.shape
+        layer = cls(in_features, out_features, bits, group_size)
+        layer._set_weight(linear.weight)
+        if "bias" in linear:
+            layer.bias = linear.bias
+        return layer
+
+    @classmethod
+    def from_mlx_quantized(
+        cls,
+        w_q: mx.array,
+        scales: mx.array,
+        biases: mx.array,
+        group_size: int = 64,
+        bits: int = 4,
+        bias: mx.array | None = None,
+    ) -> QuantizedLinear:
+        """Wraps weights from `mx.quantize(w, group_size, bits)` (affine), kept as MLX packed them.
+
+        Args:
+            w_q: uint32 of shape (out_features, in_features * bits / 32).
+            scales: Float scales of shape (out_features, in_features / group_size).
+            biases: Float values of code 0 (MLX's biases), of `scales`' shape.
+            group_size: MLX's group size.
+            bits: 4 or 8.
+            bias: Optional float bias of shape (out_features,), added after the product.
+
+        Returns:
+            A layer computing `mx.quantized_matmul(x, w_q, scales, biases, transpose=True, ...)`.
+        """
+        fn = "QuantizedLinear.from_mlx_quantized"
+        packed = _mlx_packed(fn, w_q, scales, biases, group_size, bits)
+        if bias is not None:
+            check_array(fn, "bias", bias, FLOAT_DTYPES)
+            check_shape(fn, "bias", bias, (packed.rows,))
+        layer = cls(packed.in_features, packed.rows, bits, group_size)
+        layer.weight, layer.scales, layer.zeros = w_q, scales, biases
+        if bias is not None:
+            layer.bias = bias
+        return layer
+
+    def __call__(self, x: mx.array) -> mx.array:
+        bias = self["bias"] if "bias" in self else None
+        if self.weight.dtype == mx.uint32:
+            return mlx_quantized_linear(
+                x, self.weight, self.scales, self.zeros, self.group_size, self.bits, bias
+            )
+        if self.bits == 8:
+            return int8_linear(x, self.weight, self.scales, self.zeros, bias)
+        return int4_linear(x, self.weight, self.scales, self.zeros, self.group_size, bias)
 
 
 # --------------------------------------------------------------------------- references
@@ -593,6 +704,13 @@ def mlx_quantized_linear(
 def _round(a: mx.array) -> mx.array:
     # Halves round up, as the kernels' floor(a + 0.5); mx.round would round them to even.
     return mx.floor(a + 0.5)
+
+
+def _linear_reference(x: mx.array, w: mx.array, bias: mx.array | None) -> mx.array:
+    y = x.astype(mx.float32) @ w.T
+    if bias is not None:
+        y = y + bias.astype(mx.float32)
+    return y.astype(x.dtype)
 
 
 def quantize_int8_reference(w: mx.array, per_channel: bool = True) -> tuple[mx.array, mx.array, mx.array]:
@@ -655,112 +773,3 @@ def int4_linear_reference(
 ) -> mx.array:
     """`int4_linear` in plain MLX ops: dequantize, then a float32 matmul."""
     return _linear_reference(x, dequantize_int4_reference(w_q, scales, zeros, group_size), bias)
-
-
-def _linear_reference(x: mx.array, w: mx.array, bias: mx.array | None) -> mx.array:
-    y = x.astype(mx.float32) @ w.T
-    if bias is not None:
-        y = y + bias.astype(mx.float32)
-    return y.astype(x.dtype)
-
-
-# --------------------------------------------------------------------------- layers
-
-
-class QuantizedLinear(nn.Module):
-    """A linear layer holding only packed weights; `x @ W.T (+ bias)` with the kernels above.
-
-    Holds `weight` (packed codes), `scales`, `zeros` and optionally `bias`, frozen as in MLX's
-    `nn.QuantizedLinear`. The format follows `weight`'s dtype: int8 (`quantize_int8`, per
-    channel), uint8 (`quantize_int4`) or uint32 (MLX's, from `from_mlx_quantized`).
-
-    Args:
-        in_features: Input dimension K.
-        out_features: Output dimension N.
-        bits: 8 or 4.
-        group_size: Inputs per scale and zero for 4 bits and for MLX's format (int8 scales
-            are per row).
-        bias: Whether the layer adds a bias (initialised to zero).
-    """
-
-    def __init__(
-        self, in_features: int, out_features: int, bits: int = 8, group_size: int = 128, bias: bool = False
-    ) -> None:
-        super().__init__()
-        if bits not in (4, 8):
-            _fail("QuantizedLinear", f"bits must be 4 or 8; got {bits!r}")
-        self.bits, self.group_size = bits, group_size
-        limit = math.sqrt(1 / in_features)  # nn.Linear's initialisation, then quantized
-        self._set_weight(mx.random.uniform(-limit, limit, (out_features, in_features)))
-        if bias:
-            self.bias = mx.zeros((out_features,))
-        self.freeze()
-
-    def _set_weight(self, w: mx.array) -> None:
-        if self.bits == 8:
-            self.weight, self.scales, self.zeros = quantize_int8(w)
-        else:
-            self.weight, self.scales, self.zeros = quantize_int4(w, self.group_size)
-
-    @classmethod
-    def from_linear(cls, linear: nn.Linear, bits: int = 8, group_size: int = 128) -> QuantizedLinear:
-        """Quantizes an `nn.Linear` (its bias is kept in float).
-
-        Args:
-            linear: The float layer.
-            bits: 8 or 4.
-            group_size: Inputs per scale for 4 bits.
-
-        Returns:
-            The quantized layer.
-        """
-        out_features, in_features = linear.weight.shape
-        layer = cls(in_features, out_features, bits, group_size)
-        layer._set_weight(linear.weight)
-        if "bias" in linear:
-            layer.bias = linear.bias
-        return layer
-
-    @classmethod
-    def from_mlx_quantized(
-        cls,
-        w_q: mx.array,
-        scales: mx.array,
-        biases: mx.array,
-        group_size: int = 64,
-        bits: int = 4,
-        bias: mx.array | None = None,
-    ) -> QuantizedLinear:
-        """Wraps weights from `mx.quantize(w, group_size, bits)` (affine), kept as MLX packed them.
-
-        Args:
-            w_q: uint32 of shape (out_features, in_features * bits / 32).
-            scales: Float scales of shape (out_features, in_features / group_size).
-            biases: Float values of code 0 (MLX's biases), of `scales`' shape.
-            group_size: MLX's group size.
-            bits: 4 or 8.
-            bias: Optional float bias of shape (out_features,), added after the product.
-
-        Returns:
-            A layer computing `mx.quantized_matmul(x, w_q, scales, biases, transpose=True, ...)`.
-        """
-        fn = "QuantizedLinear.from_mlx_quantized"
-        packed = _mlx_packed(fn, w_q, scales, biases, group_size, bits)
-        if bias is not None:
-            _check_float(fn, "bias", bias)
-            _check_shape(fn, "bias", bias, (packed.rows,))
-        layer = cls(packed.in_features, packed.rows, bits, group_size)
-        layer.weight, layer.scales, layer.zeros = w_q, scales, biases
-        if bias is not None:
-            layer.bias = bias
-        return layer
-
-    def __call__(self, x: mx.array) -> mx.array:
-        bias = self["bias"] if "bias" in self else None
-        if self.weight.dtype == mx.uint32:
-            return mlx_quantized_linear(
-                x, self.weight, self.scales, self.zeros, self.group_size, self.bits, bias
-            )
-        if self.bits == 8:
-            return int8_linear(x, self.weight, self.scales, self.zeros, bias)
-        return int4_linear(x, self.weight, self.scales, self.zeros, self.group_size, bias)

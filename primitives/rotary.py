@@ -22,10 +22,14 @@ import mlx.nn as nn
 import mtriton as triton
 import mtriton.language as tl
 
-_SUPPORTED_DTYPES = (mx.float32, mx.float16, mx.bfloat16)
+from ._common import FLOAT_DTYPES, check_array, check_ndim, dtype_name, pow2_block, tile_rows
+
 _PAIRS_PER_PROGRAM = 1024  # positions x pairs of one program's tile
 _MAX_SEQS_PER_PROGRAM = 32  # sequences (batch x heads) rotated with one table of angles
 _MAX_PASS_BLOCK = 128  # columns copied per step for the features past `dims`
+
+
+# --------------------------------------------------------------------------- kernels
 
 
 @triton.jit
@@ -76,7 +80,7 @@ def _rope_kernel(
                 tl.store(out_ptr + pass_offs, tl.load(x_ptr + pass_offs, mask=pass_mask), mask=pass_mask)
 
 
-# ---------------------------------------------------------------------------- host side
+# --------------------------------------------------------------------------- functions
 
 
 def _launch(
@@ -89,9 +93,9 @@ def _launch(
     n_seqs = x.size // (feature_dim * seq_len)
     half = dims // 2
     block_half = triton.next_power_of_2(half)
-    block_l = max(1, min(triton.next_power_of_2(seq_len), _PAIRS_PER_PROGRAM // block_half))
+    block_l = pow2_block(seq_len, tile_rows(_PAIRS_PER_PROGRAM, block_half))
     passed = feature_dim - dims
-    pass_block = min(_MAX_PASS_BLOCK, triton.next_power_of_2(passed)) if passed else 0
+    pass_block = pow2_block(passed, _MAX_PASS_BLOCK) if passed else 0
     # A per-batch offset belongs to the sequences of one index of the first axis; a program's
     # sequences never straddle two.
     seqs_per_batch = n_seqs // x.shape[0] if offsets.size > 1 else n_seqs
@@ -123,43 +127,34 @@ def _rope_vjp(
     return d_x, mx.zeros_like(offsets), None, None, None, None
 
 
-def _dtype_name(dtype: mx.Dtype) -> str:
-    return str(dtype).removeprefix("mlx.core.")
-
-
 def _offsets(x: mx.array, offset: int | mx.array) -> mx.array:
     """`offset` as an int32 array of one element, or of x.shape[0] elements (one per batch)."""
     if isinstance(offset, mx.array):
         if not mx.issubdtype(offset.dtype, mx.integer):
-            raise TypeError(f"[rope] offset must be an integer array, got dtype {_dtype_name(offset.dtype)}")
+            raise TypeError(f"[rope] offset has dtype {dtype_name(offset.dtype)}; expected an integer dtype")
         per_batch = offset.ndim == 1 and x.ndim >= 3 and offset.size == x.shape[0]
         if offset.size != 1 and not per_batch:
             raise ValueError(
-                f"[rope] offset must be a scalar or a vector of x.shape[0] = {x.shape[0]} elements "
-                f"(x of at least 3 dimensions), got shape {tuple(offset.shape)}"
+                f"[rope] offset has shape {tuple(offset.shape)}; expected a scalar or a vector of "
+                f"x.shape[0] = {x.shape[0]} elements (x of at least 3 dimensions)"
             )
         return offset.reshape(-1).astype(mx.int32)
     if isinstance(offset, bool) or not isinstance(offset, int):
-        raise TypeError(f"[rope] offset must be an int or an integer mx.array, got {type(offset).__name__}")
+        raise TypeError(
+            f"[rope] offset has type {type(offset).__name__}; expected an int or an integer mx.array"
+        )
     return mx.array([offset], dtype=mx.int32)
 
 
 def _check(x: mx.array, dims: int, base: float) -> None:
-    if not isinstance(x, mx.array):
-        raise TypeError(f"[rope] x must be an mx.array, got {type(x).__name__}")
-    if x.dtype not in _SUPPORTED_DTYPES:
-        raise TypeError(f"[rope] x has dtype {_dtype_name(x.dtype)}; supported: float32, float16, bfloat16")
-    if x.ndim < 2:
-        raise ValueError(f"[rope] x must have at least 2 dimensions (..., L, D), got shape {tuple(x.shape)}")
+    check_array("rope", "x", x, FLOAT_DTYPES)
+    check_ndim("rope", "x", x, 2, "(..., L, D)", at_least=True)
     if isinstance(dims, bool) or not isinstance(dims, int) or dims <= 0 or dims % 2:
         raise ValueError(f"[rope] dims must be a positive even int, got {dims!r}")
     if dims > x.shape[-1]:
         raise ValueError(f"[rope] dims is {dims} but x has only {x.shape[-1]} features (last axis)")
     if not base > 0:
         raise ValueError(f"[rope] base must be positive, got {base!r}")
-
-
-# ---------------------------------------------------------------------------- public functions
 
 
 def rope(
@@ -190,7 +185,7 @@ def rope(
     return _rope(x, _offsets(x, offset), dims, bool(traditional), float(base), float(scale))
 
 
-# ---------------------------------------------------------------------------- module
+# --------------------------------------------------------------------------- modules
 
 
 class RoPE(nn.Module):
@@ -217,7 +212,7 @@ class RoPE(nn.Module):
         return rope(x, self.dims, self.traditional, self.base, self.scale, offset)
 
 
-# ---------------------------------------------------------------------------- reference
+# --------------------------------------------------------------------------- references
 
 
 def rope_reference(
