@@ -180,5 +180,7 @@ def _bad_umulhi(x_ptr):
 
 
 def test_umulhi_refuses_floats() -> None:
-    with pytest.raises(mtriton.KernelTypeError, match="tl.umulhi needs 32- or 64-bit integers, got float32 and float32"):
+    with pytest.raises(
+        mtriton.KernelTypeError, match="tl.umulhi needs 32- or 64-bit integers, got float32 and float32"
+    ):
         _bad_umulhi[(1,)](mx.zeros(4))

@@ -47,7 +47,9 @@ PURE_OPS = ir.BINARY_OPS | ir.UNARY_OPS | {
 class Lowering:
     """Writes the body of one kernel for one dialect."""
 
-    def __init__(self, fn: ir.Function, dialect: Dialect, opts: LaunchOptions, arg_names: dict[str, str]) -> None:
+    def __init__(
+        self, fn: ir.Function, dialect: Dialect, opts: LaunchOptions, arg_names: dict[str, str]
+    ) -> None:
         self.fn = fn
         self.d = dialect
         self.threads = opts.num_warps * 32
