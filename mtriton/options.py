@@ -138,15 +138,17 @@ DEFAULT_LAUNCH = LaunchOptions()
 def launch_options(items: tuple[tuple[str, Any], ...]) -> LaunchOptions:
     """`LaunchOptions(**dict(items))`, built and checked once per distinct set of values (a
     launch that passes options pays a dictionary lookup, not the checks)."""
+    # keyed by type too: 4.0 == 4 and True == 1 would otherwise share a checked entry
+    key = tuple((name, type(value), value) for name, value in items)
     try:
-        return _cached_launch_options(items)
+        return _cached_launch_options(key)
     except TypeError:  # an unhashable value: the checks say what is wrong with it
         return LaunchOptions(**dict(items))
 
 
 @functools.lru_cache(maxsize=1024)
-def _cached_launch_options(items: tuple[tuple[str, Any], ...]) -> LaunchOptions:
-    return LaunchOptions(**dict(items))
+def _cached_launch_options(key: tuple[tuple[str, type, Any], ...]) -> LaunchOptions:
+    return LaunchOptions(**{name: value for name, _, value in key})
 
 
 _warned: set[str] = set()

@@ -529,6 +529,7 @@ def test_launch_errors(backend: str, case: tuple[str, Callable[[mx.array, mx.arr
     ],
 )
 def test_bad_launch_options_name_the_option(backend: str, options: dict[str, Any], message: str) -> None:
+    fresh(scale_kernel)[(1,)](mx.zeros(10), mtriton.empty((10,)), 10, 2.0, BLOCK=16, num_warps=4)  # 4 is fine
     with pytest.raises(mtriton.LaunchError, match=re.escape(message)):
         fresh(scale_kernel)[(1,)](mx.zeros(10), mtriton.empty((10,)), 10, 2.0, BLOCK=16, **options)
 
