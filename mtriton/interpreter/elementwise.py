@@ -175,6 +175,17 @@ def _c_mod(a: mx.array, b: mx.array, dtype: DType) -> mx.array:
     return mx.where(b == -1, 0, r)
 
 
+def maxnum(a: mx.array, b: mx.array) -> mx.array:
+    """IEEE maxNum, the IR's `maximum` on floats (C's fmax, Triton's default): a NaN operand
+    gives the other one; MLX's maximum would give the NaN."""
+    return mx.where(mx.isnan(a), b, mx.where(mx.isnan(b), a, mx.maximum(a, b)))
+
+
+def minnum(a: mx.array, b: mx.array) -> mx.array:
+    """IEEE minNum, the IR's `minimum` on floats: a NaN operand gives the other one."""
+    return mx.where(mx.isnan(a), b, mx.where(mx.isnan(b), a, mx.minimum(a, b)))
+
+
 _BINARY: dict[str, Callable[[mx.array, mx.array, DType], mx.array]] = {
     # i1 arithmetic wraps modulo 2 like any integer; MLX's bool + bool saturates.
     "add": lambda a, b, t: mx.bitwise_xor(a, b) if t.is_bool() else a + b,
@@ -189,8 +200,8 @@ _BINARY: dict[str, Callable[[mx.array, mx.array, DType], mx.array]] = {
     "shl": lambda a, b, t: mx.left_shift(a, b),
     # C++ >> on the array's own type: arithmetic when signed, logical when unsigned.
     "shr": lambda a, b, t: mx.right_shift(a, b),
-    "maximum": lambda a, b, t: mx.maximum(a, b),
-    "minimum": lambda a, b, t: mx.minimum(a, b),
+    "maximum": lambda a, b, t: maxnum(a, b) if t.is_floating() else mx.maximum(a, b),
+    "minimum": lambda a, b, t: minnum(a, b) if t.is_floating() else mx.minimum(a, b),
     "pow": lambda a, b, t: mx.power(a, b),
     "atan2": lambda a, b, t: mx.arctan2(a, b),
 }

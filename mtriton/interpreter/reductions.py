@@ -7,6 +7,7 @@ combined, by giving the region's frame a batch that spans them.
 
 Sums and products of float16/bfloat16 accumulate in float32 and round once at
 the end, as GPU backends do; a generic region combines in the element type.
+Max and min pass over NaNs, as the IR's `maximum`/`minimum` do.
 """
 
 from __future__ import annotations
@@ -22,11 +23,30 @@ from .machine import Frame, Runtime, elem_of, executes, expand_to, mx_dtype, pac
 
 Reduction = Callable[..., mx.array]
 
+
+def _ignoring_nan(reduce: Reduction, identity: float, scan: bool) -> Reduction:
+    """`reduce` (a max or min, or their cumulative forms) that passes over NaNs, as the IR's
+    `maximum`/`minimum` do (C's fmax/fmin): NaN only where every element reduced is NaN."""
+
+    def run(x: mx.array, axis: int, **kwargs: Any) -> mx.array:
+        if not mx.issubdtype(x.dtype, mx.floating):
+            return reduce(x, axis=axis, **kwargs)
+        nan = mx.isnan(x)
+        out = reduce(mx.where(nan, identity, x), axis=axis, **kwargs)
+        if scan:  # NaN until the first number
+            seen = mx.cummax(mx.logical_not(nan).astype(mx.int32), axis=axis, **kwargs) > 0
+        else:
+            seen = mx.logical_not(mx.all(nan, axis=axis))
+        return mx.where(seen, out, float("nan"))
+
+    return run
+
+
 _REDUCTIONS: dict[str, Reduction] = {
     "add": mx.sum,
     "mul": mx.prod,
-    "maximum": mx.max,
-    "minimum": mx.min,
+    "maximum": _ignoring_nan(mx.max, float("-inf"), scan=False),
+    "minimum": _ignoring_nan(mx.min, float("inf"), scan=False),
 }
 # On i1, max is `or` and min is `and`; `add` and `xor` wrap, so they take the generic path.
 _BOOL_REDUCTIONS: dict[str, Reduction] = {
@@ -39,8 +59,8 @@ _BOOL_REDUCTIONS: dict[str, Reduction] = {
 _SCANS: dict[str, Reduction] = {
     "add": mx.cumsum,
     "mul": mx.cumprod,
-    "maximum": mx.cummax,
-    "minimum": mx.cummin,
+    "maximum": _ignoring_nan(mx.cummax, float("-inf"), scan=True),
+    "minimum": _ignoring_nan(mx.cummin, float("inf"), scan=True),
 }
 _WIDENED = ("add", "mul")
 

@@ -2,6 +2,7 @@
 
 from . import math, random
 from .core import (
+    PropagateNan,
     abs,
     advance,
     arange,

@@ -8,6 +8,7 @@ they raise.
 from __future__ import annotations
 
 import builtins
+import enum
 from collections.abc import Sequence
 from typing import Any
 
@@ -406,16 +407,47 @@ def where(condition: Any, x: Any, y: Any) -> tensor:
     return semantic.where(condition, x, y)
 
 
-def maximum(x: Any, y: Any, propagate_nan: Any = None) -> tensor:
-    return semantic.binary("maximum", x, y)
+class PropagateNan(enum.Enum):
+    """What `maximum`, `minimum` and `clamp` do with NaN, as in Triton.
+
+    NONE (the default): a NaN operand gives the other one (IEEE maxNum, C's fmax); only NaN
+    with NaN gives NaN. `tl.max`/`tl.min` reductions pass over NaNs the same way. ALL: any NaN
+    operand (for `clamp`, a NaN `x`) gives NaN.
+    """
+
+    NONE = 0x0000
+    ALL = 0xFFFF
 
 
-def minimum(x: Any, y: Any, propagate_nan: Any = None) -> tensor:
-    return semantic.binary("minimum", x, y)
+def _nan_where(result: tensor, inputs: Sequence[Any], propagate_nan: Any) -> tensor:
+    """`result`, or NaN where one of `inputs` is NaN when `propagate_nan` is ALL."""
+    mode = semantic.unwrap(propagate_nan)
+    if mode is None or mode == PropagateNan.NONE or not result.dtype.is_floating():
+        return result
+    if mode != PropagateNan.ALL:
+        raise KernelTypeError(f"propagate_nan must be tl.PropagateNan.NONE or ALL, got {mode!r}")
+    is_nan = [semantic.compare("ne", x, x) for x in inputs if isinstance(x, tensor) and x.dtype.is_floating()]
+    if not is_nan:
+        return result
+    any_nan = is_nan[0]
+    for flag in is_nan[1:]:
+        any_nan = any_nan | flag
+    return where(any_nan, float("nan"), result)
 
 
-def clamp(x: Any, min: Any, max: Any, propagate_nan: Any = None) -> tensor:
-    return minimum(maximum(x, min), max)
+def maximum(x: Any, y: Any, propagate_nan: Any = PropagateNan.NONE) -> tensor:
+    """The larger of `x` and `y`, elementwise (NaN: see `PropagateNan`)."""
+    return _nan_where(semantic.binary("maximum", x, y), (x, y), propagate_nan)
+
+
+def minimum(x: Any, y: Any, propagate_nan: Any = PropagateNan.NONE) -> tensor:
+    """The smaller of `x` and `y`, elementwise (NaN: see `PropagateNan`)."""
+    return _nan_where(semantic.binary("minimum", x, y), (x, y), propagate_nan)
+
+
+def clamp(x: Any, min: Any, max: Any, propagate_nan: Any = PropagateNan.NONE) -> tensor:
+    """`x` limited to [min, max]; with PropagateNan.ALL a NaN `x` stays NaN."""
+    return _nan_where(minimum(maximum(x, min), max), (x,), propagate_nan)
 
 
 def fma(x: Any, y: Any, z: Any) -> tensor:

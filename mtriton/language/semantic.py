@@ -289,9 +289,20 @@ def binary(name: str, a: Any, b: Any) -> core.tensor:
     if name in ("and", "or", "xor", "shl", "shr"):
         if not (a.dtype.is_int() and b.dtype.is_int()):
             raise KernelTypeError(f"bitwise {name} needs integer operands, got {a.dtype} and {b.dtype}")
+    if name in ("div", "floordiv", "mod") and a.dtype.is_int() and b.dtype.is_int():
+        if not (a.dtype.is_bool() or b.dtype.is_bool()) and a.dtype.is_signed() != b.dtype.is_signed():
+            raise KernelTypeError(
+                f"cannot use /, // or % on {a.dtype} and {b.dtype}: they differ in signedness, which "
+                "is unlikely to give a useful answer; cast them to the same signedness"
+            )
     if name == "floordiv" and (a.dtype.is_floating() or b.dtype.is_floating()):
         a, b = _same_type_operands(a, b)
         return floor(binary("div", a, b))
+    if name == "mod" and (a.dtype.is_floating() or b.dtype.is_floating()):
+        # Triton's float %: x - floor(x / y) * y, which takes the divisor's sign (C's fmod, the
+        # IR's `mod`, takes the dividend's)
+        a, b = _same_type_operands(a, b)
+        return binary("sub", a, binary("mul", floor(binary("div", a, b)), b))
     a, b = _same_type_operands(a, b, div=name == "div")
     if name in ("shl", "shr"):
         b = cast(b, a.dtype)
@@ -333,6 +344,9 @@ def unary(name: str, x: Any) -> core.tensor:
 
 
 def neg(x: Any) -> core.tensor:
+    x = to_tensor(x)
+    if x.dtype.is_bool():
+        raise KernelTypeError("unary - is not defined on int1 (boolean) values; use `~x` or `x == 0`")
     return unary("neg", x)
 
 

@@ -1,0 +1,129 @@
+"""Triton's exact semantics, the same on every backend: `%` and `//`, NaN in maximum/minimum/
+clamp and in max/min reductions and scans (`tl.PropagateNan`), and the type errors Triton
+raises for mixed signedness and negated booleans."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from conftest import poisoned, to_numpy
+
+import mtriton
+import mtriton.language as tl
+
+
+@mtriton.jit
+def _arith_kernel(x_ptr, y_ptr, mod_ptr, floordiv_ptr, BLOCK: tl.constexpr):
+    i = tl.arange(0, BLOCK)
+    x, y = tl.load(x_ptr + i), tl.load(y_ptr + i)
+    tl.store(mod_ptr + i, x % y)
+    tl.store(floordiv_ptr + i, x // y)
+
+
+def _operands(rng: np.random.Generator, dtype: np.dtype, n: int) -> tuple[np.ndarray, np.ndarray]:
+    if np.issubdtype(dtype, np.floating):
+        x = (rng.standard_normal(n) * 10).astype(dtype)
+        y = (rng.standard_normal(n) * 3).astype(dtype)
+        y[y == 0] = 1
+        return x, y
+    x = rng.integers(-100, 100, n).astype(dtype)
+    y = rng.integers(1, 9, n).astype(dtype) * rng.choice([-1, 1], n).astype(dtype)
+    return x, y
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int32, np.int8], ids=lambda d: np.dtype(d).name)
+def test_mod_and_floordiv(backend: str, rng: np.random.Generator, dtype: np.dtype) -> None:
+    n = 64
+    x, y = _operands(rng, dtype, n)
+    mod, floordiv = poisoned(n, mx.array(x).dtype), poisoned(n, mx.array(x).dtype)
+    _arith_kernel[(1,)](mx.array(x), mx.array(y), mod, floordiv, BLOCK=n)
+    if np.issubdtype(dtype, np.floating):
+        # Triton: x - floor(x / y) * y, in the operands' type; the result takes the divisor's sign
+        q = np.floor((x / y).astype(dtype))
+        expected_mod = (x - (q * y).astype(dtype)).astype(dtype)
+        np.testing.assert_allclose(
+            to_numpy(mod), expected_mod, rtol=1e-3 if dtype == np.float16 else 1e-5, atol=1e-2
+        )
+        np.testing.assert_array_equal(to_numpy(floordiv), q)
+        assert (np.sign(to_numpy(mod)) * np.sign(y) >= 0).all()
+    else:
+        # integers truncate toward zero, as in C (and Triton)
+        expected_div = np.trunc(x.astype(np.float64) / y).astype(dtype)
+        np.testing.assert_array_equal(to_numpy(floordiv), expected_div)
+        np.testing.assert_array_equal(to_numpy(mod), (x - expected_div * y).astype(dtype))
+
+
+@mtriton.jit
+def _nan_kernel(x_ptr, y_ptr, out_ptr, BLOCK: tl.constexpr):
+    i = tl.arange(0, BLOCK)
+    x, y = tl.load(x_ptr + i), tl.load(y_ptr + i)
+    tl.store(out_ptr + i, tl.maximum(x, y))
+    tl.store(out_ptr + BLOCK + i, tl.minimum(x, y))
+    tl.store(out_ptr + 2 * BLOCK + i, tl.clamp(x, -1.0, 1.0))
+    tl.store(out_ptr + 3 * BLOCK + i, tl.maximum(x, y, propagate_nan=tl.PropagateNan.ALL))
+    tl.store(out_ptr + 4 * BLOCK + i, tl.minimum(x, y, propagate_nan=tl.PropagateNan.ALL))
+    tl.store(out_ptr + 5 * BLOCK + i, tl.clamp(x, -1.0, 1.0, propagate_nan=tl.PropagateNan.ALL))
+
+
+def test_nan_in_maximum_minimum_clamp(backend: str) -> None:
+    nan = np.nan
+    x = np.array([nan, 1.0, nan, -3.0, 0.5, 2.0, -2.0, nan], dtype=np.float32)
+    y = np.array([2.0, nan, nan, 4.0, -0.5, 1.0, 5.0, -1.0], dtype=np.float32)
+    out = poisoned(6 * 8)
+    _nan_kernel[(1,)](mx.array(x), mx.array(y), out, BLOCK=8)
+    got = to_numpy(out).reshape(6, 8)
+    np.testing.assert_array_equal(got[0], np.fmax(x, y))  # NONE: the number wins
+    np.testing.assert_array_equal(got[1], np.fmin(x, y))
+    np.testing.assert_array_equal(got[2], np.minimum(np.fmax(x, -1.0), 1.0))
+    np.testing.assert_array_equal(got[3], np.maximum(x, y))  # ALL: NaN wins
+    np.testing.assert_array_equal(got[4], np.minimum(x, y))
+    np.testing.assert_array_equal(got[5], np.clip(x, -1.0, 1.0))
+
+
+@mtriton.jit
+def _nan_reduce_kernel(x_ptr, out_ptr, scan_ptr, BLOCK: tl.constexpr):
+    rows = tl.arange(0, 4)[:, None] * BLOCK + tl.arange(0, BLOCK)[None, :]
+    x = tl.load(x_ptr + rows)
+    tl.store(out_ptr + tl.arange(0, 4), tl.max(x, 1))
+    tl.store(out_ptr + 4 + tl.arange(0, 4), tl.min(x, 1))
+    tl.store(scan_ptr + rows, tl.associative_scan(x, 1, _maximum))
+
+
+@mtriton.jit
+def _maximum(a, b):
+    return tl.maximum(a, b)
+
+
+def test_max_and_min_reductions_pass_over_nan(backend: str, rng: np.random.Generator) -> None:
+    x = rng.standard_normal((4, 16)).astype(np.float32)
+    x[0, 3] = x[1, 0] = x[1, 9] = np.nan
+    x[2, :] = np.nan  # all NaN: NaN
+    x[3, :5] = np.nan  # leading NaNs: the running max is NaN until the first number
+    out, scan = poisoned(8), poisoned((4, 16))
+    _nan_reduce_kernel[(1,)](mx.array(x), out, scan, BLOCK=16)
+    expected = np.concatenate([np.fmax.reduce(x, axis=1), np.fmin.reduce(x, axis=1)])
+    np.testing.assert_array_equal(to_numpy(out), expected)
+    np.testing.assert_array_equal(to_numpy(scan), np.fmax.accumulate(x, axis=1))
+
+
+@mtriton.jit
+def _mixed_sign_kernel(x_ptr, y_ptr):
+    i = tl.arange(0, 4)
+    tl.store(x_ptr + i, tl.load(x_ptr + i) % tl.load(y_ptr + i))
+
+
+@mtriton.jit
+def _neg_bool_kernel(x_ptr):
+    i = tl.arange(0, 4)
+    flag = tl.load(x_ptr + i) > 0
+    tl.store(x_ptr + i, (-flag).to(tl.float32))
+
+
+def test_errors_triton_raises() -> None:
+    with pytest.raises(mtriton.KernelTypeError, match="differ in signedness") as info:
+        _mixed_sign_kernel[(1,)](mx.zeros(4, dtype=mx.int32), mx.ones(4, dtype=mx.uint32))
+    assert isinstance(info.value, TypeError) and "test_semantics.py:" in str(info.value)
+    with pytest.raises(mtriton.KernelTypeError, match="unary - is not defined on int1") as info:
+        _neg_bool_kernel[(1,)](mx.zeros(4))
+    assert "(-flag)" in str(info.value)
