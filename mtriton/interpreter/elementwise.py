@@ -234,6 +234,22 @@ _UNARY: dict[str, Callable[[mx.array], mx.array]] = {
     "erf": mx.erf,
     "floor": mx.floor,
     "ceil": mx.ceil,
+    "log10": mx.log10,
+    "log1p": mx.log1p,
+    "expm1": mx.expm1,
+    "cbrt": lambda x: mx.where(x < 0, -mx.power(-x, 1 / 3), mx.power(x, 1 / 3)),
+    "tan": mx.tan,
+    "asin": mx.arcsin,
+    "acos": mx.arccos,
+    "atan": mx.arctan,
+    "sinh": mx.sinh,
+    "cosh": mx.cosh,
+    "asinh": mx.arcsinh,
+    "acosh": mx.arccosh,
+    "atanh": mx.arctanh,
+    "trunc": mx.trunc,
+    "rint": mx.round,  # MLX rounds halves to even
+    "round": lambda x: mx.trunc(x) + mx.where(mx.abs(x - mx.trunc(x)) >= 0.5, mx.sign(x), 0),
 }
 
 

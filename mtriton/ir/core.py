@@ -22,8 +22,10 @@ brackets; `x?` is optional, `x...` variadic):
   BINARY (a, b)                      add sub mul div floordiv mod and or xor shl
                                      shr maximum minimum pow atan2; same shapes
   cmp (a, b) [pred]                  eq ne lt le gt ge -> i1
-  UNARY (x)                          neg not exp exp2 log log2 sqrt rsqrt sin cos
-                                     tanh abs erf floor ceil
+  UNARY (x)                          neg not exp exp2 log log2 log10 log1p expm1 sqrt
+                                     rsqrt cbrt sin cos tan asin acos atan sinh cosh
+                                     tanh asinh acosh atanh abs erf floor ceil trunc
+                                     rint (half to even) round (half away from zero)
   fma (a, b, c)                      a * b + c
   where (c, a, b)                    elementwise select
   addptr (ptr, offset)               pointer + offset (in elements)
@@ -57,7 +59,10 @@ from typing import Any
 from .types import BlockType
 
 BINARY_OPS = frozenset("add sub mul div floordiv mod and or xor shl shr maximum minimum pow atan2".split())
-UNARY_OPS = frozenset("neg not exp exp2 log log2 sqrt rsqrt sin cos tanh abs erf floor ceil".split())
+UNARY_OPS = frozenset(
+    "neg not exp exp2 log log2 log10 log1p expm1 sqrt rsqrt cbrt sin cos tan asin acos atan sinh cosh "
+    "tanh asinh acosh atanh abs erf floor ceil trunc rint round".split()
+)
 CMP_PREDICATES = ("eq", "ne", "lt", "le", "gt", "ge")
 ATOMIC_KINDS = ("add", "max", "min", "xchg", "and", "or", "xor")
 SHAPE_OPS = frozenset("splat broadcast expand_dims reshape permute join split".split())

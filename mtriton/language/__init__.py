@@ -1,6 +1,6 @@
 """`mtriton.language` (import it as `tl`): Triton's kernel language for MLX."""
 
-from . import math, random
+from . import extra, math, random
 from .core import (
     PropagateNan,
     abs,

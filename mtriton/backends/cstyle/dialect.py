@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ... import ir
 from ...ir import types as T
 
 
@@ -108,7 +109,10 @@ class Dialect:
         shuffle_up: `{v}` from lane `lane - {d}` (own value below `{d}`).
         simd_reduce: builtin SIMD-group reductions by combiner (`add`, `maximum`, ...).
         simd_prefix_exclusive_sum: SIMD exclusive prefix sum, if the language has one.
-        math: IR unary/binary op -> function name, where it differs from the op name.
+        math: IR unary/binary op -> function name, where it is not the op name plus `math_suffix`.
+        math_suffix: what turns an op's name into its float32 function (CUDA's `expf`).
+        helpers: C functions by IR op name, placed after the prelude of kernels that use the op
+            (math the language lacks, such as Metal's log1p).
         vector_type: a `{t}` vector of `{n}` elements for vector loads/stores, or None.
         aligned: where vector accesses need natural alignment (CUDA), a C condition true when
             pointer `{p}` is a multiple of `{n}` bytes: kernels test each base pointer once and
@@ -150,7 +154,18 @@ class Dialect:
     max_vec: int = 4
     aligned: str | None = None
     float_literal_suffix: str = "f"
+    math_suffix: str = ""
+    helpers: dict[str, str] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
 
     def ctype(self, dtype: T.DType) -> str:
         return self.types[dtype.short]
+
+    def math_function(self, op: str) -> str:
+        """The float32 function computing the IR op `op`."""
+        return self.math.get(op, op + self.math_suffix)
+
+    def header(self, fn: ir.Function) -> str:
+        """The prelude, and the helpers of the ops `fn` uses."""
+        used = sorted({op.name for op in ir.walk(fn.body)} & self.helpers.keys())
+        return self.prelude + "".join(self.helpers[name] for name in used)

@@ -33,11 +33,12 @@ def generate(fn: ir.Function, dialect: Dialect, opts: LaunchOptions) -> Source:
         names[param.name] = f"p{k}" if isinstance(param.value.type.elem, T.PointerType) else f"a{k}"
     lowering = Lowering(fn, dialect, opts, names)
     body = lowering.run()
-    digest = hashlib.sha256((dialect.prelude + body).encode()).hexdigest()[:16]
+    header = dialect.header(fn)
+    digest = hashlib.sha256((header + body).encode()).hexdigest()[:16]
     return Source(
         f"mtriton_{fn.name}_{digest}",
         body,
-        dialect.prelude,
+        header,
         frozenset(lowering.written),
         frozenset(lowering.atomic),
         lowering.shared_bytes,

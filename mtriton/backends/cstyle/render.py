@@ -86,7 +86,7 @@ def render(d: Dialect, op: ir.Op, args: list[str]) -> str:
         return f"(!{args[0]})" if elem.is_bool() else f"static_cast<{ctype}>(~{args[0]})"
     if name in INT_FUNCTIONS and not elem.is_floating():
         return f"static_cast<{ctype}>({INT_FUNCTIONS[name]}({', '.join(args)}))"
-    fn = d.math.get(name, name)
+    fn = d.math_function(name)
     if elem == T.float32:
         return f"{fn}({', '.join(args)})"
     # half/bfloat math is computed in float and rounded once, as MLX does

@@ -46,26 +46,9 @@ CUDA = Dialect(
     shuffle_up="__shfl_up_sync(0xffffffffu, {v}, {d})",
     simd_reduce={},
     simd_prefix_exclusive_sum=None,
-    math={
-        "exp": "expf",
-        "exp2": "exp2f",
-        "log": "logf",
-        "log2": "log2f",
-        "sqrt": "sqrtf",
-        "rsqrt": "rsqrtf",
-        "sin": "sinf",
-        "cos": "cosf",
-        "tanh": "tanhf",
-        "abs": "fabsf",
-        "erf": "erff",
-        "floor": "floorf",
-        "ceil": "ceilf",
-        "mod": "fmodf",
-        "maximum": "fmaxf",
-        "minimum": "fminf",
-        "pow": "powf",
-        "atan2": "atan2f",
-    },  # fmt: skip
+    # CUDA's float32 math is libm's name with `f` (expf, log1pf, atan2f) but for these
+    math={"abs": "fabsf", "mod": "fmodf", "maximum": "fmaxf", "minimum": "fminf"},
+    math_suffix="f",
     # Vector accesses of up to 16 bytes; they need natural alignment, and MLX passes arrays
     # that are views at any element offset, so kernels test each base pointer (`aligned`).
     vector_type=lambda ctype, n: f"mt_vec<{ctype}, {n}>",

@@ -24,6 +24,12 @@ _ATOMIC_FNS = {"add": "mt_atomic_add", "max": "mt_atomic_max", "min": "mt_atomic
 
 # The helpers every kernel's header carries: a Metal header of its own, read once.
 PRELUDE = (resources.files(__package__) / "prelude.metal.h").read_text(encoding="utf-8")
+# Math Metal lacks, one file per IR op, added to the kernels that use it (`Dialect.helpers`).
+HELPERS = {
+    path.name.removesuffix(".h"): path.read_text(encoding="utf-8")
+    for path in (resources.files(__package__) / "helpers").iterdir()
+    if path.name.endswith(".h")
+}
 
 
 def _vector_type(ctype: str, n: int) -> str | None:
@@ -67,7 +73,11 @@ METAL = Dialect(
         "xor": "simd_xor({v})",
     },  # fmt: skip
     simd_prefix_exclusive_sum="simd_prefix_exclusive_sum({v})",
-    math={"erf": "mt_erf", "mod": "fmod", "maximum": "max", "minimum": "min", "abs": "abs"},
+    math={
+        "erf": "mt_erf", "mod": "fmod", "maximum": "max", "minimum": "min", "abs": "abs",
+        "log1p": "mt_log1p", "expm1": "mt_expm1", "cbrt": "mt_cbrt",
+    },  # fmt: skip
+    helpers=HELPERS,
     vector_type=_vector_type,
     atomic=lambda kind, ctype, address, value: f"{_ATOMIC_FNS[kind]}({address}, {value})",
     atomic_cas=lambda ctype, address, cmp, value: f"mt_atomic_cas({address}, {cmp}, {value})",

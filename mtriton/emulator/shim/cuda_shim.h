@@ -72,6 +72,16 @@ __EMU_F1(ceilf, __builtin_ceilf)
 __EMU_F1(truncf, __builtin_truncf)
 __EMU_F1(roundf, __builtin_roundf)
 __EMU_F1(rintf, __builtin_rintf)
+__EMU_F1(log10f, __builtin_log10f)
+__EMU_F1(cbrtf, __builtin_cbrtf)
+__EMU_F1(asinf, __builtin_asinf)
+__EMU_F1(acosf, __builtin_acosf)
+__EMU_F1(atanf, __builtin_atanf)
+__EMU_F1(sinhf, __builtin_sinhf)
+__EMU_F1(coshf, __builtin_coshf)
+__EMU_F1(asinhf, __builtin_asinhf)
+__EMU_F1(acoshf, __builtin_acoshf)
+__EMU_F1(atanhf, __builtin_atanhf)
 #undef __EMU_F1
 inline float rsqrtf(float x) { return 1.0f / __builtin_sqrtf(x); }
 inline float fmodf(float x, float y) { return __builtin_fmodf(x, y); }

@@ -1,0 +1,81 @@
+"""`tl.math` and `tl.extra.libdevice`: every function against float64 NumPy on each backend."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from conftest import poisoned, to_numpy, tolerance
+
+import mtriton
+import mtriton.language as tl
+from mtriton.language.extra import libdevice
+
+# function -> (NumPy reference, input range)
+UNARY = {
+    "log10": (np.log10, (0.01, 100)),
+    "log1p": (np.log1p, (-0.9, 10)),
+    "expm1": (np.expm1, (-5, 5)),
+    "cbrt": (np.cbrt, (-50, 50)),
+    "tan": (np.tan, (-1.2, 1.2)),
+    "asin": (np.arcsin, (-0.99, 0.99)),
+    "acos": (np.arccos, (-0.99, 0.99)),
+    "atan": (np.arctan, (-20, 20)),
+    "sinh": (np.sinh, (-5, 5)),
+    "cosh": (np.cosh, (-5, 5)),
+    "asinh": (np.arcsinh, (-20, 20)),
+    "acosh": (np.arccosh, (1.01, 20)),
+    "atanh": (np.arctanh, (-0.95, 0.95)),
+    "trunc": (np.trunc, (-10, 10)),
+    "rint": (np.rint, (-10, 10)),
+    "round": (lambda x: np.sign(x) * np.floor(np.abs(x) + 0.5), (-10, 10)),
+}
+
+
+@mtriton.jit
+def _unary_kernel(x_ptr, out_ptr, n, FN: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    tl.store(out_ptr + offs, FN(tl.load(x_ptr + offs, mask=mask, other=1.0)), mask=mask)
+
+
+@pytest.mark.parametrize("dtype", [mx.float32, mx.float16, mx.bfloat16], ids=str)
+@pytest.mark.parametrize("name", list(UNARY))
+def test_unary_math(backend: str, rng: np.random.Generator, name: str, dtype: mx.Dtype) -> None:
+    reference, (low, high) = UNARY[name]
+    n = 300
+    values = rng.uniform(low, high, n)
+    if name in ("trunc", "rint", "round"):  # halves and near-halves, where the roundings differ
+        values[:40] = np.round(values[:40]) + rng.choice([0.5, -0.5, 0.499, 0.501], 40)
+    x = mx.array(values.astype(np.float32)).astype(dtype)
+    out = poisoned(n, dtype)
+    _unary_kernel[(mtriton.cdiv(n, 128),)](x, out, n, FN=getattr(tl.math, name), BLOCK=128)
+    expected = reference(to_numpy(x).astype(np.float64))
+    expected = to_numpy(mx.array(expected.astype(np.float32)).astype(dtype)).astype(np.float64)
+    tol = tolerance(dtype)
+    exact = name in ("trunc", "rint", "round")
+    np.testing.assert_allclose(
+        to_numpy(out).astype(np.float64),
+        expected,
+        rtol=0 if exact else tol["rtol"] * 4,
+        atol=0 if exact else tol["atol"],
+    )
+
+
+@mtriton.jit
+def _binary_kernel(x_ptr, y_ptr, pow_ptr, atan2_ptr, BLOCK: tl.constexpr):
+    i = tl.arange(0, BLOCK)
+    x, y = tl.load(x_ptr + i), tl.load(y_ptr + i)
+    tl.store(pow_ptr + i, libdevice.pow(x, y))
+    tl.store(atan2_ptr + i, tl.math.atan2(y, x))
+
+
+def test_pow_atan2_and_libdevice_names(backend: str, rng: np.random.Generator) -> None:
+    x = rng.uniform(0.1, 4, 64).astype(np.float32)
+    y = rng.uniform(-3, 3, 64).astype(np.float32)
+    out_pow, out_atan2 = poisoned(64), poisoned(64)
+    _binary_kernel[(1,)](mx.array(x), mx.array(y), out_pow, out_atan2, BLOCK=64)
+    np.testing.assert_allclose(to_numpy(out_pow), np.power(x.astype(np.float64), y), rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(out_atan2), np.arctan2(y.astype(np.float64), x), rtol=1e-5, atol=1e-6)
+    assert set(libdevice.__all__) == set(tl.math.__all__)
+    assert tl.extra.cuda.libdevice is libdevice
