@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -35,3 +36,93 @@ def test_readme_python_snippets_run(tmp_path: Path) -> None:
         script.write_text(snippet)
         result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True)
         assert result.returncode == 0, f"README snippet {number} failed:\n{snippet}\n{result.stderr}"
+
+
+def _module_imports(package: Path) -> dict[str, set[str]]:
+    """For each module of `package`, the package's modules its top level imports (not imports
+    inside functions, nor under `if TYPE_CHECKING:`)."""
+    root = package.parent
+    modules = {
+        ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): path
+        for path in package.rglob("*.py")
+    }
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        is_package = path.name == "__init__.py"
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                graph[name] |= {alias.name for alias in node.names if alias.name in modules}
+            elif isinstance(node, ast.ImportFrom):
+                parts = name.split(".") if is_package else name.split(".")[:-1]
+                base = ".".join(parts[: len(parts) - node.level + 1] if node.level else [])
+                target = ".".join(p for p in (base, node.module or "") if p)
+                for alias in node.names:
+                    sub = f"{target}.{alias.name}"
+                    graph[name].add(sub if sub in modules else target)
+        graph[name] &= modules.keys()
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[set[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while True:
+                w = stack.pop()
+                component.add(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(component)
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return found
+
+
+# The layers of `mtriton`, lowest first (docs/architecture.md); a module imports its own layer or
+# lower ones only.
+LAYERS = (
+    ("errors", "version", "targets"),
+    ("options",),
+    ("cache", "memory"),
+    ("ir",),
+    ("dtypes",),
+    ("language",),
+    ("frontend", "passes", "interpreter"),
+    ("emulator",),
+    ("backends",),
+    ("runtime",),
+    ("testing", "cli"),
+    ("", "__main__"),
+)
+
+
+def _layer(module: str) -> int:
+    top = module.split(".")[1] if "." in module else ""
+    return next(i for i, layer in enumerate(LAYERS) if top in layer)
+
+
+def test_the_compiler_imports_in_one_direction() -> None:
+    graph = _module_imports(ROOT / "mtriton")
+    upward = sorted(f"{m} -> {d}" for m, deps in graph.items() for d in deps if _layer(d) > _layer(m))
+    assert not upward, upward
+    # The one circle left is Triton's own: tensor methods build ops, and ops return tensors.
+    assert _cycles(graph) == [{"mtriton.language.core", "mtriton.language.semantic"}]
+    outside = {d for m, deps in graph.items() if m.startswith("mtriton.emulator") for d in deps}
+    assert {d for d in outside if not d.startswith("mtriton.emulator")} <= {"mtriton.options"}
