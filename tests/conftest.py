@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -107,6 +108,15 @@ def poisoned(shape: tuple[int, ...] | int, dtype: mx.Dtype = mx.float32) -> mx.a
     if dtype == mx.bool_:
         return mx.ones(shape, dtype=dtype)
     return mx.full(shape, -1, dtype=mx.int64).view(mx.uint64).astype(dtype)
+
+
+def marker_line(path: str, tag: str) -> int:
+    """The line of the file `path` that carries the comment `# ERR:<tag>` (error tests point there)."""
+    with open(path) as f:
+        for number, text in enumerate(f, 1):
+            if re.search(rf"# ERR:{tag}(\s|$)", text):
+                return number
+    raise AssertionError(f"no marker {tag} in {path}")
 
 
 def to_numpy(x: mx.array) -> np.ndarray:

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import re
 import traceback
 
 import mlx.core as mx
 import pytest
+from conftest import marker_line
 
 import mtriton as triton
 import mtriton.language as tl
 from mtriton.errors import CompilationError, KernelTypeError, LaunchError, UnsupportedError
 
 THIS_FILE = __file__
-
-
-def marker_line(tag: str) -> int:
-    """The line of this file that carries the comment `# ERR:<tag>`."""
-    with open(THIS_FILE) as f:
-        for number, text in enumerate(f, 1):
-            if re.search(rf"# ERR:{tag}(\s|$)", text):
-                return number
-    raise AssertionError(f"no marker {tag}")
 
 
 @triton.jit
@@ -125,7 +116,7 @@ def test_compile_errors_point_at_the_line(
         kernel[(1,)](*args, **kwargs)
     err = info.value
     assert err.file == THIS_FILE
-    assert err.line == marker_line(tag), str(err)
+    assert err.line == marker_line(THIS_FILE, tag), str(err)
     assert text in str(err)
     rendered = str(err)
     assert f"test_errors.py:{err.line}:" in rendered

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import marker_line
 
 import mtriton
 import mtriton.language as tl
@@ -31,18 +31,9 @@ def cuda_body(fn: ir.Function, num_stages: int = 3) -> str:
     return source_dump("cuda", fn, LaunchOptions(num_stages=num_stages))
 
 
-def marker_line(tag: str) -> int:
-    """The line of this file that carries the comment `# ERR:<tag>`."""
-    with open(__file__) as f:
-        for number, text in enumerate(f, 1):
-            if re.search(rf"# ERR:{tag}(\s|$)", text):
-                return number
-    raise AssertionError(f"no marker {tag}")
-
-
 def assert_points_at(err: Exception, tag: str, code: str) -> None:
     """`err` renders rustc-style at the line marked `tag`, the caret under `code`."""
-    line = marker_line(tag)
+    line = marker_line(__file__, tag)
     with open(__file__) as f:
         text = f.read().splitlines()[line - 1]
     col = text.index(code)

@@ -22,7 +22,7 @@ import mlx.core as mx
 from . import abi
 from .compile import build_kernel
 from .runner import MAX_THREADS_PER_THREADGROUP, Call, get_checks, output_specs
-from .signature import KernelSource, cuda_params, cuda_type_string
+from .signature import KernelSource, cuda_params, type_string
 from .translate import Translation, entry_point, insert_locations
 
 # An H100 block may use up to 227 KiB of shared memory (with the opt-in MLX makes).
@@ -56,9 +56,9 @@ def _source(
 ) -> KernelSource:
     params = cuda_params(
         input_names,
-        [cuda_type_string(x.dtype) for x in inputs],
+        [type_string(x.dtype, "cuda") for x in inputs],
         output_names,
-        [cuda_type_string(dtype) for dtype in output_dtypes],
+        [type_string(dtype, "cuda") for dtype in output_dtypes],
         body,
     )
     function = f"custom_kernel_{name}"

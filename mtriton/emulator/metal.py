@@ -75,7 +75,19 @@ def full_source(
 
 
 class MetalKernel:
-    """A kernel built by ``metal_kernel``; call it like MLX's."""
+    """A kernel from a Metal body, as ``mx.fast.metal_kernel`` builds it; call it like MLX's.
+
+    Args:
+        name: Name for the kernel.
+        input_names: The parameter names of the inputs.
+        output_names: The parameter names of the outputs.
+        source: The body of the kernel function.
+        header: Source placed before the function (helpers, includes).
+        ensure_row_contiguous: Copy non-row-contiguous inputs before the call.
+        atomic_outputs: Declare outputs as ``device atomic<T>*``.
+        compile_options: MLX's compile options (``math_mode``); accepted, and
+            without effect on the emulator's arithmetic.
+    """
 
     def __init__(
         self,
@@ -232,39 +244,5 @@ class MetalKernel:
         )
 
 
-def metal_kernel(
-    name: str,
-    input_names: Sequence[str],
-    output_names: Sequence[str],
-    source: str,
-    header: str = "",
-    ensure_row_contiguous: bool = True,
-    atomic_outputs: bool = False,
-    compile_options: dict[str, str] | None = None,
-) -> MetalKernel:
-    """Builds a kernel from a Metal body, as ``mx.fast.metal_kernel`` does.
-
-    Args:
-        name: Name for the kernel.
-        input_names: The parameter names of the inputs.
-        output_names: The parameter names of the outputs.
-        source: The body of the kernel function.
-        header: Source placed before the function (helpers, includes).
-        ensure_row_contiguous: Copy non-row-contiguous inputs before the call.
-        atomic_outputs: Declare outputs as ``device atomic<T>*``.
-        compile_options: MLX's compile options (``math_mode``); accepted, and
-            without effect on the emulator's arithmetic.
-
-    Returns:
-        A callable with the keyword arguments of MLX's kernel objects.
-    """
-    return MetalKernel(
-        name,
-        input_names,
-        output_names,
-        source,
-        header,
-        ensure_row_contiguous,
-        atomic_outputs,
-        compile_options,
-    )
+# MLX's `mx.fast.metal_kernel(...)` is a factory of kernel objects; here the class is the factory.
+metal_kernel = MetalKernel

@@ -73,40 +73,31 @@ _CUDA_TYPE_STRINGS: dict[mx.Dtype, str] = {
 TemplateValue = mx.Dtype | int | bool
 
 
-def type_string(dtype: mx.Dtype) -> str:
-    """Returns the Metal type MLX writes for ``dtype``.
+# per kernel language: MLX's type names, and the error MLX gives for a dtype it cannot pass
+_TYPE_NAMES = {
+    "metal": (_TYPE_STRINGS, "Unsupported compilation type {}"),
+    "cuda": (_CUDA_TYPE_STRINGS, "[cuda_kernel] unsupported dtype {}"),
+}
+
+
+def type_string(dtype: mx.Dtype, language: str = "metal") -> str:
+    """Returns the type MLX writes for ``dtype`` in a kernel of ``language``.
 
     Args:
         dtype: An MLX dtype.
+        language: "metal" or "cuda".
 
     Returns:
-        The type name, e.g. ``"float16_t"`` for ``mx.float16``.
+        The type name, e.g. ``"float16_t"`` (Metal) or ``"__half"`` (CUDA) for ``mx.float16``.
 
     Raises:
-        ValueError: If MLX cannot pass this dtype to a kernel.
+        ValueError: If MLX cannot pass this dtype to such a kernel.
     """
+    names, error = _TYPE_NAMES[language]
     try:
-        return _TYPE_STRINGS[dtype]
+        return names[dtype]
     except KeyError:
-        raise ValueError(f"Unsupported compilation type {dtype}") from None
-
-
-def cuda_type_string(dtype: mx.Dtype) -> str:
-    """Returns the CUDA type MLX writes for ``dtype``.
-
-    Args:
-        dtype: An MLX dtype.
-
-    Returns:
-        The type name, e.g. ``"__half"`` for ``mx.float16``.
-
-    Raises:
-        ValueError: If MLX cannot pass this dtype to a CUDA kernel.
-    """
-    try:
-        return _CUDA_TYPE_STRINGS[dtype]
-    except KeyError:
-        raise ValueError(f"[cuda_kernel] unsupported dtype {dtype}") from None
+        raise ValueError(error.format(dtype)) from None
 
 
 @dataclass(frozen=True)
