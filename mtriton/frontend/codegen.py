@@ -21,6 +21,7 @@ from .. import ir
 from ..errors import CompilationError, KernelTypeError, UnsupportedError, located
 from ..ir import types as T
 from ..language import core, semantic
+from ..language.block_pointer import block_ptr
 
 
 @dataclass(frozen=True)
@@ -227,24 +228,26 @@ class CodeGenerator(ast.NodeVisitor):
         then_block, then_scope = self._branch(node.body, before)
         else_block, else_scope = self._branch(node.orelse, before)
         after = dict(before)
-        results: dict[str, T.BlockType] = {}
+        results: dict[Leaf, T.BlockType] = {}  # the runtime values the branches disagree on
         for name in dict.fromkeys([*then_scope, *else_scope]):
             a, b = then_scope.get(name, _MISSING), else_scope.get(name, _MISSING)
             if a is _MISSING or b is _MISSING:
                 after.pop(name, None)  # defined in one branch only: not visible after the if
-            elif a is b or (not _is_tensor(a) and not _is_tensor(b) and type(a) is type(b) and a == b):
-                after[name] = a
-            else:
-                results[name] = _unify_type(name, a, b)
+                continue
+            after[name] = a
+            if a is b or (not _is_tensor(a) and not _is_tensor(b) and type(a) is type(b) and a == b):
+                continue
+            for i, (x, y) in enumerate(zip(_leaves(a), _leaf_list(name, a, b))):
+                if x is not y:
+                    results[(name, i)] = _unify_type(name, x, y)
         for block, scope in ((then_block, then_scope), (else_block, else_scope)):
             with self.builder.insert_into(block):
-                vals = [_coerce(n, scope[n], t).handle for n, t in results.items()]
+                vals = [_coerce(n, _leaves(scope[n])[i], t).handle for (n, i), t in results.items()]
                 self.builder.create("yield", vals, [])
         op = self.builder.create(
             "if", [cond.handle], list(results.values()), regions=[then_block, else_block]
         )
-        after.update({n: core.tensor(r) for n, r in zip(results, op.results)})
-        self.scope = after
+        self.scope = _rebound(after, list(results), [core.tensor(r) for r in op.results])
 
     def _branch(self, stmts: Sequence[ast.stmt], before: dict[str, Any]) -> tuple[ir.Block, dict[str, Any]]:
         block = ir.Block()
@@ -294,7 +297,7 @@ class CodeGenerator(ast.NodeVisitor):
             self.scope[node.target.id] = core.tensor(block_args[0])
             self.run_body(node.body)
 
-        init, block, names = self._carried_region(node, [T.BlockType(iv_type)], body)
+        init, block, keys = self._carried_region(node, [T.BlockType(iv_type)], body)
         op = self.builder.create(
             "for",
             [b.handle for b in bounds] + [v.handle for v in init],
@@ -302,8 +305,7 @@ class CodeGenerator(ast.NodeVisitor):
             attrs,
             [block],
         )
-        for name, result in zip(names, op.results):
-            self.scope[name] = core.tensor(result)
+        self.scope = _rebound(self.scope, keys, [core.tensor(r) for r in op.results])
 
     def visit_While(self, node: ast.While) -> None:
         if node.orelse:
@@ -314,11 +316,10 @@ class CodeGenerator(ast.NodeVisitor):
         def after(carried: list[core.tensor], block_args: list[ir.Value]) -> None:
             self.run_body(node.body)
 
-        def before(names: list[str], init: list[core.tensor]) -> None:
+        def before(keys: list[Leaf], init: list[core.tensor]) -> None:
             block = self.builder.new_block([v.type for v in init])
             saved = self.scope
-            self.scope = dict(saved)
-            self.scope.update({n: core.tensor(a) for n, a in zip(names, block.args)})
+            self.scope = _rebound(saved, keys, [core.tensor(a) for a in block.args])
             with self.builder.insert_into(block):
                 cond = semantic.unwrap(self.visit(node.test))
                 if not _is_tensor(cond) or cond.shape:
@@ -328,57 +329,56 @@ class CodeGenerator(ast.NodeVisitor):
             self.scope = saved
             before_block[:] = [block]
 
-        init, after_block, names = self._carried_region(node, [], after)
-        before(names, init)
+        init, after_block, keys = self._carried_region(node, [], after)
+        before(keys, init)
         op = self.builder.create(
             "while", [v.handle for v in init], [v.type for v in init], regions=[before_block[0], after_block]
         )
-        for name, result in zip(names, op.results):
-            self.scope[name] = core.tensor(result)
+        self.scope = _rebound(self.scope, keys, [core.tensor(r) for r in op.results])
 
     def _carried_region(
         self,
         node: ast.For | ast.While,
         leading: list[T.BlockType],
         body: Callable[[list[core.tensor], list[ir.Value]], None],
-    ) -> tuple[list[core.tensor], ir.Block, list[str]]:
-        """Builds a loop body whose region yields the variables it reassigns.
+    ) -> tuple[list[core.tensor], ir.Block, list[Leaf]]:
+        """Builds a loop body whose region yields the runtime values it reassigns.
 
-        The body is built, its yielded types compared with the initial values',
-        and rebuilt with promoted initial values until they agree (a variable
+        A variable carries one value, or several for a block pointer (its fields; `Leaf` names
+        each by variable and position). The body is built, its yielded types compared with the
+        initial values', and rebuilt with promoted initial values until they agree (a variable
         initialized with `0` and accumulated as a float block, say).
         """
         candidates = [n for n in assigned_names(node.body) if n in self.scope]
         outer = dict(self.scope)
-        init = {n: outer[n] for n in candidates}
+        init = {(n, i): leaf for n in candidates for i, leaf in enumerate(_leaves(outer[n]))}
         for _ in range(8):
-            init_t = {n: self._as_tensor(v) for n, v in init.items()}
-            names = list(init_t)
-            block = self.builder.new_block(leading + [init_t[n].type for n in names])
-            self.scope = dict(outer)
-            self.scope.update({n: core.tensor(a) for n, a in zip(names, block.args[len(leading) :])})
+            init_t = {k: self._as_tensor(v) for k, v in init.items()}
+            keys = list(init_t)
+            block = self.builder.new_block(leading + [init_t[k].type for k in keys])
+            self.scope = _rebound(outer, keys, [core.tensor(a) for a in block.args[len(leading) :]])
             self.control_depth += 1
             try:
                 with self.builder.insert_into(block):
-                    body([init_t[n] for n in names], block.args)
-                    out = {n: self.scope[n] for n in names}
+                    body([init_t[k] for k in keys], block.args)
+                    out = {k: _leaf(k[0], outer[k[0]], self.scope[k[0]], k[1]) for k in keys}
             finally:
                 self.control_depth -= 1
                 self.scope = dict(outer)
             changed = False
-            for n, arg in zip(names, block.args[len(leading) :]):
-                if _is_tensor(out[n]) and out[n].handle is arg:
-                    del init[n]  # never reassigned at run time: not loop-carried
+            for k, arg in zip(keys, block.args[len(leading) :]):
+                if _is_tensor(out[k]) and out[k].handle is arg:
+                    del init[k]  # never reassigned at run time: not loop-carried
                     changed = True
-                elif _is_tensor(out[n]) and out[n].type != init_t[n].type:
-                    init[n] = _coerce(n, init_t[n], out[n].type, widening=True)
+                elif _is_tensor(out[k]) and out[k].type != init_t[k].type:
+                    init[k] = _coerce(k[0], init_t[k], out[k].type, widening=True)
                     changed = True
             if changed:
                 continue
             with self.builder.insert_into(block):
-                vals = [_coerce(n, out[n], init_t[n].type).handle for n in names]
+                vals = [_coerce(k[0], out[k], init_t[k].type).handle for k in keys]
                 self.builder.create("yield", vals, [])
-            return [init_t[n] for n in names], block, names
+            return [init_t[k] for k in keys], block, keys
         raise KernelTypeError("loop-carried variables keep changing type in the loop body")
 
     def _as_tensor(self, value: Any) -> core.tensor:
@@ -522,6 +522,38 @@ class CodeGenerator(ast.NodeVisitor):
 
 
 _MISSING = object()
+
+# A runtime value a variable holds: (variable, position); a block pointer holds several.
+Leaf = tuple[str, int]
+
+
+def _leaves(value: Any) -> list[Any]:
+    """The runtime values of a variable: a block pointer's fields, else the value itself."""
+    return value.fields() if isinstance(value, block_ptr) else [value]
+
+
+def _leaf_list(name: str, before: Any, now: Any) -> list[Any]:
+    """`now`'s runtime values, which must be as many and of the kind `before`'s are."""
+    was_ptr, is_ptr = isinstance(before, block_ptr), isinstance(now, block_ptr)
+    if was_ptr != is_ptr or (was_ptr and before.block_shape != now.block_shape):
+        kinds = [f"a block pointer of block_shape {v.block_shape}" if isinstance(v, block_ptr) else "a value"
+                 for v in (before, now)]  # fmt: skip
+        raise KernelTypeError(f"`{name}` is {kinds[0]} here and {kinds[1]} there; it must keep its kind")
+    return _leaves(now)
+
+
+def _leaf(name: str, before: Any, now: Any, index: int) -> Any:
+    return _leaf_list(name, before, now)[index]
+
+
+def _rebound(scope: dict[str, Any], keys: Sequence[Leaf], values: Sequence[Any]) -> dict[str, Any]:
+    """`scope` with the runtime values at `keys` replaced by `values` (block pointers rebuilt)."""
+    out = dict(scope)
+    new = dict(zip(keys, values))
+    for name in dict.fromkeys(n for n, _ in keys):
+        leaves = [new.get((name, i), leaf) for i, leaf in enumerate(_leaves(scope[name]))]
+        out[name] = scope[name].with_fields(leaves) if isinstance(scope[name], block_ptr) else leaves[0]
+    return out
 
 
 def _no_break(node: ast.AST) -> None:

@@ -1,10 +1,10 @@
 """`mtriton.language` (import it as `tl`): Triton's kernel language for MLX."""
 
 from . import extra, math, random
+from .block_pointer import advance, block_ptr, load, make_block_ptr, store
 from .core import (
     PropagateNan,
     abs,
-    advance,
     arange,
     associative_scan,
     atomic_add,
@@ -50,10 +50,8 @@ from .core import (
     int64,
     interleave,
     join,
-    load,
     log,
     log2,
-    make_block_ptr,
     max,
     max_constancy,
     max_contiguous,
@@ -76,7 +74,6 @@ from .core import (
     static_assert,
     static_print,
     static_range,
-    store,
     sum,
     tanh,
     tensor,

@@ -12,7 +12,7 @@ import enum
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import CompilationError, KernelTypeError, UnsupportedError
+from ..errors import CompilationError, KernelTypeError
 from ..ir import types as T
 from . import semantic
 
@@ -500,42 +500,21 @@ def load(
     pointer: Any,
     mask: Any = None,
     other: Any = None,
-    boundary_check: Any = (),
-    padding_option: Any = "",
     cache_modifier: Any = "",
     eviction_policy: Any = "",
     volatile: Any = False,
 ) -> tensor:
-    """Loads a block through a pointer block; masked-off lanes read `other` (or 0)."""
-    if semantic.unwrap(boundary_check):
-        raise _no_block_ptr()
+    """Loads a block through a pointer block; masked-off lanes read `other` (or 0). `tl.load`
+    (`block_pointer.load`) also takes block pointers."""
     return semantic.load(pointer, mask, other)
 
 
 def store(
-    pointer: Any,
-    value: Any,
-    mask: Any = None,
-    boundary_check: Any = (),
-    cache_modifier: Any = "",
-    eviction_policy: Any = "",
+    pointer: Any, value: Any, mask: Any = None, cache_modifier: Any = "", eviction_policy: Any = ""
 ) -> None:
-    """Stores `value` (broadcast and cast to the pointee type) where `mask` is true."""
-    if semantic.unwrap(boundary_check):
-        raise _no_block_ptr()
+    """Stores `value` (broadcast and cast to the pointee type) where `mask` is true. `tl.store`
+    (`block_pointer.store`) also takes block pointers."""
     semantic.store(pointer, value, mask)
-
-
-def _no_block_ptr() -> Exception:
-    return UnsupportedError("block pointers (make_block_ptr, advance, boundary_check) are not supported yet")
-
-
-def make_block_ptr(*args: Any, **kwargs: Any) -> Any:
-    raise _no_block_ptr()
-
-
-def advance(*args: Any, **kwargs: Any) -> Any:
-    raise _no_block_ptr()
 
 
 def _atomic(kind: str) -> Any:
