@@ -7,7 +7,7 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 import pytest
-from conftest import poisoned, to_numpy
+from conftest import marker_line, poisoned, to_numpy
 
 import mtriton
 import mtriton.language as tl
@@ -127,3 +127,41 @@ def test_errors_triton_raises() -> None:
     with pytest.raises(mtriton.KernelTypeError, match="unary - is not defined on int1") as info:
         _neg_bool_kernel[(1,)](mx.zeros(4))
     assert "(-flag)" in str(info.value)
+
+
+@mtriton.jit
+def _small_blocks_kernel(x_ptr, out_ptr, i64_ptr, N: tl.constexpr):
+    row = tl.load(x_ptr + tl.arange(0, N)[None, :])  # (1, N)
+    tl.store(out_ptr + tl.arange(0, 1), tl.sum(row, axis=1))
+    a, b = tl.split(tl.load(x_ptr + tl.arange(0, 2)))  # down to scalars
+    tl.store(out_ptr + 1, a * 10 + b)
+    acc = 0  # a number in a variable acts as a tensor: Triton's constexpr-to-tensor
+    acc = acc.to(tl.int64)
+    tl.store(i64_ptr, acc + a.to(tl.int64) + (2**40))
+
+
+def test_small_blocks_scalars_and_literals(backend: str, rng: np.random.Generator) -> None:
+    x = rng.integers(1, 9, 8).astype(np.float32)
+    out, i64 = poisoned(2), poisoned(1, mx.int64)
+    _small_blocks_kernel[(1,)](mx.array(x), out, i64, N=8)
+    np.testing.assert_array_equal(to_numpy(out), [x.sum(), x[0] * 10 + x[1]])
+    assert int(to_numpy(i64)[0]) == int(x[0]) + 2**40
+
+
+@mtriton.jit
+def _f64_kernel(x_ptr, out_ptr):
+    i = tl.arange(0, 4)
+    y = tl.load(x_ptr + i).to(tl.float64) * 3.0  # ERR:f64
+    tl.store(out_ptr + i, y.to(tl.float32))
+
+
+def test_float64_casts_run_on_the_interpreter_and_are_refused_at_the_line_elsewhere(backend: str) -> None:
+    x = mx.array([1.0, 2.0, 3.0, 1e-8])
+    out = poisoned(4)
+    if backend == "interpreter":
+        _f64_kernel[(1,)](x, out)
+        np.testing.assert_array_equal(to_numpy(out), np.float32(np.array(x, np.float64) * 3.0))
+        return
+    with pytest.raises(mtriton.UnsupportedError, match="backend has no float64") as info:
+        _f64_kernel[(1,)](x, out)
+    assert f"test_semantics.py:{marker_line(__file__, 'f64')}" in str(info.value)

@@ -401,6 +401,9 @@ class CodeGenerator(ast.NodeVisitor):
 
     def visit_Attribute(self, node: ast.Attribute) -> Any:
         value = semantic.unwrap(self.visit(node.value))
+        if isinstance(value, (bool, int, float)) and hasattr(core.tensor, node.attr):
+            # a number in a variable acts as Triton's constexpr-to-tensor: `acc = 0; acc.to(tl.int64)`
+            value = semantic.to_tensor(value)
         return semantic.unwrap(getattr(value, node.attr))
 
     def visit_Tuple(self, node: ast.Tuple) -> tuple[Any, ...]:

@@ -267,8 +267,6 @@ def cast(x: Any, dtype: T.DType, bitcast: bool = False) -> core.tensor:
         raise UnsupportedError(
             f"casting between pointers and numbers ({x.dtype} to {dtype}) is not supported"
         )
-    if dtype == T.float64:
-        raise UnsupportedError("float64 exists only in the interpreter; GPU targets have no float64")
     return _t(builder().build("cast", [x.handle], x.type.with_elem(dtype)))
 
 

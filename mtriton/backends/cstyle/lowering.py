@@ -199,6 +199,13 @@ class Lowering:
         outer, self.op_loc = self.op_loc, op.loc
         for r in op.results:
             self.defs[id(r)] = op
+        for r in op.results:
+            elem = r.type.elem
+            elem = elem.element if isinstance(elem, T.PointerType) else elem
+            if elem.short not in self.d.types:
+                raise self.error(
+                    UnsupportedError, f"the {self.d.name} backend has no {elem} (float64 runs on the interpreter)"
+                )
         rule = RULES.get(op.name)
         if rule is None:
             reason = UNSUPPORTED.get(op.name, "no lowering rule")

@@ -24,9 +24,8 @@ PRELUDE = (resources.files(__package__) / "prelude.cuh").read_text(encoding="utf
 
 
 def _pointer_decl(ctype: str, local: str, source: str, path: str) -> str:
-    if path == "fresh":
-        return f"{ctype}* {local} = {source};"
-    # inputs are `const T*`; a written one is a private copy (see gpu_launch)
+    # MLX names 64-bit integers int64_t/uint64_t, which are `long` on Linux, not our `long long`;
+    # inputs are `const T*`, and a written one is a private copy (see gpu_launch): cast always
     return f"{ctype}* {local} = ({ctype}*)({source});"
 
 

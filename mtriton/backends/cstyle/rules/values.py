@@ -125,6 +125,24 @@ def _lower_join(lo: Lowering, op: ir.Op) -> None:
 @lowers("split")
 def _lower_split(lo: Lowering, op: ir.Op) -> None:
     src = lo.get(op.operands[0])
+    if not op.results[0].type.shape:  # (2,) to two scalars, which every thread holds
+        _split_to_scalars(lo, op, src)
+        return
     for half, result in enumerate(op.results):
         ent = lo.new_entity(result, base=src.base, dtype=src.dtype, wide=src.wide)
         lo.gather(ent, [(op.operands[0], lambda e, h=half: f"(({e}) * 2 + {h})")], lambda parts: parts[0])
+
+
+def _split_to_scalars(lo: Lowering, op: ir.Op, src: Entity) -> None:
+    source = op.operands[0]
+    results = [lo.new_entity(r, base=src.base, dtype=src.dtype, wide=src.wide) for r in op.results]
+    if lo.is_pure(source):
+        for half, ent in enumerate(results):
+            lo.emit(f"{ent.name} = {lo.expr_at(source, str(half))};")
+        return
+    lo.barrier()
+    buf = lo.scratch(lo.value_dtype(source), 2)
+    lo.stage_out(source, buf)
+    lo.barrier()
+    for half, ent in enumerate(results):
+        lo.emit(f"{ent.name} = {buf}[{half}];")
