@@ -12,8 +12,11 @@ from .errors import (  # noqa: E402
     CompilationError,
     KernelTypeError,
     LaunchError,
+    LaunchOverflowError,
+    LaunchTypeError,
     MTritonError,
     OutOfResources,
+    TritonError,
     UnsupportedError,
 )
 from .memory import empty  # noqa: E402
@@ -24,6 +27,6 @@ from .version import __version__
 
 __all__ = [
     "BackendUnavailable", "CompilationError", "Config", "JITFunction", "KernelTypeError",
-    "LaunchError", "MTritonError", "OutOfResources", "UnsupportedError", "autotune", "cdiv",
+    "LaunchError", "LaunchOverflowError", "LaunchTypeError", "MTritonError", "TritonError", "OutOfResources", "UnsupportedError", "autotune", "cdiv",
     "current_backend_name", "current_target", "empty", "heuristics", "jit", "language", "next_power_of_2", "set_backend", "testing",
 ]  # fmt: skip

@@ -20,8 +20,15 @@ class MTritonError(Exception):
     """Base of every mtriton error."""
 
 
+TritonError = MTritonError  # Triton's name for the base of its errors
+
+
 class LaunchError(MTritonError, ValueError):
     """Bad arguments to `kernel[grid](...)`: wrong type, dtype, count or grid."""
+
+
+class LaunchOverflowError(LaunchError, OverflowError):
+    """A launch value that no kernel argument type holds (an integer past uint64)."""
 
 
 class LaunchTypeError(LaunchError, TypeError):

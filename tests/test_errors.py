@@ -64,8 +64,8 @@ def block_condition(x_ptr):
 
 @triton.jit
 def block_pointer(x_ptr):
-    p = tl.make_block_ptr(x_ptr, (16,), (1,), (0,), (16,), (0,))  # ERR:blockptr
-    tl.store(p, 1.0)
+    p = tl.make_block_ptr(x_ptr, (16,), (1,), (0,), (16,), (0,))
+    tl.store(p, tl.zeros((4,), tl.float32))  # ERR:blockptr
 
 
 @triton.jit
@@ -97,7 +97,7 @@ CASES = [
     (bad_broadcast, 1, KernelTypeError, "broadcast", "cannot broadcast"),
     (carried_shape_change, 2, KernelTypeError, "carried", "acc"),
     (block_condition, 1, KernelTypeError, "blockcond", "scalar"),
-    (block_pointer, 1, UnsupportedError, "blockptr", "block pointers"),
+    (block_pointer, 1, KernelTypeError, "blockptr", "block_shape"),
     (calls_buggy_helper, 1, CompilationError, "callee", "str"),
     (static_assert_fails, 1, CompilationError, "static", "BLOCK must be a multiple of 32"),
     (store_wrong_target, 1, UnsupportedError, "subscript_store", "tl.store"),

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import mtriton
+import mtriton.language as tl
 from examples.tutorial_kernels import add_kernel
 from mtriton import backends
 from mtriton.runtime.jit import recording_writes
@@ -80,3 +81,70 @@ def test_warmup_compiles_without_launching(backend: str) -> None:
     assert np.isnan(np.array(out)).all()  # nothing ran
     # the launch afterwards finds the compiled kernel
     assert add_kernel[(2,)].warmup(x, x, out, 100, BLOCK_SIZE=64) is compiled
+
+
+@mtriton.jit
+def _fill_kernel(out_ptr, value, BLOCK: tl.constexpr):
+    tl.store(out_ptr + tl.arange(0, BLOCK), value)
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ((3.9,), "grid must be a tuple of up to 3 ints"),
+        ((1, 2.0), "grid must be a tuple of up to 3 ints"),
+        ((2**31,), "2147483648 programs along axis 0; at most 2147483647"),
+        ((1, 65536), "65536 programs along axis 1; at most 65535"),
+        ((1, 1, 70000), "along axis 2; at most 65535"),
+    ],
+)
+def test_grids_triton_refuses(grid: tuple, message: str) -> None:
+    with pytest.raises(mtriton.LaunchError, match=message):
+        _fill_kernel[grid](mtriton.empty((4,), mx.int64), 1, BLOCK=4)
+
+
+def test_integers_take_the_widest_type_they_need(backend: str) -> None:
+    for value, dtype in ((7, mx.int32), (-(2**40), mx.int64), (2**63 + 5, mx.uint64)):
+        out = mtriton.empty((4,), dtype)
+        _fill_kernel[(1,)](out, value, BLOCK=4)
+        assert [int(v) for v in np.array(out)] == [value] * 4
+    with pytest.raises(
+        OverflowError, match="argument value: 18446744073709551616 fits neither int64 nor uint64"
+    ):
+        _fill_kernel[(1,)](mtriton.empty((4,), mx.uint64), 2**64, BLOCK=4)
+    with pytest.raises(mtriton.LaunchOverflowError):
+        _fill_kernel[(1,)](mtriton.empty((4,), mx.int64), -(2**63) - 1, BLOCK=4)
+
+
+@mtriton.jit
+def _countdown(x, N: tl.constexpr):
+    if N > 0:
+        return _countdown(x, N - 1)
+    return x
+
+
+@mtriton.jit
+def _recursive_kernel(out_ptr):
+    tl.store(out_ptr, _countdown(tl.load(out_ptr), 3))
+
+
+def test_recursion_is_a_clear_error() -> None:
+    with pytest.raises(
+        mtriton.UnsupportedError, match=r"recursive call \(_countdown -> _countdown\)"
+    ) as info:
+        _recursive_kernel[(1,)](mx.zeros(1))
+    assert "test_triton_runtime.py:" in str(info.value)
+
+
+def test_assigning_src_recompiles() -> None:
+    @mtriton.jit
+    def kernel(out_ptr):
+        tl.store(out_ptr + tl.arange(0, 4), 1.0)
+
+    out = mtriton.empty((4,))
+    kernel[(1,)](out)
+    assert np.array(out).tolist() == [1.0] * 4
+    kernel.src = kernel.src.replace("1.0", "2.0")  # Triton's patch_kernel
+    kernel[(1,)](out)
+    assert np.array(out).tolist() == [2.0] * 4
+    assert mtriton.TritonError is mtriton.MTritonError

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import mlx.core as mx
+import numpy as np
 
 from .. import ir
 from ..dtypes import IR_TO_MX
@@ -58,6 +59,8 @@ def _scalar(kind: type, key: int | str | bool, dtype: mx.Dtype) -> mx.array:
     instead of a new array, allocated and uploaded, per launch (on the H100 this saved ~1.5 us
     of mtriton's ~24 us dispatch). `kind` keeps 1, 1.0 and True apart; a float is keyed by its
     `float.hex()`, which keeps 0.0 and -0.0 apart (they compare equal)."""
+    if kind is int and key >= 2**63:  # MLX converts Python ints through int64
+        return mx.array(np.array(key, dtype=np.uint64))
     return mx.array(float.fromhex(key) if kind is float else key, dtype=dtype)
 
 

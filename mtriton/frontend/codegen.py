@@ -91,10 +91,13 @@ class _Return(Exception):
 class CodeGenerator(ast.NodeVisitor):
     """Builds IR for one function body (a kernel, or a @jit function being inlined)."""
 
-    def __init__(self, jit_fn: Any, builder: ir.Builder, scope: dict[str, Any]) -> None:
+    def __init__(
+        self, jit_fn: Any, builder: ir.Builder, scope: dict[str, Any], callers: tuple[Any, ...] = ()
+    ) -> None:
         self.fn = jit_fn
         self.builder = builder
         self.scope = scope
+        self.callers = callers  # the functions whose calls are being inlined into this one
         self.control_depth = 0
         self.return_value: Any = None
 
@@ -513,7 +516,13 @@ class CodeGenerator(ast.NodeVisitor):
                 raise KernelTypeError(
                     f"{fn.__name__}: argument {name} is tl.constexpr but got a runtime value"
                 )
-        callee = CodeGenerator(fn, self.builder, dict(bound.arguments))
+        chain = (*self.callers, self.fn)
+        if fn in chain:
+            path = " -> ".join(f.__name__ for f in (*chain[chain.index(fn) :], fn))
+            raise UnsupportedError(
+                f"recursive call ({path}): @jit calls are inlined, so no function may call itself"
+            )
+        callee = CodeGenerator(fn, self.builder, dict(bound.arguments), chain)
         callee.generate_body()
         return callee.return_value
 

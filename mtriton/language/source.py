@@ -63,19 +63,30 @@ class JITSource:
                 "(not in exec'd strings or an interactive prompt without source)"
             ) from None
         self.indent = len(lines[0]) - len(lines[0].lstrip())
-        self.src = textwrap.dedent("".join(lines))
-        fdef = ast.parse(self.src).body[0]
-        if not isinstance(fdef, ast.FunctionDef):
-            raise CompilationError("@jit must decorate a function", self.file, self.first_line)
-        self.def_line = self.first_line + fdef.lineno - 1
-        self.ast_body = fdef.body
+        self._deps: list[tuple[dict[str, Any], tuple[str, ...], Any]] | None = None
+        self._deps_key: str | None = None
+        self.src = "".join(lines)
+        self.def_line = self.first_line + self._def.lineno - 1
         self.signature = inspect.signature(fn)
         self.arg_names = list(self.signature.parameters)
         self.constexpr_names = {
             p.name for p in self.signature.parameters.values() if is_constexpr_annotation(p.annotation)
         }
-        self._deps: list[tuple[dict[str, Any], tuple[str, ...], Any]] | None = None
-        self._deps_key: str | None = None
+
+    @property
+    def src(self) -> str:
+        """The function's dedented source. Assigning new source (Triton's `patch_kernel` idiom)
+        makes the next launch compile it; its locations still count lines from the original."""
+        return self._src
+
+    @src.setter
+    def src(self, text: str) -> None:
+        src = textwrap.dedent(text)
+        fdef = ast.parse(src).body[0]
+        if not isinstance(fdef, ast.FunctionDef):
+            raise CompilationError("@jit must decorate a function", self.file, self.first_line)
+        self._src, self._def, self.ast_body = src, fdef, fdef.body
+        self._deps = None  # the cache key is computed afresh
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.__module__}:{self.__qualname__})"

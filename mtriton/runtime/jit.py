@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ import mlx.core as mx
 
 from .. import backends, cache, ir, options
 from ..dtypes import MX_TO_IR
-from ..errors import CompilationError, LaunchError, LaunchTypeError, MTritonError
+from ..errors import CompilationError, LaunchError, LaunchOverflowError, LaunchTypeError, MTritonError
 from ..frontend import ArgSpec, build_ir
 from ..ir import types as T
 from ..ir.parser import ParseError, parse_function
@@ -28,6 +29,9 @@ from ..language.source import JITSource
 from ..options import DEFAULT_LAUNCH, LAUNCH_OPTIONS, LaunchOptions, launch_options
 from ..passes import run_pipeline
 
+# programs along each grid axis: CUDA's limits (2^31 - 1 blocks on x, 65535 on y and z)
+MAX_GRID = (2**31 - 1, 65535, 65535)
+
 
 def normalize_grid(grid: Any, meta: dict[str, Any]) -> tuple[int, int, int]:
     """`grid` (a tuple or a callable of the meta-parameters) as three non-negative ints."""
@@ -35,14 +39,19 @@ def normalize_grid(grid: Any, meta: dict[str, Any]) -> tuple[int, int, int]:
         grid = grid(meta)
     if isinstance(grid, int):
         grid = (grid,)
-    if type(grid) is tuple and len(grid) == 1 and type(grid[0]) is int and grid[0] >= 0:
+    if type(grid) is tuple and len(grid) == 1 and type(grid[0]) is int and 0 <= grid[0] <= MAX_GRID[0]:
         return (grid[0], 1, 1)  # the common case, without the general checks (dispatch cost)
     try:
-        dims = [int(g) for g in grid]
-    except (TypeError, ValueError):
+        dims = [operator.index(g) for g in grid]  # ints only: a float such as 3.9 is an error
+    except TypeError:
         raise LaunchError(f"grid must be a tuple of up to 3 ints (or return one), got {grid!r}") from None
     if not 1 <= len(dims) <= 3 or any(d < 0 for d in dims):
         raise LaunchError(f"grid must be 1 to 3 non-negative ints, got {tuple(dims)}")
+    for axis, (d, limit) in enumerate(zip(dims, MAX_GRID)):
+        if d > limit:
+            raise LaunchError(
+                f"grid has {d} programs along axis {axis}; at most {limit} fit (CUDA's and Metal's limit)"
+            )
     return tuple(dims + [1] * (3 - len(dims)))  # type: ignore[return-value]
 
 
@@ -203,7 +212,7 @@ class JITFunction(JITSource):
         if isinstance(value, bool):
             return ArgSpec.scalar(name, T.int1)
         if isinstance(value, int):
-            dtype = T.int32 if -(2**31) <= value < 2**31 else T.int64
+            dtype = _int_dtype(name, value)
             if name in self.do_not_specialize:
                 return ArgSpec.scalar(name, dtype)
             return ArgSpec.scalar(name, dtype, one=value == 1, divisible_by_16=value % 16 == 0)
@@ -255,9 +264,10 @@ class JITFunction(JITSource):
         if type(value) is mx.array and name not in self.constexpr_names:
             return value.dtype
         if type(value) is int and name not in self.constexpr_names:
+            width = _int_dtype(name, value) if not -(2**31) <= value < 2**31 else T.int32
             if name in self.do_not_specialize:
-                return ("i", -(2**31) <= value < 2**31)
-            return ("i", -(2**31) <= value < 2**31, value == 1, value % 16 == 0)
+                return ("i", width)
+            return ("i", width, value == 1, value % 16 == 0)
         if type(value) is float and name not in self.constexpr_names:
             return float
         value = value.value if isinstance(value, constexpr) else value
@@ -342,6 +352,17 @@ class JITFunction(JITSource):
     def describe(self, specs: Sequence[Any]) -> str:
         sig = ", ".join(s.type.short if s.kind != "constexpr" else f"{s.name}={s.value!r}" for s in specs)
         return f"`{self.__name__}` specialized for ({sig})"
+
+
+def _int_dtype(name: str, value: int) -> T.DType:
+    """The type an integer argument is passed as: int32 where it fits, else int64, else uint64."""
+    if -(2**31) <= value < 2**31:
+        return T.int32
+    if -(2**63) <= value < 2**63:
+        return T.int64
+    if 0 <= value < 2**64:
+        return T.uint64
+    raise LaunchOverflowError(f"argument {name}: {value} fits neither int64 nor uint64")
 
 
 def _warn_ignored_options(backend: backends.Backend, opts: LaunchOptions, fn: ir.Function) -> None:

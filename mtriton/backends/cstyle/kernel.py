@@ -34,7 +34,10 @@ def generate(fn: ir.Function, dialect: Dialect, opts: LaunchOptions) -> Source:
     lowering = Lowering(fn, dialect, opts, names)
     body = lowering.run()
     header = dialect.header(fn)
-    digest = hashlib.sha256((header + body).encode()).hexdigest()[:16]
+    # the parameter types too: two specializations can share a body (a scalar stored as given)
+    # but not a signature, and MLX knows a kernel by its name
+    signature = ",".join(str(p.value.type.elem) for p in fn.params)
+    digest = hashlib.sha256((header + body + signature).encode()).hexdigest()[:16]
     return Source(
         f"mtriton_{fn.name}_{digest}",
         body,

@@ -204,7 +204,8 @@ class Lowering:
             elem = elem.element if isinstance(elem, T.PointerType) else elem
             if elem.short not in self.d.types:
                 raise self.error(
-                    UnsupportedError, f"the {self.d.name} backend has no {elem} (float64 runs on the interpreter)"
+                    UnsupportedError,
+                    f"the {self.d.name} backend has no {elem} (float64 runs on the interpreter)",
                 )
         rule = RULES.get(op.name)
         if rule is None:

@@ -74,8 +74,14 @@ METAL = Dialect(
     },  # fmt: skip
     simd_prefix_exclusive_sum="simd_prefix_exclusive_sum({v})",
     math={
-        "erf": "mt_erf", "mod": "fmod", "maximum": "max", "minimum": "min", "abs": "abs",
-        "log1p": "mt_log1p", "expm1": "mt_expm1", "cbrt": "mt_cbrt",
+        "erf": "mt_erf",
+        "mod": "fmod",
+        "maximum": "max",
+        "minimum": "min",
+        "abs": "abs",
+        "log1p": "mt_log1p",
+        "expm1": "mt_expm1",
+        "cbrt": "mt_cbrt",
     },  # fmt: skip
     helpers=HELPERS,
     vector_type=_vector_type,
