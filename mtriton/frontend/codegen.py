@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import inspect
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +99,8 @@ class CodeGenerator(ast.NodeVisitor):
         self.builder = builder
         self.scope = scope
         self.callers = callers  # the functions whose calls are being inlined into this one
+        # (break, continue) flags of the runtime loops around the statement being built
+        self.loop_flags: list[tuple[str, str]] = []
         self.control_depth = 0
         self.return_value: Any = None
 
@@ -128,8 +131,43 @@ class CodeGenerator(ast.NodeVisitor):
         raise UnsupportedError(f"Python syntax `{type(node).__name__}` is not supported in kernels")
 
     def run_body(self, stmts: Sequence[ast.stmt]) -> None:
-        for stmt in stmts:
+        """Builds `stmts`; after a statement that may have left early (`break`, `continue`, or
+        `return` inside runtime control flow), the rest runs under `if` the exit was not taken."""
+        for i, stmt in enumerate(stmts):
             self.visit(stmt)
+            flags = self._exit_flags()
+            if any(flag is True for flag in flags):
+                return  # an exit taken whatever the inputs: the rest never runs
+            if any(_is_tensor(flag) for flag in flags) and i + 1 < len(stmts):
+                self.visit(self._unless_exited(stmts[i + 1 :], stmt))
+                return
+
+    def _exit_names(self) -> list[str]:
+        """The flags of the exits that skip the statement being built, if set."""
+        names = list(self.loop_flags[-1]) if self.loop_flags else []
+        return [n for n in (*names, _RETURN) if n in self.scope]
+
+    def _exit_flags(self) -> list[Any]:
+        return [semantic.unwrap(self.scope[n]) for n in self._exit_names()]
+
+    def _unless_exited(self, stmts: Sequence[ast.stmt], where: ast.AST) -> ast.If:
+        """`if not (exit flags): stmts`, located at `where`."""
+        names = [ast.Name(id=n, ctx=ast.Load()) for n in self._exit_names() if _is_tensor(self.scope[n])]
+        taken = names[0] if len(names) == 1 else ast.BoolOp(op=ast.Or(), values=names)
+        node = ast.If(test=ast.UnaryOp(op=ast.Not(), operand=taken), body=list(stmts), orelse=[])
+        for child in ast.walk(node.test):
+            ast.copy_location(child, where)
+        return ast.copy_location(node, where)
+
+    def visit_Break(self, node: ast.Break) -> None:
+        if not self.loop_flags:
+            raise UnsupportedError("`break` outside a runtime loop (a tl.static_range loop is unrolled)")
+        self.scope[self.loop_flags[-1][0]] = True
+
+    def visit_Continue(self, node: ast.Continue) -> None:
+        if not self.loop_flags:
+            raise UnsupportedError("`continue` outside a runtime loop (a tl.static_range loop is unrolled)")
+        self.scope[self.loop_flags[-1][1]] = True
 
     def lookup(self, name: str) -> Any:
         if name in self.scope:
@@ -209,10 +247,15 @@ class CodeGenerator(ast.NodeVisitor):
             )
 
     def visit_Return(self, node: ast.Return) -> None:
-        if self.control_depth:
-            raise UnsupportedError("`return` inside a runtime if/for/while is not supported")
-        self.return_value = self.visit(node.value) if node.value is not None else None
-        raise _Return()
+        value = self.visit(node.value) if node.value is not None else None
+        if not self.control_depth:
+            self.return_value = value
+            raise _Return()
+        if semantic.unwrap(value) is not None:
+            raise UnsupportedError(
+                "`return` with a value inside a runtime if/for/while is not supported; an early `return` is"
+            )
+        self.scope[_RETURN] = True
 
     def visit_Assert(self, node: ast.Assert) -> None:
         cond = self.visit(node.test)
@@ -287,7 +330,6 @@ class CodeGenerator(ast.NodeVisitor):
     def _runtime_for(self, node: ast.For, loop: core.range) -> None:
         if not isinstance(node.target, ast.Name):
             raise UnsupportedError("a runtime loop variable must be a single name")
-        _no_break(node)
         bounds = [semantic.to_tensor(b) for b in (loop.start, loop.end, loop.step)]
         for what, b in zip(("start", "end", "step"), bounds):
             if b.shape or not b.dtype.is_int() or b.dtype.is_bool():
@@ -298,9 +340,10 @@ class CodeGenerator(ast.NodeVisitor):
 
         def body(carried: list[core.tensor], block_args: list[ir.Value]) -> None:
             self.scope[node.target.id] = core.tensor(block_args[0])
-            self.run_body(node.body)
+            self._loop_body(node)
 
-        init, block, keys = self._carried_region(node, [T.BlockType(iv_type)], body)
+        with self._loop_exits(node):
+            init, block, keys = self._carried_region(node, [T.BlockType(iv_type)], body)
         op = self.builder.create(
             "for",
             [b.handle for b in bounds] + [v.handle for v in init],
@@ -309,15 +352,40 @@ class CodeGenerator(ast.NodeVisitor):
             [block],
         )
         self.scope = _rebound(self.scope, keys, [core.tensor(r) for r in op.results])
+        self._drop_loop_flags()
+
+    @contextlib.contextmanager
+    def _loop_exits(self, node: ast.For | ast.While) -> Iterator[None]:
+        """The break/continue flags of a runtime loop while its body is built."""
+        depth = len(self.loop_flags)
+        flags = (f"@break{depth}", f"@continue{depth}")
+        self.scope[flags[0]] = False
+        self.loop_flags.append(flags)
+        try:
+            yield
+        finally:
+            self.loop_flags.pop()
+
+    def _drop_loop_flags(self) -> None:
+        depth = len(self.loop_flags)
+        self.scope.pop(f"@break{depth}", None)
+        self.scope.pop(f"@continue{depth}", None)
+
+    def _loop_body(self, node: ast.For | ast.While) -> None:
+        """One iteration: skipped whole once the loop was left (`break`, an early `return`)."""
+        self.scope[self.loop_flags[-1][1]] = False  # `continue` skips the rest of this iteration only
+        if any(_is_tensor(f) for f in self._exit_flags()):
+            self.visit(self._unless_exited(node.body, node))
+        else:
+            self.run_body(node.body)
 
     def visit_While(self, node: ast.While) -> None:
         if node.orelse:
             raise UnsupportedError("`while ... else` is not supported in kernels")
-        _no_break(node)
         before_block: list[ir.Block] = []
 
         def after(carried: list[core.tensor], block_args: list[ir.Value]) -> None:
-            self.run_body(node.body)
+            self._loop_body(node)
 
         def before(keys: list[Leaf], init: list[core.tensor]) -> None:
             block = self.builder.new_block([v.type for v in init])
@@ -328,16 +396,21 @@ class CodeGenerator(ast.NodeVisitor):
                 if not _is_tensor(cond) or cond.shape:
                     raise KernelTypeError("a runtime `while` condition must be a scalar runtime value")
                 cond = semantic.compare("ne", cond, 0) if not cond.dtype.is_bool() else cond
+                for flag in self._exit_flags():  # a loop left by `break` or `return` stops
+                    if _is_tensor(flag):
+                        cond = semantic.logical("and", cond, semantic.logical_not(flag))
                 self.builder.create("condition", [cond.handle] + list(block.args), [])
             self.scope = saved
             before_block[:] = [block]
 
-        init, after_block, keys = self._carried_region(node, [], after)
-        before(keys, init)
+        with self._loop_exits(node):
+            init, after_block, keys = self._carried_region(node, [], after)
+            before(keys, init)
         op = self.builder.create(
             "while", [v.handle for v in init], [v.type for v in init], regions=[before_block[0], after_block]
         )
         self.scope = _rebound(self.scope, keys, [core.tensor(r) for r in op.results])
+        self._drop_loop_flags()
 
     def _carried_region(
         self,
@@ -352,7 +425,10 @@ class CodeGenerator(ast.NodeVisitor):
         initial values', and rebuilt with promoted initial values until they agree (a variable
         initialized with `0` and accumulated as a float block, say).
         """
-        candidates = [n for n in assigned_names(node.body) if n in self.scope]
+        # the loop's break flag and the return flag are carried where the body sets them
+        inner = {type(n) for stmt in node.body for n in ast.walk(stmt)}
+        flags = [self.loop_flags[-1][0]] * (ast.Break in inner) + [_RETURN] * (ast.Return in inner)
+        candidates = [n for n in (*assigned_names(node.body), *flags) if n in self.scope]
         outer = dict(self.scope)
         init = {(n, i): leaf for n in candidates for i, leaf in enumerate(_leaves(outer[n]))}
         for _ in range(8):
@@ -527,6 +603,9 @@ class CodeGenerator(ast.NodeVisitor):
         return callee.return_value
 
     def generate_body(self) -> None:
+        if any(isinstance(n, ast.Return) for s in self.fn.ast_body if isinstance(s, (ast.If, ast.For, ast.While))
+               for n in ast.walk(s)):  # fmt: skip
+            self.scope[_RETURN] = False  # an early return may come inside runtime control flow
         try:
             self.run_body(self.fn.ast_body)
         except _Return:
@@ -534,6 +613,8 @@ class CodeGenerator(ast.NodeVisitor):
 
 
 _MISSING = object()
+# The scope's name for "an early `return` was taken" (no Python variable can be called so).
+_RETURN = "@return"
 
 # A runtime value a variable holds: (variable, position); a block pointer holds several.
 Leaf = tuple[str, int]
@@ -566,12 +647,6 @@ def _rebound(scope: dict[str, Any], keys: Sequence[Leaf], values: Sequence[Any])
         leaves = [new.get((name, i), leaf) for i, leaf in enumerate(_leaves(scope[name]))]
         out[name] = scope[name].with_fields(leaves) if isinstance(scope[name], block_ptr) else leaves[0]
     return out
-
-
-def _no_break(node: ast.AST) -> None:
-    for child in ast.walk(node):
-        if isinstance(child, (ast.Break, ast.Continue)):
-            raise UnsupportedError(f"`{type(child).__name__.lower()}` is not supported in kernel loops")
 
 
 def _unify_type(name: str, a: Any, b: Any) -> T.BlockType:
