@@ -128,3 +128,26 @@ def test_control_flow_errors(case: int, message: str) -> None:
     with pytest.raises(mtriton.UnsupportedError, match=message) as info:
         _bad_kernel[(1,)](mx.zeros(1), CASE=case)
     assert "test_control_flow.py:" in str(info.value)
+
+
+@mtriton.jit
+def _countdown_kernel(out_ptr, n, step):
+    j = 0
+    for i in range(n - 1, -1, -1):  # a constant negative step
+        tl.store(out_ptr + j, i)
+        j += 1
+    for i in range(n, 0, step):  # a runtime step, of either sign
+        tl.store(out_ptr + j, i)
+        j += 1
+    for i in range(2**33, 2**33 + 3):  # bounds past int32: an int64 induction variable
+        tl.store(out_ptr + j, (i - 2**33).to(tl.int32))
+        j += 1
+
+
+@pytest.mark.parametrize("step", [-3, 2])
+def test_loops_count_down_and_past_int32(backend: str, step: int) -> None:
+    n = 7
+    expected = [*range(n - 1, -1, -1), *range(n, 0, step), 0, 1, 2]
+    out = poisoned(len(expected) + 2, mx.int32)
+    _countdown_kernel[(1,)](out, n, step)
+    assert to_numpy(out)[: len(expected)].tolist() == expected

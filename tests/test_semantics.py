@@ -165,3 +165,14 @@ def test_float64_casts_run_on_the_interpreter_and_are_refused_at_the_line_elsewh
     with pytest.raises(mtriton.UnsupportedError, match="backend has no float64") as info:
         _f64_kernel[(1,)](x, out)
     assert f"test_semantics.py:{marker_line(__file__, 'f64')}" in str(info.value)
+
+
+@mtriton.jit
+def _masked_copy(x_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    tl.store(out_ptr + offs, tl.load(x_ptr + offs, mask=offs < n, other=0.0), mask=offs < n)
+
+
+def test_fully_masked_accesses_to_empty_arrays(backend: str) -> None:
+    # nothing is read or written, so no backend reports an out-of-bounds access
+    _masked_copy[(1,)](mx.zeros((0,)), mx.zeros((0,)), 0, BLOCK=16)

@@ -46,8 +46,10 @@ def _effective_lanes(frame: Frame, op: Op, ptr: Ptr, mask: mx.array | None) -> m
         mx.eval(low, high)
     else:
         safe = mx.where(lanes, offsets, 0)
-        low, high, every = mx.min(safe), mx.max(safe), mx.all(lanes)
-        mx.eval(low, high, every)
+        low, high, every, some = mx.min(safe), mx.max(safe), mx.all(lanes), mx.any(lanes)
+        mx.eval(low, high, every, some)
+        if not some.item():
+            return lanes  # every lane masked off: nothing is accessed, even in an empty array
         if every.item():
             lanes = None
     size = frame.memory.sizes[ptr.param]

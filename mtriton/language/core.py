@@ -12,6 +12,7 @@ import enum
 from collections.abc import Sequence
 from typing import Any
 
+from .. import options
 from ..errors import CompilationError, KernelTypeError
 from ..ir import types as T
 from . import semantic
@@ -738,6 +739,11 @@ class range:
         self.start, self.end = arg1, arg2
         self.step = step if step is not None else 1
         self.num_stages = semantic.unwrap(num_stages)
+        hints = {"loop_unroll_factor": loop_unroll_factor, "flatten": flatten,
+                 "warp_specialize": warp_specialize, "disallow_acc_multi_buffer": disallow_acc_multi_buffer}  # fmt: skip
+        for name, value in hints.items():
+            if semantic.unwrap(value) not in (None, False):
+                options.warn_once(f"tl.range({name}=...) is a hint mtriton does not act on")
 
 
 def cdiv(x: Any, div: Any) -> Any:

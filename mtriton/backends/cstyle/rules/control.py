@@ -67,7 +67,7 @@ def _lower_for(lo: Lowering, op: ir.Op) -> None:
     ahead = _start_pipeline(lo, plan, op, inits) if plan else None
     iv = Entity(lo.fresh("iv"), op.operands[0].type.elem)
     ctype = lo.ctype(iv.dtype)
-    lo.open(f"for ({ctype} {iv.name} = {lb.name}; {iv.name} < {ub.name}; {iv.name} += {step.name})")
+    lo.open(f"for ({ctype} {iv.name} = {lb.name}; {_in_range(lo, op, iv)}; {iv.name} += {step.name})")
     if plan and ahead:
         # this iteration's copies have landed, and every thread is done with the stage refilled next
         lo.emit(lo.d.matrix.fragments.copy_wait_group.format(n=plan.stages - 2))
@@ -80,6 +80,18 @@ def _lower_for(lo: Lowering, op: ir.Op) -> None:
     if plan:
         lo.emit(f"{plan.stage_var} = ({plan.stage_var} + 1) % {plan.stages};")
     lo.close()
+
+
+def _in_range(lo: Lowering, loop: ir.Op, iv: Entity) -> str:
+    """C condition: `iv` has not passed the loop's end, for a step of either sign (a constant
+    step picks its comparison; `range(n - 1, -1, -1)` counts down)."""
+    ub, step = lo.get(loop.operands[1]), lo.get(loop.operands[2])
+    known = lo.defs.get(id(loop.operands[2]))
+    while known is not None and known.name == "cast":  # a constant widened to the loop's type
+        known = lo.defs.get(id(known.operands[0]))
+    if known is not None and known.name == "constant":
+        return f"{iv.name} < {ub.name}" if known.attrs["value"] > 0 else f"{iv.name} > {ub.name}"
+    return f"({step.name} > 0 ? {iv.name} < {ub.name} : {iv.name} > {ub.name})"
 
 
 def _start_pipeline(
@@ -111,12 +123,12 @@ def _start_pipeline(
 def _prefetch(lo: Lowering, plan: Pipeline, loop: ir.Op, iv: Entity, ahead: list[Entity], stage: str) -> None:
     """Issues the copies of the iteration whose induction variable and carried values are
     `iv` and `ahead` into stage `stage`, commits them as one group, then advances both."""
-    body, ub, step = loop.regions[0], lo.get(loop.operands[1]), lo.get(loop.operands[2])
+    body, step = loop.regions[0], lo.get(loop.operands[2])
     frag = lo.d.matrix.fragments
     outer = dict(lo.env)
     lo.env[id(body.args[0])] = iv
     _bind(lo, [body.args[1 + k] for k in plan.carried], ahead)
-    lo.open(f"if ({iv.name} < {ub.name})")
+    lo.open(f"if ({_in_range(lo, loop, iv)})")
     for address in plan.address_ops:
         lo.op(address)
     for load in plan.loads:
