@@ -40,6 +40,10 @@ KNOBS = (
     Knob("MTRITON_DEBUG", "1: show mtriton's internal frames in tracebacks"),
     Knob("MTRITON_DISABLE_DISK_CACHE", "1: do not read or write the on-disk cache"),
     Knob("MTRITON_CXX", "C++ compiler for metal-emu and cuda-emu (default: g++)"),
+    Knob(
+        "MTRITON_INTERPRETER_LOOP_LIMIT",
+        "iterations after which the interpreter stops a `while` loop (default 10 million)",
+    ),
     Knob("MTRITON_UPDATE_GOLDEN", "1: tests rewrite the golden emitted-source files"),
     Knob("TRITON_INTERPRET", "1: run on the interpreter, as Triton does (MTRITON_BACKEND takes precedence)"),
 )
@@ -72,6 +76,11 @@ def disk_cache_enabled() -> bool:
 
 def cxx_compiler() -> str:
     return os.environ.get("MTRITON_CXX", "").strip() or "g++"
+
+
+def interpreter_loop_limit() -> int:
+    """How many iterations the interpreter lets a `while` loop run before it calls it endless."""
+    return int(os.environ.get("MTRITON_INTERPRETER_LOOP_LIMIT", "").strip() or 10_000_000)
 
 
 def update_golden() -> bool:

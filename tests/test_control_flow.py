@@ -6,7 +6,7 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 import pytest
-from conftest import poisoned, to_numpy
+from conftest import marker_line, poisoned, to_numpy
 
 import mtriton
 import mtriton.language as tl
@@ -151,3 +151,22 @@ def test_loops_count_down_and_past_int32(backend: str, step: int) -> None:
     out = poisoned(len(expected) + 2, mx.int32)
     _countdown_kernel[(1,)](out, n, step)
     assert to_numpy(out)[: len(expected)].tolist() == expected
+
+
+@mtriton.jit
+def _endless(x_ptr):
+    i = 0
+    while tl.load(x_ptr) >= 0:  # ERR:endless
+        i += 1
+    tl.store(x_ptr, i.to(tl.float32))
+
+
+def test_the_interpreter_stops_an_endless_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MTRITON_INTERPRETER_LOOP_LIMIT", "50")
+    mtriton.set_backend("interpreter")
+    try:
+        with pytest.raises(mtriton.MTritonError, match="`while` loop ran 50 iterations without ending") as info:
+            _endless[(1,)](mx.zeros(1))
+    finally:
+        mtriton.set_backend(None)
+    assert f"test_control_flow.py:{marker_line(__file__, 'endless')}" in str(info.value)

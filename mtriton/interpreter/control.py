@@ -15,6 +15,7 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
+from mtriton import options
 from mtriton.ir import Op
 
 from .machine import (
@@ -74,7 +75,8 @@ def _while(frame: Frame, op: Op, args: list[Runtime]) -> Any:
     state: list[Runtime] = list(args)
     active = frame.active
     results: list[Runtime] | None = None
-    while True:
+    limit = options.interpreter_loop_limit()
+    for _ in range(limit + 1):
         cond, *values = frame.masked(active).run(before, state)
         if results is None or active is None:
             results = values
@@ -89,6 +91,9 @@ def _while(frame: Frame, op: Op, args: list[Runtime]) -> Any:
         if not (active is None and all_going.item()):
             active = going
         state = frame.masked(active).run(after, values)
+    raise InterpreterError(
+        f"a `while` loop ran {limit} iterations without ending (MTRITON_INTERPRETER_LOOP_LIMIT) at {op.loc}"
+    )
 
 
 @executes("if")
