@@ -10,6 +10,7 @@ from conftest import marker_line
 
 import mtriton as triton
 import mtriton.language as tl
+from mtriton import emulator
 from mtriton.errors import CompilationError, KernelTypeError, LaunchError, UnsupportedError
 
 THIS_FILE = __file__
@@ -180,3 +181,20 @@ def test_jit_without_source_says_why() -> None:
     namespace: dict[str, object] = {"triton": triton}
     with pytest.raises(CompilationError, match="@jit needs the source code of k"):
         exec("@triton.jit\ndef k(x):\n    pass\n", namespace)
+
+
+@triton.jit
+def reads_past_the_end(x_ptr, out_ptr, BLOCK: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    tl.store(out_ptr + offs, tl.load(x_ptr + offs + 64))
+
+
+@pytest.mark.skipif(not emulator.is_available(), reason="the emulators need Linux and a C++ compiler")
+@pytest.mark.parametrize("name", ["metal-emu", "cuda-emu"])
+def test_emulator_faults_name_the_kernel_parameter(name: str) -> None:
+    triton.set_backend(name)
+    try:
+        with pytest.raises(emulator.OutOfBounds, match="past the end of input 'x_ptr'"):
+            reads_past_the_end[(1,)](mx.zeros(16), triton.empty((16,)), BLOCK=16)
+    finally:
+        triton.set_backend(None)

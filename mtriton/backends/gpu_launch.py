@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import ir
 from ..dtypes import IR_TO_MX
+from ..emulator import EmulatorError
 from ..errors import LaunchError, OutOfResources
 from ..ir import types as T
 from ..memory import take_fresh
@@ -150,7 +151,10 @@ class CustomKernelLauncher:
 
     def __call__(self, args: Sequence[Any], grid: tuple[int, int, int]) -> list[mx.array | None]:
         kernel, launch, paths, inputs, copies, emulated = self._launch(args, grid)
-        outs = kernel(**launch)
+        try:
+            outs = kernel(**launch)
+        except EmulatorError as err:
+            raise self._relabelled(err) from None
         results: list[mx.array | None] = [None] * len(args)
         fresh_outs = iter(outs)
         for k, path in enumerate(paths):
@@ -164,6 +168,15 @@ class CustomKernelLauncher:
             for k, array in zip(copies, written):
                 results[k] = _unpad(array, args[k])
         return results
+
+    def _relabelled(self, err: EmulatorError) -> EmulatorError:
+        """`err` naming the kernel's parameters (`'x_ptr'`) where it named MLX's buffers (`'i0'`)."""
+        message = str(err)
+        for k, (name, *_) in enumerate(self.params):
+            for buffer in (f"i{k}", f"a{k}", f"o{k}"):
+                message = message.replace(f"'{buffer}'", f"'{name}'")
+        err.args = (message,)
+        return err
 
     def _launch(
         self, args: Sequence[Any], grid: tuple[int, int, int]
