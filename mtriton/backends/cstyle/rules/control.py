@@ -84,11 +84,13 @@ def _lower_for(lo: Lowering, op: ir.Op) -> None:
 
 def _in_range(lo: Lowering, loop: ir.Op, iv: Entity) -> str:
     """C condition: `iv` has not passed the loop's end, for a step of either sign (a constant
-    step picks its comparison; `range(n - 1, -1, -1)` counts down)."""
+    step, or the grid size, picks its comparison; `range(n - 1, -1, -1)` counts down)."""
     ub, step = lo.get(loop.operands[1]), lo.get(loop.operands[2])
     known = lo.defs.get(id(loop.operands[2]))
     while known is not None and known.name == "cast":  # a constant widened to the loop's type
         known = lo.defs.get(id(known.operands[0]))
+    if known is not None and known.name == "num_programs":  # the grid-stride loop's step: >= 1
+        return f"{iv.name} < {ub.name}"
     if known is not None and known.name == "constant":
         return f"{iv.name} < {ub.name}" if known.attrs["value"] > 0 else f"{iv.name} > {ub.name}"
     return f"({step.name} > 0 ? {iv.name} < {ub.name} : {iv.name} > {ub.name})"
