@@ -165,7 +165,9 @@ def test_the_interpreter_stops_an_endless_loop(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("MTRITON_INTERPRETER_LOOP_LIMIT", "50")
     mtriton.set_backend("interpreter")
     try:
-        with pytest.raises(mtriton.MTritonError, match="`while` loop ran 50 iterations without ending") as info:
+        with pytest.raises(
+            mtriton.MTritonError, match="`while` loop ran 50 iterations without ending"
+        ) as info:
             _endless[(1,)](mx.zeros(1))
     finally:
         mtriton.set_backend(None)

@@ -21,8 +21,8 @@ from typing import Any
 from .. import ir
 from ..errors import CompilationError, KernelTypeError, UnsupportedError, located
 from ..ir import types as T
-from ..language import core, semantic
-from ..language.block_pointer import block_ptr
+from ..language import core, hints, semantic
+from . import variables
 
 
 @dataclass(frozen=True)
@@ -69,20 +69,6 @@ _CMPOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not,
     ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
 }  # fmt: skip
-
-
-def _is_tensor(x: Any) -> bool:
-    return isinstance(x, core.tensor)
-
-
-def assigned_names(stmts: Sequence[ast.stmt]) -> list[str]:
-    """Names a statement list stores to, in first-assignment order."""
-    names: dict[str, None] = {}
-    for stmt in stmts:
-        for node in ast.walk(stmt):
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-                names.setdefault(node.id, None)
-    return list(names)
 
 
 class _Return(Exception):
@@ -138,21 +124,23 @@ class CodeGenerator(ast.NodeVisitor):
             flags = self._exit_flags()
             if any(flag is True for flag in flags):
                 return  # an exit taken whatever the inputs: the rest never runs
-            if any(_is_tensor(flag) for flag in flags) and i + 1 < len(stmts):
+            if any(variables.is_tensor(flag) for flag in flags) and i + 1 < len(stmts):
                 self.visit(self._unless_exited(stmts[i + 1 :], stmt))
                 return
 
     def _exit_names(self) -> list[str]:
         """The flags of the exits that skip the statement being built, if set."""
         names = list(self.loop_flags[-1]) if self.loop_flags else []
-        return [n for n in (*names, _RETURN) if n in self.scope]
+        return [n for n in (*names, variables.RETURN) if n in self.scope]
 
     def _exit_flags(self) -> list[Any]:
         return [semantic.unwrap(self.scope[n]) for n in self._exit_names()]
 
     def _unless_exited(self, stmts: Sequence[ast.stmt], where: ast.AST) -> ast.If:
         """`if not (exit flags): stmts`, located at `where`."""
-        names = [ast.Name(id=n, ctx=ast.Load()) for n in self._exit_names() if _is_tensor(self.scope[n])]
+        names = [
+            ast.Name(id=n, ctx=ast.Load()) for n in self._exit_names() if variables.is_tensor(self.scope[n])
+        ]
         taken = names[0] if len(names) == 1 else ast.BoolOp(op=ast.Or(), values=names)
         node = ast.If(test=ast.UnaryOp(op=ast.Not(), operand=taken), body=list(stmts), orelse=[])
         for child in ast.walk(node.test):
@@ -176,7 +164,7 @@ class CodeGenerator(ast.NodeVisitor):
         if name in globals_:
             return semantic.unwrap(globals_[name])
         if name == "range":
-            return core.range
+            return hints.range
         if name == "print":
             return self._print
         if name in ("min", "max"):
@@ -186,11 +174,11 @@ class CodeGenerator(ast.NodeVisitor):
         raise CompilationError(f"name '{name}' is not defined")
 
     def _print(self, *args: Any, **kwargs: Any) -> None:
-        if any(_is_tensor(a) for a in args):
-            prefix = " ".join(str(a) for a in args if not _is_tensor(a))
-            core.device_print(prefix, *(a for a in args if _is_tensor(a)))
+        if any(variables.is_tensor(a) for a in args):
+            prefix = " ".join(str(a) for a in args if not variables.is_tensor(a))
+            hints.device_print(prefix, *(a for a in args if variables.is_tensor(a)))
         else:
-            core.static_print(*args, **kwargs)
+            hints.static_print(*args, **kwargs)
 
     @staticmethod
     def _minmax(name: str) -> Callable[..., Any]:
@@ -198,7 +186,7 @@ class CodeGenerator(ast.NodeVisitor):
         tl_fn = core.minimum if name == "min" else core.maximum
 
         def minmax(*args: Any, **kwargs: Any) -> Any:
-            if len(args) > 1 and any(_is_tensor(a) for a in args):
+            if len(args) > 1 and any(variables.is_tensor(a) for a in args):
                 out = args[0]
                 for a in args[1:]:
                     out = tl_fn(out, a)
@@ -235,7 +223,7 @@ class CodeGenerator(ast.NodeVisitor):
         if isinstance(target, ast.Name):
             self.scope[target.id] = semantic.unwrap(value)
         elif isinstance(target, (ast.Tuple, ast.List)):
-            if _is_tensor(value) or not isinstance(value, (tuple, list)):
+            if variables.is_tensor(value) or not isinstance(value, (tuple, list)):
                 raise KernelTypeError(f"cannot unpack {value!r} into {len(target.elts)} names")
             if len(value) != len(target.elts):
                 raise KernelTypeError(f"cannot unpack {len(value)} values into {len(target.elts)} names")
@@ -255,16 +243,16 @@ class CodeGenerator(ast.NodeVisitor):
             raise UnsupportedError(
                 "`return` with a value inside a runtime if/for/while is not supported; an early `return` is"
             )
-        self.scope[_RETURN] = True
+        self.scope[variables.RETURN] = True
 
     def visit_Assert(self, node: ast.Assert) -> None:
         cond = self.visit(node.test)
         msg = self.visit(node.msg) if node.msg is not None else ast.unparse(node.test)
-        core.device_assert(cond, str(msg))
+        hints.device_assert(cond, str(msg))
 
     def visit_If(self, node: ast.If) -> None:
         cond = semantic.unwrap(self.visit(node.test))
-        if not _is_tensor(cond):
+        if not variables.is_tensor(cond):
             self.run_body(node.body if cond else node.orelse)
             return
         if cond.shape:
@@ -274,26 +262,31 @@ class CodeGenerator(ast.NodeVisitor):
         then_block, then_scope = self._branch(node.body, before)
         else_block, else_scope = self._branch(node.orelse, before)
         after = dict(before)
-        results: dict[Leaf, T.BlockType] = {}  # the runtime values the branches disagree on
+        results: dict[variables.Leaf, T.BlockType] = {}  # the runtime values the branches disagree on
         for name in dict.fromkeys([*then_scope, *else_scope]):
-            a, b = then_scope.get(name, _MISSING), else_scope.get(name, _MISSING)
-            if a is _MISSING or b is _MISSING:
+            a, b = then_scope.get(name, variables.MISSING), else_scope.get(name, variables.MISSING)
+            if a is variables.MISSING or b is variables.MISSING:
                 after.pop(name, None)  # defined in one branch only: not visible after the if
                 continue
             after[name] = a
-            if a is b or (not _is_tensor(a) and not _is_tensor(b) and type(a) is type(b) and a == b):
+            if a is b or (
+                not variables.is_tensor(a) and not variables.is_tensor(b) and type(a) is type(b) and a == b
+            ):
                 continue
-            for i, (x, y) in enumerate(zip(_leaves(a), _leaf_list(name, a, b))):
+            for i, (x, y) in enumerate(zip(variables.leaves(a), variables.leaf_list(name, a, b))):
                 if x is not y:
-                    results[(name, i)] = _unify_type(name, x, y)
+                    results[(name, i)] = variables.unify_type(name, x, y)
         for block, scope in ((then_block, then_scope), (else_block, else_scope)):
             with self.builder.insert_into(block):
-                vals = [_coerce(n, _leaves(scope[n])[i], t).handle for (n, i), t in results.items()]
+                vals = [
+                    variables.coerce(n, variables.leaves(scope[n])[i], t).handle
+                    for (n, i), t in results.items()
+                ]
                 self.builder.create("yield", vals, [])
         op = self.builder.create(
             "if", [cond.handle], list(results.values()), regions=[then_block, else_block]
         )
-        self.scope = _rebound(after, list(results), [core.tensor(r) for r in op.results])
+        self.scope = variables.rebound(after, list(results), [core.tensor(r) for r in op.results])
 
     def _branch(self, stmts: Sequence[ast.stmt], before: dict[str, Any]) -> tuple[ir.Block, dict[str, Any]]:
         block = ir.Block()
@@ -310,9 +303,9 @@ class CodeGenerator(ast.NodeVisitor):
         if node.orelse:
             raise UnsupportedError("`for ... else` is not supported in kernels")
         iterable = semantic.unwrap(self.visit(node.iter))
-        if isinstance(iterable, core.static_range):
+        if isinstance(iterable, hints.static_range):
             self._unrolled(node, range(iterable.start, iterable.end, iterable.step))
-        elif isinstance(iterable, core.range):
+        elif isinstance(iterable, hints.range):
             self._runtime_for(node, iterable)
         elif isinstance(iterable, (tuple, list)):
             self._unrolled(node, iterable)
@@ -327,7 +320,7 @@ class CodeGenerator(ast.NodeVisitor):
             self.assign(node.target, value)
             self.run_body(node.body)
 
-    def _runtime_for(self, node: ast.For, loop: core.range) -> None:
+    def _runtime_for(self, node: ast.For, loop: hints.range) -> None:
         if not isinstance(node.target, ast.Name):
             raise UnsupportedError("a runtime loop variable must be a single name")
         bounds = [semantic.to_tensor(b) for b in (loop.start, loop.end, loop.step)]
@@ -351,7 +344,7 @@ class CodeGenerator(ast.NodeVisitor):
             attrs,
             [block],
         )
-        self.scope = _rebound(self.scope, keys, [core.tensor(r) for r in op.results])
+        self.scope = variables.rebound(self.scope, keys, [core.tensor(r) for r in op.results])
         self._drop_loop_flags()
 
     @contextlib.contextmanager
@@ -374,7 +367,7 @@ class CodeGenerator(ast.NodeVisitor):
     def _loop_body(self, node: ast.For | ast.While) -> None:
         """One iteration: skipped whole once the loop was left (`break`, an early `return`)."""
         self.scope[self.loop_flags[-1][1]] = False  # `continue` skips the rest of this iteration only
-        if any(_is_tensor(f) for f in self._exit_flags()):
+        if any(variables.is_tensor(f) for f in self._exit_flags()):
             self.visit(self._unless_exited(node.body, node))
         else:
             self.run_body(node.body)
@@ -387,17 +380,17 @@ class CodeGenerator(ast.NodeVisitor):
         def after(carried: list[core.tensor], block_args: list[ir.Value]) -> None:
             self._loop_body(node)
 
-        def before(keys: list[Leaf], init: list[core.tensor]) -> None:
+        def before(keys: list[variables.Leaf], init: list[core.tensor]) -> None:
             block = self.builder.new_block([v.type for v in init])
             saved = self.scope
-            self.scope = _rebound(saved, keys, [core.tensor(a) for a in block.args])
+            self.scope = variables.rebound(saved, keys, [core.tensor(a) for a in block.args])
             with self.builder.insert_into(block):
                 cond = semantic.unwrap(self.visit(node.test))
-                if not _is_tensor(cond) or cond.shape:
+                if not variables.is_tensor(cond) or cond.shape:
                     raise KernelTypeError("a runtime `while` condition must be a scalar runtime value")
                 cond = semantic.compare("ne", cond, 0) if not cond.dtype.is_bool() else cond
                 for flag in self._exit_flags():  # a loop left by `break` or `return` stops
-                    if _is_tensor(flag):
+                    if variables.is_tensor(flag):
                         cond = semantic.logical("and", cond, semantic.logical_not(flag))
                 self.builder.create("condition", [cond.handle] + list(block.args), [])
             self.scope = saved
@@ -409,7 +402,7 @@ class CodeGenerator(ast.NodeVisitor):
         op = self.builder.create(
             "while", [v.handle for v in init], [v.type for v in init], regions=[before_block[0], after_block]
         )
-        self.scope = _rebound(self.scope, keys, [core.tensor(r) for r in op.results])
+        self.scope = variables.rebound(self.scope, keys, [core.tensor(r) for r in op.results])
         self._drop_loop_flags()
 
     def _carried_region(
@@ -417,52 +410,52 @@ class CodeGenerator(ast.NodeVisitor):
         node: ast.For | ast.While,
         leading: list[T.BlockType],
         body: Callable[[list[core.tensor], list[ir.Value]], None],
-    ) -> tuple[list[core.tensor], ir.Block, list[Leaf]]:
+    ) -> tuple[list[core.tensor], ir.Block, list[variables.Leaf]]:
         """Builds a loop body whose region yields the runtime values it reassigns.
 
-        A variable carries one value, or several for a block pointer (its fields; `Leaf` names
+        A variable carries one value, or several for a block pointer (its fields; `variables.Leaf` names
         each by variable and position). The body is built, its yielded types compared with the
         initial values', and rebuilt with promoted initial values until they agree (a variable
         initialized with `0` and accumulated as a float block, say).
         """
         # the loop's break flag and the return flag are carried where the body sets them
         inner = {type(n) for stmt in node.body for n in ast.walk(stmt)}
-        flags = [self.loop_flags[-1][0]] * (ast.Break in inner) + [_RETURN] * (ast.Return in inner)
-        candidates = [n for n in (*assigned_names(node.body), *flags) if n in self.scope]
+        flags = [self.loop_flags[-1][0]] * (ast.Break in inner) + [variables.RETURN] * (ast.Return in inner)
+        candidates = [n for n in (*variables.assigned_names(node.body), *flags) if n in self.scope]
         outer = dict(self.scope)
-        init = {(n, i): leaf for n in candidates for i, leaf in enumerate(_leaves(outer[n]))}
+        init = {(n, i): leaf for n in candidates for i, leaf in enumerate(variables.leaves(outer[n]))}
         for _ in range(8):
             init_t = {k: self._as_tensor(v) for k, v in init.items()}
             keys = list(init_t)
             block = self.builder.new_block(leading + [init_t[k].type for k in keys])
-            self.scope = _rebound(outer, keys, [core.tensor(a) for a in block.args[len(leading) :]])
+            self.scope = variables.rebound(outer, keys, [core.tensor(a) for a in block.args[len(leading) :]])
             self.control_depth += 1
             try:
                 with self.builder.insert_into(block):
                     body([init_t[k] for k in keys], block.args)
-                    out = {k: _leaf(k[0], outer[k[0]], self.scope[k[0]], k[1]) for k in keys}
+                    out = {k: variables.leaf(k[0], outer[k[0]], self.scope[k[0]], k[1]) for k in keys}
             finally:
                 self.control_depth -= 1
                 self.scope = dict(outer)
             changed = False
             for k, arg in zip(keys, block.args[len(leading) :]):
-                if _is_tensor(out[k]) and out[k].handle is arg:
+                if variables.is_tensor(out[k]) and out[k].handle is arg:
                     del init[k]  # never reassigned at run time: not loop-carried
                     changed = True
-                elif _is_tensor(out[k]) and out[k].type != init_t[k].type:
-                    init[k] = _coerce(k[0], init_t[k], out[k].type, widening=True)
+                elif variables.is_tensor(out[k]) and out[k].type != init_t[k].type:
+                    init[k] = variables.coerce(k[0], init_t[k], out[k].type, widening=True)
                     changed = True
             if changed:
                 continue
             with self.builder.insert_into(block):
-                vals = [_coerce(k[0], out[k], init_t[k].type).handle for k in keys]
+                vals = [variables.coerce(k[0], out[k], init_t[k].type).handle for k in keys]
                 self.builder.create("yield", vals, [])
             return [init_t[k] for k in keys], block, keys
         raise KernelTypeError("loop-carried variables keep changing type in the loop body")
 
     def _as_tensor(self, value: Any) -> core.tensor:
         value = semantic.unwrap(value)
-        if _is_tensor(value):
+        if variables.is_tensor(value):
             return value
         if isinstance(value, (bool, int, float)):
             return semantic.to_tensor(value)
@@ -517,7 +510,7 @@ class CodeGenerator(ast.NodeVisitor):
     def visit_UnaryOp(self, node: ast.UnaryOp) -> Any:
         operand = semantic.unwrap(self.visit(node.operand))
         if isinstance(node.op, ast.Not):
-            return semantic.logical_not(operand) if _is_tensor(operand) else not operand
+            return semantic.logical_not(operand) if variables.is_tensor(operand) else not operand
         if isinstance(node.op, ast.USub):
             return -operand
         if isinstance(node.op, ast.UAdd):
@@ -528,10 +521,10 @@ class CodeGenerator(ast.NodeVisitor):
         is_and = isinstance(node.op, ast.And)
         result = semantic.unwrap(self.visit(node.values[0]))
         for value_node in node.values[1:]:
-            if not _is_tensor(result) and (not result if is_and else result):
+            if not variables.is_tensor(result) and (not result if is_and else result):
                 return result  # Python short circuit on a constexpr
             value = semantic.unwrap(self.visit(value_node))
-            if _is_tensor(result) or _is_tensor(value):
+            if variables.is_tensor(result) or variables.is_tensor(value):
                 result = semantic.logical("and" if is_and else "or", result, value)
             else:
                 result = value
@@ -549,7 +542,7 @@ class CodeGenerator(ast.NodeVisitor):
 
     def visit_IfExp(self, node: ast.IfExp) -> Any:
         cond = semantic.unwrap(self.visit(node.test))
-        if _is_tensor(cond):
+        if variables.is_tensor(cond):
             return semantic.where(cond, self.visit(node.body), self.visit(node.orelse))
         return self.visit(node.body) if cond else self.visit(node.orelse)
 
@@ -558,7 +551,7 @@ class CodeGenerator(ast.NodeVisitor):
         for value in node.values:
             if isinstance(value, ast.FormattedValue):
                 v = semantic.unwrap(self.visit(value.value))
-                if _is_tensor(v):
+                if variables.is_tensor(v):
                     raise UnsupportedError("f-strings may only format constexpr values")
                 spec = self.visit(value.format_spec) if value.format_spec else ""
                 parts.append(format(v, spec))
@@ -588,7 +581,7 @@ class CodeGenerator(ast.NodeVisitor):
             raise KernelTypeError(f"bad call to {fn.__name__}: {err}") from None
         bound.apply_defaults()
         for name in fn.constexpr_names:
-            if _is_tensor(bound.arguments.get(name)):
+            if variables.is_tensor(bound.arguments.get(name)):
                 raise KernelTypeError(
                     f"{fn.__name__}: argument {name} is tl.constexpr but got a runtime value"
                 )
@@ -605,75 +598,8 @@ class CodeGenerator(ast.NodeVisitor):
     def generate_body(self) -> None:
         if any(isinstance(n, ast.Return) for s in self.fn.ast_body if isinstance(s, (ast.If, ast.For, ast.While))
                for n in ast.walk(s)):  # fmt: skip
-            self.scope[_RETURN] = False  # an early return may come inside runtime control flow
+            self.scope[variables.RETURN] = False  # an early return may come inside runtime control flow
         try:
             self.run_body(self.fn.ast_body)
         except _Return:
             pass
-
-
-_MISSING = object()
-# The scope's name for "an early `return` was taken" (no Python variable can be called so).
-_RETURN = "@return"
-
-# A runtime value a variable holds: (variable, position); a block pointer holds several.
-Leaf = tuple[str, int]
-
-
-def _leaves(value: Any) -> list[Any]:
-    """The runtime values of a variable: a block pointer's fields, else the value itself."""
-    return value.fields() if isinstance(value, block_ptr) else [value]
-
-
-def _leaf_list(name: str, before: Any, now: Any) -> list[Any]:
-    """`now`'s runtime values, which must be as many and of the kind `before`'s are."""
-    was_ptr, is_ptr = isinstance(before, block_ptr), isinstance(now, block_ptr)
-    if was_ptr != is_ptr or (was_ptr and before.block_shape != now.block_shape):
-        kinds = [f"a block pointer of block_shape {v.block_shape}" if isinstance(v, block_ptr) else "a value"
-                 for v in (before, now)]  # fmt: skip
-        raise KernelTypeError(f"`{name}` is {kinds[0]} here and {kinds[1]} there; it must keep its kind")
-    return _leaves(now)
-
-
-def _leaf(name: str, before: Any, now: Any, index: int) -> Any:
-    return _leaf_list(name, before, now)[index]
-
-
-def _rebound(scope: dict[str, Any], keys: Sequence[Leaf], values: Sequence[Any]) -> dict[str, Any]:
-    """`scope` with the runtime values at `keys` replaced by `values` (block pointers rebuilt)."""
-    out = dict(scope)
-    new = dict(zip(keys, values))
-    for name in dict.fromkeys(n for n, _ in keys):
-        leaves = [new.get((name, i), leaf) for i, leaf in enumerate(_leaves(scope[name]))]
-        out[name] = scope[name].with_fields(leaves) if isinstance(scope[name], block_ptr) else leaves[0]
-    return out
-
-
-def _unify_type(name: str, a: Any, b: Any) -> T.BlockType:
-    """The type a variable has after an `if` whose branches give `a` and `b`."""
-    if _is_tensor(a) and _is_tensor(b):
-        if a.type != b.type:
-            raise KernelTypeError(
-                f"variable `{name}` is {a.type} in one branch of the `if` and {b.type} in the other"
-            )
-        return a.type
-    if _is_tensor(a) or _is_tensor(b):
-        return (a if _is_tensor(a) else b).type
-    dtype = semantic.computation_type(semantic.literal_dtype(a), semantic.literal_dtype(b))
-    return T.BlockType(dtype)
-
-
-def _coerce(name: str, value: Any, target: T.BlockType, widening: bool = False) -> core.tensor:
-    """Converts `value` to `target` where that is a literal or a scalar growing to a block."""
-    value = semantic.unwrap(value)
-    if not _is_tensor(value):
-        return semantic.full(target.shape, value, target.elem)
-    if value.type == target:
-        return value
-    same_shape = tuple(value.shape) == target.shape
-    if widening and (not value.shape or same_shape):
-        converted = semantic.cast(value, target.elem) if value.dtype != target.elem else value
-        return semantic.broadcast_to(converted, target.shape)
-    raise KernelTypeError(
-        f"loop-carried variable `{name}` is {value.type} before the loop and {target} in the loop body"
-    )

@@ -7,13 +7,11 @@ they raise.
 
 from __future__ import annotations
 
-import builtins
 import enum
 from collections.abc import Sequence
 from typing import Any
 
-from .. import options
-from ..errors import CompilationError, KernelTypeError
+from ..errors import KernelTypeError
 from ..ir import types as T
 from . import semantic
 
@@ -362,44 +360,6 @@ def split(x: Any) -> tuple[tensor, tensor]:
     return semantic.split(semantic.to_tensor(x))
 
 
-def interleave(a: Any, b: Any) -> tensor:
-    """The elements of `a` and `b` alternating along the last axis: (..., n) twice to (..., 2n)."""
-    joined = semantic.join(a, b)
-    return semantic.reshape(joined, (*joined.shape[:-2], 2 * joined.shape[-2]))
-
-
-def cat(input: Any, other: Any, can_reorder: bool = False) -> tensor:
-    """`input` then `other` along axis 0: (n, ...) twice to (2n, ...).
-
-    Triton requires `can_reorder=True` and may order the elements as it likes; here they are
-    always in order, so any `can_reorder` is accepted.
-    """
-    joined = semantic.join(input, other)  # (n, ..., 2)
-    rank = len(joined.shape)
-    front = semantic.permute(joined, (rank - 1, *builtins.range(rank - 1)))  # (2, n, ...)
-    return semantic.reshape(front, (2 * joined.shape[0], *joined.shape[1:-1]))
-
-
-def umulhi(x: Any, y: Any) -> tensor:
-    """The high half of the full product of two integers read as unsigned: bits 32 to 63 of the
-    product of 32-bit integers, 64 to 127 for 64-bit ones. The result has the operands' dtype."""
-    x, y = semantic.binary_operands(x, y)
-    x, y = semantic.broadcast_pair(x, y)
-    dtype = semantic.computation_type(x.dtype, y.dtype)
-    if not dtype.is_int() or dtype.is_bool() or dtype.bits not in (32, 64):
-        raise KernelTypeError(f"tl.umulhi needs 32- or 64-bit integers, got {x.dtype} and {y.dtype}")
-    unsigned = T.uint32 if dtype.bits == 32 else T.uint64
-    x, y = (semantic.cast(semantic.cast(v, dtype), unsigned, bitcast=True) for v in (x, y))
-    if dtype.bits == 32:
-        product = semantic.cast(x, T.uint64) * semantic.cast(y, T.uint64)
-        high = semantic.cast(product >> 32, T.uint32)
-    else:  # four 32-bit partial products, carried into the high word
-        x_lo, x_hi, y_lo, y_hi = x & 0xFFFFFFFF, x >> 32, y & 0xFFFFFFFF, y >> 32
-        cross = ((x_lo * y_lo) >> 32) + ((x_hi * y_lo) & 0xFFFFFFFF) + x_lo * y_hi
-        high = x_hi * y_hi + ((x_hi * y_lo) >> 32) + (cross >> 32)
-    return semantic.cast(high, dtype, bitcast=True)
-
-
 # --------------------------------------------------------------------------- elementwise
 
 
@@ -645,107 +605,3 @@ def dot(
     if precision is None and semantic.unwrap(allow_tf32) is False:
         precision = "ieee"
     return semantic.dot(input, other, acc, precision, semantic.unwrap(out_dtype))
-
-
-# --------------------------------------------------------------------------- compiler hints and debugging
-
-
-def multiple_of(input: Any, values: Any) -> tensor:
-    """Promises that `input` is a multiple of `values` (a hint for vectorization)."""
-    values = semantic.unwrap(values)
-    first = values[0] if isinstance(values, (tuple, list)) else values
-    return semantic.assume(input, multiple_of=int(semantic.unwrap(first)))
-
-
-def max_contiguous(input: Any, values: Any) -> tensor:
-    """Promises that runs of `values` consecutive elements of `input` are contiguous."""
-    values = semantic.unwrap(values)
-    first = values[0] if isinstance(values, (tuple, list)) else values
-    return semantic.assume(input, max_contiguous=int(semantic.unwrap(first)))
-
-
-def max_constancy(input: Any, values: Any) -> tensor:
-    return semantic.to_tensor(input)
-
-
-def static_assert(cond: Any, msg: str = "") -> None:
-    """Fails compilation when the constexpr `cond` is false."""
-    cond = semantic.unwrap(cond)
-    if isinstance(cond, tensor):
-        raise KernelTypeError(
-            "tl.static_assert needs a constexpr condition; use tl.device_assert for runtime values"
-        )
-    if not cond:
-        raise CompilationError(f"static_assert failed: {semantic.unwrap(msg)}")
-
-
-def static_print(
-    *values: Any, sep: str = " ", end: str = "\n", file: Any = None, flush: bool = False
-) -> None:
-    """Prints at compile time."""
-    print(*(semantic.unwrap(v) for v in values), sep=sep, end=end, file=file, flush=flush)
-
-
-def device_print(prefix: str, *args: Any, hex: bool = False) -> None:
-    """Prints values from every program at run time (the interpreter prints; GPU targets ignore)."""
-    semantic.device_print(str(semantic.unwrap(prefix)), args, bool(semantic.unwrap(hex)))
-
-
-def device_assert(cond: Any, msg: str = "", mask: Any = None) -> None:
-    """Raises at run time where `cond` is false (checked by the interpreter)."""
-    cond = semantic.unwrap(cond)
-    if not isinstance(cond, tensor):
-        static_assert(cond, msg)
-        return
-    semantic.device_assert(cond, str(semantic.unwrap(msg)))
-
-
-def debug_barrier() -> None:
-    """Synchronizes the threads of a program."""
-    semantic.debug_barrier()
-
-
-class static_range:
-    """A loop the compiler unrolls: `for i in tl.static_range(4):`."""
-
-    def __init__(self, arg1: Any, arg2: Any = None, step: Any = None) -> None:
-        args = [semantic.unwrap(a) for a in (arg1, arg2, step)]
-        if args[1] is None:
-            args[0], args[1] = 0, args[0]
-        self.start, self.end, self.step = args[0], args[1], args[2] if args[2] is not None else 1
-        for name in ("start", "end", "step"):
-            if not isinstance(getattr(self, name), int):
-                raise KernelTypeError(
-                    f"tl.static_range needs constexpr integer bounds, got {name}={getattr(self, name)!r}"
-                )
-
-
-class range:
-    """A runtime loop: `for i in tl.range(lo, hi, step, num_stages=...)`."""
-
-    def __init__(
-        self,
-        arg1: Any,
-        arg2: Any = None,
-        step: Any = None,
-        num_stages: Any = None,
-        loop_unroll_factor: Any = None,
-        flatten: Any = None,
-        warp_specialize: Any = None,
-        disallow_acc_multi_buffer: Any = None,
-    ) -> None:
-        if arg2 is None:
-            arg1, arg2 = 0, arg1
-        self.start, self.end = arg1, arg2
-        self.step = step if step is not None else 1
-        self.num_stages = semantic.unwrap(num_stages)
-        hints = {"loop_unroll_factor": loop_unroll_factor, "flatten": flatten,
-                 "warp_specialize": warp_specialize, "disallow_acc_multi_buffer": disallow_acc_multi_buffer}  # fmt: skip
-        for name, value in hints.items():
-            if semantic.unwrap(value) not in (None, False):
-                options.warn_once(f"tl.range({name}=...) is a hint mtriton does not act on")
-
-
-def cdiv(x: Any, div: Any) -> Any:
-    """Ceiling division."""
-    return (x + div - 1) // div

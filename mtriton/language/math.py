@@ -29,9 +29,8 @@ from .core import (
     sqrt_rn,
     tanh,
     tensor,
-    umulhi,
 )
-from .standard import sigmoid
+from .standard import sigmoid, umulhi
 
 log10 = _float_unary("log10")
 log1p = _float_unary("log1p")

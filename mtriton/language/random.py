@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import KernelTypeError
 from ..ir import types as T
 from . import core, semantic
+from .standard import umulhi
 
 N_ROUNDS_DEFAULT = 10
 
@@ -47,8 +48,8 @@ def philox_impl(
     w0, w1 = _KEY_STEPS[bits]
     for _ in range(int(semantic.unwrap(n_rounds))):
         a, b = c0, c2
-        c0 = core.umulhi(m1, b) ^ c1 ^ k0
-        c2 = core.umulhi(m0, a) ^ c3 ^ k1
+        c0 = umulhi(m1, b) ^ c1 ^ k0
+        c2 = umulhi(m0, a) ^ c3 ^ k1
         c1 = b * m1
         c3 = a * m0
         k0 = k0 + w0

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import KernelTypeError
+from ..ir import types as T
 from . import core, semantic
 from .source import jit
 
@@ -135,3 +137,41 @@ def swizzle2d(i: Any, j: Any, size_i: Any, size_j: Any, size_g: Any) -> tuple[An
     new_i = off_i + ij % size_g
     new_j = ij // size_g
     return new_i, new_j
+
+
+def interleave(a: Any, b: Any) -> core.tensor:
+    """The elements of `a` and `b` alternating along the last axis: (..., n) twice to (..., 2n)."""
+    joined = semantic.join(a, b)
+    return semantic.reshape(joined, (*joined.shape[:-2], 2 * joined.shape[-2]))
+
+
+def cat(input: Any, other: Any, can_reorder: bool = False) -> core.tensor:
+    """`input` then `other` along axis 0: (n, ...) twice to (2n, ...).
+
+    Triton requires `can_reorder=True` and may order the elements as it likes; here they are
+    always in order, so any `can_reorder` is accepted.
+    """
+    joined = semantic.join(input, other)  # (n, ..., 2)
+    rank = len(joined.shape)
+    front = semantic.permute(joined, (rank - 1, *range(rank - 1)))  # (2, n, ...)
+    return semantic.reshape(front, (2 * joined.shape[0], *joined.shape[1:-1]))
+
+
+def umulhi(x: Any, y: Any) -> core.tensor:
+    """The high half of the full product of two integers read as unsigned: bits 32 to 63 of the
+    product of 32-bit integers, 64 to 127 for 64-bit ones. The result has the operands' dtype."""
+    x, y = semantic.binary_operands(x, y)
+    x, y = semantic.broadcast_pair(x, y)
+    dtype = semantic.computation_type(x.dtype, y.dtype)
+    if not dtype.is_int() or dtype.is_bool() or dtype.bits not in (32, 64):
+        raise KernelTypeError(f"tl.umulhi needs 32- or 64-bit integers, got {x.dtype} and {y.dtype}")
+    unsigned = T.uint32 if dtype.bits == 32 else T.uint64
+    x, y = (semantic.cast(semantic.cast(v, dtype), unsigned, bitcast=True) for v in (x, y))
+    if dtype.bits == 32:
+        product = semantic.cast(x, T.uint64) * semantic.cast(y, T.uint64)
+        high = semantic.cast(product >> 32, T.uint32)
+    else:  # four 32-bit partial products, carried into the high word
+        x_lo, x_hi, y_lo, y_hi = x & 0xFFFFFFFF, x >> 32, y & 0xFFFFFFFF, y >> 32
+        cross = ((x_lo * y_lo) >> 32) + ((x_hi * y_lo) & 0xFFFFFFFF) + x_lo * y_hi
+        high = x_hi * y_hi + ((x_hi * y_lo) >> 32) + (cross >> 32)
+    return semantic.cast(high, dtype, bitcast=True)
