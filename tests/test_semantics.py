@@ -7,7 +7,7 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 import pytest
-from conftest import marker_line, poisoned, to_numpy
+from conftest import marker_line, poisoned, tf32_dots, to_numpy
 
 import mtriton
 import mtriton.language as tl
@@ -176,3 +176,24 @@ def _masked_copy(x_ptr, out_ptr, n, BLOCK: tl.constexpr):
 def test_fully_masked_accesses_to_empty_arrays(backend: str) -> None:
     # nothing is read or written, so no backend reports an out-of-bounds access
     _masked_copy[(1,)](mx.zeros((0,)), mx.zeros((0,)), 0, BLOCK=16)
+
+
+@mtriton.jit
+def _dot3d_kernel(a_ptr, b_ptr, c_ptr, B: tl.constexpr, M: tl.constexpr, N: tl.constexpr, K: tl.constexpr):
+    bat = tl.arange(0, B)[:, None, None]
+    a = tl.load(a_ptr + bat * M * K + tl.arange(0, M)[None, :, None] * K + tl.arange(0, K)[None, None, :])
+    b = tl.load(b_ptr + bat * K * N + tl.arange(0, K)[None, :, None] * N + tl.arange(0, N)[None, None, :])
+    c = tl.dot(a, b)
+    tl.store(c_ptr + bat * M * N + tl.arange(0, M)[None, :, None] * N + tl.arange(0, N)[None, None, :], c)
+
+
+@pytest.mark.parametrize("dtype", [mx.float32, mx.float16], ids=str)
+def test_batched_dot(backend: str, rng: np.random.Generator, dtype: mx.Dtype) -> None:
+    b, m, n, k = 2, 16, 16, 32
+    a = mx.array(rng.standard_normal((b, m, k)).astype(np.float32)).astype(dtype)
+    w = mx.array(rng.standard_normal((b, k, n)).astype(np.float32)).astype(dtype)
+    c = poisoned((b, m, n))
+    _dot3d_kernel[(1,)](a, w, c, B=b, M=m, N=n, K=k)
+    expected = to_numpy(a).astype(np.float64) @ to_numpy(w).astype(np.float64)
+    tol = 1e-2 if dtype == mx.float16 or tf32_dots(backend) else 1e-5
+    np.testing.assert_allclose(to_numpy(c), expected, rtol=tol, atol=tol * 4)

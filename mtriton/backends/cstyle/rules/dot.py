@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .... import ir
-from ....errors import UnsupportedError
 from ....ir import types as T
 from ..dialect import MatrixUnit
 from ..dot_plan import fragment_strides
@@ -26,12 +25,11 @@ if TYPE_CHECKING:
 
 @lowers("dot")
 def _lower_dot(lo: Lowering, op: ir.Op) -> None:
-    if len(op.operands[0].type.shape) != 2:
-        raise lo.error(
-            UnsupportedError, f"batched (3-D) tl.dot is not supported by the {lo.d.name} backend yet"
-        )
     acc = lo.get(op.operands[2])
     result = lo.new_entity(op.result)
+    if len(op.operands[0].type.shape) == 3:
+        _dot_batched(lo, op, acc, result)
+        return
     layout = lo.dots.fragments.get(id(op))
     if layout is not None:
         _dot_fragments(lo, op, acc, result, layout)
@@ -83,6 +81,42 @@ def _dot_staged(lo: Lowering, dot: ir.Op, acc: Entity, result: Entity) -> None:
         lo.emit(f"for (int kk = 0; kk < {k}; ++kk) sum += {a_buf}[row * {k} + kk] * {b_buf}[kk * {n} + col];")
         lo.emit(f"{result.name}[i] = static_cast<{out}>({acc.at()} + sum);")
         lo.close()
+    lo.close()  # no trailing barrier: the next writer of threadgroup memory starts with one
+
+
+def _dot_batched(lo: Lowering, dot: ir.Op, acc: Entity, result: Entity) -> None:
+    """result = acc + A @ B for (batch, m, k) @ (batch, k, n): both operands staged row-major in
+    threadgroup memory, each result element a loop over k (no matrix unit: batched dots are
+    small in practice; larger ones run out of threadgroup memory with a clear error)."""
+    a_v, b_v = dot.operands[:2]
+    batch, m, k = a_v.type.shape
+    n = b_v.type.shape[2]
+    in_dtype = lo.get(a_v).dtype
+    stage_dtype = T.int32 if acc.dtype.is_int() else T.float32
+    tf32 = in_dtype == T.float32 and dot.attrs.get("input_precision") == "tf32" and "round_tf32" in lo.d.extra
+    rounding = lo.d.extra["round_tf32"] if tf32 else "{x}"
+    lo.open()
+    a_buf = lo.scratch(stage_dtype, batch * m * k, 0)
+    b_buf = lo.scratch(stage_dtype, batch * k * n, array_bytes(stage_dtype, batch * m * k))
+    lo.barrier()
+    for v, buf in ((a_v, a_buf), (b_v, b_buf)):
+        ent = lo.get(v)
+        value = ent.at() if ent.dtype == stage_dtype else render_cast(lo.d, ent.at(), ent.dtype, stage_dtype)
+        lo.slot_loop(ent.layout)
+        lo.emit(f"{buf}[{ent.layout.flat_index('i')}] = {rounding.format(x=value)};")
+        lo.close()
+    lo.barrier()
+    layout, out = result.layout, lo.ctype(result.dtype)
+    lo.slot_loop(layout)
+    lo.emit(f"const int e = {layout.flat_index('i')};")
+    lo.emit(f"const int bat = e / {m * n}, row = (e / {n}) % {m}, col = e % {n};")
+    lo.emit(f"{lo.ctype(stage_dtype)} sum = 0;")
+    lo.emit(
+        f"for (int kk = 0; kk < {k}; ++kk) sum += {a_buf}[(bat * {m} + row) * {k} + kk] * "
+        f"{b_buf}[(bat * {k} + kk) * {n} + col];"
+    )
+    lo.emit(f"{result.name}[i] = static_cast<{out}>({acc.at()} + sum);")
+    lo.close()
     lo.close()  # no trailing barrier: the next writer of threadgroup memory starts with one
 
 
