@@ -52,6 +52,7 @@ from .core import (
     minimum,
     num_programs,
     permute,
+    pi32_t,
     pointer_type,
     program_id,
     reduce,

@@ -22,6 +22,7 @@ uint8, uint16, uint32, uint64 = T.uint8, T.uint16, T.uint32, T.uint64
 float16, bfloat16, float32, float64 = T.float16, T.bfloat16, T.float32, T.float64
 dtype = T.DType
 pointer_type = T.PointerType
+pi32_t = pointer_type(int32)  # Triton's name for a pointer to int32
 
 
 class constexpr:
