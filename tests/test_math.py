@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import mlx.core as mx
 import numpy as np
 import pytest
@@ -79,3 +81,26 @@ def test_pow_atan2_and_libdevice_names(backend: str, rng: np.random.Generator) -
     np.testing.assert_allclose(to_numpy(out_atan2), np.arctan2(y.astype(np.float64), x), rtol=1e-5, atol=1e-6)
     assert set(libdevice.__all__) == set(tl.math.__all__)
     assert tl.extra.cuda.libdevice is libdevice
+
+
+@mtriton.jit
+def _f64_kernel(x_ptr, out_ptr, BLOCK: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    x = tl.load(x_ptr + offs)
+    tl.store(out_ptr + offs * 4, tl.exp(x))
+    tl.store(out_ptr + offs * 4 + 1, tl.sin(x))
+    tl.store(out_ptr + offs * 4 + 2, tl.cos(x))
+    tl.store(out_ptr + offs * 4 + 3, tl.erf(x))
+
+
+def test_float64_math_is_float64_accurate_on_the_interpreter(rng: np.random.Generator) -> None:
+    # MLX's own float64 exp/sin/cos/erf are float32-accurate; the interpreter must not be
+    x = rng.uniform(-3, 3, 64)
+    out = mx.zeros((64 * 4,), dtype=mx.float64)
+    mtriton.set_backend("interpreter")
+    try:
+        _f64_kernel[(1,)](mx.array(x, dtype=mx.float64), out, BLOCK=64)
+    finally:
+        mtriton.set_backend(None)
+    expected = np.stack([np.exp(x), np.sin(x), np.cos(x), [math.erf(v) for v in x]], axis=1).reshape(-1)
+    np.testing.assert_allclose(np.array(out), expected, rtol=1e-14, atol=1e-15)
