@@ -214,3 +214,17 @@ def test_pointer_types_and_pointer_casts_are_refused(backend: str) -> None:
         _pointer_cast_kernel[(1,)](mx.zeros(16), poisoned(16, mx.int32), BLOCK=16)
     assert "test_semantics.py:" in str(info.value)
     assert tl.pi32_t == tl.pointer_type(tl.int32)
+
+
+@mtriton.jit
+def _rank_mismatch_store(out_ptr):
+    rows = tl.arange(0, 4)[:, None] * 8 + tl.arange(0, 8)[None, :]
+    tl.store(out_ptr + rows, tl.arange(0, 8).to(tl.float32))  # ERR:rank
+
+
+def test_a_store_does_not_broadcast_across_ranks() -> None:
+    with pytest.raises(
+        mtriton.KernelTypeError, match=r"shape \[8\] through pointers of shape \[4, 8\]"
+    ) as info:
+        _rank_mismatch_store[(1,)](mx.zeros(32))
+    assert f"test_semantics.py:{marker_line(__file__, 'rank')}" in str(info.value)

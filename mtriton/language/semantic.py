@@ -429,6 +429,12 @@ def load(ptr: Any, mask: Any = None, other: Any = None) -> core.tensor:
 def store(ptr: Any, value: Any, mask: Any = None) -> None:
     ptr = _check_ptr(ptr, "tl.store")
     value = to_tensor(unwrap(value))
+    if value.shape and len(value.shape) != len(ptr.shape):
+        # Triton broadcasts a stored block to the pointer block's shape, never across ranks
+        raise KernelTypeError(
+            f"tl.store of a block of shape {list(value.shape)} through pointers of shape {list(ptr.shape)}: "
+            "the ranks differ"
+        )
     shape = broadcast_shapes(ptr.shape, value.shape)
     ptr = broadcast_to(ptr, shape)
     value = cast(broadcast_to(value, shape), ptr.dtype.element)
