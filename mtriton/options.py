@@ -36,7 +36,10 @@ class Knob:
 
 KNOBS = (
     Knob("MTRITON_BACKEND", f"backend to run kernels on: one of {', '.join(BACKENDS)}"),
-    Knob("MTRITON_CACHE_DIR", "folder of the on-disk cache (default: ~/.cache/mtriton)"),
+    Knob(
+        "MTRITON_CACHE_DIR",
+        "folder of the on-disk cache (default: $XDG_CACHE_HOME/mtriton or ~/.cache/mtriton)",
+    ),
     Knob("MTRITON_DEBUG", "1: show mtriton's internal frames in tracebacks"),
     Knob("MTRITON_DISABLE_DISK_CACHE", "1: do not read or write the on-disk cache"),
     Knob("MTRITON_CXX", "C++ compiler for metal-emu and cuda-emu (default: g++)"),

@@ -433,7 +433,11 @@ class CodeGenerator(ast.NodeVisitor):
             try:
                 with self.builder.insert_into(block):
                     body([init_t[k] for k in keys], block.args)
-                    out = {k: variables.leaf(k[0], outer[k[0]], self.scope[k[0]], k[1]) for k in keys}
+                    now = {
+                        n: variables.leaf_list(n, outer[n], self.scope[n])
+                        for n in dict.fromkeys(n for n, _ in keys)
+                    }
+                    out = {k: now[k[0]][k[1]] for k in keys}
             finally:
                 self.control_depth -= 1
                 self.scope = dict(outer)

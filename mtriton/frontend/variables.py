@@ -55,10 +55,6 @@ def leaf_list(name: str, before: Any, now: Any) -> list[Any]:
     return leaves(now)
 
 
-def leaf(name: str, before: Any, now: Any, index: int) -> Any:
-    return leaf_list(name, before, now)[index]
-
-
 def rebound(scope: dict[str, Any], keys: Sequence[Leaf], values: Sequence[Any]) -> dict[str, Any]:
     """`scope` with the runtime values at `keys` replaced by `values` (block pointers rebuilt)."""
     out = dict(scope)

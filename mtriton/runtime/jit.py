@@ -264,7 +264,7 @@ class JITFunction(JITSource):
         if type(value) is mx.array and name not in self.constexpr_names:
             return value.dtype
         if type(value) is int and name not in self.constexpr_names:
-            width = _int_dtype(name, value) if not -(2**31) <= value < 2**31 else T.int32
+            width = _int_dtype(name, value)
             if name in self.do_not_specialize:
                 return ("i", width)
             return ("i", width, value == 1, value % 16 == 0)
