@@ -137,7 +137,10 @@ def _attention_fwd_kernel(
     lo = 0
     if WINDOWED:
         lo = tl.maximum(0, first_pos - window + 1) // BLOCK_N * BLOCK_N
-    dropout_row = (pid_bh.to(tl.int64) * lq + rows) * lk
+    # each (batch, head) keys its own Philox stream; 32-bit counters are Philox4x32, 64-bit
+    # ones would run the far slower Philox4x64
+    dropout_seed = seed.to(tl.int64) + (pid_bh.to(tl.int64) << 32)
+    dropout_row = rows * lk
 
     for start_n in range(lo, hi, BLOCK_N):
         cols = start_n + offs_n
@@ -151,7 +154,7 @@ def _attention_fwd_kernel(
         )  # fmt: skip
         m_i, p, l_i, acc = _online_softmax_step(qk, m_i, l_i, acc)
         if DROPOUT:  # after the denominator took p: survivors are rescaled, not renormalized
-            keep = tl.rand(seed, dropout_row[:, None] + cols[None, :]) > dropout_p
+            keep = tl.rand(dropout_seed, dropout_row[:, None] + cols[None, :]) > dropout_p
             p = tl.where(keep, p / (1.0 - dropout_p), 0.0)
         v = tl.load(v_base + cols[:, None] * stride_kn + offs_d[None, :], mask=kv_ok, other=0.0)
         acc = tl.dot(p.to(v.dtype), v, acc, input_precision="ieee")

@@ -14,8 +14,10 @@ Conventions every kernel follows:
 - A boolean mask keeps the True entries; an additive mask is added to the scaled scores.
 - Sinks: one logit per query head that joins every row's softmax denominator and adds no value.
 - Dropout drops each probability with chance p after the softmax and scales the survivors
-  by 1 / (1 - p). Element (b, h, i, j) draws `tl.rand(seed, ((b * H + h) * Lq + i) * Lk + j)`,
-  so forward and backward see the same stream.
+  by 1 / (1 - p): element (b, h, i, j) is kept where
+  `tl.rand(seed + ((b * H + h) << 32), i * Lk + j) > p` (an int64 seed, int32 offsets), so
+  forward and backward see the same stream. Offsets wrap past 2**31 (Lq * Lk that large
+  repeats the stream).
 - A query that sees no key (fully masked, or a causal query before the first key) gets a zero
   row and a log-sum-exp of -inf.
 """
