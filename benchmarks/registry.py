@@ -79,6 +79,8 @@ class Case:
         atol: Absolute tolerance of the check against `reference`.
         torch: PyTorch doing the same job on the PyTorch copies of `buffers`;
             None where PyTorch has no equivalent.
+        unfused: The same job composed of plain MLX ops (attention's softmax(q k^T) v with
+            the score matrix in memory), where the built-in is a fused kernel; or None.
     """
 
     label: str
@@ -92,6 +94,7 @@ class Case:
     rtol: float = 0.0
     atol: float = 0.0
     torch: Callable[[dict[str, Any]], Any] | None = None
+    unfused: Callable[[], Any] | None = None
 
     def run_mtriton(self) -> Any:
         """One mtriton launch on the MLX buffers."""

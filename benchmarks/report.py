@@ -12,7 +12,14 @@ from typing import Any, TextIO
 from .machine import Limits
 from .results import DEVICE_IMPLEMENTATIONS, IMPLEMENTATIONS, Result
 
-SHORT_NAMES = {"mtriton": "mt", "builtin": "mx", "numpy": "np", "triton": "tri", "torch": "torch"}
+SHORT_NAMES = {
+    "mtriton": "mt",
+    "builtin": "mx",
+    "unfused": "unf",
+    "numpy": "np",
+    "triton": "tri",
+    "torch": "torch",
+}
 
 
 class Progress:

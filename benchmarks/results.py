@@ -14,9 +14,9 @@ from .timing import Timing
 
 # Every implementation a case may time, in table order. "builtin" is MLX's own op; "numpy"
 # the float64 reference on the host; "triton" and "torch" only run on CUDA machines.
-IMPLEMENTATIONS = ("mtriton", "builtin", "numpy", "triton", "torch")
+IMPLEMENTATIONS = ("mtriton", "builtin", "unfused", "numpy", "triton", "torch")
 # Implementations run on the device under test, judged against the machine's limits.
-DEVICE_IMPLEMENTATIONS = ("mtriton", "builtin", "triton", "torch")
+DEVICE_IMPLEMENTATIONS = ("mtriton", "builtin", "unfused", "triton", "torch")
 CUDA_IMPLEMENTATIONS = ("triton", "torch")
 
 

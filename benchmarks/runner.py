@@ -89,8 +89,14 @@ def measure(entry: Benchmark, size: Size, plan: TimingPlan) -> Result:
     def run_builtin() -> None:
         result.times["builtin"] = time_mlx(case.builtin, **mlx_plan)
 
+    def run_unfused() -> None:
+        assert case.unfused is not None
+        result.times["unfused"] = time_mlx(case.unfused, **mlx_plan)
+
     _attempt(result, "mtriton", run_mtriton)
     _attempt(result, "builtin", run_builtin)
+    if case.unfused is not None:
+        _attempt(result, "unfused", run_unfused)
     twin = external.triton_twin(case.kernels)
     if twin is None:
         return result

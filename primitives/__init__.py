@@ -1,11 +1,22 @@
 """mlx_primitives: building blocks for MLX, every kernel written in mtriton.
 
-One family, one module: `norms`, `glu`, `rotary`, `quantize`, `gather_scatter`. Each holds its
+One family, one module: `attention` (a package: forward, backward, spec), `norms`, `glu`,
+`rotary`, `quantize`, `gather_scatter`. Each holds its
 kernels, its public functions, its `nn.Module` layers and its `*_reference` functions in plain
 MLX ops; every public name is exported here. `mlx_primitives.kernels` re-exports the transformer
 blocks under their earlier import path.
 """
 
+from .attention import (
+    ChunkedCrossAttention,
+    FlashAttention,
+    SlidingWindowAttention,
+    attention_reference,
+    chunked_cross_attention,
+    flash_attention,
+    scaled_dot_product_attention,
+    sliding_window_attention,
+)
 from .gather_scatter import (
     selective_gather,
     selective_gather_reference,
@@ -57,6 +68,9 @@ from .rotary import RoPE, rope, rope_reference
 __version__ = "0.1.0"
 
 __all__ = [
+    "ChunkedCrossAttention", "FlashAttention", "SlidingWindowAttention", "attention_reference",
+    "chunked_cross_attention", "flash_attention", "scaled_dot_product_attention",
+    "sliding_window_attention",
     "GeGLU", "LayerNorm", "QuantizedLinear", "RMSNorm", "RoPE", "SwiGLU",
     "dequantize_int4", "dequantize_int4_reference", "dequantize_int8", "dequantize_int8_reference",
     "fused_add_rmsnorm", "fused_add_rmsnorm_reference", "fused_geglu", "fused_geglu_reference",

@@ -94,10 +94,10 @@ def _check_qkv(fn: str, q: mx.array, k: mx.array, v: mx.array, layout: str) -> t
     lk, kv_heads = k.shape[seq], k.shape[3 - seq]
     if k.shape[0] != batch:
         raise ValueError(f"[{fn}] k has batch {k.shape[0]}; expected {batch} to match q")
-    if k.shape[3] != head_dim:
-        raise ValueError(f"[{fn}] k has head_dim {k.shape[3]}; expected {head_dim} to match q")
     if not 1 <= head_dim <= MAX_HEAD_DIM:
         raise ValueError(f"[{fn}] q has head_dim {head_dim}; supported: 1 to {MAX_HEAD_DIM}")
+    if k.shape[3] != head_dim:
+        raise ValueError(f"[{fn}] k has head_dim {k.shape[3]}; expected {head_dim} to match q")
     if kv_heads == 0 or heads % kv_heads:
         raise ValueError(f"[{fn}] k has {kv_heads} heads; expected a divisor of q's {heads} heads")
     if lq == 0 or lk == 0:
@@ -449,6 +449,7 @@ def attention_reference(
 
 
 __all__ = [
+    "AttentionSpec",
     "ChunkedCrossAttention",
     "FlashAttention",
     "SlidingWindowAttention",

@@ -31,8 +31,10 @@ from .spec import AttentionSpec
 _LOG2E = tl.constexpr(1.4426950408889634)  # scores go to log2 units: exp(x) = exp2(x * log2 e)
 _LN2 = tl.constexpr(0.6931471805599453)
 
-# Decode: at most this many queries per head take the split-KV path.
+# Decode: at most this many queries per head, against at least this many keys, take the
+# split-KV path (fewer keys make too few splits to pay for the combine).
 DECODE_MAX_QUERIES = 8
+DECODE_MIN_KEYS = 256
 
 
 # --------------------------------------------------------------------------- shared pieces
@@ -317,6 +319,44 @@ def mask_strides(mask: mx.array | None) -> tuple[int, int, int, int]:
     return tuple(reversed(strides))  # type: ignore[return-value]
 
 
+def shapes(q: mx.array, k: mx.array, layout: str) -> tuple[int, int, int, int, int, int]:
+    """(batch, heads, kv_heads, Lq, Lk, head_dim) of q and k in `layout`."""
+    seq = 2 if layout == "BHSD" else 1
+    return q.shape[0], q.shape[3 - seq], k.shape[3 - seq], q.shape[seq], k.shape[seq], q.shape[3]
+
+
+def takes_decode_path(q: mx.array, k: mx.array, spec: AttentionSpec, layout: str) -> bool:
+    """Short queries against many keys (and no dropout) split the keys across programs."""
+    _, _, _, lq, lk, _ = shapes(q, k, layout)
+    return lq <= DECODE_MAX_QUERIES and lk >= DECODE_MIN_KEYS and spec.dropout_p == 0.0
+
+
+def forward_launch(
+    q: mx.array,
+    k: mx.array,
+    v: mx.array,
+    mask: mx.array | None,
+    sinks: mx.array | None,
+    spec: AttentionSpec,
+    layout: str,
+) -> tuple[tuple[int, int], tuple, dict]:
+    """The forward kernel's grid, arguments and keywords (outputs fresh)."""
+    batch, heads, kv_heads, lq, lk, head_dim = shapes(q, k, layout)
+    config = forward_config(lq, lk, head_dim)
+    grid = (triton.cdiv(lq, config["BLOCK_M"]), batch * heads)
+    args = (
+        q, k, v, triton.empty(q.shape, q.dtype), triton.empty((batch * heads, lq), mx.float32),
+        mask, sinks, *mask_strides(mask),
+        heads, heads // kv_heads, lq, lk, spec.scale, spec.window or 0, spec.dropout_p, spec.seed,
+    )  # fmt: skip
+    keywords = dict(
+        LAYOUT=layout, HEAD_DIM=head_dim, BLOCK_D=head_block(head_dim), CAUSAL=spec.causal,
+        WINDOWED=spec.window is not None, MASK_KIND=spec.mask_kind, HAS_SINKS=spec.has_sinks,
+        DROPOUT=spec.dropout_p > 0.0, **config,
+    )  # fmt: skip
+    return grid, args, keywords
+
+
 def attention_forward(
     q: mx.array,
     k: mx.array,
@@ -327,25 +367,11 @@ def attention_forward(
     layout: str,
 ) -> tuple[mx.array, mx.array]:
     """The attention output (q's shape and dtype) and the (batch * heads, Lq) float32
-    log-sum-exp of every row, natural units. Chooses the split-KV decode path for short
-    queries without dropout."""
-    seq = 2 if layout == "BHSD" else 1
-    batch, lq, lk = q.shape[0], q.shape[seq], k.shape[seq]
-    heads, kv_heads = q.shape[3 - seq], k.shape[3 - seq]
-    head_dim = q.shape[-1]
-    if lq <= DECODE_MAX_QUERIES and spec.dropout_p == 0.0 and lk >= 256:
-        return _decode(q, k, v, mask, sinks, spec, layout, (batch, heads, kv_heads, lq, lk, head_dim))
-    config = forward_config(lq, lk, head_dim)
-    grid = (triton.cdiv(lq, config["BLOCK_M"]), batch * heads)
-    window = spec.window or 0
-    out, lse = _attention_fwd_kernel[grid].functional(
-        q, k, v, triton.empty(q.shape, q.dtype), triton.empty((batch * heads, lq), mx.float32),
-        mask, sinks, *mask_strides(mask),
-        heads, heads // kv_heads, lq, lk, spec.scale, window, spec.dropout_p, spec.seed,
-        LAYOUT=layout, HEAD_DIM=head_dim, BLOCK_D=head_block(head_dim), CAUSAL=spec.causal,
-        WINDOWED=spec.window is not None, MASK_KIND=spec.mask_kind, HAS_SINKS=spec.has_sinks,
-        DROPOUT=spec.dropout_p > 0.0, **config,
-    )  # fmt: skip
+    log-sum-exp of every row, natural units."""
+    if takes_decode_path(q, k, spec, layout):
+        return _decode(q, k, v, mask, sinks, spec, layout, shapes(q, k, layout))
+    grid, args, keywords = forward_launch(q, k, v, mask, sinks, spec, layout)
+    out, lse = _attention_fwd_kernel[grid].functional(*args, **keywords)
     return out, lse
 
 
