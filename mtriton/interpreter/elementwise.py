@@ -28,6 +28,7 @@ from .machine import (
     scalar,
     select,
 )
+from .memory import pointer_cast
 
 # ---------------------------------------------------------------- values
 
@@ -107,7 +108,11 @@ def _permute(frame: Frame, op: Op, args: list[Runtime]) -> Runtime:
 def _join(frame: Frame, op: Op, args: list[Runtime]) -> Runtime:
     a, b = args
     if isinstance(a, Ptr) and isinstance(b, Ptr) and a.param == b.param:
-        return Ptr(a.param, mx.stack([a.offsets, b.offsets], axis=-1))
+        rem = None
+        if a.rem is not None or b.rem is not None:
+            zeros = mx.zeros_like(a.offsets)
+            rem = mx.stack([zeros if a.rem is None else a.rem, zeros if b.rem is None else b.rem], axis=-1)
+        return Ptr(a.param, mx.stack([a.offsets, b.offsets], axis=-1), rem)
     if isinstance(a, Ptr) or isinstance(b, Ptr):
         raise InterpreterError(f"joining pointers into different arguments at {op.loc}")
     return mx.stack([a, b], axis=-1)
@@ -142,7 +147,10 @@ def _cast(frame: Frame, op: Op, args: list[Runtime]) -> mx.array:
 
 
 @executes("bitcast")
-def _bitcast(frame: Frame, op: Op, args: list[Runtime]) -> mx.array:
+def _bitcast(frame: Frame, op: Op, args: list[Runtime]) -> Runtime:
+    src, dst = op.operands[0].type.elem, op.result.type.elem
+    if isinstance(src, PointerType) and isinstance(dst, PointerType):
+        return pointer_cast(args[0], src.element, dst.element)
     _no_pointer(op)
     return mx.view(args[0], mx_dtype(elem_of(op.result)))
 
@@ -289,7 +297,11 @@ def _cmp(frame: Frame, op: Op, args: list[Runtime]) -> mx.array:
     if isinstance(a, Ptr) and isinstance(b, Ptr):
         if a.param != b.param:
             raise InterpreterError(f"comparing pointers into different arguments at {op.loc}")
-        a, b = a.offsets, b.offsets
+        if a.rem is None and b.rem is None:
+            a, b = a.offsets, b.offsets
+        else:
+            size = op.operands[0].type.elem.element.itemsize
+            a, b = a.byte_offsets(size), b.byte_offsets(size)
     return _CMP[op.attrs["pred"]](a, b)
 
 

@@ -62,6 +62,9 @@ class DType:
     def is_fp64(self) -> bool:
         return self.short == "f64"
 
+    def is_fp8(self) -> bool:
+        return self.short.startswith("f8")
+
     def to(self, *_args: object) -> DType:  # pragma: no cover - Triton parity
         return self
 
@@ -104,6 +107,9 @@ class PointerType:
         return False
 
     def is_signed(self) -> bool:
+        return False
+
+    def is_fp8(self) -> bool:
         return False
 
     def is_ptr(self) -> bool:

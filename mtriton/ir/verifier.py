@@ -11,8 +11,10 @@ of an `if` without results. The enclosing op checks what its terminators yield.
 
 Element kinds: `and or xor shl shr floordiv not` take integers (i1 included);
 `div pow atan2 fma` and the math functions take floats; `mod` takes either;
-no arithmetic takes pointers. A `for` loop's bounds and step share one integer
-scalar type, which is also the induction variable's.
+no arithmetic takes pointers. `cast` and `bitcast` keep the shape; `cast` converts
+numbers, `bitcast` keeps the width and is the only op that converts pointers (to
+pointers). A `for` loop's bounds and step share one integer scalar type, which is
+also the induction variable's.
 
 Attributes without a sensible default are required (`constant.value`, every
 `axis`, `arange.start/end`, `permute.order`, `cmp.pred`, `atomic_rmw.kind`);
@@ -385,6 +387,10 @@ def _check_cast(op: Op) -> None:
     src, dst = op.operands[0].type, op.result.type
     if src.shape != dst.shape:
         _fail(op, f"changes the shape: {src} to {dst}")
+    if src.elem.is_ptr() != dst.elem.is_ptr():
+        _fail(op, f"converts between a pointer and a number: {src} to {dst}")
+    if op.name == "cast" and src.elem.is_ptr():
+        _fail(op, f"converts pointers, which takes a bitcast: {src} to {dst}")
     if op.name == "bitcast" and src.elem.bits != dst.elem.bits:
         _fail(op, f"changes the width: {src} to {dst}")
 

@@ -248,6 +248,12 @@ def split(x: core.tensor) -> tuple[core.tensor, core.tensor]:
 
 
 def cast(x: Any, dtype: T.DType, bitcast: bool = False) -> core.tensor:
+    """`x` converted to `dtype`; with `bitcast`, its bits reinterpreted (equal widths).
+
+    A pointer cast to another pointer type (`p.to(tl.pointer_type(tl.uint8))`, with or
+    without `bitcast`) keeps the address: the result reads the same bytes as the new pointee
+    type, and offsets added to it count elements of that type.
+    """
     x = to_tensor(x)
     if isinstance(dtype, core.constexpr):
         dtype = dtype.value
@@ -255,20 +261,20 @@ def cast(x: Any, dtype: T.DType, bitcast: bool = False) -> core.tensor:
         raise KernelTypeError(f"expected a dtype such as tl.float32, got {dtype!r}")
     if x.dtype == dtype:
         return x
+    if x.dtype.is_ptr() or dtype.is_ptr():
+        if x.dtype.is_ptr() and dtype.is_ptr():
+            return _t(builder().build("bitcast", [x.handle], x.type.with_elem(dtype)))
+        raise UnsupportedError(
+            f"casting between pointers and integers ({x.dtype} to {dtype}) is not supported: MLX "
+            "exposes no array addresses to Python (there is no tensor.data_ptr()), so no integer "
+            "can name an array; pass each array as a kernel argument instead"
+        )
     if bitcast:
         if x.dtype.bits != dtype.bits:
             raise KernelTypeError(
                 f"bitcast needs equal widths: {x.dtype} ({x.dtype.bits} bits) to {dtype} ({dtype.bits} bits)"
             )
         return _t(builder().build("bitcast", [x.handle], x.type.with_elem(dtype)))
-    if x.dtype.is_ptr() or dtype.is_ptr():
-        if x.dtype.is_ptr() and dtype.is_ptr():
-            # the GPU lowering would read the memory as the old pointee type and convert the
-            # values: refused until loads reinterpret the bytes
-            raise UnsupportedError(f"casting a {x.dtype} to a {dtype} is not supported yet")
-        raise UnsupportedError(
-            f"casting between pointers and numbers ({x.dtype} to {dtype}) is not supported"
-        )
     return _t(builder().build("cast", [x.handle], x.type.with_elem(dtype)))
 
 

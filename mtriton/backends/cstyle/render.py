@@ -69,6 +69,8 @@ def render(d: Dialect, op: ir.Op, args: list[str]) -> str:
         return f"({args[0]} ? {args[1]} : {args[2]})"
     if name == "cast":
         return render_cast(d, args[0], op.operands[0].type.elem, elem)
+    if name == "bitcast" and elem.is_ptr():
+        return pointer_offsets(args[0], op.operands[0].type.elem.element, elem.element)
     if name == "bitcast":
         return d.extra["bitcast"].format(t=d.ctype(elem), x=args[0])
     if name == "assume":
@@ -92,6 +94,22 @@ def render(d: Dialect, op: ir.Op, args: list[str]) -> str:
     # half/bfloat math is computed in float and rounded once, as MLX does
     inner = ", ".join(f"static_cast<float>({a})" for a in args)
     return f"static_cast<{ctype}>({fn}({inner}))"
+
+
+# The offset a cast to a wider type gives a pointer between two of its elements: far below the
+# argument, so that an access through it faults (CUDA, the emulators) as the misaligned access
+# it stands for would, instead of reading the element below.
+MISALIGNED = -(1 << 30)
+
+
+def pointer_offsets(x: str, src: T.DType, dst: T.DType) -> str:
+    """Offsets `x` in `src` elements as offsets in `dst` elements of the same address."""
+    if src.itemsize > dst.itemsize:
+        return f"({x} * {src.itemsize // dst.itemsize})"
+    if src.itemsize < dst.itemsize:
+        ratio = dst.itemsize // src.itemsize
+        return f"(({x}) % {ratio} == 0 ? ({x}) / {ratio} : {MISALIGNED})"
+    return x
 
 
 def render_cast(d: Dialect, x: str, src: T.ElemType, dst: T.ElemType) -> str:

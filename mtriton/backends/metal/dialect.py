@@ -38,10 +38,9 @@ def _vector_type(ctype: str, n: int) -> str | None:
 
 
 def _pointer_decl(ctype: str, local: str, source: str, path: str) -> str:
+    # the cast: `ctype` may differ from the array's type (a pointer cast's view, `reinterpret`)
     if path == "small":  # MLX passes it in the constant address space: read-only
-        return f"const constant {ctype}* {local} = {source};"
-    if path == "fresh":
-        return f"device {ctype}* {local} = {source};"
+        return f"const constant {ctype}* {local} = (const constant {ctype}*)({source});"
     # inputs are `const device T*`; a written one is a private copy (see gpu_launch)
     return f"device {ctype}* {local} = (device {ctype}*)({source});"
 
