@@ -227,9 +227,13 @@ class CustomKernelLauncher:
         return kernel, launch, paths, inputs, copies, emulated
 
     def _view_alignment(self, paths: Sequence[str], args: Sequence[Any]) -> dict[str, int]:
-        """Per MLX buffer name, the alignment its start needs where a pointer cast reads it as
-        a wider type than its own: MLX's allocations have it, the emulator's not by default."""
+        """Per MLX buffer name, the alignment its start needs where the kernel reads it as a wider
+        type than its own (a pointer cast, `mtriton.reinterpret`): MLX's allocations have it, the
+        emulator's not by default."""
         widest: dict[str, int] = {}
+        for k, param in enumerate(self.fn.params):
+            if isinstance(param.value.type.elem, T.PointerType):
+                widest[f"p{k}"] = param.value.type.elem.element.itemsize
         for _, root, dtype in self.source.views:
             widest[root] = max(widest.get(root, 1), dtype.itemsize)
         alignment = {}

@@ -7,13 +7,17 @@ rule says so.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 from collections.abc import Callable
 
 import mlx.core as mx
 import numpy as np
 
+from mtriton import float8
 from mtriton.ir import DType, Op, PointerType
+from mtriton.ir import types as T
 
 from .machine import (
     Frame,
@@ -138,12 +142,39 @@ def _no_pointer(op: Op) -> None:
 def _cast(frame: Frame, op: Op, args: list[Runtime]) -> mx.array:
     _no_pointer(op)
     x = args[0]
-    dst = elem_of(op.result)
+    src, dst = elem_of(op.operands[0]), elem_of(op.result)
+    rounding = op.attrs.get("rounding", "rtne")
+    if src.is_fp8():  # exact: a table of the 256 values
+        return mx.take(_float8_values(src), x.astype(mx.int32)).astype(mx_dtype(dst))
+    if dst.is_fp8():
+        return _to_float8(x, src, dst, rounding)
     if dst.is_bool():
         return mx.not_equal(x, 0)
     # MLX's astype is C's conversion: float -> int truncates toward zero,
-    # int -> narrower int wraps, bool -> number is 0/1.
-    return x.astype(mx_dtype(dst))
+    # int -> narrower int wraps, bool -> number is 0/1; floats round to nearest even.
+    out = x.astype(mx_dtype(dst))
+    return _toward_zero(x, out, src) if rounding == "rtz" else out
+
+
+@functools.cache
+def _float8_values(dtype: DType) -> mx.array:
+    return mx.array(float8.decode_table(dtype))
+
+
+def _to_float8(x: mx.array, src: DType, dst: DType, rounding: str) -> mx.array:
+    """float8 codes of `x` (`mtriton/float8.py`'s conversion, on the host)."""
+    host = np.array(x) if src == T.float64 else np.array(x.astype(mx.float32))  # exact
+    return mx.array(float8.encode(host, dst, rounding))
+
+
+def _toward_zero(x: mx.array, rounded: mx.array, src: DType) -> mx.array:
+    """`rounded` (`x` rounded to nearest) moved one step toward zero where it rounded away."""
+    wide = mx.float64 if src == T.float64 else mx.float32
+    with mx.stream(mx.cpu) if wide == mx.float64 else contextlib.nullcontext():
+        away = mx.abs(rounded.astype(wide)) > mx.abs(x.astype(wide))
+        bits = mx.view(rounded, {2: mx.uint16, 4: mx.uint32}[rounded.itemsize])
+        # one code less in magnitude (the sign bit is untouched; infinity becomes the largest value)
+        return mx.where(away, mx.view(bits - 1, rounded.dtype), rounded)
 
 
 @executes("bitcast")

@@ -20,6 +20,7 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
+from mtriton import float8
 from mtriton.dtypes import storage_dtype
 from mtriton.errors import MTritonError
 from mtriton.ir import Block, DType, Op, PointerType, Value, walk
@@ -52,6 +53,8 @@ def scalar(value: bool | int | float, dtype: DType) -> mx.array:
     """
     if dtype.is_bool():
         return mx.array(bool(value))
+    if dtype.is_fp8():
+        return mx.array(float8.encode_scalar(float(value), dtype), dtype=mx.uint8)
     if dtype.is_int():
         bits = dtype.bits
         wrapped = int(value) % (1 << bits)
