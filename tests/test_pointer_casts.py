@@ -3,6 +3,8 @@ written as another element type, offsets counting its elements, on every backend
 
 from __future__ import annotations
 
+import re
+
 import mlx.core as mx
 import numpy as np
 import pytest
@@ -145,31 +147,42 @@ def test_atomics_through_cast_pointers(backend: str, rng: np.random.Generator) -
 
 
 @mtriton.jit
-def _matmul_of_bits(a_ptr, b_ptr, c_ptr, M, N, K, BLOCK: tl.constexpr):
-    # float16 tiles from uint16 arrays: the dot stages loads through cast pointers (on CUDA
-    # straight into shared memory), and the block pointer is made on a cast base
-    rows, cols, ks = tl.arange(0, BLOCK), tl.arange(0, BLOCK), tl.arange(0, BLOCK)
+def _matmul_of_bits(a_ptr, b_ptr, c_ptr, M, N, K, BLOCK: tl.constexpr, BLOCK_K: tl.constexpr):
+    # float16 tiles from uint16 arrays, a loop over K: the dots stage loads through cast pointers
+    # (on CUDA copied ahead into shared memory by the software pipeline), and the block pointer
+    # is made on a cast base
+    rows, cols, ks = tl.arange(0, BLOCK), tl.arange(0, BLOCK), tl.arange(0, BLOCK_K)
     a = a_ptr.to(tl.pointer_type(tl.float16))
-    a_tile = tl.load(
-        a + rows[:, None] * K + ks[None, :], mask=(rows[:, None] < M) & (ks[None, :] < K), other=0.0
-    )
     b_block = tl.make_block_ptr(
         base=b_ptr.to(tl.pointer_type(tl.float16)), shape=(K, N), strides=(N, 1), offsets=(0, 0),
-        block_shape=(BLOCK, BLOCK), order=(1, 0),
+        block_shape=(BLOCK_K, BLOCK), order=(1, 0),
     )  # fmt: skip
-    b_tile = tl.load(b_block, boundary_check=(0, 1), padding_option="zero")
-    acc = tl.dot(a_tile, b_tile)
+    acc = tl.zeros((BLOCK, BLOCK), dtype=tl.float32)
+    for k in range(0, K, BLOCK_K):
+        a_mask = (rows[:, None] < M) & (k + ks[None, :] < K)
+        a_tile = tl.load(a + rows[:, None] * K + k + ks[None, :], mask=a_mask, other=0.0)
+        b_tile = tl.load(b_block, boundary_check=(0, 1), padding_option="zero")
+        acc += tl.dot(a_tile, b_tile)
+        b_block = tl.advance(b_block, (BLOCK_K, 0))
     tl.store(c_ptr + rows[:, None] * N + cols[None, :], acc, mask=(rows[:, None] < M) & (cols[None, :] < N))
 
 
-def test_dot_operands_through_cast_pointers(backend: str, rng: np.random.Generator) -> None:
-    m, n, k = 27, 30, 21
+@pytest.mark.parametrize("k", [45, 64])
+def test_dot_operands_through_cast_pointers(backend: str, rng: np.random.Generator, k: int) -> None:
+    m, n = 27, 32
     a = rng.standard_normal((m, k)).astype(np.float16)
     b = rng.standard_normal((k, n)).astype(np.float16)
     c = poisoned((m, n))
-    _matmul_of_bits[(1,)](mx.array(a.view(np.uint16)), mx.array(b.view(np.uint16)), c, m, n, k, BLOCK=32)
+    args = (mx.array(a.view(np.uint16)), mx.array(b.view(np.uint16)), c, m, n, k)
+    _matmul_of_bits[(1,)](*args, BLOCK=32, BLOCK_K=16)
     expected = a.astype(np.float64) @ b.astype(np.float64)
     np.testing.assert_allclose(to_numpy(c), expected, rtol=1e-3, atol=1e-3)
+    cuda = _matmul_of_bits.warmup(*args, BLOCK=32, BLOCK_K=16, grid=(1,)).asm["cuda"]
+    # the pipeline's stages are copied from the views: A with asynchronous vector copies where
+    # its rows are aligned (K = 64), else element by element
+    assert "mt_cp_async_wait_group<" in cuda and "p0_f16[" in cuda and "p1_f16[" in cuda
+    if k % 8 == 0:
+        assert re.search(r"mt_cp_async<\d+>\(dst, p0_f16 \+ ", cuda)
 
 
 @mtriton.jit
