@@ -617,7 +617,11 @@ def dot(
     max_num_imprecise_acc: Any = None,
     out_dtype: Any = T.float32,
 ) -> tensor:
-    """`acc + input @ other` with float32 accumulation (int32 for int8 inputs)."""
+    """`acc + input @ other` with float32 accumulation (int32 for int8 inputs).
+
+    float8 inputs run as float16, which holds every float8 value: the products are exact and
+    accumulate in float32, as on a float8 matrix unit (up to the order of the sums).
+    """
     precision = semantic.unwrap(input_precision)
     if precision is None and semantic.unwrap(allow_tf32) is False:
         precision = "ieee"
