@@ -14,3 +14,14 @@ MX_TO_IR: dict[Any, T.DType] = {
     mx.float16: T.float16, mx.bfloat16: T.bfloat16, mx.float32: T.float32, mx.float64: T.float64,
 }  # fmt: skip
 IR_TO_MX: dict[T.DType, Any] = {v: k for k, v in MX_TO_IR.items()}
+
+
+def storage_dtype(dtype: T.DType) -> Any:
+    """The MLX dtype whose arrays hold values of the IR type `dtype`.
+
+    MLX has no float8: float8 values live as their bits in uint8 arrays (a kernel reads
+    them through a pointer to float8, `mtriton.reinterpret` or a pointer cast).
+    """
+    if dtype.is_fp8():
+        return mx.uint8
+    return IR_TO_MX[dtype]

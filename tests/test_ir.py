@@ -404,6 +404,17 @@ def pointer_add(fn: Function, op: Op) -> None:
     op.name, op.operands = "add", [op.operands[0]] * 2
 
 
+def in_float8(fn: Function, op: Op) -> None:
+    """Makes a binary op compute in float8."""
+    f8 = t(ty.float8e5, 128)
+    op.operands = [defined(fn, f8)] * 2
+    op.result.type = f8
+
+
+def cast_from(src: BlockType, dst: BlockType) -> Mutation:
+    return lambda fn, op: (op.operands.__setitem__(0, defined(fn, src)), setattr(op.result, "type", dst))
+
+
 F64x128 = t(ty.float32, 64, 128)
 BUGS = [
     ("exp", rename("exp3"), "unknown op"),
@@ -426,6 +437,18 @@ BUGS = [
     ("fma", retype(t(ty.float16, 128)), "the result has type <128xf16>"),
     ("cast", retype(t(ty.float16, 64)), "changes the shape"),
     ("bitcast", retype(t(ty.int16, 128)), "changes the width"),
+    ("bitcast", retype(t(ty.PointerType(ty.float32), 128)), "converts between a pointer and a number"),
+    ("sub", in_float8, "takes no float8, got <128xf8e5>"),
+    ("cast", cast_from(I128, t(ty.float8e4nv, 128)), "converts float8 to or from a type that is not"),
+    ("cast", set_attr("rounding", "up"), "'rounding' = 'up'; expected one of"),
+    (
+        "cast",
+        lambda fn, op: (
+            op.attrs.__setitem__("rounding", "rtz"),
+            setattr(op.result, "type", t(ty.float64, 128)),
+        ),
+        "a rounding mode is for conversions to a narrower floating type",
+    ),
     ("addptr", replace(1, F128), "offset has type <128xf32>"),
     ("load", retype(I128), "the result has type <128xi32>, expected <128xf32>"),
     ("load", replace(0, I128), "expected a pointer"),

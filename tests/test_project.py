@@ -102,7 +102,7 @@ LAYERS = (
     ("options",),
     ("cache", "memory"),
     ("ir",),
-    ("dtypes",),
+    ("dtypes", "float8"),
     ("language",),
     ("frontend", "passes", "interpreter"),
     ("emulator",),

@@ -197,34 +197,3 @@ def test_batched_dot(backend: str, rng: np.random.Generator, dtype: mx.Dtype) ->
     expected = to_numpy(a).astype(np.float64) @ to_numpy(w).astype(np.float64)
     tol = 1e-2 if dtype == mx.float16 or tf32_dots(backend) else 1e-5
     np.testing.assert_allclose(to_numpy(c), expected, rtol=tol, atol=tol * 4)
-
-
-@mtriton.jit
-def _pointer_cast_kernel(x_ptr, out_ptr, BLOCK: tl.constexpr):
-    offs = tl.arange(0, BLOCK)
-    bits = tl.load(x_ptr.to(tl.pi32_t) + offs)  # the float32 buffer read as int32
-    tl.store(out_ptr + offs, bits)
-
-
-def test_pointer_types_and_pointer_casts_are_refused(backend: str) -> None:
-    # reading a float32 buffer as int32 needs loads that reinterpret bytes: a clear error until then
-    with pytest.raises(
-        mtriton.UnsupportedError, match="casting a pointer<float32> to a pointer<int32>"
-    ) as info:
-        _pointer_cast_kernel[(1,)](mx.zeros(16), poisoned(16, mx.int32), BLOCK=16)
-    assert "test_semantics.py:" in str(info.value)
-    assert tl.pi32_t == tl.pointer_type(tl.int32)
-
-
-@mtriton.jit
-def _rank_mismatch_store(out_ptr):
-    rows = tl.arange(0, 4)[:, None] * 8 + tl.arange(0, 8)[None, :]
-    tl.store(out_ptr + rows, tl.arange(0, 8).to(tl.float32))  # ERR:rank
-
-
-def test_a_store_does_not_broadcast_across_ranks() -> None:
-    with pytest.raises(
-        mtriton.KernelTypeError, match=r"shape \[8\] through pointers of shape \[4, 8\]"
-    ) as info:
-        _rank_mismatch_store[(1,)](mx.zeros(32))
-    assert f"test_semantics.py:{marker_line(__file__, 'rank')}" in str(info.value)

@@ -24,7 +24,7 @@ import mlx.core as mx
 import numpy as np
 
 from .. import ir
-from ..dtypes import IR_TO_MX
+from ..dtypes import IR_TO_MX, storage_dtype
 from ..emulator import EmulatorError
 from ..errors import LaunchError, OutOfResources
 from ..ir import types as T
@@ -104,7 +104,7 @@ class CustomKernelLauncher:
             if isinstance(elem, T.PointerType):
                 written = param.name in self.source.written
                 paths.append(COPY if written else INPUT)
-                inputs.append(mx.zeros((SMALL_INPUT,), IR_TO_MX[elem.element]))
+                inputs.append(mx.zeros((SMALL_INPUT,), storage_dtype(elem.element)))
             else:
                 paths.append(SCALAR)
                 inputs.append(mx.array(0, IR_TO_MX[elem]))
@@ -120,14 +120,12 @@ class CustomKernelLauncher:
             if path == SCALAR:
                 inputs.append(f"a{k}")
                 continue
-            ctype = self.dialect.ctype(elem.element)
             if path == FRESH:
                 outputs.append(f"o{k}")
             else:
                 inputs.append(f"i{k}")
-            prologue.append(
-                self.dialect.pointer_decl(ctype, f"p{k}", inputs[-1] if path != FRESH else outputs[-1], path)
-            )
+            source = inputs[-1] if path != FRESH else outputs[-1]
+            prologue += self.source.pointer_decls(self.dialect, f"p{k}", elem.element, source, path)
         if not outputs:
             outputs.append("mt_done")
         body = "".join(f"  {line}\n" for line in prologue) + self.source.body
@@ -225,7 +223,25 @@ class CustomKernelLauncher:
             launch["writable_inputs"] = list(copies.values())
             atomic = [i for k, i in copies.items() if self.fn.params[k].name in self.source.atomic]
             launch["order_dependent_inputs"] = atomic
+            launch["buffer_alignment"] = self._view_alignment(paths, args)
         return kernel, launch, paths, inputs, copies, emulated
+
+    def _view_alignment(self, paths: Sequence[str], args: Sequence[Any]) -> dict[str, int]:
+        """Per MLX buffer name, the alignment its start needs where the kernel reads it as a wider
+        type than its own (a pointer cast, `mtriton.reinterpret`): MLX's allocations have it, the
+        emulator's not by default."""
+        widest: dict[str, int] = {}
+        for k, param in enumerate(self.fn.params):
+            if isinstance(param.value.type.elem, T.PointerType):
+                widest[f"p{k}"] = param.value.type.elem.element.itemsize
+        for _, root, dtype in self.source.views:
+            widest[root] = max(widest.get(root, 1), dtype.itemsize)
+        alignment = {}
+        for k, (path, arg) in enumerate(zip(paths, args)):
+            size = widest.get(f"p{k}", 1)
+            if path != SCALAR and size > arg.itemsize:
+                alignment[f"o{k}" if path == FRESH else f"i{k}"] = size
+        return alignment
 
 
 def _after(copy: mx.array, kernel_output: mx.array) -> mx.array:

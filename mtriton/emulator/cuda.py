@@ -14,7 +14,7 @@ one may run threads past the grid. ``extern __shared__`` arrays get the call's
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import mlx.core as mx
@@ -148,6 +148,7 @@ class CudaKernel:
         stream: Any = None,
         writable_inputs: Sequence[int] = (),
         order_dependent_inputs: Sequence[int] = (),
+        buffer_alignment: Mapping[str, int] | None = None,
     ) -> list[mx.array]:
         """Runs the kernel; the arguments are ``metal.MetalKernel.__call__``'s (no templates)."""
         del stream
@@ -189,6 +190,7 @@ class CudaKernel:
             False,
             writable_inputs,
             order_dependent_inputs,
+            buffer_alignment,
         )
 
 

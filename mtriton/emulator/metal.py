@@ -12,7 +12,7 @@ source line. See docs/metal-emu.md.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import mlx.core as mx
@@ -160,6 +160,7 @@ class MetalKernel:
         stream: Any = None,
         writable_inputs: Sequence[int] = (),
         order_dependent_inputs: Sequence[int] = (),
+        buffer_alignment: Mapping[str, int] | None = None,
     ) -> list[mx.array]:
         """Runs the kernel.
 
@@ -182,6 +183,13 @@ class MetalKernel:
             order_dependent_inputs: Writable inputs updated with atomics,
                 whose final contents may depend on thread order (float
                 sums): the race check leaves them out.
+            buffer_alignment: Per input or output name, the bytes its buffer's
+                start is a multiple of. Not an MLX argument: MLX allocates
+                buffers aligned, while the emulator aligns each only to its
+                element, to end it exactly at a guard page. A kernel that
+                reads a uint8 array as uint32 (mtriton's pointer casts)
+                needs 4; reads up to 3 bytes past the end of such an array
+                then go unnoticed, as on a GPU.
 
         Returns:
             The outputs, as new arrays, then the writable inputs' contents.
@@ -241,6 +249,7 @@ class MetalKernel:
             self.atomic_outputs,
             writable_inputs,
             order_dependent_inputs,
+            buffer_alignment,
         )
 
 

@@ -20,7 +20,7 @@ import contextlib
 import ctypes
 import dataclasses
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,9 +157,10 @@ class _Memory:
         ctypes.memmove(buf.ptr, data.ctypes.data, data.nbytes)
         return buf
 
-    def map_array(self, name: str, host: np.ndarray) -> Buffer:
-        """Copies an input in; element 0 may sit inside the span (negative strides)."""
-        itemsize = host.itemsize
+    def map_array(self, name: str, host: np.ndarray, align: int = 0) -> Buffer:
+        """Copies an input in; element 0 may sit inside the span (negative strides). Its start is
+        a multiple of `align` bytes if that is more than its element's size."""
+        itemsize = max(host.itemsize, align)
         if host.size == 0:
             return self._map_raw(name, "input", 0, 0, itemsize)
         lo = sum(min(0, (n - 1) * s) for n, s in zip(host.shape, host.strides, strict=True))
@@ -170,9 +171,9 @@ class _Memory:
         ctypes.memmove(buf.ptr, base, nbytes)
         return buf
 
-    def map_output(self, name: str, nbytes: int, itemsize: int, fill: bytes) -> Buffer:
+    def map_output(self, name: str, nbytes: int, itemsize: int, fill: bytes, align: int = 0) -> Buffer:
         """Maps an output filled with a byte (poison) or an element (init_value)."""
-        buf = self._map_raw(name, "output", nbytes, 0, itemsize)
+        buf = self._map_raw(name, "output", nbytes, 0, max(itemsize, align))
         if nbytes:
             if len(fill) == 1:
                 ctypes.memset(buf.ptr, fill[0], nbytes)
@@ -266,6 +267,7 @@ class Call:
         atomic_outputs: bool,
         writable_inputs: Sequence[int] = (),
         order_dependent_inputs: Sequence[int] = (),
+        buffer_alignment: Mapping[str, int] | None = None,
     ) -> list[mx.array]:
         """Runs the grid (several times if checks ask) and returns the outputs.
 
@@ -283,6 +285,8 @@ class Call:
                 snapshotted and checked like outputs.
             order_dependent_inputs: Writable inputs the race check skips
                 (updated with atomics, so their contents may depend on order).
+            buffer_alignment: Bytes the start of a named input's or output's buffer is a
+                multiple of (see `MetalKernel.__call__`).
 
         Returns:
             Fresh arrays holding the outputs of the first (forward) run,
@@ -300,6 +304,7 @@ class Call:
         ]
         self.writable = list(writable_inputs)
         self.order_dependent = set(order_dependent_inputs)
+        self.alignment = dict(buffer_alignment or {})
         self.outs += [
             _Output(
                 f"writable input {k}",
@@ -361,7 +366,7 @@ class Call:
                 host = _host_array(inputs[param.index])
                 if ensure_row_contiguous or param.index in self.writable:
                     host = np.ascontiguousarray(host)
-                buf = self.memory.map_array(param.name, host)
+                buf = self.memory.map_array(param.name, host, self.alignment.get(param.name, 0))
                 mapped[param.index] = host
                 self.input_buffers[param.index] = (buf, host)
                 args[k] = buf.ptr + buf.lead
@@ -394,7 +399,11 @@ class Call:
         real = [o for o in self.outs if o.snapshot_of is None]
         buffers = [
             self.memory.map_output(
-                o.name, o.nbytes, o.np_dtype.itemsize, _fill_for(o, self.init_value, poison)
+                o.name,
+                o.nbytes,
+                o.np_dtype.itemsize,
+                _fill_for(o, self.init_value, poison),
+                self.alignment.get(o.name, 0),
             )
             for o in real
         ]

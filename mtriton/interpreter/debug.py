@@ -12,6 +12,7 @@ from collections.abc import Callable
 import mlx.core as mx
 import numpy as np
 
+from mtriton import float8
 from mtriton.ir import Op, Value
 
 from .machine import Frame, InterpreterError, Ptr, Runtime, elem_of, executes
@@ -31,6 +32,8 @@ def _host(
         width = max(8, elem.bits)
         bits = value.astype(mx.uint8) if elem.is_bool() else mx.view(value, _UINT_OF_WIDTH[width])
         return np.array(bits), lambda v: f"0x{int(v):x}"
+    if elem.is_fp8():  # their bits: print the values
+        return float8.decode_table(elem)[np.array(value)], str
     if value.dtype == mx.bfloat16:  # NumPy has no bfloat16; float32 holds it exactly.
         value = value.astype(mx.float32)
     return np.array(value), str

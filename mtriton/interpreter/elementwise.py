@@ -7,13 +7,17 @@ rule says so.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 from collections.abc import Callable
 
 import mlx.core as mx
 import numpy as np
 
+from mtriton import float8
 from mtriton.ir import DType, Op, PointerType
+from mtriton.ir import types as T
 
 from .machine import (
     Frame,
@@ -28,6 +32,7 @@ from .machine import (
     scalar,
     select,
 )
+from .memory import pointer_cast
 
 # ---------------------------------------------------------------- values
 
@@ -107,7 +112,11 @@ def _permute(frame: Frame, op: Op, args: list[Runtime]) -> Runtime:
 def _join(frame: Frame, op: Op, args: list[Runtime]) -> Runtime:
     a, b = args
     if isinstance(a, Ptr) and isinstance(b, Ptr) and a.param == b.param:
-        return Ptr(a.param, mx.stack([a.offsets, b.offsets], axis=-1))
+        rem = None
+        if a.rem is not None or b.rem is not None:
+            zeros = mx.zeros_like(a.offsets)
+            rem = mx.stack([zeros if a.rem is None else a.rem, zeros if b.rem is None else b.rem], axis=-1)
+        return Ptr(a.param, mx.stack([a.offsets, b.offsets], axis=-1), rem)
     if isinstance(a, Ptr) or isinstance(b, Ptr):
         raise InterpreterError(f"joining pointers into different arguments at {op.loc}")
     return mx.stack([a, b], axis=-1)
@@ -133,16 +142,46 @@ def _no_pointer(op: Op) -> None:
 def _cast(frame: Frame, op: Op, args: list[Runtime]) -> mx.array:
     _no_pointer(op)
     x = args[0]
-    dst = elem_of(op.result)
+    src, dst = elem_of(op.operands[0]), elem_of(op.result)
+    rounding = op.attrs.get("rounding", "rtne")
+    if src.is_fp8():  # exact: a table of the 256 values
+        return mx.take(_float8_values(src), x.astype(mx.int32)).astype(mx_dtype(dst))
+    if dst.is_fp8():
+        return _to_float8(x, src, dst, rounding)
     if dst.is_bool():
         return mx.not_equal(x, 0)
     # MLX's astype is C's conversion: float -> int truncates toward zero,
-    # int -> narrower int wraps, bool -> number is 0/1.
-    return x.astype(mx_dtype(dst))
+    # int -> narrower int wraps, bool -> number is 0/1; floats round to nearest even.
+    out = x.astype(mx_dtype(dst))
+    return _toward_zero(x, out, src) if rounding == "rtz" else out
+
+
+@functools.cache
+def _float8_values(dtype: DType) -> mx.array:
+    return mx.array(float8.decode_table(dtype))
+
+
+def _to_float8(x: mx.array, src: DType, dst: DType, rounding: str) -> mx.array:
+    """float8 codes of `x` (`mtriton/float8.py`'s conversion, on the host)."""
+    host = np.array(x) if src == T.float64 else np.array(x.astype(mx.float32))  # exact
+    return mx.array(float8.encode(host, dst, rounding))
+
+
+def _toward_zero(x: mx.array, rounded: mx.array, src: DType) -> mx.array:
+    """`rounded` (`x` rounded to nearest) moved one step toward zero where it rounded away."""
+    wide = mx.float64 if src == T.float64 else mx.float32
+    with mx.stream(mx.cpu) if wide == mx.float64 else contextlib.nullcontext():
+        away = mx.abs(rounded.astype(wide)) > mx.abs(x.astype(wide))
+        bits = mx.view(rounded, {2: mx.uint16, 4: mx.uint32}[rounded.itemsize])
+        # one code less in magnitude (the sign bit is untouched; infinity becomes the largest value)
+        return mx.where(away, mx.view(bits - 1, rounded.dtype), rounded)
 
 
 @executes("bitcast")
-def _bitcast(frame: Frame, op: Op, args: list[Runtime]) -> mx.array:
+def _bitcast(frame: Frame, op: Op, args: list[Runtime]) -> Runtime:
+    src, dst = op.operands[0].type.elem, op.result.type.elem
+    if isinstance(src, PointerType) and isinstance(dst, PointerType):
+        return pointer_cast(args[0], src.element, dst.element)
     _no_pointer(op)
     return mx.view(args[0], mx_dtype(elem_of(op.result)))
 
@@ -289,7 +328,11 @@ def _cmp(frame: Frame, op: Op, args: list[Runtime]) -> mx.array:
     if isinstance(a, Ptr) and isinstance(b, Ptr):
         if a.param != b.param:
             raise InterpreterError(f"comparing pointers into different arguments at {op.loc}")
-        a, b = a.offsets, b.offsets
+        if a.rem is None and b.rem is None:
+            a, b = a.offsets, b.offsets
+        else:
+            size = op.operands[0].type.elem.element.itemsize
+            a, b = a.byte_offsets(size), b.byte_offsets(size)
     return _CMP[op.attrs["pred"]](a, b)
 
 

@@ -41,8 +41,9 @@ def execute(fn: Function, args: Sequence[Arg], grid: tuple[int, int, int]) -> li
         fn: The kernel to run.
         args: One per `fn.params`, in order. A pointer parameter takes an
             `mx.array` whose row-major contents are the memory it points to, in
-            the pointer's element type; passing the same array object for two
-            pointer parameters makes them alias. A scalar parameter takes a
+            its bytes, read as the pointer's element type (an array of another
+            dtype is reinterpreted, as `mtriton.reinterpret` passes it); passing
+            the same array object for two pointer parameters makes them alias. A scalar parameter takes a
             Python number or a 0-d array. Inputs are never modified.
         grid: Programs along axes 0, 1 and 2; axis 0 varies fastest.
 
@@ -87,7 +88,7 @@ def _execute(fn: Function, args: Sequence[Arg], grid: tuple[int, int, int]) -> l
         if slot is None or slot not in memory.written:
             results.append(None)
         else:
-            results.append(memory.buffers[slot][: memory.sizes[slot]].reshape(arg.shape))
+            results.append(memory.contents(slot, arg.dtype, arg.shape))
     return results
 
 
@@ -95,6 +96,7 @@ def _memory(fn: Function, args: Sequence[Arg]) -> tuple[Memory, list[int | None]
     """Flat buffers for the pointer arguments, and each parameter's buffer slot."""
     names = [p.name for p in fn.params]
     sizes = [0] * len(args)
+    nbytes = [0] * len(args)
     buffers: list[mx.array | None] = [None] * len(args)
     slots: list[int | None] = []
     for i, (param, arg) in enumerate(zip(fn.params, args)):
@@ -106,17 +108,18 @@ def _memory(fn: Function, args: Sequence[Arg]) -> tuple[Memory, list[int | None]
         if alias is not None:
             slots.append(alias)
             continue
-        if not isinstance(arg, mx.array) or arg.dtype != mx_dtype(elem.element):
-            got = arg.dtype if isinstance(arg, mx.array) else type(arg).__name__
+        if not isinstance(arg, mx.array):
             raise InterpreterError(
-                f"argument {param.name!r} of kernel {fn.name!r} must be an mx.array of "
-                f"{elem.element}, got {got}"
+                f"argument {param.name!r} of kernel {fn.name!r} must be an mx.array holding "
+                f"{elem.element} values, got {type(arg).__name__}"
             )
         sizes[i] = arg.size
-        scratch = mx.zeros((1,), dtype=arg.dtype)
-        buffers[i] = mx.concatenate([arg.reshape(-1), scratch])
+        nbytes[i] = arg.nbytes
+        # padding to a multiple of 8 bytes, then the 8-byte scratch slot (see `Memory`)
+        extra = ((nbytes[i] + 7) // 8 * 8 + 8 - nbytes[i]) // arg.itemsize
+        buffers[i] = mx.concatenate([arg.reshape(-1), mx.zeros((extra,), dtype=arg.dtype)])
         slots.append(i)
-    return Memory(names, sizes, buffers), slots
+    return Memory(names, sizes, nbytes, buffers), slots
 
 
 def _is_sequential(fn: Function) -> bool:

@@ -20,7 +20,8 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
-from mtriton.dtypes import IR_TO_MX
+from mtriton import float8
+from mtriton.dtypes import storage_dtype
 from mtriton.errors import MTritonError
 from mtriton.ir import Block, DType, Op, PointerType, Value, walk
 from mtriton.ir.core import ALL_OPS, TERMINATORS
@@ -31,10 +32,10 @@ class InterpreterError(MTritonError):
 
 
 def mx_dtype(dtype: DType) -> mx.Dtype:
-    """The MLX dtype that holds values of the IR element type `dtype`."""
+    """The MLX dtype that holds values of the IR element type `dtype` (float8: its bits, uint8)."""
     if isinstance(dtype, PointerType):
         raise InterpreterError(f"pointer type {dtype} has no array representation")
-    return IR_TO_MX[dtype]
+    return storage_dtype(dtype)
 
 
 def elem_of(value: Value) -> DType:
@@ -52,6 +53,8 @@ def scalar(value: bool | int | float, dtype: DType) -> mx.array:
     """
     if dtype.is_bool():
         return mx.array(bool(value))
+    if dtype.is_fp8():
+        return mx.array(float8.encode_scalar(float(value), dtype), dtype=mx.uint8)
     if dtype.is_int():
         bits = dtype.bits
         wrapped = int(value) % (1 << bits)
@@ -65,18 +68,30 @@ def scalar(value: bool | int | float, dtype: DType) -> mx.array:
 class Ptr:
     """A block of pointers into one pointer parameter's buffer.
 
+    A pointer addresses `offsets` elements of its IR pointee type plus `rem` bytes past
+    the buffer's start. `rem` is None (zero) except after a cast to a wider pointee type
+    left a pointer between two of its elements (`x_u8 + 1` read as int32): such a pointer
+    may be moved and cast back, but an access through it is misaligned (an error).
+
     Attributes:
         param: Index of the pointer parameter whose memory this points into.
         offsets: Element offsets, shaped like the value (batch + block shape), of the
             buffer's `Memory.index_dtype`.
+        rem: Bytes past the element `offsets` addresses, shaped like `offsets`, or None.
     """
 
     param: int
     offsets: mx.array
+    rem: mx.array | None = None
 
     def map(self, fn: Callable[[mx.array], mx.array]) -> Ptr:
         """The same buffer with `fn` applied to the offsets (shape ops)."""
-        return Ptr(self.param, fn(self.offsets))
+        return Ptr(self.param, fn(self.offsets), None if self.rem is None else fn(self.rem))
+
+    def byte_offsets(self, itemsize: int) -> mx.array:
+        """Bytes from the buffer's start, as int64 (comparisons of pointers)."""
+        position = self.offsets.astype(mx.int64) * itemsize
+        return position if self.rem is None else position + self.rem.astype(mx.int64)
 
 
 Runtime = mx.array | Ptr
@@ -89,7 +104,13 @@ def map_value(fn: Callable[[mx.array], mx.array], x: Runtime) -> Runtime:
 
 def arrays_of(values: Iterable[Runtime | None]) -> list[mx.array]:
     """The arrays behind runtime values, for `mx.eval`."""
-    return [v.offsets if isinstance(v, Ptr) else v for v in values if v is not None]
+    arrays: list[mx.array] = []
+    for v in values:
+        if isinstance(v, Ptr):
+            arrays += [v.offsets] if v.rem is None else [v.offsets, v.rem]
+        elif v is not None:
+            arrays.append(v)
+    return arrays
 
 
 def expand_to(mask: mx.array, ndim: int) -> mx.array:
@@ -110,40 +131,80 @@ def select(cond: mx.array, a: Runtime, b: Runtime, op: Op) -> Runtime:
                 f"selecting between pointers into different arguments is not supported "
                 f"by the interpreter at {op.loc}"
             )
-        return Ptr(a.param, mx.where(expand_to(cond, a.offsets.ndim), a.offsets, b.offsets))
+        cond = expand_to(cond, a.offsets.ndim)
+        rem = None
+        if a.rem is not None or b.rem is not None:
+            zero = mx.zeros((), dtype=a.offsets.dtype)
+            rem = mx.where(cond, zero if a.rem is None else a.rem, zero if b.rem is None else b.rem)
+        return Ptr(a.param, mx.where(cond, a.offsets, b.offsets), rem)
     return mx.where(expand_to(cond, a.ndim), a, b)
 
 
 @dataclass
 class Memory:
-    """The flat contents of every pointer parameter.
+    """The contents of every pointer parameter, as bytes that any pointee type may view.
 
-    Each buffer has one scratch slot past the end: masked-off lanes of stores
-    and atomics are sent there, so a scatter never needs a second pass.
+    A parameter's buffer holds the argument's bytes, zero padding to a multiple of 8 bytes,
+    then an 8-byte scratch slot: masked-off lanes of stores and atomics are sent there, so a
+    scatter never needs a second pass. A pointer cast (`x_ptr.to(tl.pointer_type(tl.uint8))`)
+    reads the same bytes as another type: `view` reinterprets the buffer (a float32 buffer as
+    uint8, pairs of uint16 as uint32), so an access counts whole elements of its own type.
 
     Attributes:
         names: Parameter names, for error messages.
-        sizes: Element count of each pointer parameter (0 for scalars).
-        buffers: Flat buffer (size + 1 elements) per pointer parameter, else None.
+        sizes: Element count of each pointer argument (0 for scalars).
+        nbytes: Bytes of each pointer argument (0 for scalars).
+        buffers: Flat buffer per pointer parameter (of the dtype it was last viewed as), else None.
         written: Indices of parameters a store or atomic has executed on.
     """
 
     names: list[str]
     sizes: list[int]
+    nbytes: list[int]
     buffers: list[mx.array | None]
     written: set[int] = field(default_factory=set)
 
     def index_dtype(self, param: int) -> mx.Dtype:
         """The integer type of offsets into parameter `param`'s buffer.
 
-        int32 wherever it can address the buffer and its scratch slot: MLX's int64
-        elementwise ops on the CPU are about 20x slower than int32 ones (16 ms vs
-        0.7 ms to add 4M elements). Offsets only ever add, so int32 arithmetic is
-        exact modulo 2**32: every in-bounds address comes out right, and only an
-        access more than 2**31 elements out of bounds could wrap back into range
-        and escape the bounds check.
+        int32 wherever it can address every byte of the buffer (a pointer cast to a one-byte
+        type counts bytes): MLX's int64 elementwise ops on the CPU are about 20x slower than
+        int32 ones (16 ms vs 0.7 ms to add 4M elements). Offsets only ever add, so int32
+        arithmetic is exact modulo 2**32: every in-bounds address comes out right, and only an
+        access more than 2**31 elements out of bounds could wrap back into range and escape
+        the bounds check.
         """
-        return mx.int32 if self.sizes[param] < 2**31 - 1 else mx.int64
+        return mx.int32 if self.total_bytes(param) < 2**31 - 1 else mx.int64
+
+    def total_bytes(self, param: int) -> int:
+        """Bytes of the buffer: the argument, its padding and the scratch slot."""
+        return (self.nbytes[param] + 7) // 8 * 8 + 8
+
+    def count(self, param: int, dtype: DType) -> int:
+        """How many whole `dtype` elements the argument holds (what accesses may address)."""
+        return self.nbytes[param] // dtype.itemsize
+
+    def scratch(self, param: int, dtype: DType) -> int:
+        """The index of the scratch slot in the buffer viewed as `dtype`."""
+        return self.total_bytes(param) // dtype.itemsize - 1
+
+    def view(self, param: int, dtype: DType) -> mx.array:
+        """The buffer's bytes as a flat array of `dtype` elements."""
+        buffer = self.buffers[param]
+        want = mx_dtype(dtype)
+        return buffer if buffer.dtype == want else mx.view(buffer, want)
+
+    def update(self, param: int, buffer: mx.array) -> None:
+        """Replaces the buffer (any view of it) after a store or an atomic."""
+        self.buffers[param] = buffer
+        self.written.add(param)
+
+    def contents(self, param: int, storage: mx.Dtype, shape: tuple[int, ...]) -> mx.array:
+        """The argument's new contents, as the `storage` array of `shape` it came as."""
+        buffer = self.buffers[param]
+        if buffer.dtype != storage:
+            buffer = mx.view(buffer, storage)
+        return buffer[: self.sizes[param]].reshape(shape)
 
     def live(self) -> list[mx.array]:
         """The buffers that may hold unevaluated writes."""

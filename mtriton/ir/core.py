@@ -18,7 +18,8 @@ brackets; `x?` is optional, `x...` variadic):
   join (a, b)                        stack along a new last dim of size 2
   split (x)                          two results: x[..., 0] and x[..., 1]
   cast (x)                           value conversion to the result element type
-  bitcast (x)                        reinterpret the bits (same width)
+  bitcast (x)                        reinterpret the bits (same width); on pointers: the
+                                     same address read as the new pointee type
   BINARY (a, b)                      add sub mul div floordiv mod and or xor shl
                                      shr maximum minimum pow atan2; same shapes
   cmp (a, b) [pred]                  eq ne lt le gt ge -> i1

@@ -62,6 +62,16 @@ class DType:
     def is_fp64(self) -> bool:
         return self.short == "f64"
 
+    def is_fp8(self) -> bool:
+        """float8e4nv or float8e5: storage and conversions only (`mtriton/float8.py`)."""
+        return self.short in ("f8e4nv", "f8e5")
+
+    def is_fp8e4nv(self) -> bool:
+        return self.short == "f8e4nv"
+
+    def is_fp8e5(self) -> bool:
+        return self.short == "f8e5"
+
     def to(self, *_args: object) -> DType:  # pragma: no cover - Triton parity
         return self
 
@@ -106,6 +116,9 @@ class PointerType:
     def is_signed(self) -> bool:
         return False
 
+    def is_fp8(self) -> bool:
+        return False
+
     def is_ptr(self) -> bool:
         return True
 
@@ -125,15 +138,19 @@ float16 = DType("float16", "f16", "float", 16)
 bfloat16 = DType("bfloat16", "bf16", "float", 16)
 float32 = DType("float32", "f32", "float", 32)
 float64 = DType("float64", "f64", "float", 64)
+# Triton's float8 types (e4m3fn and e5m2); `mtriton/float8.py` defines their formats.
+float8e4nv = DType("float8e4nv", "f8e4nv", "float", 8)
+float8e5 = DType("float8e5", "f8e5", "float", 8)
 
 ALL_DTYPES: tuple[DType, ...] = (
     int1, int8, int16, int32, int64, uint8, uint16, uint32, uint64,
-    float16, bfloat16, float32, float64,
+    float8e4nv, float8e5, float16, bfloat16, float32, float64,
 )  # fmt: skip
 BY_SHORT: dict[str, DType] = {d.short: d for d in ALL_DTYPES}
 BY_NAME: dict[str, DType] = {d.name: d for d in ALL_DTYPES}
 # Signature spellings Triton accepts besides the short names.
 BY_SHORT.update({"fp16": float16, "fp32": float32, "fp64": float64, "bool": int1})
+BY_SHORT.update({"fp8e4nv": float8e4nv, "fp8e5": float8e5})
 
 
 def parse_elem(text: str) -> ElemType:

@@ -11,8 +11,13 @@ of an `if` without results. The enclosing op checks what its terminators yield.
 
 Element kinds: `and or xor shl shr floordiv not` take integers (i1 included);
 `div pow atan2 fma` and the math functions take floats; `mod` takes either;
-no arithmetic takes pointers. A `for` loop's bounds and step share one integer
-scalar type, which is also the induction variable's.
+no arithmetic takes pointers. float8 (`f8e4nv`, `f8e5`) is storage only: no arithmetic,
+comparison, atomic, reduction, scan or dot takes it, and `cast` converts it to and from
+floating types only (optionally `rounding = "rtz"`, on conversions to a narrower floating
+type). `cast` and `bitcast` keep the shape; `cast` converts
+numbers, `bitcast` keeps the width and is the only op that converts pointers (to
+pointers). A `for` loop's bounds and step share one integer scalar type, which is
+also the induction variable's.
 
 Attributes without a sensible default are required (`constant.value`, every
 `axis`, `arange.start/end`, `permute.order`, `cmp.pred`, `atomic_rmw.kind`);
@@ -188,6 +193,12 @@ def _expect_all(op: Op, what: str, got: list[Value], want: list[BlockType]) -> N
         _fail(op, f"{what} ({have}), expected ({', '.join(map(str, want))})")
 
 
+def _no_float8(op: Op, values: list[Value]) -> None:
+    for value in values:
+        if value.type.elem.is_fp8():
+            _fail(op, f"takes no float8, got {value.type}")
+
+
 def _elementwise(op: Op) -> BlockType:
     """Checks that all operands and the result share one type, and returns it."""
     first = op.operands[0].type
@@ -265,6 +276,7 @@ def _rule(*names: str) -> Callable[[_Rule], _Rule]:
 @_rule(*BINARY_OPS, *UNARY_OPS, "fma")
 def _check_arithmetic(op: Op) -> None:
     elem = _elementwise(op).elem
+    _no_float8(op, op.operands)
     if op.name in _INTEGER_ONLY and not elem.is_int():
         _fail(op, f"takes integers, got {elem.short}")
     if op.name in _FLOAT_ONLY and not elem.is_floating():
@@ -279,6 +291,7 @@ def _check_cmp(op: Op) -> None:
     _expect(op, "operand 1", b.type, a.type)
     _expect(op, "the result", op.result.type, a.type.with_elem(int1))
     _choice(op, "pred", CMP_PREDICATES)
+    _no_float8(op, op.operands)
 
 
 @_rule("where")
@@ -385,8 +398,19 @@ def _check_cast(op: Op) -> None:
     src, dst = op.operands[0].type, op.result.type
     if src.shape != dst.shape:
         _fail(op, f"changes the shape: {src} to {dst}")
+    if src.elem.is_ptr() != dst.elem.is_ptr():
+        _fail(op, f"converts between a pointer and a number: {src} to {dst}")
+    if op.name == "cast" and src.elem.is_ptr():
+        _fail(op, f"converts pointers, which takes a bitcast: {src} to {dst}")
     if op.name == "bitcast" and src.elem.bits != dst.elem.bits:
         _fail(op, f"changes the width: {src} to {dst}")
+    if op.name == "cast" and (src.elem.is_fp8() or dst.elem.is_fp8()):
+        if not (src.elem.is_floating() and dst.elem.is_floating()) or src.elem == dst.elem:
+            _fail(op, f"converts float8 to or from a type that is not another floating type: {src} to {dst}")
+    if op.name == "cast" and "rounding" in op.attrs:
+        _choice(op, "rounding", ("rtne", "rtz"))
+        if not (src.elem.is_floating() and dst.elem.is_floating() and dst.elem.bits < src.elem.bits):
+            _fail(op, f"a rounding mode is for conversions to a narrower floating type, not {src} to {dst}")
 
 
 @_rule("addptr")
@@ -422,6 +446,7 @@ def _check_store(op: Op) -> None:
 def _check_atomic(op: Op) -> None:
     ptr, *values = op.operands
     want = _pointee(op, ptr)
+    _no_float8(op, values[:1])
     if op.name == "atomic_rmw":
         _choice(op, "kind", ATOMIC_KINDS)
         kind = op.attrs["kind"]
@@ -439,6 +464,7 @@ def _check_atomic(op: Op) -> None:
 @_rule("reduce", "scan")
 def _check_combine(op: Op) -> None:
     shape = op.operands[0].type.shape
+    _no_float8(op, op.operands)
     for i, value in enumerate(op.operands):
         if value.type.shape != shape:
             _fail(op, f"operand {i} has type {value.type}, expected shape {shape}")
@@ -464,6 +490,7 @@ def _check_dot(op: Op) -> None:
         )
     _expect(op, "the result", op.result.type, op.operands[2].type)
     _choice(op, "input_precision", _PRECISIONS, required=False)
+    _no_float8(op, op.operands)
 
 
 @_rule("for")

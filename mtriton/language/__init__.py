@@ -1,5 +1,6 @@
 """`mtriton.language` (import it as `tl`): Triton's kernel language for MLX."""
 
+from ..errors import UnsupportedError as _UnsupportedError
 from . import extra, math, random
 from .block_pointer import advance, block_ptr, load, make_block_ptr, store
 from .core import (
@@ -31,6 +32,8 @@ from .core import (
     exp2,
     expand_dims,
     fdiv,
+    float8e4nv,
+    float8e5,
     float16,
     float32,
     float64,
@@ -115,6 +118,16 @@ from .standard import (
     umulhi,
 )
 
-float8e4nv = float8e5 = None  # not supported: no float8 on the targets yet
-
 __all__ = [name for name in dir() if not name.startswith("_")]
+
+# Triton's other float8 variants: AMD's (float8e4b8, float8e5b16) and the pre-sm89 NVIDIA one,
+# whose conversions Triton's backends define in their own ways.
+_UNSUPPORTED_TYPES = ("float8e4b15", "float8e4b8", "float8e5b16")
+
+
+def __getattr__(name: str) -> object:
+    if name in _UNSUPPORTED_TYPES:
+        raise _UnsupportedError(
+            f"tl.{name} is not supported; the float8 types are tl.float8e4nv (e4m3fn) and tl.float8e5 (e5m2)"
+        )
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

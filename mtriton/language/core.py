@@ -20,6 +20,7 @@ int1 = T.int1
 int8, int16, int32, int64 = T.int8, T.int16, T.int32, T.int64
 uint8, uint16, uint32, uint64 = T.uint8, T.uint16, T.uint32, T.uint64
 float16, bfloat16, float32, float64 = T.float16, T.bfloat16, T.float32, T.float64
+float8e4nv, float8e5 = T.float8e4nv, T.float8e5  # storage and conversions: `mtriton/float8.py`
 dtype = T.DType
 pointer_type = T.PointerType
 pi32_t = pointer_type(int32)  # Triton's name for a pointer to int32
@@ -222,7 +223,7 @@ class tensor:
 
     # methods (Triton exposes many builtins as tensor methods)
     def to(self, dtype: Any, fp_downcast_rounding: Any = None, bitcast: bool = False) -> tensor:
-        return semantic.cast(self, semantic.unwrap(dtype), bitcast=bool(semantic.unwrap(bitcast)))
+        return cast(self, dtype, fp_downcast_rounding, bitcast)
 
     @property
     def T(self) -> tensor:
@@ -306,8 +307,23 @@ def full_like(x: tensor, value: Any) -> tensor:
 
 
 def cast(x: Any, dtype: Any, fp_downcast_rounding: Any = None, bitcast: bool = False) -> tensor:
-    """Converts `x` to `dtype` (reinterpreting bits when `bitcast`)."""
-    return semantic.cast(x, semantic.unwrap(dtype), bitcast=bool(semantic.unwrap(bitcast)))
+    """Converts `x` to `dtype` (reinterpreting bits when `bitcast`).
+
+    Args:
+        x: The values; pointers cast to another pointer type keep their address (the same
+            bytes read as the new type, offsets counting its elements).
+        dtype: The new type.
+        fp_downcast_rounding: For a conversion to a narrower floating type: "rtne" (to
+            nearest, ties to even: the default) or "rtz" (toward zero).
+        bitcast: Reinterpret the bits (equal widths) instead of converting the value.
+
+    float8 (`tl.float8e4nv`, `tl.float8e5`) converts to and from the other floating types only
+    (exactly from float8; to float8 rounding, with a finite value past the largest one and an
+    infinity saturating to it, as Triton's `cvt.rn.satfinite` does: see `mtriton/float8.py`),
+    and bitcasts to and from 8-bit integers.
+    """
+    rounding = semantic.unwrap(fp_downcast_rounding)
+    return semantic.cast(x, semantic.unwrap(dtype), bitcast=bool(semantic.unwrap(bitcast)), rounding=rounding)
 
 
 # --------------------------------------------------------------------------- shape
@@ -601,7 +617,11 @@ def dot(
     max_num_imprecise_acc: Any = None,
     out_dtype: Any = T.float32,
 ) -> tensor:
-    """`acc + input @ other` with float32 accumulation (int32 for int8 inputs)."""
+    """`acc + input @ other` with float32 accumulation (int32 for int8 inputs).
+
+    float8 inputs run as float16, which holds every float8 value: the products are exact and
+    accumulate in float32, as on a float8 matrix unit (up to the order of the sums).
+    """
     precision = semantic.unwrap(input_precision)
     if precision is None and semantic.unwrap(allow_tf32) is False:
         precision = "ieee"

@@ -111,6 +111,8 @@ def computation_type(a: T.DType, b: T.DType, *, div: bool = False) -> T.DType:
     """The element type two operands are computed in (Triton's promotion table)."""
     if a.is_ptr() or b.is_ptr():
         raise KernelTypeError(f"no arithmetic promotion between {a} and {b}")
+    if a.is_fp8() or b.is_fp8():
+        return _float8_computation_type(a, b)
     if a.is_floating() or b.is_floating():
         if a.is_floating() and b.is_floating():
             if a.bits == b.bits and a != b:  # fp16 with bf16
@@ -126,6 +128,33 @@ def computation_type(a: T.DType, b: T.DType, *, div: bool = False) -> T.DType:
     if b.is_bool():
         return a
     return _integer_promote(a, b)
+
+
+def _float8_computation_type(a: T.DType, b: T.DType) -> T.DType:
+    """Triton's rules with a float8 operand: the other floating type (float32 next to bfloat16),
+    float16 for two different float8 types, and the float8 type itself for two equal ones (which
+    only `where` may compute in: `check_no_float8_arithmetic`)."""
+    if a == b:
+        return a
+    other = b if a.is_fp8() else a
+    if other.is_fp8():
+        return T.float16
+    if not other.is_floating():
+        raise KernelTypeError(
+            f"no arithmetic promotion between {a} and {b}: Triton mixes float8 only with "
+            "floating-point types; convert the float8 operand first, e.g. x.to(tl.float32)"
+        )
+    return T.float32 if other == T.bfloat16 else other
+
+
+def check_no_float8_arithmetic(what: str, dtype: T.DType) -> None:
+    """Refuses to compute `what` in a float8 type, as Triton's GPU backends cannot either."""
+    if dtype.is_fp8():
+        raise UnsupportedError(
+            f"{what} on {dtype} values is not supported: Triton computes it in {dtype}, which its "
+            f"GPU backends cannot; convert first, e.g. x.to(tl.float32) (or tl.float16, which holds "
+            "every float8 value exactly)"
+        )
 
 
 def _weak_dtype(literal: Any, other: T.DType) -> T.DType:
@@ -247,29 +276,58 @@ def split(x: core.tensor) -> tuple[core.tensor, core.tensor]:
 # --------------------------------------------------------------------------- elementwise
 
 
-def cast(x: Any, dtype: T.DType, bitcast: bool = False) -> core.tensor:
+ROUNDINGS = ("rtne", "rtz")
+
+
+def cast(x: Any, dtype: T.DType, bitcast: bool = False, rounding: str | None = None) -> core.tensor:
+    """`x` converted to `dtype`; with `bitcast`, its bits reinterpreted (equal widths).
+
+    A pointer cast to another pointer type (`p.to(tl.pointer_type(tl.uint8))`, with or
+    without `bitcast`) keeps the address: the result reads the same bytes as the new pointee
+    type, and offsets added to it count elements of that type. `rounding` ("rtne", the
+    default, or "rtz") is Triton's `fp_downcast_rounding`, for conversions to a narrower
+    floating type. float8 converts to and from floating types only (`mtriton/float8.py`).
+    """
     x = to_tensor(x)
     if isinstance(dtype, core.constexpr):
         dtype = dtype.value
     if not isinstance(dtype, (T.DType, T.PointerType)):
         raise KernelTypeError(f"expected a dtype such as tl.float32, got {dtype!r}")
-    if x.dtype == dtype:
+    if rounding is not None and rounding not in ROUNDINGS:
+        raise KernelTypeError(f"fp_downcast_rounding must be one of {ROUNDINGS}, got {rounding!r}")
+    src = x.dtype
+    if rounding is not None and not (
+        not bitcast and src.is_floating() and dtype.is_floating() and dtype.bits < src.bits
+    ):
+        raise KernelTypeError(
+            f"fp_downcast_rounding is only for conversions to a narrower floating type, not {src} to {dtype}"
+        )
+    if src == dtype:
         return x
+    if src.is_ptr() or dtype.is_ptr():
+        if src.is_ptr() and dtype.is_ptr():
+            return _t(builder().build("bitcast", [x.handle], x.type.with_elem(dtype)))
+        raise UnsupportedError(
+            f"casting between pointers and integers ({src} to {dtype}) is not supported: MLX "
+            "exposes no array addresses to Python (there is no tensor.data_ptr()), so no integer "
+            "can name an array; pass each array as a kernel argument instead"
+        )
     if bitcast:
-        if x.dtype.bits != dtype.bits:
+        if src.bits != dtype.bits:
             raise KernelTypeError(
-                f"bitcast needs equal widths: {x.dtype} ({x.dtype.bits} bits) to {dtype} ({dtype.bits} bits)"
+                f"bitcast needs equal widths: {src} ({src.bits} bits) to {dtype} ({dtype.bits} bits)"
             )
         return _t(builder().build("bitcast", [x.handle], x.type.with_elem(dtype)))
-    if x.dtype.is_ptr() or dtype.is_ptr():
-        if x.dtype.is_ptr() and dtype.is_ptr():
-            # the GPU lowering would read the memory as the old pointee type and convert the
-            # values: refused until loads reinterpret the bytes
-            raise UnsupportedError(f"casting a {x.dtype} to a {dtype} is not supported yet")
-        raise UnsupportedError(
-            f"casting between pointers and numbers ({x.dtype} to {dtype}) is not supported"
-        )
-    return _t(builder().build("cast", [x.handle], x.type.with_elem(dtype)))
+    if src.is_fp8() or dtype.is_fp8():
+        if not (src.is_floating() and dtype.is_floating()):
+            raise KernelTypeError(
+                f"cannot convert {src} to {dtype}: Triton converts float8 only to and from floating-point "
+                f"types; go through float32 (x.to(tl.float32).to(...)), or bitcast to an 8-bit integer"
+            )
+        if src.is_fp8() and dtype.is_fp8():  # through float32, which holds every value: one rounding
+            return cast(cast(x, T.float32), dtype)
+    attrs = {"rounding": rounding} if rounding == "rtz" else {}
+    return _t(builder().build("cast", [x.handle], x.type.with_elem(dtype), **attrs))
 
 
 def _same_type_operands(a: Any, b: Any, *, div: bool = False) -> tuple[core.tensor, core.tensor]:
@@ -304,6 +362,7 @@ def binary(name: str, a: Any, b: Any) -> core.tensor:
         a, b = _same_type_operands(a, b)
         return binary("sub", a, binary("mul", floor(binary("div", a, b)), b))
     a, b = _same_type_operands(a, b, div=name == "div")
+    check_no_float8_arithmetic(f"`{name}`", a.dtype)
     if name in ("shl", "shr"):
         b = cast(b, a.dtype)
     return _t(builder().build(name, [a.handle, b.handle], a.type))
@@ -330,11 +389,13 @@ def compare(pred: str, a: Any, b: Any) -> core.tensor:
         a, b = broadcast_pair(a, b)
     else:
         a, b = _same_type_operands(a, b)
+        check_no_float8_arithmetic(f"comparison `{pred}`", a.dtype)
     return _t(builder().build("cmp", [a.handle, b.handle], a.type.with_elem(T.int1), pred=pred))
 
 
 def unary(name: str, x: Any) -> core.tensor:
     x = to_tensor(x)
+    check_no_float8_arithmetic(f"`{name}`", x.dtype)
     if name in ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh", "erf", "floor", "ceil"):
         if not x.dtype.is_floating():
             raise KernelTypeError(f"{name} needs a floating-point operand, got {x.dtype}")
@@ -384,6 +445,7 @@ def fma(a: Any, b: Any, c: Any) -> core.tensor:
     a, c = binary_operands(a, c)
     shape = broadcast_shapes(broadcast_shapes(a.shape, b.shape), c.shape)
     dtype = computation_type(computation_type(a.dtype, b.dtype), c.dtype)
+    check_no_float8_arithmetic("`fma`", dtype)
     a, b, c = (cast(broadcast_to(x, shape), dtype) for x in (a, b, c))
     return _t(builder().build("fma", [a.handle, b.handle, c.handle], a.type))
 
@@ -451,6 +513,7 @@ def atomic_rmw(kind: str, ptr: Any, value: Any, mask: Any, sem: Any, scope: Any)
     shape = broadcast_shapes(ptr.shape, value.shape)
     ptr = broadcast_to(ptr, shape)
     elem = ptr.dtype.element
+    check_no_float8_arithmetic(f"tl.atomic_{kind}", elem)
     if kind in ("and", "or", "xor") and not elem.is_int():
         raise KernelTypeError(f"atomic_{kind} needs an integer pointer, got {ptr.dtype}")
     value = cast(broadcast_to(value, shape), elem)
@@ -465,6 +528,7 @@ def atomic_rmw(kind: str, ptr: Any, value: Any, mask: Any, sem: Any, scope: Any)
 def atomic_cas(ptr: Any, cmp: Any, value: Any, sem: Any, scope: Any) -> core.tensor:
     ptr = _check_ptr(ptr, "tl.atomic_cas")
     elem = ptr.dtype.element
+    check_no_float8_arithmetic("tl.atomic_cas", elem)
     cmp = cast(broadcast_to(to_tensor(unwrap(cmp)), ptr.shape), elem)
     value = cast(broadcast_to(to_tensor(unwrap(value)), ptr.shape), elem)
     attrs = {"sem": unwrap(sem) or "acq_rel", "scope": unwrap(scope) or "gpu"}
@@ -507,6 +571,8 @@ def reduce(
 ) -> list[core.tensor]:
     """Reduces `inputs` (equal shapes) along `axis`; `axis=None` reduces everything."""
     inputs = [to_tensor(x) for x in inputs]
+    for x in inputs:
+        check_no_float8_arithmetic("a reduction", x.dtype)
     if unwrap(axis) is None:
         numel = inputs[0].type.numel
         flat = [reshape(x, (numel,)) for x in inputs]
@@ -537,6 +603,8 @@ def scan(
     inputs: Sequence[core.tensor], axis: Any, combine: Combine, reverse: bool = False
 ) -> list[core.tensor]:
     inputs = [to_tensor(x) for x in inputs]
+    for x in inputs:
+        check_no_float8_arithmetic("a scan", x.dtype)
     ax = _axis(axis, len(inputs[0].shape))
     region = _combine_region([x.dtype for x in inputs], combine)
     op = builder().create(
@@ -565,6 +633,9 @@ def dot(a: Any, b: Any, acc: Any, input_precision: Any, out_dtype: T.DType) -> c
             raise KernelTypeError(
                 f"tl.dot's {name} operand has shape {list(x.shape)}; every dimension must be >= 16, as in Triton"
             )
+    # float8 operands run as float16, which holds every float8 value: the products are exact
+    # and accumulate in the accumulator's type, as a float8 matrix unit's would
+    a, b = (cast(x, T.float16) if x.dtype.is_fp8() else x for x in (a, b))
     if a.dtype != b.dtype:
         dtype = computation_type(a.dtype, b.dtype)
         a, b = cast(a, dtype), cast(b, dtype)

@@ -27,6 +27,7 @@ from ..ir import types as T
 from ..language.core import constexpr
 from ..options import DEFAULT_LAUNCH, LaunchOptions
 from .jit import JITFunction, KernelLauncher
+from .reinterpret import Reinterpreted, array_of
 
 # Several launches share one `mx.eval`, because launches are lazy and an eval per
 # launch would time MLX's scheduling as much as the kernel.
@@ -219,6 +220,8 @@ def _key_part(name: str, value: Any) -> Any:
         value = value.value
     if isinstance(value, mx.array):
         return (tuple(value.shape), str(value.dtype))
+    if isinstance(value, Reinterpreted):
+        return (value.shape, str(value.base.dtype), str(value.dtype))
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, T.DType):
@@ -284,16 +287,17 @@ class Autotuner(_KernelWrapper):
         """Zeroes `reset_to_zero` arrays and, before a trial, saves `restore_value` arrays."""
         for name in self.reset_to_zero:
             # zeros_like, not 0: assigning a Python int turns a bool array into int32.
-            args[name][...] = mx.zeros_like(args[name])
+            array = array_of(args[name])
+            array[...] = mx.zeros_like(array)
         if not reset_only:
             # A launch replaces an argument's contents (`a[...] = new`), so a
             # reference to the current array is a snapshot.
-            self._saved = {name: mx.array(args[name]) for name in self.restore_value}
+            self._saved = {name: mx.array(array_of(args[name])) for name in self.restore_value}
 
     def _default_post_hook(self, args: dict[str, Any], exception: BaseException | None) -> None:
         """Puts back what a trial launch changed in `restore_value` arrays."""
         for name, saved in self._saved.items():
-            args[name][...] = saved
+            array_of(args[name])[...] = saved
         self._saved = {}
 
     # ------------------------------------------------------------------ tuning
@@ -304,7 +308,7 @@ class Autotuner(_KernelWrapper):
             raise LaunchError(f"{self.__name__}: autotune key {', '.join(missing)} not passed")
         parts = [_key_part(k, named[k]) for k in self.keys]
         # As in Triton, every array's dtype is part of the key: a new dtype is a new kernel.
-        parts += [str(v.dtype) for v in named.values() if isinstance(v, mx.array)]
+        parts += [str(v.dtype) for v in named.values() if isinstance(v, (mx.array, Reinterpreted))]
         return (*parts, current_backend_name())
 
     def prune_configs(self, named: dict[str, Any], kwargs: dict[str, Any]) -> list[Config]:
@@ -356,7 +360,7 @@ class Autotuner(_KernelWrapper):
         """Milliseconds per launch with `config`; infinite when it does not fit the target."""
         current = {**kwargs, **config.all_kwargs()}
         full = {**self.named_args(args, kwargs), **current}
-        arrays = [name for name, value in full.items() if isinstance(value, mx.array)]
+        arrays = [name for name, value in full.items() if array_of(value) is not None]
 
         def kernel_call() -> list[mx.array]:
             if config.pre_hook is not None:
@@ -373,7 +377,7 @@ class Autotuner(_KernelWrapper):
                 return list(out)
             # Snapshots before the post hook restores the arguments: evaluating
             # them is what runs this launch.
-            written = [mx.array(full[name]) for name in arrays]
+            written = [mx.array(array_of(full[name])) for name in arrays]
             self.post_hook(full, exception=None)
             return written
 

@@ -28,6 +28,7 @@ from ..language.core import constexpr
 from ..language.source import JITSource
 from ..options import DEFAULT_LAUNCH, LAUNCH_OPTIONS, LaunchOptions, launch_options
 from ..passes import run_pipeline
+from .reinterpret import Reinterpreted
 
 # programs along each grid axis: CUDA's limits (2^31 - 1 blocks on x, 65535 on y and z)
 MAX_GRID = (2**31 - 1, 65535, 65535)
@@ -200,8 +201,8 @@ class JITFunction(JITSource):
         if name in self.constexpr_names or value is None or isinstance(value, (constexpr, T.DType, str)):
             value = value.value if isinstance(value, constexpr) else value
             return ArgSpec(name, "constexpr", value=value)
-        if isinstance(value, mx.array):
-            dtype = MX_TO_IR.get(value.dtype)
+        if isinstance(value, (mx.array, Reinterpreted)):
+            dtype = value.dtype if isinstance(value, Reinterpreted) else MX_TO_IR.get(value.dtype)
             if dtype is None:
                 raise LaunchError(f"argument {name}: dtype {value.dtype} is not supported by kernels")
             if dtype == T.float64 and backend != "interpreter":
@@ -263,6 +264,8 @@ class JITFunction(JITSource):
         """A cheap hashable key that determines `specialize(name, value)`."""
         if type(value) is mx.array and name not in self.constexpr_names:
             return value.dtype
+        if type(value) is Reinterpreted and name not in self.constexpr_names:
+            return ("r", value.base.dtype, value.dtype)
         if type(value) is int and name not in self.constexpr_names:
             width = _int_dtype(name, value)
             if name in self.do_not_specialize:
@@ -306,7 +309,11 @@ class JITFunction(JITSource):
                 raise err.with_kernel(self.describe(specs)) from err.__cause__
             entry = CompiledEntry(kernel, fn, specs, opts, self.describe(specs))
             self.cache[key] = entry
-        return entry, [named[n] for n in entry.runtime_names], grid3
+        # a reinterpreted array reaches the backend as its array (the parameter's type says how
+        # to read it), and the launch writes into that array
+        runtime = [named[n] for n in entry.runtime_names]
+        runtime = [v.base if type(v) is Reinterpreted else v for v in runtime]
+        return entry, runtime, grid3
 
     def run(self, *args: Any, grid: Any, _functional: bool = False, **kwargs: Any) -> Any:
         try:

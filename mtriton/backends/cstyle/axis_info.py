@@ -163,6 +163,24 @@ class AxisInfoAnalysis:
     def _rule_cast(self, op: ir.Op) -> AxisInfo:
         return self[op.operands[0]]
 
+    def _rule_bitcast(self, op: ir.Op) -> AxisInfo:
+        # A pointer cast counts the same addresses in elements of another size: offsets of a
+        # narrower type are multiples of the ratio and no longer consecutive; those of a wider
+        # one divide by it (and are consecutive nowhere that matters).
+        src, dst = op.operands[0].type.elem, op.result.type.elem
+        if not dst.is_ptr():
+            return UNKNOWN
+        info = self[op.operands[0]]
+        a, b = src.element.itemsize, dst.element.itemsize
+        if a == b:
+            return info
+        if a > b:
+            return AxisInfo(1, info.divisibility * (a // b), info.constancy)
+        ratio = b // a
+        return AxisInfo(
+            1, info.divisibility // ratio if info.divisibility % ratio == 0 else 1, info.constancy
+        )
+
     def _rule_add(self, op: ir.Op) -> AxisInfo:
         a, b = (self[v] for v in op.operands)
         return AxisInfo(

@@ -111,8 +111,9 @@ class Dialect:
         simd_prefix_exclusive_sum: SIMD exclusive prefix sum, if the language has one.
         math: IR unary/binary op -> function name, where it is not the op name plus `math_suffix`.
         math_suffix: what turns an op's name into its float32 function (CUDA's `expf`).
-        helpers: C functions by IR op name, placed after the prelude of kernels that use the op
-            (math the language lacks, such as Metal's log1p).
+        helpers: C functions placed after the prelude of kernels that use them, by IR op name
+            (math the language lacks, such as Metal's log1p), element type (`f8e5`: the float8
+            conversions) or `rtz` (conversions toward zero to half and bfloat16).
         vector_type: a `{t}` vector of `{n}` elements for vector loads/stores, or None.
         aligned: where vector accesses need natural alignment (CUDA), a C condition true when
             pointer `{p}` is a multiple of `{n}` bytes: kernels test each base pointer once and
@@ -166,6 +167,11 @@ class Dialect:
         return self.math.get(op, op + self.math_suffix)
 
     def header(self, fn: ir.Function) -> str:
-        """The prelude, and the helpers of the ops `fn` uses."""
-        used = sorted({op.name for op in ir.walk(fn.body)} & self.helpers.keys())
-        return self.prelude + "".join(self.helpers[name] for name in used)
+        """The prelude, and the helpers of the ops and element types `fn` uses."""
+        used: set[str] = set()
+        for op in ir.walk(fn.body):
+            used.add(op.name)
+            used.update(v.type.elem.short for v in (*op.operands, *op.results))
+            if op.name == "cast" and op.attrs.get("rounding") == "rtz":
+                used.add("rtz")
+        return self.prelude + "".join(self.helpers[name] for name in sorted(used & self.helpers.keys()))

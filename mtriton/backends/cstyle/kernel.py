@@ -16,7 +16,12 @@ from .lowering import Lowering
 
 @dataclass(frozen=True)
 class Source:
-    """A generated kernel: the body MLX receives and what the launch needs to know."""
+    """A generated kernel: the body MLX receives and what the launch needs to know.
+
+    Attributes:
+        views: The pointer casts' views of pointer arguments the body reads: (C name, the
+            argument's C name, the view's pointee type).
+    """
 
     name: str
     body: str
@@ -24,6 +29,18 @@ class Source:
     written: frozenset[str]
     atomic: frozenset[str]
     shared_bytes: int
+    views: tuple[tuple[str, str, T.DType], ...] = ()
+
+    def pointer_decls(
+        self, dialect: Dialect, local: str, pointee: T.DType, source: str, path: str
+    ) -> list[str]:
+        """The statements declaring the kernel's pointer `local` (to `pointee` elements) and its
+        views, all pointing at the argument `source` that reaches the kernel by `path`."""
+        decls = [dialect.pointer_decl(dialect.ctype(pointee), local, source, path)]
+        for name, root, dtype in self.views:
+            if root == local:
+                decls.append(dialect.pointer_decl(dialect.ctype(dtype), name, source, path))
+        return decls
 
 
 def generate(fn: ir.Function, dialect: Dialect, opts: LaunchOptions) -> Source:
@@ -45,4 +62,5 @@ def generate(fn: ir.Function, dialect: Dialect, opts: LaunchOptions) -> Source:
         frozenset(lowering.written),
         frozenset(lowering.atomic),
         lowering.shared_bytes,
+        tuple((name, root, dtype) for name, (root, dtype) in lowering.views.items()),
     )

@@ -40,7 +40,7 @@ from .shared_memory import align16, array_bytes
 
 PURE_OPS = ir.BINARY_OPS | ir.UNARY_OPS | {
     "constant", "arange", "splat", "broadcast", "expand_dims", "reshape", "permute", "cast",
-    "cmp", "where", "fma", "addptr", "assume",
+    "cmp", "where", "fma", "addptr", "assume", "bitcast",
 }  # fmt: skip
 
 
@@ -63,6 +63,14 @@ class Lowering:
         self.comment = ""  # `file.py:line` of the op being lowered, after each statement
         self.op_loc = ir.UNKNOWN_LOC  # where errors point: the op whose rule is running
         self.arg_names = arg_names
+        # the pointee type of each pointer argument's C name, and the views of them that pointer
+        # casts made: view name -> (the argument's C name, the view's pointee type)
+        self.pointee = {
+            arg_names[p.name]: p.value.type.elem.element
+            for p in fn.params
+            if isinstance(p.value.type.elem, T.PointerType)
+        }
+        self.views: dict[str, tuple[str, T.DType]] = {}
         self.written_bases: set[str] = set()
         self.atomic_bases: set[str] = set()
         self.prologue: dict[str, str] = {}  # name -> statement, placed before the body
@@ -77,12 +85,30 @@ class Lowering:
     def atomic(self) -> set[str]:
         """Names of the pointer parameters updated with atomics (their final values may
         depend on the order threads run in, e.g. float sums)."""
-        return {p for p, c in self.arg_names.items() if c in self.atomic_bases}
+        return self._params_of(self.atomic_bases)
 
     @property
     def written(self) -> set[str]:
         """Names of the pointer parameters the kernel stores to or updates atomically."""
-        return {p for p, c in self.arg_names.items() if c in self.written_bases}
+        return self._params_of(self.written_bases)
+
+    def _params_of(self, bases: set[str]) -> set[str]:
+        roots = {self.views[b][0] if b in self.views else b for b in bases}
+        return {p for p, c in self.arg_names.items() if c in roots}
+
+    def view(self, base: str, dtype: T.DType) -> str:
+        """The C name of pointer argument `base` (or a view of it) read as `dtype` elements.
+
+        A pointer cast makes such a view: the launch declares it next to the argument, with
+        the argument's address space (`Source.pointer_decls`), so every access through it,
+        vector, atomic or asynchronous copy, reads and writes `dtype` elements.
+        """
+        root = self.views[base][0] if base in self.views else base
+        if self.pointee[root] == dtype:
+            return root
+        name = f"{root}_{dtype.short}"
+        self.views[name] = (root, dtype)
+        return name
 
     # ------------------------------------------------------------------ emission helpers
 

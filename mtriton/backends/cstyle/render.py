@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from ... import ir
+from ... import float8, ir
 from ...ir import types as T
 from .dialect import Dialect
 
@@ -37,6 +37,9 @@ COMBINERS = ("add", "mul", "maximum", "minimum", "and", "or", "xor")
 def literal(d: Dialect, value: object, elem: T.ElemType) -> str:
     """C literal of `value` as element type `elem` (pointers: their int32 offsets)."""
     dtype = elem if isinstance(elem, T.DType) else T.int32
+    if dtype.is_fp8():  # its code, as the byte that holds it
+        code = float8.encode_scalar(float(value), dtype)  # type: ignore[arg-type]
+        return f"static_cast<{d.ctype(dtype)}>({code}u)"
     if dtype.is_bool():
         return "true" if value else "false"
     if dtype.is_floating():
@@ -68,7 +71,9 @@ def render(d: Dialect, op: ir.Op, args: list[str]) -> str:
     if name == "where":
         return f"({args[0]} ? {args[1]} : {args[2]})"
     if name == "cast":
-        return render_cast(d, args[0], op.operands[0].type.elem, elem)
+        return render_cast(d, args[0], op.operands[0].type.elem, elem, op.attrs.get("rounding", "rtne"))
+    if name == "bitcast" and elem.is_ptr():
+        return pointer_offsets(args[0], op.operands[0].type.elem.element, elem.element)
     if name == "bitcast":
         return d.extra["bitcast"].format(t=d.ctype(elem), x=args[0])
     if name == "assume":
@@ -94,14 +99,39 @@ def render(d: Dialect, op: ir.Op, args: list[str]) -> str:
     return f"static_cast<{ctype}>({fn}({inner}))"
 
 
-def render_cast(d: Dialect, x: str, src: T.ElemType, dst: T.ElemType) -> str:
-    """C expression converting `x` from element type `src` to `dst`."""
+# The offset a cast to a wider type gives a pointer between two of its elements: far below the
+# argument, so that an access through it faults (CUDA, the emulators) as the misaligned access
+# it stands for would, instead of reading the element below.
+MISALIGNED = -(1 << 30)
+
+
+def pointer_offsets(x: str, src: T.DType, dst: T.DType) -> str:
+    """Offsets `x` in `src` elements as offsets in `dst` elements of the same address."""
+    if src.itemsize > dst.itemsize:
+        return f"({x} * {src.itemsize // dst.itemsize})"
+    if src.itemsize < dst.itemsize:
+        ratio = dst.itemsize // src.itemsize
+        return f"(({x}) % {ratio} == 0 ? ({x}) / {ratio} : {MISALIGNED})"
+    return x
+
+
+def render_cast(d: Dialect, x: str, src: T.ElemType, dst: T.ElemType, rounding: str = "rtne") -> str:
+    """C expression converting `x` from element type `src` to `dst` (`rounding`: "rtne" or "rtz",
+    for conversions to a narrower float)."""
+    narrow = (T.float16, T.bfloat16)
+    if src.is_fp8():  # exactly, through float (which holds every float8 value, as half and bfloat do)
+        value = f"mt_{src.short}_to_float({x})"
+        return value if dst == T.float32 else f"static_cast<{d.ctype(dst)}>({value})"  # type: ignore[arg-type]
+    if dst.is_fp8() or (rounding == "rtz" and dst in narrow):
+        value = x if src == T.float32 else f"static_cast<float>({x})"  # exact: from half or bfloat
+        if dst.is_fp8():
+            return f"mt_float_to_{dst.short}{'_rtz' if rounding == 'rtz' else ''}({value})"
+        return f"mt_rtz_{dst.short}({value})"
     if dst.is_bool():
         if src in (T.float16, T.bfloat16):
             return f"(static_cast<float>({x}) != 0.0f)"
         return f"({x} != 0)" if not src.is_bool() else x
     ctype = d.ctype(dst)  # type: ignore[arg-type]
-    narrow = (T.float16, T.bfloat16)
     if src in narrow and dst in narrow:
         return f"static_cast<{ctype}>(static_cast<float>({x}))"
     if src in narrow and not dst.is_floating():

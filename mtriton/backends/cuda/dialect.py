@@ -14,6 +14,7 @@ _TYPES = {
     "i1": "bool", "i8": "signed char", "i16": "short", "i32": "int", "i64": "long long",
     "u8": "unsigned char", "u16": "unsigned short", "u32": "unsigned int", "u64": "unsigned long long",
     "f16": "__half", "bf16": "__nv_bfloat16", "f32": "float",
+    "f8e4nv": "unsigned char", "f8e5": "unsigned char",  # float8: its bits (helpers/f8e*.cuh)
 }  # fmt: skip
 
 _ATOMIC_FNS = {"add": "atomicAdd", "max": "mt_atomic_max", "min": "mt_atomic_min", "xchg": "atomicExch",
@@ -21,6 +22,13 @@ _ATOMIC_FNS = {"add": "atomicAdd", "max": "mt_atomic_max", "min": "mt_atomic_min
 
 # The helpers every kernel's header carries: a CUDA header of its own, read once.
 PRELUDE = (resources.files(__package__) / "prelude.cuh").read_text(encoding="utf-8")
+# Helpers added to the kernels that use them (`Dialect.helpers`): the float8 conversions and
+# those toward zero.
+HELPERS = {
+    path.name.removesuffix(".cuh"): path.read_text(encoding="utf-8")
+    for path in (resources.files(__package__) / "helpers").iterdir()
+    if path.name.endswith(".cuh")
+}
 
 
 def _pointer_decl(ctype: str, local: str, source: str, path: str) -> str:
@@ -48,6 +56,7 @@ CUDA = Dialect(
     # CUDA's float32 math is libm's name with `f` (expf, log1pf, atan2f) but for these
     math={"abs": "fabsf", "mod": "fmodf", "maximum": "fmaxf", "minimum": "fminf"},
     math_suffix="f",
+    helpers=HELPERS,
     # Vector accesses of up to 16 bytes; they need natural alignment, and MLX passes arrays
     # that are views at any element offset, so kernels test each base pointer (`aligned`).
     vector_type=lambda ctype, n: f"mt_vec<{ctype}, {n}>",

@@ -33,7 +33,9 @@ def full_cuda_source(fn: ir.Function, opts: LaunchOptions) -> str:
         if isinstance(elem, T.PointerType):
             ctype = CUDA.ctype(elem.element)
             names.append(f"i{k}")
-            prologue.append(f"  {CUDA.pointer_decl(ctype, f'p{k}', f'i{k}', COPY)}\n")
+            prologue += [
+                f"  {line}\n" for line in source.pointer_decls(CUDA, f"p{k}", elem.element, f"i{k}", COPY)
+            ]
         else:
             ctype = CUDA.ctype(elem)
             names.append(f"a{k}")

@@ -15,6 +15,7 @@ _TYPES = {
     "i1": "bool", "i8": "int8_t", "i16": "short", "i32": "int", "i64": "long",
     "u8": "uchar", "u16": "ushort", "u32": "uint", "u64": "ulong",
     "f16": "half", "bf16": "bfloat16_t", "f32": "float",
+    "f8e4nv": "uchar", "f8e5": "uchar",  # float8: its bits (helpers/f8e*.h)
 }  # fmt: skip
 
 _VECTOR_BASES = {"float", "half", "int", "uint", "short", "ushort", "char", "uchar"}
@@ -24,7 +25,8 @@ _ATOMIC_FNS = {"add": "mt_atomic_add", "max": "mt_atomic_max", "min": "mt_atomic
 
 # The helpers every kernel's header carries: a Metal header of its own, read once.
 PRELUDE = (resources.files(__package__) / "prelude.metal.h").read_text(encoding="utf-8")
-# Math Metal lacks, one file per IR op, added to the kernels that use it (`Dialect.helpers`).
+# Math Metal lacks, one file per IR op, and the float8 and toward-zero conversions, added to the
+# kernels that use them (`Dialect.helpers`).
 HELPERS = {
     path.name.removesuffix(".h"): path.read_text(encoding="utf-8")
     for path in (resources.files(__package__) / "helpers").iterdir()
@@ -38,10 +40,9 @@ def _vector_type(ctype: str, n: int) -> str | None:
 
 
 def _pointer_decl(ctype: str, local: str, source: str, path: str) -> str:
+    # the cast: `ctype` may differ from the array's type (a pointer cast's view, `reinterpret`)
     if path == "small":  # MLX passes it in the constant address space: read-only
-        return f"const constant {ctype}* {local} = {source};"
-    if path == "fresh":
-        return f"device {ctype}* {local} = {source};"
+        return f"const constant {ctype}* {local} = (const constant {ctype}*)({source});"
     # inputs are `const device T*`; a written one is a private copy (see gpu_launch)
     return f"device {ctype}* {local} = (device {ctype}*)({source});"
 

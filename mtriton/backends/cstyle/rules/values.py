@@ -73,8 +73,16 @@ def _lower_elementwise(lo: Lowering, op: ir.Op) -> None:
         _elementwise(lo, op, base=a.base, wide=a.wide or b.wide)
         return
     if op.name == "bitcast" and op.result.type.elem.is_ptr():
+        # a pointer cast: the same address in a view of the argument as the new pointee type,
+        # the offsets rescaled to count its elements (`render.pointer_offsets`)
         src = lo.get(op.operands[0])
-        lo.env[id(op.result)] = Entity(src.name, op.result.type.elem.element, src.layout, src.base, src.wide)
+        dtype = op.result.type.elem.element
+        view = lo.view(src.base, dtype)
+        if src.dtype.itemsize == dtype.itemsize or (src.layout is None and src.name == "0"):
+            # the same offsets (a kernel argument's own offset is 0 in any unit)
+            lo.env[id(op.result)] = Entity(src.name, dtype, src.layout, view, src.wide, src.uniform)
+            return
+        _elementwise(lo, op, base=view, wide=src.wide)
         return
     _elementwise(lo, op)
 
