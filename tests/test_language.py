@@ -105,8 +105,9 @@ def test_binary_float(backend: str, rng: np.random.Generator, op: object, dtype:
     x, y = random_array(rng, N, dtype), random_array(rng, N, dtype, 0.5, 3)
     z = poisoned(N, dtype)
     binary_kernel[GRID](x, y, z, N, OP=op, BLOCK=BLOCK)
-    if op is operator.mod:  # Triton's x - floor(x / y) * y, each op rounded to dtype as the kernel does
-        ref = f64(x - mx.floor(x / y) * y)
+    if op is operator.mod:  # Triton's x - floor(x / y) * y, in float32 for half precision as in Triton
+        xs, ys = (t.astype(mx.float32) for t in (x, y))
+        ref = f64(xs - mx.floor(xs / ys) * ys)
     else:
         ref = FLOAT_BINARY[op](f64(x), f64(y))
     # the kernel's result is rounded to dtype once per op; compare in that dtype
@@ -232,8 +233,9 @@ def test_bitcast(backend: str, rng: np.random.Generator, src: mx.Dtype, dst: mx.
 @pytest.mark.parametrize(
     "a, b, expected",
     [
-        (T.float16, T.float32, T.float32), (T.float16, T.bfloat16, T.float32),
+        (T.float16, T.float32, T.float32), (T.float16, T.bfloat16, T.float16),
         (T.bfloat16, T.bfloat16, T.bfloat16), (T.int32, T.float16, T.float16),
+        (T.bfloat16, T.int32, T.float32), (T.float64, T.float16, T.float64),
         (T.int8, T.int32, T.int32), (T.int32, T.uint32, T.uint32), (T.int64, T.uint32, T.int64),
         (T.uint8, T.int32, T.int32), (T.int1, T.int8, T.int8), (T.int1, T.int1, T.int1),
     ],
@@ -245,6 +247,12 @@ def test_promotion_table(a: T.DType, b: T.DType, expected: T.DType) -> None:
 
 def test_int_true_division_is_float32() -> None:
     assert semantic.computation_type(T.int32, T.int32, div=True) == T.float32
+
+
+@pytest.mark.parametrize("a, b", [(T.float16, T.float16), (T.bfloat16, T.bfloat16), (T.float16, T.bfloat16)])
+def test_half_precision_division_computes_in_float32(a: T.DType, b: T.DType) -> None:
+    # as in Triton: PTX has no half-precision division
+    assert semantic.computation_type(a, b, div=True) == T.float32
 
 
 @triton.jit

@@ -114,11 +114,14 @@ def computation_type(a: T.DType, b: T.DType, *, div: bool = False) -> T.DType:
     if a.is_fp8() or b.is_fp8():
         return _float8_computation_type(a, b)
     if a.is_floating() or b.is_floating():
-        if a.is_floating() and b.is_floating():
-            if a.bits == b.bits and a != b:  # fp16 with bf16
-                return T.float32
-            return a if a.bits >= b.bits else b
-        return a if a.is_floating() else b
+        # the widest float wins; / and % never compute in half precision (PTX has no half
+        # division), and bfloat16 survives only next to bfloat16
+        for wide in (T.float64, T.float32):
+            if wide in (a, b):
+                return wide
+        if T.float16 in (a, b):
+            return T.float32 if div else T.float16
+        return T.bfloat16 if a == b == T.bfloat16 and not div else T.float32
     if div:  # int / int is float32 in Triton
         return T.float32
     if a.is_bool() and b.is_bool():
@@ -359,7 +362,7 @@ def binary(name: str, a: Any, b: Any) -> core.tensor:
     if name == "mod" and (a.dtype.is_floating() or b.dtype.is_floating()):
         # Triton's float %: x - floor(x / y) * y, which takes the divisor's sign (C's fmod, the
         # IR's `mod`, takes the dividend's)
-        a, b = _same_type_operands(a, b)
+        a, b = _same_type_operands(a, b, div=True)
         return binary("sub", a, binary("mul", floor(binary("div", a, b)), b))
     a, b = _same_type_operands(a, b, div=name == "div")
     check_no_float8_arithmetic(f"`{name}`", a.dtype)
