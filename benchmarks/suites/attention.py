@@ -8,6 +8,9 @@ CPU emulation gets small ones. FLOPs count the two products of the visible score
 (4 * Lq * Lk * D per head, halved by causality, w / L of it in the window); forward + backward
 counts 3.5 times the forward (the backward's five products against the forward's two).
 
+The unfused column runs only where its float32 score tensor takes at most 2 GiB: a GPU plan
+evaluates ten launches at once, and at B4 H32 L4096 each holds several 8.6 GB tensors.
+
 References: float64 NumPy, one head at a time, for the forward entries. Forward + backward is
 checked against the float32 gradients of the unfused MLX composition, on the device: a float64
 backward of B4 H32 L4096 on the host would take hours.
@@ -149,6 +152,11 @@ def _reference64(
     return run
 
 
+def _if_fits(run: Callable[[], Any], batch: int, heads: int, lq: int, lk: int) -> Callable[[], Any] | None:
+    """`run` where the unfused composition's float32 (B, H, Lq, Lk) scores fit in 2 GiB."""
+    return run if 4 * batch * heads * lq * lk <= 2**31 else None
+
+
 def _label(
     batch: int, heads: int, kv_heads: int, lq: int, lk: int, d: int, dtype: str, extra: str = ""
 ) -> str:
@@ -182,7 +190,7 @@ def forward_entry(
         buffers=buf,
         launch=lambda api, b: api.flash_attention(b["q"], b["k"], b["v"], causal=causal),
         builtin=lambda: mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask),
-        unfused=lambda: attention_reference(q, k, v, causal=causal),
+        unfused=_if_fits(lambda: attention_reference(q, k, v, causal=causal), batch, heads, lq, lk),
         reference=_reference64(buf, causal),
         bytes=2 * q.nbytes + k.nbytes + v.nbytes,
         flops=_forward_flops(batch, heads, lq, lk, d, causal),
@@ -234,7 +242,7 @@ def forward_backward_entry(
             buf,
             cotangent,
         ),
-        unfused=unfused,
+        unfused=_if_fits(unfused, batch, heads, lq, lk),
         reference=reference,
         bytes=4 * buf["q"].nbytes + 4 * buf["k"].nbytes,
         flops=_forward_flops(batch, heads, lq, lk, d, causal) * 7 // 2,
@@ -320,7 +328,9 @@ def sliding_window_entry(
         buffers=buf,
         launch=lambda api, b: api.sliding_window_attention(b["q"], b["k"], b["v"], window),
         builtin=lambda: mx.fast.scaled_dot_product_attention(q, k, v, scale=1 / math.sqrt(d), mask=mask),
-        unfused=lambda: attention_reference(q, k, v, causal=True, window=window),
+        unfused=_if_fits(
+            lambda: attention_reference(q, k, v, causal=True, window=window), batch, heads, lq, lq
+        ),
         reference=_reference64(buf, True, window),
         bytes=2 * q.nbytes + k.nbytes + v.nbytes,
         flops=4 * batch * heads * pairs * d,
