@@ -238,8 +238,8 @@ class tensor:
     def min(self, axis: Any = None, return_indices: bool = False, keep_dims: bool = False) -> Any:
         return min(self, axis, return_indices, keep_dims=keep_dims)
 
-    def reshape(self, *shape: Any) -> tensor:
-        return reshape(self, shape[0] if len(shape) == 1 else shape)
+    def reshape(self, *shape: Any, can_reorder: bool = False) -> tensor:
+        return reshape(self, shape[0] if len(shape) == 1 else shape, can_reorder=can_reorder)
 
     def broadcast_to(self, *shape: Any) -> tensor:
         return broadcast_to(self, shape[0] if len(shape) == 1 else shape)
@@ -347,6 +347,8 @@ def expand_dims(x: Any, axis: Any) -> tensor:
 
 
 def reshape(x: Any, *shape: Any, can_reorder: bool = False) -> tensor:
+    """Reshapes in row-major order. Triton lets `can_reorder=True` order the elements as it
+    likes; mtriton keeps them in row-major order, which is one such order."""
     return semantic.reshape(semantic.to_tensor(x), _int_tuple(shape[0] if len(shape) == 1 else shape))
 
 

@@ -23,7 +23,9 @@ Each emitted statement carries a `// file.py:line` comment.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from ... import ir
 from ...errors import CompilationError, OutOfResources, UnsupportedError
@@ -42,6 +44,21 @@ PURE_OPS = ir.BINARY_OPS | ir.UNARY_OPS | {
     "constant", "arange", "splat", "broadcast", "expand_dims", "reshape", "permute", "cast",
     "cmp", "where", "fma", "addptr", "assume", "bitcast",
 }  # fmt: skip
+# An expression that may be repeated as it is: a name or a number.
+_SIMPLE = re.compile(r"^(?:[A-Za-z_]\w*|\d+)$")
+# Pure ops whose recomputation at an index adds no more than its index: never worth a local.
+_RECOMPUTED_FREELY = frozenset(
+    ("arange", "constant", "splat", "expand_dims", "reshape", "assume", "broadcast", "permute")
+)
+
+
+@dataclass
+class _Memo:
+    """One `Lowering.expr_at` call's state: the paths reaching each value, and the text (or
+    local) already made for a value at an index."""
+
+    paths: dict[int, int]
+    texts: dict[tuple[int, str], str] = field(default_factory=dict)
 
 
 class Lowering:
@@ -59,6 +76,7 @@ class Lowering:
         self.depth = 1
         self.env: dict[int, Entity] = {}
         self.defs: dict[int, ir.Op] = {}
+        self.pure: dict[int, bool] = {}  # `is_pure` of the values asked about, by id
         self.counter = 0
         self.comment = ""  # `file.py:line` of the op being lowered, after each statement
         self.op_loc = ir.UNKNOWN_LOC  # where errors point: the op whose rule is running
@@ -253,15 +271,70 @@ class Lowering:
         if not v.type.shape:
             return True
         op = self.defs.get(id(v))
-        if op is None or op.name not in PURE_OPS:
-            return False
-        return all(self.is_pure(o) for o in op.operands)
+        if op is None:
+            return False  # not lowered yet
+        if id(v) not in self.pure:
+            self.pure[id(v)] = op.name in PURE_OPS and all(self.is_pure(o) for o in op.operands)
+        return self.pure[id(v)]
 
     def expr_at(self, v: ir.Value, flat: str) -> str:
-        """C expression for element `flat` of a pure value, recomputed from its definition."""
+        """C expression for element `flat` of a pure value, recomputed from its definition.
+
+        Where the text would repeat, the pieces become `const` locals, emitted before the
+        statement that uses the result: an index that unravelling reads once per dimension
+        (a broadcast's or permute's), and a value the expression reaches along several paths.
+        Spelled out inline, each move of a chain copied its index into every dimension of the
+        next, so the text grew as the product of the ranks: a 9-D block's broadcast offsets
+        came to 56 MB of Metal. Named, the code grows with the number of ops.
+        """
+        return self._expr_at(v, flat, _Memo(self._paths(v)))
+
+    def _children(self, v: ir.Value) -> list[ir.Value]:
+        """The values `expr_at` recomputes `v` from."""
+        if not v.type.shape:
+            return [] if id(v) in self.env else [self.defs[id(v)].operands[0]]
+        op = self.defs[id(v)]
+        if op.name in ("arange", "constant", "splat"):
+            return []
+        if op.name in ("expand_dims", "reshape", "assume", "broadcast", "permute"):
+            return [op.operands[0]]
+        return list(op.operands)
+
+    def _paths(self, root: ir.Value) -> dict[int, int]:
+        """How many paths from `root` reach each value it is recomputed from (2 meaning two or more)."""
+        order: list[ir.Value] = []
+        seen: set[int] = set()
+        stack: list[tuple[ir.Value, bool]] = [(root, False)]
+        while stack:  # depth-first, each value after everything that reads it
+            v, done = stack.pop()
+            if done:
+                order.append(v)
+            elif id(v) not in seen:
+                seen.add(id(v))
+                stack.append((v, True))
+                stack.extend((c, False) for c in self._children(v))
+        paths = {id(root): 1}
+        for v in reversed(order):
+            for c in self._children(v):
+                paths[id(c)] = min(2, paths.get(id(c), 0) + paths[id(v)])
+        return paths
+
+    def _expr_at(self, v: ir.Value, flat: str, memo: _Memo) -> str:
+        key = (id(v), flat)
+        if key not in memo.texts:
+            text = self._expr_text(v, flat, memo)
+            computed = v.type.shape and self.defs[id(v)].name not in _RECOMPUTED_FREELY
+            if computed and memo.paths.get(id(v), 0) > 1 and not _SIMPLE.match(text):
+                text = self._local(self.value_dtype(v), "x", text)
+            memo.texts[key] = text
+        return memo.texts[key]
+
+    def _expr_text(self, v: ir.Value, flat: str, memo: _Memo) -> str:
         ent = self.env.get(id(v))
         if not v.type.shape:
-            return ent.name if ent is not None else self.expr_at(self.defs[id(v)].operands[0], flat)
+            if ent is not None:
+                return ent.name
+            return self._expr_at(self.defs[id(v)].operands[0], flat, memo)
         op = self.defs[id(v)]
         if op.name == "arange":
             return f"({op.attrs['start']} + (int)({flat}))"
@@ -270,11 +343,20 @@ class Lowering:
         if op.name == "splat":
             return self.get(op.operands[0]).name
         if op.name in ("expand_dims", "reshape", "assume"):
-            return self.expr_at(op.operands[0], flat)
+            return self._expr_at(op.operands[0], flat, memo)
         if op.name in ("broadcast", "permute"):
-            return self.expr_at(op.operands[0], self.source_index(op, flat))
-        args = [self.expr_at(o, flat) for o in op.operands]
+            reads = sum(1 for d in op.operands[0].type.shape if d != 1)
+            if reads > 1 and not _SIMPLE.match(flat):
+                flat = self._local(T.int32, "e", flat)
+            return self._expr_at(op.operands[0], self.source_index(op, flat), memo)
+        args = [self._expr_at(o, flat, memo) for o in op.operands]
         return render(self.d, op, args)
+
+    def _local(self, dtype: T.DType, prefix: str, text: str) -> str:
+        """Emits `const T name = text;` and returns the name."""
+        name = self.fresh(prefix)
+        self.emit(f"const {self.ctype(dtype)} {name} = {text};")
+        return name
 
     def source_index(self, op: ir.Op, flat: str) -> str:
         """For broadcast/permute: the flat index in the source of result element `flat`."""
