@@ -28,11 +28,11 @@ def undefined_name(x_ptr):
 
 
 @triton.jit
-def uses_break(x_ptr, n):
-    for i in tl.static_range(4):  # an unrolled loop: `break` would need a constexpr condition
-        if i > 2:
-            break  # ERR:break
+def uses_for_else(x_ptr, n):
+    for i in range(n):  # ERR:for_else
         tl.store(x_ptr + i, 1.0)
+    else:
+        tl.store(x_ptr, 2.0)
 
 
 @triton.jit
@@ -93,7 +93,7 @@ def store_wrong_target(x_ptr):
 CASES = [
     (pointer_plus_pointer, 2, KernelTypeError, "ptrs", "cannot add two pointers"),
     (undefined_name, 1, CompilationError, "undefined", "not_defined_anywhere"),
-    (uses_break, 2, UnsupportedError, "break", "break"),
+    (uses_for_else, 2, UnsupportedError, "for_else", "`for ... else`"),
     (bad_arange, 1, KernelTypeError, "arange", "power of two"),
     (bad_broadcast, 1, KernelTypeError, "broadcast", "cannot broadcast"),
     (carried_shape_change, 2, KernelTypeError, "carried", "acc"),
@@ -110,7 +110,7 @@ def test_compile_errors_point_at_the_line(
     backend: str, kernel: object, n_ptrs: int, exc: type, tag: str, text: str
 ) -> None:
     args = [mx.zeros((64,)) for _ in range(n_ptrs)]
-    if kernel in (uses_break, carried_shape_change):
+    if kernel in (uses_for_else, carried_shape_change):
         args = args[:1] + [3]
     kwargs = {"BLOCK": 48} if kernel is static_assert_fails else {}
     with pytest.raises(exc) as info:

@@ -15,7 +15,7 @@ import contextlib
 import inspect
 import operator
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import ir
@@ -75,6 +75,67 @@ class _Return(Exception):
     """Unwinds the statements after a `return` of an inlined function."""
 
 
+# How a returned value is made of runtime values: None for one value, else a tuple of shapes.
+_Shape = tuple["_Shape | None", ...] | None
+
+
+@dataclass(frozen=True)
+class _Returned:
+    """What the early returns of a function give (inside runtime control flow), which every
+    return must match, as in Triton.
+
+    Attributes:
+        shape: How the value is made of runtime values (None: one value, a tuple: a tuple).
+        types: The types of those values, in order.
+        valued: False for `return` without a value.
+        line: Where the first such return is.
+    """
+
+    shape: _Shape
+    types: tuple[T.BlockType, ...]
+    valued: bool
+    line: int = field(compare=False)
+
+    def describe(self) -> str:
+        if not self.valued:
+            return "nothing"
+        types = iter(self.types)
+
+        def text(shape: _Shape) -> str:
+            if shape is None:
+                return str(next(types))
+            return "(" + ", ".join(text(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+        return text(self.shape)
+
+
+def _runtime_values(value: Any) -> tuple[_Shape, list[core.tensor]]:
+    """The runtime values a returned value is made of (numbers become blocks, as in Triton)."""
+    value = semantic.unwrap(value)
+    if isinstance(value, (tuple, list)):
+        parts = [_runtime_values(v) for v in value]
+        return tuple(shape for shape, _ in parts), [t for _, ts in parts for t in ts]
+    if isinstance(value, (bool, int, float)):
+        value = semantic.to_tensor(value)
+    if not variables.is_tensor(value):
+        raise KernelTypeError(
+            "a `return` inside runtime control flow must give numbers, blocks or tuples of them, "
+            f"got {value!r}"
+        )
+    if value.dtype.is_ptr():
+        raise UnsupportedError(
+            f"returning a pointer ({value.type}) from inside runtime control flow is not supported; "
+            "return the offsets and add them to the pointer after the call"
+        )
+    return None, [value]
+
+
+def _assemble(shape: _Shape, values: Iterator[Any]) -> Any:
+    if shape is None:
+        return next(values)
+    return tuple(_assemble(s, values) for s in shape)
+
+
 class CodeGenerator(ast.NodeVisitor):
     """Builds IR for one function body (a kernel, or a @jit function being inlined)."""
 
@@ -89,6 +150,7 @@ class CodeGenerator(ast.NodeVisitor):
         self.loop_flags: list[tuple[str, str]] = []
         self.control_depth = 0
         self.return_value: Any = None
+        self.returned: _Returned | None = None  # what the returns inside runtime control flow give
 
     # ------------------------------------------------------------------ plumbing
 
@@ -137,24 +199,29 @@ class CodeGenerator(ast.NodeVisitor):
         return [semantic.unwrap(self.scope[n]) for n in self._exit_names()]
 
     def _unless_exited(self, stmts: Sequence[ast.stmt], where: ast.AST) -> ast.If:
-        """`if not (exit flags): stmts`, located at `where`."""
-        names = [
-            ast.Name(id=n, ctx=ast.Load()) for n in self._exit_names() if variables.is_tensor(self.scope[n])
-        ]
-        taken = names[0] if len(names) == 1 else ast.BoolOp(op=ast.Or(), values=names)
-        node = ast.If(test=ast.UnaryOp(op=ast.Not(), operand=taken), body=list(stmts), orelse=[])
-        for child in ast.walk(node.test):
-            ast.copy_location(child, where)
+        """`if not (exit flags): stmts`, located at `where`. With one flag the `else` sets it
+        again, a no-op at run time that tells the frontend the flag is set after the `if`
+        wherever `stmts` set it too (a function whose every path returns, say)."""
+        names = [n for n in self._exit_names() if variables.is_tensor(self.scope[n])]
+        loads = [ast.Name(id=n, ctx=ast.Load()) for n in names]
+        taken = loads[0] if len(loads) == 1 else ast.BoolOp(op=ast.Or(), values=loads)
+        orelse: list[ast.stmt] = []
+        if len(names) == 1:
+            orelse = [ast.Assign(targets=[ast.Name(id=names[0], ctx=ast.Store())], value=ast.Constant(True))]
+        node = ast.If(test=ast.UnaryOp(op=ast.Not(), operand=taken), body=list(stmts), orelse=orelse)
+        for part in (node.test, *orelse):
+            for child in ast.walk(part):
+                ast.copy_location(child, where)
         return ast.copy_location(node, where)
 
     def visit_Break(self, node: ast.Break) -> None:
         if not self.loop_flags:
-            raise UnsupportedError("`break` outside a runtime loop (a tl.static_range loop is unrolled)")
+            raise UnsupportedError("`break` outside a loop")
         self.scope[self.loop_flags[-1][0]] = True
 
     def visit_Continue(self, node: ast.Continue) -> None:
         if not self.loop_flags:
-            raise UnsupportedError("`continue` outside a runtime loop (a tl.static_range loop is unrolled)")
+            raise UnsupportedError("`continue` outside a loop")
         self.scope[self.loop_flags[-1][1]] = True
 
     def lookup(self, name: str) -> Any:
@@ -235,14 +302,23 @@ class CodeGenerator(ast.NodeVisitor):
             )
 
     def visit_Return(self, node: ast.Return) -> None:
-        value = self.visit(node.value) if node.value is not None else None
+        value = semantic.unwrap(self.visit(node.value)) if node.value is not None else None
         if not self.control_depth:
             self.return_value = value
             raise _Return()
-        if semantic.unwrap(value) is not None:
-            raise UnsupportedError(
-                "`return` with a value inside a runtime if/for/while is not supported; an early `return` is"
+        # inside runtime control flow: the value is kept in variables and the return flag set
+        shape, values = _runtime_values(value) if value is not None else (None, [])
+        line = self._where(node)[1]
+        returned = _Returned(shape, tuple(v.type for v in values), value is not None, line)
+        if self.returned is None:
+            self.returned = returned
+        elif returned != self.returned:
+            raise KernelTypeError(
+                f"`{self.fn.__name__}` returns {returned.describe()} here but {self.returned.describe()} "
+                f"at line {self.returned.line}: every `return` of a function must give the same type"
             )
+        for i, v in enumerate(values):
+            self.scope[f"{variables.RETURN_VALUE}{i}"] = v
         self.scope[variables.RETURN] = True
 
     def visit_Assert(self, node: ast.Assert) -> None:
@@ -264,6 +340,14 @@ class CodeGenerator(ast.NodeVisitor):
         after = dict(before)
         results: dict[variables.Leaf, T.BlockType] = {}  # the runtime values the branches disagree on
         for name in dict.fromkeys([*then_scope, *else_scope]):
+            if variables.is_return_value(name):  # a branch that did not return holds a placeholder
+                for block, scope, other in (
+                    (then_block, then_scope, else_scope),
+                    (else_block, else_scope, then_scope),
+                ):
+                    if name not in scope:
+                        with self.builder.insert_into(block):
+                            scope[name] = variables.placeholder(other[name])
             a, b = then_scope.get(name, variables.MISSING), else_scope.get(name, variables.MISSING)
             if a is variables.MISSING or b is variables.MISSING:
                 after.pop(name, None)  # defined in one branch only: not visible after the if
@@ -316,9 +400,17 @@ class CodeGenerator(ast.NodeVisitor):
             )
 
     def _unrolled(self, node: ast.For, values: Sequence[Any]) -> None:
-        for value in values:
-            self.assign(node.target, value)
-            self.run_body(node.body)
+        """A `tl.static_range` (or constexpr tuple) loop, one copy of the body per value. Its
+        `break` and `continue` set flags as a runtime loop's do: one taken whatever the inputs
+        (under constexpr conditions) stops the unrolling or skips the rest of the copy, and one
+        taken at run time skips, under `if`, the rest of the copy and the copies after it."""
+        with self._loop_exits(node):
+            for value in values:
+                if any(self.scope.get(n) is True for n in (self.loop_flags[-1][0], variables.RETURN)):
+                    break
+                self.assign(node.target, value)
+                self._loop_body(node)
+        self._drop_loop_flags()
 
     def _runtime_for(self, node: ast.For, loop: hints.range) -> None:
         if not isinstance(node.target, ast.Name):
@@ -418,9 +510,12 @@ class CodeGenerator(ast.NodeVisitor):
         initial values', and rebuilt with promoted initial values until they agree (a variable
         initialized with `0` and accumulated as a float block, say).
         """
-        # the loop's break flag and the return flag are carried where the body sets them
+        # the loop's break flag, the return flag and the returned values are carried where the
+        # body sets them (returned values it gives first are added below)
         inner = {type(n) for stmt in node.body for n in ast.walk(stmt)}
-        flags = [self.loop_flags[-1][0]] * (ast.Break in inner) + [variables.RETURN] * (ast.Return in inner)
+        flags = [self.loop_flags[-1][0]] if ast.Break in inner else []
+        if ast.Return in inner:
+            flags += [variables.RETURN, *(n for n in self.scope if variables.is_return_value(n))]
         candidates = [n for n in (*variables.assigned_names(node.body), *flags) if n in self.scope]
         outer = dict(self.scope)
         init = {(n, i): leaf for n in candidates for i, leaf in enumerate(variables.leaves(outer[n]))}
@@ -438,10 +533,17 @@ class CodeGenerator(ast.NodeVisitor):
                         for n in dict.fromkeys(n for n, _ in keys)
                     }
                     out = {k: now[k[0]][k[1]] for k in keys}
+                    # values a `return` in the body gives, which the loop must carry
+                    returned = {
+                        n: v for n, v in self.scope.items() if variables.is_return_value(n) and n not in outer
+                    }
             finally:
                 self.control_depth -= 1
                 self.scope = dict(outer)
-            changed = False
+            changed = bool(returned)
+            for name, value in returned.items():  # carried from a placeholder before the loop
+                outer[name] = init[(name, 0)] = variables.placeholder(value)
+            self.scope = dict(outer)
             for k, arg in zip(keys, block.args[len(leading) :]):
                 if variables.is_tensor(out[k]) and out[k].handle is arg:
                     del init[k]  # never reassigned at run time: not loop-carried
@@ -607,3 +709,12 @@ class CodeGenerator(ast.NodeVisitor):
             self.run_body(self.fn.ast_body)
         except _Return:
             pass
+        if self.returned is not None and self.returned.valued:
+            if self.scope.get(variables.RETURN) is not True:
+                raise KernelTypeError(
+                    f"`{self.fn.__name__}` returns a value at line {self.returned.line} but may reach its "
+                    "end without a `return`: end it with one",
+                    *self._where(self.fn.ast_body[-1]),
+                )
+            names = (f"{variables.RETURN_VALUE}{i}" for i in range(len(self.returned.types)))
+            self.return_value = _assemble(self.returned.shape, (self.scope[n] for n in names))

@@ -3,7 +3,8 @@
 A variable holds one runtime value, or several for a block pointer (its fields): `Leaf` names
 each by variable and position. Loops carry and `if`s merge leaves; `rebound` puts new leaves
 back into a scope. Early exits (`break`, `continue`, `return`) are flags kept in the scope
-under names no Python variable can have (`RETURN`, `@break0`).
+under names no Python variable can have (`RETURN`, `@break0`), and the values an early `return`
+gives are variables too (`@value0`, ...): a path that did not return holds a placeholder.
 """
 
 from __future__ import annotations
@@ -35,6 +36,20 @@ def assigned_names(stmts: Sequence[ast.stmt]) -> list[str]:
 MISSING = object()
 # The scope's name for "an early `return` was taken" (no Python variable can be called so).
 RETURN = "@return"
+# The scope's names for the values an early `return` gave: `@value0`, `@value1`, ... (a tuple
+# returns each element under its own name).
+RETURN_VALUE = "@value"
+
+
+def is_return_value(name: str) -> bool:
+    return name.startswith(RETURN_VALUE)
+
+
+def placeholder(like: core.tensor) -> core.tensor:
+    """A value of `like`'s type for a path that did not return: the return flag guards it,
+    so it is never read."""
+    return semantic.full(like.shape, 0, like.dtype)
+
 
 # A runtime value a variable holds: (variable, position); a block pointer holds several.
 Leaf = tuple[str, int]
