@@ -95,6 +95,15 @@ def _search_kernel(x_ptr, out_ptr, n, target):
     tl.store(out_ptr, -1)
 
 
+@mtriton.jit
+def _static_search_kernel(x_ptr, out_ptr, target):
+    # an early return inside an unrolled loop: the copies after it must not store
+    for i in tl.static_range(8):
+        tl.store(out_ptr + i, i)
+        if tl.load(x_ptr + i) == target:
+            return
+
+
 def test_early_return(backend: str, rng: np.random.Generator) -> None:
     n = 50
     x = rng.standard_normal(n).astype(np.float32)
@@ -108,6 +117,10 @@ def test_early_return(backend: str, rng: np.random.Generator) -> None:
     assert int(to_numpy(found)[0]) == int(np.argmax(x == x[17]))
     _search_kernel[(1,)](mx.array(x), found, n, 1000.0)
     assert int(to_numpy(found)[0]) == -1
+    stored = poisoned(8, mx.int32)
+    _static_search_kernel[(1,)](mx.array(x), stored, float(x[3]))
+    unwritten = int(to_numpy(poisoned(1, mx.int32))[0])
+    assert to_numpy(stored).tolist() == [0, 1, 2, 3] + [unwritten] * 4
 
 
 # ----------------------------------------------------------------------------- valued returns
