@@ -281,8 +281,9 @@ def _attention_combine_kernel(
 
 
 def head_block(head_dim: int) -> int:
-    """The power-of-two width the kernels run a head dim in."""
-    return triton.next_power_of_2(head_dim)
+    """The power-of-two width the kernels run a head dim in: at least 16, as every dot dimension
+    must be (the padding is masked)."""
+    return max(16, triton.next_power_of_2(head_dim))
 
 
 def forward_config(lq: int, lk: int, head_dim: int) -> dict[str, int]:
