@@ -53,6 +53,10 @@ def _dropout_keep(seed, bh, rows, cols, lk, dropout_p):
 
 # --------------------------------------------------------------------------- kernels
 
+# The seed changes every training step and the group size and window with the model: none
+# specializes (a seed divisible by 16 would compile a second kernel).
+_GENERIC = ("group", "window", "seed")
+
 
 @triton.jit
 def _attention_bwd_preprocess_kernel(
@@ -79,7 +83,7 @@ def _attention_bwd_preprocess_kernel(
     tl.store(DELTA + pid_bh * lq + rows, tl.where(lse == float("-inf"), 0.0, delta), mask=row_ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_GENERIC)
 def _attention_bwd_dkdv_kernel(
     Q, K, V, DO, LSE, DELTA, DK, DV, MASK, stride_mb, stride_mh, stride_mm, stride_mn,
     n_heads, group, lq, lk, scale, window, dropout_p, seed,
@@ -153,7 +157,7 @@ def _attention_bwd_dkdv_kernel(
     tl.store(DV + kv_offsets, dv.to(DV.dtype.element_ty), mask=kv_ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_GENERIC)
 def _attention_bwd_dq_kernel(
     Q, K, V, DO, LSE, DELTA, DQ, MASK, stride_mb, stride_mh, stride_mm, stride_mn,
     n_heads, group, lq, lk, scale, window, dropout_p, seed,
