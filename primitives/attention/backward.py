@@ -31,7 +31,7 @@ import mlx.core as mx
 import mtriton as triton
 import mtriton.language as tl
 
-from .forward import _LOG2E, _masked_scores, _strides, _visible, head_block, mask_strides
+from .forward import _LOG2E, _masked_scores, _strides, _visible, head_block, mask_strides, shapes
 from .spec import AttentionSpec
 
 
@@ -300,10 +300,7 @@ def attention_backward(
     Returns:
         dq, dk, dv in the shapes and dtypes of q, k, v, and d_sinks in sinks' (None without).
     """
-    seq = 2 if layout == "BHSD" else 1
-    batch, lq, lk = q.shape[0], q.shape[seq], k.shape[seq]
-    heads, kv_heads = q.shape[3 - seq], k.shape[3 - seq]
-    head_dim = q.shape[-1]
+    batch, heads, kv_heads, lq, lk, head_dim = shapes(q, k, layout)
     block_d = head_block(head_dim)
     config = backward_config(lq, lk, head_dim)
     warps = config["num_warps"]
