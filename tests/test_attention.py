@@ -17,10 +17,12 @@ import pytest
 from attention_np import attention64, f64
 from conftest import EMULATORS
 from mlx_primitives import attention
-from mlx_primitives.attention import forward
+from mlx_primitives.attention import backward, forward
+from test_codegen import GOLDEN
 from test_random import randint4x_reference, uniform_reference
 
 import mtriton
+from mtriton import options
 
 TOL = {mx.float32: 2e-5, mx.float16: 4e-3, mx.bfloat16: 3e-2}
 
@@ -378,22 +380,25 @@ def test_peak_memory_grows_linearly() -> None:
         mtriton.set_backend(None)
 
 
-def test_metal_uses_simdgroup_matrices_for_both_products() -> None:
-    """The emitted Metal of the forward kernel: both products on simdgroup matrices (golden)."""
-    from test_codegen import GOLDEN
-
-    from mtriton import options
-
+@pytest.mark.parametrize(
+    "kernel, products",
+    [("_attention_fwd_kernel", 2), ("_attention_bwd_dkdv_kernel", 4), ("_attention_bwd_dq_kernel", 2)],
+)
+def test_metal_uses_simdgroup_matrices_for_every_product(kernel: str, products: int) -> None:
+    """The emitted Metal of the forward and backward kernels runs every tl.dot on simdgroup
+    matrices (golden files: MTRITON_UPDATE_GOLDEN=1 rewrites them)."""
+    jit = getattr(forward if kernel.startswith("_attention_fwd") else backward, kernel)
     mtriton.set_backend("metal-emu")
     try:
+        jit.cache.clear()
         q = k = v = mx.zeros((1, 2, 64, 64), dtype=mx.float16)
-        spec = attention.AttentionSpec(scale=0.125, causal=True)
-        grid, args, keywords = forward.forward_launch(q, k, v, None, None, spec, "BHSD")
-        text = forward._attention_fwd_kernel[grid].warmup(*args, **keywords).asm["metal"]
+        mx.eval(mx.vjp(lambda a, b, c: attention.flash_attention(a, b, c, causal=True), [q, k, v], [q])[1])
+        (entry,) = jit.cache.values()
+        text = entry.asm["metal"]
     finally:
         mtriton.set_backend(None)
-    assert len(re.findall(r"simdgroup_multiply_accumulate", text)) >= 2
-    path = GOLDEN / "attention_fwd_kernel.metal"
+    assert len(re.findall(r"simdgroup_multiply_accumulate", text)) >= products
+    path = GOLDEN / f"{kernel.lstrip('_')}.metal"
     if options.update_golden():
         path.write_text(text)
     assert text == path.read_text(), f"{path.name} changed; rerun with MTRITON_UPDATE_GOLDEN=1 if intended"

@@ -316,9 +316,11 @@ def chunked_cross_attention(
             out, lse = o_c.astype(mx.float32), lse_c
             continue
         new_lse = mx.logaddexp(lse, lse_c)
-        # rows that saw no key so far have lse = -inf on both sides: weights of 0, not NaN
-        w_old = mx.where(new_lse == -math.inf, 0.0, mx.exp(lse - new_lse))[..., None]
-        w_new = mx.where(new_lse == -math.inf, 0.0, mx.exp(lse_c - new_lse))[..., None]
+        # rows that saw no key so far have lse = -inf on both sides: subtracting 0 there gives
+        # weights of 0, not NaN (in the gradient too, which a masked NaN would still reach)
+        finite = mx.where(new_lse == -math.inf, 0.0, new_lse)
+        w_old = mx.exp(lse - finite)[..., None]
+        w_new = mx.exp(lse_c - finite)[..., None]
         out, lse = out * w_old + o_c.astype(mx.float32) * w_new, new_lse
     return out.astype(q.dtype)  # type: ignore[union-attr]
 

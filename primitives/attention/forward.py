@@ -90,7 +90,8 @@ def _online_softmax_step(qk, m_i, l_i, acc):
 # --------------------------------------------------------------------------- forward
 
 
-@triton.jit
+# values, not shapes: specializing on their divisibility by 16 would only compile more kernels
+@triton.jit(do_not_specialize=("group", "window", "seed"))
 def _attention_fwd_kernel(
     Q, K, V, O, LSE, MASK, SINKS, stride_mb, stride_mh, stride_mm, stride_mn,
     n_heads, group, lq, lk, scale, window, dropout_p, seed,
