@@ -29,7 +29,15 @@ from .. import options
 from .errors import CompileError
 
 SHIM_DIR = Path(__file__).parent / "shim"
-_SHIM_HEADERS = ("emu_abi.h", "metal_types.h", "metal_math.h", "metal_simd.h", "metal_shim.h", "cuda_shim.h")
+_SHIM_HEADERS = (
+    "emu_abi.h",
+    "metal_types.h",
+    "metal_math.h",
+    "metal_simd.h",
+    "metal_shim.h",
+    "cuda_shim.h",
+    "runtime_memory.h",
+)
 _RUNTIME_SOURCE = "runtime.cpp"
 
 _COMMON_FLAGS = (
