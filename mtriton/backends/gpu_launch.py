@@ -16,6 +16,7 @@ Read-only pointer arguments and scalars are plain inputs.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,7 +26,7 @@ import numpy as np
 
 from .. import ir
 from ..dtypes import IR_TO_MX, storage_dtype
-from ..emulator import EmulatorError
+from ..emulator import DataRace, EmulatorError
 from ..errors import LaunchError, OutOfResources
 from ..ir import types as T
 from ..memory import take_fresh
@@ -34,6 +35,8 @@ from .cstyle.dialect import Dialect
 from .cstyle.kernel import generate
 
 MAX_BUFFERS = 31  # Metal's limit of buffer arguments per kernel
+# MLX takes a custom kernel's grid (threads per dimension) as C ints: more is a TypeError there.
+MAX_GRID_THREADS = 2**31 - 1
 
 # How each argument reaches the kernel (one letter each in the kernel's name).
 SCALAR, INPUT, SMALL, FRESH, COPY = "scalar", "input", "small", "fresh", "copy"
@@ -168,12 +171,24 @@ class CustomKernelLauncher:
         return results
 
     def _relabelled(self, err: EmulatorError) -> EmulatorError:
-        """`err` naming the kernel's parameters (`'x_ptr'`) where it named MLX's buffers (`'i0'`)."""
-        message = str(err)
-        for k, (name, *_) in enumerate(self.params):
-            for buffer in (f"i{k}", f"a{k}", f"o{k}"):
-                message = message.replace(f"'{buffer}'", f"'{name}'")
-        err.args = (message,)
+        """`err` naming the kernel's parameters (`'x_ptr'`) where it named MLX's buffers (`'i0'`),
+        in its message and in the fields that name a buffer."""
+        names = {
+            buffer: name for k, (name, *_) in enumerate(self.params) for buffer in (f"i{k}", f"a{k}", f"o{k}")
+        }
+
+        def relabel(text: str) -> str:
+            for buffer, name in names.items():
+                text = text.replace(f"'{buffer}'", f"'{name}'")
+            return text
+
+        err.args = (relabel(str(err)),)
+        for field in ("buffer", "output"):
+            value = getattr(err, field, None)
+            if value in names:
+                setattr(err, field, names[value])
+        if isinstance(err, DataRace):
+            err.accesses = tuple(dataclasses.replace(a, memory=relabel(a.memory)) for a in err.accesses)
         return err
 
     def _launch(
@@ -208,8 +223,15 @@ class CustomKernelLauncher:
                 paths.append(COPY)
                 copies[len(paths) - 1] = len(inputs)
                 inputs.append(private_copy(arg))
-        if not out_shapes:
+        placeholder = not out_shapes
+        if placeholder:  # MLX needs an output: `mt_done`, which no thread writes
             out_shapes, out_dtypes = [(1,)], [mx.int32]
+        if grid[0] * self.threads > MAX_GRID_THREADS:
+            raise LaunchError(
+                f"kernel {self.fn.name}: grid has {grid[0]} programs along axis 0, {grid[0] * self.threads} "
+                f"threads at num_warps={self.threads // 32}; MLX launches at most {MAX_GRID_THREADS} threads "
+                "along a grid axis (use axes 1 and 2 for more programs)"
+            )
         kernel = self._kernel(tuple(paths))
         launch = {
             "inputs": inputs,
@@ -224,6 +246,9 @@ class CustomKernelLauncher:
             atomic = [i for k, i in copies.items() if self.fn.params[k].name in self.source.atomic]
             launch["order_dependent_inputs"] = atomic
             launch["buffer_alignment"] = self._view_alignment(paths, args)
+            # the unwritten check looks at the caller's elements, not the padding of a private copy
+            launch["writable_sizes"] = [args[k].size for k in copies]
+            launch["placeholder_outputs"] = [0] if placeholder else []
         return kernel, launch, paths, inputs, copies, emulated
 
     def _view_alignment(self, paths: Sequence[str], args: Sequence[Any]) -> dict[str, int]:

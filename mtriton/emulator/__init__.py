@@ -33,6 +33,7 @@ from .errors import (
     EmulatorError,
     KernelFault,
     OutOfBounds,
+    RaceAccess,
     ThreadgroupMemoryError,
     UnwrittenOutput,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "KernelFault",
     "MetalKernel",
     "OutOfBounds",
+    "RaceAccess",
     "ThreadgroupMemoryError",
     "UnwrittenOutput",
     "checks",

@@ -29,7 +29,15 @@ from .. import options
 from .errors import CompileError
 
 SHIM_DIR = Path(__file__).parent / "shim"
-_SHIM_HEADERS = ("emu_abi.h", "metal_types.h", "metal_math.h", "metal_simd.h", "metal_shim.h", "cuda_shim.h")
+_SHIM_HEADERS = (
+    "emu_abi.h",
+    "metal_types.h",
+    "metal_math.h",
+    "metal_simd.h",
+    "metal_shim.h",
+    "cuda_shim.h",
+    "runtime_memory.h",
+)
 _RUNTIME_SOURCE = "runtime.cpp"
 
 _COMMON_FLAGS = (
@@ -77,6 +85,59 @@ _OPTIONAL_FLAGS = (
     ("-Xclang", "-ffloat16-excess-precision=none"),
     ("-fexcess-precision=16",),
 )
+
+
+# A traced build: every load and store is checked inline against the runtime's shadow memory
+# (AddressSanitizer's kernel mode, whose runtime entry points the shim defines), and accesses
+# to stack memory are not given redzones. g++ and clang spell the options differently.
+_TRACE_SPELLINGS = (
+    (
+        "-fsanitize=kernel-address",
+        "-fasan-shadow-offset={offset:#x}",
+        "--param", "asan-stack=0",
+        "--param", "asan-globals=0",
+        "--param", "asan-use-after-return=0",
+        "--param", "asan-instrumentation-with-call-threshold=1000000",
+    ),
+    (
+        "-fsanitize=kernel-address",
+        "-mllvm", "-asan-mapping-offset={offset:#x}",
+        "-mllvm", "-asan-stack=0",
+        "-mllvm", "-asan-globals=0",
+        "-mllvm", "-asan-instrumentation-with-call-threshold=1000000",
+    ),
+)  # fmt: skip
+
+
+@functools.cache
+def _trace_flags(command: tuple[str, ...], offset: int) -> tuple[str, ...] | None:
+    for spelling in _TRACE_SPELLINGS:
+        flags = tuple(f.format(offset=offset) for f in spelling)
+        if _accepts(command, flags):
+            return (*flags, "-DMTEMU_TRACE=1")
+    return None
+
+
+def trace_flags(shadow_offset: int, kernel: str) -> tuple[str, ...]:
+    """The flags of a kernel's traced build (see ``abi.KernelBuilds``).
+
+    Args:
+        shadow_offset: The runtime's shadow-memory offset.
+        kernel: The kernel's host name, for the error.
+
+    Raises:
+        CompileError: If the compiler takes neither g++'s nor clang's spelling of
+            ``-fsanitize=kernel-address`` with a shadow offset.
+    """
+    flags = _trace_flags(toolchain().command, shadow_offset)
+    if flags is None:
+        raise CompileError(
+            f"[metal-emu] {options.cxx_compiler()} cannot build the traced kernel this check needs: "
+            "it takes neither -fsanitize=kernel-address -fasan-shadow-offset=... (g++) nor "
+            "-fsanitize=kernel-address -mllvm -asan-mapping-offset=... (clang)",
+            kernel=kernel,
+        )
+    return flags
 
 
 def _accepts(command: tuple[str, ...], flags: tuple[str, ...]) -> bool:

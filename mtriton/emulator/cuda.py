@@ -20,8 +20,7 @@ from typing import Any
 import mlx.core as mx
 
 from . import abi
-from .compile import build_kernel
-from .runner import MAX_THREADS_PER_THREADGROUP, Call, get_checks, output_specs
+from .runner import MAX_THREADS_PER_THREADGROUP, Call, get_checks, launch_dims, output_specs
 from .signature import KernelSource, cuda_params, type_string
 from .translate import Translation, entry_point, insert_locations
 
@@ -42,7 +41,7 @@ _SYNC_NAMES = ("__syncthreads", "__syncwarp", "__shfl", "mt_ldmatrix", "mt_mma")
 # size) executes a trap, which the runtime reports as a misaligned access, as a GPU faults.
 _ALIGNMENT_CHECKS = ("-fsanitize=alignment", "-fsanitize-undefined-trap-on-error")
 # Loaded kernels by source and dynamic shared memory size.
-_loaded: dict[tuple[str, int], tuple[abi.LoadedKernel, Translation]] = {}
+_loaded: dict[tuple[str, int], tuple[abi.KernelBuilds, Translation]] = {}
 
 
 def _source(
@@ -149,6 +148,8 @@ class CudaKernel:
         writable_inputs: Sequence[int] = (),
         order_dependent_inputs: Sequence[int] = (),
         buffer_alignment: Mapping[str, int] | None = None,
+        writable_sizes: Sequence[int] = (),
+        placeholder_outputs: Sequence[int] = (),
     ) -> list[mx.array]:
         """Runs the kernel; the arguments are ``metal.MetalKernel.__call__``'s (no templates)."""
         del stream
@@ -163,19 +164,19 @@ class CudaKernel:
         )
         if verbose:
             print(f"Generated source code for `{self.name}`:\n```\n{source.text}\n```")
-        threadgroup = tuple(int(t) for t in threadgroup)
+        grid, threadgroup = launch_dims("cuda_kernel", grid, threadgroup)
         if threadgroup[0] * threadgroup[1] * threadgroup[2] > MAX_THREADS_PER_THREADGROUP:
             raise ValueError(
                 f"[cuda_kernel] a block has at most {MAX_THREADS_PER_THREADGROUP} threads, got {threadgroup}"
             )
         # MLX launches ceil(grid / threadgroup) whole blocks
-        grid = tuple(-(-int(g) // t) * t for g, t in zip(grid, threadgroup, strict=True))
+        grid = tuple(-(-g // t) * t if t > 0 else g for g, t in zip(grid, threadgroup, strict=True))
         key = (source.text, self.shared_memory)
         loaded = _loaded.get(key)
         if loaded is None:
             translation = _translate(source, self.source, self.shared_memory)
             loaded = _loaded[key] = (
-                abi.LoadedKernel(build_kernel(translation.cpp, source.host_name, _ALIGNMENT_CHECKS)),
+                abi.KernelBuilds(translation.cpp, source.host_name, _ALIGNMENT_CHECKS),
                 translation,
             )
         outputs = output_specs(self.output_names, output_shapes, output_dtypes)
@@ -191,6 +192,8 @@ class CudaKernel:
             writable_inputs,
             order_dependent_inputs,
             buffer_alignment,
+            writable_sizes,
+            placeholder_outputs,
         )
 
 

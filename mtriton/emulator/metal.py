@@ -18,12 +18,11 @@ from typing import Any
 import mlx.core as mx
 
 from . import abi, signature
-from .compile import build_kernel
-from .runner import MAX_THREADS_PER_THREADGROUP, Call, get_checks, output_specs
+from .runner import MAX_THREADS_PER_THREADGROUP, Call, get_checks, launch_dims, output_specs
 from .translate import Translation, translate
 
 # Loaded kernels by full Metal source: the source determines the binary.
-_loaded: dict[str, tuple[abi.LoadedKernel, Translation]] = {}
+_loaded: dict[str, tuple[abi.KernelBuilds, Translation]] = {}
 
 
 def _as_array(value: Any) -> mx.array:
@@ -161,6 +160,8 @@ class MetalKernel:
         writable_inputs: Sequence[int] = (),
         order_dependent_inputs: Sequence[int] = (),
         buffer_alignment: Mapping[str, int] | None = None,
+        writable_sizes: Sequence[int] = (),
+        placeholder_outputs: Sequence[int] = (),
     ) -> list[mx.array]:
         """Runs the kernel.
 
@@ -190,12 +191,19 @@ class MetalKernel:
                 reads a uint8 array as uint32 (mtriton's pointer casts)
                 needs 4; reads up to 3 bytes past the end of such an array
                 then go unnoticed, as on a GPU.
+            writable_sizes: Per writable input, the number of its leading
+                elements the unwritten check expects written (the rest
+                pads it); all where not given.
+            placeholder_outputs: Outputs no thread writes by design (mtriton's
+                ``mt_done``), which the unwritten and race checks leave out.
 
         Returns:
             The outputs, as new arrays, then the writable inputs' contents.
 
         Raises:
             ValueError: For arguments MLX rejects.
+            TypeError: For a grid or threadgroup MLX's binding rejects (more
+                than 2^31 - 1 along a dimension).
             EmulatorError: If the kernel fails to compile or misbehaves.
         """
         del stream
@@ -223,8 +231,7 @@ class MetalKernel:
         )
         if verbose:
             print(f"Generated source code for `{self.name}`:\n```\n{source.text}\n```")
-        grid = tuple(int(g) for g in grid)
-        threadgroup = tuple(int(t) for t in threadgroup)
+        grid, threadgroup = launch_dims("metal_kernel", grid, threadgroup)
         threads = threadgroup[0] * threadgroup[1] * threadgroup[2]
         if threads > MAX_THREADS_PER_THREADGROUP:
             raise ValueError(
@@ -234,8 +241,7 @@ class MetalKernel:
         loaded = _loaded.get(source.text)
         if loaded is None:
             translation = translate(source)
-            path = build_kernel(translation.cpp, source.host_name)
-            loaded = (abi.LoadedKernel(path), translation)
+            loaded = (abi.KernelBuilds(translation.cpp, source.host_name), translation)
             _loaded[source.text] = loaded
         outputs = output_specs(self.output_names, output_shapes, output_dtypes)
         call = Call(loaded[0], source, loaded[1], self.name, get_checks())
@@ -250,6 +256,8 @@ class MetalKernel:
             writable_inputs,
             order_dependent_inputs,
             buffer_alignment,
+            writable_sizes,
+            placeholder_outputs,
         )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import abi
 from .errors import (
@@ -23,6 +23,7 @@ from .errors import (
     EmulatorError,
     KernelFault,
     OutOfBounds,
+    RaceAccess,
     ThreadgroupMemoryError,
 )
 
@@ -86,39 +87,49 @@ def _location(ctx: Context, loc: int) -> tuple[str | None, int | None]:
 
 
 def _site(ctx: Context, loc: int) -> str:
-    py, line = _location(ctx, loc)
-    if line is None:
-        return "  --> (before the first statement of the kernel body)"
-    head = f"  --> {py} ({ctx.language} line {line})" if py else f"  --> {ctx.language} line {line}"
-    text = ctx.lines[line - 1].strip() if line <= len(ctx.lines) else ""
-    return f"{head}\n  {line:>5} | {text}"
+    return _site_of(ctx, *_location(ctx, loc))
 
 
-def _fault_message(err: abi.Error, ctx: Context) -> tuple[type[EmulatorError], str]:
+def _owner(buf: Buffer) -> str:
+    return f"'{buf.name}'" if buf.role in ("shape", "strides", "ndim") else f"{buf.role} '{buf.name}'"
+
+
+def _element(buf: Buffer, offset: int) -> int:
+    """The element of `buf` at byte `offset` from its mapped start (floor: -1 just before)."""
+    return (offset - buf.lead) // buf.itemsize
+
+
+def _fault_message(err: abi.Error, ctx: Context) -> tuple[type[EmulatorError], str, dict[str, Any]]:
     verb = {1: "write", 0: "read"}.get(err.access, "access")
     if err.tag >= 0:
         buf = ctx.buffers[err.tag]
         offset = err.offset
-        owner = f"{buf.role} '{buf.name}'"
-        if buf.role in ("shape", "strides", "ndim"):
-            owner = f"'{buf.name}'"
         elements = buf.nbytes // buf.itemsize
         if offset >= buf.nbytes:
             where = f"{offset - buf.nbytes} bytes past the end of"
         else:
             where = f"{-offset} bytes before the start of"
-        return OutOfBounds, (
-            f"out-of-bounds {verb}: {where} {owner} (element {(offset - buf.lead) // buf.itemsize}"
-            f" of {elements}, {buf.itemsize}-byte elements)"
+        element = _element(buf, offset)
+        nearest = ", in no buffer's guard: the nearest buffer" if err.nearest else ""
+        return (
+            OutOfBounds,
+            f"out-of-bounds {verb}: {where} {_owner(buf)} (element {element} of {elements}, "
+            f"{buf.itemsize}-byte elements{nearest})",
+            {"buffer": buf.name, "element": element, "access": verb},
         )
     if err.tag <= abi.TAG_TG:
         name = ctx.threadgroup_names[abi.TAG_TG - err.tag]
         side = "past the end of" if err.offset >= 0 else "before the start of"
-        return ThreadgroupMemoryError, (
-            f"out-of-bounds {verb} {side} threadgroup array '{name}' ({err.size} bytes; "
-            f"byte offset {err.offset})"
+        return (
+            ThreadgroupMemoryError,
+            f"out-of-bounds {verb} {side} threadgroup array '{name}' ({err.size} bytes; byte offset {err.offset})",
+            {},
         )
-    return OutOfBounds, f"{verb} of address {err.addr:#x}, which is in no buffer (a wild or null pointer)"
+    return (
+        OutOfBounds,
+        f"{verb} of address {err.addr:#x}, which is in no buffer (a wild or null pointer)",
+        {"access": verb},
+    )
 
 
 _MESSAGES: dict[int, tuple[type[EmulatorError], str]] = {
@@ -177,8 +188,9 @@ def raise_error(err: abi.Error, ctx: Context) -> NoReturn:
     first = _Thread(group, _triple(err.pos), err.loc) if err.has_pos else None
     second = _Thread(group, _triple(err.pos2), err.loc2) if err.has_pos2 else None
     kind = err.kind
+    fields: dict[str, Any] = {}
     if kind == abi.ERR_FAULT:
-        cls, what = _fault_message(err, ctx)
+        cls, what, fields = _fault_message(err, ctx)
     else:
         cls, template = _MESSAGES.get(kind, (EmulatorError, "internal error (kind {kind}) {name}"))
         what = template.format(
@@ -204,4 +216,51 @@ def raise_error(err: abi.Error, ctx: Context) -> NoReturn:
         thread=first.pos if first else None,
         location=py,
         metal_line=line,
+        **fields,
     )
+
+
+def _memory(ctx: Context, tag: int, offset: int) -> tuple[str, int]:
+    """What a traced access touched and the element (device) or byte offset (threadgroup)."""
+    if tag >= 0:
+        buf = ctx.buffers[tag]
+        return _owner(buf), _element(buf, offset)
+    return f"threadgroup array '{ctx.threadgroup_names[abi.TAG_TG - tag]}'", offset
+
+
+def race_accesses(race: abi.Race, ctx: Context) -> list[RaceAccess]:
+    """The two accesses of a race a traced run found."""
+    out = []
+    for a in (race.first, race.second):
+        memory, element = _memory(ctx, a.tag, a.offset)
+        py, line = _location(ctx, a.loc)
+        kind = ("atomic " if a.atomic else "") + ("write" if a.write else "read")
+        out.append(RaceAccess(_triple(a.group), _triple(a.pos), kind, memory, element, a.size, py, line))
+    return out
+
+
+def describe_race(accesses: Sequence[RaceAccess], ctx: Context) -> str:
+    """Both accesses of a race, each with the statement that made it."""
+    first, second = accesses
+    same_group = first.threadgroup == second.threadgroup
+    order = (
+        "with no barrier between" if same_group else "in another threadgroup (nothing orders threadgroups)"
+    )
+    parts = []
+    for k, a in enumerate(accesses):
+        if a.memory.startswith("threadgroup array"):
+            what = f"byte {a.element}" if a.size == 1 else f"bytes {a.element} to {a.element + a.size - 1}"
+        else:
+            what = f"element {a.element}"
+        lead = "  " if k == 0 else f"  then, {order}, "
+        parts.append(f"{lead}thread {a.thread} of threadgroup {a.threadgroup}: {a.kind} of {a.memory} {what}")
+        parts.append(_site_of(ctx, a.location, a.source_line))
+    return "\n".join(parts)
+
+
+def _site_of(ctx: Context, py: str | None, line: int | None) -> str:
+    if line is None:
+        return "  --> (before the first statement of the kernel body)"
+    head = f"  --> {py} ({ctx.language} line {line})" if py else f"  --> {ctx.language} line {line}"
+    text = ctx.lines[line - 1].strip() if line <= len(ctx.lines) else ""
+    return f"{head}\n  {line:>5} | {text}"

@@ -111,6 +111,7 @@ __EMU_SHFL(__shfl_xor_sync, simd_shuffle_xor)
 #define __EMU_ATOMIC(NAME, EXPR)                 \
   template <class T, class U>                    \
   inline T NAME(T* p, U v) {                     \
+    __EMU_ATOMIC_SCOPE                           \
     T old = *p;                                  \
     *p = EXPR;                                   \
     ++__emu_ts.progress;                         \
@@ -127,13 +128,17 @@ __EMU_ATOMIC(atomicXor, T(old ^ v))
 #undef __EMU_ATOMIC
 template <class T, class U>
 inline T atomicCAS(T* p, U compare, U value) {
-  T old = *p;
-  if (old == T(compare)) {
-    *p = T(value);
-    ++__emu_ts.progress;
-  } else {
-    __emu::spin();
+  T old;
+  {
+    __EMU_ATOMIC_SCOPE
+    old = *p;
+    if (old == T(compare)) {
+      *p = T(value);
+      ++__emu_ts.progress;
+      return old;
+    }
   }
+  __emu::spin();
   return old;
 }
 

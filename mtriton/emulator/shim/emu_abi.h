@@ -6,7 +6,7 @@
 #pragma once
 #include <stdint.h>
 
-#define MTEMU_ABI_VERSION 2
+#define MTEMU_ABI_VERSION 3
 
 #ifdef __cplusplus
 extern "C" {
@@ -26,7 +26,19 @@ enum {
   MTEMU_ERR_MATRIX_LANES = 9,      // simdgroup_matrix op without all 32 lanes
   MTEMU_ERR_INTERNAL = 10,         // runtime misuse (bad arguments, out of memory)
   MTEMU_ERR_MISALIGNED = 11,       // a trap: an access not aligned to its size (cuda-emu)
+  MTEMU_ERR_RACE = 12,             // traced run: two unordered accesses, one a write (mtemu_race)
 };
+
+// Where a buffer's data sits in its mapping: against the guard after it (an access past the
+// end faults) or against the guard before it (an access before the start faults).
+enum { MTEMU_LAYOUT_END = 0, MTEMU_LAYOUT_START = 1 };
+
+// What a run of a traced build (compiled with MTEMU_TRACE, every load and store checked
+// against shadow memory) records: writes into watched buffers' write maps, and conflicting
+// accesses to watched memory.
+enum { MTEMU_TRACE_WRITES = 1, MTEMU_TRACE_RACES = 2 };
+// mtemu_api.access flags.
+enum { MTEMU_ACCESS_WRITE = 1 };
 
 // Region tags: device buffers use their index (>= 0); threadgroup arrays use
 // MTEMU_TAG_TG - site.
@@ -70,6 +82,8 @@ typedef struct mtemu_api {
   void* (*tg_alloc)(uint32_t site, uint64_t size, uint64_t align,
                     const char* name);
   void (*spin)(void);
+  // Traced builds: a load or store of `size` bytes at `addr` that the shadow memory flags.
+  void (*access)(const void* addr, uint64_t size, uint32_t flags);
 } mtemu_api;
 
 // State the kernel library keeps for the thread that runs now; the runtime
@@ -80,6 +94,7 @@ typedef struct mtemu_thread_state {
   uint32_t lane;      // thread_index_in_simdgroup of the running thread
   uint32_t progress;  // bumped by every atomic write
   uint32_t spins;     // atomic loads since the last yield
+  uint32_t atomic;    // traced builds: the thread is inside an atomic operation
   const struct mtemu_attrs* attrs;  // the running thread's attributes (CUDA's threadIdx, ...)
 } mtemu_thread_state;
 
@@ -89,15 +104,32 @@ typedef struct mtemu_kernel {
   mtemu_thread_state* state;
 } mtemu_kernel;
 
+// One access of a traced run: the thread, the statement, the byte range.
+typedef struct mtemu_access {
+  uint32_t group[3];  // threadgroup_position_in_grid
+  uint32_t pos[3];    // thread_position_in_threadgroup
+  int32_t loc;        // location id of the statement
+  int32_t tag;        // region tag of the memory
+  int64_t offset;     // byte offset from the region's data
+  uint32_t size;      // bytes
+  uint32_t write;     // 1 write, 0 read
+  uint32_t atomic;    // inside an atomic operation
+} mtemu_access;
+
+// The first pair of conflicting accesses a traced run found (MTEMU_ERR_RACE).
+typedef struct mtemu_race {
+  mtemu_access first, second;  // in the order they ran
+} mtemu_race;
+
 typedef struct mtemu_launch {
   const mtemu_kernel* kernel;
   void* const* args;
   uint32_t grid[3];
   uint32_t group_size[3];  // threadgroup size as the caller asked
   uint32_t order;          // threads of a group: 0 forward, 1 reverse, 2 shuffled
-  uint32_t order_from;     // threadgroups [order_from, order_to) use `order`,
-  uint32_t order_to;       // the others run forward (used to bisect races)
   uint32_t group_order;    // 0: threadgroups in index order, 1: reversed
+  uint64_t order_from;     // threadgroups [order_from, order_to) (linear index) use
+  uint64_t order_to;       // `order`, the others run forward (used to bisect races)
   uint32_t direct;         // no thread ever waits for another: run them
                            // one after another on one stack, no switches
   uint32_t seed;
@@ -105,6 +137,10 @@ typedef struct mtemu_launch {
   uint64_t stack_size;     // bytes of stack per thread
   double cpu_seconds;      // CPU-time budget (0: none)
   uint32_t tg_poison;      // byte written over threadgroup memory per group
+  uint32_t layout;         // MTEMU_LAYOUT_* of the threadgroup arrays
+  uint32_t trace;          // MTEMU_TRACE_* (traced builds only)
+  uint64_t trace_group;    // race tracing: the one threadgroup traced, or UINT64_MAX for all
+  mtemu_race* race;        // filled on MTEMU_ERR_RACE
 } mtemu_launch;
 
 typedef struct mtemu_error {
@@ -114,6 +150,7 @@ typedef struct mtemu_error {
   uint32_t pos[3], pos2[3];       // thread_position_in_threadgroup
   int32_t has_pos, has_pos2;
   int32_t tag;                    // faulting region's tag
+  int32_t nearest;                // 1: the address is in no region; `tag` is the nearest one
   int32_t access;                 // 1 write, 0 read, -1 unknown
   int64_t offset;                 // fault byte offset from the region's start
   uint64_t addr, size;            // fault address; region size

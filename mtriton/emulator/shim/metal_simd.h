@@ -12,10 +12,49 @@
 // Set by mtemu_bind when the runtime loads this kernel.
 static const mtemu_api* __emu_rt;
 // The running thread's state; the runtime swaps `loc` per fiber.
-static mtemu_thread_state __emu_ts = {-1, 0, 0, 0, nullptr};
+static mtemu_thread_state __emu_ts = {-1, 0, 0, 0, 0, nullptr};
 
 // Statement-location record inserted by the emulator's source rewrite.
 #define __EMU_LOC(k) __emu_ts.loc = (k);
+
+#ifdef MTEMU_TRACE
+// A traced build (-fsanitize=kernel-address against the runtime's shadow memory): the
+// compiler checks every load and store inline and calls these AddressSanitizer entry points
+// for the bytes the shadow flags, the data of watched buffers and their neighbours.
+extern "C" {
+#define __EMU_REPORT(N)                                                                   \
+  __attribute__((visibility("hidden"))) void __asan_report_load##N##_noabort(uintptr_t p) { \
+    __emu_rt->access((const void*)p, N, 0);                                               \
+  }                                                                                       \
+  __attribute__((visibility("hidden"))) void __asan_report_store##N##_noabort(uintptr_t p) { \
+    __emu_rt->access((const void*)p, N, MTEMU_ACCESS_WRITE);                              \
+  }
+__EMU_REPORT(1)
+__EMU_REPORT(2)
+__EMU_REPORT(4)
+__EMU_REPORT(8)
+__EMU_REPORT(16)
+#undef __EMU_REPORT
+__attribute__((visibility("hidden"))) void __asan_report_load_n_noabort(uintptr_t p, uintptr_t n) {
+  __emu_rt->access((const void*)p, n, 0);
+}
+__attribute__((visibility("hidden"))) void __asan_report_store_n_noabort(uintptr_t p, uintptr_t n) {
+  __emu_rt->access((const void*)p, n, MTEMU_ACCESS_WRITE);
+}
+// Hooks the instrumentation calls around dynamic initialisers and noreturn calls: nothing to do.
+__attribute__((visibility("hidden"))) void __asan_before_dynamic_init(const char*) {}
+__attribute__((visibility("hidden"))) void __asan_after_dynamic_init() {}
+__attribute__((visibility("hidden"))) void __asan_handle_no_return() {}
+}
+// Marks the accesses of an atomic operation: two atomics on one address do not race.
+struct __emu_atomic_scope {
+  __emu_atomic_scope() { __emu_ts.atomic = 1; }
+  ~__emu_atomic_scope() { __emu_ts.atomic = 0; }
+};
+#define __EMU_ATOMIC_SCOPE __emu_atomic_scope __emu_atomic_marker;
+#else
+#define __EMU_ATOMIC_SCOPE
+#endif
 
 namespace __emu {
 
@@ -343,16 +382,19 @@ inline atomic<T>* __emu_atomic(const volatile atomic<T>* o) {
 
 template <class T>
 inline void atomic_store_explicit(volatile atomic<T>* o, __nd<T> v, memory_order) {
+  __EMU_ATOMIC_SCOPE
   __emu_atomic(o)->__v = v;
   ++__emu_ts.progress;
 }
 template <class T>
 inline T atomic_load_explicit(const volatile atomic<T>* o, memory_order) {
   __emu::spin();
+  __EMU_ATOMIC_SCOPE
   return __emu_atomic(o)->__v;
 }
 template <class T>
 inline T atomic_exchange_explicit(volatile atomic<T>* o, __nd<T> v, memory_order) {
+  __EMU_ATOMIC_SCOPE
   T old = __emu_atomic(o)->__v;
   __emu_atomic(o)->__v = v;
   ++__emu_ts.progress;
@@ -362,12 +404,15 @@ template <class T>
 inline bool atomic_compare_exchange_weak_explicit(volatile atomic<T>* o, thread T* expected,
                                                   __nd<T> desired, memory_order, memory_order) {
   atomic<T>* p = __emu_atomic(o);
-  if (__builtin_memcmp(&p->__v, expected, sizeof(T)) == 0) {
-    p->__v = desired;
-    ++__emu_ts.progress;
-    return true;
+  {
+    __EMU_ATOMIC_SCOPE
+    if (__builtin_memcmp(&p->__v, expected, sizeof(T)) == 0) {
+      p->__v = desired;
+      ++__emu_ts.progress;
+      return true;
+    }
+    *expected = p->__v;
   }
-  *expected = p->__v;
   __emu::spin();
   return false;
 }
@@ -381,6 +426,7 @@ inline bool atomic_compare_exchange_strong_explicit(volatile atomic<T>* o, threa
 #define __EMU_ATOMIC_RMW(NAME, EXPR)                                                   \
   template <class T>                                                                   \
   inline T atomic_fetch_##NAME##_explicit(volatile atomic<T>* o, __nd<T> v, memory_order) { \
+    __EMU_ATOMIC_SCOPE                                                                 \
     atomic<T>* p = __emu_atomic(o);                                                    \
     T old = p->__v;                                                                    \
     p->__v = EXPR;                                                                     \

@@ -4,8 +4,14 @@
 // Fibers switch only where a GPU thread must wait for others (barriers,
 // SIMD-group functions, spinning atomics), so a threadgroup of 256 threads
 // costs a few hundred context switches per barrier, not an OS thread each.
-// Device buffers and threadgroup arrays sit against guard pages; the SIGSEGV
+// Device buffers and threadgroup arrays sit between guard regions, with their
+// end (or, in a run of the other layout, their start) against one; the SIGSEGV
 // handler turns a fault into an error report and jumps back to the launch.
+//
+// Kernels built for tracing (MTEMU_TRACE) check every load and store against
+// shadow memory (8 bytes per shadow byte, AddressSanitizer's layout); the data
+// of watched buffers is flagged there, so their accesses reach api_access,
+// which records writes and finds pairs of accesses no barrier orders.
 #if !(defined(__x86_64__) && defined(__linux__)) || defined(MTEMU_UCONTEXT)
 // ucontext needs X/Open on macOS; keep the BSD names (MAP_ANON) visible too.
 #define _XOPEN_SOURCE 700
@@ -16,6 +22,7 @@
 #define MTEMU_ASM_SWITCH 1
 #endif
 
+#include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -30,17 +37,26 @@
 #ifndef MAP_ANONYMOUS
 #define MAP_ANONYMOUS MAP_ANON
 #endif
+#ifndef MAP_NORESERVE
+#define MAP_NORESERVE 0
+#endif
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
 
 namespace {
 
 constexpr uint32_t kMaxThreads = 1024;
 constexpr uint32_t kMaxSites = 64;
-constexpr uint32_t kMaxRegions = 4096;
 // Scheduler passes in which every thread only spun on atomics, with no
 // atomic write anywhere, before the threadgroup counts as deadlocked.
 constexpr uint32_t kSpinPassLimit = 20000;
+// Accesses a race trace records at most (80 bytes each) before it gives up.
+constexpr uint32_t kTraceLimit = 1u << 20;
 
 enum FiberState : uint8_t { RUNNABLE, AT_BARRIER, AT_SIMD, DONE };
+
+#include "runtime_memory.h"
 
 struct Fiber {
 #if MTEMU_ASM_SWITCH
@@ -57,14 +73,6 @@ struct Fiber {
   void* out;
   char* stack;
   mtemu_attrs attrs;
-};
-
-struct Region {
-  char* map;
-  size_t map_size;
-  char* data;
-  size_t size;
-  int32_t tag;
 };
 
 struct Site {
@@ -85,6 +93,19 @@ struct Launch {
   Site sites[kMaxSites];
   uint32_t nsites;
   uint64_t tg_total;
+  // Race tracing: barriers released in this threadgroup, SIMD-group operations
+  // completed per SIMD-group; accesses with the same counts are unordered.
+  uint32_t epoch;
+  uint32_t simd_ops[kMaxThreads / 32];
+};
+
+// A traced access, as the conflict check compares them.
+struct TraceRecord {
+  uint64_t group_linear;
+  uint32_t thread;
+  uint32_t epoch;
+  uint32_t simd_ops;
+  mtemu_access access;
 };
 
 Launch g;
@@ -101,14 +122,12 @@ sigjmp_buf g_jmp;
 volatile sig_atomic_t g_active;
 pthread_t g_owner;
 pthread_mutex_t g_launch_mutex = PTHREAD_MUTEX_INITIALIZER;
-pthread_mutex_t g_region_mutex = PTHREAD_MUTEX_INITIALIZER;
 
-Region g_regions[kMaxRegions];
-volatile int g_nregions;
+TraceRecord* g_trace;  // index 0 unused: a cell of 0 holds no access
+uint32_t g_trace_size, g_trace_capacity;
 
 char* g_pool;
 size_t g_pool_slots, g_pool_slot;
-size_t g_page;
 
 const int kSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGVTALRM, SIGILL};
 constexpr int kNumSignals = sizeof(kSignals) / sizeof(kSignals[0]);
@@ -116,59 +135,6 @@ struct sigaction g_old_actions[kNumSignals];
 stack_t g_old_altstack;
 char* g_altstack;
 constexpr size_t kAltStackSize = 1 << 16;
-
-size_t page_size() {
-  if (!g_page) g_page = (size_t)sysconf(_SC_PAGESIZE);
-  return g_page;
-}
-
-size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
-
-// ---------------------------------------------------------------------------
-// Guarded memory regions
-// ---------------------------------------------------------------------------
-
-char* region_alloc(uint64_t nbytes, uint64_t align, int32_t tag) {
-  size_t page = page_size();
-  if (align == 0) align = 1;
-  size_t body = round_up(nbytes + align, page);
-  size_t map_size = body + 2 * page;
-  void* m = mmap(nullptr, map_size, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (m == MAP_FAILED) return nullptr;
-  char* map = static_cast<char*>(m);
-  char* end = map + page + body;
-  // The data ends exactly at the trailing guard page, so the first byte past
-  // the buffer faults.
-  uintptr_t start = ((uintptr_t)end - nbytes) & ~(uintptr_t)(align - 1);
-  mprotect(map, page, PROT_NONE);
-  mprotect(end, page, PROT_NONE);
-  pthread_mutex_lock(&g_region_mutex);
-  if (g_nregions >= (int)kMaxRegions) {
-    pthread_mutex_unlock(&g_region_mutex);
-    munmap(map, map_size);
-    return nullptr;
-  }
-  g_regions[g_nregions] = Region{map, map_size, (char*)start, nbytes, tag};
-  g_nregions = g_nregions + 1;
-  pthread_mutex_unlock(&g_region_mutex);
-  return (char*)start;
-}
-
-void region_free(void* data) {
-  pthread_mutex_lock(&g_region_mutex);
-  for (int i = 0; i < g_nregions; ++i) {
-    if (g_regions[i].data == data) {
-      Region r = g_regions[i];
-      g_regions[i] = g_regions[g_nregions - 1];
-      g_nregions = g_nregions - 1;
-      pthread_mutex_unlock(&g_region_mutex);
-      munmap(r.map, r.map_size);
-      return;
-    }
-  }
-  pthread_mutex_unlock(&g_region_mutex);
-}
 
 // Fiber stacks are reused across launches; each has a guard page below it.
 bool ensure_pool(size_t slots, size_t stack_size) {
@@ -365,14 +331,122 @@ void* api_tg_alloc(uint32_t site, uint64_t size, uint64_t align,
     g.err->size = g.tg_total;
     fiber_error(MTEMU_ERR_TG_LIMIT);
   }
-  char* data = region_alloc(size, align, MTEMU_TAG_TG - (int32_t)site);
+  char* data = region_alloc(size, align, MTEMU_TAG_TG - (int32_t)site, g.desc->layout);
   if (!data) fiber_error(MTEMU_ERR_INTERNAL);
   memset(data, (int)g.desc->tg_poison, size);
+  if ((g.desc->trace & MTEMU_TRACE_RACES) && g.desc->trace_group != UINT64_MAX) {
+    // Threadgroup arrays are traced with the one threadgroup that is: every group reuses
+    // them, so accesses of different groups to one of their bytes are no race.
+    pthread_mutex_lock(&g_region_mutex);
+    bool ok = false;
+    for (int i = 0; i < g_nregions; ++i)
+      if (g_regions[i].data == data) ok = region_watch(g_regions[i], nullptr, true);
+    pthread_mutex_unlock(&g_region_mutex);
+    if (!ok) fiber_error(MTEMU_ERR_INTERNAL);
+  }
   g.sites[g.nsites++] = Site{site, data, size, mark};
   return data;
 }
 
-const mtemu_api g_api = {&api_barrier, &api_simd, &api_tg_alloc, &api_spin};
+// ---------------------------------------------------------------------------
+// Traced accesses
+// ---------------------------------------------------------------------------
+
+// Whether two accesses of different threads to the same byte race: one writes,
+// they are not both atomic, and nothing orders them. Threads of one threadgroup
+// are ordered by a barrier between the accesses, lanes of one SIMD-group also
+// by a SIMD-group operation; threadgroups are never ordered.
+bool races(const TraceRecord& a, const TraceRecord& b) {
+  if (!a.access.write && !b.access.write) return false;
+  if (a.access.atomic && b.access.atomic) return false;
+  if (a.group_linear != b.group_linear) return true;
+  if (a.thread == b.thread || a.epoch != b.epoch) return false;
+  return a.thread / 32 != b.thread / 32 || a.simd_ops == b.simd_ops;
+}
+
+void report_race(const TraceRecord& first, const TraceRecord& second) {
+  if (g.desc->race) {
+    g.desc->race->first = first.access;
+    g.desc->race->second = second.access;
+  }
+  fiber_error(MTEMU_ERR_RACE);
+}
+
+// Checks a traced access of the running thread against the last write and
+// read of each byte it touches, then records it.
+void trace_access(Region& r, int64_t offset, uint64_t size, bool write, Fiber* f) {
+  if (g_trace_size >= kTraceLimit) return;  // gives up: the report says no pair was found
+  if (g_trace_size + 1 >= g_trace_capacity) {
+    uint32_t capacity = g_trace_capacity ? 2 * g_trace_capacity : 4096;
+    void* grown = realloc(g_trace, (size_t)capacity * sizeof(TraceRecord));
+    if (!grown) return;
+    g_trace = static_cast<TraceRecord*>(grown);
+    g_trace_capacity = capacity;
+  }
+  if (g_trace_size == 0) g_trace_size = 1;
+  uint32_t index = g_trace_size++;
+  TraceRecord& rec = g_trace[index];
+  uint32_t thread = (uint32_t)(f - g_fibers);
+  rec.group_linear = g.group_linear;
+  rec.thread = thread;
+  rec.epoch = g.epoch;
+  rec.simd_ops = g.simd_ops[thread / 32];
+  mtemu_access& a = rec.access;
+  copy3(a.group, g.group);
+  copy3(a.pos, f->attrs.thread_position_in_threadgroup);
+  a.loc = g.ts->loc;
+  a.tag = r.tag;
+  a.offset = offset;
+  a.size = (uint32_t)size;
+  a.write = write;
+  a.atomic = g.ts->atomic != 0;
+  for (uint64_t i = 0; i < size; ++i) {
+    uint32_t* cell = r.cells + 2 * (offset + (int64_t)i);
+    if (cell[0] && races(g_trace[cell[0]], rec)) return report_race(g_trace[cell[0]], rec);
+    if (write && cell[1] && races(g_trace[cell[1]], rec)) return report_race(g_trace[cell[1]], rec);
+  }
+  for (uint64_t i = 0; i < size; ++i) r.cells[2 * (offset + (int64_t)i) + (write ? 0 : 1)] = index;
+}
+
+// A traced build's load or store that the shadow flags: one of a watched
+// buffer's bytes (or a neighbour's). Out of bounds is reported like a fault.
+void api_access(const void* addr_ptr, uint64_t size, uint32_t flags) {
+  Fiber* f = g.cur;
+  if (!g_active || !f) return;  // a library constructor, or a SIMD-group's combine step
+  const char* addr = static_cast<const char*>(addr_ptr);
+  bool write = flags & MTEMU_ACCESS_WRITE;
+  pthread_mutex_lock(&g_region_mutex);
+  for (int i = 0; i < g_nregions; ++i) {
+    Region& r = g_regions[i];
+    if (addr + size <= r.map || addr >= r.map + r.map_size) continue;
+    int64_t offset = addr - r.data;
+    if (offset < 0 || (uint64_t)offset + size > r.size) {
+      mtemu_error* e = g.err;
+      e->addr = (uint64_t)(uintptr_t)addr;
+      e->tag = r.tag;
+      // An access that starts inside and runs past the end: its first byte out.
+      e->offset = offset >= 0 && (uint64_t)offset < r.size ? (int64_t)r.size : offset;
+      e->size = r.size;
+      e->access = write;
+      pthread_mutex_unlock(&g_region_mutex);
+      fiber_error(MTEMU_ERR_FAULT);
+    }
+    if (write && r.written) memset(r.written + offset, 1, size);
+    bool traced = (g.desc->trace & MTEMU_TRACE_RACES) && r.cells &&
+                  (g.desc->trace_group == UINT64_MAX || g.desc->trace_group == g.group_linear);
+    if (traced) {
+      // report_race leaves through fiber_error: release the lock first
+      Region copy = r;
+      pthread_mutex_unlock(&g_region_mutex);
+      trace_access(copy, offset, size, write, f);
+      return;
+    }
+    break;
+  }
+  pthread_mutex_unlock(&g_region_mutex);
+}
+
+const mtemu_api g_api = {&api_barrier, &api_simd, &api_tg_alloc, &api_spin, &api_access};
 
 // ---------------------------------------------------------------------------
 // Scheduler
@@ -435,6 +509,7 @@ int resolve_simd_group(uint32_t lo) {
   }
   for (uint32_t i = lo; i < hi; ++i)
     if (mask & (1u << (i - lo))) g_fibers[i].state = RUNNABLE;
+  ++g.simd_ops[lo / 32];
   return 1;
 }
 
@@ -473,6 +548,7 @@ bool resolve_barrier(uint32_t done) {
     }
   }
   for (uint32_t i = 0; i < g.n; ++i) g_fibers[i].state = RUNNABLE;
+  ++g.epoch;
   return true;
 }
 
@@ -556,7 +632,15 @@ bool run_group() {
   }
 }
 
-uint32_t ceil_div(uint32_t a, uint32_t b) { return (a + b - 1) / b; }
+uint32_t ceil_div(uint32_t a, uint32_t b) { return (uint32_t)(((uint64_t)a + b - 1) / b); }
+
+// The position of the threadgroup of linear index `linear` (x fastest) in a
+// grid of `groups` threadgroups; grids may hold more than 2^32 of them.
+void group_position(uint64_t linear, const uint32_t* groups, uint32_t* pos) {
+  pos[0] = (uint32_t)(linear % groups[0]);
+  pos[1] = (uint32_t)(linear / groups[0] % groups[1]);
+  pos[2] = (uint32_t)(linear / ((uint64_t)groups[0] * groups[1]));
+}
 
 // Sets up the fibers of the threadgroup at `pos`, whose threads fill the box
 // `actual` (smaller than `tg` at the grid's far edges).
@@ -567,6 +651,8 @@ void init_group(const uint32_t* pos, const uint32_t* actual, const uint32_t* tg,
   uint32_t dispatch_size = tg[0] * tg[1] * tg[2];
   g.n = n;
   copy3(g.group, pos);
+  g.epoch = 0;
+  memset(g.simd_ops, 0, sizeof(g.simd_ops));
   for (uint32_t t = 0; t < n; ++t) {
     Fiber* f = &g_fibers[t];
     f->state = RUNNABLE;
@@ -580,7 +666,7 @@ void init_group(const uint32_t* pos, const uint32_t* actual, const uint32_t* tg,
     for (int i = 0; i < 3; ++i) {
       a->thread_position_in_threadgroup[i] = local[i];
       a->threadgroup_position_in_grid[i] = pos[i];
-      a->thread_position_in_grid[i] = pos[i] * tg[i] + local[i];
+      a->thread_position_in_grid[i] = (uint32_t)((uint64_t)pos[i] * tg[i] + local[i]);
       a->threads_per_threadgroup[i] = actual[i];
       a->dispatch_threads_per_threadgroup[i] = tg[i];
       a->threadgroups_per_grid[i] = groups[i];
@@ -614,12 +700,12 @@ void run_grid() {
   uint64_t total = (uint64_t)groups[0] * groups[1] * groups[2];
   for (uint64_t k = 0; k < total; ++k) {
     uint64_t linear = d->group_order ? total - 1 - k : k;
-    uint32_t pos[3] = {(uint32_t)(linear % groups[0]), (uint32_t)(linear / groups[0] % groups[1]),
-                       (uint32_t)(linear / ((uint64_t)groups[0] * groups[1]))};
+    uint32_t pos[3];
+    group_position(linear, groups, pos);
     uint32_t actual[3];
     for (int i = 0; i < 3; ++i) {
-      uint32_t left = d->grid[i] - pos[i] * tg[i];
-      actual[i] = left < tg[i] ? left : tg[i];
+      uint64_t left = (uint64_t)d->grid[i] - (uint64_t)pos[i] * tg[i];
+      actual[i] = left < tg[i] ? (uint32_t)left : tg[i];
     }
     g.group_linear = linear;
     init_group(pos, actual, tg, groups);
@@ -641,13 +727,26 @@ void classify_fault(mtemu_error* e, void* addr_ptr) {
     return;
   }
   e->kind = MTEMU_ERR_FAULT;
+  uint64_t best = kNearestBytes;
   for (int i = 0; i < g_nregions; ++i) {
     const Region& r = g_regions[i];
     if (addr >= r.map && addr < r.map + r.map_size) {
       e->tag = r.tag;
       e->offset = (int64_t)(addr - r.data);
       e->size = r.size;
+      e->nearest = 0;
       return;
+    }
+    // In no mapping of ours: blame the buffer whose data is nearest.
+    uint64_t distance = addr < r.data ? (uint64_t)(r.data - addr)
+                        : addr >= r.data + r.size ? (uint64_t)(addr - (r.data + r.size)) + 1
+                                                  : 0;
+    if (distance < best) {
+      best = distance;
+      e->tag = r.tag;
+      e->offset = (int64_t)(addr - r.data);
+      e->size = r.size;
+      e->nearest = 1;
     }
   }
 }
@@ -730,10 +829,45 @@ __attribute__((visibility("default"))) uint32_t mtemu_abi_version() {
   return MTEMU_ABI_VERSION;
 }
 
-__attribute__((visibility("default"))) void* mtemu_alloc(uint64_t nbytes,
-                                                         uint64_t align,
-                                                         int32_t tag) {
-  return region_alloc(nbytes, align, tag);
+__attribute__((visibility("default"))) void* mtemu_alloc(uint64_t nbytes, uint64_t align,
+                                                         int32_t tag, uint32_t layout) {
+  return region_alloc(nbytes, align, tag, layout);
+}
+
+__attribute__((visibility("default"))) uint64_t mtemu_shadow_offset() { return kShadowOffset; }
+
+// Reserves the shadow memory traced builds read; 0 or an errno. Call it before
+// loading a traced build: its library constructors already read the shadow.
+__attribute__((visibility("default"))) int mtemu_shadow_init() {
+  pthread_mutex_lock(&g_region_mutex);
+  int rc = shadow_init();
+  pthread_mutex_unlock(&g_region_mutex);
+  return rc;
+}
+
+// Watches a buffer from mtemu_alloc for the next traced runs: `written`
+// (nbytes bytes, or null) gets a 1 for each byte a thread writes; with
+// `races`, its accesses are checked for races. Returns 0, or -1 (no shadow).
+__attribute__((visibility("default"))) int mtemu_watch(void* data, uint8_t* written, int races) {
+  pthread_mutex_lock(&g_region_mutex);
+  int rc = -1;
+  for (int i = 0; i < g_nregions; ++i)
+    if (g_regions[i].data == data) rc = region_watch(g_regions[i], written, races) ? 0 : -1;
+  pthread_mutex_unlock(&g_region_mutex);
+  return rc;
+}
+
+__attribute__((visibility("default"))) void mtemu_unwatch(void* data) {
+  pthread_mutex_lock(&g_region_mutex);
+  for (int i = 0; i < g_nregions; ++i)
+    if (g_regions[i].data == data) region_unwatch(g_regions[i]);
+  pthread_mutex_unlock(&g_region_mutex);
+}
+
+__attribute__((visibility("default"))) void mtemu_group_position(uint64_t linear,
+                                                                 const uint32_t* groups,
+                                                                 uint32_t* pos) {
+  group_position(linear, groups, pos);
 }
 
 __attribute__((visibility("default"))) void mtemu_free(void* data) {
@@ -762,6 +896,8 @@ __attribute__((visibility("default"))) int mtemu_run(const mtemu_launch* d,
   g.desc = d;
   g.err = err;
   g.ts = d->kernel->state;
+  g.ts->atomic = 0;
+  g_trace_size = 0;
   install_signals(d->cpu_seconds);
   if (sigsetjmp(g_jmp, 1) == 0) {
     g_active = 1;
@@ -771,6 +907,12 @@ __attribute__((visibility("default"))) int mtemu_run(const mtemu_launch* d,
   remove_signals();
   for (uint32_t i = 0; i < g.nsites; ++i) region_free(g.sites[i].data);
   g.nsites = 0;
+  if (g_trace_capacity > (1u << 16)) {  // a long trace's memory goes back
+    free(g_trace);
+    g_trace = nullptr;
+    g_trace_capacity = 0;
+  }
+  g_trace_size = 0;
   pthread_mutex_unlock(&g_launch_mutex);
   return err->kind;
 }
