@@ -23,6 +23,7 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 import pytest
+from attention_np import visible
 from conftest import to_numpy
 from mlx_primitives.attention import backward, chunked_cross_attention, flash_attention
 from mlx_primitives.attention.spec import MASK_ADDITIVE, MASK_BOOL, MASK_NONE, AttentionSpec
@@ -53,20 +54,6 @@ def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # --------------------------------------------------------------------------- the reference
-
-
-def visible(lq: int, lk: int, causal: bool, window: int | None) -> np.ndarray:
-    """(Lq, Lk): which keys each query sees; queries aligned to the end of the keys."""
-    pos = np.arange(lq)[:, None] + (lk - lq)
-    cols = np.arange(lk)[None, :]
-    seen = np.ones((lq, lk), dtype=bool)
-    if causal:
-        seen &= cols <= pos
-    if window is not None:
-        seen &= cols > pos - window
-        if not causal:
-            seen &= cols < pos + window
-    return seen
 
 
 def attention(xp: Any, q: Any, k: Any, v: Any, sinks: Any, *, scale: float, causal: bool = False,
