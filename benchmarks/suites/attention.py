@@ -36,57 +36,14 @@ TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "bfloat16": 3e-2}
 _API = sys.modules[__name__]
 __all__ = ["flash_attention", "sliding_window_attention"]
 
+# B4 H32 L4096 D128: the attention issue's long-context size
+_LONG = {"batch": 4, "heads": 32, "kv_heads": 32, "lq": 4096, "lk": 4096, "d": 128}
 _FORWARD_GPU = (
-    {
-        "batch": 4,
-        "heads": 32,
-        "kv_heads": 32,
-        "lq": 4096,
-        "lk": 4096,
-        "d": 128,
-        "causal": False,
-        "dtype": "float16",
-    },
-    {
-        "batch": 4,
-        "heads": 32,
-        "kv_heads": 32,
-        "lq": 4096,
-        "lk": 4096,
-        "d": 128,
-        "causal": True,
-        "dtype": "float16",
-    },
-    {
-        "batch": 4,
-        "heads": 32,
-        "kv_heads": 32,
-        "lq": 4096,
-        "lk": 4096,
-        "d": 128,
-        "causal": False,
-        "dtype": "bfloat16",
-    },
-    {
-        "batch": 4,
-        "heads": 32,
-        "kv_heads": 32,
-        "lq": 4096,
-        "lk": 4096,
-        "d": 128,
-        "causal": True,
-        "dtype": "bfloat16",
-    },
-    {
-        "batch": 8,
-        "heads": 32,
-        "kv_heads": 32,
-        "lq": 1024,
-        "lk": 1024,
-        "d": 64,
-        "causal": True,
-        "dtype": "float16",
-    },
+    {**_LONG, "causal": False, "dtype": "float16"},
+    {**_LONG, "causal": True, "dtype": "float16"},
+    {**_LONG, "causal": False, "dtype": "bfloat16"},
+    {**_LONG, "causal": True, "dtype": "bfloat16"},
+    {**_LONG, "batch": 8, "lq": 1024, "lk": 1024, "d": 64, "causal": True, "dtype": "float16"},
 )
 _FORWARD_CPU = (
     {"batch": 1, "heads": 4, "kv_heads": 4, "lq": 256, "lk": 256, "d": 64, "causal": True},
