@@ -14,6 +14,9 @@ from conftest import poisoned, round_tf32, tf32_dots, to_numpy, tolerance
 
 import mtriton as triton
 from examples import tutorial_kernels as K
+from mtriton.backends.dump import source_dump
+from mtriton.cli import build_specs
+from mtriton.options import LaunchOptions
 
 FLOAT_DTYPES = [mx.float32, mx.float16, mx.bfloat16]
 
@@ -151,6 +154,47 @@ def test_flash_attention_forward(
     # float32 on CUDA: both dots round their inputs to TF32 (~5e-4 relative each)
     tol = {mx.float32: 3e-3 if tf32_dots(backend) else 1e-4, mx.float16: 1e-2}[dtype]
     np.testing.assert_allclose(f64(out), ref, rtol=tol, atol=tol)
+
+
+def _attention(rng: np.random.Generator, n_ctx: int, d: int, dtype: mx.Dtype, causal: bool, **launch: int):
+    """(out, float64 reference) of the tutorial attention over 2 heads."""
+    heads = 2
+    q, k, v = (rand(rng, (heads, n_ctx, d), dtype) for _ in range(3))
+    out = poisoned((heads, n_ctx, d), dtype)
+    sm_scale = 1 / math.sqrt(d)
+    stride_h, stride_m = n_ctx * d, d
+    K.attention_fwd_kernel[(triton.cdiv(n_ctx, launch["BLOCK_M"]), heads)](
+        q, k, v, out, sm_scale, stride_h, stride_m, stride_h, stride_m, stride_h, stride_m, stride_h, stride_m,
+        n_ctx, HEAD_DIM=d, CAUSAL=causal, **launch,
+    )  # fmt: skip
+    s = np.einsum("hmd,hnd->hmn", f64(q), f64(k)) * sm_scale
+    if causal:
+        s = np.where(np.tril(np.ones((n_ctx, n_ctx), bool)), s, -np.inf)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    return out, (p / p.sum(-1, keepdims=True)) @ f64(v)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_flash_attention_forward_eight_warps(backend: str, rng: np.random.Generator, causal: bool) -> None:
+    # The benchmark's 128-row blocks and 8 warps (32 keys: Metal stages 128 x 64 scores past its
+    # 32 KB of threadgroup memory): on CUDA the warps stack along the rows, so the
+    # row statistics m_i and l_i live in the scores' rows (RowsLayout); 150 leaves a ragged block.
+    out, ref = _attention(rng, 150, 16, mx.float16, causal, BLOCK_M=128, BLOCK_N=32, num_warps=8)
+    np.testing.assert_allclose(f64(out), ref, rtol=1e-2, atol=1e-2)
+
+
+def test_flash_attention_row_statistics_stay_in_registers() -> None:
+    # The benchmark configuration's CUDA: one barrier per key block (the pipeline's stage
+    # hand-over) and one before the loop, none in the row max, row sum or their broadcasts
+    # (before the rows' layout the kernel had 14).
+    sig = "*fp16,*fp16,*fp16,*fp16,fp32," + ",".join(["i32:16"] * 9)
+    specs = build_specs(
+        K.attention_fwd_kernel, sig, {"BLOCK_M": 128, "BLOCK_N": 64, "HEAD_DIM": 128, "CAUSAL": False}
+    )
+    fn = K.attention_fwd_kernel.compile_ir(specs, "cuda")
+    body = source_dump("cuda", fn, LaunchOptions(num_warps=8, num_stages=3))
+    loop = body[body.index("for (int iv") :]
+    assert loop.count("__syncthreads") == 1, loop
 
 
 # 3 x 4001 in 4096-wide blocks: 8 chunks of 4 per thread, so the GPU scans carry 7 times

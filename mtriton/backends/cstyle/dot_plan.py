@@ -5,7 +5,11 @@ ones before it:
 
 1. Fragment layouts. Values with the element count of a dot the matrix unit can run on
    register fragments take that dot's accumulator layout (`layout.MmaLayout`), so the dot
-   accumulates straight into its result's registers.
+   accumulates straight into its result's registers. In a kernel that reduces the rows of
+   such a result (attention's row max and sum), every dot of that row count stacks its warps
+   along the rows, and values with that many elements take the rows of the accumulator
+   layout (`layout.RowsLayout`): the reduction and the broadcast back (`m_i[:, None]`) stay
+   in registers.
 2. Transposes. A 2-D `permute` used only as a dot operand (`tl.trans(x)`) runs no code: the
    dot stages `x` transposed on the way.
 3. Deferred loads. A load whose only use is a fragment dot's operand is copied from global to
@@ -24,7 +28,8 @@ from dataclasses import dataclass, field
 from ... import ir
 from ...ir import types as T
 from .dialect import Dialect, Fragments, MatrixUnit
-from .layout import MmaLayout, mma_layout
+from .layout import MmaLayout, RowsLayout, mma_layout
+from .render import combiner_kind
 from .shared_memory import align16
 from .software_pipeline import RESERVED_BYTES, Pipeline, Tile, plan_loop
 
@@ -37,7 +42,8 @@ class DotPlan:
     """The kernel's tensor-core plan; values and ops are keyed by `id`.
 
     Attributes:
-        layouts: element count -> the accumulator layout every value of that count takes.
+        layouts: element count -> the accumulator layout (or the accumulator rows' layout)
+            every value of that count takes.
         fragments: each dot that runs on register fragments -> its accumulator layout.
         transposes: a dot operand given as `tl.trans(x)` -> x.
         transposed: a fragment dot's B that is `tl.trans` of a deferred [n, k] load -> the load.
@@ -49,7 +55,7 @@ class DotPlan:
         scratch_base: bytes the stages take at the start of threadgroup memory.
     """
 
-    layouts: dict[int, MmaLayout] = field(default_factory=dict)
+    layouts: dict[int, MmaLayout | RowsLayout] = field(default_factory=dict)
     fragments: dict[int, MmaLayout] = field(default_factory=dict)
     transposes: dict[int, ir.Value] = field(default_factory=dict)
     transposed: dict[int, ir.Op] = field(default_factory=dict)
@@ -115,25 +121,43 @@ def _fragment_shape(dot: ir.Op, unit: MatrixUnit) -> tuple[int, int] | None:
     return None if k_step is None or a.type.shape[1] % k_step else (a.type.shape[0], b.type.shape[1])
 
 
-def _mma_layouts(fn: ir.Function, unit: MatrixUnit, threads: int) -> dict[int, MmaLayout]:
+def _mma_layouts(fn: ir.Function, unit: MatrixUnit, threads: int) -> dict[int, MmaLayout | RowsLayout]:
     """Element counts whose values take the accumulator layout of a `dot` that runs on
-    register fragments (the first such dot of each count decides its shape)."""
-    layouts: dict[int, MmaLayout] = {}
-    for op in ir.walk(fn.body):
-        if op.name == "dot" and op.result.type.numel not in layouts:
-            shape = _fragment_shape(op, unit)
-            layout = mma_layout(*shape, threads) if shape else None
-            if layout is not None:
-                layouts[layout.numel] = layout
+    register fragments (the first such dot of each count decides its shape), and the row
+    counts of the dots whose rows are reduced, whose values take those rows' layout."""
+    dots = [op for op in ir.walk(fn.body) if op.name == "dot" and _fragment_shape(op, unit)]
+    numels = {op.result.type.numel for op in dots}
+    reduced_rows = {
+        op.operands[0].type.shape[0]
+        for op in ir.walk(fn.body)
+        if op.name == "reduce"
+        and op.attrs["axis"] == 1
+        and op.operands[0].type.numel in numels
+        and len(op.operands[0].type.shape) == 2
+        and combiner_kind(op.regions[0]) is not None
+    }
+    layouts: dict[int, MmaLayout | RowsLayout] = {}
+    for op in dots:
+        if op.result.type.numel in layouts:
+            continue
+        m, n = _fragment_shape(op, unit)
+        layout = mma_layout(m, n, threads, rows=m in reduced_rows)
+        if layout is not None:
+            layouts[layout.numel] = layout
+    for layout in list(layouts.values()):
+        if layout.m in reduced_rows and layout.warps_n == 1 and layout.m not in layouts:
+            layouts[layout.m] = RowsLayout(layout)
     return layouts
 
 
-def _fragment_dots(fn: ir.Function, unit: MatrixUnit, layouts: dict[int, MmaLayout]) -> dict[int, MmaLayout]:
+def _fragment_dots(
+    fn: ir.Function, unit: MatrixUnit, layouts: dict[int, MmaLayout | RowsLayout]
+) -> dict[int, MmaLayout]:
     """The dots whose shape is the accumulator layout of their element count, by id."""
     found = {}
     for op in ir.walk(fn.body):
         layout = layouts.get(op.result.type.numel) if op.name == "dot" else None
-        if layout is not None and _fragment_shape(op, unit) == (layout.m, layout.n):
+        if isinstance(layout, MmaLayout) and _fragment_shape(op, unit) == (layout.m, layout.n):
             found[id(op)] = layout
     return found
 

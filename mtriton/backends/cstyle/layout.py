@@ -102,13 +102,23 @@ class MmaLayout:
     def slots(self) -> int:
         return self.numel // self.threads
 
+    def row(self, slot_row: str, tid: str = "tid") -> str:
+        """C expression: the block row of row `slot_row` (0 .. 2 * tiles_m - 1) of thread `tid`:
+        rows g and g + 8 of each of its warp's 16-row tiles, in tile order."""
+        lane, warp, r = f"(({tid}) % 32)", f"(({tid}) / 32)", f"({slot_row})"
+        return (
+            f"({warp} / {self.warps_n}) * {self.m // self.warps_m} + ({r} / 2) * 16"
+            f" + ({lane} / 4) + 8 * ({r} % 2)"
+        )
+
+    def row_slot(self, slot: str) -> str:
+        """C expression: which of the thread's rows (`row`'s `slot_row`) slot `slot` lies in."""
+        return f"(2 * (({slot}) / 4 / {self.tiles_n}) + (({slot}) % 4) / 2)"
+
     def flat_index(self, slot: str, tid: str = "tid") -> str:
         lane, warp, s = f"(({tid}) % 32)", f"(({tid}) / 32)", f"({slot})"
         tile = f"({s} / 4)"
-        row = (
-            f"({warp} / {self.warps_n}) * {self.m // self.warps_m} + ({tile} / {self.tiles_n}) * 16"
-            f" + ({lane} / 4) + 8 * (({s} % 4) / 2)"
-        )
+        row = self.row(self.row_slot(slot), tid)
         col = (
             f"({warp} % {self.warps_n}) * {self.n // self.warps_n} + ({tile} % {self.tiles_n}) * 8"
             f" + 2 * ({lane} % 4) + ({s} % 2)"
@@ -119,10 +129,50 @@ class MmaLayout:
         return None
 
 
-def mma_layout(m: int, n: int, threads: int) -> MmaLayout | None:
+@dataclass(frozen=True)
+class RowsLayout:
+    """A length-m vector laid out as the rows of an (m, n) accumulator layout (Triton's slice
+    layout): each thread holds the rows its `MmaLayout` slots lie in (`2 * tiles_m` of them),
+    so a row reduction of the accumulators ends in registers and broadcasting a row vector
+    back over the columns (`m_i[:, None]`) reads registers, not threadgroup memory. The four
+    lanes of a quad, and the `warps_n` warps side by side, hold the same rows; the first of
+    them owns each (stores, atomics). Every value with m elements takes this layout in a
+    kernel that reduces accumulator rows (`dot_plan`)."""
+
+    mma: MmaLayout
+
+    replicated = False  # not `Layout`'s replication (thread t holding element t % numel)
+    vec = 1
+
+    @property
+    def numel(self) -> int:
+        return self.mma.m
+
+    @property
+    def threads(self) -> int:
+        return self.mma.threads
+
+    @property
+    def slots(self) -> int:
+        return 2 * self.mma.tiles_m
+
+    def flat_index(self, slot: str, tid: str = "tid") -> str:
+        return f"({self.mma.row(slot, tid)})"
+
+    def owner(self, tid: str = "tid") -> str | None:
+        if self.mma.warps_n == 1:
+            return f"((({tid}) % 4) == 0)"
+        return f"((({tid}) % 4) == 0 && (({tid}) / 32) % {self.mma.warps_n} == 0)"
+
+
+def mma_layout(m: int, n: int, threads: int, rows: bool = False) -> MmaLayout | None:
     """The accumulator layout for an (m, n) `dot`, warps as square a grid as the block allows
-    (fewest fragment loads per step); None when no warp grid tiles the block."""
+    (fewest fragment loads per step), or with `rows` all stacked along m when the block's
+    rows fit (a row reduction then stays within each warp: attention's row max and sum);
+    None when no warp grid tiles the block."""
     warps = threads // 32
+    if rows and m % (16 * warps) == 0:
+        return MmaLayout(m * n, threads, m, n, warps, 1)
     best = None
     for warps_m in (w for w in range(1, warps + 1) if warps % w == 0):
         warps_n = warps // warps_m

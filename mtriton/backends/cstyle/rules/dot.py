@@ -125,19 +125,25 @@ def _dot_fragments(lo: Lowering, dot: ir.Op, acc: Entity, result: Entity, layout
 
     A and B are staged in threadgroup memory with padded rows; each warp then loads, per
     k-step (16 for halves, 8 for TF32), one A fragment per 16-row tile and one B fragment per
-    8-column tile of its region and multiplies every pair.
+    8-column tile of its region and multiplies every pair. An A that is itself in registers in
+    an accumulator layout with the result's rows (attention's P feeding P @ V) is packed into
+    A fragments where it sits: no threadgroup memory, no barrier.
     """
     unit = lo.d.matrix
     frag = unit.fragments
     a_v = dot.operands[0]
     tf32 = a_v.type.elem == T.float32
+    a_regs = None if tf32 else _registers_as_a(lo, a_v, layout)
     lo.open()
-    a_buf, b_buf = _fragment_operands(lo, dot)
+    a_buf, b_buf = _fragment_operands(lo, dot, a_in_registers=a_regs is not None)
     lo.emit(f"for (int i = 0; i < {layout.slots}; ++i) {result.name}[i] = {acc.at()};")
     tiles_m, tiles_n = layout.tiles_m, layout.tiles_n
     lo.open(f"for (int kk = 0; kk < {a_v.type.shape[1]}; kk += {8 if tf32 else unit.k})")
     lo.emit(f"unsigned int fa[{4 * tiles_m}], fb[{2 * tiles_n}];")
-    _load_a_fragments(lo, dot, layout, a_buf)
+    if a_regs is not None:
+        _pack_a_fragments(lo, a_regs)
+    else:
+        _load_a_fragments(lo, dot, layout, a_buf)
     _load_b_fragments(lo, dot, layout, b_buf)
     t = lo.ctype(a_v.type.elem)
     mma = frag.mma_tf32 if tf32 else frag.mma
@@ -149,11 +155,38 @@ def _dot_fragments(lo: Lowering, dot: ir.Op, acc: Entity, result: Entity, layout
     lo.close()  # no trailing barrier: the next writer of threadgroup memory starts with one
 
 
-def _fragment_operands(lo: Lowering, dot: ir.Op) -> tuple[str, str]:
+def _registers_as_a(lo: Lowering, a_v: ir.Value, result: MmaLayout) -> Entity | None:
+    """A's entity when it is a 16-bit value in registers in an accumulator layout whose warps
+    hold whole rows, the same rows as the result's: its slots are then A fragments already
+    (the accumulator fragments of two neighbouring 8-column tiles are the A fragment of one
+    16-wide k-step, PTX ISA "Matrix Fragments for mma.m16n8k16")."""
+    ent = lo.get(a_v)
+    layout = ent.layout
+    if not isinstance(layout, MmaLayout) or ent.deferred is not None or ent.uniform:
+        return None
+    if id(a_v) in lo.dots.stage_tiles or id(a_v) in lo.dots.transposes or ent.dtype.itemsize != 2:
+        return None
+    whole_rows = layout.warps_n == 1 and result.warps_n == 1 and layout.m == a_v.type.shape[0]
+    return ent if whole_rows and (layout.m, layout.warps_m) == (result.m, result.warps_m) else None
+
+
+def _pack_a_fragments(lo: Lowering, a: Entity) -> None:
+    """This k-step's A fragment of each 16-row tile, packed from the accumulator-layout slots
+    of A's 8-column tiles kk / 8 and kk / 8 + 1."""
+    layout = a.layout
+    for mi in range(layout.tiles_m):
+        tile = f"4 * ({mi * layout.tiles_n} + kk / 8)"
+        for r, (ni, pair) in enumerate(((0, 0), (0, 2), (1, 0), (1, 2))):
+            lo_slot, hi_slot = f"{tile} + {4 * ni + pair}", f"{tile} + {4 * ni + pair + 1}"
+            lo.emit(f"fa[{4 * mi + r}] = mt_pack({a.at(lo_slot)}, {a.at(hi_slot)});")
+
+
+def _fragment_operands(lo: Lowering, dot: ir.Op, a_in_registers: bool = False) -> tuple[str, str]:
     """Where a fragment dot's A and B sit in threadgroup memory, as C pointers: operands a
     pipelined loop prefetched in its current stage, the others staged here (a deferred load
     copied from global memory, a value in registers written out), between barriers. A B given
-    as tl.trans of an (n, k) load is staged as loaded."""
+    as tl.trans of an (n, k) load is staged as loaded; an A read from registers
+    (`a_in_registers`) is not staged (its pointer is empty)."""
     frag = lo.d.matrix.fragments
     a_v, b_v = dot.operands[:2]
     (m, k), n = a_v.type.shape, b_v.type.shape[1]
@@ -165,6 +198,9 @@ def _fragment_operands(lo: Lowering, dot: ir.Op) -> tuple[str, str]:
     bufs = []
     offset = 0
     for v, cols, ld, rows in ((a_v, k, lda, m), b_tile):
+        if v is a_v and a_in_registers:
+            bufs.append("")
+            continue
         pipelined = lo.dots.stage_tiles.get(id(v))
         if pipelined is not None:
             plan, tile = pipelined

@@ -15,7 +15,7 @@ from .... import ir
 from ....errors import UnsupportedError
 from ....ir import types as T
 from ..entity import Entity
-from ..layout import Layout, MmaLayout
+from ..layout import Layout, MmaLayout, RowsLayout
 from ..registry import lowers
 from ..render import literal
 
@@ -199,6 +199,14 @@ def _atomic(lo: Lowering, op: ir.Op, render: str, dtype: T.DType) -> None:
         lo.emit(f"if ({layout.owner()}) {buf}[tid] = {ent.name}[0];")
         lo.barrier()
         lo.emit(f"{ent.name}[0] = {buf}[{layout.flat_index('0')}];")
+    elif isinstance(layout, RowsLayout):  # the old values reach the threads sharing each row
+        buf = lo.scratch(dtype, layout.numel)
+        lo.barrier()
+        lo.emit(
+            f"if ({layout.owner()}) for (int i = 0; i < {layout.slots}; ++i) {buf}[{layout.flat_index('i')}] = {ent.name}[i];"
+        )
+        lo.barrier()
+        lo.emit(f"for (int i = 0; i < {layout.slots}; ++i) {ent.name}[i] = {buf}[{layout.flat_index('i')}];")
 
 
 @lowers("atomic_rmw")

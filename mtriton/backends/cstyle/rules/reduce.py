@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from .... import ir
 from ....ir import types as T
 from ..entity import Entity
-from ..layout import Layout, MmaLayout
+from ..layout import Layout, MmaLayout, RowsLayout
 from ..registry import lowers
 from ..render import combiner_kind
 from ..shared_memory import array_bytes
@@ -99,7 +99,7 @@ def _lower_reduce(lo: Lowering, op: ir.Op) -> None:
     layout = inputs[0].layout
     if _rows_of_accumulators(op, layout):
         _reduce_mma_rows(lo, red)
-    elif outer * inner == 1 and not layout.replicated:
+    elif outer * inner == 1 and not layout.replicated and not isinstance(layout, RowsLayout):
         _reduce_in_registers(lo, red)
     else:
         _reduce_staged(lo, red)
@@ -203,8 +203,9 @@ def _reduce_mma_rows(lo: Lowering, red: _Reduction) -> None:
     """Reduces the rows of an (m, n) block in the accumulator layout (attention's row max and
     sum of scores): each thread folds its elements of each of its rows, the four lanes that
     share a row combine by shuffles, and the warps that share rows through threadgroup memory,
-    which also hands each row to its owner in the result's layout. The combiner is a builtin
-    one, so the order of the columns does not matter."""
+    which also hands each row to its owner in the result's layout; a result in the rows'
+    layout (`RowsLayout`, warps stacked along the rows) is the lanes' values, no exchange.
+    The combiner is a builtin one, so the order of the columns does not matter."""
     inputs, dtypes, results = red.inputs, red.dtypes, red.results
     layout = inputs[0].layout
     rows, cols = 2 * layout.tiles_m, 2 * layout.tiles_n  # a thread's rows, and its elements in each
@@ -222,7 +223,12 @@ def _reduce_mma_rows(lo: Lowering, red: _Reduction) -> None:
     fold(lo, red.region, row_accs, [e.at(slot("c")) for e in inputs], dtypes)
     lo.close()
     _butterfly(lo, red.op, row_accs, dtypes, 4)
+    if isinstance(results[0].layout, RowsLayout):
+        for res, acc in zip(results, row_accs):
+            lo.emit(f"{res.name}[r] = static_cast<{lo.ctype(res.dtype)}>({acc});")
     lo.close()
+    if isinstance(results[0].layout, RowsLayout):
+        return
     m, warps_n = layout.m, layout.warps_n
     bufs, offset = [], 0
     for dt in dtypes:

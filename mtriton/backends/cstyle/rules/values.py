@@ -3,7 +3,8 @@
 (`broadcast`, `permute`, `join`, `split`).
 
 A move recomputes a pure source at the element it needs or exchanges the source through
-threadgroup memory (`Lowering.gather`).
+threadgroup memory (`Lowering.gather`); a row vector broadcast over the accumulators it came
+from reads the thread's own registers.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 from .... import ir
 from ....errors import UnsupportedError
 from ..entity import Entity
+from ..layout import Layout, MmaLayout, RowsLayout
 from ..registry import lowers
 from ..render import literal, render
 
@@ -119,7 +121,29 @@ def _lower_move(lo: Lowering, op: ir.Op) -> None:
         lo.env[id(op.result)] = Entity("", src.dtype, lo.layout_of(op.result), deferred=src.deferred)
         return
     ent = lo.new_entity(op.result, base=src.base, dtype=src.dtype, wide=src.wide)
+    if _rows_over_columns(op, src.layout, ent.layout):
+        # each accumulator slot's row is one of the thread's rows: registers only
+        lo.emit(
+            f"for (int i = 0; i < {ent.layout.slots}; ++i) {ent.name}[i] = {src.at(ent.layout.row_slot('i'))};"
+        )
+        return
     lo.gather(ent, [(op.operands[0], lambda e: lo.source_index(op, e))], lambda parts: parts[0])
+
+
+def _rows_over_columns(
+    op: ir.Op, src: Layout | MmaLayout | RowsLayout | None, dst: Layout | MmaLayout | RowsLayout | None
+) -> bool:
+    """Whether `op` broadcasts an (m, 1) row vector in the rows' layout over the columns of an
+    accumulator layout with the same rows (`m_i[:, None]` against attention's scores)."""
+    if op.name != "broadcast" or not isinstance(src, RowsLayout) or not isinstance(dst, MmaLayout):
+        return False
+    mma = src.mma
+    shape = op.operands[0].type.shape
+    return (
+        len(shape) == 2
+        and tuple(shape) == (mma.m, 1)
+        and (dst.m, dst.warps_m, dst.warps_n) == (mma.m, mma.warps_m, mma.warps_n)
+    )
 
 
 @lowers("join")
