@@ -1,15 +1,18 @@
 """`python -m benchmarks.runner`: times registered entries and reports them.
 
     python -m benchmarks.runner [--suite NAME ...] [--kernel NAME ...] [--backend NAME]
-                                [--quick | --smoke] [--out DIR] [--list]
+                                [--quick | --smoke] [--reference auto|float64|fast]
+                                [--out DIR] [--list]
 
-For every entry and size: the float64 NumPy reference (timed, and kept to
-check the kernel), the mtriton launch (checked once, then timed), the MLX
-built-in, and on CUDA machines with torch and triton the same kernel source
-under real Triton plus PyTorch's op. The machine's copy bandwidth and matmul
-rate are measured first, in the same way, to express kernels as a share of
-them. Prints a table on stdout, writes JSON and PNG plots under `--out`;
-exits with 1 when any check fails.
+For every entry and size: the reference (float64 NumPy, timed as the numpy
+column; on GPU backends the entry's fast reference instead: float32 MLX on the
+device, or float64 on a sample), the mtriton launch (checked once, then timed),
+the MLX built-in, and on CUDA machines with torch and triton the same kernel
+source under real Triton plus PyTorch's op. The copy entry (the machine's copy
+bandwidth) and the matmul rate are measured first, in the same way, to express
+kernels as a share of them. Prints each entry's elapsed time on stderr, a table
+on stdout, writes JSON and PNG plots under `--out`; exits with 1 when any check
+fails.
 """
 
 from __future__ import annotations
@@ -30,21 +33,26 @@ from mtriton.options import BACKENDS
 
 from . import external, report, suites
 from .machine import machine_info, measure_limits
-from .registry import BACKEND_TIERS, Benchmark, Size, Tier, select
+from .registry import BACKEND_TIERS, Benchmark, Case, DeviceReference, SampledReference, Size, Tier, select
 from .results import Check, Result, compare
+from .suites.tutorials import COPY
 from .timing import TimingPlan, time_host, time_mlx
 
 # GPUs need many launches per eval to hide the eval's fixed cost (see timing.py) and are
 # fast enough for many repeats; CPU emulation runs one launch per eval (it evaluates
 # eagerly anyway) and few repeats, to keep `--quick` near two minutes. `--smoke` excludes
-# `--quick`, so it has one plan.
+# `--quick`, so it has one plan. GPU plans carry a budget per implementation: without it a
+# 115 ms launch (the attention backward) took 14 s of 10 launches x 12 repeats.
 PLANS: dict[tuple[Tier, bool], TimingPlan] = {
     ("smoke", False): TimingPlan(warmup=0, iters=1, launches_per_eval=1, reference_iters=1),
     ("cpu", True): TimingPlan(warmup=1, iters=5, launches_per_eval=1, reference_iters=3),
     ("cpu", False): TimingPlan(warmup=1, iters=10, launches_per_eval=1, reference_iters=3),
-    ("gpu", True): TimingPlan(warmup=2, iters=10, launches_per_eval=10, reference_iters=1),
-    ("gpu", False): TimingPlan(warmup=3, iters=30, launches_per_eval=10, reference_iters=2),
+    ("gpu", True): TimingPlan(warmup=2, iters=10, launches_per_eval=10, reference_iters=1, budget_s=0.5),
+    ("gpu", False): TimingPlan(warmup=3, iters=30, launches_per_eval=10, reference_iters=2, budget_s=2.0),
 }
+
+
+REFERENCE_MODES = ("auto", "float64", "fast")
 
 
 def _error(err: Exception) -> Check:
@@ -53,7 +61,9 @@ def _error(err: Exception) -> Check:
 
 
 def _attempt(result: Result, impl: str, action: Callable[[], None]) -> None:
-    """Runs `action`; an exception becomes an ERROR check for `impl` so the other cases still run."""
+    """Runs `action`; an exception becomes an ERROR check for `impl` so the other cases still run.
+    Its wall time goes to `result.elapsed_s[impl]`."""
+    start = time.perf_counter()
     try:
         action()
     except Exception as err:  # one broken kernel or size must not end the run
@@ -62,42 +72,92 @@ def _attempt(result: Result, impl: str, action: Callable[[], None]) -> None:
             f"\n{result.suite}/{result.name} {result.label}: {impl} {result.checks[impl].detail}",
             file=sys.stderr,
         )
+    result.elapsed_s[impl] = time.perf_counter() - start
 
 
-def measure(entry: Benchmark, size: Size, plan: TimingPlan) -> Result:
+def _identity(output: Any) -> Any:
+    return output
+
+
+def _expected(case: Case, fast: bool, plan: TimingPlan, result: Result) -> tuple[Any, Callable[[Any], Any]]:
+    """The result the checks compare with, and what part of an output they compare.
+
+    The full float64 reference is timed as the `numpy` column; with `fast`, an entry's
+    `fast_reference` replaces it (and there is no `numpy` column). Records the method in
+    `result.reference`.
+    """
+    reference = case.fast_reference if fast else None
+    if reference is None:
+        result.times["numpy"], expected = time_host(case.reference, iters=plan.reference_iters)
+        result.reference = {"method": "float64", "detail": "float64 NumPy on the host, every element"}
+        return expected, _identity
+    if isinstance(reference, DeviceReference):
+        expected = reference.run()
+        mx.eval(expected)
+        result.reference = {
+            "method": "float32-device",
+            "detail": f"float32 MLX ops on {mx.default_device()}, every element: {reference.why}",
+        }
+        return expected, _identity
+    assert isinstance(reference, SampledReference)
+    result.reference = {"method": "float64-sample", "detail": f"float64 NumPy on {reference.what}"}
+    return reference.run(), reference.select
+
+
+def measure(entry: Benchmark, size: Size, plan: TimingPlan, fast: bool = False) -> Result:
     """Checks and times every implementation of `entry` at `size`.
 
     Args:
         entry: The registered entry.
         size: Keyword arguments of its setup function.
         plan: How hard to time.
+        fast: Check against the case's `fast_reference` where it has one (the GPU tier's
+            default) instead of the full float64 reference.
 
     Returns:
         The timings and checks; an implementation that raised has an ERROR
-        check and no timing.
+        check and no timing. `elapsed_s` holds each phase's wall time.
     """
+    start = time.perf_counter()
     case = entry.setup(**size)
     result = Result(entry.suite, entry.name, case.label, size, entry.bound, case.bytes, case.flops)
-    reference_time, expected = time_host(case.reference, iters=plan.reference_iters)
-    result.times["numpy"] = reference_time
-    mlx_plan = {"warmup": plan.warmup, "iters": plan.iters, "launches_per_eval": plan.launches_per_eval}
+    result.elapsed_s["setup"] = time.perf_counter() - start
+    expected: list[Any] = []
+    select: list[Callable[[Any], Any]] = []
+
+    def run_reference() -> None:
+        value, part = _expected(case, fast, plan, result)
+        expected.append(value)
+        select.append(part)
+
+    _attempt(result, "reference", run_reference)
+
+    def check(impl: str, output: Any) -> None:
+        if expected:  # a reference that raised is its own ERROR; the timings still run
+            result.checks[impl] = compare(select[0](output), expected[0], case.rtol, case.atol)
+
+    mlx_plan = {
+        "warmup": plan.warmup,
+        "iters": plan.iters,
+        "launches_per_eval": case.launches_per_eval or plan.launches_per_eval,
+        "budget_s": plan.budget_s,
+        "before_batch": case.before_batch,
+    }
 
     def run_mtriton() -> None:
-        result.checks["mtriton"] = compare(case.run_mtriton(), expected, case.rtol, case.atol)
+        check("mtriton", case.run_mtriton())
         result.times["mtriton"] = time_mlx(case.run_mtriton, **mlx_plan)
 
-    def run_builtin() -> None:
-        result.times["builtin"] = time_mlx(case.builtin, **mlx_plan)
-
-    def run_unfused() -> None:
-        assert case.unfused is not None
-        result.times["unfused"] = time_mlx(case.unfused, **mlx_plan)
-
     _attempt(result, "mtriton", run_mtriton)
-    _attempt(result, "builtin", run_builtin)
-    if case.unfused is not None:
-        _attempt(result, "unfused", run_unfused)
-    twin = external.triton_twin(case.kernels)
+    mlx_columns = {"builtin": case.builtin, "unfused": case.unfused, "fresh": case.fresh, "raw": case.raw}
+    for impl, fn in mlx_columns.items():
+        if fn is not None:
+            _attempt(
+                result,
+                impl,
+                lambda impl=impl, fn=fn: result.times.__setitem__(impl, time_mlx(fn, **mlx_plan)),
+            )
+    twin = external.triton_twin(case.kernels) if case.external else None
     if twin is None:
         return result
     tensors = external.to_torch(case.buffers)
@@ -105,10 +165,11 @@ def measure(entry: Benchmark, size: Size, plan: TimingPlan) -> Result:
         "warmup": max(plan.warmup, 1),
         "iters": plan.iters,
         "launches_per_sync": plan.launches_per_eval,
+        "budget_s": plan.budget_s,
     }
 
     def run_triton() -> None:
-        result.checks["triton"] = compare(case.launch(twin, tensors), expected, case.rtol, case.atol)
+        check("triton", case.launch(twin, tensors))
         result.times["triton"] = external.time_torch(lambda: case.launch(twin, tensors), **torch_plan)
 
     def run_torch() -> None:
@@ -120,6 +181,24 @@ def measure(entry: Benchmark, size: Size, plan: TimingPlan) -> Result:
     if case.torch is not None:
         _attempt(result, "torch", run_torch)
     return result
+
+
+def _copy_limit(copy: Result) -> tuple[float, str]:
+    """The copy bandwidth the %lim columns divide by: the copy entry's built-in (`x + 0`)."""
+    rate = copy.rate("builtin")
+    if rate is None:
+        raise RuntimeError(
+            f"{copy.suite}/{copy.name}: the built-in copy did not run ({copy.checks.get('builtin')}); "
+            "the %lim columns divide by its bandwidth"
+        )
+    return (
+        rate,
+        f"x + 0, {copy.bytes / 2 / 2**20:.4g} MiB float32 ({copy.suite}/{copy.name}), bytes read + written",
+    )
+
+
+def _job_label(entry: Benchmark, size: Size) -> str:
+    return f"{entry.key} " + " ".join(f"{k}={v}" for k, v in size.items())
 
 
 def _list(entries: list[Benchmark], tier: Tier, quick: bool) -> str:
@@ -161,6 +240,13 @@ def _parser() -> argparse.ArgumentParser:
         help="folder for JSON and plots (default: bench-results)",
     )
     parser.add_argument(
+        "--reference",
+        choices=REFERENCE_MODES,
+        default="auto",
+        help="what the checks compare with: each entry's fast reference (float32 on the device, or "
+        "float64 on a sample) or the full float64 NumPy one; auto: fast on GPU backends only",
+    )
+    parser.add_argument(
         "--list", action="store_true", help="list the selected entries and sizes, run nothing"
     )
     return parser
@@ -191,15 +277,31 @@ def main(argv: list[str] | None = None) -> int:
     # measured 4.3 GB/s instead of 40 GB/s). Steady-state programs reuse their buffers.
     mx.set_cache_limit(mx.get_memory_limit())
     plan = PLANS[(tier, args.quick)]
-    jobs = [(entry, size) for entry in entries for size in entry.sizes.select(tier, args.quick)]
-    progress = report.Progress(len(jobs) + 1)
-    progress.start("machine limits: copy bandwidth and matmul rate")
-    limits = measure_limits(tier, plan)
-    results = []
+    fast = args.reference == "fast" or (args.reference == "auto" and tier == "gpu")
+    # The copy entry runs first, whatever is selected: its built-in is the copy bandwidth
+    # that every memory-bound entry's %lim divides by.
+    copy_size = COPY.sizes.select(tier, True)[0]
+    jobs = [
+        (e, size)
+        for e in entries
+        for size in e.sizes.select(tier, args.quick)
+        if (e, size) != (COPY, copy_size)
+    ]
+    progress = report.Progress(len(jobs) + 2)
+    started = time.perf_counter()
+    progress.start(f"{_job_label(COPY, copy_size)} (the copy bandwidth of the %lim columns)")
+    results = [measure(COPY, copy_size, plan, fast)]
+    progress.done_step(report.format_elapsed(results[0]))
+    progress.start("machine limits: matmul rate")
+    limit_start = time.perf_counter()
+    limits = measure_limits(tier, plan, *_copy_limit(results[0]))
+    progress.done_step(f"{time.perf_counter() - limit_start:.2f} s")
     for entry, size in jobs:
-        progress.start(f"{entry.key} " + " ".join(f"{k}={v}" for k, v in size.items()))
-        results.append(measure(entry, size, plan))
+        progress.start(_job_label(entry, size))
+        results.append(measure(entry, size, plan, fast))
+        progress.done_step(report.format_elapsed(results[-1]))
     progress.finish()
+    total_s = time.perf_counter() - started
 
     info = machine_info(backend)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
@@ -215,11 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     stem = f"results-{backend}-{time.strftime('%Y%m%d-%H%M%S')}"
     settings: dict[str, Any] = {
         "suites": args.suite, "kernels": args.kernel, "mode": mode, "tier": tier, "plan": asdict(plan),
-        "mlx_cache_limit_bytes": mx.get_memory_limit(),
+        "reference": args.reference, "fast_references": fast,
+        "mlx_cache_limit_bytes": mx.get_memory_limit(), "elapsed_s": total_s,
     }  # fmt: skip
     json_path = args.out / f"{stem}.json"
     report.write_json(json_path, info=info, settings=settings, limits=limits, results=results)
-    print(f"\nresults: {json_path}")
+    print(f"\n{len(results)} runs in {total_s:.1f} s; results: {json_path}")
     plots = report.write_plots(args.out, stem, results, limits, backend)
     print(plots if isinstance(plots, str) else "plots: " + ", ".join(str(p) for p in plots))
     if external.gpu_stack() is None:
