@@ -53,6 +53,11 @@ PLANS: dict[tuple[Tier, bool], TimingPlan] = {
 
 
 REFERENCE_MODES = ("auto", "float64", "fast")
+# What a GPU run may take before the log flags it: the quick run shares one 10-minute device
+# call with the test suite (scripts/gpu_check.sh), so it must finish within 4 minutes; one
+# entry at one size is estimated at 1-9 s on the H200 (benchmarks/README.md).
+GPU_QUICK_BUDGET_S = 240.0
+GPU_ENTRY_BUDGET_S = 12.0
 
 
 def _error(err: Exception) -> Check:
@@ -299,9 +304,19 @@ def main(argv: list[str] | None = None) -> int:
     for entry, size in jobs:
         progress.start(_job_label(entry, size))
         results.append(measure(entry, size, plan, fast))
-        progress.done_step(report.format_elapsed(results[-1]))
+        elapsed = report.format_elapsed(results[-1])
+        over = tier == "gpu" and sum(results[-1].elapsed_s.values()) > GPU_ENTRY_BUDGET_S
+        progress.done_step(
+            elapsed + (f"  OVER the {GPU_ENTRY_BUDGET_S:g} s budget of one entry" if over else "")
+        )
     progress.finish()
     total_s = time.perf_counter() - started
+    if tier == "gpu" and args.quick:
+        verdict = "within" if total_s <= GPU_QUICK_BUDGET_S else "OVER"
+        print(
+            f"benchmarks: {total_s:.1f} s, {verdict} the quick GPU run's {GPU_QUICK_BUDGET_S:g} s budget",
+            file=sys.stderr,
+        )
 
     info = machine_info(backend)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"

@@ -79,10 +79,12 @@ def spread_indices(total: int, count: int, seed: int = SEED) -> np.ndarray:
 
 
 def take(output: Any, indices: np.ndarray, axis: int) -> Any:
-    """`output`'s entries at `indices` along `axis`, on its own device: an MLX array or a
-    PyTorch tensor (the Triton column's output)."""
+    """`output`'s entries at `indices` along `axis`, where it is: an MLX array, a NumPy array
+    (a float64 reference) or a PyTorch tensor (the Triton column's output)."""
     if isinstance(output, mx.array):
         return mx.take(output, mx.array(indices.astype(np.int32)), axis=axis)
+    if isinstance(output, np.ndarray):
+        return np.take(output, indices, axis=axis)
     import torch
 
     return output.index_select(axis, torch.as_tensor(indices, device=output.device))
