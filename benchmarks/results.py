@@ -135,11 +135,13 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        """mtriton's result agrees with the reference. The other columns' checks are reported,
-        not required: MLX built-ins can fail on a backend (mx.quantized_matmul with N = 45 on
+        """mtriton's result agrees with the reference, and the fast reference with the float64
+        one where both ran (`--reference both`). The other columns' checks are reported, not
+        required: MLX built-ins can fail on a backend (mx.quantized_matmul with N = 45 on
         CUDA) and Triton multiplies float32 dots in TF32 by default."""
         mtriton = self.checks.get("mtriton")
-        return mtriton is not None and mtriton.status == "ok"
+        fast = self.checks.get("fast_reference")
+        return mtriton is not None and mtriton.status == "ok" and (fast is None or fast.status == "ok")
 
     def rate(self, impl: str) -> float | None:
         """Bytes per second (memory-bound) or operations per second (compute-bound)."""

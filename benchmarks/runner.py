@@ -52,7 +52,7 @@ PLANS: dict[tuple[Tier, bool], TimingPlan] = {
 }
 
 
-REFERENCE_MODES = ("auto", "float64", "fast")
+REFERENCE_MODES = ("auto", "float64", "fast", "both")
 # What a GPU run may take before the log flags it: the quick run shares one 10-minute device
 # call with the test suite (scripts/gpu_check.sh), so it must finish within 4 minutes; one
 # entry at one size is estimated at 1-9 s on the H200 (benchmarks/README.md).
@@ -84,40 +84,49 @@ def _identity(output: Any) -> Any:
     return output
 
 
-def _expected(case: Case, fast: bool, plan: TimingPlan, result: Result) -> tuple[Any, Callable[[Any], Any]]:
-    """The result the checks compare with, and what part of an output they compare.
-
-    The full float64 reference is timed as the `numpy` column; with `fast`, an entry's
-    `fast_reference` replaces it (and there is no `numpy` column). Records the method in
-    `result.reference`.
-    """
-    reference = case.fast_reference if fast else None
-    if reference is None:
-        result.times["numpy"], expected = time_host(case.reference, iters=plan.reference_iters)
-        result.reference = {"method": "float64", "detail": "float64 NumPy on the host, every element"}
-        return expected, _identity
+def _describe(reference: DeviceReference | SampledReference) -> dict[str, str]:
     if isinstance(reference, DeviceReference):
-        expected = reference.run()
-        mx.eval(expected)
-        result.reference = {
+        return {
             "method": "float32-device",
             "detail": f"float32 MLX ops on {mx.default_device()}, every element: {reference.why}",
         }
-        return expected, _identity
-    assert isinstance(reference, SampledReference)
-    result.reference = {"method": "float64-sample", "detail": f"float64 NumPy on {reference.what}"}
-    return reference.run(), reference.select
+    return {"method": "float64-sample", "detail": f"float64 NumPy on {reference.what}"}
 
 
-def measure(entry: Benchmark, size: Size, plan: TimingPlan, fast: bool = False) -> Result:
+def _expected(case: Case, mode: str, plan: TimingPlan, result: Result) -> tuple[Any, Callable[[Any], Any]]:
+    """The result the checks compare with, and what part of an output they compare.
+
+    Mode "float64": the full float64 reference, timed as the `numpy` column. "fast": the
+    entry's `fast_reference` where it has one (and no `numpy` column). "both": the float64
+    one for the checks, and the fast one checked against it within a quarter of the tolerance
+    (`checks["fast_reference"]`): how to validate the fast references at GPU sizes. Records
+    the method in `result.reference`.
+    """
+    fast = case.fast_reference if mode != "float64" else None
+    if fast is not None and mode == "fast":
+        result.reference = _describe(fast)
+        if isinstance(fast, DeviceReference):
+            expected = fast.run()
+            mx.eval(expected)
+            return expected, _identity
+        return fast.run(), fast.select
+    result.times["numpy"], expected = time_host(case.reference, iters=plan.reference_iters)
+    result.reference = {"method": "float64", "detail": "float64 NumPy on the host, every element"}
+    if fast is not None:
+        part = expected if isinstance(fast, DeviceReference) else fast.select(expected)
+        result.checks["fast_reference"] = compare(fast.run(), part, case.rtol / 4, case.atol / 4)
+        result.reference["fast"] = _describe(fast)["detail"]
+    return expected, _identity
+
+
+def measure(entry: Benchmark, size: Size, plan: TimingPlan, reference: str = "float64") -> Result:
     """Checks and times every implementation of `entry` at `size`.
 
     Args:
         entry: The registered entry.
         size: Keyword arguments of its setup function.
         plan: How hard to time.
-        fast: Check against the case's `fast_reference` where it has one (the GPU tier's
-            default) instead of the full float64 reference.
+        reference: "float64", "fast" or "both" (see `_expected`).
 
     Returns:
         The timings and checks; an implementation that raised has an ERROR
@@ -131,7 +140,7 @@ def measure(entry: Benchmark, size: Size, plan: TimingPlan, fast: bool = False) 
     select: list[Callable[[Any], Any]] = []
 
     def run_reference() -> None:
-        value, part = _expected(case, fast, plan, result)
+        value, part = _expected(case, reference, plan, result)
         expected.append(value)
         select.append(part)
 
@@ -249,7 +258,8 @@ def _parser() -> argparse.ArgumentParser:
         choices=REFERENCE_MODES,
         default="auto",
         help="what the checks compare with: each entry's fast reference (float32 on the device, or "
-        "float64 on a sample) or the full float64 NumPy one; auto: fast on GPU backends only",
+        "float64 on a sample), the full float64 NumPy one, or both (float64, and the fast one "
+        "checked against it); auto: fast on GPU backends, float64 elsewhere",
     )
     parser.add_argument(
         "--list", action="store_true", help="list the selected entries and sizes, run nothing"
@@ -282,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     # measured 4.3 GB/s instead of 40 GB/s). Steady-state programs reuse their buffers.
     mx.set_cache_limit(mx.get_memory_limit())
     plan = PLANS[(tier, args.quick)]
-    fast = args.reference == "fast" or (args.reference == "auto" and tier == "gpu")
+    reference = args.reference if args.reference != "auto" else "fast" if tier == "gpu" else "float64"
     # The copy entry runs first, whatever is selected: its built-in is the copy bandwidth
     # that every memory-bound entry's %lim divides by.
     copy_size = COPY.sizes.select(tier, True)[0]
@@ -295,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     progress = report.Progress(len(jobs) + 2)
     started = time.perf_counter()
     progress.start(f"{_job_label(COPY, copy_size)} (the copy bandwidth of the %lim columns)")
-    results = [measure(COPY, copy_size, plan, fast)]
+    results = [measure(COPY, copy_size, plan, reference)]
     progress.done_step(report.format_elapsed(results[0]))
     progress.start("machine limits: matmul rate")
     limit_start = time.perf_counter()
@@ -303,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     progress.done_step(f"{time.perf_counter() - limit_start:.2f} s")
     for entry, size in jobs:
         progress.start(_job_label(entry, size))
-        results.append(measure(entry, size, plan, fast))
+        results.append(measure(entry, size, plan, reference))
         elapsed = report.format_elapsed(results[-1])
         over = tier == "gpu" and sum(results[-1].elapsed_s.values()) > GPU_ENTRY_BUDGET_S
         progress.done_step(
@@ -332,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     stem = f"results-{backend}-{time.strftime('%Y%m%d-%H%M%S')}"
     settings: dict[str, Any] = {
         "suites": args.suite, "kernels": args.kernel, "mode": mode, "tier": tier, "plan": asdict(plan),
-        "reference": args.reference, "fast_references": fast,
+        "reference": reference,
         "mlx_cache_limit_bytes": mx.get_memory_limit(), "elapsed_s": total_s,
     }  # fmt: skip
     json_path = args.out / f"{stem}.json"

@@ -23,6 +23,8 @@ from benchmarks.suites import _inputs, _references, load_all, tutorials
 
 REPO = Path(__file__).parent.parent
 load_all()  # registers every entry before any test swaps the registry
+# Entries whose float64 reference is cheap at GPU sizes too (np.bincount of 2^26 values).
+FLOAT64_ON_EVERY_TIER = {"tutorials/histogram"}
 IN_PLACE = ("vector_add_inplace", "softmax_inplace", "layer_norm_inplace", "cumsum_inplace")
 
 
@@ -48,7 +50,7 @@ def _fast_method(key: str) -> str:
     return "float32-device" if isinstance(reference, registry.DeviceReference) else "float64-sample"
 
 
-@pytest.mark.parametrize("reference", ["float64", "fast"])
+@pytest.mark.parametrize("reference", ["float64", "fast", "both"])
 def test_every_entry_runs_checks_and_reports(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], reference: str
 ) -> None:
@@ -56,7 +58,7 @@ def test_every_entry_runs_checks_and_reports(
     assert status == 0, table
     assert document["machine"]["backend"] == "interpreter"
     assert document["machine"]["mlx"] == mx.__version__
-    assert document["settings"]["fast_references"] == (reference == "fast")
+    assert document["settings"]["reference"] == reference
     assert document["limits"]["copy_bytes_per_s"] > 0 and document["limits"]["matmul_flops_per_s"] > 0
     results = {f"{r['suite']}/{r['name']}": r for r in document["results"]}
     assert set(results) == set(registry.REGISTRY)
@@ -69,9 +71,12 @@ def test_every_entry_runs_checks_and_reports(
         assert "mtriton" in result["times"], result
         # an MLX built-in may fail on a backend (mx.quantized_matmul with N = 45 on CUDA): reported
         assert "builtin" in result["times"] or result["checks"]["builtin"]["status"] == "ERROR", result
-        method = "float64" if reference == "float64" else _fast_method(key)
+        method = _fast_method(key) if reference == "fast" else "float64"
         assert result["reference"]["method"] == method, key
         assert ("numpy" in result["times"]) == (method == "float64"), key  # timed only when computed
+        has_fast = _fast_method(key) != "float64"
+        # with both, each fast reference is checked against the float64 one
+        assert ("fast_reference" in result["checks"]) == (reference == "both" and has_fast), key
         assert {"setup", "reference", "mtriton"} <= set(result["elapsed_s"]), key
     for name in IN_PLACE:
         result = results[f"tutorials/{name}"]
@@ -103,8 +108,9 @@ def test_fast_reference_agrees_with_float64(key: str) -> None:
     entry = registry.REGISTRY[key]
     case = entry.setup(**entry.sizes.smoke)
     fast = case.fast_reference
-    if fast is None:
-        pytest.skip(f"{key} has no fast reference: its float64 one runs on every tier")
+    if fast is None:  # a new GPU-sized entry must not slip back to float64 on the host
+        assert key in FLOAT64_ON_EVERY_TIER, f"{key} has no fast_reference"
+        return
     full = case.reference()
     if isinstance(fast, registry.SampledReference):
         fast_value, full = fast.run(), fast.select(full)
@@ -198,6 +204,35 @@ def test_wrong_output_shows_fail_and_exit_status(
         table = capsys.readouterr().out
         assert status == 1
         assert "FAIL: 100 of 100 off" in table
+
+
+def test_both_fails_a_fast_reference_that_strays(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(registry, "REGISTRY", {})
+
+    @registry.benchmark(
+        suite="broken",
+        name="fast_off",
+        bound="memory",
+        sizes=registry.Sizes({"n": 100}, (), ()),
+        builtin="x + y",
+    )
+    def fast_off(n: int) -> registry.Case:
+        case = tutorials.vector_add(n)
+        fast = case.fast_reference
+        # within the kernel's tolerance, but not within a quarter of it
+        case.fast_reference = registry.DeviceReference(lambda: fast.run() + 2 * case.atol / 3, fast.why)
+        return case
+
+    status, table, document = _run(
+        tmp_path, capsys, "--suite", "broken", "--backend", "interpreter", "--reference", "both"
+    )
+    assert status == 1
+    (result,) = [r for r in document["results"] if r["name"] == "fast_off"]
+    assert result["checks"]["mtriton"]["status"] == "ok"
+    assert result["checks"]["fast_reference"]["status"] == "FAIL"
+    assert "fast_reference FAIL: " in table
 
 
 def test_compare_counts_mismatches_and_nan() -> None:
