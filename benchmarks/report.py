@@ -250,7 +250,9 @@ def write_plots(
     fig.savefig(written[-1], dpi=120)
     plt.close(fig)
 
-    others = [impl for impl in ("builtin", "fresh", "raw", "triton", "torch") if any(impl in r.times for r in rows)]
+    others = [
+        impl for impl in ("builtin", "fresh", "raw", "triton", "torch") if any(impl in r.times for r in rows)
+    ]
     fig, ax = plt.subplots(figsize=(10, figure_height), layout="constrained")
     bars(ax, {f"mtriton / {other}": [r.ratio("mtriton", other) for r in rows] for other in others})
     ax.set_xscale("log")

@@ -162,19 +162,24 @@ def measure(entry: Benchmark, size: Size, plan: TimingPlan, reference: str = "fl
         check("mtriton", case.run_mtriton())
         result.times["mtriton"] = time_mlx(case.run_mtriton, **mlx_plan)
 
+    def time_column(impl: str, fn: Callable[[], Any]) -> None:
+        def run() -> None:
+            result.times[impl] = time_mlx(fn, **mlx_plan)
+
+        _attempt(result, impl, run)
+
     _attempt(result, "mtriton", run_mtriton)
     mlx_columns = {"builtin": case.builtin, "unfused": case.unfused, "fresh": case.fresh, "raw": case.raw}
     for impl, fn in mlx_columns.items():
         if fn is not None:
-            _attempt(
-                result,
-                impl,
-                lambda impl=impl, fn=fn: result.times.__setitem__(impl, time_mlx(fn, **mlx_plan)),
-            )
+            time_column(impl, fn)
     twin = external.triton_twin(case.kernels) if case.external else None
     if twin is None:
         return result
-    tensors = external.to_torch(case.buffers)
+    tensors: dict[str, Any] = {}
+    _attempt(result, "torch_copies", lambda: tensors.update(external.to_torch(case.buffers)))
+    if not tensors:
+        return result
     torch_plan = {
         "warmup": max(plan.warmup, 1),
         "iters": plan.iters,
