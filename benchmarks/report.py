@@ -63,9 +63,12 @@ class Progress:
 
 
 def format_elapsed(result: Result) -> str:
-    """One entry's wall time and its phases, e.g. `4.12 s: setup 0.20, reference 0.35, ...`."""
+    """One entry's wall time, its phases and mtriton's outcome, for the log as the run goes,
+    e.g. `4.12 s: setup 0.20, reference 0.35, mtriton 2.10, builtin 0.51; mtriton 255.5 µs, ok`."""
     phases = ", ".join(f"{name} {seconds:.2f}" for name, seconds in result.elapsed_s.items())
-    return f"{sum(result.elapsed_s.values()):.2f} s: {phases}"
+    check = result.checks.get("mtriton")
+    outcome = f"; mtriton {_time(result, 'mtriton')}, {check.status if check else 'unchecked'}"
+    return f"{sum(result.elapsed_s.values()):.2f} s: {phases}{outcome}"
 
 
 def format_time(seconds: float) -> str:

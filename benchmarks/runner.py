@@ -307,6 +307,16 @@ def main(argv: list[str] | None = None) -> int:
         for size in e.sizes.select(tier, args.quick)
         if (e, size) != (COPY, copy_size)
     ]
+    info = machine_info(backend)
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"results-{backend}-{time.strftime('%Y%m%d-%H%M%S')}"
+    json_path = args.out / f"{stem}.json"
+    settings: dict[str, Any] = {
+        "suites": args.suite, "kernels": args.kernel, "mode": mode, "tier": tier, "plan": asdict(plan),
+        "reference": reference, "mlx_cache_limit_bytes": mx.get_memory_limit(),
+        "complete": False, "elapsed_s": 0.0,
+    }  # fmt: skip
     progress = report.Progress(len(jobs) + 2)
     started = time.perf_counter()
     progress.start(f"{_job_label(COPY, copy_size)} (the copy bandwidth of the %lim columns)")
@@ -324,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
         progress.done_step(
             elapsed + (f"  OVER the {GPU_ENTRY_BUDGET_S:g} s budget of one entry" if over else "")
         )
+        # after every entry, so that a run stopped by a time limit leaves what it measured
+        settings["elapsed_s"] = time.perf_counter() - started
+        report.write_json(json_path, info=info, settings=settings, limits=limits, results=results)
     progress.finish()
     total_s = time.perf_counter() - started
     if tier == "gpu" and args.quick:
@@ -332,9 +345,6 @@ def main(argv: list[str] | None = None) -> int:
             f"benchmarks: {total_s:.1f} s, {verdict} the quick GPU run's {GPU_QUICK_BUDGET_S:g} s budget",
             file=sys.stderr,
         )
-
-    info = machine_info(backend)
-    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     device = f"{info['mlx_device']} ({info['mlx_device_info'].get('device_name', 'unknown device')})"
     print(
         report.format_table(
@@ -343,14 +353,7 @@ def main(argv: list[str] | None = None) -> int:
             f"mtriton benchmarks: backend {backend}, MLX {mx.__version__} on {device}, {mode} run",
         )
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"results-{backend}-{time.strftime('%Y%m%d-%H%M%S')}"
-    settings: dict[str, Any] = {
-        "suites": args.suite, "kernels": args.kernel, "mode": mode, "tier": tier, "plan": asdict(plan),
-        "reference": reference,
-        "mlx_cache_limit_bytes": mx.get_memory_limit(), "elapsed_s": total_s,
-    }  # fmt: skip
-    json_path = args.out / f"{stem}.json"
+    settings.update(complete=True, elapsed_s=total_s)
     report.write_json(json_path, info=info, settings=settings, limits=limits, results=results)
     print(f"\n{len(results)} runs in {total_s:.1f} s; results: {json_path}")
     plots = report.write_plots(args.out, stem, results, limits, backend)

@@ -59,6 +59,7 @@ def test_every_entry_runs_checks_and_reports(
     assert document["machine"]["backend"] == "interpreter"
     assert document["machine"]["mlx"] == mx.__version__
     assert document["settings"]["reference"] == reference
+    assert document["settings"]["complete"] is True
     assert document["limits"]["copy_bytes_per_s"] > 0 and document["limits"]["matmul_flops_per_s"] > 0
     results = {f"{r['suite']}/{r['name']}": r for r in document["results"]}
     assert set(results) == set(registry.REGISTRY)
@@ -236,6 +237,24 @@ def test_both_fails_a_fast_reference_that_strays(
     assert result["checks"]["mtriton"]["status"] == "ok"
     assert result["checks"]["fast_reference"]["status"] == "FAIL"
     assert "fast_reference FAIL: " in table
+
+
+def test_a_stopped_run_leaves_what_it_measured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    measured = runner.measure
+
+    def measure_then_stop(entry: registry.Benchmark, *args: Any) -> Any:
+        if entry.name == "softmax":  # as a time limit would stop the run
+            raise KeyboardInterrupt
+        return measured(entry, *args)
+
+    monkeypatch.setattr(runner, "measure", measure_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        runner.main(["--smoke", "--backend", "interpreter", "--suite", "tutorials", "--out", str(tmp_path)])
+    (json_path,) = tmp_path.glob("results-*.json")
+    document = json.loads(json_path.read_text())
+    assert document["settings"]["complete"] is False
+    names = [r["name"] for r in document["results"]]
+    assert names[0] == "copy" and "vector_add" in names and "softmax" not in names
 
 
 def test_compare_counts_mismatches_and_nan() -> None:
