@@ -5,8 +5,8 @@ custom-kernel launch (FACTS.md: ~68 µs against ~12 µs on MLX CUDA), so timing
 one launch per eval measures the synchronisation. Instead each sample times
 `launches_per_eval` launches under a single eval and divides.
 
-A plan may carry a time budget per implementation: a first warm-up launch
-measures the launch, and a launch of `SINGLE_LAUNCH_S` or more is timed one
+A plan may carry a time budget per implementation: the faster of two first
+warm-up launches measures the launch, and a launch of `SINGLE_LAUNCH_S` or more is timed one
 per eval (the eval's ~68 µs is then under 1% of it), with as many repeats as
 the budget holds (at least `MIN_ITERS`). Without it the GPU quick run spent
 14 s timing the attention backward alone (115 ms x 10 launches x 12 batches
@@ -85,16 +85,18 @@ def time_batches(
         warmup: Untimed repeats first.
         iters: Timed repeats.
         launches: Launches per repeat, to report seconds per launch.
-        budget_s: Seconds the timed repeats may take; a first warm-up launch (made
-            even when `warmup` is 0, one of the `warmup` repeats otherwise) sets
-            launches per repeat and repeats (see the module docstring). None:
-            exactly `iters` repeats.
+        budget_s: Seconds the timed repeats may take; the faster of two single
+            warm-up launches (made even when `warmup` is 0, standing for one of the
+            `warmup` repeats otherwise) sets launches per repeat and repeats (see the
+            module docstring). None: exactly `iters` repeats.
 
     Returns:
         Seconds per launch: median, minimum and every sample.
     """
-    if budget_s is not None:  # one launch first: a slow one must not run `launches` times here
-        per_launch = run(1)
+    if budget_s is not None:
+        # Single launches, so that a slow one does not run `launches` times here; the faster of
+        # two, as the first may compile (MLX's own kernels compile on first use too).
+        per_launch = min(run(1), run(1))
         warmup -= 1
         if per_launch >= SINGLE_LAUNCH_S:
             launches = 1

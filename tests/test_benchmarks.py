@@ -276,12 +276,19 @@ def test_budget_times_slow_launches_one_per_eval_and_fewer_times() -> None:
         return timing.time_batches(run, warmup=2, iters=10, launches=10, budget_s=0.5), calls
 
     slow, calls = fake(0.1)  # 100 ms a launch: one per eval, as many repeats as 0.5 s holds
-    assert calls[0] == 1 and slow.launches_per_sample == 1
-    assert len(slow.samples) == 5 and len(calls) == 1 + 1 + 5  # probe, one more warm-up, timed
+    assert calls[:2] == [1, 1] and slow.launches_per_sample == 1
+    assert len(slow.samples) == 5 and len(calls) == 2 + 1 + 5  # two probes, one more warm-up, timed
     fast, calls = fake(1e-4)  # the plan as it is
     assert fast.launches_per_sample == 10 and len(fast.samples) == 10
     floor, _ = fake(1.0)  # never fewer than MIN_ITERS samples
     assert len(floor.samples) == timing.MIN_ITERS
+    first = [2.0]  # a first launch that compiles does not make a fast kernel count as slow
+
+    def compiles_first(launches: int) -> float:
+        return first.pop() if first else 1e-4 * launches
+
+    timed = timing.time_batches(compiles_first, warmup=2, iters=10, launches=10, budget_s=0.5)
+    assert timed.launches_per_sample == 10 and len(timed.samples) == 10
 
 
 def test_inputs_are_seeded_and_sampled_rows_include_the_ends() -> None:
