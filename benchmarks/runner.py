@@ -1,7 +1,7 @@
 """`python -m benchmarks.runner`: times registered entries and reports them.
 
     python -m benchmarks.runner [--suite NAME ...] [--kernel NAME ...] [--backend NAME]
-                                [--quick | --smoke] [--reference auto|float64|fast]
+                                [--quick | --smoke] [--reference auto|float64|fast|both]
                                 [--out DIR] [--list]
 
 For every entry and size: the reference (float64 NumPy, timed as the numpy
