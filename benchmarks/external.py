@@ -15,6 +15,7 @@ import importlib.util
 import inspect
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -94,7 +95,9 @@ def to_torch(buffers: dict[str, mx.array]) -> dict[str, Any]:
     return tensors
 
 
-def time_torch(fn: Callable[[], Any], *, warmup: int, iters: int, launches_per_sync: int) -> Timing:
+def time_torch(
+    fn: Callable[[], Any], *, warmup: int, iters: int, launches_per_sync: int, budget_s: float | None = None
+) -> Timing:
     """Times CUDA work queued by `fn`, `launches_per_sync` calls per synchronisation.
 
     Args:
@@ -102,15 +105,19 @@ def time_torch(fn: Callable[[], Any], *, warmup: int, iters: int, launches_per_s
         warmup: Untimed repeats first (Triton compiles on the first call).
         iters: Timed repeats.
         launches_per_sync: Calls per repeat before `torch.cuda.synchronize`.
+        budget_s: Seconds the timed repeats may take (see `timing.time_batches`).
 
     Returns:
         Seconds per call: median, minimum and every sample.
     """
     import torch
 
-    def run_batch() -> None:
-        for _ in range(launches_per_sync):
+    def run(launches: int) -> float:
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(launches):
             fn()
         torch.cuda.synchronize()
+        return time.perf_counter() - start
 
-    return time_batches(run_batch, warmup=warmup, iters=iters, per_batch=launches_per_sync)
+    return time_batches(run, warmup=warmup, iters=iters, launches=launches_per_sync, budget_s=budget_s)

@@ -2,7 +2,8 @@
 
 Kernels are reported as a percentage of these two limits, measured in the
 same run with the same timing method, so that numbers from different
-machines compare.
+machines compare. The copy bandwidth is the `tutorials/copy` entry's built-in
+(`x + 0`), which the runner measures first; this module times the matmul.
 """
 
 from __future__ import annotations
@@ -20,10 +21,8 @@ from .external import gpu_stack
 from .registry import Tier
 from .timing import TimingPlan, time_mlx
 
-# A copy well past the last-level cache, and matmuls large enough to reach the peak rate
-# (the best of them counts: MLX's CPU matmul peaks at 512, not at 1024); the smoke tier only
-# checks that the probes run.
-COPY_ELEMENTS: dict[Tier, int] = {"smoke": 1 << 16, "cpu": 1 << 24, "gpu": 1 << 28}
+# Matmuls large enough to reach the peak rate (the best of them counts: MLX's CPU matmul peaks
+# at 512, not at 1024); the smoke tier only checks that the probe runs.
 MATMUL_SIZES: dict[Tier, tuple[int, ...]] = {"smoke": (64,), "cpu": (512, 1024), "gpu": (4096, 8192)}
 # CPUs have no fast half-precision matmul; GPUs are judged at the precision kernels use there.
 MATMUL_DTYPE: dict[Tier, mx.Dtype] = {"smoke": mx.float32, "cpu": mx.float32, "gpu": mx.float16}
@@ -54,14 +53,17 @@ class Limits:
         return asdict(self)
 
 
-def measure_limits(tier: Tier, plan: TimingPlan) -> Limits:
-    """Times a large copy and a large matmul with MLX on its default device.
+def measure_limits(tier: Tier, plan: TimingPlan, copy_bytes_per_s: float, copy_method: str) -> Limits:
+    """The copy bandwidth measured by the copy entry, and a large matmul timed with MLX.
 
     Args:
-        tier: "smoke" for token sizes; otherwise the sizes follow MLX's device,
+        tier: "smoke" for token sizes; otherwise the matmul sizes follow MLX's device,
             not the backend's tier (the interpreter may run on an MLX GPU).
         plan: The timing plan the kernels use, so that limits and kernels are
             timed the same way.
+        copy_bytes_per_s: The copy bandwidth, measured first in the same run by the
+            `tutorials/copy` entry's built-in (`x + 0`, bytes read + written).
+        copy_method: What that timed.
 
     Returns:
         The measured limits.
@@ -74,11 +76,6 @@ def measure_limits(tier: Tier, plan: TimingPlan) -> Limits:
     }
     on_gpu = mx.default_device().type == mx.DeviceType.gpu
     probe: Tier = "smoke" if tier == "smoke" else "gpu" if on_gpu else "cpu"
-    n = COPY_ELEMENTS[probe]
-    x = mx.random.normal((n,), dtype=mx.float32)
-    mx.eval(x)
-    # `x + 0` reads and writes every element once; MLX does not simplify it away.
-    copy = time_mlx(lambda: x + 0, **timing)
     dtype = MATMUL_DTYPE[probe]
     matmul_rates = {}
     for size in MATMUL_SIZES[probe]:
@@ -91,8 +88,8 @@ def measure_limits(tier: Tier, plan: TimingPlan) -> Limits:
     return Limits(
         device=str(mx.default_device()),
         on_gpu=on_gpu,
-        copy_bytes_per_s=2 * x.nbytes / copy.median_s,
-        copy_method=f"x + 0, {n * 4 / 2**20:g} MiB float32, bytes read + written",
+        copy_bytes_per_s=copy_bytes_per_s,
+        copy_method=copy_method,
         matmul_flops_per_s=matmul_rates[best],
         matmul_method=f"a @ b, {dtype_name} {best}^3; best of sizes {', '.join(map(str, matmul_rates))}",
     )

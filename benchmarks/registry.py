@@ -5,6 +5,13 @@ Called with one size's keyword arguments, it makes the inputs and returns a
 `Case`: the mtriton launch, the MLX built-in doing the same job, a float64
 NumPy reference, and the bytes and FLOPs of one call. Suites are files in
 `benchmarks/suites/` that register entries when imported.
+
+GPU-sized problems are checked by each case's `fast_reference` instead of the
+full float64 one: a float32 result in plain MLX ops on MLX's device
+(`DeviceReference`) where float32 is accurate enough for the tolerance, or
+float64 NumPy on part of the output (`SampledReference`). On the H200 the
+float64 host references took 30-70 s each at attention's L4096 and kept the
+quick run from finishing in 200 s.
 """
 
 from __future__ import annotations
@@ -56,6 +63,36 @@ class Sizes:
         return sizes[:1] if quick else sizes
 
 
+@dataclass(frozen=True)
+class DeviceReference:
+    """The expected output in float32, computed with plain MLX ops on MLX's default device (the
+    GPU on a GPU machine) and compared there.
+
+    Attributes:
+        run: Returns the result as MLX arrays, with the structure of the launch's.
+        why: Why float32 is accurate enough for the check's tolerance (in the JSON file).
+    """
+
+    run: Callable[[], Any]
+    why: str
+
+
+@dataclass(frozen=True)
+class SampledReference:
+    """The float64 NumPy result on part of the output: some rows, heads or elements.
+
+    Attributes:
+        select: The same part of a launch's output (MLX arrays or PyTorch tensors),
+            with the structure of the launch's output.
+        run: The float64 NumPy result on that part.
+        what: Which part, e.g. "64 of 8192 rows (first, last, 62 at random)".
+    """
+
+    select: Callable[[Any], Any]
+    run: Callable[[], np.ndarray | tuple[np.ndarray, ...]]
+    what: str
+
+
 @dataclass
 class Case:
     """One problem size of one entry, with its inputs made.
@@ -81,6 +118,18 @@ class Case:
             None where PyTorch has no equivalent.
         unfused: The same job composed of plain MLX ops (attention's softmax(q k^T) v with
             the score matrix in memory), where the built-in is a fused kernel; or None.
+        fresh: The same mtriton launch with `mtriton.empty` outputs, beside an in-place
+            variant whose outputs are existing arrays; or None.
+        raw: The backend's bare launch of the same compiled kernel with its inputs built once
+            (`kernel[grid].raw(...)`), for the dispatch entries; or None.
+        fast_reference: How GPU-sized problems are checked (see the module docstring), or
+            None where the full float64 reference is cheap at every size.
+        before_batch: Untimed work before every timed repeat of every implementation (the
+            busy phase of `dispatch_busy`), or None.
+        launches_per_eval: Overrides the plan's launches per eval (`dispatch_busy`: 1, so that
+            every timed launch is the first after the busy phase), or None.
+        external: Whether the runner also runs the Triton twin and PyTorch where they exist
+            (off where they would repeat another entry's numbers).
     """
 
     label: str
@@ -95,6 +144,12 @@ class Case:
     atol: float = 0.0
     torch: Callable[[dict[str, Any]], Any] | None = None
     unfused: Callable[[], Any] | None = None
+    fresh: Callable[[], Any] | None = None
+    raw: Callable[[], Any] | None = None
+    fast_reference: DeviceReference | SampledReference | None = None
+    before_batch: Callable[[], None] | None = None
+    launches_per_eval: int | None = None
+    external: bool = True
 
     def run_mtriton(self) -> Any:
         """One mtriton launch on the MLX buffers."""

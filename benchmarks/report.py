@@ -16,10 +16,14 @@ SHORT_NAMES = {
     "mtriton": "mt",
     "builtin": "mx",
     "unfused": "unf",
+    "fresh": "fresh",
+    "raw": "raw",
     "numpy": "np",
     "triton": "tri",
     "torch": "torch",
 }
+# How the `ref` column names each reference method (results.Result.reference).
+REFERENCE_NAMES = {"float64": "f64", "float32-device": "f32 dev", "float64-sample": "f64 part"}
 
 
 class Progress:
@@ -45,10 +49,26 @@ class Progress:
         self.stream.flush()
         self.done += 1
 
+    def done_step(self, detail: str) -> None:
+        """Shows how the step just started ended (its elapsed time), on its own line."""
+        if self.interactive:
+            self.stream.write("\n")
+        self.stream.write(f"    {detail}\n")
+        self.stream.flush()
+
     def finish(self) -> None:
         if self.interactive:
             self.stream.write("\r" + " " * 100 + "\r")
             self.stream.flush()
+
+
+def format_elapsed(result: Result) -> str:
+    """One entry's wall time, its phases and mtriton's outcome, for the log as the run goes,
+    e.g. `4.12 s: setup 0.20, reference 0.35, mtriton 2.10, builtin 0.51; mtriton 255.5 µs, ok`."""
+    phases = ", ".join(f"{name} {seconds:.2f}" for name, seconds in result.elapsed_s.items())
+    check = result.checks.get("mtriton")
+    outcome = f"; mtriton {_time(result, 'mtriton')}, {check.status if check else 'unchecked'}"
+    return f"{sum(result.elapsed_s.values()):.2f} s: {phases}{outcome}"
 
 
 def format_time(seconds: float) -> str:
@@ -80,6 +100,10 @@ def _percent(value: float | None) -> str:
 
 def _scaled(value: float | None, factor: float) -> float | None:
     return None if value is None else value * factor
+
+
+def _excess(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1e6:+.1f} µs"
 
 
 def _time(result: Result, impl: str) -> str:
@@ -114,6 +138,8 @@ def _columns(results: list[Result], limits: Limits) -> list[Column]:
         for other in present
         if other != "mtriton"
     ]
+    if "raw" in present:
+        columns.append(Column("mt-raw", lambda r: _excess(r.excess_s("mtriton", "raw"))))
     columns.append(
         Column("mt rate", lambda r: format_rate(r.rate("mtriton"), r.bound) if "mtriton" in r.times else "-")
     )
@@ -122,6 +148,9 @@ def _columns(results: list[Result], limits: Limits) -> list[Column]:
         for impl in present
         if impl in DEVICE_IMPLEMENTATIONS
     ]
+    columns.append(
+        Column("ref", lambda r: REFERENCE_NAMES.get(r.reference.get("method", ""), "-"), left=True)
+    )
     columns.append(Column("check", _check, left=True))
     return columns
 
@@ -152,7 +181,9 @@ def format_table(results: list[Result], limits: Limits, title: str) -> str:
             f"limits on {limits.device}: copy {format_rate(limits.copy_bytes_per_s, 'memory')} ({limits.copy_method}); "
             f"matmul {format_rate(limits.matmul_flops_per_s, 'compute')} ({limits.matmul_method})",
             "times: median per call. mt/X: mtriton time / X time (above 1: mtriton slower). "
-            "%lim: share of copy bandwidth (memory-bound) or matmul rate (compute-bound).",
+            "%lim: share of copy bandwidth (memory-bound) or matmul rate (compute-bound). "
+            "mt-raw: mtriton time minus the raw launch's. ref: f64 = float64 NumPy, every element; "
+            "f32 dev = float32 MLX on the device; f64 part = float64 on a sample (JSON: which).",
             "",
             header,
             "-" * len(header),
@@ -222,7 +253,9 @@ def write_plots(
     fig.savefig(written[-1], dpi=120)
     plt.close(fig)
 
-    others = [impl for impl in ("builtin", "triton", "torch") if any(impl in r.times for r in rows)]
+    others = [
+        impl for impl in ("builtin", "fresh", "raw", "triton", "torch") if any(impl in r.times for r in rows)
+    ]
     fig, ax = plt.subplots(figsize=(10, figure_height), layout="constrained")
     bars(ax, {f"mtriton / {other}": [r.ratio("mtriton", other) for r in rows] for other in others})
     ax.set_xscale("log")

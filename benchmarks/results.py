@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -12,12 +13,17 @@ from .machine import Limits
 from .registry import Bound, Size
 from .timing import Timing
 
-# Every implementation a case may time, in table order. "builtin" is MLX's own op; "numpy"
-# the float64 reference on the host; "triton" and "torch" only run on CUDA machines.
-IMPLEMENTATIONS = ("mtriton", "builtin", "unfused", "numpy", "triton", "torch")
+# Every implementation a case may time, in table order. "builtin" is MLX's own op; "fresh"
+# the same mtriton launch with `mtriton.empty` outputs (beside in-place variants); "raw" the
+# backend's bare launch of the compiled kernel (beside the dispatch entries); "numpy" the
+# float64 reference on the host; "triton" and "torch" only run on CUDA machines.
+IMPLEMENTATIONS = ("mtriton", "builtin", "unfused", "fresh", "raw", "numpy", "triton", "torch")
 # Implementations run on the device under test, judged against the machine's limits.
-DEVICE_IMPLEMENTATIONS = ("mtriton", "builtin", "unfused", "triton", "torch")
+DEVICE_IMPLEMENTATIONS = ("mtriton", "builtin", "unfused", "fresh", "raw", "triton", "torch")
 CUDA_IMPLEMENTATIONS = ("triton", "torch")
+# Baselines of mtriton itself: their absolute difference from mtriton is reported too (the
+# dispatch target is a number of microseconds over the raw launch).
+MTRITON_BASELINES = ("fresh", "raw")
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,9 @@ class Check:
 
 
 def to_float64(output: Any) -> np.ndarray:
-    """An MLX array or a PyTorch tensor as a float64 NumPy array."""
+    """An MLX array, a PyTorch tensor or a NumPy array as a float64 NumPy array."""
+    if isinstance(output, np.ndarray):
+        return output.astype(np.float64, copy=False)
     if isinstance(output, mx.array):
         if output.dtype == mx.bfloat16:  # NumPy has no bfloat16
             output = output.astype(mx.float32)
@@ -44,12 +52,29 @@ def to_float64(output: Any) -> np.ndarray:
     return output.detach().cpu().double().numpy()
 
 
+def _errors_host(got: Any, want: np.ndarray, rtol: float, atol: float) -> tuple[int, float]:
+    err = np.abs(to_float64(got) - want)
+    bad = int(np.count_nonzero(~(err <= atol + rtol * np.abs(want))))  # NaN counts as bad
+    return bad, float(np.max(np.where(np.isnan(err), np.inf, err), initial=0.0))
+
+
+def _errors_device(got: mx.array, want: mx.array, rtol: float, atol: float) -> tuple[int, float]:
+    """The check in float32 on MLX's device: moving a GPU-sized output and its reference to the
+    host in float64 would cost seconds."""
+    err = mx.abs(got.astype(mx.float32) - want.astype(mx.float32))
+    bad = mx.sum(mx.logical_not(err <= atol + rtol * mx.abs(want.astype(mx.float32))))  # NaN is bad
+    worst = mx.max(mx.where(mx.isnan(err), math.inf, err)) if err.size else mx.array(0.0)
+    return int(bad.item()), float(worst.item())
+
+
 def compare(output: Any, reference: Any, rtol: float, atol: float) -> Check:
     """Checks `output` against `reference` elementwise: |out - ref| <= atol + rtol * |ref|.
 
     Args:
         output: An array or tensor, or a tuple of them.
-        reference: The float64 NumPy result, with the same structure.
+        reference: The expected result, with the same structure: float64 NumPy arrays, or
+            MLX arrays (a `DeviceReference`), which are compared on MLX's device in float32
+            when `output` is MLX's too.
         rtol: Relative tolerance.
         atol: Absolute tolerance.
 
@@ -62,13 +87,15 @@ def compare(output: Any, reference: Any, rtol: float, atol: float) -> Check:
         return Check("FAIL", f"{len(outputs)} outputs, reference has {len(references)}")
     worst, bad, total = 0.0, 0, 0
     for got, want in zip(outputs, references):
-        got = to_float64(got)
-        if got.shape != want.shape:
-            return Check("FAIL", f"shape {got.shape}, reference {want.shape}")
-        err = np.abs(got - want)
-        bad += int(np.count_nonzero(~(err <= atol + rtol * np.abs(want))))  # NaN counts as bad
-        total += err.size
-        worst = max(worst, float(np.max(np.where(np.isnan(err), np.inf, err), initial=0.0)))
+        if tuple(got.shape) != tuple(want.shape):
+            return Check("FAIL", f"shape {tuple(got.shape)}, reference {tuple(want.shape)}")
+        if isinstance(want, mx.array) and isinstance(got, mx.array):
+            bad_here, worst_here = _errors_device(got, want, rtol, atol)
+        else:
+            bad_here, worst_here = _errors_host(got, to_float64(want), rtol, atol)
+        bad += bad_here
+        total += math.prod(want.shape)
+        worst = max(worst, worst_here)
     if bad:
         return Check("FAIL", f"{bad} of {total} off, max |err| {worst:.3g}", worst)
     return Check("ok", max_abs_err=worst)
@@ -88,6 +115,10 @@ class Result:
         flops: Operations of one call.
         times: Per implementation that ran, seconds per call.
         checks: Per kernel implementation (mtriton, triton), its check.
+        reference: What the checks compared with: `method` ("float64", "float32-device" or
+            "float64-sample") and `detail` (why float32 suffices, or which part was checked).
+        elapsed_s: Wall seconds of each phase (setup, reference, each implementation), for
+            the log and for budgeting the GPU run.
     """
 
     suite: str
@@ -99,14 +130,18 @@ class Result:
     flops: int
     times: dict[str, Timing] = field(default_factory=dict)
     checks: dict[str, Check] = field(default_factory=dict)
+    reference: dict[str, str] = field(default_factory=dict)
+    elapsed_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        """mtriton's result agrees with the reference. The other columns' checks are reported,
-        not required: MLX built-ins can fail on a backend (mx.quantized_matmul with N = 45 on
+        """mtriton's result agrees with the reference, and the fast reference with the float64
+        one where both ran (`--reference both`). The other columns' checks are reported, not
+        required: MLX built-ins can fail on a backend (mx.quantized_matmul with N = 45 on
         CUDA) and Triton multiplies float32 dots in TF32 by default."""
         mtriton = self.checks.get("mtriton")
-        return mtriton is not None and mtriton.status == "ok"
+        fast = self.checks.get("fast_reference")
+        return mtriton is not None and mtriton.status == "ok" and (fast is None or fast.status == "ok")
 
     def rate(self, impl: str) -> float | None:
         """Bytes per second (memory-bound) or operations per second (compute-bound)."""
@@ -129,6 +164,12 @@ class Result:
             return None
         return self.times[impl].median_s / self.times[other].median_s
 
+    def excess_s(self, impl: str, other: str) -> float | None:
+        """Seconds per call `impl` takes beyond `other` (negative where it is faster)."""
+        if impl not in self.times or other not in self.times:
+            return None
+        return self.times[impl].median_s - self.times[other].median_s
+
     def to_json(self, limits: Limits) -> dict[str, Any]:
         return {
             "suite": self.suite,
@@ -148,5 +189,10 @@ class Result:
             "ratio_mtriton_to": {
                 other: self.ratio("mtriton", other) for other in self.times if other != "mtriton"
             },
+            "excess_s_mtriton_over": {
+                other: self.excess_s("mtriton", other) for other in MTRITON_BASELINES if other in self.times
+            },
             "checks": {impl: asdict(check) for impl, check in self.checks.items()},
+            "reference": self.reference,
+            "elapsed_s": self.elapsed_s,
         }

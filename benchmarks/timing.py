@@ -4,6 +4,13 @@ On a GPU one `mx.eval` plus synchronisation costs far more than a lazy
 custom-kernel launch (FACTS.md: ~68 µs against ~12 µs on MLX CUDA), so timing
 one launch per eval measures the synchronisation. Instead each sample times
 `launches_per_eval` launches under a single eval and divides.
+
+A plan may carry a time budget per implementation: the faster of two first
+warm-up launches measures the launch, and a launch of `SINGLE_LAUNCH_S` or more is timed one
+per eval (the eval's ~68 µs is then under 1% of it), with as many repeats as
+the budget holds (at least `MIN_ITERS`). Without it the GPU quick run spent
+14 s timing the attention backward alone (115 ms x 10 launches x 12 batches
+on the H200).
 """
 
 from __future__ import annotations
@@ -25,11 +32,14 @@ class Timing:
         median_s: Median over the samples: what the table reports.
         min_s: Fastest sample.
         samples: Seconds per launch of each timed repeat.
+        launches_per_sample: Launches each sample timed together (fewer than the plan's
+            where a budget made a slow launch run one per eval).
     """
 
     median_s: float
     min_s: float
     samples: tuple[float, ...]
+    launches_per_sample: int = 1
 
 
 @dataclass(frozen=True)
@@ -42,37 +52,70 @@ class TimingPlan:
         launches_per_eval: Launches per timed repeat, evaluated together.
         reference_iters: Timed calls of the NumPy reference, which runs on the
             host and may take seconds at GPU sizes.
+        budget_s: Seconds of timed batches per implementation, or None for
+            exactly `iters` batches of `launches_per_eval` launches.
     """
 
     warmup: int
     iters: int
     launches_per_eval: int
     reference_iters: int
+    budget_s: float | None = None
 
 
-def time_batches(run_batch: Callable[[], None], *, warmup: int, iters: int, per_batch: int) -> Timing:
-    """Times `run_batch` (which performs `per_batch` launches and waits for them).
+# A launch this long is timed one per eval: the eval's fixed cost is then under 1% of it.
+SINGLE_LAUNCH_S = 10e-3
+# The fewest timed repeats a budget may leave: a median needs a few samples.
+MIN_ITERS = 3
+
+
+def time_batches(
+    run: Callable[[int], float],
+    *,
+    warmup: int,
+    iters: int,
+    launches: int,
+    budget_s: float | None = None,
+) -> Timing:
+    """Times `run`, which performs the given number of launches, waits for them and returns
+    the seconds that took.
 
     Args:
-        run_batch: Launches `per_batch` times and returns once all are complete.
-        warmup: Untimed calls first.
-        iters: Timed calls.
-        per_batch: Launches per call, to report seconds per launch.
+        run: Launches `n` times and returns the seconds from the first launch to completion.
+        warmup: Untimed repeats first.
+        iters: Timed repeats.
+        launches: Launches per repeat, to report seconds per launch.
+        budget_s: Seconds the timed repeats may take; the faster of two single
+            warm-up launches (made even when `warmup` is 0, standing for one of the
+            `warmup` repeats otherwise) sets launches per repeat and repeats (see the
+            module docstring). None: exactly `iters` repeats.
 
     Returns:
         Seconds per launch: median, minimum and every sample.
     """
+    if budget_s is not None:
+        # Single launches, so that a slow one does not run `launches` times here; the faster of
+        # two, as the first may compile (MLX's own kernels compile on first use too).
+        per_launch = min(run(1), run(1))
+        warmup -= 1
+        if per_launch >= SINGLE_LAUNCH_S:
+            launches = 1
+        iters = max(MIN_ITERS, min(iters, int(budget_s / (per_launch * launches))))
     for _ in range(warmup):
-        run_batch()
-    samples = []
-    for _ in range(max(1, iters)):
-        start = time.perf_counter()
-        run_batch()
-        samples.append((time.perf_counter() - start) / per_batch)
-    return Timing(statistics.median(samples), min(samples), tuple(samples))
+        run(launches)
+    samples = [run(launches) / launches for _ in range(max(1, iters))]
+    return Timing(statistics.median(samples), min(samples), tuple(samples), launches)
 
 
-def time_mlx(fn: Callable[[], Any], *, warmup: int, iters: int, launches_per_eval: int) -> Timing:
+def time_mlx(
+    fn: Callable[[], Any],
+    *,
+    warmup: int,
+    iters: int,
+    launches_per_eval: int,
+    budget_s: float | None = None,
+    before_batch: Callable[[], None] | None = None,
+) -> Timing:
     """Times an MLX function, `launches_per_eval` lazy calls per `mx.eval`.
 
     Args:
@@ -81,16 +124,24 @@ def time_mlx(fn: Callable[[], Any], *, warmup: int, iters: int, launches_per_eva
         warmup: Untimed repeats first.
         iters: Timed repeats.
         launches_per_eval: Calls of `fn` evaluated together in each repeat.
+        budget_s: Seconds the timed repeats may take (see `time_batches`).
+        before_batch: Untimed work before every repeat (warm-up ones too), finished
+            before the clock starts: `dispatch_busy`'s busy phase.
 
     Returns:
         Seconds per call: median, minimum and every sample.
     """
 
-    def run_batch() -> None:
-        mx.eval([fn() for _ in range(launches_per_eval)])
+    def run(launches: int) -> float:
+        if before_batch is not None:
+            before_batch()
+            mx.synchronize()
+        start = time.perf_counter()
+        mx.eval([fn() for _ in range(launches)])
         mx.synchronize()
+        return time.perf_counter() - start
 
-    return time_batches(run_batch, warmup=warmup, iters=iters, per_batch=launches_per_eval)
+    return time_batches(run, warmup=warmup, iters=iters, launches=launches_per_eval, budget_s=budget_s)
 
 
 def time_host(fn: Callable[[], Any], *, iters: int) -> tuple[Timing, Any]:
@@ -109,8 +160,10 @@ def time_host(fn: Callable[[], Any], *, iters: int) -> tuple[Timing, Any]:
     """
     result: list[Any] = []
 
-    def run_batch() -> None:
+    def run(launches: int) -> float:
+        start = time.perf_counter()
         result[:] = [fn()]
+        return time.perf_counter() - start
 
-    timing = time_batches(run_batch, warmup=0, iters=iters, per_batch=1)
+    timing = time_batches(run, warmup=0, iters=iters, launches=1)
     return timing, result[0]

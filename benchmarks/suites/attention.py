@@ -11,9 +11,11 @@ counts 3.5 times the forward (the backward's five products against the forward's
 The unfused column runs only where its float32 score tensor takes at most 2 GiB: a GPU plan
 evaluates ten launches at once, and at B4 H32 L4096 each holds several 8.6 GB tensors.
 
-References: float64 NumPy, one head at a time, for the forward entries. Forward + backward is
-checked against the float32 gradients of the unfused MLX composition, on the device: a float64
-backward of B4 H32 L4096 on the host would take hours.
+References: float64 NumPy, one head at a time, for the forward entries on CPU tiers; on GPUs
+float32 MLX on the device, a few heads at a time (`_references.attention32`: 30-70 s per entry
+on the H200's host in float64 at L4096, against milliseconds). Forward + backward is checked
+against the float32 gradients of the unfused MLX composition, on the device, on every tier: a
+float64 backward of B4 H32 L4096 on the host would take hours.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ import mlx.core as mx
 import numpy as np
 from mlx_primitives.attention import attention_reference, flash_attention, sliding_window_attention
 
-from ..registry import Case, Sizes, benchmark
+from ..registry import Case, DeviceReference, Sizes, benchmark
+from . import _inputs
+from ._inputs import SHORT_DTYPE
+from ._references import ATTENTION_F32_WHY, attention32, attention64
 
-SEED = 0
-SHORT_DTYPE = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
 TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "bfloat16": 3e-2}
 # This module is the cases' `kernels`: launches call the public functions re-exported here.
 _API = sys.modules[__name__]
@@ -61,52 +64,17 @@ _SMOKE = {
 }
 
 
-def _randn(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> mx.array:
-    return mx.array(rng.standard_normal(shape, dtype=np.float32)).astype(getattr(mx, dtype))
-
-
-def _host(array: mx.array) -> np.ndarray:
-    return np.array(array.astype(mx.float32), dtype=np.float64)
-
-
-def _inputs(
+def _inputs_of(
     batch: int, heads: int, kv_heads: int, lq: int, lk: int, d: int, dtype: str
 ) -> dict[str, mx.array]:
-    rng = np.random.default_rng(SEED)
-    buffers = {
-        "q": _randn(rng, (batch, heads, lq, d), dtype),
-        "k": _randn(rng, (batch, kv_heads, lk, d), dtype),
-        "v": _randn(rng, (batch, kv_heads, lk, d), dtype),
-    }
-    mx.eval(list(buffers.values()))
-    return buffers
-
-
-def _reference64(
-    buf: dict[str, mx.array], causal: bool, window: int | None = None
-) -> Callable[[], np.ndarray]:
-    """Float64 attention one head at a time (the full score tensor at GPU sizes is tens of GB)."""
-
-    def run() -> np.ndarray:
-        q, k, v = (_host(buf[name]) for name in ("q", "k", "v"))
-        batch, heads, lq, d = q.shape
-        group, lk = heads // k.shape[1], k.shape[2]
-        pos = np.arange(lq)[:, None] + (lk - lq)
-        cols = np.arange(lk)[None, :]
-        visible = np.ones((lq, lk), dtype=bool)
-        if causal:
-            visible &= cols <= pos
-        if window is not None:
-            visible &= cols > pos - window
-        out = np.empty_like(q)
-        for b in range(batch):
-            for h in range(heads):
-                s = np.where(visible, q[b, h] @ k[b, h // group].T / math.sqrt(d), -np.inf)
-                p = np.exp(s - s.max(axis=1, keepdims=True))
-                out[b, h] = (p / p.sum(axis=1, keepdims=True)) @ v[b, h // group]
-        return out
-
-    return run
+    inputs = _inputs.Inputs()
+    return _inputs.evaluated(
+        {
+            "q": inputs.normal((batch, heads, lq, d), dtype),
+            "k": inputs.normal((batch, kv_heads, lk, d), dtype),
+            "v": inputs.normal((batch, kv_heads, lk, d), dtype),
+        }
+    )
 
 
 def _if_fits(run: Callable[[], Any], batch: int, heads: int, lq: int, lk: int) -> Callable[[], Any] | None:
@@ -138,7 +106,7 @@ def forward_entry(
     batch: int, heads: int, kv_heads: int, lq: int, lk: int, d: int, causal: bool, dtype: str = "float32"
 ) -> Case:
     """Flash attention forward, full or causal, GQA where kv_heads < heads."""
-    buf = _inputs(batch, heads, kv_heads, lq, lk, d, dtype)
+    buf = _inputs_of(batch, heads, kv_heads, lq, lk, d, dtype)
     q, k, v = buf["q"], buf["k"], buf["v"]
     scale, mask = 1 / math.sqrt(d), "causal" if causal else None
     return Case(
@@ -148,11 +116,12 @@ def forward_entry(
         launch=lambda api, b: api.flash_attention(b["q"], b["k"], b["v"], causal=causal),
         builtin=lambda: mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask),
         unfused=_if_fits(lambda: attention_reference(q, k, v, causal=causal), batch, heads, lq, lk),
-        reference=_reference64(buf, causal),
+        reference=lambda: attention64(q, k, v, causal),
         bytes=2 * q.nbytes + k.nbytes + v.nbytes,
         flops=_forward_flops(batch, heads, lq, lk, d, causal),
         rtol=TOLERANCE[dtype],
         atol=TOLERANCE[dtype],
+        fast_reference=DeviceReference(lambda: attention32(q, k, v, causal), ATTENTION_F32_WHY),
     )
 
 
@@ -177,15 +146,14 @@ def forward_backward_entry(
     batch: int, heads: int, kv_heads: int, lq: int, lk: int, d: int, causal: bool, dtype: str = "float32"
 ) -> Case:
     """dq, dk, dv of flash attention through its kernel backward (recomputing from the log-sum-exp)."""
-    buf = _inputs(batch, heads, kv_heads, lq, lk, d, dtype)
-    cotangent = _randn(np.random.default_rng(SEED + 1), tuple(buf["q"].shape), dtype)
+    buf = _inputs_of(batch, heads, kv_heads, lq, lk, d, dtype)
+    cotangent = _inputs.Inputs(_inputs.SEED + 1).normal(tuple(buf["q"].shape), dtype)
     mx.eval(cotangent)
     scale, mask = 1 / math.sqrt(d), "causal" if causal else None
     unfused = _gradients(lambda q, k, v: attention_reference(q, k, v, causal=causal), buf, cotangent)
 
     def reference() -> tuple[np.ndarray, ...]:
-        grads = unfused()
-        return tuple(_host(g) for g in grads)
+        return tuple(_inputs.host(g) for g in unfused())
 
     return Case(
         label=_label(batch, heads, kv_heads, lq, lk, d, dtype, " causal" if causal else ""),
@@ -205,6 +173,10 @@ def forward_backward_entry(
         flops=_forward_flops(batch, heads, lq, lk, d, causal) * 7 // 2,
         rtol=2 * TOLERANCE[dtype],
         atol=2 * TOLERANCE[dtype],
+        # the same gradients, compared on the device instead of copied to the host in float64
+        fast_reference=DeviceReference(
+            unfused, "the gradients of the float32 unfused composition (the reference on every tier)"
+        ),
     )
 
 
@@ -273,7 +245,7 @@ def sliding_window_entry(
     batch: int, heads: int, lq: int, d: int, window: int, dtype: str = "float32"
 ) -> Case:
     """Causal attention over the last `window` keys: blocks outside the window are skipped."""
-    buf = _inputs(batch, heads, heads, lq, lq, d, dtype)
+    buf = _inputs_of(batch, heads, heads, lq, lq, d, dtype)
     q, k, v = buf["q"], buf["k"], buf["v"]
     pos = mx.arange(lq)
     mask = (pos[:, None] >= pos[None, :]) & (pos[:, None] < pos[None, :] + window)
@@ -288,9 +260,10 @@ def sliding_window_entry(
         unfused=_if_fits(
             lambda: attention_reference(q, k, v, causal=True, window=window), batch, heads, lq, lq
         ),
-        reference=_reference64(buf, True, window),
+        reference=lambda: attention64(q, k, v, True, window),
         bytes=2 * q.nbytes + k.nbytes + v.nbytes,
         flops=4 * batch * heads * pairs * d,
         rtol=TOLERANCE[dtype],
         atol=TOLERANCE[dtype],
+        fast_reference=DeviceReference(lambda: attention32(q, k, v, True, window), ATTENTION_F32_WHY),
     )

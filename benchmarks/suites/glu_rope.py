@@ -3,7 +3,9 @@
 Each entry times the public function (validation, reshape, launch) as a user calls it, against
 the plain-MLX composition it replaces (`nn.silu(g) * u`, `nn.gelu(g) * u`, two matmuls then the
 gate) or MLX's fused built-in (`mx.fast.rope`). Inputs come from a fixed seed; references are
-float64 NumPy on the same (rounded) inputs. GPU sizes are LLaMA-shaped (hidden 14336 or 11008,
+float64 NumPy on the same (rounded) inputs, and on GPUs the same formulas in float32 MLX ops on
+the device (the geglu's float64 reference calls Python's erf per element: ~10 s at GPU sizes).
+GPU sizes are LLaMA-shaped (hidden 14336 or 11008,
 head_dim 128); CPU emulation gets small ones.
 
 The cases' `kernels` module is this one, holding the public functions `launch` calls: they take
@@ -22,10 +24,19 @@ import numpy as np
 from mlx_primitives.glu import fused_swiglu, geglu, swiglu
 from mlx_primitives.rotary import rope
 
-from ..registry import Case, Sizes, benchmark
+from ..registry import Case, DeviceReference, Sizes, benchmark
+from . import _inputs
+from ._inputs import SHORT_DTYPE, f32, host
 
-SEED = 0
-SHORT_DTYPE = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
+ELEMENTWISE_WHY = "a few float32 roundings per element (~1e-7 relative), far below the tolerance"
+MATMUL_WHY = (
+    "half-precision inputs multiply exactly in float32 (and TF32); float32 sums of in_features "
+    "products round ~sqrt(in_features) * 6e-8 relative, far below the tolerance"
+)
+ROPE_WHY = (
+    "angles, cosines and sines in float64 on the host (seq x dims/2 values), rounded once to "
+    "float32; the rotation in float32 rounds ~1e-7 relative, under the tolerance"
+)
 # rtol/atol of a kernel in this dtype against a float64 reference (as tests/conftest.py).
 TOLERANCE = {"float32": 1e-5, "float16": 2e-3, "bfloat16": 1.6e-2}
 GATE_SIZES = Sizes(
@@ -41,15 +52,6 @@ __all__ = ["fused_swiglu", "geglu", "rope", "swiglu"]
 _erf = np.frompyfunc(math.erf, 1, 1)
 
 
-def _randn(rng: np.random.Generator, shape: tuple[int, ...], dtype: str, scale: float = 1.0) -> mx.array:
-    return mx.array(rng.standard_normal(shape, dtype=np.float32) * scale).astype(getattr(mx, dtype))
-
-
-def _host(array: mx.array) -> np.ndarray:
-    """The float64 NumPy copy the reference computes on."""
-    return np.array(array.astype(mx.float32), dtype=np.float64)
-
-
 def _silu64(x: np.ndarray) -> np.ndarray:
     return x / (1 + np.exp(-x))
 
@@ -60,28 +62,37 @@ def _gelu64(x: np.ndarray, approximate: str) -> np.ndarray:
     return 0.5 * x * (1 + _erf(x / math.sqrt(2)).astype(np.float64))
 
 
+def _silu32(x: mx.array) -> mx.array:
+    return x / (1 + mx.exp(-x))
+
+
+def _gelu32(x: mx.array, approximate: str) -> mx.array:
+    if approximate == "tanh":
+        return 0.5 * x * (1 + mx.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1 + mx.erf(x / math.sqrt(2)))
+
+
 def _case(buffers: dict[str, mx.array], **fields: Any) -> Case:
     """A Case of a public function, with its inputs evaluated before timing."""
-    mx.eval(list(buffers.values()))
-    return Case(kernels=_API, buffers=buffers, **fields)
+    return Case(kernels=_API, buffers=_inputs.evaluated(buffers), **fields)
 
 
 @benchmark(suite="glu_rope", name="swiglu", bound="memory", builtin="nn.silu(g) * u", sizes=GATE_SIZES)
 def swiglu_entry(rows: int, cols: int, dtype: str = "float32") -> Case:
     """silu(gate) * up over a (tokens, hidden) pair of projections."""
-    rng = np.random.default_rng(SEED)
-    g, u = _randn(rng, (rows, cols), dtype, scale=2.0), _randn(rng, (rows, cols), dtype)
-    g64, u64 = _host(g), _host(u)
+    inputs = _inputs.Inputs()
+    g, u = inputs.normal((rows, cols), dtype, scale=2.0), inputs.normal((rows, cols), dtype)
     return _case(
         {"g": g, "u": u},
         label=f"{rows}x{cols} {SHORT_DTYPE[dtype]}",
         launch=lambda api, buf: api.swiglu(buf["g"], buf["u"]),
         builtin=lambda: nn.silu(g) * u,
-        reference=lambda: _silu64(g64) * u64,
+        reference=lambda: _silu64(host(g)) * host(u),
         bytes=3 * g.nbytes,
         flops=5 * g.size,  # exp, add, divide (the sigmoid), two multiplies
         rtol=TOLERANCE[dtype],
         atol=TOLERANCE[dtype],
+        fast_reference=DeviceReference(lambda: _silu32(f32(g)) * f32(u), ELEMENTWISE_WHY),
     )
 
 
@@ -101,20 +112,22 @@ def swiglu_entry(rows: int, cols: int, dtype: str = "float32") -> Case:
 )
 def geglu_entry(rows: int, cols: int, dtype: str = "float32", approximate: str = "none") -> Case:
     """gelu(gate) * up, exact (erf) or with the tanh approximation."""
-    rng = np.random.default_rng(SEED)
-    g, u = _randn(rng, (rows, cols), dtype, scale=2.0), _randn(rng, (rows, cols), dtype)
-    g64, u64 = _host(g), _host(u)
+    inputs = _inputs.Inputs()
+    g, u = inputs.normal((rows, cols), dtype, scale=2.0), inputs.normal((rows, cols), dtype)
     gelu = nn.gelu if approximate == "none" else nn.gelu_approx
     return _case(
         {"g": g, "u": u},
         label=f"{rows}x{cols} {SHORT_DTYPE[dtype]}" + (" tanh" if approximate == "tanh" else ""),
         launch=lambda api, buf: api.geglu(buf["g"], buf["u"], approximate),
         builtin=lambda: gelu(g) * u,
-        reference=lambda: _gelu64(g64, approximate) * u64,
+        reference=lambda: _gelu64(host(g), approximate) * host(u),
         bytes=3 * g.nbytes,
         flops=(6 if approximate == "none" else 10) * g.size,  # erf counted as one operation
         rtol=TOLERANCE[dtype],
         atol=TOLERANCE[dtype],
+        fast_reference=DeviceReference(
+            lambda: _gelu32(f32(g), approximate) * f32(u), ELEMENTWISE_WHY + " (MLX's float32 erf)"
+        ),
     )
 
 
@@ -137,24 +150,26 @@ def geglu_entry(rows: int, cols: int, dtype: str = "float32", approximate: str =
 )
 def fused_swiglu_entry(tokens: int, in_features: int, hidden: int, dtype: str = "float32") -> Case:
     """Both input projections of a SwiGLU MLP and the gate, with no projection stored."""
-    rng = np.random.default_rng(SEED)
-    x = _randn(rng, (tokens, in_features), dtype)
+    inputs = _inputs.Inputs()
+    x = inputs.normal((tokens, in_features), dtype)
     # Scaled so projections are O(1) whatever in_features, and the dtype's tolerance applies.
-    wg = _randn(rng, (hidden, in_features), dtype, scale=in_features**-0.5)
-    wu = _randn(rng, (hidden, in_features), dtype, scale=in_features**-0.5)
-    x64, wg64, wu64 = _host(x), _host(wg), _host(wu)
+    wg = inputs.normal((hidden, in_features), dtype, scale=in_features**-0.5)
+    wu = inputs.normal((hidden, in_features), dtype, scale=in_features**-0.5)
     tol = TOLERANCE[dtype]
     return _case(
         {"x": x, "wg": wg, "wu": wu},
         label=f"{tokens}x{hidden}x{in_features} {SHORT_DTYPE[dtype]}",
         launch=lambda api, buf: api.fused_swiglu(buf["x"], buf["wg"], buf["wu"]),
         builtin=lambda: nn.silu(x @ wg.T) * (x @ wu.T),
-        reference=lambda: _silu64(x64 @ wg64.T) * (x64 @ wu64.T),
+        reference=lambda: _silu64(host(x) @ host(wg).T) * (host(x) @ host(wu).T),
         bytes=(tokens * in_features + 2 * hidden * in_features + tokens * hidden) * x.itemsize,
         flops=4 * tokens * hidden * in_features,  # two matmuls; the gate's FLOPs are negligible
         # Float32 sums of in_features products: rounding grows like sqrt(in_features).
         rtol=2 * tol,
         atol=max(tol, 1e-6 * math.sqrt(in_features)),
+        fast_reference=DeviceReference(
+            lambda: _silu32(f32(x) @ f32(wg).T) * (f32(x) @ f32(wu).T), MATMUL_WHY
+        ),
     )
 
 
@@ -188,25 +203,33 @@ def rope_entry(
 ) -> Case:
     """Rotary encoding of (batch, heads, seq, head_dim) queries; `dims` rotated (all by default)."""
     dims = head_dim if dims is None else dims
-    rng = np.random.default_rng(SEED)
-    x = _randn(rng, (batch, heads, seq, head_dim), dtype)
-    x64 = _host(x)
+    x = _inputs.Inputs().normal((batch, heads, seq, head_dim), dtype)
     base, half = 10000.0, dims // 2
+    theta = ((np.arange(seq) + offset)[:, None]) * base ** (-np.arange(half) / half)
+    first = np.arange(0, dims, 2) if traditional else np.arange(half)
+    second = first + 1 if traditional else first + half
 
     def reference() -> np.ndarray:
-        theta = ((np.arange(seq) + offset)[:, None]) * base ** (-np.arange(half) / half)
         cos, sin = np.cos(theta), np.sin(theta)
-        first = np.arange(0, dims, 2) if traditional else np.arange(half)
-        second = first + 1 if traditional else first + half
+        x64 = host(x)
         out = x64.copy()
         x1, x2 = x64[..., first], x64[..., second]
         out[..., first] = x1 * cos - x2 * sin
         out[..., second] = x1 * sin + x2 * cos
         return out
 
+    def reference32() -> mx.array:
+        cos, sin = (mx.array(np.cos(theta).astype(np.float32)), mx.array(np.sin(theta).astype(np.float32)))
+        x32 = f32(x)
+        x1, x2 = (mx.take(x32, mx.array(index.astype(np.int32)), axis=-1) for index in (first, second))
+        # columns in the order first, second, unrotated; then put back in place
+        stacked = mx.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos, x32[..., dims:]], axis=-1)
+        order = np.concatenate([first, second, np.arange(dims, head_dim)])
+        return mx.take(stacked, mx.array(np.argsort(order).astype(np.int32)), axis=-1)
+
     tol = TOLERANCE[dtype]
     # Float32 angles are off by a few ulps of the largest angle, the last position.
-    angle_atol = 4 * float(np.finfo(np.float32).eps) * (offset + seq) * float(np.abs(x64).max())
+    angle_atol = 4 * float(np.finfo(np.float32).eps) * (offset + seq) * mx.max(mx.abs(f32(x))).item()
     return _case(
         {"x": x},
         label=f"B{batch} H{heads} L{seq} D{head_dim} {SHORT_DTYPE[dtype]}"
@@ -219,4 +242,5 @@ def rope_entry(
         flops=9 * (x.size // head_dim) * half,  # per pair: angle, cos, sin, four multiplies, two adds
         rtol=tol,
         atol=tol + angle_atol,
+        fast_reference=DeviceReference(reference32, ROPE_WHY),
     )

@@ -4,7 +4,10 @@ Decode (`*_matvec`, a few rows of x) and prefill (`*_matmul`) shapes, each compa
 `mx.quantized_matmul` on weights MLX quantized from the same float weight (same bit width,
 groups of 128), or, for `mlx4_*`, run on MLX's own uint32 words so both sides read the same
 bytes; `int4_*_vs_float` compares with the float matmul the quantized layer replaces.
-References are float64 NumPy products with the weights the kernels dequantize. Bytes are what
+References are float64 NumPy products with the weights the kernels dequantize; on GPUs the
+same products in float32 on the device (the dequantized weights are half precision, or float32
+from half-precision scales, and multiply exactly or with TF32's ~5e-4 rounding, well under the
+tolerance's 8e-3; float32 sums of 4096 products round ~4e-6 relative). Bytes are what
 one call must move: the packed weights with their scales and zeros, the activations in and
 the outputs out. GPU sizes are a 4096x4096 projection with M = 1 (decode) and M = 512
 (prefill) in float16; CPU emulation gets 1024x1024 in float32.
@@ -22,7 +25,6 @@ from collections.abc import Callable
 from typing import Any
 
 import mlx.core as mx
-import numpy as np
 from mlx_primitives.quantize import (
     dequantize_int4_reference,
     dequantize_int8_reference,
@@ -33,10 +35,14 @@ from mlx_primitives.quantize import (
     quantize_int8,
 )
 
-from ..registry import Case, Sizes, benchmark
+from ..registry import Case, DeviceReference, Sizes, benchmark
+from . import _inputs
+from ._inputs import SHORT_DTYPE, f32, host
 
-SEED = 0
-SHORT_DTYPE = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
+MATMUL_WHY = (
+    "dequantized weights times activations in float32: half-precision values multiply exactly "
+    "(TF32 would round float32 dequantized weights by ~5e-4 relative, under the 8e-3 tolerance)"
+)
 TOLERANCE = {"float32": 1e-5, "float16": 2e-3, "bfloat16": 1.6e-2}
 GROUP = 128  # int4 and MLX's groups; MLX's default of 64 for the mlx4_* entries
 MATVEC_SIZES = Sizes(
@@ -60,16 +66,11 @@ _API = sys.modules[__name__]
 __all__ = ["int4_linear", "int8_linear", "mlx_quantized_linear"]
 
 
-def _host(array: mx.array) -> np.ndarray:
-    """The float64 NumPy copy the reference computes on."""
-    return np.array(array.astype(mx.float32), dtype=np.float64)
-
-
-def _inputs(m: int, n: int, k: int, dtype: str) -> tuple[mx.array, mx.array]:
+def _inputs_of(m: int, n: int, k: int, dtype: str) -> tuple[mx.array, mx.array]:
     """Activations (m, k) and a float weight (n, k) scaled as nn.Linear initialises it."""
-    rng = np.random.default_rng(SEED)
-    x = mx.array(rng.standard_normal((m, k), dtype=np.float32)).astype(getattr(mx, dtype))
-    w = mx.array(rng.uniform(-1, 1, (n, k)).astype(np.float32) / math.sqrt(k)).astype(getattr(mx, dtype))
+    inputs = _inputs.Inputs()
+    x = inputs.normal((m, k), dtype)
+    w = (inputs.uniform((n, k), -1, 1) / math.sqrt(k)).astype(getattr(mx, dtype))
     return x, w
 
 
@@ -86,9 +87,8 @@ def _linear_case(
     label: str,
 ) -> Case:
     """A Case of x @ W.T with W packed in `weights`; `dequantized` is W as the kernels see it."""
-    buffers = {"x": x, **weights}
-    mx.eval(list(buffers.values()))
-    x64, w64 = _host(x), _host(dequantized)
+    buffers = _inputs.evaluated({"x": x, **weights})
+    mx.eval(dequantized)
     tol = TOLERANCE[dtype]
     return Case(
         label=f"M{m} N{n} K{k} {SHORT_DTYPE[dtype]} {label}",
@@ -96,17 +96,18 @@ def _linear_case(
         buffers=buffers,
         launch=launch,
         builtin=builtin,
-        reference=lambda: x64 @ w64.T,
+        reference=lambda: host(x) @ host(dequantized).T,
         bytes=sum(a.nbytes for a in buffers.values()) + m * n * x.itemsize,
         flops=2 * m * n * k,
         # Sums of k products, rounded to the output dtype: error grows like sqrt(k).
         rtol=4 * tol,
         atol=max(tol, 1e-4) * math.sqrt(k),
+        fast_reference=DeviceReference(lambda: f32(x) @ f32(dequantized).T, MATMUL_WHY),
     )
 
 
 def _int8_case(m: int, n: int, k: int, dtype: str, against: str) -> Case:
-    x, w = _inputs(m, n, k, dtype)
+    x, w = _inputs_of(m, n, k, dtype)
     w_q, scale, zero_point = quantize_int8(w)
     if against == "float":
         builtin = lambda: x @ w.T  # noqa: E731
@@ -123,7 +124,7 @@ def _int8_case(m: int, n: int, k: int, dtype: str, against: str) -> Case:
 
 
 def _int4_case(m: int, n: int, k: int, dtype: str, against: str) -> Case:
-    x, w = _inputs(m, n, k, dtype)
+    x, w = _inputs_of(m, n, k, dtype)
     w_q, scales, zeros = quantize_int4(w, GROUP)
     if against == "float":
         builtin = lambda: x @ w.T  # noqa: E731
@@ -140,7 +141,7 @@ def _int4_case(m: int, n: int, k: int, dtype: str, against: str) -> Case:
 
 
 def _mlx4_case(m: int, n: int, k: int, dtype: str) -> Case:
-    x, w = _inputs(m, n, k, dtype)
+    x, w = _inputs_of(m, n, k, dtype)
     group = 64
     w_q, scales, biases = mx.quantize(w, group_size=group, bits=4)
     # float32 parameters: the reference keeps the kernels' float32 dequantization.
