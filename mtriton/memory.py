@@ -1,4 +1,4 @@
-"""Arrays made for kernels to fill: `empty`, and whether such an array is still fresh.
+"""Arrays made for kernels to fill: `empty`, `empty_like`, and whether such an array is still fresh.
 
 Below the backends and the runtime: `mtriton.empty` marks an array, and the GPU launch
 (`backends/gpu_launch.py`) takes the mark when it hands the array to a kernel as a new output.
@@ -26,6 +26,14 @@ def empty(shape: Any, dtype: Any = mx.float32) -> mx.array:
     key = id(array)
     _fresh[key] = weakref.ref(array, lambda _, key=key: _fresh.pop(key, None))
     return array
+
+
+def empty_like(array: mx.array, dtype: Any = None) -> mx.array:
+    """`empty(array.shape, dtype or array.dtype)`, like `torch.empty_like`: the output a
+    Triton user allocates for a kernel that writes every element."""
+    if not isinstance(array, mx.array):
+        raise TypeError(f"empty_like: expected an mx.array, got {type(array).__name__}")
+    return empty(array.shape, array.dtype if dtype is None else dtype)
 
 
 def take_fresh(array: Any) -> bool:
