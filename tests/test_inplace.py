@@ -21,6 +21,7 @@ from conftest import EMULATORS, poisoned
 import mtriton
 import mtriton.language as tl
 from mtriton import backends, emulator
+from mtriton.backends import gpu_launch
 from mtriton.backends.gpu_launch import params_read, private_copy
 from mtriton.options import LaunchOptions
 
@@ -238,6 +239,85 @@ def test_empty_like_output_is_fresh(backend_name: str) -> None:
         np.testing.assert_array_equal(np.array(out), np.arange(40, dtype=np.float32))
     finally:
         mtriton.set_backend(None)
+
+
+def _no_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(array: mx.array) -> mx.array:
+        raise AssertionError("a copy-on-write where a fresh output was expected")
+
+    monkeypatch.setattr(gpu_launch, "private_copy", refuse)
+
+
+def test_zeros_like_takes_the_fill_path(
+    backend: str, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Atomics into `mtriton.zeros_like`: a fresh output that MLX fills first, no copy."""
+    n, bins = 1000, 17
+    idx = rng.integers(0, bins, n).astype(np.int32)
+    _no_copies(monkeypatch)
+    hist = mtriton.zeros_like(mx.zeros((bins,), dtype=mx.int32))
+    reader = hist + 0  # a lazy reader of the zeros built before the launch
+    count_kernel[(mtriton.cdiv(n, 128),)](mx.array(idx), hist, n, BLOCK=128)
+    np.testing.assert_array_equal(np.array(hist), np.bincount(idx, minlength=bins))
+    np.testing.assert_array_equal(np.array(reader), np.zeros(bins, np.int32))
+
+
+@pytest.mark.parametrize("value", [-2.5, 0.0, -0.0, float("-inf"), 3])
+def test_full_keeps_unwritten_elements(backend: str, value: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    n, head = 203, 77
+    _no_copies(monkeypatch)
+    out = mtriton.full((n,), value)
+    fill_head_kernel[(mtriton.cdiv(head, 32),)](out, 7.0, head, BLOCK=32)
+    expect = np.full(n, value, np.float32)
+    expect[:head] = 7.0
+    np.testing.assert_array_equal(np.array(out).view(np.uint32), expect.view(np.uint32))  # -0.0 too
+
+
+@mtriton.jit
+def two_outputs_kernel(a_ptr, b_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    tl.store(a_ptr + offs, tl.full((BLOCK,), 1.0, tl.float32), mask=offs < n)
+    tl.store(b_ptr + offs, tl.full((BLOCK,), 2.0, tl.float32), mask=offs < n)
+
+
+@pytest.mark.parametrize("fills", [(0.0, 5.0), (0.0, -0.0), (None, 4.0), (4.0, 4.0)])
+def test_one_fill_per_launch(backend: str, fills: tuple[Any, Any]) -> None:
+    """MLX fills every output of a launch with one value: an output with another fill takes the
+    copy, an `empty` output gets the fill (its contents are unspecified anyway)."""
+    n, head = 50, 20
+    a, b = (mtriton.empty((n,)) if f is None else mtriton.full((n,), f) for f in fills)
+    _quiet_launch(lambda: two_outputs_kernel[(1,)](a, b, head, BLOCK=64))
+    for array, fill, value in zip((a, b), fills, (1.0, 2.0)):
+        got = np.array(array)
+        assert (got[:head] == value).all()
+        if fill is not None:
+            np.testing.assert_array_equal(
+                got[head:].view(np.uint32), np.full(n - head, fill, np.float32).view(np.uint32)
+            )
+
+
+def test_inexact_fills_are_plain_arrays() -> None:
+    """A value MLX's float32 `init_value` cannot give exactly makes an unmarked `mx.full`."""
+    from mtriton import memory
+
+    for value, dtype in [
+        (0.1, mx.float32),
+        (2**25 + 1, mx.int32),
+        (float("nan"), mx.float32),
+        (2, mx.bool_),
+    ]:
+        array = mtriton.full((4,), value, dtype)
+        assert memory.take_fresh(array) is memory.NOT_FRESH, (value, dtype)
+    for value, dtype in [
+        (0, mx.int64),
+        (1, mx.bool_),
+        (-3, mx.int8),
+        (0.5, mx.float16),
+        (float("inf"), mx.bfloat16),
+    ]:
+        assert memory.take_fresh(mtriton.full((4,), value, dtype)) == float(value), (value, dtype)
+    with pytest.raises(TypeError, match="full_like: expected an mx.array, got int"):
+        mtriton.full_like(3, 0)
 
 
 def test_params_read() -> None:

@@ -4,8 +4,10 @@ MLX gives a custom kernel fresh output buffers and read-only inputs, while a
 Triton kernel updates the arrays it is given. Each written pointer argument
 therefore takes one of two paths:
 
-* fresh: the caller's array came from `mtriton.empty`/`empty_like` and was never
-  used, so its old contents do not matter; it becomes a kernel output. Costs nothing.
+* fresh: the caller's array came from `mtriton.empty`/`empty_like` and no kernel
+  wrote it yet, so its old contents do not matter; it becomes a kernel output. Costs
+  nothing. One from `mtriton.zeros`/`full` (and `_like`) likewise, with MLX filling the
+  launch's outputs with its value first (`init_value`, one per launch: a write pass).
 * copy-on-write: the kernel writes through an input that holds the array's
   contents (its pointer is made writable in the kernel), and the result is that
   input as read after the kernel (see `_after`). The input is the caller's own
@@ -25,7 +27,13 @@ it makes a new buffer: a full pass. Metal inserts barriers the same way, by buff
 
 A written argument that the kernel never reads takes the copy only so that the
 elements it does not write keep their values: such a launch warns once (per kernel
-and argument) that `mtriton.empty_like` avoids it.
+and argument) that `mtriton.empty_like` avoids it. Proving instead that the stores
+cover every element (a store masked by `offs < n` over a grid that covers n) would
+need the grid, the scalars and every loop's bounds and pointer updates at each
+launch (the tutorials' softmax stores in a loop over rows spaced by a stride, layer
+norm in a loop over columns, matmul through pid remapping); one wrong proof leaves
+garbage where old values belonged, silently. The warning asks the user instead, as
+Triton's `torch.empty` habit does.
 
 Read-only pointer arguments and scalars are plain inputs.
 """
@@ -45,7 +53,7 @@ from ..dtypes import IR_TO_MX, storage_dtype
 from ..emulator import DataRace, EmulatorError
 from ..errors import LaunchError, OutOfResources
 from ..ir import types as T
-from ..memory import take_fresh
+from ..memory import NOT_FRESH, take_fresh
 from ..options import LaunchOptions, warn_once
 from .cstyle.dialect import Dialect
 from .cstyle.kernel import generate
@@ -123,6 +131,12 @@ def params_read(fn: ir.Function) -> frozenset[str]:
                     origins[id(v)] = origins.get(id(v), frozenset()) | found
                     changed = True
     return frozenset(read)
+
+
+def _same_fill(init: float | None, fill: float | None) -> bool:
+    """Whether an output with `fill` (None: any contents) can share a launch's `init_value`:
+    MLX has one per launch. Bitwise: 0.0 and -0.0 differ."""
+    return fill is None or init is None or init.hex() == fill.hex()
 
 
 def _warn_copied(kernel: str, name: str) -> None:
@@ -270,6 +284,7 @@ class CustomKernelLauncher:
         the emulator's."""
         paths, inputs, copies = [], [], {}
         out_shapes, out_dtypes = [], []
+        init = None  # the fill of `mtriton.zeros`/`full` outputs
         for (name, scalar_dtype, written, read), arg in zip(self.params, args):
             if scalar_dtype is not None:
                 paths.append(SCALAR)
@@ -286,11 +301,13 @@ class CustomKernelLauncher:
             if not written:
                 paths.append(INPUT if arg.size >= SMALL_INPUT else SMALL)
                 inputs.append(arg)
-            elif take_fresh(arg):
+            elif (fill := take_fresh(arg)) is not NOT_FRESH and _same_fill(init, fill):
+                if fill is not None:  # MLX fills every output of the launch with it
+                    init = fill
                 paths.append(FRESH)
                 out_shapes.append(arg.shape)
                 out_dtypes.append(arg.dtype)
-            else:
+            else:  # (an `mtriton.full` array whose value differs from the launch's fill: its contents)
                 if not read:
                     _warn_copied(self.fn.name, name)
                 paths.append(COPY)
@@ -313,6 +330,8 @@ class CustomKernelLauncher:
             "grid": (grid[0] * self.threads, grid[1], grid[2]),
             "threadgroup": (self.threads, 1, 1),
         }
+        if init is not None:
+            launch["init_value"] = init
         if emulated:  # the emulator hands back what the kernel wrote into its inputs
             launch["writable_inputs"] = list(copies.values())
             atomic = [i for k, i in copies.items() if self.fn.params[k].name in self.source.atomic]
