@@ -242,10 +242,8 @@ class CustomKernelLauncher:
         except EmulatorError as err:
             raise self._relabelled(err) from None
         results: list[mx.array | None] = [None] * len(args)
-        fresh_outs = iter(outs)
-        for k, path in enumerate(paths):
-            if path == FRESH:
-                results[k] = next(fresh_outs)
+        for k, out in zip((k for k, path in enumerate(paths) if path is FRESH), outs):
+            results[k] = out  # the fresh outputs come first, in parameter order
         if copies:
             if emulated:
                 written = outs[len(outs) - len(copies) :]
