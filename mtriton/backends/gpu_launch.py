@@ -75,9 +75,9 @@ def private_copy(array: mx.array) -> mx.array:
     `x.at[0:1].multiply(1)` is MLX's `SliceUpdate` (product): its output takes `x`'s buffer
     where MLX can donate it (nothing else holds `x` or a view of it when it runs), and then
     multiplies one element by one, which keeps every value (-0.0 and NaN included); otherwise it
-    copies. Where the caller's array is its only holder (an `mx.zeros` made for the launch, or
-    an array the launch rebinds), the copy costs no pass (measured on MLX's CPU build: no new
-    memory, 0.1 ms for 128 MB where a copy took 98 ms). Flattened first: a kernel input that
+    copies. Where the caller's array is its only holder (an `mx.zeros` made for the launch,
+    which MLX still fills, or an evaluated array the launch rebinds), the copy costs no pass
+    (measured on MLX's CPU build: no new memory, 0.1 ms for 128 MB where a copy took 98 ms). Flattened first: a kernel input that
     is not row-contiguous would be copied again by MLX's launch, and the kernel's writes would
     land in that temporary.
     """
