@@ -19,7 +19,7 @@ from .errors import (  # noqa: E402
     TritonError,
     UnsupportedError,
 )
-from .memory import empty  # noqa: E402
+from .memory import empty, empty_like, full, full_like, zeros, zeros_like  # noqa: E402
 from .runtime.autotune import Config, autotune, heuristics  # noqa: E402
 from .runtime.jit import JITFunction, jit  # noqa: E402
 from .runtime.reinterpret import reinterpret  # noqa: E402
@@ -29,5 +29,5 @@ from .version import __version__
 __all__ = [
     "BackendUnavailable", "CompilationError", "Config", "JITFunction", "KernelTypeError",
     "LaunchError", "LaunchOverflowError", "LaunchTypeError", "MTritonError", "TritonError", "OutOfResources", "UnsupportedError", "autotune", "cdiv",
-    "current_backend_name", "current_target", "empty", "heuristics", "jit", "language", "next_power_of_2", "reinterpret", "set_backend", "testing",
+    "current_backend_name", "current_target", "empty", "empty_like", "full", "full_like", "heuristics", "jit", "language", "next_power_of_2", "reinterpret", "set_backend", "testing", "zeros", "zeros_like",
 ]  # fmt: skip

@@ -130,6 +130,11 @@ class LaunchOptions:
             raise LaunchError(
                 f"num_ctas must be 1: no backend launches thread-block clusters, got {self.num_ctas!r}"
             )
+        # every launch hashes its options in the cache key: once here, not per launch
+        object.__setattr__(self, "_hash", hash(dataclasses.astuple(self)))
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined,no-any-return]
 
     def non_default(self) -> dict[str, Any]:
         """The options whose values differ from the defaults."""

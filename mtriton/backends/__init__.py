@@ -11,6 +11,7 @@ arrays.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -70,8 +71,10 @@ def _mlx_has(backend: str) -> bool:
         return False
 
 
+@functools.cache
 def default_backend_name() -> str:
-    """metal when MLX has Metal, cuda when MLX has CUDA, else interpreter."""
+    """metal when MLX has Metal, cuda when MLX has CUDA, else interpreter (asked once: each
+    launch reads it, and MLX's devices do not change within a process)."""
     for name in ("metal", "cuda"):
         if _mlx_has(name):
             return name

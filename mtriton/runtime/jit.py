@@ -96,6 +96,9 @@ class CompiledEntry:
         self.options = options
         self.name = name
         self.runtime_names = [s.name for s in specs if s.kind != "constexpr"]
+        # whether some runtime argument is a `mtriton.reinterpret` view: the cache key tells
+        # them from arrays, so it holds for every launch that finds this entry
+        self.reinterpreted = False
         self.asm = _Stages(fn, options)
 
 
@@ -137,7 +140,10 @@ class KernelLauncher:
         self.grid = grid
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
-        self.kernel.run(*args, grid=self.grid, **kwargs)
+        if isinstance(self.kernel, JITFunction):  # without repacking the arguments for `run`
+            self.kernel.launch(args, kwargs, self.grid)
+        else:  # an autotuner or heuristics
+            self.kernel.run(*args, grid=self.grid, **kwargs)
 
     def functional(self, *args: Any, **kwargs: Any) -> tuple[mx.array, ...]:
         """Launches without touching the arguments.
@@ -181,6 +187,15 @@ class JITFunction(JITSource):
         self._defaults = {p.name: p.default for p in self.signature.parameters.values()}
         self.do_not_specialize = {self.arg_names[d] if isinstance(d, int) else d for d in do_not_specialize}
         self.cache: dict[Any, Any] = {}
+        self._param_set = frozenset(self.arg_names)
+        # Launch options by name, where no kernel parameter has that name (the kernel's wins).
+        self._option_names = {
+            k: i for i, k in enumerate(LAUNCH_OPTIONS) if k not in self.signature.parameters
+        }
+        # the runtime parameters specialized on their values (`_launch_key`'s fast cases)
+        self._specialized = {
+            n for n in self.arg_names if n not in self.constexpr_names
+        } - self.do_not_specialize
 
     def __getitem__(self, grid: Any) -> KernelLauncher:
         return KernelLauncher(self, grid)
@@ -190,10 +205,12 @@ class JITFunction(JITSource):
         return KernelLauncher(self, grid).warmup(*args, **kwargs)
 
     def cache_key(self) -> str:
-        """`JITSource.cache_key`; compiled kernels are dropped when a dependency changed."""
+        """`JITSource.cache_key`; compiled kernels are dropped when a dependency changed. Each
+        launch checks the dependencies once (the key's own check runs only after a change)."""
         if self.deps_changed():
             self.cache.clear()
-        return super().cache_key()
+            return super().cache_key()
+        return self._deps_key  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ launch
 
@@ -227,52 +244,58 @@ class JITFunction(JITSource):
         """Splits a call into (arguments by name, in parameter order, with defaults; launch options).
 
         Written out rather than `inspect.Signature.bind`, which costs more than the rest of a
-        cached launch.
+        cached launch; the common call (every argument given, positionally or by keyword, in
+        order) builds one dictionary.
         """
         opts = DEFAULT_LAUNCH
-        if kwargs:
-            given_opts = tuple(
-                (key, kwargs.pop(key))
-                for key in LAUNCH_OPTIONS
-                if key in kwargs and key not in self.signature.parameters
-            )
-            if given_opts:
-                opts = launch_options(given_opts)
         names = self.arg_names
         if len(args) > len(names):
             raise LaunchTypeError(
                 f"{self.__name__}: too many positional arguments: takes {len(names)}, got {len(args)}"
             )
-        given = dict(zip(names, args))
-        for key, value in kwargs.items():
-            if key not in self.signature.parameters:
-                raise LaunchTypeError(f"{self.__name__}: got an unexpected keyword argument {key!r}")
-            if key in given:
-                raise LaunchTypeError(f"{self.__name__}: got multiple values for argument {key!r}")
-            given[key] = value
-        named = {}
+        named = dict(zip(names, args))
+        if kwargs:
+            option_names = self._option_names
+            given_opts = None
+            for key, value in kwargs.items():
+                if key in option_names:
+                    given_opts = [] if given_opts is None else given_opts
+                    given_opts.append((option_names[key], key, value))
+                elif key in named:
+                    raise LaunchTypeError(f"{self.__name__}: got multiple values for argument {key!r}")
+                elif key not in self._param_set:
+                    raise LaunchTypeError(f"{self.__name__}: got an unexpected keyword argument {key!r}")
+                else:
+                    named[key] = value
+            if given_opts is not None:
+                opts = launch_options(tuple((key, value) for _, key, value in sorted(given_opts)))
+        if len(named) == len(names) and (not kwargs or list(named) == names):
+            return named, opts
+        ordered = {}
         for name in names:
-            if name in given:
-                named[name] = given[name]
+            if name in named:
+                ordered[name] = named[name]
             elif self._defaults[name] is not inspect.Parameter.empty:
-                named[name] = self._defaults[name]
+                ordered[name] = self._defaults[name]
             else:
                 raise LaunchTypeError(f"{self.__name__}: missing a required argument: {name!r}")
-        return named, opts
+        return ordered, opts
 
     def _arg_key(self, name: str, value: Any) -> Any:
         """A cheap hashable key that determines `specialize(name, value)`."""
-        if type(value) is mx.array and name not in self.constexpr_names:
-            return value.dtype
-        if type(value) is Reinterpreted and name not in self.constexpr_names:
-            return ("r", value.base.dtype, value.dtype)
-        if type(value) is int and name not in self.constexpr_names:
-            width = _int_dtype(name, value)
-            if name in self.do_not_specialize:
-                return ("i", width)
-            return ("i", width, value == 1, value % 16 == 0)
-        if type(value) is float and name not in self.constexpr_names:
-            return float
+        kind = type(value)
+        if name not in self.constexpr_names:
+            if kind is mx.array:
+                return value.dtype
+            if kind is int:
+                width = T.int32 if -(2**31) <= value < 2**31 else _int_dtype(name, value)
+                if name in self.do_not_specialize:
+                    return ("i", width)
+                return ("i", width, value == 1, value % 16 == 0)
+            if kind is float:
+                return float
+            if kind is Reinterpreted:
+                return ("r", value.base.dtype, value.dtype)
         value = value.value if isinstance(value, constexpr) else value
         if isinstance(value, JITSource):  # a combine function, say: its source and dependencies
             return ("jit", value.cache_key())
@@ -282,6 +305,26 @@ class JITFunction(JITSource):
         except TypeError:
             return ("c", repr(value))
 
+    def _launch_key(self, named: dict[str, Any]) -> tuple[Any, ...]:
+        """`_arg_key` of every argument, with the common cases (arrays, int32 scalars, int
+        constexprs) written inline, without a method call each: this runs on every launch."""
+        specialized, constexprs, arg_key = self._specialized, self.constexpr_names, self._arg_key
+        keys = []
+        for name, value in named.items():
+            kind = type(value)
+            if name in specialized:
+                if kind is mx.array:
+                    keys.append(value.dtype)
+                    continue
+                if kind is int and -(2**31) <= value < 2**31:
+                    keys.append(("i", T.int32, value == 1, value % 16 == 0))
+                    continue
+            elif kind is int and name in constexprs:
+                keys.append(("c", int, value))
+                continue
+            keys.append(arg_key(name, value))
+        return tuple(keys)
+
     def lookup(
         self, args: Sequence[Any], kwargs: dict[str, Any], grid: Any
     ) -> tuple[CompiledEntry, list[Any], tuple[int, int, int]]:
@@ -290,13 +333,7 @@ class JITFunction(JITSource):
         named, opts = self.bind(args, kwargs)
         grid3 = normalize_grid(grid, {**named, **opts.as_dict()} if callable(grid) else named)
         backend_name = backends.current_backend_name()
-        arg_key = self._arg_key
-        key = (
-            self.cache_key(),
-            tuple([arg_key(n, v) for n, v in named.items()]),
-            backend_name,
-            opts,
-        )
+        key = (self.cache_key(), self._launch_key(named), backend_name, opts)
         entry = self.cache.get(key)
         if entry is None:
             specs = [self.specialize(n, v, backend_name) for n, v in named.items()]
@@ -308,14 +345,22 @@ class JITFunction(JITSource):
             except CompilationError as err:
                 raise err.with_kernel(self.describe(specs)) from err.__cause__
             entry = CompiledEntry(kernel, fn, specs, opts, self.describe(specs))
+            entry.reinterpreted = any(type(named[n]) is Reinterpreted for n in entry.runtime_names)
             self.cache[key] = entry
         # a reinterpreted array reaches the backend as its array (the parameter's type says how
         # to read it), and the launch writes into that array
         runtime = [named[n] for n in entry.runtime_names]
-        runtime = [v.base if type(v) is Reinterpreted else v for v in runtime]
+        if entry.reinterpreted:
+            runtime = [v.base if type(v) is Reinterpreted else v for v in runtime]
         return entry, runtime, grid3
 
     def run(self, *args: Any, grid: Any, _functional: bool = False, **kwargs: Any) -> Any:
+        """Launches with Triton's `kernel.run(*args, grid=...)` spelling; `_functional` returns
+        the new contents instead of writing them into the arguments."""
+        return self.launch(args, kwargs, grid, _functional)
+
+    def launch(self, args: Sequence[Any], kwargs: dict[str, Any], grid: Any, functional: bool = False) -> Any:
+        """`kernel[grid](*args, **kwargs)` (`functional`: see `KernelLauncher.functional`)."""
         try:
             entry, runtime, grid3 = self.lookup(args, kwargs, grid)
             if grid3[0] * grid3[1] * grid3[2] == 0:
@@ -326,7 +371,7 @@ class JITFunction(JITSource):
             if options.debug():
                 raise
             raise err.with_traceback(None) from None
-        if _functional:
+        if functional:
             return tuple(out for out in outputs if out is not None)
         for arg, out in zip(runtime, outputs):
             if out is not None:
