@@ -92,6 +92,7 @@ class Lowering:
         self.written_bases: set[str] = set()
         self.atomic_bases: set[str] = set()
         self.prologue: dict[str, str] = {}  # name -> statement, placed before the body
+        self.helpers: set[str] = set()  # `Dialect.helpers` entries the rules asked for
         uses: dict[int, int] = {}  # operands reading each value, by id
         for op in ir.walk(fn.body):
             for v in op.operands:

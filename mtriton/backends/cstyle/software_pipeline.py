@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from ... import ir
 from ...ir import types as T
+from .shared_memory import Staging
 
 # Shared memory left to the rest of the kernel when the stages take the largest share.
 RESERVED_BYTES = 48 * 1024
@@ -39,8 +40,7 @@ class Tile:
     per stage) or a value from outside the loop (staged once, before it)."""
 
     offset: int  # bytes from the start of threadgroup memory (of stage 0)
-    cols: int  # elements per row of the operand
-    ld: int  # elements between staged rows (padded)
+    staging: Staging  # where its elements sit
     dtype: T.DType
     per_stage: bool = True
 
@@ -62,6 +62,8 @@ class Pipeline:
         invariant: dot operands from outside the loop, staged once before it.
         stage_bytes: bytes of one stage of the prefetched tiles.
         stage_var: C name of the current stage index (set while lowering the loop).
+        async_proxy: whether warpgroup dots read the stages (through the async proxy: the
+            copies are fenced for it before the barrier that publishes them).
     """
 
     stages: int
@@ -72,6 +74,7 @@ class Pipeline:
     invariant: list[ir.Value] = field(default_factory=list)
     stage_bytes: int = 0
     stage_var: str = ""
+    async_proxy: bool = False
 
 
 def _slice(body: ir.Block, roots: list[ir.Value]) -> tuple[set[int], set[int]] | None:

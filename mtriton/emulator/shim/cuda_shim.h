@@ -346,10 +346,84 @@ inline void mt_cp_async_wait_group() {
 }
 
 // A `__shared__` array is threadgroup memory; the translation rewrites the declarations into
-// these (`extern __shared__` takes the launch's dynamic size).
+// these (`extern __shared__` takes the launch's dynamic size). The dynamic array starts on a
+// 1024-byte boundary, as the GPU's does (the swizzled layouts of wgmma operands repeat every
+// 1024 bytes of address), and is the shared window's address 0 for `mt_shared_address`.
 namespace __emu {
+inline thread_local const char* shared_window = nullptr;
 template <class T>
 inline T* dynamic_shared(uint site, uint64_t bytes, const char* name) {
-  return static_cast<T*>(__emu_rt->tg_alloc(site, bytes, 16, name));
+  void* p = __emu_rt->tg_alloc(site, bytes, 1024, name);
+  shared_window = static_cast<const char*>(p);
+  return static_cast<T*>(p);
 }
 }  // namespace __emu
+inline unsigned int mt_shared_address(const void* p) {
+  return (unsigned int)(static_cast<const char*>(p) - __emu::shared_window);
+}
+
+// ------------------------------------------------------------------ wgmma (helpers/wgmma.cuh)
+// Each thread computes its own accumulators when it issues the instruction, reading A and B from
+// shared memory through the descriptors as the PTX ISA defines them (the canonical layouts and
+// Swizzle<B,4,3> on the byte address); a correct program has made them visible before (a barrier)
+// and leaves them alone until wgmma.wait_group, so reading them at issue is what it sees.
+namespace __emu {
+// The shared-window byte address of element (mn, k) of a wgmma operand described by `desc`:
+// mn < 64 rows of A or N columns of B, k < 16; `mn_major` for an MN-major (transposed) operand.
+inline uint32_t wgmma_address(uint64_t desc, bool mn_major, int mn, int k, int item) {
+  const uint32_t start = (uint32_t)(desc & 0x3fff) << 4;
+  const uint32_t lbo = (uint32_t)((desc >> 16) & 0x3fff) << 4, sbo = (uint32_t)((desc >> 32) & 0x3fff) << 4;
+  const int mode = (int)(desc >> 62);
+  if ((desc >> 49) & 7) __builtin_trap();  // base offset: mtriton's tiles start on their repeat
+  const int swizzle = mode == 1 ? 128 : mode == 2 ? 64 : mode == 3 ? 32 : 0;
+  const int t = 16 / item;  // elements in 16 bytes: the ISA's T
+  uint32_t off;
+  if (!mn_major) {  // ((8,m),(T,2k)): rows 8 apart by 16 bytes (or the swizzle's row), groups by SBO
+    off = swizzle ? (mn % 8) * swizzle + (mn / 8) * sbo + k * item
+                  : (mn % 8) * 16 + (mn / 8) * sbo + (k % t) * item + (k / t) * lbo;
+  } else {  // ((T,x,m),(8,k)): x T-element chunks contiguous along MN, then panels by LBO
+    const int per_row = swizzle ? swizzle / item : t;
+    off = swizzle ? (mn % per_row) * item + (mn / per_row) * lbo + (k % 8) * swizzle + (k / 8) * sbo
+                  : (mn % t) * item + (mn / t) * sbo + (k % 8) * 16 + (k / 8) * lbo;
+  }
+  uint32_t address = start + off;
+  if (swizzle) address ^= ((address >> 7) & (uint32_t)(swizzle / 16 - 1)) << 4;
+  return address;
+}
+template <class T>
+inline float wgmma_element(uint64_t desc, bool mn_major, int mn, int k) {
+  T x;
+  __builtin_memcpy(&x, shared_window + wgmma_address(desc, mn_major, mn, k, 2), 2);
+  return (float)x;
+}
+// wgmma.mma_async m64nNk16, f32 += T x T, scale-d 1: this thread's N / 2 accumulators (warp w of
+// its warpgroup: rows 16 w + lane / 4 (+ 8), columns 8 j + 2 (lane % 4) (+ 1)).
+template <class T>
+inline void wgmma(float* d, int n, uint64_t a, uint64_t b, bool trans_b) {
+  const int lane = __emu_ts.lane, w = (int)(threadIdx.x / 32) % 4;
+  for (int j = 0; j < n / 8; ++j)
+    for (int r = 0; r < 4; ++r) {
+      const int row = 16 * w + lane / 4 + 8 * (r / 2), col = 8 * j + 2 * (lane % 4) + r % 2;
+      float acc = d[4 * j + r];
+      for (int k = 0; k < 16; ++k) acc += wgmma_element<T>(a, false, row, k) * wgmma_element<T>(b, trans_b, col, k);
+      d[4 * j + r] = acc;
+    }
+}
+}  // namespace __emu
+inline void mt_wgmma_fence() {}
+inline void mt_wgmma_commit() {}
+template <int N>
+inline void mt_wgmma_wait() {}
+inline void mt_fence_proxy_async() {}
+inline void mt_wgmma_fence_regs(float*, int) {}
+#define __EMU_WGMMA(N)                                                                   \
+  template <int TransB, class T>                                                         \
+  inline void mt_wgmma_m64n##N(float* d, unsigned long long a, unsigned long long b, const T*) { \
+    __emu::wgmma<T>(d, N, a, b, TransB != 0);                                            \
+  }
+__EMU_WGMMA(16)
+__EMU_WGMMA(32)
+__EMU_WGMMA(64)
+__EMU_WGMMA(128)
+__EMU_WGMMA(256)
+#undef __EMU_WGMMA

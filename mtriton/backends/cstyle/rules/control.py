@@ -71,6 +71,8 @@ def _lower_for(lo: Lowering, op: ir.Op) -> None:
     if plan and ahead:
         # this iteration's copies have landed, and every thread is done with the stage refilled next
         lo.emit(lo.d.matrix.fragments.copy_wait_group.format(n=plan.stages - 2))
+        if plan.async_proxy:
+            lo.emit(lo.d.matrix.warpgroup.proxy_fence)
         lo.barrier()
         _prefetch(lo, plan, op, *ahead, f"({plan.stage_var} + {plan.stages - 1}) % {plan.stages}")
     lo.env[id(body.args[0])] = iv
@@ -114,7 +116,7 @@ def _start_pipeline(
         lo.barrier()  # an enclosing loop's last pass may still read them
     for v in plan.invariant:
         _, tile = lo.dots.stage_tiles[id(v)]
-        stage_operand(lo, v, lo.shared_at(tile.dtype, tile.at(plan, "0")), tile.ld, tile.dtype)
+        stage_operand(lo, v, lo.shared_at(tile.dtype, tile.at(plan, "0")), tile.staging, tile.dtype)
     stage = lo.fresh("s")
     lo.open(f"for (int {stage} = 0; {stage} < {plan.stages - 1}; ++{stage})")
     _prefetch(lo, plan, loop, iv, ahead, stage)
@@ -136,7 +138,7 @@ def _prefetch(lo: Lowering, plan: Pipeline, loop: ir.Op, iv: Entity, ahead: list
     for load in plan.loads:
         _, tile = lo.dots.stage_tiles[id(load.result)]
         buf = lo.shared_at(tile.dtype, tile.at(plan, stage))
-        copy_to_shared(lo, load, buf, tile.cols, tile.ld)
+        copy_to_shared(lo, load, buf, tile.staging)
     lo.close()
     lo.emit(frag.copy_commit)
     for update in plan.advance_ops:

@@ -231,7 +231,7 @@ def _reduce_mma_rows(lo: Lowering, red: _Reduction) -> None:
     lo.barrier()
     lo.open("if (lane % 4 == 0)")
     lo.open(f"for (int r = 0; r < {rows}; ++r)")
-    row = f"(warp / {warps_n}) * {m // layout.warps_m} + (r / 2) * 16 + 8 * (r % 2) + lane / 4"
+    row = f"{layout.tile_row('warp', 'r / 2')} + 8 * (r % 2) + lane / 4"
     for buf, acc in zip(bufs, row_accs):
         lo.emit(f"{buf}[(warp % {warps_n}) * {m} + {row}] = {acc};")
     lo.close()
