@@ -180,3 +180,41 @@ def test_tutorial_config_compiles_without_spills(tmp_path: Path) -> None:
     print(result.stderr)
     assert registers is not None and int(registers.group(1)) <= 255, result.stderr
     assert "0 bytes spill stores, 0 bytes spill loads" in result.stderr, result.stderr
+
+
+_EMULATED_WGMMA = """
+  extern __shared__ float4 smem[];
+  __half* sa = (__half*)smem;
+  __half* sb = sa + 64 * 16;
+  for (int e = threadIdx.x; e < 64 * 16; e += 128) sa[mt_wgmma_offset<64, 32, 2>(e / 16, e % 16)] = a[e];
+  for (int e = threadIdx.x; e < 16 * 16; e += 128) sb[mt_wgmma_offset<16, 32, 2>(e / 16, e % 16)] = b[e];
+  mt_fence_proxy_async();
+  __syncthreads();
+  float d[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  mt_wgmma_fence();
+  mt_wgmma_m64n16<1>(d, mt_wgmma_desc(sa, 16, 256, 32), mt_wgmma_desc(sb, 16 * 32, 256, 32), (const __half*)0);
+  mt_wgmma_commit();
+  if (OVERWRITE) sb[threadIdx.x] = __float2half(3.0f);  // before the wait: the GPU may not have read it
+  mt_wgmma_wait<0>();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int j = 0; j < 2; ++j)
+    for (int r = 0; r < 4; ++r)
+      out[(16 * warp + lane / 4 + 8 * (r / 2)) * 16 + 8 * j + 2 * (lane % 4) + r % 2] = d[4 * j + r];
+"""
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_emulated_wgmma_reads_operands_until_the_wait(rng: np.random.Generator, overwrite: bool) -> None:
+    # One warpgroup, 64x16x16 with 32-byte swizzles, written by hand against the helpers: the
+    # emulator decodes the descriptors as the PTX ISA does, and an operand written between the
+    # instruction and its wait spoils the accumulators (NaN), as the GPU's late reads could.
+    a, b = quarters(rng, (64, 16), mx.float16), quarters(rng, (16, 16), mx.float16)
+    header = CUDA.prelude + CUDA.helpers["wgmma"]
+    body = f"#define OVERWRITE {int(overwrite)}\n" + _EMULATED_WGMMA
+    kernel = emulator.cuda_kernel("wgmma", ["a", "b"], ["out"], body, header=header, shared_memory=4096)
+    (out,) = kernel(inputs=[a, b], output_shapes=[(64, 16)], output_dtypes=[mx.float32], grid=(128, 1, 1),
+                    threadgroup=(128, 1, 1))  # fmt: skip
+    if overwrite:
+        assert np.isnan(np.array(out)).all()
+    else:
+        np.testing.assert_array_equal(np.array(out), f64(a) @ f64(b))

@@ -331,6 +331,8 @@ def _plan_pipelines(
         plan.stage_bytes = size
         plan.invariant = [v for v, _ in once.values()]
         plan.async_proxy = any(id(op) in warpgroup for op in loop.regions[0].ops)
+        first = next(op for op in loop.regions[0].ops if id(op) in fragments)
+        plan.overlap = id(first) in warpgroup
         for key, tile in tiles.items():
             stage_tiles[key] = (plan, tile)
         pipelines[id(loop)] = plan

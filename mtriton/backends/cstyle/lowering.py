@@ -93,6 +93,9 @@ class Lowering:
         self.atomic_bases: set[str] = set()
         self.prologue: dict[str, str] = {}  # name -> statement, placed before the body
         self.helpers: set[str] = set()  # `Dialect.helpers` entries the rules asked for
+        # a pipelined loop's prefetch, which the body's first (warpgroup) dot issues while it
+        # multiplies (`Pipeline.overlap`)
+        self.while_multiplying: Callable[[], None] | None = None
         uses: dict[int, int] = {}  # operands reading each value, by id
         for op in ir.walk(fn.body):
             for v in op.operands:

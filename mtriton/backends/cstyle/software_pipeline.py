@@ -12,6 +12,9 @@ iterations i+1 .. i+S-1 are in flight:
         which every thread has finished: the barrier); commit
         the body, whose dots read stage i % S
 
+(Where the body's first dot runs on the warpgroup unit, the copies are issued once that dot's
+instructions are, while it multiplies: `Pipeline.overlap`.)
+
 The copies of a later iteration need its pointers and masks before the body computes them:
 they are recomputed "ahead" from copies of the loop-carried values they depend on, advanced
 each iteration by the ops that compute those values' yields. A loop qualifies when those ops
@@ -64,6 +67,10 @@ class Pipeline:
         stage_var: C name of the current stage index (set while lowering the loop).
         async_proxy: whether warpgroup dots read the stages (through the async proxy: the
             copies are fenced for it before the barrier that publishes them).
+        overlap: whether the body's first dot on the stages runs on the warpgroup unit: the
+            prefetch is then issued while it multiplies (after its commit, before its wait),
+            not before it. The barrier that starts the iteration already follows every
+            thread's wait for the previous iteration's dots, so the stage it refills is free.
     """
 
     stages: int
@@ -75,6 +82,7 @@ class Pipeline:
     stage_bytes: int = 0
     stage_var: str = ""
     async_proxy: bool = False
+    overlap: bool = False
 
 
 def _slice(body: ir.Block, roots: list[ir.Value]) -> tuple[set[int], set[int]] | None:

@@ -7,6 +7,7 @@ yielded values are assigned to the loop's or the `if`'s result entities.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from .... import ir
@@ -74,10 +75,17 @@ def _lower_for(lo: Lowering, op: ir.Op) -> None:
         if plan.async_proxy:
             lo.emit(lo.d.matrix.warpgroup.proxy_fence)
         lo.barrier()
-        _prefetch(lo, plan, op, *ahead, f"({plan.stage_var} + {plan.stages - 1}) % {plan.stages}")
+        prefetch = functools.partial(
+            _prefetch, lo, plan, op, *ahead, f"({plan.stage_var} + {plan.stages - 1}) % {plan.stages}"
+        )
+        if plan.overlap:  # the body's first dot issues it while it multiplies
+            lo.while_multiplying = prefetch
+        else:
+            prefetch()
     lo.env[id(body.args[0])] = iv
     _bind(lo, body.args[1:], carried)
     lo.block(ir.Block(ops=body.ops[:-1]))
+    assert lo.while_multiplying is None, "a pipelined loop's prefetch was not issued"
     _assign(lo, carried, [lo.get(v) for v in body.ops[-1].operands])
     if plan:
         lo.emit(f"{plan.stage_var} = ({plan.stage_var} + 1) % {plan.stages};")

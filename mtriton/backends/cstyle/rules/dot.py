@@ -160,7 +160,9 @@ def _dot_warpgroup(lo: Lowering, dot: ir.Op, acc: Entity, result: Entity, layout
 
     Per k-step of 16, each warpgroup issues one instruction per 64-row tile of its rows (the
     whole n at once) from descriptors of the staged tiles, then commits them as one group and
-    waits for it: the accumulators are read next, and a pipelined loop refills the stage.
+    waits for it: the accumulators are read next, and a pipelined loop refills the stage. A
+    pipelined loop's prefetch for a later iteration (`Lowering.while_multiplying`) is issued
+    between the two, while the tensor cores multiply.
     """
     wg = lo.d.matrix.warpgroup
     a_v, b_v = dot.operands[:2]
@@ -190,6 +192,10 @@ def _dot_warpgroup(lo: Lowering, dot: ir.Op, acc: Entity, result: Entity, layout
             c = f"{result.name} + {mi * n // 2}"
             lo.emit(wg.mma.format(c=c, a=a, b=b, trans_b=mn_major, t=t, n=n))
     lo.emit(wg.commit)
+    if lo.while_multiplying is not None:  # a pipelined loop's next copies, issued meanwhile
+        prefetch, lo.while_multiplying, comment = lo.while_multiplying, None, lo.comment
+        prefetch()
+        lo.comment = comment
     lo.emit(wg.wait.format(n=0))
     lo.emit(wg.fence_regs.format(c=result.name, n=layout.slots))
     lo.close()  # no trailing barrier: the next writer of threadgroup memory starts with one
