@@ -24,7 +24,7 @@ from conftest import NVCC_SM90A, backend_unavailable_reason, poisoned, to_numpy
 
 import mtriton
 import mtriton.language as tl
-from mtriton import emulator
+from mtriton import backends, emulator, options
 from mtriton.backends.cstyle.kernel import generate
 from mtriton.backends.cuda import full_cuda_source
 from mtriton.backends.cuda.dialect import CUDA, dialect_for
@@ -164,6 +164,25 @@ def test_tutorial_config_takes_wgmma_and_others_mma_sync() -> None:
     two_warps, two_warp_opts = _tutorial_matmul_ir(64, 64, 32, 2, 3)
     for other in (generate(fn, dialect_for(80), opts), generate(two_warps, CUDA, two_warp_opts)):
         assert "mt_mma_regs(" in other.body and "wgmma" not in other.body + other.header
+
+
+@pytest.mark.parametrize(
+    "arch, wgmma", [("", True), ("80", False), ("8.6", False), ("sm_90a", True), ("100", True)]
+)
+def test_the_cuda_backends_write_for_their_arch(
+    monkeypatch: pytest.MonkeyPatch, arch: str, wgmma: bool
+) -> None:
+    # cuda-emu stands for sm_90 unless MTRITON_CUDA_ARCH says otherwise
+    monkeypatch.setenv("MTRITON_CUDA_ARCH", arch)
+    fn, opts = _tutorial_matmul_ir(128, 128, 64, 8, 3)
+    launcher = backends.get_backend("cuda-emu").compile(fn, opts)
+    assert ("mt_wgmma_m64n128" in launcher.source.body) == wgmma
+
+
+def test_a_wrong_arch_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MTRITON_CUDA_ARCH", "hopper")
+    with pytest.raises(mtriton.LaunchError, match="MTRITON_CUDA_ARCH must be a compute capability.*'hopper'"):
+        options.cuda_arch()
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")

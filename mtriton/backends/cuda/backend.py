@@ -8,9 +8,8 @@ import mlx.core as mx
 
 from ... import emulator, ir, options
 from ...options import LaunchOptions, warn_once
-from ..cstyle.dialect import Dialect
 from ..gpu_launch import CustomKernelLauncher
-from .dialect import WARPGROUP_ARCH, dialect_for
+from .dialect import CUDA, WARPGROUP_ARCH, dialect_for
 from .source import full_cuda_source
 
 # The GPU cuda-emu stands for: the first with wgmma, so the CPU tests run that path.
@@ -32,11 +31,13 @@ def device_arch() -> int | None:
 
 
 class CudaBackend:
-    """Kernels for `mx.fast.cuda_kernel`, written for the device's compute capability (its
-    source, so MLX's kernel name, differs where wgmma is used)."""
+    """Kernels for `mx.fast.cuda_kernel`, written for the device's compute capability (`arch`:
+    the source, so MLX's kernel name, differs where wgmma is used). `dialect` is sm_90's, what
+    `mtriton dump-cuda` shows."""
 
     name = "cuda"
     options = frozenset({"num_warps", "num_stages"})
+    dialect = CUDA
     full_source = staticmethod(full_cuda_source)
 
     def arch(self) -> int:
@@ -50,10 +51,6 @@ class CudaBackend:
             return 80
         return arch
 
-    @property
-    def dialect(self) -> Dialect:
-        return dialect_for(self.arch())
-
     def is_available(self) -> bool:
         try:
             return bool(mx.cuda.is_available())
@@ -64,7 +61,7 @@ class CudaBackend:
         return mx.fast.cuda_kernel
 
     def compile(self, fn: ir.Function, opts: LaunchOptions) -> CustomKernelLauncher:
-        return CustomKernelLauncher(fn, self.dialect, opts, self.factory())
+        return CustomKernelLauncher(fn, dialect_for(self.arch()), opts, self.factory())
 
 
 class CudaEmuBackend(CudaBackend):

@@ -348,14 +348,14 @@ inline void mt_cp_async_wait_group() {
 }
 
 // A `__shared__` array is threadgroup memory; the translation rewrites the declarations into
-// these (`extern __shared__` takes the launch's dynamic size). The dynamic array starts on a
-// 1024-byte boundary, as the GPU's does (the swizzled layouts of wgmma operands repeat every
-// 1024 bytes of address), and is the shared window's address 0 for `mt_shared_address`.
+// these (`extern __shared__` takes the launch's dynamic size). The dynamic array is the shared
+// window's address 0 for `mt_shared_address`, so it starts on every boundary the swizzled
+// layouts of wgmma operands need, as the GPU's does (it ends at a guard page, not on one).
 namespace __emu {
 inline thread_local const char* shared_window = nullptr;
 template <class T>
 inline T* dynamic_shared(uint site, uint64_t bytes, const char* name) {
-  void* p = __emu_rt->tg_alloc(site, bytes, 1024, name);
+  void* p = __emu_rt->tg_alloc(site, bytes, 16, name);
   shared_window = static_cast<const char*>(p);
   return static_cast<T*>(p);
 }
