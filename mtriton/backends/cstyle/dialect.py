@@ -84,6 +84,11 @@ class Warpgroup:
             a fence or wait.
         proxy_fence: makes this thread's writes to threadgroup memory visible to the mmas
             (before the barrier that publishes them).
+        shared_array: `Dialect.shared_array` for kernels that use the unit: `mt_smem` moved up
+            to the next `align` boundary of the dynamic shared memory, which is `align`
+            bytes larger (the swizzles act on address bits; the launch does not promise
+            more than 16-byte alignment, though the H200 gave 1024 in a plain CUDA program).
+        align: the boundary, in bytes.
     """
 
     ns: tuple[int, ...]
@@ -96,6 +101,8 @@ class Warpgroup:
     wait: str
     fence_regs: str
     proxy_fence: str
+    shared_array: str
+    align: int
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,9 @@ CUDA = Dialect(
             wait="mt_wgmma_wait<{n}>();",
             fence_regs="mt_wgmma_fence_regs({c}, {n});",
             proxy_fence="mt_fence_proxy_async();",
+            shared_array="extern __shared__ float4 mt_smem_v[];\n  unsigned char* mt_smem = (unsigned char*)mt_smem_v"
+            " + ((1024u - (mt_shared_address(mt_smem_v) & 1023u)) & 1023u);",
+            align=1024,
         ),
     ),  # fmt: skip
     prelude=PRELUDE,
