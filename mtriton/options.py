@@ -40,6 +40,11 @@ KNOBS = (
         "MTRITON_CACHE_DIR",
         "folder of the on-disk cache (default: $XDG_CACHE_HOME/mtriton or ~/.cache/mtriton)",
     ),
+    Knob(
+        "MTRITON_CUDA_ARCH",
+        "compute capability the CUDA source is written for, as 90 or 9.0 (default: the device's, from "
+        "mx.device_info(); cuda-emu: 90). wgmma needs 90 or more",
+    ),
     Knob("MTRITON_DEBUG", "1: show mtriton's internal frames in tracebacks"),
     Knob("MTRITON_DISABLE_DISK_CACHE", "1: do not read or write the on-disk cache"),
     Knob("MTRITON_CXX", "C++ compiler for metal-emu and cuda-emu (default: g++)"),
@@ -67,6 +72,23 @@ def cache_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "mtriton"
+
+
+def cuda_arch() -> int | None:
+    """MTRITON_CUDA_ARCH as a compute capability times ten (90 for sm_90), None when unset."""
+    value = os.environ.get("MTRITON_CUDA_ARCH", "").strip().lower().removeprefix("sm_").rstrip("a")
+    if not value:
+        return None
+    try:
+        arch = round(float(value) * 10) if "." in value else int(value)
+    except ValueError:
+        arch = 0
+    if not 50 <= arch < 1000:
+        raise LaunchError(
+            f"MTRITON_CUDA_ARCH must be a compute capability such as 90, 9.0 or sm_90a, "
+            f"got {os.environ['MTRITON_CUDA_ARCH']!r}"
+        )
+    return arch
 
 
 def debug() -> bool:

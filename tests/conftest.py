@@ -149,12 +149,17 @@ def round_tf32(x: np.ndarray) -> np.ndarray:
     return rounded.astype(np.uint32).view(np.float32).astype(np.float64)
 
 
+# nvcc's target for the CUDA source: sm_90a alone, as NVRTC compiles it inside MLX on a Hopper
+# GPU (wgmma); `-arch=sm_90a` would also embed compute_90 PTX, which cannot hold wgmma.
+NVCC_SM90A = ("-gencode", "arch=compute_90a,code=sm_90a")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def cuda_compiles_every_kernel(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Compile-checks, with nvcc, the CUDA of every kernel a test module compiles.
 
     Each kernel specialization the module's tests build is lowered to CUDA too; at the end of the
-    module all of them go through one `nvcc -arch=sm_90 -c`. Kernels the CUDA backend rejects with
+    module all of them go through one nvcc for sm_90a (wgmma). Kernels the CUDA backend rejects with
     a clear error (an UnsupportedError: say, float64) are not compile errors. Skipped without nvcc.
     """
     if shutil.which("nvcc") is None or os.environ.get("MTRITON_BACKEND") == "cuda":
@@ -188,7 +193,7 @@ def cuda_compiles_every_kernel(tmp_path_factory: pytest.TempPathFactory) -> None
     folder = tmp_path_factory.mktemp("cuda")
     (folder / "all.cu").write_text(unit)
     result = subprocess.run(
-        ["nvcc", "-arch=sm_90", "-c", str(folder / "all.cu"), "-o", str(folder / "all.o")],
+        ["nvcc", *NVCC_SM90A, "-c", str(folder / "all.cu"), "-o", str(folder / "all.o")],
         capture_output=True,
         text=True,
     )

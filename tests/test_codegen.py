@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import NVCC_SM90A
 
 from mtriton import cli, options
 from mtriton.backends.cstyle.layout import mma_layout
@@ -135,7 +136,7 @@ def test_full_cuda_source_compiles_with_nvcc(tmp_path: Path) -> None:
     source = tmp_path / "add.cu"
     source.write_text(dump("dump-cuda", "add_kernel", "--full"))
     result = subprocess.run(
-        ["nvcc", "-arch=sm_90", "-c", str(source), "-o", str(tmp_path / "add.o")],
+        ["nvcc", *NVCC_SM90A, "-c", str(source), "-o", str(tmp_path / "add.o")],
         capture_output=True,
         text=True,
     )

@@ -64,6 +64,48 @@ class Fragments:
 
 
 @dataclass(frozen=True)
+class Warpgroup:
+    """A warpgroup matrix unit (CUDA's wgmma, sm_90a): four warps compute a 64 x n tile from
+    operands that stay in threadgroup memory, staged in swizzled layouts (`SwizzledTile`) that
+    64-bit descriptors describe; accumulators live in the interleaved `MmaLayout`.
+
+    Attributes:
+        ns: the n of the instructions there are (a dot's whole n is one instruction).
+        helper: the `Dialect.helpers` entry that defines what follows.
+        offset: C expression: the element offset of (`{row}`, `{col}`) in a tile of `{rows}`
+            rows staged with a `{swizzle}`-byte swizzle, elements of `{item}` bytes.
+        desc: C expression: the descriptor of the tile at `{p}` with leading and stride byte
+            offsets `{lbo}`, `{sbo}` and a `{swizzle}`-byte swizzle.
+        mma: `{c}` (n / 2 floats) += A B from descriptors `{a}`, `{b}`; `{trans_b}` 1 reads B
+            MN-major; inputs of type `{t}`; `{n}` names the instruction.
+        fence: orders earlier accesses to the accumulators before the next mma.
+        commit, wait: close a group of mmas; wait until at most `{n}` groups are pending.
+        fence_regs: keeps the compiler's accesses to `{n}` accumulators `{c}` on their side of
+            a fence or wait.
+        proxy_fence: makes this thread's writes to threadgroup memory visible to the mmas
+            (before the barrier that publishes them).
+        shared_array: `Dialect.shared_array` for kernels that use the unit: `mt_smem` moved up
+            to the next `align` boundary of the dynamic shared memory, which is `align`
+            bytes larger (the swizzles act on address bits; the launch does not promise
+            more than 16-byte alignment, though the H200 gave 1024 in a plain CUDA program).
+        align: the boundary, in bytes.
+    """
+
+    ns: tuple[int, ...]
+    helper: str
+    offset: str
+    desc: str
+    mma: str
+    fence: str
+    commit: str
+    wait: str
+    fence_regs: str
+    proxy_fence: str
+    shared_array: str
+    align: int
+
+
+@dataclass(frozen=True)
 class MatrixUnit:
     """A warp/SIMD-group matrix multiply-accumulate on tiles staged in threadgroup memory.
 
@@ -76,6 +118,7 @@ class MatrixUnit:
         mma: `{c} += {a}[lda={lda}] @ {b}[ldb={ldb}]` from threadgroup pointers, with input type `{t}`.
         store: writes accumulator `{c}` to threadgroup floats at `{dst}` with leading dimension `{ld}`.
         fragments: the register-fragment path, where the language has one (else None).
+        warpgroup: the warpgroup path for the dots it can run (else None: the GPU predates it).
     """
 
     m: int
@@ -88,6 +131,7 @@ class MatrixUnit:
     mma: str
     store: str
     fragments: Fragments | None = None
+    warpgroup: Warpgroup | None = None
 
 
 @dataclass(frozen=True)
@@ -166,9 +210,10 @@ class Dialect:
         """The float32 function computing the IR op `op`."""
         return self.math.get(op, op + self.math_suffix)
 
-    def header(self, fn: ir.Function) -> str:
-        """The prelude, and the helpers of the ops and element types `fn` uses."""
-        used: set[str] = set()
+    def header(self, fn: ir.Function, lowered: frozenset[str] = frozenset()) -> str:
+        """The prelude, and the helpers of the ops and element types `fn` uses and those its
+        lowering asked for (`lowered`: the warpgroup unit's)."""
+        used: set[str] = set(lowered)
         for op in ir.walk(fn.body):
             used.add(op.name)
             used.update(v.type.elem.short for v in (*op.operands, *op.results))

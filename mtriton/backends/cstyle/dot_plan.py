@@ -5,17 +5,20 @@ ones before it:
 
 1. Fragment layouts. Values with the element count of a dot the matrix unit can run on
    register fragments take that dot's accumulator layout (`layout.MmaLayout`), so the dot
-   accumulates straight into its result's registers. In a kernel that reduces the rows of
-   such a result (attention's row max and sum), every dot of that row count stacks its warps
-   along the rows, and values with that many elements take the rows of the accumulator
-   layout (`layout.RowsLayout`): the reduction and the broadcast back (`m_i[:, None]`) stay
-   in registers.
+   accumulates straight into its result's registers. Where the dialect has a warpgroup unit
+   (wgmma) and the dot fits it, the layout is its interleaved variant and the dot runs on it.
+   In a kernel that reduces the rows of such a result (attention's row max and sum), every
+   dot of that row count stacks its warps along the rows, and values with that many elements
+   take the rows of the accumulator layout (`layout.RowsLayout`): the reduction and the
+   broadcast back (`m_i[:, None]`) stay in registers.
 2. Transposes. A 2-D `permute` used only as a dot operand (`tl.trans(x)`) runs no code: the
    dot stages `x` transposed on the way.
 3. Deferred loads. A load whose only use is a fragment dot's operand is copied from global to
    threadgroup memory by the dot itself, through no registers; a B given as `tl.trans` of such
    a load is staged as loaded and read by `ldmatrix` without `.trans`.
-4. Pipelines. A `for` loop whose deferred loads can be prefetched keeps `num_stages` copies of
+4. Stagings. Where each fragment dot's A and B sit in threadgroup memory (`Staging`): rows
+   padded against bank conflicts for `ldmatrix`, or the warpgroup unit's swizzled layout.
+5. Pipelines. A `for` loop whose deferred loads can be prefetched keeps `num_stages` copies of
    their tiles at the start of threadgroup memory (`software_pipeline.py`); the loop's own
    `num_stages` attribute (`tl.range(..., num_stages=N)`) overrides the kernel's. Scratch
    memory starts after the stages.
@@ -27,14 +30,14 @@ from dataclasses import dataclass, field
 
 from ... import ir
 from ...ir import types as T
-from .dialect import Dialect, Fragments, MatrixUnit
+from .dialect import Dialect, Fragments, MatrixUnit, Warpgroup
 from .layout import MmaLayout, RowsLayout, mma_layout
 from .render import combiner_kind
-from .shared_memory import align16
+from .shared_memory import Staging, align_to
 from .software_pipeline import RESERVED_BYTES, Pipeline, Tile, plan_loop
 
-# Per staged dot operand of a pipelined loop: the value, its rows, columns and padded row stride.
-_Operand = tuple[ir.Value, int, int, int]
+# Per staged dot operand of a pipelined loop: the value and how it is staged.
+_Operand = tuple[ir.Value, Staging]
 
 
 @dataclass
@@ -53,6 +56,9 @@ class DotPlan:
         pipelines: each pipelined `for` op -> its plan.
         stage_tiles: each value a pipeline stages -> the pipeline and the tile holding it.
         scratch_base: bytes the stages take at the start of threadgroup memory.
+        warpgroup: the fragment dots that run on the warpgroup unit (wgmma).
+        stagings: each fragment dot -> how its A and the tile staged for its B (B's
+            transposed load, where `transposed` has it) sit in threadgroup memory.
     """
 
     layouts: dict[int, MmaLayout | RowsLayout] = field(default_factory=dict)
@@ -64,6 +70,8 @@ class DotPlan:
     pipelines: dict[int, Pipeline] = field(default_factory=dict)
     stage_tiles: dict[int, tuple[Pipeline, Tile]] = field(default_factory=dict)
     scratch_base: int = 0
+    warpgroup: set[int] = field(default_factory=set)
+    stagings: dict[int, tuple[Staging, Staging]] = field(default_factory=dict)
 
 
 def plan_dots(
@@ -87,11 +95,33 @@ def plan_dots(
         return DotPlan(transposes=transposes)
     layouts = _mma_layouts(fn, unit, threads)
     fragments = _fragment_dots(fn, unit, layouts)
+    dots = [op for op in ir.walk(fn.body) if id(op) in fragments]
+    warpgroup = {id(op) for op in dots if fragments[id(op)].interleaved and _warpgroup_dot(op, unit, threads)}
     deferred, transposed, shared = _deferred_loads(fn, fragments, transposes, uses)
-    pipelines, stage_tiles, base = _plan_pipelines(fn, dialect, num_stages, deferred, transposed, fragments)
+    stagings = {
+        id(op): operand_stagings(op, unit, id(op.operands[1]) in transposed, id(op) in warpgroup)
+        for op in dots
+    }
+    pipelines, stage_tiles, base = _plan_pipelines(
+        fn, dialect, num_stages, deferred, transposed, fragments, stagings, warpgroup
+    )
+    if warpgroup:  # dots staged outside a pipeline start on their swizzle's repeat
+        base = align_to(base, max(st.align for pair in stagings.values() for st in pair))
     # a load several dots read as A stays deferred only where a pipeline stages it once
     deferred -= shared - set(stage_tiles)
-    return DotPlan(layouts, fragments, transposes, transposed, deferred, shared, pipelines, stage_tiles, base)
+    return DotPlan(
+        layouts,
+        fragments,
+        transposes,
+        transposed,
+        deferred,
+        shared,
+        pipelines,
+        stage_tiles,
+        base,
+        warpgroup,
+        stagings,
+    )
 
 
 def fragment_strides(dot: ir.Op, frag: Fragments) -> tuple[int, int]:
@@ -99,6 +129,48 @@ def fragment_strides(dot: ir.Op, frag: Fragments) -> tuple[int, int]:
     bytes (ldmatrix without bank conflicts), B's by the dialect's `pad` elements."""
     a, b = dot.operands[:2]
     return a.type.shape[1] + 16 // a.type.elem.itemsize, b.type.shape[1] + frag.pad
+
+
+def _swizzled(unit: Warpgroup, rows: int, cols: int, itemsize: int) -> Staging:
+    """A tile in the warpgroup unit's layout, with the widest swizzle its rows fill (32, 64
+    or 128 bytes: rows of at least 16 two-byte elements)."""
+    width = cols * itemsize
+    swizzle = 128 if width % 128 == 0 else 64 if width % 64 == 0 else 32
+    place = unit.offset.format(rows=rows, swizzle=swizzle, item=itemsize, row="{row}", col="{col}")
+    return Staging(rows, cols, cols, itemsize, swizzle, place)
+
+
+def operand_stagings(
+    dot: ir.Op, unit: MatrixUnit, b_transposed: bool, warpgroup: bool
+) -> tuple[Staging, Staging]:
+    """How a fragment dot's A and B are staged: A as (m, k); B as (k, n), or as its
+    transposed load (n, k) when `b_transposed`. The warpgroup unit reads A K-major and such
+    a B K-major, a row-major B MN-major."""
+    a, b = dot.operands[:2]
+    (m, k), n = a.type.shape, b.type.shape[1]
+    item = a.type.elem.itemsize
+    if warpgroup:
+        wg = unit.warpgroup
+        return _swizzled(wg, m, k, item), _swizzled(wg, n, k, item) if b_transposed else _swizzled(
+            wg, k, n, item
+        )
+    lda, ldb = fragment_strides(dot, unit.fragments)
+    return Staging(m, k, lda, item), Staging(n, k, lda, item) if b_transposed else Staging(k, n, ldb, item)
+
+
+def _warpgroup_dot(dot: ir.Op, unit: MatrixUnit, threads: int) -> bool:
+    """Whether the warpgroup unit runs `dot`: f16/bf16 inputs and an f32 result, 4 or 8 warps
+    (one or two warpgroups), m a multiple of 64 per warpgroup, n one instruction's, k a
+    multiple of 16."""
+    wg = unit.warpgroup
+    a, b = dot.operands[:2]
+    if wg is None or len(a.type.shape) != 2 or dot.result.type.elem != T.float32:
+        return False
+    if a.type.elem.short not in unit.inputs or b.type.elem != a.type.elem:
+        return False
+    (m, k), n = a.type.shape, b.type.shape[1]
+    warps = threads // 32
+    return warps in (4, 8) and m % (16 * warps) == 0 and n in wg.ns and k % 16 == 0
 
 
 def _fragment_k(dot: ir.Op, unit: MatrixUnit) -> int | None:
@@ -123,8 +195,9 @@ def _fragment_shape(dot: ir.Op, unit: MatrixUnit) -> tuple[int, int] | None:
 
 def _mma_layouts(fn: ir.Function, unit: MatrixUnit, threads: int) -> dict[int, MmaLayout | RowsLayout]:
     """Element counts whose values take the accumulator layout of a `dot` that runs on
-    register fragments (the first such dot of each count decides its shape), and the row
-    counts of the dots whose rows are reduced, whose values take those rows' layout."""
+    register fragments (the first such dot of each count decides its shape; the warpgroup
+    unit's interleaved variant where the dot fits it), and the row counts of the dots whose
+    rows are reduced, whose values take those rows' layout."""
     dots = [op for op in ir.walk(fn.body) if op.name == "dot" and _fragment_shape(op, unit)]
     numels = {op.result.type.numel for op in dots}
     reduced_rows = {
@@ -141,7 +214,10 @@ def _mma_layouts(fn: ir.Function, unit: MatrixUnit, threads: int) -> dict[int, M
         if op.result.type.numel in layouts:
             continue
         m, n = _fragment_shape(op, unit)
-        layout = mma_layout(m, n, threads, rows=m in reduced_rows)
+        if _warpgroup_dot(op, unit, threads):
+            layout = MmaLayout(m * n, threads, m, n, threads // 32, 1, interleaved=True)
+        else:
+            layout = mma_layout(m, n, threads, rows=m in reduced_rows)
         if layout is not None:
             layouts[layout.numel] = layout
     for layout in list(layouts.values()):
@@ -245,6 +321,8 @@ def _plan_pipelines(
     deferred: set[int],
     transposed: dict[int, ir.Op],
     fragments: dict[int, MmaLayout],
+    stagings: dict[int, tuple[Staging, Staging]],
+    warpgroup: set[int],
 ) -> tuple[dict[int, Pipeline], dict[int, tuple[Pipeline, Tile]], int]:
     """Plans the loops whose dot operands are prefetched `stages - 1` iterations ahead
     (`software_pipeline.py`). Stages are dropped where they would leave less than
@@ -265,16 +343,21 @@ def _plan_pipelines(
         plan = plan_loop(loop, deferred, stages)
         if plan is None:
             continue
-        once, staged = _loop_operands(loop, plan, frag, transposed, fragments)
-        tiles, stage0, end = _place_tiles(base, once, staged)
-        size = end - stage0  # one stage of the prefetched tiles
+        operands = _loop_operands(loop, plan, transposed, fragments, stagings)
+        if operands is None:
+            continue
+        once, staged = operands
+        tiles, stage0, size = _place_tiles(base, once, staged)
         if not size:
             continue
         plan.stages = min(stages, (dialect.max_shared_bytes - RESERVED_BYTES - stage0) // size)
         if plan.stages < 2:
             continue
         plan.stage_bytes = size
-        plan.invariant = [v for v, *_ in once.values()]
+        plan.invariant = [v for v, _ in once.values()]
+        plan.async_proxy = any(id(op) in warpgroup for op in loop.regions[0].ops)
+        first = next(op for op in loop.regions[0].ops if id(op) in fragments)
+        plan.overlap = id(first) in warpgroup
         for key, tile in tiles.items():
             stage_tiles[key] = (plan, tile)
         pipelines[id(loop)] = plan
@@ -285,52 +368,50 @@ def _plan_pipelines(
 def _loop_operands(
     loop: ir.Op,
     plan: Pipeline,
-    frag: Fragments,
     transposed: dict[int, ir.Op],
     fragments: dict[int, MmaLayout],
-) -> tuple[dict[int, _Operand], dict[int, _Operand]]:
+    stagings: dict[int, tuple[Staging, Staging]],
+) -> tuple[dict[int, _Operand], dict[int, _Operand]] | None:
     """The operands of the loop body's fragment dots that live in threadgroup memory: those
-    from outside the loop (staged once) and the prefetched loads (staged per stage)."""
+    from outside the loop (staged once) and the prefetched loads (staged per stage); None
+    when two dots would stage one value differently (a warpgroup dot and an mma.sync one)."""
     body = loop.regions[0]
     inside = {id(a) for a in body.args} | {id(r) for op in body.ops for r in op.results}
     prefetched = {id(load.result) for load in plan.loads}
     once: dict[int, _Operand] = {}
     staged: dict[int, _Operand] = {}
     for dot in (op for op in body.ops if id(op) in fragments):
-        (m, k), n = dot.operands[0].type.shape, dot.operands[1].type.shape[1]
-        lda, ldb = fragment_strides(dot, frag)
-        for v, shape in zip(dot.operands[:2], ((m, k, lda), (k, n, ldb))):
+        for v, staging in zip(dot.operands[:2], stagings[id(dot)]):
             load = transposed.get(id(v))
             if load is not None:  # staged as loaded: n rows of k
-                v, shape = load.result, (n, k, lda)
-            if id(v) in prefetched:
-                staged[id(v)] = (v, *shape)
-            elif id(v) not in inside:
-                once[id(v)] = (v, *shape)
+                v = load.result
+            group = staged if id(v) in prefetched else once if id(v) not in inside else None
+            if group is None:
+                continue
+            if group.get(id(v), (v, staging))[1] != staging:
+                return None
+            group[id(v)] = (v, staging)
     return once, staged
-
-
-def _tile_bytes(operand: _Operand) -> int:
-    """Bytes of one staged copy of a dot operand (padded rows)."""
-    v, rows, _, ld = operand
-    return align16(rows * ld * v.type.elem.itemsize)
 
 
 def _place_tiles(
     base: int, once: dict[int, _Operand], staged: dict[int, _Operand]
 ) -> tuple[dict[int, Tile], int, int]:
     """Places a loop's tiles from byte `base`: those staged once, then stage 0 of the
-    prefetched ones (stage s sits s stage sizes further on).
+    prefetched ones (stage s sits s stage sizes further on), each on its staging's alignment
+    (the size of a stage keeps every stage's tiles on it).
 
     Returns:
-        The tiles, where stage 0 starts and where it ends.
+        The tiles, where stage 0 starts and the size of one stage.
     """
     tiles: dict[int, Tile] = {}
     end = stage0 = base
     for group, per_stage in ((once, False), (staged, True)):
-        stage0 = end
-        for key, operand in group.items():
-            v, _, cols, ld = operand
-            tiles[key] = Tile(end, cols, ld, v.type.elem, per_stage)
-            end += _tile_bytes(operand)
-    return tiles, stage0, end
+        aligns = [staging.align for _, staging in group.values()]
+        stage0 = end = align_to(end, max(aligns, default=16))
+        for key, (v, staging) in group.items():
+            end = align_to(end, staging.align)
+            tiles[key] = Tile(end, staging, v.type.elem, per_stage)
+            end += staging.nbytes
+    size = align_to(end - stage0, max((st.align for _, st in staged.values()), default=16))
+    return tiles, stage0, size if staged else 0

@@ -50,7 +50,7 @@ def generate(fn: ir.Function, dialect: Dialect, opts: LaunchOptions) -> Source:
         names[param.name] = f"p{k}" if isinstance(param.value.type.elem, T.PointerType) else f"a{k}"
     lowering = Lowering(fn, dialect, opts, names)
     body = lowering.run()
-    header = dialect.header(fn)
+    header = dialect.header(fn, frozenset(lowering.helpers))
     # the parameter types too: two specializations can share a body (a scalar stored as given)
     # but not a signature, and MLX knows a kernel by its name
     signature = ",".join(str(p.value.type.elem) for p in fn.params)

@@ -78,6 +78,11 @@ class MmaLayout:
     `dot` accumulates straight into the slots and a loop-carried accumulator never leaves
     registers. Any other value with this many elements shares the layout (layouts are keyed
     by element count), which is a valid one: every element has exactly one owner.
+
+    `interleaved` is the warpgroup unit's variant (wgmma, `warps_n` 1): a 64-row instruction
+    tile gives warp w of its warpgroup rows 16w .. 16w + 15 with the same lane and register
+    mapping per 8 columns, so the warps stack along m and the warp's 16-row tiles interleave
+    with the others': tile mi of warp w starts at row 16 * (mi * warps + w).
     """
 
     numel: int
@@ -86,6 +91,7 @@ class MmaLayout:
     n: int
     warps_m: int
     warps_n: int
+    interleaved: bool = False
 
     replicated = False
     vec = 2  # columns 2t and 2t + 1 of a tile row are neighbours
@@ -102,14 +108,21 @@ class MmaLayout:
     def slots(self) -> int:
         return self.numel // self.threads
 
+    def tile_row(self, warp: str, tile_m: str | int) -> str:
+        """C expression: the first row of the warp's 16-row tile `tile_m` (a C expression, or
+        a constant that is folded)."""
+        if self.interleaved:
+            if isinstance(tile_m, int):
+                return f"{16 * self.warps_m * tile_m} + {warp} * 16"
+            return f"(({tile_m}) * {self.warps_m} + {warp}) * 16"
+        rows = f"{warp} / {self.warps_n}) * {self.m // self.warps_m}"
+        return f"({rows} + {16 * tile_m}" if isinstance(tile_m, int) else f"({rows} + ({tile_m}) * 16"
+
     def row(self, slot_row: str, tid: str = "tid") -> str:
         """C expression: the block row of row `slot_row` (0 .. 2 * tiles_m - 1) of thread `tid`:
         rows g and g + 8 of each of its warp's 16-row tiles, in tile order."""
         lane, warp, r = f"(({tid}) % 32)", f"(({tid}) / 32)", f"({slot_row})"
-        return (
-            f"({warp} / {self.warps_n}) * {self.m // self.warps_m} + ({r} / 2) * 16"
-            f" + ({lane} / 4) + 8 * ({r} % 2)"
-        )
+        return f"{self.tile_row(warp, f'{r} / 2')} + ({lane} / 4) + 8 * ({r} % 2)"
 
     def row_slot(self, slot: str) -> str:
         """C expression: which of the thread's rows (`row`'s `slot_row`) slot `slot` lies in."""

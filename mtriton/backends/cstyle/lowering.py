@@ -92,6 +92,10 @@ class Lowering:
         self.written_bases: set[str] = set()
         self.atomic_bases: set[str] = set()
         self.prologue: dict[str, str] = {}  # name -> statement, placed before the body
+        self.helpers: set[str] = set()  # `Dialect.helpers` entries the rules asked for
+        # a pipelined loop's prefetch, which the body's first (warpgroup) dot issues while it
+        # multiplies (`Pipeline.overlap`)
+        self.while_multiplying: Callable[[], None] | None = None
         uses: dict[int, int] = {}  # operands reading each value, by id
         for op in ir.walk(fn.body):
             for v in op.operands:
@@ -180,13 +184,16 @@ class Lowering:
         offset += self.dots.scratch_base
         end = offset + size * count
         self.shared_bytes = max(self.shared_bytes, align16(end))
+        self._check_shared_bytes()
+        return self.shared_at(dtype, str(offset))
+
+    def _check_shared_bytes(self) -> None:
         if self.shared_bytes > self.d.max_shared_bytes:
             raise self.error(
                 OutOfResources,
                 f"kernel needs {self.shared_bytes} bytes of threadgroup memory; "
                 f"{self.d.name} allows {self.d.max_shared_bytes}. Use smaller blocks.",
             )
-        return self.shared_at(dtype, str(offset))
 
     def shared_at(self, dtype: T.DType, offset: str) -> str:
         """A typed pointer to threadgroup memory at byte offset `offset` (a C expression)."""
@@ -219,8 +226,14 @@ class Lowering:
         body_start = len(self.lines)
         self.block(self.fn.body)
         self.lines[body_start:body_start] = ["  " + line for line in self.prologue.values()]
+        shared_array = d.shared_array
+        unit = d.matrix.warpgroup if d.matrix is not None else None
+        if unit is not None and unit.helper in self.helpers:  # its tiles start on swizzle boundaries
+            shared_array = unit.shared_array
+            self.shared_bytes += unit.align
+            self._check_shared_bytes()
         if self.shared_bytes:
-            self.lines.insert(body_start, "  " + d.shared_array.format(n16=self.shared_bytes // 16))
+            self.lines.insert(body_start, "  " + shared_array.format(n16=self.shared_bytes // 16))
         return "\n".join(self.lines) + "\n"
 
     def aligned(self, base: str, nbytes: int) -> str | None:

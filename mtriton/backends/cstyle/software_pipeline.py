@@ -12,6 +12,9 @@ iterations i+1 .. i+S-1 are in flight:
         which every thread has finished: the barrier); commit
         the body, whose dots read stage i % S
 
+(Where the body's first dot runs on the warpgroup unit, the copies are issued once that dot's
+instructions are, while it multiplies: `Pipeline.overlap`.)
+
 The copies of a later iteration need its pointers and masks before the body computes them:
 they are recomputed "ahead" from copies of the loop-carried values they depend on, advanced
 each iteration by the ops that compute those values' yields. A loop qualifies when those ops
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 
 from ... import ir
 from ...ir import types as T
+from .shared_memory import Staging
 
 # Shared memory left to the rest of the kernel when the stages take the largest share.
 RESERVED_BYTES = 48 * 1024
@@ -39,8 +43,7 @@ class Tile:
     per stage) or a value from outside the loop (staged once, before it)."""
 
     offset: int  # bytes from the start of threadgroup memory (of stage 0)
-    cols: int  # elements per row of the operand
-    ld: int  # elements between staged rows (padded)
+    staging: Staging  # where its elements sit
     dtype: T.DType
     per_stage: bool = True
 
@@ -62,6 +65,12 @@ class Pipeline:
         invariant: dot operands from outside the loop, staged once before it.
         stage_bytes: bytes of one stage of the prefetched tiles.
         stage_var: C name of the current stage index (set while lowering the loop).
+        async_proxy: whether warpgroup dots read the stages (through the async proxy: the
+            copies are fenced for it before the barrier that publishes them).
+        overlap: whether the body's first dot on the stages runs on the warpgroup unit: the
+            prefetch is then issued while it multiplies (after its commit, before its wait),
+            not before it. The barrier that starts the iteration already follows every
+            thread's wait for the previous iteration's dots, so the stage it refills is free.
     """
 
     stages: int
@@ -72,6 +81,8 @@ class Pipeline:
     invariant: list[ir.Value] = field(default_factory=list)
     stage_bytes: int = 0
     stage_var: str = ""
+    async_proxy: bool = False
+    overlap: bool = False
 
 
 def _slice(body: ir.Block, roots: list[ir.Value]) -> tuple[set[int], set[int]] | None:

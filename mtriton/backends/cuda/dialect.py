@@ -6,9 +6,10 @@ lowering is shared (`backends/cstyle/`).
 
 from __future__ import annotations
 
+import dataclasses
 from importlib import resources
 
-from ..cstyle.dialect import Dialect, Fragments, MatrixUnit
+from ..cstyle.dialect import Dialect, Fragments, MatrixUnit, Warpgroup
 
 _TYPES = {
     "i1": "bool", "i8": "signed char", "i16": "short", "i32": "int", "i64": "long long",
@@ -91,6 +92,21 @@ CUDA = Dialect(
             mma_tf32="mt_mma_tf32({c}, {a}, {b});",
             tf32_regs="mt_tf32_regs({r}, {n});",
         ),
+        warpgroup=Warpgroup(
+            ns=(16, 32, 64, 128, 256),
+            helper="wgmma",
+            offset="mt_wgmma_offset<{rows}, {swizzle}, {item}>({row}, {col})",
+            desc="mt_wgmma_desc({p}, {lbo}, {sbo}, {swizzle})",
+            mma="mt_wgmma_m64n{n}<{trans_b}>({c}, {a}, {b}, (const {t}*)0);",
+            fence="mt_wgmma_fence();",
+            commit="mt_wgmma_commit();",
+            wait="mt_wgmma_wait<{n}>();",
+            fence_regs="mt_wgmma_fence_regs({c}, {n});",
+            proxy_fence="mt_fence_proxy_async();",
+            shared_array="extern __shared__ float4 mt_smem_v[];\n  unsigned char* mt_smem = (unsigned char*)mt_smem_v"
+            " + ((1024u - (mt_shared_address(mt_smem_v) & 1023u)) & 1023u);",
+            align=1024,
+        ),
     ),  # fmt: skip
     prelude=PRELUDE,
     pointer_decl=_pointer_decl,
@@ -104,3 +120,12 @@ CUDA = Dialect(
         "round_tf32": "__uint_as_float(mt_tf32({x}))",
     },
 )
+
+# GPUs before sm_90 have no wgmma: every fragment dot takes mma.sync there.
+CUDA_SM80 = dataclasses.replace(CUDA, matrix=dataclasses.replace(CUDA.matrix, warpgroup=None))
+WARPGROUP_ARCH = 90  # the first compute capability (times ten) with wgmma
+
+
+def dialect_for(arch: int) -> Dialect:
+    """The CUDA dialect for a GPU of compute capability `arch` (times ten: 90 for sm_90)."""
+    return CUDA if arch >= WARPGROUP_ARCH else CUDA_SM80

@@ -274,11 +274,13 @@ inline copy_queue& copies_of_this_thread() {
   static copy_queue queues[1024];
   return queues[__emu_ts.attrs->thread_index_in_threadgroup];
 }
-// Each thread starts with no copies in flight (the entry point calls this).
+inline void reset_wgmmas();
+// Each thread starts with no copies or wgmma in flight (the entry point calls this).
 inline void start_thread() {
   copy_queue& q = copies_of_this_thread();
   q.count = 0;
   q.committed = 0;
+  reset_wgmmas();
 }
 // Lands the copies of groups before `group` (all of them for UINT32_MAX), oldest first.
 inline void land_copies(uint32_t group) {
@@ -346,10 +348,145 @@ inline void mt_cp_async_wait_group() {
 }
 
 // A `__shared__` array is threadgroup memory; the translation rewrites the declarations into
-// these (`extern __shared__` takes the launch's dynamic size).
+// these (`extern __shared__` takes the launch's dynamic size). The dynamic array is the shared
+// window's address 0 for `mt_shared_address`, so it starts on every boundary the swizzled
+// layouts of wgmma operands need, as the GPU's does (it ends at a guard page, not on one).
 namespace __emu {
+inline thread_local const char* shared_window = nullptr;
 template <class T>
 inline T* dynamic_shared(uint site, uint64_t bytes, const char* name) {
-  return static_cast<T*>(__emu_rt->tg_alloc(site, bytes, 16, name));
+  void* p = __emu_rt->tg_alloc(site, bytes, 16, name);
+  shared_window = static_cast<const char*>(p);
+  return static_cast<T*>(p);
 }
 }  // namespace __emu
+inline unsigned int mt_shared_address(const void* p) {
+  return (unsigned int)(static_cast<const char*>(p) - __emu::shared_window);
+}
+
+// ------------------------------------------------------------------ wgmma (helpers/wgmma.cuh)
+// Each thread computes its own accumulators when it issues the instruction, reading A and B from
+// shared memory through the descriptors as the PTX ISA defines them (the canonical layouts and
+// Swizzle<B,4,3> on the byte address); a correct program has made them visible before (a barrier)
+// and leaves them alone until wgmma.wait_group, so reading them at issue is what it sees. The GPU
+// may read them as late as the wait: the thread hashes the bytes it read at issue and again when
+// the wait retires the group, and a difference (a write to an operand before the wait) turns the
+// accumulators the instruction wrote into NaN, which the tests' exact comparisons show.
+namespace __emu {
+// The shared-window byte address of element (mn, k) of a wgmma operand described by `desc`:
+// mn < 64 rows of A or N columns of B, k < 16; `mn_major` for an MN-major (transposed) operand.
+inline uint32_t wgmma_address(uint64_t desc, bool mn_major, int mn, int k, int item) {
+  const uint32_t start = (uint32_t)(desc & 0x3fff) << 4;
+  const uint32_t lbo = (uint32_t)((desc >> 16) & 0x3fff) << 4, sbo = (uint32_t)((desc >> 32) & 0x3fff) << 4;
+  const int mode = (int)(desc >> 62);
+  if ((desc >> 49) & 7) __builtin_trap();  // base offset: mtriton's tiles start on their repeat
+  const int swizzle = mode == 1 ? 128 : mode == 2 ? 64 : mode == 3 ? 32 : 0;
+  const int t = 16 / item;  // elements in 16 bytes: the ISA's T
+  uint32_t off;
+  if (!mn_major) {  // ((8,m),(T,2k)): rows 8 apart by 16 bytes (or the swizzle's row), groups by SBO
+    off = swizzle ? (mn % 8) * swizzle + (mn / 8) * sbo + k * item
+                  : (mn % 8) * 16 + (mn / 8) * sbo + (k % t) * item + (k / t) * lbo;
+  } else {  // ((T,x,m),(8,k)): x T-element chunks contiguous along MN, then panels by LBO
+    const int per_row = swizzle ? swizzle / item : t;
+    off = swizzle ? (mn % per_row) * item + (mn / per_row) * lbo + (k % 8) * swizzle + (k / 8) * sbo
+                  : (mn % t) * item + (mn / t) * sbo + (k % 8) * 16 + (k / 8) * lbo;
+  }
+  uint32_t address = start + off;
+  if (swizzle) address ^= ((address >> 7) & (uint32_t)(swizzle / 16 - 1)) << 4;
+  return address;
+}
+template <class T>
+inline float wgmma_element(uint64_t desc, bool mn_major, int mn, int k) {
+  T x;
+  __builtin_memcpy(&x, shared_window + wgmma_address(desc, mn_major, mn, k, 2), 2);
+  return (float)x;
+}
+// wgmma.mma_async m64nNk16, f32 += T x T, scale-d 1: this thread's N / 2 accumulators (warp w of
+// its warpgroup: rows 16 w + lane / 4 (+ 8), columns 8 j + 2 (lane % 4) (+ 1)).
+// A hash of the operand bytes one wgmma of this thread reads (rows 16 w .. 16 w + 15 of A, all
+// n columns of B).
+inline uint64_t wgmma_operands_hash(uint64_t a, uint64_t b, int n, bool trans_b) {
+  const int w = (int)(threadIdx.x / 32) % 4;
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&](uint32_t address) {
+    uint16_t bits;
+    __builtin_memcpy(&bits, shared_window + address, 2);
+    h = (h ^ bits) * 1099511628211ull;
+  };
+  for (int k = 0; k < 16; ++k) {
+    for (int row = 16 * w; row < 16 * w + 16; ++row) mix(wgmma_address(a, false, row, k, 2));
+    for (int col = 0; col < n; ++col) mix(wgmma_address(b, trans_b, col, k, 2));
+  }
+  return h;
+}
+struct pending_wgmma {
+  float* d;
+  uint64_t a, b, hash;
+  int n;
+  bool trans_b;
+  uint32_t group;  // the thread's commits before it was issued
+};
+constexpr int kMaxPendingWgmma = 64;
+struct wgmma_queue {
+  int count;
+  uint32_t committed;
+  pending_wgmma ops[kMaxPendingWgmma];
+};
+inline wgmma_queue& wgmmas_of_this_thread() {
+  static wgmma_queue queues[1024];
+  return queues[__emu_ts.attrs->thread_index_in_threadgroup];
+}
+inline void reset_wgmmas() {
+  wgmma_queue& q = wgmmas_of_this_thread();
+  q.count = 0;
+  q.committed = 0;
+}
+template <class T>
+inline void wgmma(float* d, int n, uint64_t a, uint64_t b, bool trans_b) {
+  const int lane = __emu_ts.lane, w = (int)(threadIdx.x / 32) % 4;
+  for (int j = 0; j < n / 8; ++j)
+    for (int r = 0; r < 4; ++r) {
+      const int row = 16 * w + lane / 4 + 8 * (r / 2), col = 8 * j + 2 * (lane % 4) + r % 2;
+      float acc = d[4 * j + r];
+      for (int k = 0; k < 16; ++k) acc += wgmma_element<T>(a, false, row, k) * wgmma_element<T>(b, trans_b, col, k);
+      d[4 * j + r] = acc;
+    }
+  wgmma_queue& q = wgmmas_of_this_thread();
+  if (q.count == kMaxPendingWgmma) __builtin_trap();  // more in flight than a program keeps
+  q.ops[q.count++] = {d, a, b, wgmma_operands_hash(a, b, n, trans_b), n, trans_b, q.committed};
+}
+// Retires the groups before `group`: their operands must be as they were at issue.
+inline void retire_wgmmas(uint32_t group) {
+  wgmma_queue& q = wgmmas_of_this_thread();
+  int kept = 0;
+  for (int i = 0; i < q.count; ++i) {
+    pending_wgmma& op = q.ops[i];
+    if (op.group >= group) {
+      q.ops[kept++] = op;
+    } else if (wgmma_operands_hash(op.a, op.b, op.n, op.trans_b) != op.hash) {
+      for (int j = 0; j < op.n / 2; ++j) op.d[j] = __builtin_nanf("");
+    }
+  }
+  q.count = kept;
+}
+}  // namespace __emu
+inline void mt_wgmma_fence() {}
+inline void mt_wgmma_commit() { ++__emu::wgmmas_of_this_thread().committed; }
+template <int N>
+inline void mt_wgmma_wait() {
+  const uint32_t committed = __emu::wgmmas_of_this_thread().committed;
+  if (committed > (uint32_t)N) __emu::retire_wgmmas(committed - N);
+}
+inline void mt_fence_proxy_async() {}
+inline void mt_wgmma_fence_regs(float*, int) {}
+#define __EMU_WGMMA(N)                                                                   \
+  template <int TransB, class T>                                                         \
+  inline void mt_wgmma_m64n##N(float* d, unsigned long long a, unsigned long long b, const T*) { \
+    __emu::wgmma<T>(d, N, a, b, TransB != 0);                                            \
+  }
+__EMU_WGMMA(16)
+__EMU_WGMMA(32)
+__EMU_WGMMA(64)
+__EMU_WGMMA(128)
+__EMU_WGMMA(256)
+#undef __EMU_WGMMA

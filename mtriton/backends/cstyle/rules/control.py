@@ -7,6 +7,7 @@ yielded values are assigned to the loop's or the `if`'s result entities.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from .... import ir
@@ -71,11 +72,20 @@ def _lower_for(lo: Lowering, op: ir.Op) -> None:
     if plan and ahead:
         # this iteration's copies have landed, and every thread is done with the stage refilled next
         lo.emit(lo.d.matrix.fragments.copy_wait_group.format(n=plan.stages - 2))
+        if plan.async_proxy:
+            lo.emit(lo.d.matrix.warpgroup.proxy_fence)
         lo.barrier()
-        _prefetch(lo, plan, op, *ahead, f"({plan.stage_var} + {plan.stages - 1}) % {plan.stages}")
+        prefetch = functools.partial(
+            _prefetch, lo, plan, op, *ahead, f"({plan.stage_var} + {plan.stages - 1}) % {plan.stages}"
+        )
+        if plan.overlap:  # the body's first dot issues it while it multiplies
+            lo.while_multiplying = prefetch
+        else:
+            prefetch()
     lo.env[id(body.args[0])] = iv
     _bind(lo, body.args[1:], carried)
     lo.block(ir.Block(ops=body.ops[:-1]))
+    assert lo.while_multiplying is None, "a pipelined loop's prefetch was not issued"
     _assign(lo, carried, [lo.get(v) for v in body.ops[-1].operands])
     if plan:
         lo.emit(f"{plan.stage_var} = ({plan.stage_var} + 1) % {plan.stages};")
@@ -114,7 +124,7 @@ def _start_pipeline(
         lo.barrier()  # an enclosing loop's last pass may still read them
     for v in plan.invariant:
         _, tile = lo.dots.stage_tiles[id(v)]
-        stage_operand(lo, v, lo.shared_at(tile.dtype, tile.at(plan, "0")), tile.ld, tile.dtype)
+        stage_operand(lo, v, lo.shared_at(tile.dtype, tile.at(plan, "0")), tile.staging, tile.dtype)
     stage = lo.fresh("s")
     lo.open(f"for (int {stage} = 0; {stage} < {plan.stages - 1}; ++{stage})")
     _prefetch(lo, plan, loop, iv, ahead, stage)
@@ -136,7 +146,7 @@ def _prefetch(lo: Lowering, plan: Pipeline, loop: ir.Op, iv: Entity, ahead: list
     for load in plan.loads:
         _, tile = lo.dots.stage_tiles[id(load.result)]
         buf = lo.shared_at(tile.dtype, tile.at(plan, stage))
-        copy_to_shared(lo, load, buf, tile.cols, tile.ld)
+        copy_to_shared(lo, load, buf, tile.staging)
     lo.close()
     lo.emit(frag.copy_commit)
     for update in plan.advance_ops:

@@ -1,6 +1,8 @@
 """Rules for `dot`: the operands are staged in threadgroup memory and multiplied on the
 dialect's matrix unit (`MatrixUnit`), on register fragments where `DotPlan.fragments` says so
-(the result's registers are the accumulators), else by a loop over k per element.
+(the result's registers are the accumulators: mma.sync fed by ldmatrix, or the warpgroup unit
+reading its operands from threadgroup memory where `DotPlan.warpgroup` has the dot), else by a
+loop over k per element.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from ..entity import Entity
 from ..layout import MmaLayout
 from ..registry import lowers
 from ..render import render_cast
-from ..shared_memory import array_bytes
+from ..shared_memory import Staging, align_to, array_bytes
 from .memory import copy_to_shared
 
 if TYPE_CHECKING:
@@ -31,7 +33,9 @@ def _lower_dot(lo: Lowering, op: ir.Op) -> None:
         _dot_batched(lo, op, acc, result)
         return
     layout = lo.dots.fragments.get(id(op))
-    if layout is not None:
+    if layout is not None and id(op) in lo.dots.warpgroup:
+        _dot_warpgroup(lo, op, acc, result, layout)
+    elif layout is not None:
         _dot_fragments(lo, op, acc, result, layout)
     else:
         _dot_staged(lo, op, acc, result)
@@ -65,7 +69,9 @@ def _dot_staged(lo: Lowering, dot: ir.Op, acc: Entity, result: Entity) -> None:
     lo.barrier()
     rounding = lo.d.extra["round_tf32"] if tf32 else "{x}"
     for v, buf in ((a_v, a_buf), (b_v, b_buf)):
-        stage_operand(lo, v, buf, v.type.shape[1], stage_dtype, lambda x: rounding.format(x=x))
+        rows, cols = v.type.shape
+        staging = Staging(rows, cols, cols, stage_dtype.itemsize)
+        stage_operand(lo, v, buf, staging, stage_dtype, lambda x: rounding.format(x=x))
     lo.barrier()
     layout, out = result.layout, lo.ctype(result.dtype)
     if use_unit:
@@ -167,7 +173,7 @@ def _registers_as_a(lo: Lowering, a_v: ir.Value, result: MmaLayout) -> Entity | 
     if id(a_v) in lo.dots.stage_tiles or id(a_v) in lo.dots.transposes or ent.dtype.itemsize != 2:
         return None
     whole_rows = layout.warps_n == 1 and result.warps_n == 1 and layout.m == a_v.type.shape[0]
-    return ent if whole_rows and (layout.m, layout.warps_m) == (result.m, result.warps_m) else None
+    return ent if whole_rows and layout.row("r") == result.row("r") else None
 
 
 def _pack_a_fragments(lo: Lowering, a: Entity) -> None:
@@ -181,23 +187,67 @@ def _pack_a_fragments(lo: Lowering, a: Entity) -> None:
             lo.emit(f"fa[{4 * mi + r}] = mt_pack({a.at(lo_slot)}, {a.at(hi_slot)});")
 
 
+def _dot_warpgroup(lo: Lowering, dot: ir.Op, acc: Entity, result: Entity, layout: MmaLayout) -> None:
+    """result = acc + A @ B on the warpgroup unit (wgmma), the result's slots its accumulators.
+
+    Per k-step of 16, each warpgroup issues one instruction per 64-row tile of its rows (the
+    whole n at once) from descriptors of the staged tiles, then commits them as one group and
+    waits for it: the accumulators are read next, and a pipelined loop refills the stage. A
+    pipelined loop's prefetch for a later iteration (`Lowering.while_multiplying`) is issued
+    between the two, while the tensor cores multiply.
+    """
+    wg = lo.d.matrix.warpgroup
+    a_v, b_v = dot.operands[:2]
+    (m, k), n = a_v.type.shape, b_v.type.shape[1]
+    lo.helpers.add(wg.helper)
+    lo.open()
+    (a_buf, b_buf), (sa, sb) = _fragment_operands(lo, dot), lo.dots.stagings[id(dot)]
+    mn_major = int(id(b_v) not in lo.dots.transposed)  # B as (k, n): n contiguous
+    lo.emit(f"for (int i = 0; i < {layout.slots}; ++i) {result.name}[i] = {acc.at()};")
+    da, db = lo.fresh("da"), lo.fresh("db")
+    lo.emit(
+        f"const unsigned long long {da} = {wg.desc.format(p=a_buf, lbo=16, sbo=8 * sa.swizzle, swizzle=sa.swizzle)};"
+    )
+    # MN-major B: LBO steps between its column panels (k rows of the swizzle each), SBO 8 rows on
+    b_lbo = k * sb.swizzle if mn_major else 16
+    lo.emit(
+        f"const unsigned long long {db} = {wg.desc.format(p=b_buf, lbo=b_lbo, sbo=8 * sb.swizzle, swizzle=sb.swizzle)};"
+    )
+    lo.emit(wg.fence_regs.format(c=result.name, n=layout.slots))
+    lo.emit(wg.fence)
+    groups, t = lo.warps // 4, lo.ctype(a_v.type.elem)
+    warp_rows = f"(warp / 4) * {sa.start(64, 0) // 16}"  # the warpgroup's 64 rows, in 16 bytes
+    for kk in range(0, k, 16):
+        b = f"{db} + {(sb.start(kk, 0) if mn_major else sb.start(0, kk)) // 16}"
+        for mi in range(m // (64 * groups)):
+            a = f"{da} + {sa.start(mi * 64 * groups, kk) // 16} + {warp_rows}"
+            c = f"{result.name} + {mi * n // 2}"
+            lo.emit(wg.mma.format(c=c, a=a, b=b, trans_b=mn_major, t=t, n=n))
+    lo.emit(wg.commit)
+    if lo.while_multiplying is not None:  # a pipelined loop's next copies, issued meanwhile
+        prefetch, lo.while_multiplying, comment = lo.while_multiplying, None, lo.comment
+        prefetch()
+        lo.comment = comment
+    lo.emit(wg.wait.format(n=0))
+    lo.emit(wg.fence_regs.format(c=result.name, n=layout.slots))
+    lo.close()  # no trailing barrier: the next writer of threadgroup memory starts with one
+
+
 def _fragment_operands(lo: Lowering, dot: ir.Op, a_in_registers: bool = False) -> tuple[str, str]:
     """Where a fragment dot's A and B sit in threadgroup memory, as C pointers: operands a
     pipelined loop prefetched in its current stage, the others staged here (a deferred load
-    copied from global memory, a value in registers written out), between barriers. A B given
-    as tl.trans of an (n, k) load is staged as loaded; an A read from registers
-    (`a_in_registers`) is not staged (its pointer is empty)."""
+    copied from global memory, a value in registers written out), between barriers, in the
+    plan's stagings. A B given as tl.trans of an (n, k) load is staged as loaded; an A read
+    from registers (`a_in_registers`) is not staged (its pointer is empty)."""
     frag = lo.d.matrix.fragments
     a_v, b_v = dot.operands[:2]
-    (m, k), n = a_v.type.shape, b_v.type.shape[1]
     in_dtype = a_v.type.elem
-    lda, ldb = fragment_strides(dot, frag)
     b_load = lo.dots.transposed.get(id(b_v))
-    b_tile = (b_load.result, k, lda, n) if b_load is not None else (b_v, n, ldb, k)
+    operands = zip((a_v, b_v if b_load is None else b_load.result), lo.dots.stagings[id(dot)])
     staged = []
     bufs = []
     offset = 0
-    for v, cols, ld, rows in ((a_v, k, lda, m), b_tile):
+    for v, staging in operands:
         if v is a_v and a_in_registers:
             bufs.append("")
             continue
@@ -206,19 +256,22 @@ def _fragment_operands(lo: Lowering, dot: ir.Op, a_in_registers: bool = False) -
             plan, tile = pipelined
             bufs.append(lo.shared_at(in_dtype, tile.at(plan, plan.stage_var)))
             continue
-        bufs.append(lo.scratch(in_dtype, rows * ld, offset))
-        offset += array_bytes(in_dtype, rows * ld)
-        staged.append((v, bufs[-1], cols, ld))
+        offset = align_to(offset, staging.align)
+        bufs.append(lo.scratch(in_dtype, staging.nbytes // in_dtype.itemsize, offset))
+        offset += staging.nbytes
+        staged.append((v, bufs[-1], staging))
     if staged:
         lo.barrier()
-    for v, buf, cols, ld in staged:
+    for v, buf, staging in staged:
         ent = lo.get(v)
         if ent.deferred is not None:
-            copy_to_shared(lo, ent.deferred, buf, cols, ld)
+            copy_to_shared(lo, ent.deferred, buf, staging)
         else:
-            stage_operand(lo, v, buf, ld, in_dtype)
+            stage_operand(lo, v, buf, staging, in_dtype)
     if any(lo.get(v).deferred is not None for v, *_ in staged):
         lo.emit(frag.copy_wait)
+    if staged and id(dot) in lo.dots.warpgroup:
+        lo.emit(lo.d.matrix.warpgroup.proxy_fence)
     if staged:
         lo.barrier()
     a_buf, b_buf = bufs
@@ -229,13 +282,12 @@ def _load_a_fragments(lo: Lowering, dot: ir.Op, layout: MmaLayout, a_buf: str) -
     """Loads this k-step's A fragment of each of the warp's 16-row tiles into `fa`."""
     frag = lo.d.matrix.fragments
     a_v = dot.operands[0]
-    m, elem = a_v.type.shape[0], a_v.type.elem
+    elem = a_v.type.elem
     row_piece = 16 // elem.itemsize  # elements in the 16 bytes ldmatrix reads of a row
     lda, _ = fragment_strides(dot, frag)
     load = frag.load_a_tf32 if elem == T.float32 else frag.load_a
-    row0 = f"(warp / {layout.warps_n}) * {m // layout.warps_m}"
     for mi in range(layout.tiles_m):
-        p = f"{a_buf} + ({row0} + {16 * mi} + lane % 16) * {lda} + kk + (lane / 16) * {row_piece}"
+        p = f"{a_buf} + ({layout.tile_row('warp', mi)} + lane % 16) * {lda} + kk + (lane / 16) * {row_piece}"
         lo.emit(load.format(r=f"fa + {4 * mi}", p=p))
 
 
@@ -296,10 +348,11 @@ def _paired_b_tiles(
 
 
 def stage_operand(
-    lo: Lowering, v: ir.Value, buf: str, ld: int, dtype: T.DType, wrap: Callable[[str], str] = str
+    lo: Lowering, v: ir.Value, buf: str, staging: Staging, dtype: T.DType, wrap: Callable[[str], str] = str
 ) -> None:
-    """Writes a 2-D dot operand held in registers to threadgroup memory as `dtype` rows `ld`
-    apart (`wrap` applied to each value); an operand given as tl.trans(x) is written from x."""
+    """Writes a 2-D dot operand held in registers to threadgroup memory as `dtype`, placed as
+    `staging` says (`wrap` applied to each value); an operand given as tl.trans(x) is written
+    from x."""
     rows, cols = v.type.shape
     src = lo.dots.transposes.get(id(v))
     ent = lo.get(src if src is not None else v)
@@ -308,9 +361,9 @@ def stage_operand(
     lo.emit(f"const int e = {ent.layout.flat_index('i')};")
     # element e of x (cols x rows) is the operand's (e % rows, e / rows)
     if src is not None:
-        at = f"(e % {rows}) * {ld} + e / {rows}"
+        at = staging.at(f"e % {rows}", f"e / {rows}")
     else:
-        at = "e" if ld == cols else f"(e / {cols}) * {ld} + e % {cols}"
+        at = "e" if staging.ld == cols and not staging.swizzle else staging.at(f"e / {cols}", f"e % {cols}")
     lo.emit(f"{buf}[{at}] = {wrap(value)};")
     lo.close()
 

@@ -18,6 +18,7 @@ from ..entity import Entity
 from ..layout import Layout, MmaLayout, RowsLayout
 from ..registry import lowers
 from ..render import literal
+from ..shared_memory import Staging
 
 if TYPE_CHECKING:
     from ..lowering import Lowering
@@ -242,10 +243,10 @@ def _materialize(lo: Lowering, v: ir.Value, ent: Entity, layout: Layout) -> Enti
     return out
 
 
-def copy_to_shared(lo: Lowering, load: ir.Op, buf: str, cols: int, ld: int) -> None:
-    """Performs a deferred load into a staged tile (rows of `cols` elements, `ld` apart):
-    asynchronous vector copies where the chunk allows (masked elements zero-filled), element
-    copies elsewhere."""
+def copy_to_shared(lo: Lowering, load: ir.Op, buf: str, staging: Staging) -> None:
+    """Performs a deferred load into a staged tile: asynchronous vector copies where the
+    chunk allows (masked elements zero-filled), element copies elsewhere. A chunk of up to 16
+    bytes stays contiguous in every staging (a swizzle moves 16-byte pieces)."""
     frag = lo.d.matrix.fragments
     ptr_v, mask_v = load.operands[0], (load.operands[1] if len(load.operands) > 1 else None)
     ptr, mask = lo.get(ptr_v), (lo.get(mask_v) if mask_v is not None else None)
@@ -259,21 +260,21 @@ def copy_to_shared(lo: Lowering, load: ir.Op, buf: str, cols: int, ld: int) -> N
         mask = _materialize(lo, mask_v, mask, layout) if mask is not None else None
     ctype = lo.ctype(ptr.dtype)
     zero = literal(lo.d, 0, ptr.dtype)
+    cols = staging.cols
+    at = staging.at(f"e / {cols}", f"e % {cols}")
     vec = vector_width(lo, ptr_v, layout, ptr.dtype)
     if vec == 1 or cols % vec:
         lo.slot_loop(layout)
         lo.emit(f"const int e = {layout.flat_index('i')};")
         value = f"{ptr.base}[{ptr.at()}]"
-        lo.emit(
-            f"{buf}[(e / {cols}) * {ld} + e % {cols}] = {f'{mask.at()} ? {value} : {zero}' if mask else value};"
-        )
+        lo.emit(f"{buf}[{at}] = {f'{mask.at()} ? {value} : {zero}' if mask else value};")
         lo.close()
         return
     nbytes = vec * ptr.dtype.itemsize
     chunk = vector_chunk(lo, ptr, mask, mask_v, vec)
     lo.open(f"for (int i = 0; i < {layout.slots}; i += {vec})")
     lo.emit(f"const int e = {layout.flat_index('i')};")
-    lo.emit(f"{lo.d.shared_ptr.format(t=ctype)} dst = {buf} + (e / {cols}) * {ld} + e % {cols};")
+    lo.emit(f"{lo.d.shared_ptr.format(t=ctype)} dst = {buf} + {at};")
     src = f"{ptr.base} + {ptr.at()}"
     flag = lo.aligned(ptr.base, nbytes)
     if chunk.by_element and not (flag is not None and chunk.masks[0] == chunk.masks[-1]):

@@ -223,11 +223,12 @@ def _reduce_mma_rows(lo: Lowering, red: _Reduction) -> None:
     fold(lo, red.region, row_accs, [e.at(slot("c")) for e in inputs], dtypes)
     lo.close()
     _butterfly(lo, red.op, row_accs, dtypes, 4)
-    if isinstance(results[0].layout, RowsLayout):
+    in_rows = isinstance(results[0].layout, RowsLayout) and results[0].layout.mma.row("r") == layout.row("r")
+    if in_rows:
         for res, acc in zip(results, row_accs):
             lo.emit(f"{res.name}[r] = static_cast<{lo.ctype(res.dtype)}>({acc});")
     lo.close()
-    if isinstance(results[0].layout, RowsLayout):
+    if in_rows:
         return
     m, warps_n = layout.m, layout.warps_n
     bufs, offset = [], 0
@@ -237,7 +238,7 @@ def _reduce_mma_rows(lo: Lowering, red: _Reduction) -> None:
     lo.barrier()
     lo.open("if (lane % 4 == 0)")
     lo.open(f"for (int r = 0; r < {rows}; ++r)")
-    row = f"(warp / {warps_n}) * {m // layout.warps_m} + (r / 2) * 16 + 8 * (r % 2) + lane / 4"
+    row = f"{layout.tile_row('warp', 'r / 2')} + 8 * (r % 2) + lane / 4"
     for buf, acc in zip(bufs, row_accs):
         lo.emit(f"{buf}[(warp % {warps_n}) * {m} + {row}] = {acc};")
     lo.close()

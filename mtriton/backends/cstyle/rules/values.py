@@ -137,13 +137,8 @@ def _rows_over_columns(
     accumulator layout with the same rows (`m_i[:, None]` against attention's scores)."""
     if op.name != "broadcast" or not isinstance(src, RowsLayout) or not isinstance(dst, MmaLayout):
         return False
-    mma = src.mma
     shape = op.operands[0].type.shape
-    return (
-        len(shape) == 2
-        and tuple(shape) == (mma.m, 1)
-        and (dst.m, dst.warps_m, dst.warps_n) == (mma.m, mma.warps_m, mma.warps_n)
-    )
+    return tuple(shape) == (src.mma.m, 1) and dst.m == src.mma.m and dst.row("r") == src.mma.row("r")
 
 
 @lowers("join")
