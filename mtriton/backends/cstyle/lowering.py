@@ -52,6 +52,29 @@ _RECOMPUTED_FREELY = frozenset(
 )
 
 
+def chunk_elements(fn: ir.Function, vector_bytes: int) -> dict[int, int]:
+    """Elements per thread chunk of each element count's layout: `vector_bytes` of the
+    narrowest type the kernel loads or stores with that count (8 halves, 16 int8).
+
+    Layouts are keyed by element count, so an f16 row loaded, cast to f32 and stored as f16
+    (softmax in half) shares one layout: chunks sized for the narrowest type give its accesses
+    16 bytes each, where chunks sized for the widest would give them 8. A wider type in the
+    same layout then accesses a chunk as several 16-byte vectors (`rules/memory.py`), which
+    costs no registers (a thread holds `numel / threads` elements either way) and stays
+    coalesced: neighbouring threads' vectors are one chunk apart, and the chunk's later
+    vectors read the rest of the same sectors. Counts no access uses keep 4 elements (16
+    bytes of a 32-bit type).
+    """
+    chunks: dict[int, int] = {}
+    for op in ir.walk(fn.body):
+        if op.name not in ("load", "store") or not op.operands[0].type.shape:
+            continue
+        ptr = op.operands[0].type
+        elems = max(1, vector_bytes // ptr.elem.element.itemsize)
+        chunks[ptr.numel] = max(chunks.get(ptr.numel, 1), elems)
+    return chunks
+
+
 @dataclass
 class _Memo:
     """One `Lowering.expr_at` call's state: the paths reaching each value, and the text (or
@@ -68,7 +91,7 @@ class Lowering:
         self, fn: ir.Function, dialect: Dialect, opts: LaunchOptions, arg_names: dict[str, str]
     ) -> None:
         self.fn = fn
-        self.d = dialect
+        self.d = dialect.under(opts.math_mode)
         self.threads = opts.num_warps * 32
         self.warps = opts.num_warps
         self.axis = AxisInfoAnalysis(fn)
@@ -98,6 +121,7 @@ class Lowering:
                 uses[id(v)] = uses.get(id(v), 0) + 1
         self.dots = plan_dots(fn, dialect, self.threads, opts.num_stages, uses)
         self.shared_bytes = self.dots.scratch_base
+        self.chunks = chunk_elements(fn, dialect.vector_bytes)
 
     @property
     def atomic(self) -> set[str]:
@@ -153,7 +177,8 @@ class Lowering:
     def layout_of(self, v: ir.Value) -> Layout | MmaLayout | None:
         if not v.type.shape:
             return None
-        return self.dots.layouts.get(v.type.numel) or Layout(v.type.numel, self.threads, self.d.max_vec)
+        numel = v.type.numel
+        return self.dots.layouts.get(numel) or Layout(numel, self.threads, self.chunks.get(numel, 4))
 
     def new_entity(
         self, v: ir.Value, base: str | None = None, dtype: T.DType | None = None, wide: bool = False

@@ -15,7 +15,7 @@ from .source import full_cuda_source
 
 class CudaBackend:
     name = "cuda"
-    options = frozenset({"num_warps", "num_stages"})
+    options = frozenset({"num_warps", "num_stages", "math_mode"})
     dialect = CUDA
     full_source = staticmethod(full_cuda_source)
 
