@@ -122,6 +122,12 @@ class Lowering:
         self.dots = plan_dots(fn, dialect, self.threads, opts.num_stages, uses)
         self.shared_bytes = self.dots.scratch_base
         self.chunks = chunk_elements(fn, dialect.vector_bytes)
+        # Threadgroup-memory events so far (barriers, pointers into it, regions that hold
+        # either), and the event count and buffer offset of the last per-warp exchange
+        # (`cooperative.exchange_per_warp`): while no event has happened since, the next
+        # exchange needs no leading barrier. None before: no exchange, nothing read yet.
+        self.memory_events = 0
+        self.last_exchange: tuple[int, int | None] = (0, None)
 
     @property
     def atomic(self) -> set[str]:
@@ -216,9 +222,11 @@ class Lowering:
     def shared_at(self, dtype: T.DType, offset: str) -> str:
         """A typed pointer to threadgroup memory at byte offset `offset` (a C expression)."""
         ctype = self.ctype(dtype) if not dtype.is_bool() else "bool"
+        self.memory_events += 1
         return f"(({self.d.shared_ptr.format(t=ctype)})(mt_smem + {offset}))"
 
     def barrier(self) -> None:
+        self.memory_events += 1
         self.emit(self.d.barrier)
 
     def slot_loop(self, layout: Layout) -> None:
@@ -242,7 +250,8 @@ class Lowering:
             else:
                 self.env[id(param.value)] = Entity(d.extra["scalar_arg"].format(name=name), elem)
         body_start = len(self.lines)
-        self.block(self.fn.body)
+        for op in self.fn.body.ops:
+            self.op(op)
         self.lines[body_start:body_start] = ["  " + line for line in self.prologue.values()]
         if self.shared_bytes:
             self.lines.insert(body_start, "  " + d.shared_array.format(n16=self.shared_bytes // 16))
@@ -258,8 +267,14 @@ class Lowering:
         return name
 
     def block(self, block: ir.Block) -> None:
+        """Lowers the ops of a region (a loop's body, a branch). A region that touches
+        threadgroup memory counts as an event on entry (a loop's next iteration follows its
+        last one) and on exit (it may not have run); one that does not leaves no trace."""
+        before = self.memory_events
+        self.memory_events += 1
         for op in block.ops:
             self.op(op)
+        self.memory_events = before if self.memory_events == before + 1 else self.memory_events + 1
 
     def op(self, op: ir.Op) -> None:
         # the comment stays the last op's after a nested one (a region's) returns; errors

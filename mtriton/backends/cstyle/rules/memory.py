@@ -95,8 +95,10 @@ def _lower_load(lo: Lowering, op: ir.Op) -> None:
     vec = vector_width(lo, op.operands[0], ent.layout, ent.dtype)
     if vec == 1:
         run = ent.layout.vec
-        if run > 1 and all(v is None or lo.axis[v].constancy % run == 0 for v in op.operands):
-            # a chunk reads one address (a per-group scale, say): one load, copied
+        while run > 1 and not all(v is None or lo.axis[v].constancy % run == 0 for v in op.operands):
+            run //= 2
+        if run > 1:
+            # each run of a chunk reads one address (a per-group scale, say): one load, copied
             lo.open(f"for (int i = 0; i < {ent.layout.slots}; i += {run})")
             lo.emit(f"{ent.name}[i] = {element('i', ptr.at(), mask.at() if mask else None)};")
             for j in range(1, run):
