@@ -127,7 +127,12 @@ class LaunchOptions:
         num_warps: Threads per program, in warps of 32: a power of two up to 32.
         num_stages: Iterations of a loop's `tl.dot` tiles in flight (CUDA's software
             pipelining); 1 or more.
-        math_mode: Metal's math mode: "safe" (IEEE special values), "relaxed" or "fast".
+        math_mode: "safe", "relaxed" or "fast", or None for the backend's default. Metal: MLX's
+            math mode ("safe", IEEE special values, by default). CUDA: "safe" is exact (expf,
+            exp2f, correctly rounded division); "relaxed" and "fast" are Triton's own lowering,
+            the default: float32 `exp` as `ex2.approx` of x * log2(e), `exp2` as `ex2.approx`,
+            and division as `div.full` (2 ulp; the softmax tutorial spends a third of its
+            instructions on exact exp and division otherwise).
         num_ctas: Triton's cluster size; accepted, only 1 exists here.
         maxnreg: Triton's register cap per thread; accepted, no backend acts on it.
         enable_fp_fusion: Triton's multiply-add fusion switch; accepted, no backend acts on it.
@@ -135,7 +140,7 @@ class LaunchOptions:
 
     num_warps: int = 4
     num_stages: int = 3
-    math_mode: str = "safe"
+    math_mode: str | None = None
     num_ctas: int = 1
     maxnreg: int | None = None
     enable_fp_fusion: bool = True
@@ -146,8 +151,11 @@ class LaunchOptions:
             raise LaunchError(f"num_warps must be a power of two from 1 to {MAX_WARPS}, got {warps!r}")
         if type(self.num_stages) is not int or self.num_stages < 1:
             raise LaunchError(f"num_stages must be an int >= 1, got {self.num_stages!r}")
-        if self.math_mode not in MATH_MODES:
-            raise LaunchError(f"math_mode must be one of {', '.join(MATH_MODES)}, got {self.math_mode!r}")
+        if self.math_mode is not None and self.math_mode not in MATH_MODES:
+            raise LaunchError(
+                f"math_mode must be one of {', '.join(MATH_MODES)} (or None: the backend's default), "
+                f"got {self.math_mode!r}"
+            )
         if self.num_ctas != 1:
             raise LaunchError(
                 f"num_ctas must be 1: no backend launches thread-block clusters, got {self.num_ctas!r}"

@@ -197,9 +197,10 @@ def test_cuda_matmul_accumulates_in_register_fragments() -> None:
             ["dump-cuda", f"{TUTORIALS}:matmul_kernel", "-s", "*fp16,*fp16,*fp16," + ",".join(["i32:16"] * 3 + ["i32:16", "i32:1"] * 3),
              "-c", "BLOCK_SIZE_M=64", "-c", "BLOCK_SIZE_N=64", "-c", "BLOCK_SIZE_K=32", "-c", "GROUP_SIZE_M=8"]
         )  # fmt: skip
-    # num_stages 3 (the default): the prologue copies two iterations ahead, each iteration one more
+    # num_stages 3 (the default): the prologue copies two iterations ahead, each iteration one
+    # more, 16 bytes (8 halves) a copy
     cuda = out.getvalue()
-    assert cuda.count("mt_cp_async<8>(") == 4 and cuda.count("mt_cp_async_commit();") == 2
+    assert cuda.count("mt_cp_async<16>(") == 4 and cuda.count("mt_cp_async_commit();") == 2
     assert "mt_cp_async_wait_group<1>();" in cuda and "mt_cp_async_wait();" not in cuda
 
 

@@ -441,10 +441,12 @@ def custom_combine_kernel(
     tl.store(scan_ptr + offs, h, mask=mask)
 
 
-# 1024 and 2048 give each of 128 threads several chunks (512: each of one warp's 32 threads):
-# GPU scans run in registers, chunk by chunk with a carry, and the recurrence's combine is not
-# commutative.
-@pytest.mark.parametrize("n, block, warps", [(100, 128, 4), (1000, 1024, 4), (2001, 2048, 4), (500, 512, 1)])
+# 1024 and 2048 give each of 128 threads several chunks (512: each of one warp's 32 threads;
+# 2048 on 8 warps: two chunks of 4 per thread): GPU scans run in registers, each thread's
+# chunks, then across lanes and warps, and the recurrence's combine is not commutative.
+@pytest.mark.parametrize(
+    "n, block, warps", [(100, 128, 4), (1000, 1024, 4), (2001, 2048, 4), (500, 512, 1), (1500, 2048, 8)]
+)
 @pytest.mark.parametrize("reverse", [False, True])
 def test_user_combine_functions(
     backend: str, rng: np.random.Generator, reverse: bool, n: int, block: int, warps: int

@@ -104,3 +104,61 @@ def test_float64_math_is_float64_accurate_on_the_interpreter(rng: np.random.Gene
         mtriton.set_backend(None)
     expected = np.stack([np.exp(x), np.sin(x), np.cos(x), [math.erf(v) for v in x]], axis=1).reshape(-1)
     np.testing.assert_allclose(np.array(out), expected, rtol=1e-14, atol=1e-15)
+
+
+@mtriton.jit
+def _exp_and_div_kernel(x_ptr, y_ptr, exp_ptr, exp2_ptr, div_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0)
+    y = tl.load(y_ptr + offs, mask=mask, other=1.0)
+    tl.store(exp_ptr + offs, tl.exp(x), mask=mask)
+    tl.store(exp2_ptr + offs, tl.exp2(x * 1.5), mask=mask)
+    tl.store(div_ptr + offs, x / y, mask=mask)
+
+
+def _ulps(got: np.ndarray, exact: np.ndarray) -> np.ndarray:
+    """|got - exact| in units of the float32 spacing at `exact` (float64), 0 where both agree."""
+    spacing = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.where(got == exact, 0.0, np.abs(got.astype(np.float64) - exact) / spacing)
+
+
+@pytest.mark.parametrize("math_mode", [None, "safe"], ids=["default", "safe"])
+def test_exp_exp2_and_division_accuracy(
+    backend: str, rng: np.random.Generator, math_mode: str | None
+) -> None:
+    # CUDA's default is Triton's lowering: ex2.approx (of x * log2 e for exp) and div.full, whose
+    # errors CUDA documents as 2 + 1.173 |x| ulp (__expf) and 2 ulp; every backend must meet
+    # those bounds (MLX's own float32 exp on the CPU is 14 ulp off at x = -50), and "safe"
+    # divides correctly rounded everywhere.
+    n = 4099
+    x = rng.uniform(-80, 80, n).astype(np.float32)
+    x[:6] = [0.0, -0.0, 1e-40, -1e-40, 85.0, -85.0]  # zeros, subnormals, near the range's ends
+    y = (rng.standard_normal(n) * np.exp2(rng.uniform(-60, 60, n))).astype(np.float32)
+    outs = [poisoned(n) for _ in range(3)]
+    opts = {} if math_mode is None else {"math_mode": math_mode}
+    _exp_and_div_kernel[(mtriton.cdiv(n, 512),)](mx.array(x), mx.array(y), *outs, n, BLOCK=512, **opts)
+    got_exp, got_exp2, got_div = (to_numpy(o) for o in outs)
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    assert np.all(_ulps(got_exp, np.exp(x64)) <= 2 + np.floor(1.173 * np.abs(x64)))
+    exp2_arg = (x * np.float32(1.5)).astype(np.float64)  # the kernel's float32 product
+    assert np.all(_ulps(got_exp2, np.exp2(exp2_arg)) <= 2)
+    if math_mode is None:
+        assert np.all(_ulps(got_div, x64 / y64) <= 2)
+    else:
+        np.testing.assert_array_equal(got_div, x / y)
+
+
+@pytest.mark.parametrize(
+    ("math_mode", "exp"), [(None, "mt_exp_approx("), ("relaxed", "mt_exp_approx("), ("safe", "expf(")]
+)
+def test_cuda_math_mode_chooses_the_functions(math_mode: str | None, exp: str) -> None:
+    x = mx.zeros((512,))
+    opts = {} if math_mode is None else {"math_mode": math_mode}
+    asm = _exp_and_div_kernel.warmup(x, x, x, x, x, 512, BLOCK=512, grid=(1,), **opts).asm
+    body = asm["cuda"].split("__global__")[-1]  # the prelude defines every function
+    assert exp in body
+    assert ("mt_ex2_approx(" in body) == (math_mode != "safe")
+    assert ("mt_div_full(" in body) == (math_mode != "safe")
+    assert "mt_exp_approx(" not in asm["metal"]  # Metal's math is MLX's math mode

@@ -199,17 +199,24 @@ def test_flash_attention_row_statistics_stay_in_registers() -> None:
 
 # 3 x 4001 in 4096-wide blocks: 8 chunks of 4 per thread, so the GPU scans carry 7 times
 @pytest.mark.parametrize("dtype", [mx.float32, mx.int32])
+# 3 x 4001 in 4096-wide blocks: 8 chunks of 4 per thread (4 chunks of 8 halves; on 8 warps,
+# 4 of 4), each scanned in registers, then across lanes and warps at once
+@pytest.mark.parametrize("dtype", [mx.float32, mx.int32, mx.float16])
 @pytest.mark.parametrize("shape", [(5, 1), (9, 1000), (3, 4001)])
-def test_cumsum(backend: str, rng: np.random.Generator, dtype: mx.Dtype, shape: tuple[int, int]) -> None:
+@pytest.mark.parametrize("warps", [4, 8])
+def test_cumsum(
+    backend: str, rng: np.random.Generator, dtype: mx.Dtype, shape: tuple[int, int], warps: int
+) -> None:
     rows, cols = shape
     if dtype == mx.int32:
         x = mx.array(rng.integers(-50, 50, shape, dtype=np.int32))
     else:
-        x = rand(rng, shape)
+        x = rand(rng, shape, dtype)
     y = poisoned(shape, dtype)
-    K.cumsum_kernel[(rows,)](x, y, cols, cols, BLOCK_SIZE=triton.next_power_of_2(cols))
+    K.cumsum_kernel[(rows,)](x, y, cols, cols, BLOCK_SIZE=triton.next_power_of_2(cols), num_warps=warps)
     ref = np.cumsum(f64(x), axis=1)
-    np.testing.assert_allclose(f64(y), ref, rtol=1e-5, atol=1e-4)
+    tol = {"rtol": 2e-3, "atol": 0.1} if dtype == mx.float16 else {"rtol": 1e-5, "atol": 1e-4}
+    np.testing.assert_allclose(f64(y), ref, **tol)  # half: each partial sum rounded once
 
 
 @pytest.mark.parametrize("n, bins", [(1000, 7), (5003, 64)])

@@ -101,12 +101,12 @@
   }
   int v40[8];  // tutorial_kernels.py:103
   for (int i = 0; i < 8; ++i) {  // tutorial_kernels.py:103
-    const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // tutorial_kernels.py:103
+    const int e = (tid * 8 + i);  // tutorial_kernels.py:103
     v40[i] = static_cast<int>(static_cast<int>(static_cast<int>(v28 + (0 + (int)((((e) / 32) % 32)))) % a3) * a6);  // tutorial_kernels.py:103
   }
   int v41[8];  // tutorial_kernels.py:103
   for (int i = 0; i < 8; ++i) {  // tutorial_kernels.py:103
-    const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // tutorial_kernels.py:103
+    const int e = (tid * 8 + i);  // tutorial_kernels.py:103
     v41[i] = static_cast<int>((0 + (int)(((e) % 32))) * a7);  // tutorial_kernels.py:103
   }
   int v42[8];  // tutorial_kernels.py:103
@@ -127,12 +127,12 @@
   }
   int v46[8];  // tutorial_kernels.py:104
   for (int i = 0; i < 8; ++i) {  // tutorial_kernels.py:104
-    const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // tutorial_kernels.py:104
+    const int e = (tid * 8 + i);  // tutorial_kernels.py:104
     v46[i] = static_cast<int>((0 + (int)((((e) / 32) % 32))) * a8);  // tutorial_kernels.py:104
   }
   int v47[8];  // tutorial_kernels.py:104
   for (int i = 0; i < 8; ++i) {  // tutorial_kernels.py:104
-    const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // tutorial_kernels.py:104
+    const int e = (tid * 8 + i);  // tutorial_kernels.py:104
     v47[i] = static_cast<int>(static_cast<int>(static_cast<int>(v33 + (0 + (int)(((e) % 32)))) % a4) * a9);  // tutorial_kernels.py:104
   }
   int v48[8];  // tutorial_kernels.py:104
@@ -178,7 +178,7 @@
     }
     bool v66[8];  // tutorial_kernels.py:108
     for (int i = 0; i < 8; ++i) {  // tutorial_kernels.py:108
-      const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // tutorial_kernels.py:108
+      const int e = (tid * 8 + i);  // tutorial_kernels.py:108
       v66[i] = ((0 + (int)(((e) % 32))) < v64);  // tutorial_kernels.py:108
     }
     float v67;  // tutorial_kernels.py:108
@@ -201,7 +201,7 @@
     }
     bool v74[8];  // tutorial_kernels.py:109
     for (int i = 0; i < 8; ++i) {  // tutorial_kernels.py:109
-      const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // tutorial_kernels.py:109
+      const int e = (tid * 8 + i);  // tutorial_kernels.py:109
       v74[i] = ((0 + (int)((((e) / 32) % 32))) < v72);  // tutorial_kernels.py:109
     }
     float v75;  // tutorial_kernels.py:109
@@ -216,11 +216,11 @@
     {  // tutorial_kernels.py:110
       threadgroup_barrier(mem_flags::mem_threadgroup);  // tutorial_kernels.py:110
       for (int i = 0; i < 8; ++i) {  // tutorial_kernels.py:110
-        const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // tutorial_kernels.py:110
+        const int e = (tid * 8 + i);  // tutorial_kernels.py:110
         ((threadgroup float*)(mt_smem + 0))[e] = static_cast<float>(v69[i]);  // tutorial_kernels.py:110
       }
       for (int i = 0; i < 8; ++i) {  // tutorial_kernels.py:110
-        const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // tutorial_kernels.py:110
+        const int e = (tid * 8 + i);  // tutorial_kernels.py:110
         ((threadgroup float*)(mt_smem + 4096))[e] = static_cast<float>(v77[i]);  // tutorial_kernels.py:110
       }
       threadgroup_barrier(mem_flags::mem_threadgroup);  // tutorial_kernels.py:110
@@ -245,7 +245,7 @@
       }
       threadgroup_barrier(mem_flags::mem_threadgroup);  // tutorial_kernels.py:110
       for (int i = 0; i < 8; ++i) {  // tutorial_kernels.py:110
-        v78[i] = static_cast<float>(v58[i] + ((threadgroup float*)(mt_smem + 0))[(((i) / 4 * 128 + tid) * 4 + (i) % 4)]);  // tutorial_kernels.py:110
+        v78[i] = static_cast<float>(v58[i] + ((threadgroup float*)(mt_smem + 0))[(tid * 8 + i)]);  // tutorial_kernels.py:110
       }
     }
     int v79;  // tutorial_kernels.py:111
@@ -310,12 +310,12 @@
   }
   int v97[8];  // tutorial_kernels.py:117
   for (int i = 0; i < 8; ++i) {  // tutorial_kernels.py:117
-    const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // tutorial_kernels.py:117
+    const int e = (tid * 8 + i);  // tutorial_kernels.py:117
     v97[i] = (0 + static_cast<int>(a10 * static_cast<int>(v87 + (0 + (int)((((e) / 32) % 32))))));  // tutorial_kernels.py:117
   }
   int v98[8];  // tutorial_kernels.py:117
   for (int i = 0; i < 8; ++i) {  // tutorial_kernels.py:117
-    const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // tutorial_kernels.py:117
+    const int e = (tid * 8 + i);  // tutorial_kernels.py:117
     v98[i] = static_cast<int>(a11 * static_cast<int>(v91 + (0 + (int)(((e) % 32)))));  // tutorial_kernels.py:117
   }
   int v99[8];  // tutorial_kernels.py:117
@@ -332,12 +332,12 @@
   }
   bool v102[8];  // tutorial_kernels.py:118
   for (int i = 0; i < 8; ++i) {  // tutorial_kernels.py:118
-    const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // tutorial_kernels.py:118
+    const int e = (tid * 8 + i);  // tutorial_kernels.py:118
     v102[i] = (static_cast<int>(v87 + (0 + (int)((((e) / 32) % 32)))) < a3);  // tutorial_kernels.py:118
   }
   bool v103[8];  // tutorial_kernels.py:118
   for (int i = 0; i < 8; ++i) {  // tutorial_kernels.py:118
-    const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // tutorial_kernels.py:118
+    const int e = (tid * 8 + i);  // tutorial_kernels.py:118
     v103[i] = (static_cast<int>(v91 + (0 + (int)(((e) % 32)))) < a4);  // tutorial_kernels.py:118
   }
   bool v104[8];  // tutorial_kernels.py:118

@@ -61,7 +61,7 @@
     }
     float v19[8];  // tutorial_kernels.py:36
     for (int i = 0; i < 8; ++i) {  // tutorial_kernels.py:36
-      v19[i] = expf(v18[i]);  // tutorial_kernels.py:36
+      v19[i] = mt_exp_approx(v18[i]);  // tutorial_kernels.py:36
     }
     float v20;  // tutorial_kernels.py:37
     {  // tutorial_kernels.py:37
@@ -90,7 +90,7 @@
     }
     float v27[8];  // tutorial_kernels.py:38
     for (int i = 0; i < 8; ++i) {  // tutorial_kernels.py:38
-      v27[i] = static_cast<float>(v19[i] / v20);  // tutorial_kernels.py:38
+      v27[i] = mt_div_full(v19[i], v20);  // tutorial_kernels.py:38
     }
     int v28;  // tutorial_kernels.py:39
     v28 = static_cast<int>(iv3 * a3[0]);  // tutorial_kernels.py:39

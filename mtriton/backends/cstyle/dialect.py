@@ -6,6 +6,7 @@ fill in a `Dialect` (`backends/metal.py`, `backends/cuda.py`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -155,6 +156,9 @@ class Dialect:
         simd_prefix_exclusive_sum: SIMD exclusive prefix sum, if the language has one.
         math: IR unary/binary op -> function name, where it is not the op name plus `math_suffix`.
         math_suffix: what turns an op's name into its float32 function (CUDA's `expf`).
+        fast_math: IR op -> function under math_mode "relaxed" and "fast", over `math` (CUDA:
+            Triton's approximations of exp, exp2 and division); `default_math_mode` is the
+            mode math_mode=None means (`LaunchOptions.math_mode`).
         helpers: C functions placed after the prelude of kernels that use them, by IR op name
             (math the language lacks, such as Metal's log1p), element type (`f8e5`: the float8
             conversions) or `rtz` (conversions toward zero to half and bfloat16).
@@ -171,7 +175,9 @@ class Dialect:
         pointer_decl: (ctype, local, source, path) -> the statement declaring the kernel's pointer
             `local` to argument `source`, which reaches the kernel by `path` (see gpu_launch).
         max_shared_bytes: threadgroup/shared memory a program may use.
-        max_vec: elements per thread chunk in the canonical layout (`layout.py`).
+        vector_bytes: the widest vector access (16 bytes: CUDA's ld/st.global.v4.b32, Metal's
+            packed_float4); the canonical layout's chunks hold this many bytes of the
+            narrowest type a kernel accesses with their element count (`Lowering.chunks`).
     """
 
     name: str
@@ -196,12 +202,20 @@ class Dialect:
     prelude: str
     pointer_decl: Callable[[str, str, str, str], str]
     max_shared_bytes: int
-    max_vec: int = 4
+    vector_bytes: int = 16
     aligned: str | None = None
     float_literal_suffix: str = "f"
     math_suffix: str = ""
     helpers: dict[str, str] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
+    fast_math: dict[str, str] = field(default_factory=dict)
+    default_math_mode: str = "safe"
+
+    def under(self, math_mode: str | None) -> Dialect:
+        """This dialect with the math functions of `math_mode` (None: its default)."""
+        if (math_mode or self.default_math_mode) == "safe" or not self.fast_math:
+            return self
+        return dataclasses.replace(self, math={**self.math, **self.fast_math}, fast_math={})
 
     def ctype(self, dtype: T.DType) -> str:
         return self.types[dtype.short]

@@ -52,6 +52,29 @@ _RECOMPUTED_FREELY = frozenset(
 )
 
 
+def chunk_elements(fn: ir.Function, vector_bytes: int) -> dict[int, int]:
+    """Elements per thread chunk of each element count's layout: `vector_bytes` of the
+    narrowest type the kernel loads or stores with that count (8 halves, 16 int8).
+
+    Layouts are keyed by element count, so an f16 row loaded, cast to f32 and stored as f16
+    (softmax in half) shares one layout: chunks sized for the narrowest type give its accesses
+    16 bytes each, where chunks sized for the widest would give them 8. A wider type in the
+    same layout then accesses a chunk as several 16-byte vectors (`rules/memory.py`), which
+    costs no registers (a thread holds `numel / threads` elements either way) and stays
+    coalesced: neighbouring threads' vectors are one chunk apart, and the chunk's later
+    vectors read the rest of the same sectors. Counts no access uses keep 4 elements (16
+    bytes of a 32-bit type).
+    """
+    chunks: dict[int, int] = {}
+    for op in ir.walk(fn.body):
+        if op.name not in ("load", "store") or not op.operands[0].type.shape:
+            continue
+        ptr = op.operands[0].type
+        elems = max(1, vector_bytes // ptr.elem.element.itemsize)
+        chunks[ptr.numel] = max(chunks.get(ptr.numel, 1), elems)
+    return chunks
+
+
 @dataclass
 class _Memo:
     """One `Lowering.expr_at` call's state: the paths reaching each value, and the text (or
@@ -68,7 +91,7 @@ class Lowering:
         self, fn: ir.Function, dialect: Dialect, opts: LaunchOptions, arg_names: dict[str, str]
     ) -> None:
         self.fn = fn
-        self.d = dialect
+        self.d = dialect.under(opts.math_mode)
         self.threads = opts.num_warps * 32
         self.warps = opts.num_warps
         self.axis = AxisInfoAnalysis(fn)
@@ -102,6 +125,13 @@ class Lowering:
                 uses[id(v)] = uses.get(id(v), 0) + 1
         self.dots = plan_dots(fn, dialect, self.threads, opts.num_stages, uses)
         self.shared_bytes = self.dots.scratch_base
+        self.chunks = chunk_elements(fn, dialect.vector_bytes)
+        # Threadgroup-memory events so far (barriers, pointers into it, regions that hold
+        # either), and the event count and buffer offset of the last per-warp exchange
+        # (`cooperative.exchange_per_warp`): while no event has happened since, the next
+        # exchange needs no leading barrier. None before: no exchange, nothing read yet.
+        self.memory_events = 0
+        self.last_exchange: tuple[int, int | None] = (0, None)
 
     @property
     def atomic(self) -> set[str]:
@@ -157,7 +187,8 @@ class Lowering:
     def layout_of(self, v: ir.Value) -> Layout | MmaLayout | None:
         if not v.type.shape:
             return None
-        return self.dots.layouts.get(v.type.numel) or Layout(v.type.numel, self.threads, self.d.max_vec)
+        numel = v.type.numel
+        return self.dots.layouts.get(numel) or Layout(numel, self.threads, self.chunks.get(numel, 4))
 
     def new_entity(
         self, v: ir.Value, base: str | None = None, dtype: T.DType | None = None, wide: bool = False
@@ -198,9 +229,11 @@ class Lowering:
     def shared_at(self, dtype: T.DType, offset: str) -> str:
         """A typed pointer to threadgroup memory at byte offset `offset` (a C expression)."""
         ctype = self.ctype(dtype) if not dtype.is_bool() else "bool"
+        self.memory_events += 1
         return f"(({self.d.shared_ptr.format(t=ctype)})(mt_smem + {offset}))"
 
     def barrier(self) -> None:
+        self.memory_events += 1
         self.emit(self.d.barrier)
 
     def slot_loop(self, layout: Layout) -> None:
@@ -224,7 +257,8 @@ class Lowering:
             else:
                 self.env[id(param.value)] = Entity(d.extra["scalar_arg"].format(name=name), elem)
         body_start = len(self.lines)
-        self.block(self.fn.body)
+        for op in self.fn.body.ops:
+            self.op(op)
         self.lines[body_start:body_start] = ["  " + line for line in self.prologue.values()]
         shared_array = d.shared_array
         unit = d.matrix.warpgroup if d.matrix is not None else None
@@ -246,8 +280,14 @@ class Lowering:
         return name
 
     def block(self, block: ir.Block) -> None:
+        """Lowers the ops of a region (a loop's body, a branch). A region that touches
+        threadgroup memory counts as an event on entry (a loop's next iteration follows its
+        last one) and on exit (it may not have run); one that does not leaves no trace."""
+        before = self.memory_events
+        self.memory_events += 1
         for op in block.ops:
             self.op(op)
+        self.memory_events = before if self.memory_events == before + 1 else self.memory_events + 1
 
     def op(self, op: ir.Op) -> None:
         # the comment stays the last op's after a nested one (a region's) returns; errors

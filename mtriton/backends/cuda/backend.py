@@ -36,7 +36,7 @@ class CudaBackend:
     `mtriton dump-cuda` shows."""
 
     name = "cuda"
-    options = frozenset({"num_warps", "num_stages"})
+    options = frozenset({"num_warps", "num_stages", "math_mode"})
     dialect = CUDA
     full_source = staticmethod(full_cuda_source)
 

@@ -57,6 +57,11 @@ CUDA = Dialect(
     # CUDA's float32 math is libm's name with `f` (expf, log1pf, atan2f) but for these
     math={"abs": "fabsf", "mod": "fmodf", "maximum": "fmaxf", "minimum": "fminf"},
     math_suffix="f",
+    # Triton's lowering (its NVIDIA ElementwiseOpToLLVM): float32 exp is ex2.approx of
+    # x * log2(e), exp2 is ex2.approx, and division div.full (2 ulp each); half and bfloat16
+    # math runs in float, so it takes the same instructions. math_mode="safe" keeps libm's.
+    fast_math={"exp": "mt_exp_approx", "exp2": "mt_ex2_approx", "div": "mt_div_full"},
+    default_math_mode="relaxed",
     helpers=HELPERS,
     # Vector accesses of up to 16 bytes; they need natural alignment, and MLX passes arrays
     # that are views at any element offset, so kernels test each base pointer (`aligned`).
@@ -111,7 +116,7 @@ CUDA = Dialect(
     prelude=PRELUDE,
     pointer_decl=_pointer_decl,
     max_shared_bytes=200 * 1024,  # measured to work on an H100 through MLX (FACTS.md)
-    max_vec=4,
+    vector_bytes=16,
     extra={
         "inf": "__int_as_float(0x7f800000)",
         "nan": "__int_as_float(0x7fffffff)",

@@ -52,6 +52,17 @@ __device__ inline void mt_fragments(const T* A, int lda, const T* B, int ldb, un
 }
 // Inline PTX; the CPU emulator (cuda-emu) defines these functions itself.
 #ifndef __MTRITON_CUDA_EMU__
+// Triton's float32 exp2 and division (math_mode "relaxed"/"fast"): 2 ulp, full range.
+__device__ inline float mt_ex2_approx(float x) {
+  float y;
+  asm("ex2.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+__device__ inline float mt_div_full(float x, float y) {
+  float q;
+  asm("div.full.f32 %0, %1, %2;" : "=f"(q) : "f"(x), "f"(y));
+  return q;
+}
 #define MT_MMA_REGS(T, PTX_TYPE)                                                                     \
   __device__ inline void mt_mma_regs(float* c, const unsigned int* a, const unsigned int* b, const T*) { \
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." PTX_TYPE "." PTX_TYPE ".f32 "             \
@@ -106,6 +117,9 @@ __device__ inline void mt_mma_tf32(float* c, const unsigned int* a, const unsign
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 #endif  // __MTRITON_CUDA_EMU__
+// Triton's float32 exp: the product rounds to float first, so |x| * 2^-24 of error in the
+// exponent adds to ex2's own (CUDA documents 2 + 1.17 |x| ulp for __expf).
+__device__ inline float mt_exp_approx(float x) { return mt_ex2_approx(x * 1.4426950408889634f); }
 // The A fragment of a 16x8 float tile: ldmatrix moves 32-bit elements as pairs of 16-bit
 // ones (lane l passes row l % 16, column 4 * (l / 16)); B's elements are read one by one.
 __device__ inline void mt_tf32_regs(unsigned int* r, int n) {

@@ -35,8 +35,10 @@ HELPERS = {
 
 
 def _vector_type(ctype: str, n: int) -> str | None:
-    # packed vectors need only the element's alignment, so any contiguous run can use them
-    return f"packed_{ctype}{n}" if ctype in _VECTOR_BASES and n in (2, 4) else None
+    # packed vectors need only the element's alignment, so any contiguous run can use them;
+    # Metal has no vectors longer than 4, so 8 halves are two packed_half4 accesses
+    base = "char" if ctype == "int8_t" else ctype
+    return f"packed_{base}{n}" if base in _VECTOR_BASES and n in (2, 4) else None
 
 
 def _pointer_decl(ctype: str, local: str, source: str, path: str) -> str:
@@ -109,5 +111,5 @@ METAL = Dialect(
 
 def compile_options(opts: LaunchOptions) -> dict[str, str]:
     """MLX's `compile_options` for a kernel launched with `opts`: the math mode (`LaunchOptions`
-    checks it)."""
-    return {"math_mode": opts.math_mode}
+    checks it), "safe" unless one is given."""
+    return {"math_mode": opts.math_mode or "safe"}

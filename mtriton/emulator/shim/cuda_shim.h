@@ -91,6 +91,18 @@ inline float powf(float x, float y) { return __builtin_powf(x, y); }
 inline float atan2f(float y, float x) { return __builtin_atan2f(y, x); }
 inline float fmaf(float x, float y, float z) { return __builtin_fmaf(x, y, z); }
 
+// The prelude's ex2.approx.f32 and div.full.f32 (Triton's exp2, exp and division): a result
+// that is a float (x / 1, 2^k) exactly, as the hardware gives it; any other rounded to float
+// with its lowest mantissa bit then cleared, 1.5 ulp off at most, near the 2 ulp CUDA
+// documents for them, so accuracy that holds here holds on the GPU.
+inline float __emu_two_ulp(double exact) {
+  float r = (float)exact;
+  if (!__builtin_isfinite(r) || (double)r == exact) return r;
+  return __uint_as_float(__float_as_uint(r) & ~1u);
+}
+inline float mt_ex2_approx(float x) { return __emu_two_ulp(__builtin_exp2((double)x)); }
+inline float mt_div_full(float x, float y) { return __emu_two_ulp((double)x / (double)y); }
+
 // ------------------------------------------------------------------ warp shuffles
 
 #define __EMU_SHFL(NAME, METAL)                                                                \

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from .... import ir
 from ....ir import types as T
 from ..render import combiner_kind
-from ..shared_memory import array_bytes
+from ..shared_memory import align16, array_bytes
 
 if TYPE_CHECKING:
     from ..lowering import Lowering
@@ -64,6 +64,30 @@ def publish_per_warp(
     for buf, value in zip(bufs, values):
         lo.emit(f"if (lane == {lane}) {buf}[warp] = {value};")
     lo.barrier()
+    return bufs
+
+
+def exchange_per_warp(lo: Lowering, values: list[str], dtypes: list[T.DType], lane: int) -> list[str]:
+    """`publish_per_warp` at the start of threadgroup memory for a reduction of a whole block,
+    with no leading barrier where the last use of threadgroup memory was such an exchange.
+
+    Back-to-back exchanges (softmax's max then sum, layer norm's mean then variance)
+    alternate between two buffers: a thread writing one has passed the barrier after the
+    last writes to it, so its readers are done, and readers of the other are not disturbed.
+    The leading barrier protects any other earlier use; with none (`Lowering.last_exchange`
+    still current) it is left out: one barrier per reduction instead of two.
+    """
+    events, previous = lo.last_exchange
+    size = align16(sum(array_bytes(dt, lo.warps) for dt in dtypes))
+    offset = size if previous == 0 else 0
+    fresh = events == lo.memory_events
+    bufs = per_warp_buffers(lo, dtypes, offset)
+    if not fresh:
+        lo.barrier()
+    for buf, value in zip(bufs, values):
+        lo.emit(f"if (lane == {lane}) {buf}[warp] = {value};")
+    lo.barrier()
+    lo.last_exchange = (lo.memory_events, offset)
     return bufs
 
 

@@ -25,15 +25,23 @@ if TYPE_CHECKING:
 
 
 def vector_width(lo: Lowering, ptr: ir.Value, layout: Layout, dtype: T.DType) -> int:
-    """Elements per vector access of a load/store, 1 for scalar accesses."""
-    vec = layout.vec
-    if vec < 2 or lo.d.vector_type(lo.ctype(dtype), vec) is None:
-        return 1
+    """Elements per vector access of a load/store, 1 for scalar accesses.
+
+    The widest power of two that divides the layout's chunk, fits the dialect's widest
+    vector (16 bytes), and that the pointer's contiguity and (where vectors need natural
+    alignment) divisibility allow. A chunk wider than one access (a float32 value in a layout
+    sized for halves) is accessed as several vectors.
+    """
     info = lo.axis[ptr]
-    if info.contiguity < vec:
-        return 1
-    if lo.d.aligned is not None and (info.divisibility % vec or vec * dtype.itemsize > 16):
-        return 1  # a chunk's first address must be a multiple of the vector's size
+    vec = layout.vec
+    while vec > 1 and vec * dtype.itemsize > lo.d.vector_bytes:
+        vec //= 2
+    while vec > 1 and (
+        info.contiguity < vec
+        or lo.d.vector_type(lo.ctype(dtype), vec) is None
+        or (lo.d.aligned is not None and info.divisibility % vec)  # first address a multiple
+    ):
+        vec //= 2
     return vec
 
 
@@ -88,8 +96,10 @@ def _lower_load(lo: Lowering, op: ir.Op) -> None:
     vec = vector_width(lo, op.operands[0], ent.layout, ent.dtype)
     if vec == 1:
         run = ent.layout.vec
-        if run > 1 and all(v is None or lo.axis[v].constancy % run == 0 for v in op.operands):
-            # a chunk reads one address (a per-group scale, say): one load, copied
+        while run > 1 and not all(v is None or lo.axis[v].constancy % run == 0 for v in op.operands):
+            run //= 2
+        if run > 1:
+            # each run of a chunk reads one address (a per-group scale, say): one load, copied
             lo.open(f"for (int i = 0; i < {ent.layout.slots}; i += {run})")
             lo.emit(f"{ent.name}[i] = {element('i', ptr.at(), mask.at() if mask else None)};")
             for j in range(1, run):
@@ -255,7 +265,7 @@ def copy_to_shared(lo: Lowering, load: ir.Op, buf: str, staging: Staging) -> Non
         # A tile with a dot result's element count would copy in the accumulator layout's
         # pairs; its threads are free here: row-major chunks of up to 16 bytes, with the
         # addresses (and mask) recomputed at them.
-        layout = Layout(layout.numel, lo.threads, lo.d.max_vec)
+        layout = Layout(layout.numel, lo.threads, lo.d.vector_bytes // ptr.dtype.itemsize)
         ptr = _materialize(lo, ptr_v, ptr, layout)
         mask = _materialize(lo, mask_v, mask, layout) if mask is not None else None
     ctype = lo.ctype(ptr.dtype)

@@ -20,6 +20,7 @@ from ..shared_memory import array_bytes
 from .cooperative import (
     acc_dtypes,
     declare,
+    exchange_per_warp,
     fold,
     group_element,
     group_geometry,
@@ -128,7 +129,8 @@ def _reduce_in_registers(lo: Lowering, red: _Reduction) -> None:
         lo.close()
     _butterfly(lo, red.op, red.accs, red.dtypes, 32)
     if lo.warps > 1:
-        _cross_warp(lo, red.region, red.accs, red.dtypes, lo.warps, "0")
+        bufs = exchange_per_warp(lo, red.accs, red.dtypes, lane=0)
+        _fold_per_warp(lo, red.region, red.accs, bufs, red.dtypes, lo.warps, "0")
     for r, acc in zip(red.results, red.accs):
         lo.emit(f"{r.name} = static_cast<{lo.ctype(r.dtype)}>({acc});")
 
@@ -265,9 +267,23 @@ def _cross_warp(
 ) -> None:
     """Combines the per-warp values of `warps` consecutive warps starting at warp `first`."""
     bufs = publish_per_warp(lo, accs, dtypes, offset, lane=0)
+    _fold_per_warp(lo, region, accs, bufs, dtypes, warps, first)
+
+
+def _fold_per_warp(
+    lo: Lowering,
+    region: ir.Block,
+    accs: list[str],
+    bufs: list[str],
+    dtypes: list[T.DType],
+    warps: int,
+    first: str,
+) -> None:
+    """accs = the combination of the published values of warps `first` .. `first + warps - 1`."""
     for buf, acc in zip(bufs, accs):
         lo.emit(f"{acc} = {buf}[{first}];")
     lo.open(f"for (int w = 1; w < {warps}; ++w)")
     fold(lo, region, accs, [f"{b}[{first} + w]" for b in bufs], dtypes)
     lo.close()
-    # no barrier after the reads: the next writer of threadgroup memory starts with one
+    # no barrier after the reads: the next writer of threadgroup memory starts with one, or
+    # (`exchange_per_warp`) writes the other buffer

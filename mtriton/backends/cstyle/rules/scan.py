@@ -1,6 +1,7 @@
-"""Rules for `scan`: a scan of a whole block in flat order runs in registers chunk by chunk
-with a carry; others stage through threadgroup memory, each group scanned by a run of lanes
-whose totals combine by SIMD shuffles (or the hardware prefix sum) and across warps.
+"""Rules for `scan`: a scan of a whole block in flat order runs in registers in one pass (each
+thread's chunks, then SIMD shuffles, then one exchange across warps); others stage through
+threadgroup memory, each group scanned by a run of lanes whose totals combine by SIMD shuffles
+(or the hardware prefix sum) and across warps.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from .cooperative import (
     fold,
     group_element,
     group_geometry,
-    per_warp_buffers,
     publish_per_warp,
     stage_all,
 )
@@ -103,48 +103,67 @@ def _scan_staged(
 def _scan_in_registers(
     lo: Lowering, op: ir.Op, inputs: list[Entity], results: list[Entity], dtypes: list[T.DType]
 ) -> None:
-    """A scan over a whole block in flat order, in registers: thread t's chunk k covers flat
-    indices (k * threads + t) * vec ..., so chunk k of every thread, taken in thread order, is
-    one contiguous stretch. Per chunk: scan its elements, combine the chunk totals across
-    threads (SIMD shuffles, then across warps), prefix the carry of the stretches before."""
+    """A scan over a whole block in flat order, in registers, in one pass over the data (as
+    Triton lowers it). Thread t's chunk k covers flat indices (k * threads + t) * vec ..., so
+    chunk k of every thread, taken in thread order, is one contiguous stretch.
+
+    Each thread scans its chunks' elements; each warp scans its lanes' chunk totals with
+    shuffles, chunk by chunk; lane 31 of every warp publishes its warp's total of every chunk
+    in one exchange through threadgroup memory (two barriers, where a carry per stretch took
+    two barriers per chunk: 8 for a 4096-element row on 8 warps); each thread then folds what
+    precedes its chunk (earlier stretches, earlier warps, earlier lanes) into it.
+    """
     region = op.regions[0]
     layout = inputs[0].layout
-    vec = layout.vec
+    vec, reps, warps = layout.vec, layout.reps, lo.warps
     lo.open()
     lo.emit("const int p = tid;")
     regs = [lo.fresh("r") for _ in inputs]
     for r, e, dt in zip(regs, inputs, dtypes):
         lo.emit(f"{lo.ctype(dt)} {r}[{layout.slots}];")
         lo.emit(f"for (int i = 0; i < {layout.slots}; ++i) {r}[i] = {e.at()};")
-    carry = [lo.fresh("carry") for _ in inputs]
-    for c, dt in zip(carry, dtypes):
-        lo.emit(f"{lo.ctype(dt)} {c};")
-    for k in range(layout.reps):
+    lanes = []  # per chunk: (exclusive, inclusive) scans of the chunk totals across the warp
+    for k in range(reps):
         first, last = k * vec, k * vec + vec - 1
         for j in range(first + 1, last + 1):
             out = lo.combine(region, [f"{r}[{j - 1}]" for r in regs], [f"{r}[{j}]" for r in regs], dtypes)
             for r, v in zip(regs, out):
                 lo.emit(f"{r}[{j}] = {v};")
-        excl = _exclusive_lane_scan(lo, op, [f"{r}[{last}]" for r in regs], dtypes, lo.threads, 0)
-        if k:  # the stretches before this one come first
-            with_carry = lo.combine(region, carry, excl, dtypes)
-            prefix = [f"(tid > 0 ? {w} : {c})" for w, c in zip(with_carry, carry)]
-        else:
-            prefix = excl
-        names = [lo.fresh("pre") for _ in regs]
-        for name, value, dt in zip(names, prefix, dtypes):
-            lo.emit(f"const {lo.ctype(dt)} {name} = {value};")
-        lo.open(
-            f"for (int j = {first}; j <= {last}; ++j)"
-            if k
-            else f"if (tid > 0) for (int j = {first}; j <= {last}; ++j)"
-        )
-        out = lo.combine(region, names, [f"{r}[j]" for r in regs], dtypes)
+        lanes.append(_lane_scan(lo, op, [f"{r}[{last}]" for r in regs], dtypes, 32))
+    bufs = []  # warp w's total of chunk k at [k * warps + w]: the block's flat order
+    offset = 0
+    for dt in dtypes:
+        bufs.append(lo.scratch(dt, reps * warps, offset))
+        offset += array_bytes(dt, reps * warps)
+    lo.barrier()
+    lo.open("if (lane == 31)")
+    for k, (_, incl) in enumerate(lanes):
+        for buf, value in zip(bufs, incl):
+            lo.emit(f"{buf}[{k * warps} + warp] = {value};")
+    lo.close()
+    lo.barrier()
+    carry = [lo.fresh("carry") for _ in inputs]  # the stretches before chunk k
+    declare(lo, carry, [f"{b}[0]" for b in bufs], dtypes)
+    for k, (excl, _) in enumerate(lanes):
+        pre = [lo.fresh("pre") for _ in inputs]
+        declare(lo, pre, carry, dtypes)
+        have = lo.fresh("have")
+        lo.emit(f"bool {have} = {'true' if k else 'false'};")
+        lo.open("for (int w = 0; w < warp; ++w)")
+        _fold_into(lo, region, pre, have, [f"{b}[{k * warps} + w]" for b in bufs], dtypes)
+        lo.close()
+        lo.open("if (lane > 0)")
+        _fold_into(lo, region, pre, have, excl, dtypes)
+        lo.close()
+        lo.open(f"if ({have}) for (int j = {k * vec}; j < {k * vec + vec}; ++j)")
+        out = lo.combine(region, pre, [f"{r}[j]" for r in regs], dtypes)
         for r, v in zip(regs, out):
             lo.emit(f"{r}[j] = {v};")
         lo.close()
-        if k + 1 < layout.reps:
-            _grow_carry(lo, region, carry, [f"{r}[{last}]" for r in regs], dtypes, first=not k)
+        if k + 1 < reps:
+            lo.open(f"for (int w = {0 if k else 1}; w < {warps}; ++w)")
+            fold(lo, region, carry, [f"{b}[{k * warps} + w]" for b in bufs], dtypes)
+            lo.close()
     for res, r in zip(results, regs):
         lo.emit(
             f"for (int i = 0; i < {layout.slots}; ++i) {res.name}[i] = static_cast<{lo.ctype(res.dtype)}>({r}[i]);"
@@ -152,42 +171,26 @@ def _scan_in_registers(
     lo.close()
 
 
-def _grow_carry(
-    lo: Lowering, region: ir.Block, carry: list[str], last: list[str], dtypes: list[T.DType], first: bool
+def _fold_into(
+    lo: Lowering, region: ir.Block, accs: list[str], have: str, values: list[str], dtypes: list[T.DType]
 ) -> None:
-    """Adds the stretch just scanned to the carry (sets it, after the `first` stretch).
-
-    With several warps, the stretch's total is the combination of the per-warp totals the
-    lane scan published (no barrier: the next writer of threadgroup memory starts with one).
-    With one warp, it is the last thread's inclusive value `last`, passed through memory.
-    """
-    if lo.warps > 1:
-        warp_totals = per_warp_buffers(lo, dtypes, 0)
-        totals = [lo.fresh("tot") for _ in carry]
-        declare(lo, totals, [f"{buf}[0]" for buf in warp_totals], dtypes)
-        lo.open(f"for (int w = 1; w < {lo.warps}; ++w)")
-        fold(lo, region, totals, [f"{b}[w]" for b in warp_totals], dtypes)
-        lo.close()
-        new_carry = totals if first else lo.combine(region, carry, totals, dtypes)
-        for c, v in zip(carry, new_carry):
-            lo.emit(f"{c} = {v};")
-        return
-    carry_offset = sum(array_bytes(dt, lo.warps) for dt in dtypes)  # after the per-warp totals
-    bufs = [lo.scratch(dt, 1, carry_offset + 16 * n) for n, dt in enumerate(dtypes)]
-    lo.barrier()
-    for buf, value in zip(bufs, last):
-        lo.emit(f"if (tid == {lo.threads - 1}) {buf}[0] = {value};")
-    lo.barrier()
-    for c, buf in zip(carry, bufs):
-        lo.emit(f"{c} = {buf}[0];")
+    """accs = combine(accs, values), or values where `have` says accs hold nothing yet."""
+    lo.open(f"if ({have})")
+    fold(lo, region, accs, values, dtypes)
+    lo.close(" else {")
+    lo.depth += 1
+    for acc, value in zip(accs, values):
+        lo.emit(f"{acc} = {value};")
+    lo.close()
+    lo.emit(f"{have} = true;")
 
 
-def _exclusive_lane_scan(
-    lo: Lowering, op: ir.Op, totals: list[str], dtypes: list[T.DType], lanes: int, offset: int
-) -> list[str]:
-    """The combination of the totals of lanes 0..p-1 of each lane group (garbage for p == 0)."""
+def _lane_scan(
+    lo: Lowering, op: ir.Op, totals: list[str], dtypes: list[T.DType], width: int
+) -> tuple[list[str], list[str]]:
+    """Scans `totals` across each run of `width` lanes (at most a SIMD group): the exclusive
+    combination (garbage in a run's first lane) and the inclusive one."""
     region = op.regions[0]
-    width = min(lanes, 32)
     incl = [lo.fresh("in") for _ in totals]
     prefix_sum = lo.d.simd_prefix_exclusive_sum
     if (
@@ -201,9 +204,7 @@ def _exclusive_lane_scan(
         excl = lo.fresh("ex")
         lo.emit(f"{lo.ctype(dtypes[0])} {excl} = {prefix_sum.format(v=totals[0])};")
         lo.emit(f"{lo.ctype(dtypes[0])} {incl[0]} = {excl} + {totals[0]};")
-        if lanes == 32:
-            return [excl]
-        return _cross_warp_prefix(lo, region, [excl], incl, dtypes, offset)
+        return [excl], incl
     declare(lo, incl, totals, dtypes)
     d = 1
     while d < width:
@@ -225,9 +226,17 @@ def _exclusive_lane_scan(
         value = f"static_cast<int>({i})" if dt.is_bool() else i
         shuffled = lo.d.shuffle_up.format(v=value, d=1)
         lo.emit(f"{lo.ctype(dt)} {name} = {'(' + shuffled + ' != 0)' if dt.is_bool() else shuffled};")
+    return excl, incl
+
+
+def _exclusive_lane_scan(
+    lo: Lowering, op: ir.Op, totals: list[str], dtypes: list[T.DType], lanes: int, offset: int
+) -> list[str]:
+    """The combination of the totals of lanes 0..p-1 of each lane group (garbage for p == 0)."""
+    excl, incl = _lane_scan(lo, op, totals, dtypes, min(lanes, 32))
     if lanes <= 32:
         return excl
-    return _cross_warp_prefix(lo, region, excl, incl, dtypes, offset)
+    return _cross_warp_prefix(lo, op.regions[0], excl, incl, dtypes, offset)
 
 
 def _cross_warp_prefix(
