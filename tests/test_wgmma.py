@@ -167,7 +167,7 @@ def test_tutorial_config_takes_wgmma_and_others_mma_sync() -> None:
 
 
 @pytest.mark.parametrize(
-    "arch, wgmma", [("", True), ("80", False), ("8.6", False), ("sm_90a", True), ("100", True)]
+    "arch, wgmma", [("", True), ("80", False), ("8.6", False), ("sm_90a", True), ("100", False)]
 )
 def test_the_cuda_backends_write_for_their_arch(
     monkeypatch: pytest.MonkeyPatch, arch: str, wgmma: bool

@@ -126,11 +126,12 @@ CUDA = Dialect(
     },
 )
 
-# GPUs before sm_90 have no wgmma: every fragment dot takes mma.sync there.
+# wgmma is sm_90a's alone (PTX ISA: the `a` features are not carried forward; Blackwell has
+# tcgen05 instead): every fragment dot takes mma.sync on other GPUs.
 CUDA_SM80 = dataclasses.replace(CUDA, matrix=dataclasses.replace(CUDA.matrix, warpgroup=None))
-WARPGROUP_ARCH = 90  # the first compute capability (times ten) with wgmma
+WARPGROUP_ARCH = 90  # the compute capability (times ten) with wgmma
 
 
 def dialect_for(arch: int) -> Dialect:
     """The CUDA dialect for a GPU of compute capability `arch` (times ten: 90 for sm_90)."""
-    return CUDA if arch >= WARPGROUP_ARCH else CUDA_SM80
+    return CUDA if arch == WARPGROUP_ARCH else CUDA_SM80
