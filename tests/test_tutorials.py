@@ -186,16 +186,16 @@ def test_flash_attention_forward_eight_warps(backend: str, rng: np.random.Genera
 
 def test_flash_attention_row_statistics_stay_in_registers() -> None:
     # The benchmark configuration's CUDA: none of the key loop's barriers is in the row max,
-    # the row sum or their broadcasts (before the rows' layout the kernel had 14). On sm_80
-    # (mma.sync) P feeds P @ V from registers: one barrier, the pipeline's stage hand-over; on
-    # sm_90 both dots run on wgmma, which reads P from shared memory: two more, around it.
+    # the row sum or their broadcasts (before the rows' layout the kernel had 14). On mma.sync
+    # P feeds P @ V from registers: one barrier, the pipeline's stage hand-over; with
+    # MTRITON_WGMMA both dots run on wgmma, which reads P from shared memory: two more, around it.
     sig = "*fp16,*fp16,*fp16,*fp16,fp32," + ",".join(["i32:16"] * 9)
     constexprs = {"BLOCK_M": 128, "BLOCK_N": 64, "HEAD_DIM": 128, "CAUSAL": False}
     fn = K.attention_fwd_kernel.compile_ir(build_specs(K.attention_fwd_kernel, sig, constexprs), "cuda")
-    for arch, barriers in ((80, 1), (90, 3)):
-        body = generate(fn, dialect_for(arch), LaunchOptions(num_warps=8, num_stages=3)).body
+    for wgmma, barriers in ((False, 1), (True, 3)):
+        body = generate(fn, dialect_for(90, wgmma), LaunchOptions(num_warps=8, num_stages=3)).body
         loop = body[body.index("for (int iv") :]
-        assert loop.count("__syncthreads") == barriers, (arch, loop)
+        assert loop.count("__syncthreads") == barriers, (wgmma, loop)
 
 
 # 3 x 4001 in 4096-wide blocks: 8 chunks of 4 per thread (4 chunks of 8 halves; on 8 warps,

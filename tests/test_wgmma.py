@@ -1,6 +1,6 @@
-"""`tl.dot` on Hopper's warpgroup unit (wgmma): the CUDA backends write it for sm_90 and later
-(cuda-emu emulates sm_90, decoding the shared-memory descriptors and swizzles as the PTX ISA
-defines them), mma.sync for shapes it cannot take and for older GPUs.
+"""`tl.dot` on Hopper's warpgroup unit (wgmma): with MTRITON_WGMMA=1 the CUDA backends write it
+for sm_90 (cuda-emu emulates sm_90, decoding the shared-memory descriptors and swizzles as the
+PTX ISA defines them), mma.sync for shapes it cannot take, for other GPUs and by default.
 
 Inputs are multiples of 1/4 in [-2, 2): every product and partial sum is exact in float32, so
 results must equal the float64 reference exactly, whatever order the hardware sums in; a
@@ -34,6 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import tutorial_kernels as K  # noqa: E402
 
 CUDA_BACKENDS = tuple(b for b in ("cuda-emu", "cuda") if backend_unavailable_reason(b) is None)
+
+
+@pytest.fixture(autouse=True)
+def _wgmma_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The warpgroup path is opt-in (MTRITON_WGMMA, `dialect_for`): these tests take it."""
+    monkeypatch.setenv("MTRITON_WGMMA", "1")
 
 
 @pytest.fixture(params=CUDA_BACKENDS)
@@ -177,6 +183,14 @@ def test_the_cuda_backends_write_for_their_arch(
     fn, opts = _tutorial_matmul_ir(128, 128, 64, 8, 3)
     launcher = backends.get_backend("cuda-emu").compile(fn, opts)
     assert ("mt_wgmma_m64n128" in launcher.source.body) == wgmma
+
+
+def test_wgmma_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    # without MTRITON_WGMMA even sm_90 gets mma.sync (the faster path measured on the H200)
+    monkeypatch.delenv("MTRITON_WGMMA")
+    fn, opts = _tutorial_matmul_ir(128, 128, 64, 8, 3)
+    launcher = backends.get_backend("cuda-emu").compile(fn, opts)
+    assert "mt_wgmma" not in launcher.source.body and "mt_mma_regs(" in launcher.source.body
 
 
 def test_a_wrong_arch_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

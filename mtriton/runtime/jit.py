@@ -333,7 +333,7 @@ class JITFunction(JITSource):
         named, opts = self.bind(args, kwargs)
         grid3 = normalize_grid(grid, {**named, **opts.as_dict()} if callable(grid) else named)
         backend_name = backends.current_backend_name()
-        key = (self.cache_key(), self._launch_key(named), backend_name, opts)
+        key = (self.cache_key(), self._launch_key(named), backend_name, opts, options.codegen_env())
         entry = self.cache.get(key)
         if entry is None:
             specs = [self.specialize(n, v, backend_name) for n, v in named.items()]

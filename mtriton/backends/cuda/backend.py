@@ -9,7 +9,7 @@ import mlx.core as mx
 from ... import emulator, ir, options
 from ...options import LaunchOptions, warn_once
 from ..gpu_launch import CustomKernelLauncher
-from .dialect import CUDA, WARPGROUP_ARCH, dialect_for
+from .dialect import CUDA_MMA, WARPGROUP_ARCH, dialect_for
 from .source import full_cuda_source
 
 # The GPU cuda-emu stands for: the first with wgmma, so the CPU tests run that path.
@@ -32,12 +32,12 @@ def device_arch() -> int | None:
 
 class CudaBackend:
     """Kernels for `mx.fast.cuda_kernel`, written for the device's compute capability (`arch`:
-    the source, so MLX's kernel name, differs where wgmma is used). `dialect` is sm_90's, what
-    `mtriton dump-cuda` shows."""
+    the source, so MLX's kernel name, differs where wgmma is used). `dialect` is the default
+    (mma.sync), what `mtriton dump-cuda` shows; `--full` shows sm_90's under MTRITON_WGMMA."""
 
     name = "cuda"
     options = frozenset({"num_warps", "num_stages", "math_mode"})
-    dialect = CUDA
+    dialect = CUDA_MMA
     full_source = staticmethod(full_cuda_source)
 
     def arch(self) -> int:

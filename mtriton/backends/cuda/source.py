@@ -8,7 +8,7 @@ from ...ir import types as T
 from ...options import LaunchOptions
 from ..cstyle.kernel import generate
 from ..gpu_launch import COPY
-from .dialect import CUDA
+from .dialect import CUDA, WARPGROUP_ARCH, dialect_for
 
 
 def full_cuda_source(fn: ir.Function, opts: LaunchOptions) -> str:
@@ -26,7 +26,7 @@ def full_cuda_source(fn: ir.Function, opts: LaunchOptions) -> str:
     Returns:
         The includes, the prelude, the kernel function with MLX's signature and the body.
     """
-    source = generate(fn, CUDA, opts)
+    source = generate(fn, dialect_for(WARPGROUP_ARCH), opts)  # an H100/H200's, MTRITON_WGMMA honoured
     names, types, prologue = [], [], []
     for k, param in enumerate(fn.params):
         elem = param.value.type.elem
