@@ -254,13 +254,14 @@ def grouped_scale(x_ptr, s_ptr, y_ptr, GROUP: tl.constexpr):
 
 
 @pytest.mark.parametrize(
-    "group, once_per_chunk", [(4, True), (128, True), (1024, True), (2, False), (3, False)]
+    "group, once_per_chunk", [(4, True), (128, True), (1024, True), (2, True), (3, False)]
 )
 def test_loads_of_one_address_per_chunk_are_issued_once(
     tmp_path: Path, group: int, once_per_chunk: bool
 ) -> None:
     # cols // GROUP repeats each value GROUP times (runs aligned): a 4-element chunk whose
-    # elements share one scale loads it once; GROUP 2 or 3 changes it inside a chunk.
+    # elements share one scale loads it once, and each pair of it once for GROUP 2; GROUP 3
+    # changes it at no power-of-two boundary.
     path = tmp_path / "grouped.py"
     path.write_text(GROUPED_SCALE)
     for target in ("dump-metal", "dump-cuda"):

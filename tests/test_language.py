@@ -428,6 +428,46 @@ def _linear_recurrence_combine(a1, b1, a2, b2):
 
 
 @triton.jit
+def back_to_back_kernel(x_ptr, out_ptr, rows, n, BLOCK: tl.constexpr):
+    # reductions and scans one after another, of one and two values, in a loop and a branch:
+    # each writes threadgroup bytes the one before did not, most with no leading barrier
+    offs = tl.arange(0, BLOCK)
+    mask = offs < n
+    total = 0.0
+    for r in range(rows):
+        x = tl.load(x_ptr + r * n + offs, mask=mask, other=0.0)
+        s = tl.sum(x, axis=0)
+        m = tl.max(tl.where(mask, x, -float("inf")), axis=0)
+        i = tl.argmax(tl.where(mask, x, -float("inf")), axis=0)
+        if s > 0:
+            t = tl.min(tl.where(mask, x, float("inf")), axis=0)
+        else:
+            t = tl.sum(x * x, axis=0)
+        c = tl.cumsum(x, axis=0)
+        tl.store(out_ptr + r * (n + 4) + offs, c, mask=mask)
+        j = tl.arange(0, 4)
+        stats = tl.where(j == 0, s, tl.where(j == 1, m, tl.where(j == 2, i.to(tl.float32), t)))
+        tl.store(out_ptr + r * (n + 4) + n + j, stats)
+        total += s
+    tl.store(out_ptr + rows * (n + 4), total + tl.max(tl.load(x_ptr + offs, mask=mask, other=-1.0), axis=0))
+
+
+@pytest.mark.parametrize("num_warps", [1, 4, 8])
+def test_back_to_back_reductions_and_scans(backend: str, rng: np.random.Generator, num_warps: int) -> None:
+    rows, n = 3, 1000
+    x = random_array(rng, (rows, n), mx.float32, -1, 1)
+    out = poisoned(rows * (n + 4) + 1)
+    back_to_back_kernel[(1,)](x, out, rows, n, BLOCK=1024, num_warps=num_warps)
+    xs = f64(x)
+    got = f64(out)[:-1].reshape(rows, n + 4)
+    np.testing.assert_allclose(got[:, :n], np.cumsum(xs, axis=1), rtol=1e-5, atol=1e-4)
+    s = xs.sum(1)
+    t = np.where(s > 0, xs.min(1), (xs * xs).sum(1))
+    np.testing.assert_allclose(got[:, n:], np.stack([s, xs.max(1), xs.argmax(1), t], 1), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(f64(out)[-1], s.sum() + xs[0].max(), rtol=1e-5, atol=1e-4)
+
+
+@triton.jit
 def custom_combine_kernel(
     x_ptr, a_ptr, b_ptr, red_ptr, scan_ptr, n, BLOCK: tl.constexpr, REVERSE: tl.constexpr
 ):

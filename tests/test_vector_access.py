@@ -32,6 +32,12 @@ def _widen_and_narrow(x_ptr, wide_ptr, narrow_ptr, N, BLOCK: tl.constexpr):
     tl.store(narrow_ptr + offs, (x + 1.0).to(narrow_ptr.dtype.element_ty), mask=mask)
 
 
+@mtriton.jit
+def _grouped_scale(x_ptr, s_ptr, y_ptr, GROUP: tl.constexpr):
+    cols = tl.arange(0, 2048)
+    tl.store(y_ptr + cols, tl.load(x_ptr + cols) * tl.load(s_ptr + cols // GROUP))
+
+
 DTYPES = [mx.int8, mx.uint8, mx.float16, mx.bfloat16, mx.int16, mx.float32, mx.int32, mx.int64]
 
 
@@ -102,3 +108,14 @@ def test_a_wider_type_accesses_a_chunk_as_several_vectors() -> None:
     # 16 elements per thread in chunks of 8: halves in one vector, floats in two
     assert cuda.count("mt_vec<__half, 8>") == 4  # the load and the store: a type and a cast each
     assert "for (int i = 0; i < 16; i += 4)" in cuda and "mt_vec<float, 4>" in cuda
+
+
+@pytest.mark.parametrize("group", [2, 3, 4, 16])
+def test_scales_shared_by_runs_of_a_chunk(backend: str, rng: np.random.Generator, group: int) -> None:
+    # half chunks of 8: a scale shared by runs of 2 or 4 is one load per run, copied
+    x = _random(rng, 2048, mx.float16)
+    scales = _random(rng, 2048 // group + 1, mx.float16)
+    out = poisoned(2048, mx.float16)
+    _grouped_scale[(1,)](x, scales, out, GROUP=group)
+    want = x * scales[mx.arange(2048) // group]
+    np.testing.assert_array_equal(to_numpy(out), to_numpy(want))

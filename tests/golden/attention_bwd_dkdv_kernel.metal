@@ -39,7 +39,7 @@ inline float mt_erf(float x) {
   float y = 1.0f - (((((1.061405429f * t - 1.453152027f) * t) + 1.421413741f) * t - 0.284496736f) * t + 0.254829592f) * t * exp(-x * x);
   return s * y;
 }
-[[kernel]] void custom_kernel_mtriton__attention_bwd_dkdv_kernel_1aceaac65bff7ee5_iiiiiiccssssssssssss_float16_t_float16_t_float16_t_float16_t_float_float_float16_t_float16_t_int32_ts_int32_ts_int32_ts_int32_ts_int32_ts_int32_ts_int32_ts_int32_ts_floats_int32_ts_floats_int32_ts_int32_t(
+[[kernel]] void custom_kernel_mtriton__attention_bwd_dkdv_kernel_fc13abbc9ab9673f_iiiiiiccssssssssssss_float16_t_float16_t_float16_t_float16_t_float_float_float16_t_float16_t_int32_ts_int32_ts_int32_ts_int32_ts_int32_ts_int32_ts_int32_ts_int32_ts_floats_int32_ts_floats_int32_ts_int32_t(
   const device float16_t* i0 [[buffer(0)]],
   const device float16_t* i1 [[buffer(1)]],
   const device float16_t* i2 [[buffer(2)]],
@@ -150,12 +150,12 @@ inline float mt_erf(float x) {
   }
   int v30[16];  // backward.py:105
   for (int i = 0; i < 16; ++i) {  // backward.py:105
-    const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:105
+    const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:105
     v30[i] = static_cast<int>(v26 + static_cast<int>(static_cast<int>(v17 + (0 + (int)((((e) / 64) % 32)))) * v27));  // backward.py:105
   }
   int v31[16];  // backward.py:105
   for (int i = 0; i < 16; ++i) {  // backward.py:105
-    const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:105
+    const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:105
     v31[i] = (0 + (int)(((e) % 64)));  // backward.py:105
   }
   int v32[16];  // backward.py:105
@@ -168,12 +168,12 @@ inline float mt_erf(float x) {
   }
   bool v34[16];  // backward.py:106
   for (int i = 0; i < 16; ++i) {  // backward.py:106
-    const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:106
+    const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:106
     v34[i] = (static_cast<int>(v17 + (0 + (int)((((e) / 64) % 32)))) < a15);  // backward.py:106
   }
   bool v35[16];  // backward.py:106
   for (int i = 0; i < 16; ++i) {  // backward.py:106
-    const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:106
+    const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:106
     v35[i] = ((0 + (int)(((e) % 64))) < v22);  // backward.py:106
   }
   bool v36[16];  // backward.py:106
@@ -300,12 +300,12 @@ inline float mt_erf(float x) {
       }
       bool v80[16];  // backward.py:131
       for (int i = 0; i < 16; ++i) {  // backward.py:131
-        const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:131
+        const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:131
         v80[i] = (static_cast<int>(iv77 + (0 + (int)((((e) / 64) % 32)))) < a14);  // backward.py:131
       }
       bool v81[16];  // backward.py:131
       for (int i = 0; i < 16; ++i) {  // backward.py:131
-        const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:131
+        const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:131
         v81[i] = ((0 + (int)(((e) % 64))) < v22);  // backward.py:131
       }
       bool v82[16];  // backward.py:131
@@ -320,12 +320,12 @@ inline float mt_erf(float x) {
       }
       int v85[16];  // backward.py:132
       for (int i = 0; i < 16; ++i) {  // backward.py:132
-        const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:132
+        const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:132
         v85[i] = static_cast<int>(static_cast<int>(iv77 + (0 + (int)((((e) / 64) % 32)))) * v83);  // backward.py:132
       }
       int v86[16];  // backward.py:132
       for (int i = 0; i < 16; ++i) {  // backward.py:132
-        const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:132
+        const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:132
         v86[i] = (0 + (int)(((e) % 64)));  // backward.py:132
       }
       int v87[16];  // backward.py:132
@@ -436,11 +436,11 @@ inline float mt_erf(float x) {
       {  // backward.py:138
         threadgroup_barrier(mem_flags::mem_threadgroup);  // backward.py:138
         for (int i = 0; i < 16; ++i) {  // backward.py:138
-          const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:138
+          const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:138
           ((threadgroup float*)(mt_smem + 0))[e] = static_cast<float>(v91[i]);  // backward.py:138
         }
         for (int i = 0; i < 16; ++i) {  // backward.py:138
-          const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:138
+          const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:138
           ((threadgroup float*)(mt_smem + 8192))[(e % 64) * 32 + e / 64] = static_cast<float>(v40[i]);  // backward.py:138
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);  // backward.py:138
@@ -561,11 +561,11 @@ inline float mt_erf(float x) {
       {  // backward.py:145
         threadgroup_barrier(mem_flags::mem_threadgroup);  // backward.py:145
         for (int i = 0; i < 16; ++i) {  // backward.py:145
-          const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:145
+          const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:145
           ((threadgroup float*)(mt_smem + 0))[e] = static_cast<float>(v95[i]);  // backward.py:145
         }
         for (int i = 0; i < 16; ++i) {  // backward.py:145
-          const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:145
+          const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:145
           ((threadgroup float*)(mt_smem + 8192))[(e % 64) * 32 + e / 64] = static_cast<float>(v44[i]);  // backward.py:145
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);  // backward.py:145
@@ -605,7 +605,7 @@ inline float mt_erf(float x) {
           ((threadgroup float*)(mt_smem + 0))[(e % 32) * 32 + e / 32] = static_cast<float>(v137[i]);  // backward.py:152
         }
         for (int i = 0; i < 16; ++i) {  // backward.py:152
-          const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:152
+          const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:152
           ((threadgroup float*)(mt_smem + 4096))[e] = static_cast<float>(v95[i]);  // backward.py:152
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);  // backward.py:152
@@ -630,7 +630,7 @@ inline float mt_erf(float x) {
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);  // backward.py:152
         for (int i = 0; i < 16; ++i) {  // backward.py:152
-          v138[i] = static_cast<float>(v75[i] + ((threadgroup float*)(mt_smem + 0))[(((i) / 4 * 128 + tid) * 4 + (i) % 4)]);  // backward.py:152
+          v138[i] = static_cast<float>(v75[i] + ((threadgroup float*)(mt_smem + 0))[(((i) / 8 * 128 + tid) * 8 + (i) % 8)]);  // backward.py:152
         }
       }
       float v139[8];  // backward.py:153
@@ -663,7 +663,7 @@ inline float mt_erf(float x) {
           ((threadgroup float*)(mt_smem + 0))[(e % 32) * 32 + e / 32] = static_cast<float>(v142[i]);  // backward.py:154
         }
         for (int i = 0; i < 16; ++i) {  // backward.py:154
-          const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:154
+          const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:154
           ((threadgroup float*)(mt_smem + 4096))[e] = static_cast<float>(v91[i]);  // backward.py:154
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);  // backward.py:154
@@ -688,7 +688,7 @@ inline float mt_erf(float x) {
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);  // backward.py:154
         for (int i = 0; i < 16; ++i) {  // backward.py:154
-          v143[i] = static_cast<float>(v76[i] + ((threadgroup float*)(mt_smem + 0))[(((i) / 4 * 128 + tid) * 4 + (i) % 4)]);  // backward.py:154
+          v143[i] = static_cast<float>(v76[i] + ((threadgroup float*)(mt_smem + 0))[(((i) / 8 * 128 + tid) * 8 + (i) % 8)]);  // backward.py:154
         }
       }
       for (int i = 0; i < 16; ++i) v75[i] = v138[i];  // backward.py:154

@@ -39,7 +39,7 @@ inline float mt_erf(float x) {
   float y = 1.0f - (((((1.061405429f * t - 1.453152027f) * t) + 1.421413741f) * t - 0.284496736f) * t + 0.254829592f) * t * exp(-x * x);
   return s * y;
 }
-[[kernel]] void custom_kernel_mtriton__attention_bwd_dq_kernel_a6d42367c99b3c39_iiiiiicssssssssssss_float16_t_float16_t_float16_t_float16_t_float_float_float16_t_int32_ts_int32_ts_int32_ts_int32_ts_int32_ts_int32_ts_int32_ts_int32_ts_floats_int32_ts_floats_int32_ts_int32_t(
+[[kernel]] void custom_kernel_mtriton__attention_bwd_dq_kernel_41bfc090957bd8b2_iiiiiicssssssssssss_float16_t_float16_t_float16_t_float16_t_float_float_float16_t_int32_ts_int32_ts_int32_ts_int32_ts_int32_ts_int32_ts_int32_ts_int32_ts_floats_int32_ts_floats_int32_ts_int32_t(
   const device float16_t* i0 [[buffer(0)]],
   const device float16_t* i1 [[buffer(1)]],
   const device float16_t* i2 [[buffer(2)]],
@@ -156,12 +156,12 @@ inline float mt_erf(float x) {
   }
   int v33[16];  // backward.py:180
   for (int i = 0; i < 16; ++i) {  // backward.py:180
-    const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:180
+    const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:180
     v33[i] = static_cast<int>(v29 + static_cast<int>(static_cast<int>(v18 + (0 + (int)((((e) / 64) % 32)))) * v30));  // backward.py:180
   }
   int v34[16];  // backward.py:180
   for (int i = 0; i < 16; ++i) {  // backward.py:180
-    const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:180
+    const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:180
     v34[i] = (0 + (int)(((e) % 64)));  // backward.py:180
   }
   int v35[16];  // backward.py:180
@@ -174,12 +174,12 @@ inline float mt_erf(float x) {
   }
   bool v37[16];  // backward.py:181
   for (int i = 0; i < 16; ++i) {  // backward.py:181
-    const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:181
+    const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:181
     v37[i] = (static_cast<int>(v18 + (0 + (int)((((e) / 64) % 32)))) < a13);  // backward.py:181
   }
   bool v38[16];  // backward.py:181
   for (int i = 0; i < 16; ++i) {  // backward.py:181
-    const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:181
+    const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:181
     v38[i] = ((0 + (int)(((e) % 64))) < v23);  // backward.py:181
   }
   bool v39[16];  // backward.py:181
@@ -337,12 +337,12 @@ inline float mt_erf(float x) {
     }
     bool v89[16];  // backward.py:205
     for (int i = 0; i < 16; ++i) {  // backward.py:205
-      const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:205
+      const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:205
       v89[i] = (static_cast<int>(iv86 + (0 + (int)((((e) / 64) % 32)))) < a14);  // backward.py:205
     }
     bool v90[16];  // backward.py:205
     for (int i = 0; i < 16; ++i) {  // backward.py:205
-      const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:205
+      const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:205
       v90[i] = ((0 + (int)(((e) % 64))) < v23);  // backward.py:205
     }
     bool v91[16];  // backward.py:205
@@ -361,12 +361,12 @@ inline float mt_erf(float x) {
     }
     int v95[16];  // backward.py:206
     for (int i = 0; i < 16; ++i) {  // backward.py:206
-      const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:206
+      const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:206
       v95[i] = (v69 + static_cast<int>(static_cast<int>(iv86 + (0 + (int)((((e) / 64) % 32)))) * v92));  // backward.py:206
     }
     int v96[16];  // backward.py:206
     for (int i = 0; i < 16; ++i) {  // backward.py:206
-      const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:206
+      const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:206
       v96[i] = (0 + (int)(((e) % 64)));  // backward.py:206
     }
     int v97[16];  // backward.py:206
@@ -404,12 +404,12 @@ inline float mt_erf(float x) {
     }
     int v104[16];  // backward.py:207
     for (int i = 0; i < 16; ++i) {  // backward.py:207
-      const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:207
+      const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:207
       v104[i] = (v73 + static_cast<int>(static_cast<int>(iv86 + (0 + (int)((((e) / 64) % 32)))) * v101));  // backward.py:207
     }
     int v105[16];  // backward.py:207
     for (int i = 0; i < 16; ++i) {  // backward.py:207
-      const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:207
+      const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:207
       v105[i] = (0 + (int)(((e) % 64)));  // backward.py:207
     }
     int v106[16];  // backward.py:207
@@ -439,11 +439,11 @@ inline float mt_erf(float x) {
     {  // backward.py:208
       threadgroup_barrier(mem_flags::mem_threadgroup);  // backward.py:208
       for (int i = 0; i < 16; ++i) {  // backward.py:208
-        const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:208
+        const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:208
         ((threadgroup float*)(mt_smem + 0))[e] = static_cast<float>(v43[i]);  // backward.py:208
       }
       for (int i = 0; i < 16; ++i) {  // backward.py:208
-        const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:208
+        const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:208
         ((threadgroup float*)(mt_smem + 8192))[(e % 64) * 32 + e / 64] = static_cast<float>(v100[i]);  // backward.py:208
       }
       threadgroup_barrier(mem_flags::mem_threadgroup);  // backward.py:208
@@ -558,11 +558,11 @@ inline float mt_erf(float x) {
     {  // backward.py:215
       threadgroup_barrier(mem_flags::mem_threadgroup);  // backward.py:215
       for (int i = 0; i < 16; ++i) {  // backward.py:215
-        const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:215
+        const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:215
         ((threadgroup float*)(mt_smem + 0))[e] = static_cast<float>(v47[i]);  // backward.py:215
       }
       for (int i = 0; i < 16; ++i) {  // backward.py:215
-        const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:215
+        const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:215
         ((threadgroup float*)(mt_smem + 8192))[(e % 64) * 32 + e / 64] = static_cast<float>(v109[i]);  // backward.py:215
       }
       threadgroup_barrier(mem_flags::mem_threadgroup);  // backward.py:215
@@ -620,7 +620,7 @@ inline float mt_erf(float x) {
         ((threadgroup float*)(mt_smem + 0))[e] = static_cast<float>(v134[i]);  // backward.py:220
       }
       for (int i = 0; i < 16; ++i) {  // backward.py:220
-        const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // backward.py:220
+        const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // backward.py:220
         ((threadgroup float*)(mt_smem + 4096))[e] = static_cast<float>(v100[i]);  // backward.py:220
       }
       threadgroup_barrier(mem_flags::mem_threadgroup);  // backward.py:220
@@ -645,7 +645,7 @@ inline float mt_erf(float x) {
       }
       threadgroup_barrier(mem_flags::mem_threadgroup);  // backward.py:220
       for (int i = 0; i < 16; ++i) {  // backward.py:220
-        v135[i] = static_cast<float>(v85[i] + ((threadgroup float*)(mt_smem + 0))[(((i) / 4 * 128 + tid) * 4 + (i) % 4)]);  // backward.py:220
+        v135[i] = static_cast<float>(v85[i] + ((threadgroup float*)(mt_smem + 0))[(((i) / 8 * 128 + tid) * 8 + (i) % 8)]);  // backward.py:220
       }
     }
     for (int i = 0; i < 16; ++i) v85[i] = v135[i];  // backward.py:220

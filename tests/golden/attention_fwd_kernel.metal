@@ -39,7 +39,7 @@ inline float mt_erf(float x) {
   float y = 1.0f - (((((1.061405429f * t - 1.453152027f) * t) + 1.421413741f) * t - 0.284496736f) * t + 0.254829592f) * t * exp(-x * x);
   return s * y;
 }
-[[kernel]] void custom_kernel_mtriton__attention_fwd_kernel_7a9ca464ddbde528_iiiccssssssssssss_float16_t_float16_t_float16_t_float16_t_float_int32_ts_int32_ts_int32_ts_int32_ts_int32_ts_int32_ts_int32_ts_int32_ts_floats_int32_ts_floats_int32_ts_int32_t(
+[[kernel]] void custom_kernel_mtriton__attention_fwd_kernel_9e57a1dc24e71331_iiiccssssssssssss_float16_t_float16_t_float16_t_float16_t_float_int32_ts_int32_ts_int32_ts_int32_ts_int32_ts_int32_ts_int32_ts_int32_ts_floats_int32_ts_floats_int32_ts_int32_t(
   const device float16_t* i0 [[buffer(0)]],
   const device float16_t* i1 [[buffer(1)]],
   const device float16_t* i2 [[buffer(2)]],
@@ -154,12 +154,12 @@ inline float mt_erf(float x) {
   }
   int v34[16];  // forward.py:116
   for (int i = 0; i < 16; ++i) {  // forward.py:116
-    const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // forward.py:116
+    const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // forward.py:116
     v34[i] = (v30 + static_cast<int>(static_cast<int>(v18 + (0 + (int)((((e) / 64) % 32)))) * v31));  // forward.py:116
   }
   int v35[16];  // forward.py:116
   for (int i = 0; i < 16; ++i) {  // forward.py:116
-    const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // forward.py:116
+    const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // forward.py:116
     v35[i] = (0 + (int)(((e) % 64)));  // forward.py:116
   }
   int v36[16];  // forward.py:116
@@ -172,12 +172,12 @@ inline float mt_erf(float x) {
   }
   bool v38[16];  // forward.py:117
   for (int i = 0; i < 16; ++i) {  // forward.py:117
-    const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // forward.py:117
+    const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // forward.py:117
     v38[i] = (static_cast<int>(v18 + (0 + (int)((((e) / 64) % 32)))) < a11);  // forward.py:117
   }
   bool v39[16];  // forward.py:117
   for (int i = 0; i < 16; ++i) {  // forward.py:117
-    const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // forward.py:117
+    const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // forward.py:117
     v39[i] = ((0 + (int)(((e) % 64))) < v23);  // forward.py:117
   }
   bool v40[16];  // forward.py:117
@@ -262,12 +262,12 @@ inline float mt_erf(float x) {
     }
     bool v71[16];  // forward.py:150
     for (int i = 0; i < 16; ++i) {  // forward.py:150
-      const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // forward.py:150
+      const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // forward.py:150
       v71[i] = (static_cast<int>(iv68 + (0 + (int)((((e) / 64) % 32)))) < a12);  // forward.py:150
     }
     bool v72[16];  // forward.py:150
     for (int i = 0; i < 16; ++i) {  // forward.py:150
-      const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // forward.py:150
+      const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // forward.py:150
       v72[i] = ((0 + (int)(((e) % 64))) < v23);  // forward.py:150
     }
     bool v73[16];  // forward.py:150
@@ -286,12 +286,12 @@ inline float mt_erf(float x) {
     }
     int v77[16];  // forward.py:151
     for (int i = 0; i < 16; ++i) {  // forward.py:151
-      const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // forward.py:151
+      const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // forward.py:151
       v77[i] = (v47 + static_cast<int>(static_cast<int>(iv68 + (0 + (int)((((e) / 64) % 32)))) * v74));  // forward.py:151
     }
     int v78[16];  // forward.py:151
     for (int i = 0; i < 16; ++i) {  // forward.py:151
-      const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // forward.py:151
+      const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // forward.py:151
       v78[i] = (0 + (int)(((e) % 64)));  // forward.py:151
     }
     int v79[16];  // forward.py:151
@@ -321,11 +321,11 @@ inline float mt_erf(float x) {
     {  // forward.py:152
       threadgroup_barrier(mem_flags::mem_threadgroup);  // forward.py:152
       for (int i = 0; i < 16; ++i) {  // forward.py:152
-        const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // forward.py:152
+        const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // forward.py:152
         ((threadgroup float*)(mt_smem + 0))[e] = static_cast<float>(v43[i]);  // forward.py:152
       }
       for (int i = 0; i < 16; ++i) {  // forward.py:152
-        const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // forward.py:152
+        const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // forward.py:152
         ((threadgroup float*)(mt_smem + 8192))[(e % 64) * 32 + e / 64] = static_cast<float>(v82[i]);  // forward.py:152
       }
       threadgroup_barrier(mem_flags::mem_threadgroup);  // forward.py:152
@@ -525,7 +525,7 @@ inline float mt_erf(float x) {
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);  // forward.py:87
     for (int i = 0; i < 16; ++i) {  // forward.py:87
-      const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // forward.py:87
+      const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // forward.py:87
       v120[i] = ((threadgroup float*)(mt_smem + 0))[(((e) / 64) % 32)];  // forward.py:87
     }
     float v121[16];  // forward.py:87
@@ -544,12 +544,12 @@ inline float mt_erf(float x) {
     }
     int v125[16];  // forward.py:162
     for (int i = 0; i < 16; ++i) {  // forward.py:162
-      const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // forward.py:162
+      const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // forward.py:162
       v125[i] = (v51 + static_cast<int>(static_cast<int>(iv68 + (0 + (int)((((e) / 64) % 32)))) * v122));  // forward.py:162
     }
     int v126[16];  // forward.py:162
     for (int i = 0; i < 16; ++i) {  // forward.py:162
-      const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // forward.py:162
+      const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // forward.py:162
       v126[i] = (0 + (int)(((e) % 64)));  // forward.py:162
     }
     int v127[16];  // forward.py:162
@@ -587,7 +587,7 @@ inline float mt_erf(float x) {
         ((threadgroup float*)(mt_smem + 0))[e] = static_cast<float>(v131[i]);  // forward.py:163
       }
       for (int i = 0; i < 16; ++i) {  // forward.py:163
-        const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // forward.py:163
+        const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // forward.py:163
         ((threadgroup float*)(mt_smem + 4096))[e] = static_cast<float>(v130[i]);  // forward.py:163
       }
       threadgroup_barrier(mem_flags::mem_threadgroup);  // forward.py:163
@@ -612,7 +612,7 @@ inline float mt_erf(float x) {
       }
       threadgroup_barrier(mem_flags::mem_threadgroup);  // forward.py:163
       for (int i = 0; i < 16; ++i) {  // forward.py:163
-        v132[i] = static_cast<float>(v121[i] + ((threadgroup float*)(mt_smem + 0))[(((i) / 4 * 128 + tid) * 4 + (i) % 4)]);  // forward.py:163
+        v132[i] = static_cast<float>(v121[i] + ((threadgroup float*)(mt_smem + 0))[(((i) / 8 * 128 + tid) * 8 + (i) % 8)]);  // forward.py:163
       }
     }
     for (int i = 0; i < 1; ++i) v65[i] = v104[i];  // forward.py:163
@@ -638,7 +638,7 @@ inline float mt_erf(float x) {
   }
   threadgroup_barrier(mem_flags::mem_threadgroup);  // forward.py:166
   for (int i = 0; i < 16; ++i) {  // forward.py:166
-    const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // forward.py:166
+    const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // forward.py:166
     v137[i] = ((threadgroup float*)(mt_smem + 0))[(((e) / 64) % 32)];  // forward.py:166
   }
   float v138[16];  // forward.py:166
@@ -665,12 +665,12 @@ inline float mt_erf(float x) {
   }
   int v146[16];  // forward.py:168
   for (int i = 0; i < 16; ++i) {  // forward.py:168
-    const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // forward.py:168
+    const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // forward.py:168
     v146[i] = (v142 + static_cast<int>(static_cast<int>(v18 + (0 + (int)((((e) / 64) % 32)))) * v143));  // forward.py:168
   }
   int v147[16];  // forward.py:168
   for (int i = 0; i < 16; ++i) {  // forward.py:168
-    const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // forward.py:168
+    const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // forward.py:168
     v147[i] = (0 + (int)(((e) % 64)));  // forward.py:168
   }
   int v148[16];  // forward.py:168
@@ -687,12 +687,12 @@ inline float mt_erf(float x) {
   }
   bool v151[16];  // forward.py:170
   for (int i = 0; i < 16; ++i) {  // forward.py:170
-    const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // forward.py:170
+    const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // forward.py:170
     v151[i] = (static_cast<int>(v18 + (0 + (int)((((e) / 64) % 32)))) < a11);  // forward.py:170
   }
   bool v152[16];  // forward.py:170
   for (int i = 0; i < 16; ++i) {  // forward.py:170
-    const int e = (((i) / 4 * 128 + tid) * 4 + (i) % 4);  // forward.py:170
+    const int e = (((i) / 8 * 128 + tid) * 8 + (i) % 8);  // forward.py:170
     v152[i] = ((0 + (int)(((e) % 64))) < v23);  // forward.py:170
   }
   bool v153[16];  // forward.py:170

@@ -79,12 +79,11 @@
       acc21 = static_cast<float>(acc21 + o25);  // tutorial_kernels.py:37
       float o26 = __shfl_xor_sync(0xffffffffu, acc21, 1);  // tutorial_kernels.py:37
       acc21 = static_cast<float>(acc21 + o26);  // tutorial_kernels.py:37
+      if (lane == 0) ((float*)(mt_smem + 16))[warp] = acc21;  // tutorial_kernels.py:37
       __syncthreads();  // tutorial_kernels.py:37
-      if (lane == 0) ((float*)(mt_smem + 0))[warp] = acc21;  // tutorial_kernels.py:37
-      __syncthreads();  // tutorial_kernels.py:37
-      acc21 = ((float*)(mt_smem + 0))[0];  // tutorial_kernels.py:37
+      acc21 = ((float*)(mt_smem + 16))[0];  // tutorial_kernels.py:37
       for (int w = 1; w < 4; ++w) {  // tutorial_kernels.py:37
-        acc21 = static_cast<float>(acc21 + ((float*)(mt_smem + 0))[0 + w]);  // tutorial_kernels.py:37
+        acc21 = static_cast<float>(acc21 + ((float*)(mt_smem + 16))[0 + w]);  // tutorial_kernels.py:37
       }
       v20 = static_cast<float>(acc21);  // tutorial_kernels.py:37
     }

@@ -1,7 +1,7 @@
   const int tid = (int)(thread_index_in_threadgroup);
   const int lane = tid % 32;
   const int warp = tid / 32;
-  threadgroup float4 mt_smem_v[1];
+  threadgroup float4 mt_smem_v[2];
   threadgroup uchar* mt_smem = (threadgroup uchar*)mt_smem_v;
   int v1;  // tutorial_kernels.py:27
   v1 = (int)(threadgroup_position_in_grid.x);  // tutorial_kernels.py:27
@@ -72,12 +72,11 @@
         acc16 = static_cast<float>(acc16 + v14[i]);  // tutorial_kernels.py:37
       }
       acc16 = simd_sum(acc16);  // tutorial_kernels.py:37
+      if (lane == 0) ((threadgroup float*)(mt_smem + 16))[warp] = acc16;  // tutorial_kernels.py:37
       threadgroup_barrier(mem_flags::mem_threadgroup);  // tutorial_kernels.py:37
-      if (lane == 0) ((threadgroup float*)(mt_smem + 0))[warp] = acc16;  // tutorial_kernels.py:37
-      threadgroup_barrier(mem_flags::mem_threadgroup);  // tutorial_kernels.py:37
-      acc16 = ((threadgroup float*)(mt_smem + 0))[0];  // tutorial_kernels.py:37
+      acc16 = ((threadgroup float*)(mt_smem + 16))[0];  // tutorial_kernels.py:37
       for (int w = 1; w < 4; ++w) {  // tutorial_kernels.py:37
-        acc16 = static_cast<float>(acc16 + ((threadgroup float*)(mt_smem + 0))[0 + w]);  // tutorial_kernels.py:37
+        acc16 = static_cast<float>(acc16 + ((threadgroup float*)(mt_smem + 16))[0 + w]);  // tutorial_kernels.py:37
       }
       v15 = static_cast<float>(acc16);  // tutorial_kernels.py:37
     }

@@ -127,11 +127,11 @@ class Lowering:
         self.shared_bytes = self.dots.scratch_base
         self.chunks = chunk_elements(fn, dialect.vector_bytes)
         # Threadgroup-memory events so far (barriers, pointers into it, regions that hold
-        # either), and the event count and buffer offset of the last per-warp exchange
-        # (`cooperative.exchange_per_warp`): while no event has happened since, the next
-        # exchange needs no leading barrier. None before: no exchange, nothing read yet.
+        # either), and the event count and byte range of the last exchange
+        # (`cooperative.begin_exchange`): while no event has happened since, the next one
+        # needs no leading barrier. None: no exchange yet, nothing read.
         self.memory_events = 0
-        self.last_exchange: tuple[int, int | None] = (0, None)
+        self.last_exchange: tuple[int, tuple[int, int] | None] = (0, None)
 
     @property
     def atomic(self) -> set[str]:

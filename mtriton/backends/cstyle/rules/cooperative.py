@@ -68,27 +68,39 @@ def publish_per_warp(
 
 
 def exchange_per_warp(lo: Lowering, values: list[str], dtypes: list[T.DType], lane: int) -> list[str]:
-    """`publish_per_warp` at the start of threadgroup memory for a reduction of a whole block,
-    with no leading barrier where the last use of threadgroup memory was such an exchange.
-
-    Back-to-back exchanges (softmax's max then sum, layer norm's mean then variance)
-    alternate between two buffers: a thread writing one has passed the barrier after the
-    last writes to it, so its readers are done, and readers of the other are not disturbed.
-    The leading barrier protects any other earlier use; with none (`Lowering.last_exchange`
-    still current) it is left out: one barrier per reduction instead of two.
-    """
-    events, previous = lo.last_exchange
-    size = align16(sum(array_bytes(dt, lo.warps) for dt in dtypes))
-    offset = size if previous == 0 else 0
-    fresh = events == lo.memory_events
+    """`publish_per_warp` for a reduction of a whole block, placed by `begin_exchange` (no
+    leading barrier where the last use of threadgroup memory was another exchange)."""
+    size = sum(array_bytes(dt, lo.warps) for dt in dtypes)
+    offset = begin_exchange(lo, size)
     bufs = per_warp_buffers(lo, dtypes, offset)
-    if not fresh:
-        lo.barrier()
     for buf, value in zip(bufs, values):
         lo.emit(f"if (lane == {lane}) {buf}[warp] = {value};")
-    lo.barrier()
-    lo.last_exchange = (lo.memory_events, offset)
+    end_exchange(lo, offset, size)
     return bufs
+
+
+def begin_exchange(lo: Lowering, size: int) -> int:
+    """Starts an exchange of `size` bytes through threadgroup memory: writes, one barrier,
+    reads (`end_exchange`). Returns its byte offset; emits the leading barrier unless the
+    last use of threadgroup memory was another exchange (`Lowering.last_exchange`).
+
+    Back-to-back exchanges (softmax's max then sum, layer norm's mean then variance, a
+    cumsum first in its kernel) need no barrier before their writes when they write bytes
+    the last one did not: earlier readers of those bytes read them before the last
+    exchange's barrier, which the writing thread has passed. One barrier per exchange
+    instead of two.
+    """
+    events, previous = lo.last_exchange
+    offset = 0 if previous is None or previous[0] >= size else align16(previous[1])
+    if events != lo.memory_events:
+        lo.barrier()
+    return offset
+
+
+def end_exchange(lo: Lowering, offset: int, size: int) -> None:
+    """The barrier after an exchange's writes; what follows until the next event reads it."""
+    lo.barrier()
+    lo.last_exchange = (lo.memory_events, (offset, offset + size))
 
 
 def per_warp_buffers(lo: Lowering, dtypes: list[T.DType], offset: int) -> list[str]:

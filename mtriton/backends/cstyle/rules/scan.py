@@ -17,7 +17,9 @@ from ..render import combiner_kind
 from ..shared_memory import array_bytes
 from .cooperative import (
     acc_dtypes,
+    begin_exchange,
     declare,
+    end_exchange,
     fold,
     group_element,
     group_geometry,
@@ -109,9 +111,10 @@ def _scan_in_registers(
 
     Each thread scans its chunks' elements; each warp scans its lanes' chunk totals with
     shuffles, chunk by chunk; lane 31 of every warp publishes its warp's total of every chunk
-    in one exchange through threadgroup memory (two barriers, where a carry per stretch took
-    two barriers per chunk: 8 for a 4096-element row on 8 warps); each thread then folds what
-    precedes its chunk (earlier stretches, earlier warps, earlier lanes) into it.
+    in one exchange through threadgroup memory (`begin_exchange`: one or two barriers, where a
+    carry per stretch took two per chunk, 8 for a 4096-element row on 8 warps); each thread
+    then folds what precedes its chunk (earlier stretches, earlier warps, earlier lanes)
+    into it.
     """
     region = op.regions[0]
     layout = inputs[0].layout
@@ -131,17 +134,17 @@ def _scan_in_registers(
                 lo.emit(f"{r}[{j}] = {v};")
         lanes.append(_lane_scan(lo, op, [f"{r}[{last}]" for r in regs], dtypes, 32))
     bufs = []  # warp w's total of chunk k at [k * warps + w]: the block's flat order
-    offset = 0
+    size = sum(array_bytes(dt, reps * warps) for dt in dtypes)
+    start = offset = begin_exchange(lo, size)
     for dt in dtypes:
         bufs.append(lo.scratch(dt, reps * warps, offset))
         offset += array_bytes(dt, reps * warps)
-    lo.barrier()
     lo.open("if (lane == 31)")
     for k, (_, incl) in enumerate(lanes):
         for buf, value in zip(bufs, incl):
             lo.emit(f"{buf}[{k * warps} + warp] = {value};")
     lo.close()
-    lo.barrier()
+    end_exchange(lo, start, size)
     carry = [lo.fresh("carry") for _ in inputs]  # the stretches before chunk k
     declare(lo, carry, [f"{b}[0]" for b in bufs], dtypes)
     for k, (excl, _) in enumerate(lanes):
