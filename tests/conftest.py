@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from typing import Any
 
 # Plain-MLX references compute float32 matmuls in full precision: MLX's CUDA backend
 # otherwise uses TF32 (this must be set before MLX is imported).
@@ -20,6 +21,7 @@ import pytest
 import mtriton
 from mtriton import backends, emulator, targets
 from mtriton.backends.cuda import full_cuda_source
+from mtriton.options import LaunchOptions
 from mtriton.runtime.jit import CompiledEntry
 
 # Every backend the suite knows (mtriton/targets.py), in the order tests run on them: those that
@@ -201,3 +203,17 @@ def cuda_compiles_every_kernel(tmp_path_factory: pytest.TempPathFactory) -> None
         pytest.fail(
             f"nvcc rejected the CUDA of {len(sources)} kernels (in {folder / 'all.cu'}):\n{result.stderr[:4000]}"
         )
+
+
+def count_compiles(monkeypatch: pytest.MonkeyPatch, backend: str) -> list[str]:
+    """Records the name of every function the backend compiles from now on."""
+    compiled: list[str] = []
+    target = backends.get_backend(backend)
+    original = target.compile
+
+    def compile(fn: Any, opts: LaunchOptions) -> Any:
+        compiled.append(fn.name)
+        return original(fn, opts)
+
+    monkeypatch.setattr(target, "compile", compile)
+    return compiled

@@ -16,14 +16,13 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 import pytest
-from conftest import EMULATORS, poisoned
+from conftest import EMULATORS, count_compiles, poisoned
 
 import mtriton
 import mtriton.language as tl
-from mtriton import backends, emulator
+from mtriton import emulator
 from mtriton.backends import gpu_launch
 from mtriton.backends.gpu_launch import params_read, private_copy
-from mtriton.options import LaunchOptions
 
 
 @mtriton.jit
@@ -338,15 +337,7 @@ def test_params_read() -> None:
 def test_cached_launches_do_not_recompile(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keyword order, options given or not and new arrays of the same dtypes hit the cache;
     a new dtype, alignment class or option value compiles once more."""
-    compiled: list[str] = []
-    target = backends.get_backend(backend)
-    original = target.compile
-
-    def compile(fn: Any, opts: LaunchOptions) -> Any:
-        compiled.append(fn.name)
-        return original(fn, opts)
-
-    monkeypatch.setattr(target, "compile", compile)
+    compiled = count_compiles(monkeypatch, backend)
     kernel = mtriton.jit(fill_head_kernel.fn)
     for n, kwargs, compiles in [
         (40, {"BLOCK": 64}, 1),

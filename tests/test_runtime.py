@@ -18,13 +18,13 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 import pytest
-from conftest import poisoned
+from conftest import count_compiles, poisoned
 
 import mtriton
 import mtriton.language as tl
 from examples.tutorial_kernels import add_kernel
 from mtriton import backends, cache, options
-from mtriton.options import DEFAULT_LAUNCH, LaunchOptions
+from mtriton.options import DEFAULT_LAUNCH
 from mtriton.runtime.jit import JITFunction
 
 
@@ -104,20 +104,6 @@ def rand(rng: np.random.Generator, n: int) -> mx.array:
 
 def f64(x: mx.array) -> np.ndarray:
     return np.array(x).astype(np.float64)
-
-
-def count_compiles(monkeypatch: pytest.MonkeyPatch, backend: str) -> list[str]:
-    """Records the name of every function the backend compiles from now on."""
-    compiled: list[str] = []
-    target = backends.get_backend(backend)
-    original = target.compile
-
-    def compile(fn: Any, opts: LaunchOptions) -> Any:
-        compiled.append(fn.name)
-        return original(fn, opts)
-
-    monkeypatch.setattr(target, "compile", compile)
-    return compiled
 
 
 @pytest.fixture
