@@ -213,15 +213,15 @@ def _quantize_int8_kernel(
     row = tl.program_id(0)
     lo = tl.load(lo_ptr + row * stride_range)
     hi = tl.load(hi_ptr + row * stride_range)
-    scale = (hi - lo) / 255.0
+    scale = tl.div_rn(hi - lo, 255.0)
     scale = tl.where(scale > 0.0, scale, 1.0)  # an all-zero row: any scale, every code is zp
-    zp = tl.clamp(tl.floor(-128.0 - lo / scale + 0.5), -128.0, 127.0)
+    zp = tl.clamp(tl.floor(-128.0 - tl.div_rn(lo, scale) + 0.5), -128.0, 127.0)
     tl.store(s_ptr + row, scale)
     tl.store(zp_ptr + row, zp.to(tl.int8))
     for k0 in range(0, k, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         w = tl.load(w_ptr + row * k + offs_k, mask=offs_k < k, other=0.0).to(tl.float32)
-        q = tl.clamp(tl.floor(w / scale + 0.5) + zp, -128.0, 127.0)
+        q = tl.clamp(tl.floor(tl.div_rn(w, scale) + 0.5) + zp, -128.0, 127.0)
         tl.store(q_ptr + row * k + offs_k, q.to(tl.int8), mask=offs_k < k)
 
 
@@ -243,10 +243,10 @@ def _quantize_int4_kernel(
                     tl.min(tl.where(pair, odd, float("inf")), axis=1))  # fmt: skip
     hi = tl.maximum(tl.max(tl.where(pair, even, -float("inf")), axis=1),
                     tl.max(tl.where(pair, odd, -float("inf")), axis=1))  # fmt: skip
-    scale = (hi - lo) / 15.0
+    scale = tl.div_rn(hi - lo, 15.0)
     scale = tl.where(scale > 0.0, scale, 1.0)  # a constant group: every code is 0
-    q_even = tl.clamp(tl.floor((even - lo[:, None]) / scale[:, None] + 0.5), 0.0, 15.0).to(tl.int32)
-    q_odd = tl.clamp(tl.floor((odd - lo[:, None]) / scale[:, None] + 0.5), 0.0, 15.0).to(tl.int32)
+    q_even = tl.clamp(tl.floor(tl.div_rn(even - lo[:, None], scale[:, None]) + 0.5), 0.0, 15.0).to(tl.int32)
+    q_odd = tl.clamp(tl.floor(tl.div_rn(odd - lo[:, None], scale[:, None]) + 0.5), 0.0, 15.0).to(tl.int32)
     packed = (q_even | (q_odd << 4)).to(tl.uint8)
     tl.store(q_ptr + offs_r[:, None] * (GROUP // 2) + offs_j[None, :], packed, mask=mask)
     tl.store(s_ptr + offs_r, scale, mask=offs_r < n_groups)

@@ -150,6 +150,30 @@ def test_exp_exp2_and_division_accuracy(
         np.testing.assert_array_equal(got_div, x / y)
 
 
+@mtriton.jit
+def _div_rn_kernel(x_ptr, y_ptr, rn_ptr, ieee_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0)
+    y = tl.load(y_ptr + offs, mask=mask, other=1.0)
+    tl.store(rn_ptr + offs, tl.div_rn(x, y), mask=mask)
+    tl.store(ieee_ptr + offs, tl.fdiv(x, y, ieee_rounding=True), mask=mask)
+
+
+def test_div_rn_is_correctly_rounded_under_the_default_math(backend: str, rng: np.random.Generator) -> None:
+    # tl.div_rn keeps IEEE division where the backend's default `/` is CUDA's 2-ulp div.full:
+    # quantization matches MLX's codes bit for bit only through it
+    n = 2051
+    x = rng.uniform(-4, 4, n).astype(np.float32)
+    y = (rng.standard_normal(n) * np.exp2(rng.uniform(-30, 30, n))).astype(np.float32)
+    rn, ieee = poisoned(n), poisoned(n)
+    _div_rn_kernel[(mtriton.cdiv(n, 256),)](mx.array(x), mx.array(y), rn, ieee, n, BLOCK=256)
+    np.testing.assert_array_equal(to_numpy(rn), x / y)
+    np.testing.assert_array_equal(to_numpy(ieee), x / y)
+    body = _div_rn_kernel.warmup(*[mx.zeros((n,))] * 4, n, BLOCK=256, grid=(1,)).asm["cuda"]
+    assert "mt_div_full(" not in body.split("__global__")[-1]
+
+
 @pytest.mark.parametrize(
     ("math_mode", "exp"), [(None, "mt_exp_approx("), ("relaxed", "mt_exp_approx("), ("safe", "expf(")]
 )

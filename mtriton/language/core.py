@@ -435,11 +435,12 @@ def fma(x: Any, y: Any, z: Any) -> tensor:
 
 
 def fdiv(x: Any, y: Any, ieee_rounding: bool = False) -> tensor:
-    return semantic.binary("div", x, y)
+    return div_rn(x, y) if ieee_rounding else semantic.binary("div", x, y)
 
 
 def div_rn(x: Any, y: Any) -> tensor:
-    return semantic.binary("div", x, y)
+    """x / y correctly rounded whatever the math mode (CUDA's relaxed `/` is `div.full`, 2 ulp)."""
+    return semantic.binary("div", x, y, rounding="rn")
 
 
 def _float_unary(name: str) -> Any:

@@ -340,8 +340,9 @@ def _same_type_operands(a: Any, b: Any, *, div: bool = False) -> tuple[core.tens
     return cast(a, dtype), cast(b, dtype)
 
 
-def binary(name: str, a: Any, b: Any) -> core.tensor:
-    """Builds an arithmetic, bitwise or min/max op with Triton's promotion."""
+def binary(name: str, a: Any, b: Any, **attrs: Any) -> core.tensor:
+    """Builds an arithmetic, bitwise or min/max op with Triton's promotion; `attrs` go on the op
+    (`rounding="rn"` on a division: correctly rounded under every math mode)."""
     a, b = binary_operands(a, b)
     if name in ("add", "sub") and (a.dtype.is_ptr() or b.dtype.is_ptr()):
         return _pointer_arith(name, a, b)
@@ -368,7 +369,7 @@ def binary(name: str, a: Any, b: Any) -> core.tensor:
     check_no_float8_arithmetic(f"`{name}`", a.dtype)
     if name in ("shl", "shr"):
         b = cast(b, a.dtype)
-    return _t(builder().build(name, [a.handle, b.handle], a.type))
+    return _t(builder().build(name, [a.handle, b.handle], a.type, **attrs))
 
 
 def _pointer_arith(name: str, a: core.tensor, b: core.tensor) -> core.tensor:

@@ -81,7 +81,8 @@ def render(d: Dialect, op: ir.Op, args: list[str]) -> str:
     ctype = d.ctype(elem)
     if name == "mod" and not elem.is_floating():
         return f"static_cast<{ctype}>({args[0]} % {args[1]})"
-    if name in BINARY_SYMBOLS and elem == T.float32 and name in d.math:  # CUDA's div.full
+    if name in BINARY_SYMBOLS and elem == T.float32 and name in d.math and "rounding" not in op.attrs:
+        # CUDA's div.full; tl.div_rn keeps the correctly rounded `/`
         return f"{d.math[name]}({args[0]}, {args[1]})"
     if name in BINARY_SYMBOLS:
         if elem.is_bool() and name in ("and", "or", "xor"):
