@@ -203,7 +203,8 @@ def test_a_cache_folder_that_cannot_be_written(
         warnings.simplefilter("always")
         np.testing.assert_array_equal(run(module.through_tuple, x), np.array(x) * 3)
         np.testing.assert_array_equal(run(module.through_attribute, x), np.array(x) + 1)
-    said = [str(w.message) for w in caught]
+    # (on a GPU the poisoned outputs also bring the written-never-read copy warning)
+    said = [str(w.message) for w in caught if "never read" not in str(w.message)]
     assert len(said) == 1 and "cannot be written" in said[0] and "in memory only" in said[0], said
 
 

@@ -95,11 +95,14 @@ def _f64_kernel(x_ptr, out_ptr, BLOCK: tl.constexpr):
 
 def test_float64_math_is_float64_accurate_on_the_interpreter(rng: np.random.Generator) -> None:
     # MLX's own float64 exp/sin/cos/erf are float32-accurate; the interpreter must not be
+    # MLX computes float64 on the CPU only, also on a GPU machine
     x = rng.uniform(-3, 3, 64)
-    out = mx.zeros((64 * 4,), dtype=mx.float64)
     mtriton.set_backend("interpreter")
     try:
-        _f64_kernel[(1,)](mx.array(x, dtype=mx.float64), out, BLOCK=64)
+        with mx.stream(mx.cpu):
+            out = mx.zeros((64 * 4,), dtype=mx.float64)
+            _f64_kernel[(1,)](mx.array(x, dtype=mx.float64), out, BLOCK=64)
+            mx.eval(out)
     finally:
         mtriton.set_backend(None)
     expected = np.stack([np.exp(x), np.sin(x), np.cos(x), [math.erf(v) for v in x]], axis=1).reshape(-1)
