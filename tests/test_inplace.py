@@ -154,7 +154,8 @@ def test_private_copy_keeps_every_bit(dtype: mx.Dtype) -> None:
 
 def test_private_copy_donates_only_what_nothing_else_holds() -> None:
     """Measured through MLX's allocator: an array no one else holds lends its buffer (no new
-    memory); one that is still held is copied and keeps its value."""
+    memory) on MLX's CPU build; one that is still held is copied and keeps its value. MLX's CUDA
+    build copies both (H200, MLX 0.32.4: the peak rose by the array's 4n bytes)."""
     n = 1 << 22
     x = mx.arange(n, dtype=mx.float32)
     mx.eval(x)
@@ -163,7 +164,8 @@ def test_private_copy_donates_only_what_nothing_else_holds() -> None:
     copy = private_copy(x)
     del x
     mx.eval(copy)
-    assert mx.get_peak_memory() - before < n  # well under the array's 4n bytes
+    donated = mx.get_peak_memory() - before < n  # well under the array's 4n bytes
+    assert donated == (mx.default_device() == mx.cpu)
     del copy
     held = mx.arange(n, dtype=mx.float32)
     mx.eval(held)
