@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()
 
@@ -126,3 +128,20 @@ def test_the_compiler_imports_in_one_direction() -> None:
     assert _cycles(graph) == [{"mtriton.language.core", "mtriton.language.semantic"}]
     outside = {d for m, deps in graph.items() if m.startswith("mtriton.emulator") for d in deps}
     assert {d for d in outside if not d.startswith("mtriton.emulator")} <= {"mtriton.options"}
+
+
+def test_every_package_folder_ships_in_the_wheel() -> None:
+    """pyproject lists the packages by hand (mlx_primitives lives in primitives/): a folder with
+    an __init__.py missing from that list imports in an editable install and is absent from
+    a wheel."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {name: ROOT / path for name, path in setuptools["package-dir"].items()}
+    folders.setdefault("mtriton", ROOT / "mtriton")
+    found = set()
+    for name, folder in folders.items():
+        for init in folder.rglob("__init__.py"):
+            parts = init.parent.relative_to(folder).parts
+            if not any(p.startswith((".", "_")) or p == "tests" for p in parts):
+                found.add(".".join((name, *parts)))
+    assert sorted(found - set(setuptools["packages"])) == []
