@@ -39,7 +39,7 @@ import mlx.nn as nn
 import mtriton as triton
 import mtriton.language as tl
 
-from ._common import FLOAT_DTYPES, check_array, check_dtype, check_shape, dtype_name, pow2_block
+from ._common import FLOAT_DTYPES, check_array, check_shape, dtype_name, pow2_block
 
 # Steps between two checkpoints of the state: the backward recomputes this many states per
 # chunk into scratch memory of (batch, dim, _CHUNK, N) float32.
