@@ -8,8 +8,8 @@ Bytes count x, delta, z and out (batch * dim * L each) and B, C (batch * N * L e
 forward + backward adds the backward's reads of x, delta, z, B, C and the cotangent and its
 writes of dx, d delta, dz, dB and dC. FLOPs: ~9 per state element and step forward (exp, the
 decay and input multiply-adds, the C product and sum); forward + backward counts 40: the
-forward, the backward's two recomputations of the states (6 each, twice counted as one chunk
-replay and one reverse step) and its ~25 of gradient products.
+forward's 9, the backward's replay of each chunk from its checkpoint (~6) and its reverse step
+(~25: the state again, dL/dh and the products of every gradient).
 
 References: float64 NumPy of the recurrence for the forward on CPU tiers; on GPUs, and for the
 gradients on every tier, the float32 plain-MLX scan on the device (its sequential float32 sums
