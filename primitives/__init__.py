@@ -1,7 +1,7 @@
 """mlx_primitives: building blocks for MLX, every kernel written in mtriton.
 
 One family, one module: `attention` (a package: forward, backward, spec), `norms`, `glu`,
-`rotary`, `quantize`, `gather_scatter`. Each holds its
+`rotary`, `quantize`, `gather_scatter`, `ssm`. Each holds its
 kernels, its public functions, its `nn.Module` layers and its `*_reference` functions in plain
 MLX ops; every public name is exported here. `mlx_primitives.kernels` re-exports the transformer
 blocks under their earlier import path.
@@ -64,6 +64,7 @@ from .quantize import (
     quantize_int8_reference,
 )
 from .rotary import RoPE, rope, rope_reference
+from .ssm import MambaBlock, selective_scan, selective_scan_reference
 
 __version__ = "0.1.0"
 
@@ -81,4 +82,5 @@ __all__ = [
     "rmsnorm", "rmsnorm_reference", "rope", "rope_reference", "selective_gather",
     "selective_gather_reference", "selective_scatter_add", "selective_scatter_add_reference",
     "swiglu", "swiglu_reference",
+    "MambaBlock", "selective_scan", "selective_scan_reference",
 ]  # fmt: skip
