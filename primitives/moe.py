@@ -451,6 +451,11 @@ def build_expert_dispatch(
 # --------------------------------------------------------------------------- grouped GEMM
 
 
+def _new_output(shape: tuple[int, ...], dtype: mx.Dtype) -> mx.array:
+    """A buffer the launching kernel writes in full (tests swap in a poisoned one to check that)."""
+    return triton.empty(shape, dtype)
+
+
 @dataclass(frozen=True)
 class _TileMap:
     """Each row tile's expert (-1: outside every group) and rows [start, stop), and each
@@ -531,7 +536,7 @@ def _launch_grouped(
         meta = {"BITS": bits, "PACK": 32 // bits, "GROUP": group_size}
     grid = (tile_map.n_tiles, triton.cdiv(n, block_n))
     (out,) = _grouped_matmul_kernel[grid].functional(
-        triton.empty((m, n), a.dtype), a, w, scales, biases, tile_map.expert, tile_map.start, tile_map.stop,
+        _new_output((m, n), a.dtype), a, w, scales, biases, tile_map.expert, tile_map.start, tile_map.stop,
         tile_map.n_tiles, n, k, stride_w, stride_sr, stride_sg, w[0].size, expert_s,
         TRANS_W=trans_w, **meta, BLOCK_M=blocks["BLOCK_M"], BLOCK_N=block_n, BLOCK_K=block_k,
         **({"num_warps": blocks["num_warps"]} if "num_warps" in blocks else {}),
@@ -549,7 +554,7 @@ def _weight_grad(a: mx.array, d: mx.array, group_sizes: mx.array, e: int) -> mx.
     tile_map = _tile_map(group_sizes, m, blocks["BLOCK_M"])
     block_n, block_k = pow2_block(n, 64, 16), pow2_block(k, 64, 16)
     (dw,) = _grouped_weight_grad_kernel[(e, triton.cdiv(n, block_n), triton.cdiv(k, block_k))].functional(
-        triton.empty((e, n, k), a.dtype), a, d, tile_map.group_starts, tile_map.group_stops, n, k,
+        _new_output((e, n, k), a.dtype), a, d, tile_map.group_starts, tile_map.group_stops, n, k,
         BLOCK_M=min(blocks["BLOCK_M"], 32), BLOCK_N=block_n, BLOCK_K=block_k,
     )  # fmt: skip
     return dw
@@ -702,8 +707,18 @@ class SwitchLinear(nn.Module):
         """`x` (rows in the dispatch's sorted order, its dropped rows last) times each row's expert."""
         return self._bias_rows(grouped_matmul(x, self.weight, dispatch.group_sizes), dispatch)
 
-    def to_quantized(self, group_size: int = 64, bits: int = 4) -> QuantizedSwitchLinear:
-        """The layer with its weight `mx.quantize`d (affine), as mlx-lm's `to_quantized`."""
+    def to_quantized(
+        self, group_size: int = 64, bits: int = 4, mode: str = "affine"
+    ) -> QuantizedSwitchLinear:
+        """The layer with its weight `mx.quantize`d, as mlx-lm's `to_quantized` (`nn.quantize` calls it).
+
+        Args:
+            group_size: MLX's quantization group size.
+            bits: 4 or 8.
+            mode: "affine", the one format the grouped kernel reads.
+        """
+        if mode != "affine":
+            raise ValueError(f"[SwitchLinear.to_quantized] mode must be 'affine'; got {mode!r}")
         layer = QuantizedSwitchLinear(
             self.weight.shape[2], self.weight.shape[1], self.weight.shape[0], "bias" in self, group_size, bits
         )
