@@ -87,7 +87,7 @@ def _grouped_matmul_kernel(
     out_ptr, a_ptr, w_ptr, s_ptr, z_ptr, tile_expert_ptr, tile_start_ptr, tile_stop_ptr,
     n_tiles, n, k, stride_w, stride_sr, stride_sg, expert_w, expert_s,
     TRANS_W: tl.constexpr, BITS: tl.constexpr, PACK: tl.constexpr, GROUP: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    HALF_DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     """out[rows] = a[rows] @ B(expert) for the rows [start, stop) of one row tile.
 
@@ -135,7 +135,13 @@ def _grouped_matmul_kernel(
             PACK,
             GROUP,
         )
-        if s_ptr is not None:
+        if HALF_DOT:
+            # Tensor cores take a as it is and the dequantized w as two terms of a's dtype,
+            # w = hi + lo with lo the rounding error of hi: float32-accurate weights in two dots.
+            w_hi = w.to(a.dtype)
+            acc = tl.dot(a, w_hi, acc)
+            acc = tl.dot(a, (w - w_hi.to(tl.float32)).to(a.dtype), acc)
+        elif s_ptr is not None:
             acc = tl.dot(a.to(tl.float32), w, acc, input_precision="ieee")
         else:
             # "ieee": float32 inputs stay exact (Triton's default rounds them to TF32 on CUDA)
@@ -534,11 +540,13 @@ def _launch_grouped(
         scales, biases, group_size, bits = quant
         stride_w, stride_sr, stride_sg, expert_s = w.shape[-1], scales.shape[-1], 1, scales[0].size
         meta = {"BITS": bits, "PACK": 32 // bits, "GROUP": group_size}
+    # Quantized weights multiply half-precision rows on CUDA's tensor cores in two half terms.
+    half_dot = quant is not None and a.dtype != mx.float32 and triton.current_target() == "cuda"
     grid = (tile_map.n_tiles, triton.cdiv(n, block_n))
     (out,) = _grouped_matmul_kernel[grid].functional(
         _new_output((m, n), a.dtype), a, w, scales, biases, tile_map.expert, tile_map.start, tile_map.stop,
         tile_map.n_tiles, n, k, stride_w, stride_sr, stride_sg, w[0].size, expert_s,
-        TRANS_W=trans_w, **meta, BLOCK_M=blocks["BLOCK_M"], BLOCK_N=block_n, BLOCK_K=block_k,
+        TRANS_W=trans_w, **meta, HALF_DOT=half_dot, BLOCK_M=blocks["BLOCK_M"], BLOCK_N=block_n, BLOCK_K=block_k,
         **({"num_warps": blocks["num_warps"]} if "num_warps" in blocks else {}),
     )  # fmt: skip
     return out
@@ -824,7 +832,9 @@ class SwitchGLU(nn.Module):
                 "to match x's leading axes"
             )
         k, d = indices.shape[-1], x.shape[-1]
-        dispatch = build_expert_dispatch(mx.stop_gradient(indices).reshape(-1, k), self.num_experts)
+        dispatch = build_expert_dispatch(
+            mx.stop_gradient(indices).reshape(-1, k), self.num_experts, checked=False
+        )
         rows = selective_gather(x.reshape(-1, d), dispatch.token_of_row, checked=False, deterministic=True)
         out = self.experts(rows, dispatch)
         out = selective_gather(out, dispatch.position.reshape(-1), checked=False, deterministic=True)
