@@ -3,6 +3,8 @@
 * `switch_glu`: the expert part, `SwitchGLU(x, indices)` (dispatch, grouped gate/up/down GEMMs,
   SwiGLU, gather back to slot order), against mlx-lm's SwitchGLU as MLX runs it: the slots sorted
   by expert, `mx.gather_mm(..., sorted_indices=True)` for each projection, then unsorted.
+* `switch_glu_mlx4`: the same on `mx.quantize`d experts (4 bits, groups of 64), against mlx-lm's
+  quantized SwitchGLU on `mx.gather_qmm`.
 * `sparse_moe`: the whole `SparseMoELayer` (router, top-k, dispatch, experts, weighted
   deterministic combine) against the same layer with the gather_mm SwitchGLU and a weighted sum.
 
@@ -48,20 +50,48 @@ SIZES = Sizes(
 )
 
 
-def _gather_mm_switch_glu(x: mx.array, indices: mx.array, layer: SwitchGLU) -> mx.array:
-    """mlx-lm's SwitchGLU on mx.gather_mm with sorted indices: (tokens, k, dim)."""
-    k = indices.shape[-1]
+# Quantized entries: every projection's inputs must be whole groups of 64.
+QUANT_GROUP = 64
+QUANT_SIZES = Sizes(
+    smoke={"tokens": 37, "dim": 64, "hidden": 128, "experts": 5, "top_k": 2},
+    cpu=SIZES.cpu,
+    gpu=SIZES.gpu,
+)
+PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
+
+
+def _sorted_slots(indices: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+    """mlx-lm's `_gather_sort`: the slot order sorted by expert, its inverse, the sorted experts."""
     flat = indices.reshape(-1)
     order = mx.argsort(flat)
-    inverse = mx.argsort(order)
-    rows = mx.expand_dims(x, -2)[order // k]  # (slots, 1, dim)
-    experts = flat[order]
+    return order, mx.argsort(order), flat[order]
+
+
+def _gather_mm_switch_glu(x: mx.array, indices: mx.array, layer: SwitchGLU) -> mx.array:
+    """mlx-lm's SwitchGLU on mx.gather_mm with sorted indices: (tokens, k, dim)."""
+    order, inverse, experts = _sorted_slots(indices)
+    rows = mx.expand_dims(x, -2)[order // indices.shape[-1]]  # (slots, 1, dim)
 
     def project(h: mx.array, name: str) -> mx.array:
         return mx.gather_mm(h, layer[name].weight.swapaxes(-1, -2), rhs_indices=experts, sorted_indices=True)
 
-    hidden = nn.silu(project(rows, "gate_proj")) * project(rows, "up_proj")
-    out = project(hidden, "down_proj")[:, 0, :]
+    out = project(nn.silu(project(rows, "gate_proj")) * project(rows, "up_proj"), "down_proj")[:, 0, :]
+    return out[inverse].reshape(*indices.shape, -1)
+
+
+def _gather_qmm_switch_glu(x: mx.array, indices: mx.array, layer: SwitchGLU) -> mx.array:
+    """mlx-lm's quantized SwitchGLU: mx.gather_qmm with sorted indices, (tokens, k, dim)."""
+    order, inverse, experts = _sorted_slots(indices)
+    rows = mx.expand_dims(x, -2)[order // indices.shape[-1]]
+
+    def project(h: mx.array, name: str) -> mx.array:
+        p = layer[name]
+        return mx.gather_qmm(
+            h, p.weight, p.scales, p.biases, rhs_indices=experts, transpose=True,
+            group_size=p.group_size, bits=p.bits, sorted_indices=True,
+        )  # fmt: skip
+
+    out = project(nn.silu(project(rows, "gate_proj")) * project(rows, "up_proj"), "down_proj")[:, 0, :]
     return out[inverse].reshape(*indices.shape, -1)
 
 
@@ -72,6 +102,16 @@ def _gather_mm_moe(x: mx.array, layer: SparseMoELayer) -> mx.array:
     return mx.sum(out * weights[..., None], axis=1)
 
 
+def _expert_weight(layer: SwitchGLU, name: str, expert: int) -> np.ndarray:
+    """One expert's float64 weight of projection `name`, dequantized in float32 as the kernel
+    does when the layer holds MLX-quantized weights."""
+    proj = layer[name]
+    if "scales" not in proj:
+        return host(proj.weight[expert])
+    scales, biases = (proj[p][expert].astype(mx.float32) for p in ("scales", "biases"))
+    return host(mx.dequantize(proj.weight[expert], scales, biases, proj.group_size, proj.bits))
+
+
 def _experts_reference(
     x: np.ndarray, indices: np.ndarray, weights: np.ndarray | None, layer: SwitchGLU
 ) -> np.ndarray:
@@ -79,9 +119,7 @@ def _experts_reference(
     the experts that `indices` names."""
     out = np.zeros((*indices.shape, x.shape[-1]))
     for expert in np.unique(indices):
-        gate, up, down = (
-            host(layer[name].weight[int(expert)]) for name in ("gate_proj", "up_proj", "down_proj")
-        )
+        gate, up, down = (_expert_weight(layer, name, int(expert)) for name in PROJECTIONS)
         tokens, slots = np.nonzero(indices == expert)
         h = x[tokens] @ gate.T
         out[tokens, slots] = ((h / (1.0 + np.exp(-h))) * (x[tokens] @ up.T)) @ down.T
@@ -118,19 +156,24 @@ def _sample(tokens: int) -> np.ndarray:
     return _inputs.spread_indices(tokens, SAMPLED_TOKENS)
 
 
-@benchmark(
-    suite="scan_moe",
-    name="switch_glu",
-    bound="compute",
-    builtin="SwitchGLU on mx.gather_mm (sorted)",
-    sizes=SIZES,
-)
-def switch_glu(tokens: int, dim: int, hidden: int, experts: int, top_k: int, dtype: str = "float32") -> Case:
-    """The expert part: (tokens, k, dim) outputs of each token's k experts, unweighted."""
+def _switch_case(
+    tokens: int, dim: int, hidden: int, experts: int, top_k: int, dtype: str, quantized: bool
+) -> Case:
+    """(tokens, k, dim) outputs of each token's k experts, unweighted; with `quantized`, the
+    experts' weights `mx.quantize`d (4 bits, groups of 64) on both sides."""
     layer, x, _, _, indices = _setup(tokens, dim, hidden, experts, top_k, dtype)
     switch = layer.experts
+    if quantized:
+        nn.quantize(switch, group_size=QUANT_GROUP, bits=4)
+        mx.eval(switch.parameters())
+        builtin = lambda: _gather_qmm_switch_glu(x, indices, switch)  # noqa: E731
+        experts_bytes = sum(
+            switch[n][p][0].nbytes for n in PROJECTIONS for p in ("weight", "scales", "biases")
+        )
+    else:
+        builtin = lambda: _gather_mm_switch_glu(x, indices, switch)  # noqa: E731
+        experts_bytes = 3 * dim * hidden * x.itemsize
     sample = _sample(tokens)
-    experts_bytes = 3 * dim * hidden * x.itemsize
     nbytes, flops = _case_costs(x, indices, dim, hidden, experts_bytes)
     tol = TOLERANCE[dtype]
 
@@ -138,11 +181,12 @@ def switch_glu(tokens: int, dim: int, hidden: int, experts: int, top_k: int, dty
         return _experts_reference(host(x)[sample], np.array(indices)[sample], None, switch)
 
     return Case(
-        label=f"T{tokens} D{dim} H{hidden} E{experts} k{top_k} {SHORT_DTYPE[dtype]}",
+        label=f"T{tokens} D{dim} H{hidden} E{experts} k{top_k} {SHORT_DTYPE[dtype]}"
+        + (" q4" if quantized else ""),
         kernels=sys.modules[__name__],
         buffers={"x": x, "indices": indices},
         launch=lambda api, b: switch(b["x"], b["indices"]),
-        builtin=lambda: _gather_mm_switch_glu(x, indices, switch),
+        builtin=builtin,
         reference=lambda: _experts_reference(host(x), np.array(indices), None, switch),
         bytes=nbytes,
         flops=flops,
@@ -154,6 +198,32 @@ def switch_glu(tokens: int, dim: int, hidden: int, experts: int, top_k: int, dty
             what=f"{sample.size} of {tokens} tokens (first, last, the rest at random)",
         ),
     )
+
+
+@benchmark(
+    suite="scan_moe",
+    name="switch_glu",
+    bound="compute",
+    builtin="SwitchGLU on mx.gather_mm (sorted)",
+    sizes=SIZES,
+)
+def switch_glu(tokens: int, dim: int, hidden: int, experts: int, top_k: int, dtype: str = "float32") -> Case:
+    """The expert part on float weights."""
+    return _switch_case(tokens, dim, hidden, experts, top_k, dtype, quantized=False)
+
+
+@benchmark(
+    suite="scan_moe",
+    name="switch_glu_mlx4",
+    bound="compute",
+    builtin="SwitchGLU on mx.gather_qmm (sorted)",
+    sizes=QUANT_SIZES,
+)
+def switch_glu_mlx4(
+    tokens: int, dim: int, hidden: int, experts: int, top_k: int, dtype: str = "float32"
+) -> Case:
+    """The expert part on MLX's 4-bit weights, dequantized inside the grouped kernel."""
+    return _switch_case(tokens, dim, hidden, experts, top_k, dtype, quantized=True)
 
 
 @benchmark(
