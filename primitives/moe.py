@@ -10,9 +10,9 @@ A token-choice MoE layer sends each of `T` tokens to `k` of `E` experts. The pie
   sorts are `mx.sort` of unique keys, counts an integer-atomic histogram kernel; nothing syncs.
 * `grouped_matmul(x, weight, group_sizes)`: one launch multiplies every expert's contiguous rows
   of `x` by that expert's matrix, `weight` in mlx-lm's `SwitchLinear` layout (E, out, in), the
-  job of `mx.gather_mm` with sorted indices. Its grid is (row tiles, column tiles); a tile map
-  computed with MLX ops on the device gives each row tile its expert and its rows, a tile never
-  straddling two experts. Rows outside every group (the dropped slots, which the dispatch puts
+  job of `mx.gather_mm` with sorted indices. Its programs cover (row tile, column tile) pairs,
+  grouped so that neighbours share weight tiles in cache; a tile map computed with MLX ops on
+  the device gives each row tile its expert and its rows, a tile never straddling two experts. Rows outside every group (the dropped slots, which the dispatch puts
   last) come out as zeros. float32/float16/bfloat16 weights, or MLX's quantized ones
   (`mx.quantize`, 4 or 8 bits) dequantized inside the kernel. Gradients: dx is the same kernel
   with the weight untransposed, dW a grouped kernel over each expert's rows.
@@ -44,8 +44,8 @@ SCORINGS = ("softmax", "sigmoid")
 _COUNT_BLOCK = 1024
 # Largest tiles on Metal (MAX_STAGED_DOT_ELEMENTS: BLOCK_M * BLOCK_K + BLOCK_K * BLOCK_N <= 8192,
 # and the weight gradient's BLOCK_N * BLOCK_M + BLOCK_M * BLOCK_K); CUDA stages more.
-_BLOCKS = {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}
-_CUDA_BLOCKS = {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "num_warps": 8}
+_BLOCKS = {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8}
+_CUDA_BLOCKS = {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_warps": 8}
 _ACTIVATIONS = {"swiglu": swiglu, "geglu": geglu}
 
 
@@ -88,6 +88,7 @@ def _grouped_matmul_kernel(
     n_tiles, n, k, stride_w, stride_sr, stride_sg, expert_w, expert_s,
     TRANS_W: tl.constexpr, BITS: tl.constexpr, PACK: tl.constexpr, GROUP: tl.constexpr,
     HALF_DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
 ):  # fmt: skip
     """out[rows] = a[rows] @ B(expert) for the rows [start, stop) of one row tile.
 
@@ -95,14 +96,18 @@ def _grouped_matmul_kernel(
     empty and it stores zeros. `expert_w`/`expert_s` are the strides of one expert's weight and
     scales.
     """
-    tile = tl.program_id(0)
+    # Groups of GROUP_M row tiles walk the column tiles together: each weight tile is read from
+    # memory about once per group, and the group's rows stay in cache.
+    num_pid_n = tl.cdiv(n, BLOCK_N)
+    pid = tl.program_id(0)
+    tile, pid_n = tl.swizzle2d(pid // num_pid_n, pid % num_pid_n, n_tiles, num_pid_n, GROUP_M)
     expert = tl.load(tile_expert_ptr + tile)
     start = tl.load(tile_start_ptr + tile)
     stop = tl.load(tile_stop_ptr + tile)
     rows = start + tl.arange(0, BLOCK_M)
     row_mask = rows < stop
     rows = rows.to(tl.int64)
-    outs = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    outs = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     e = tl.maximum(expert, 0).to(tl.int64)
     w_base = w_ptr + e * expert_w
     s_base = s_ptr
@@ -542,12 +547,12 @@ def _launch_grouped(
         meta = {"BITS": bits, "PACK": 32 // bits, "GROUP": group_size}
     # Quantized weights multiply half-precision rows on CUDA's tensor cores in two half terms.
     half_dot = quant is not None and a.dtype != mx.float32 and triton.current_target() == "cuda"
-    grid = (tile_map.n_tiles, triton.cdiv(n, block_n))
+    grid = (tile_map.n_tiles * triton.cdiv(n, block_n),)
     (out,) = _grouped_matmul_kernel[grid].functional(
         _new_output((m, n), a.dtype), a, w, scales, biases, tile_map.expert, tile_map.start, tile_map.stop,
         tile_map.n_tiles, n, k, stride_w, stride_sr, stride_sg, w[0].size, expert_s,
         TRANS_W=trans_w, **meta, HALF_DOT=half_dot, BLOCK_M=blocks["BLOCK_M"], BLOCK_N=block_n, BLOCK_K=block_k,
-        **({"num_warps": blocks["num_warps"]} if "num_warps" in blocks else {}),
+        GROUP_M=blocks["GROUP_M"], **({"num_warps": blocks["num_warps"]} if "num_warps" in blocks else {}),
     )  # fmt: skip
     return out
 
