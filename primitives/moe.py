@@ -822,7 +822,7 @@ class SwitchGLU(nn.Module):
     def num_experts(self) -> int:
         return self.gate_proj.weight.shape[0]
 
-    def experts(self, x_sorted: mx.array, dispatch: ExpertDispatch) -> mx.array:
+    def forward_sorted(self, x_sorted: mx.array, dispatch: ExpertDispatch) -> mx.array:
         """The expert MLP of rows already in the dispatch's sorted order (dropped rows give zeros)."""
         hidden = self.activation(self.up_proj(x_sorted, dispatch), self.gate_proj(x_sorted, dispatch))
         return self.down_proj(hidden, dispatch)
@@ -841,7 +841,7 @@ class SwitchGLU(nn.Module):
             mx.stop_gradient(indices).reshape(-1, k), self.num_experts, checked=False
         )
         rows = selective_gather(x.reshape(-1, d), dispatch.token_of_row, checked=False, deterministic=True)
-        out = self.experts(rows, dispatch)
+        out = self.forward_sorted(rows, dispatch)
         out = selective_gather(out, dispatch.position.reshape(-1), checked=False, deterministic=True)
         return out.reshape(*indices.shape, out.shape[-1])
 
@@ -898,7 +898,7 @@ class SparseMoELayer(nn.Module):
         weights, indices = topk_router(logits, self.top_k, self.scoring, self.normalize)
         dispatch = build_expert_dispatch(indices, self.num_experts, self.capacity_factor, checked=False)
         rows = selective_gather(tokens, dispatch.token_of_row, checked=False, deterministic=True)
-        out = self.experts.experts(rows, dispatch)
+        out = self.experts.forward_sorted(rows, dispatch)
         combined = selective_scatter_add(
             mx.zeros(tokens.shape, x.dtype), out, dispatch.token_of_row, dispatch.combine_weights(weights),
             deterministic=True, checked=False,
