@@ -381,6 +381,13 @@ def _sorted_slots(experts: mx.array, num_experts: int) -> tuple[mx.array, mx.arr
     return (keys % s).astype(mx.int32), (keys // s).astype(mx.int32)
 
 
+def _permuted(order: mx.array, values: mx.array) -> mx.array:
+    """`out[order[p]] = values[p]` for a permutation `order` (MLX's scatter refuses empty arrays)."""
+    if order.size == 0:
+        return mx.zeros((0,), values.dtype)
+    return mx.zeros(values.shape, values.dtype).at[order].add(values)
+
+
 def build_expert_dispatch(
     expert_indices: mx.array,
     num_experts: int,
@@ -434,13 +441,13 @@ def build_expert_dispatch(
         routed_starts = mx.concatenate([routed_starts, mx.array([s], mx.int32)])
         rank = mx.arange(s, dtype=mx.int32) - mx.take(routed_starts, expert_of_row)
         # Each expert's slots beyond its capacity go to the end (expert E), still in slot order.
-        over = mx.zeros((s,), mx.int32).at[slot_of_row].add((rank >= capacity).astype(mx.int32)) > 0
+        over = _permuted(slot_of_row, (rank >= capacity).astype(mx.int32)) > 0
         experts = mx.where(over, num_experts, experts)
         slot_of_row, expert_of_row = _sorted_slots(experts, num_experts)
         group_sizes = mx.minimum(counts, capacity)
     else:
         group_sizes = counts
-    position = mx.zeros((s,), mx.int32).at[slot_of_row].add(mx.arange(s, dtype=mx.int32))
+    position = _permuted(slot_of_row, mx.arange(s, dtype=mx.int32))
     dropped = experts == num_experts
     token_of_row = mx.where(expert_of_row < num_experts, slot_of_row // k, tokens)
     offsets = mx.concatenate([mx.zeros((1,), mx.int32), mx.cumsum(group_sizes)])
@@ -896,6 +903,9 @@ class SparseMoELayer(nn.Module):
         tokens = x.reshape(-1, d)
         logits = self.router(tokens)
         weights, indices = topk_router(logits, self.top_k, self.scoring, self.normalize)
+        if tokens.shape[0] == 0:  # MLX's gathers have no VJP on empty arrays: nothing to route
+            empty = mx.zeros(x.shape, x.dtype)
+            return (empty, logits, indices) if return_router else empty
         dispatch = build_expert_dispatch(indices, self.num_experts, self.capacity_factor, checked=False)
         rows = selective_gather(tokens, dispatch.token_of_row, checked=False, deterministic=True)
         out = self.experts.forward_sorted(rows, dispatch)

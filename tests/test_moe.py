@@ -323,10 +323,23 @@ def test_sparse_moe_layer_matches_numpy(
     np.testing.assert_allclose(f64(out), expected, rtol=tol["rtol"] * 4, atol=tol["atol"] * 4 * scale)
 
 
-@pytest.mark.parametrize("capacity_factor", [None, 0.8])
-def test_sparse_moe_layer_gradients(
-    backend: str, rng: np.random.Generator, capacity_factor: float | None
-) -> None:
+def test_sparse_moe_layer_edges(backend: str, rng: np.random.Generator) -> None:
+    """No tokens at all; and every expert chosen by every token (k = E) with capacity for half."""
+    empty = moe.SparseMoELayer(DIM, HIDDEN, EXPERTS, TOP_K, capacity_factor=1.0)
+    x0 = mx.zeros((0, DIM))
+    assert empty(x0).shape == (0, DIM)
+    grads = mx.grad(lambda p: (empty.update(p), mx.sum(empty(x0)))[1])(empty.trainable_parameters())
+    assert all(not to_numpy(g).any() for _, g in tree_flatten(grads))
+    layer = moe.SparseMoELayer(DIM, HIDDEN, 4, 4, capacity_factor=0.5)
+    x = rand(rng, (5, DIM))
+    out, logits, indices = layer(x, return_router=True)
+    expected = moe_reference(f64(x), f64(logits), to_numpy(indices), *layer_weights(layer), 0.5)
+    np.testing.assert_allclose(f64(out), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_sparse_moe_layer_gradients(backend: str, rng: np.random.Generator) -> None:
+    """Router, expert and input gradients; capacity 0.8 drops some slots of the fuller experts."""
+    capacity_factor = 0.8
     layer = moe.SparseMoELayer(DIM, HIDDEN, EXPERTS, TOP_K, capacity_factor=capacity_factor)
     x = rand(rng, (TOKENS, DIM))
     c = rand(rng, (TOKENS, DIM))
