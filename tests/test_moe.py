@@ -24,7 +24,7 @@ TOKENS, DIM, HIDDEN, EXPERTS, TOP_K = 37, 24, 40, 5, 2
 
 @pytest.fixture(autouse=True)
 def poison_fresh_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(moe, "_new_output", poisoned)
+    monkeypatch.setattr(moe.grouped, "_new_output", poisoned)
 
 
 def rand(
