@@ -1,7 +1,7 @@
 """mlx_primitives: building blocks for MLX, every kernel written in mtriton.
 
 One family, one module: `attention` (a package: forward, backward, spec), `norms`, `glu`,
-`rotary`, `quantize`, `gather_scatter`, `ssm`. Each holds its
+`rotary`, `quantize`, `gather_scatter`, `ssm`, `moe` (a package). Each holds its
 kernels, its public functions, its `nn.Module` layers and its `*_reference` functions in plain
 MLX ops; every public name is exported here. `mlx_primitives.kernels` re-exports the transformer
 blocks under their earlier import path.
@@ -34,6 +34,21 @@ from .glu import (
     geglu_reference,
     swiglu,
     swiglu_reference,
+)
+from .moe import (
+    ExpertDispatch,
+    QuantizedSwitchLinear,
+    SparseMoELayer,
+    SwitchGLU,
+    SwitchLinear,
+    build_expert_dispatch,
+    compute_load_balancing_loss,
+    grouped_matmul,
+    grouped_matmul_reference,
+    router_z_loss,
+    sparse_moe_reference,
+    switch_glu_reference,
+    topk_router,
 )
 from .norms import (
     LayerNorm,
@@ -83,4 +98,7 @@ __all__ = [
     "selective_gather_reference", "selective_scatter_add", "selective_scatter_add_reference",
     "swiglu", "swiglu_reference",
     "MambaBlock", "selective_scan", "selective_scan_reference",
+    "ExpertDispatch", "QuantizedSwitchLinear", "SparseMoELayer", "SwitchGLU", "SwitchLinear",
+    "build_expert_dispatch", "compute_load_balancing_loss", "grouped_matmul", "grouped_matmul_reference",
+    "router_z_loss", "sparse_moe_reference", "switch_glu_reference", "topk_router",
 ]  # fmt: skip
