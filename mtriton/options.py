@@ -65,7 +65,7 @@ KNOBS = (
     Knob(
         "MTRITON_PRINT_AUTOTUNING",
         "1: print each autotuning result: the database hit that skipped the search, or the search's "
-        "time and best config (as Triton's TRITON_PRINT_AUTOTUNING)",
+        "time and best config (Triton's TRITON_PRINT_AUTOTUNING=1 does the same)",
     ),
     Knob("MTRITON_UPDATE_GOLDEN", "1: tests rewrite the golden emitted-source files"),
     Knob("TRITON_INTERPRET", "1: run on the interpreter, as Triton does (MTRITON_BACKEND takes precedence)"),

@@ -225,10 +225,13 @@ def _cuda_info(info: Mapping[str, Any]) -> DeviceInfo:
         if line:
             name, memory_mib, capability = (part.strip() for part in line.split(","))
             major, _, minor = capability.partition(".")
-            info.setdefault("device_name", name)
-            info.setdefault("total_memory", int(float(memory_mib)) << 20)
-            info.setdefault("compute_capability_major", int(major))
-            info.setdefault("compute_capability_minor", int(minor or 0))
+            smi = {
+                "device_name": name,
+                "total_memory": int(float(memory_mib)) << 20,
+                "compute_capability_major": int(major),
+                "compute_capability_minor": int(minor or 0),
+            }
+            info.update({key: value for key, value in smi.items() if not info.get(key)})
             notes.append("name, memory and compute capability from nvidia-smi: mx.device_info() lacks them")
     major, minor = _int(info.get("compute_capability_major")), _int(info.get("compute_capability_minor"))
     if major is None:
