@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import sys
 from pathlib import Path
 
 import mlx.core as mx
@@ -183,7 +184,8 @@ def _write_many(path: str, worker: int) -> None:
 
 def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     path = tmp_path / "db.json"
-    ctx = multiprocessing.get_context("spawn")
+    # fork where there is one: a spawned child would import this file, and conftest with it
+    ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     workers = [ctx.Process(target=_write_many, args=(str(path), w)) for w in range(4)]
     for p in workers:
         p.start()
