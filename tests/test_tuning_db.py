@@ -107,7 +107,10 @@ def test_search_is_recorded_then_skipped(backend: str, user_db: Path, capsys, mo
         "num_warps": 1,
         "num_stages": 3,
     }
+    assert entry["timing_ms"] == 1.0  # what the bench said of the winner
 
+    monkeypatch.delenv("MTRITON_PRINT_AUTOTUNING")
+    monkeypatch.setenv("TRITON_PRINT_AUTOTUNING", "1")  # Triton's name works too
     warm = CountingBench()
     tuner = _tuned(warm)  # a new autotuner: nothing in memory
     _launch(tuner, 100)

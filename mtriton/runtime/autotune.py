@@ -241,6 +241,7 @@ class Autotuner(_KernelWrapper):
         cache: Key -> winning config, for the keys tuned (or read from disk) so far.
         best_config: The config of the latest launch.
         configs_timings: Config -> milliseconds from the latest benchmark.
+        use_database: Whether the tuning database is read before a search and written after.
     """
 
     decorator = "autotune"
@@ -388,11 +389,13 @@ class Autotuner(_KernelWrapper):
                 )
         return config
 
-    def _record(self, key: tuple[Any, ...], best: Config) -> None:
+    def _record(self, key: tuple[Any, ...], best: Config, timing: float | None) -> None:
+        """Writes `best` (searched now, with its `timing`, or read from the disk cache) to the
+        tuning database."""
         device, kernel = self._database_keys(key)
         entry: dict[str, Any] = {"config": tuning_db.config_record(best)}
-        if best in self.configs_timings:
-            entry["timing_ms"] = self.configs_timings[best]
+        if timing is not None:
+            entry["timing_ms"] = timing
         tuning_db.record(device, kernel, entry)
 
     def _bench(
@@ -441,9 +444,12 @@ class Autotuner(_KernelWrapper):
             if key not in self.cache:
                 config = self._from_database(key) if self.use_database else None
                 if config is None:
-                    config = self._read_disk(key) or self._tune(args, kwargs, grid, functional, named, key)
+                    config, timing = self._read_disk(key), None
+                    if config is None:
+                        config = self._tune(args, kwargs, grid, functional, named, key)
+                        timing = self.configs_timings[config]
                     if self.use_database:
-                        self._record(key, config)
+                        self._record(key, config, timing)
                 self.cache[key] = config
             config = self.cache[key]
         self.best_config = config
