@@ -57,6 +57,16 @@ KNOBS = (
         "MTRITON_INTERPRETER_LOOP_LIMIT",
         "iterations after which the interpreter stops a `while` loop (default 10 million)",
     ),
+    Knob(
+        "MTRITON_TUNING_DB",
+        "path of a tuning database (JSON) that @autotune(use_database=True) reads first and writes "
+        "its results to (default: <cache dir>/tuning/tuning_db.json, then the package's defaults)",
+    ),
+    Knob(
+        "MTRITON_PRINT_AUTOTUNING",
+        "1: print each autotuning result: the database hit that skipped the search, or the search's "
+        "time and best config (Triton's TRITON_PRINT_AUTOTUNING=1 does the same)",
+    ),
     Knob("MTRITON_UPDATE_GOLDEN", "1: tests rewrite the golden emitted-source files"),
     Knob("TRITON_INTERPRET", "1: run on the interpreter, as Triton does (MTRITON_BACKEND takes precedence)"),
 )
@@ -121,6 +131,16 @@ def cxx_compiler() -> str:
 def interpreter_loop_limit() -> int:
     """How many iterations the interpreter lets a `while` loop run before it calls it endless."""
     return int(os.environ.get("MTRITON_INTERPRETER_LOOP_LIMIT", "").strip() or 10_000_000)
+
+
+def tuning_db_path() -> Path | None:
+    """MTRITON_TUNING_DB as a path, None when unset."""
+    value = os.environ.get("MTRITON_TUNING_DB", "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def print_autotuning() -> bool:
+    return _flag("MTRITON_PRINT_AUTOTUNING") or _flag("TRITON_PRINT_AUTOTUNING")
 
 
 def update_golden() -> bool:

@@ -21,6 +21,7 @@ import mlx.nn as nn
 
 import mtriton as triton
 import mtriton.language as tl
+from mtriton.targets import BY_NAME
 
 from ._common import FLOAT_DTYPES, check_array, check_ndim, dtype_name, pow2_block, tile_rows
 
@@ -80,6 +81,21 @@ def _rope_kernel(
                 tl.store(out_ptr + pass_offs, tl.load(x_ptr + pass_offs, mask=pass_mask), mask=pass_mask)
 
 
+# The GPUs choose the warps per program by measurement, through the tuning database (a hit
+# skips the search). The CPU backends launch the one default: timing an emulator or the
+# interpreter says nothing about a GPU, and the search would compile each config.
+_rope_tuned = triton.autotune(
+    [triton.Config({}, num_warps=w) for w in (1, 2, 4, 8)],
+    key=["HALF", "TRADITIONAL", "BLOCK_L", "BLOCK_HALF", "PASS_BLOCK", "SEQS"],
+    use_database=True,
+)(_rope_kernel)
+
+
+def _rope_launcher() -> triton.JITFunction | triton.runtime.autotune.Autotuner:
+    target = BY_NAME[triton.current_backend_name()]
+    return _rope_kernel if target.emulated or target.language == "interpreter" else _rope_tuned
+
+
 # --------------------------------------------------------------------------- functions
 
 
@@ -100,7 +116,7 @@ def _launch(
     # sequences never straddle two.
     seqs_per_batch = n_seqs // x.shape[0] if offsets.size > 1 else n_seqs
     seqs = math.gcd(seqs_per_batch, _MAX_SEQS_PER_PROGRAM)
-    _rope_kernel[(triton.cdiv(seq_len, block_l), n_seqs // seqs)](
+    _rope_launcher()[(triton.cdiv(seq_len, block_l), n_seqs // seqs)](
         x, out, offsets,
         seq_len, seqs_per_batch, 1 if offsets.size > 1 else 0, feature_dim,
         float(scale), -math.log2(base) / half,

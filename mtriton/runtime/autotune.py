@@ -4,6 +4,8 @@
 value of `key` (the named arguments: ints by value, arrays by shape and dtype),
 launches with the fastest and remembers it, in memory and in a JSON file under
 `<cache dir>/autotune/` that later processes read instead of benchmarking again.
+With `use_database=True` it first asks the tuning database (`tuning_db`: per device
+and kernel, shipped defaults included) and records what it finds there.
 `@heuristics({"BLOCK": fn})` computes meta-parameters from the other arguments.
 Both wrap a `@jit` function or each other, in either order, and are launched
 like it: `kernel[grid](...)` or `kernel[grid].functional(...)`.
@@ -26,6 +28,7 @@ from ..errors import LaunchError, MTritonError, OutOfResources
 from ..ir import types as T
 from ..language.core import constexpr
 from ..options import DEFAULT_LAUNCH, LaunchOptions
+from . import tuning_db
 from .jit import JITFunction, KernelLauncher
 from .reinterpret import Reinterpreted, array_of
 
@@ -238,6 +241,7 @@ class Autotuner(_KernelWrapper):
         cache: Key -> winning config, for the keys tuned (or read from disk) so far.
         best_config: The config of the latest launch.
         configs_timings: Config -> milliseconds from the latest benchmark.
+        use_database: Whether the tuning database is read before a search and written after.
     """
 
     decorator = "autotune"
@@ -255,8 +259,10 @@ class Autotuner(_KernelWrapper):
         warmup: float = 5.0,
         rep: float = 20.0,
         do_bench: Callable[[Callable[[], Sequence[mx.array]]], float] | None = None,
+        use_database: bool = False,
     ) -> None:
         super().__init__(fn)
+        self.use_database = use_database
         self.configs = list(configs) or [Config({})]
         self.keys = self._check_names("autotune key", key)
         self.reset_to_zero = self._check_names("reset_to_zero", reset_to_zero or ())
@@ -354,6 +360,44 @@ class Autotuner(_KernelWrapper):
         }
         cache.write_text("autotune", self._disk_key(key), json.dumps(record, indent=1), ".json")
 
+    def _database_keys(self, key: tuple[Any, ...]) -> tuple[str, str]:
+        """(device key, kernel key); the backend, last in `key`, is in the device key."""
+        return (
+            tuning_db.device_key(key[-1]),
+            tuning_db.kernel_key(self.__name__, self.jit_function.src, key[:-1]),
+        )
+
+    def _from_database(self, key: tuple[Any, ...]) -> Config | None:
+        """The database's config for `key`, if it names one of this kernel's configs."""
+        device, kernel = self._database_keys(key)
+        hit = tuning_db.lookup(device, kernel)
+        if hit is None:
+            return None
+        db, matched, entry = hit
+        by_record = {json.dumps(tuning_db.config_record(c), sort_keys=True): c for c in self.configs}
+        config = by_record.get(json.dumps(entry["config"], sort_keys=True))
+        if options.print_autotuning():
+            if config is None:
+                print(
+                    f"mtriton autotuning for {self.__name__}: database {db.path} entry for {matched} "
+                    f"is not among the configs, searching: {entry['config']}"
+                )
+            else:
+                print(
+                    f"mtriton autotuning for {self.__name__}: database hit in {db.path} "
+                    f"({matched}), search skipped; config: {config}"
+                )
+        return config
+
+    def _record(self, key: tuple[Any, ...], best: Config, timing: float | None) -> None:
+        """Writes `best` (searched now, with its `timing`, or read from the disk cache) to the
+        tuning database."""
+        device, kernel = self._database_keys(key)
+        entry: dict[str, Any] = {"config": tuning_db.config_record(best)}
+        if timing is not None:
+            entry["timing_ms"] = timing
+        tuning_db.record(device, kernel, entry)
+
     def _bench(
         self, args: Sequence[Any], kwargs: dict[str, Any], grid: Any, config: Config, functional: bool
     ) -> float:
@@ -398,7 +442,14 @@ class Autotuner(_KernelWrapper):
         else:
             key = self._key(named)
             if key not in self.cache:
-                config = self._read_disk(key) or self._tune(args, kwargs, grid, functional, named, key)
+                config = self._from_database(key) if self.use_database else None
+                if config is None:
+                    config, timing = self._read_disk(key), None
+                    if config is None:
+                        config = self._tune(args, kwargs, grid, functional, named, key)
+                        timing = self.configs_timings[config]
+                    if self.use_database:
+                        self._record(key, config, timing)
                 self.cache[key] = config
             config = self.cache[key]
         self.best_config = config
@@ -418,8 +469,14 @@ class Autotuner(_KernelWrapper):
     ) -> Config:
         """Benchmarks the pruned configs and records the fastest on disk."""
         pruned = self.prune_configs(named, kwargs)
+        start = time.perf_counter()
         self.configs_timings = {c: self._bench(args, kwargs, grid, c, functional) for c in pruned}
         best = min(pruned, key=self.configs_timings.__getitem__)
+        if options.print_autotuning():
+            print(
+                f"mtriton autotuning for {self.__name__} finished after "
+                f"{time.perf_counter() - start:.2f}s ({len(pruned)} configs); best config: {best}"
+            )
         if not functional:
             # The last trial's writes to reset_to_zero arrays are not undone by
             # restoring: zero them again for the real launch.
@@ -439,6 +496,7 @@ def autotune(
     warmup: float = 5.0,
     rep: float = 20.0,
     do_bench: Callable[[Callable[[], Sequence[mx.array]]], float] | None = None,
+    use_database: bool = False,
 ) -> Callable[[Any], Autotuner]:
     """Launches a kernel with the fastest of `configs`, tuned once per value of `key`.
 
@@ -463,6 +521,9 @@ def autotune(
         rep: Milliseconds of timed launches per config.
         do_bench: Replaces the timing: `do_bench(call) -> milliseconds`,
             where `call()` launches once and returns the arrays to evaluate.
+        use_database: Look the key up in the tuning database (`mtriton.runtime.tuning_db`:
+            MTRITON_TUNING_DB, the cache's, the package's defaults) before searching,
+            and record the result there after; MTRITON_PRINT_AUTOTUNING=1 says which.
 
     Returns:
         A decorator for a `@jit` function or a `@heuristics` wrapper.
@@ -471,7 +532,7 @@ def autotune(
     def deco(fn: Any) -> Autotuner:
         return Autotuner(
             fn, configs, key, prune_configs_by, reset_to_zero, restore_value,
-            pre_hook, post_hook, warmup, rep, do_bench,
+            pre_hook, post_hook, warmup, rep, do_bench, use_database,
         )  # fmt: skip
 
     return deco

@@ -27,6 +27,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .._common import FLOAT_DTYPES, check_array, dtype_name
+from ..training import checkpointable
 from .backward import attention_backward
 from .forward import attention_forward
 from .spec import MASK_ADDITIVE, MASK_BOOL, MASK_NONE, AttentionSpec
@@ -333,6 +334,8 @@ class FlashAttention(nn.Module):
 
     `FlashAttention(num_heads=12, head_dim=64, causal=True)(q, k, v)` with q of shape
     (B, S, H, D) (the default layout "BSHD"). Dropout applies in training mode only.
+    `checkpoint=True` keeps only q, k, v for the backward pass, which reruns the forward
+    kernel (`mlx_primitives.training.checkpoint`).
     """
 
     def __init__(
@@ -344,42 +347,72 @@ class FlashAttention(nn.Module):
         dropout_p: float = 0.0,
         scale: float | None = None,
         layout: str = "BSHD",
+        checkpoint: bool = False,
     ):
         super().__init__()
+        self.checkpoint = checkpoint
         self.num_heads, self.head_dim = num_heads, head_dim
         self.causal, self.window, self.dropout_p, self.layout = causal, window, dropout_p, layout
         self.scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
 
     def __call__(self, q: mx.array, k: mx.array, v: mx.array, mask: mx.array | None = None) -> mx.array:
         _check_heads("FlashAttention", q, self.num_heads, self.head_dim, self.layout)
+        dropout_p = self.dropout_p if self.training else 0.0
+        # Drawn here, outside a checkpoint: its rerun in the backward pass must drop the same elements.
+        seed = int(mx.random.randint(0, 2**31 - 1, ()).item()) if dropout_p > 0.0 else None
+        return self._attend(q, k, v, mask, dropout_p, seed)
+
+    @checkpointable
+    def _attend(
+        self, q: mx.array, k: mx.array, v: mx.array, mask: mx.array | None, dropout_p: float, seed: int | None
+    ) -> mx.array:
         return flash_attention(  # type: ignore[return-value]
             q, k, v, scale=self.scale, causal=self.causal, mask=mask, window=self.window,
-            dropout_p=self.dropout_p if self.training else 0.0, layout=self.layout,
+            dropout_p=dropout_p, seed=seed, layout=self.layout,
         )  # fmt: skip
 
 
 class SlidingWindowAttention(nn.Module):
-    """`sliding_window_attention` as a module (layout "BSHD" by default)."""
+    """`sliding_window_attention` as a module (layout "BSHD" by default; `checkpoint` as in
+    `FlashAttention`)."""
 
     def __init__(
-        self, num_heads: int, head_dim: int, window_size: int, causal: bool = True, layout: str = "BSHD"
+        self,
+        num_heads: int,
+        head_dim: int,
+        window_size: int,
+        causal: bool = True,
+        layout: str = "BSHD",
+        checkpoint: bool = False,
     ):
         super().__init__()
+        self.checkpoint = checkpoint
         self.num_heads, self.head_dim, self.window_size = num_heads, head_dim, window_size
         self.causal, self.layout = causal, layout
 
+    @checkpointable
     def __call__(self, q: mx.array, k: mx.array, v: mx.array) -> mx.array:
         _check_heads("SlidingWindowAttention", q, self.num_heads, self.head_dim, self.layout)
         return sliding_window_attention(q, k, v, self.window_size, causal=self.causal, layout=self.layout)
 
 
 class ChunkedCrossAttention(nn.Module):
-    """`chunked_cross_attention` as a module (layout "BSHD" by default)."""
+    """`chunked_cross_attention` as a module (layout "BSHD" by default; `checkpoint` as in
+    `FlashAttention`)."""
 
-    def __init__(self, num_heads: int, head_dim: int, chunk_size: int = 1024, layout: str = "BSHD"):
+    def __init__(
+        self,
+        num_heads: int,
+        head_dim: int,
+        chunk_size: int = 1024,
+        layout: str = "BSHD",
+        checkpoint: bool = False,
+    ):
         super().__init__()
+        self.checkpoint = checkpoint
         self.num_heads, self.head_dim, self.chunk_size, self.layout = num_heads, head_dim, chunk_size, layout
 
+    @checkpointable
     def __call__(self, q: mx.array, k: mx.array, v: mx.array, mask: mx.array | None = None) -> mx.array:
         _check_heads("ChunkedCrossAttention", q, self.num_heads, self.head_dim, self.layout)
         return chunked_cross_attention(q, k, v, self.chunk_size, mask=mask, layout=self.layout)
