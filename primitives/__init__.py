@@ -1,7 +1,8 @@
 """mlx_primitives: building blocks for MLX, every kernel written in mtriton.
 
 One family, one module: `attention` (a package: forward, backward, spec), `norms`, `glu`,
-`rotary`, `quantize`, `gather_scatter`, `ssm`, `moe` (a package). Each holds its
+`rotary`, `quantize`, `gather_scatter`, `ssm`, `moe` (a package), and the utilities
+`training`, `hardware`, `memory`. Each holds its
 kernels, its public functions, its `nn.Module` layers and its `*_reference` functions in plain
 MLX ops; every public name is exported here. `mlx_primitives.kernels` re-exports the transformer
 blocks under their earlier import path.
@@ -34,6 +35,15 @@ from .glu import (
     geglu_reference,
     swiglu,
     swiglu_reference,
+)
+from .hardware import ChipFamily, ChipInfo, ChipTier, DeviceInfo, device_info, get_chip_info
+from .memory import (
+    MemoryEstimate,
+    MemoryReport,
+    estimate_memory,
+    memory_limits,
+    memory_report,
+    stream_safetensors,
 )
 from .moe import (
     ExpertDispatch,
@@ -80,6 +90,7 @@ from .quantize import (
 )
 from .rotary import RoPE, rope, rope_reference
 from .ssm import MambaBlock, selective_scan, selective_scan_reference
+from .training import checkpoint, checkpoint_sequential, checkpointable
 
 __version__ = "0.1.0"
 
@@ -101,4 +112,7 @@ __all__ = [
     "ExpertDispatch", "QuantizedSwitchLinear", "SparseMoELayer", "SwitchGLU", "SwitchLinear",
     "build_expert_dispatch", "compute_load_balancing_loss", "grouped_matmul", "grouped_matmul_reference",
     "router_z_loss", "sparse_moe_reference", "switch_glu_reference", "topk_router",
+    "ChipFamily", "ChipInfo", "ChipTier", "DeviceInfo", "device_info", "get_chip_info",
+    "MemoryEstimate", "MemoryReport", "estimate_memory", "memory_limits", "memory_report",
+    "stream_safetensors", "checkpoint", "checkpoint_sequential", "checkpointable",
 ]  # fmt: skip
