@@ -40,6 +40,7 @@ import mtriton as triton
 import mtriton.language as tl
 
 from ._common import FLOAT_DTYPES, check_array, check_shape, dtype_name, pow2_block
+from .training import checkpointable
 
 # Steps between two checkpoints of the state: the backward recomputes this many states per
 # chunk into scratch memory of (batch, dim, _CHUNK, N) float32.
@@ -453,6 +454,8 @@ class MambaBlock(nn.Module):
         dt_rank: Rank of the step-size projection; ceil(d_model / 16) if None.
         conv_bias: Whether the convolution has a bias.
         bias: Whether in_proj and out_proj have biases.
+        checkpoint: Recompute the block in the backward pass instead of keeping its
+            intermediates (`mlx_primitives.training.checkpointable`).
 
     Parameter names and shapes follow mlx-lm's Mamba (`in_proj`, `conv1d`, `x_proj`, `dt_proj`,
     `A_log`, `D`, `out_proj`), so its checkpoints load directly.
@@ -467,8 +470,10 @@ class MambaBlock(nn.Module):
         dt_rank: int | None = None,
         conv_bias: bool = True,
         bias: bool = False,
+        checkpoint: bool = False,
     ) -> None:
         super().__init__()
+        self.checkpoint = checkpoint
         self.d_inner = expand * d_model
         self.d_state = d_state
         self.d_conv = d_conv
@@ -486,6 +491,7 @@ class MambaBlock(nn.Module):
         self.D = mx.ones((self.d_inner,))
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
 
+    @checkpointable
     def __call__(self, x: mx.array, *, reference: bool = False) -> mx.array:
         """Mixes `x` of shape (batch, L, d_model) along time; `reference` runs
         `selective_scan_reference` instead of the kernel (same parameters, same result)."""

@@ -204,3 +204,40 @@ def test_window_and_cross_attention_modules_take_checkpoint(rng: np.random.Gener
                 np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
     finally:
         mtriton.set_backend(None)
+
+
+def test_moe_and_mamba_modules_take_checkpoint(rng: np.random.Generator, monkeypatch) -> None:
+    """checkpoint=True on SparseMoELayer and MambaBlock: the same parameter gradients, and the
+    block's forward runs again in the backward pass."""
+    import mlx_primitives.moe as moe
+    import mlx_primitives.ssm as ssm
+
+    mtriton.set_backend("interpreter")
+    try:
+        x = mx.array(rng.standard_normal((2, 9, 16)).astype(np.float32))
+        cases = [
+            (
+                moe,
+                "topk_router",
+                lambda ck: moe.SparseMoELayer(16, 24, num_experts=4, top_k=2, checkpoint=ck),
+            ),
+            (ssm, "selective_scan", lambda ck: ssm.MambaBlock(16, d_state=4, checkpoint=ck)),
+        ]
+        for module, inner, make in cases:
+            calls = []
+            original = getattr(module, inner)
+            counted = lambda *a, calls=calls, original=original, **kw: calls.append(1) or original(*a, **kw)
+            monkeypatch.setattr(module, inner, counted)
+            grads = []
+            for ck in (False, True):
+                mx.random.seed(11)
+                layer = make(ck)
+                grads.append(
+                    dict(tree_flatten(nn.value_and_grad(layer, lambda m, x: (m(x) ** 2).sum())(layer, x)[1]))
+                )
+                mx.eval(grads[-1])
+            assert len(calls) == 3, f"{inner}: once plain, twice checkpointed (the rerun)"
+            for name, plain in grads[0].items():
+                np.testing.assert_allclose(to_numpy(plain), to_numpy(grads[1][name]), rtol=1e-5, atol=1e-6)
+    finally:
+        mtriton.set_backend(None)

@@ -35,6 +35,7 @@ import mlx.nn as nn
 from .._common import FLOAT_DTYPES, INDEX_DTYPES, check_array
 from ..gather_scatter import selective_gather, selective_scatter_add
 from ..glu import geglu, swiglu
+from ..training import checkpointable
 from .grouped import grouped_matmul, grouped_matmul_reference
 from .routing import (
     SCORINGS,
@@ -229,6 +230,8 @@ class SparseMoELayer(nn.Module):
         activation: "swiglu" or "geglu".
         scoring: "softmax" or "sigmoid" (`topk_router`).
         normalize: Renormalize the top-k weights to sum to one.
+        checkpoint: Recompute the block in the backward pass instead of keeping its
+            intermediates (`mlx_primitives.training.checkpointable`).
     """
 
     def __init__(
@@ -241,6 +244,7 @@ class SparseMoELayer(nn.Module):
         activation: str = "swiglu",
         scoring: str = "softmax",
         normalize: bool = True,
+        checkpoint: bool = False,
     ) -> None:
         super().__init__()
         _check_top_k("SparseMoELayer", top_k, num_experts)
@@ -249,8 +253,9 @@ class SparseMoELayer(nn.Module):
         self.router = nn.Linear(dim, num_experts, bias=False)
         self.experts = SwitchGLU(dim, hidden_dim, num_experts, activation=activation)
         self.top_k, self.num_experts, self.capacity_factor = top_k, num_experts, capacity_factor
-        self.scoring, self.normalize = scoring, normalize
+        self.scoring, self.normalize, self.checkpoint = scoring, normalize, checkpoint
 
+    @checkpointable
     def __call__(self, x: mx.array, return_router: bool = False) -> mx.array | tuple[mx.array, ...]:
         """The MoE output for `x` of shape (..., dim).
 
