@@ -1,0 +1,147 @@
+"""paged_attention and write_kv_slots against float64 NumPy references, on every backend."""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from conftest import to_numpy, tolerance
+from mlx_primitives.attention.paged import paged_attention, paged_attention_reference, write_kv_slots
+
+DTYPES = (mx.float32, mx.float16, mx.bfloat16)
+BLOCK = 16
+
+
+def _np_paged_attention(q, k_pool, v_pool, tables, lens, scale):
+    """float64: per sequence, its table's slots in order, causal for the last Lq positions."""
+    batch, heads, lq, _ = q.shape
+    kv_heads = k_pool.shape[2]
+    out = np.zeros(q.shape)
+    for b in range(batch):
+        n = lens[b]
+        k = np.concatenate([k_pool[blk] for blk in tables[b]])[:n]  # (n, kv_heads, d)
+        v = np.concatenate([v_pool[blk] for blk in tables[b]])[:n]
+        for h in range(heads):
+            kv = h // (heads // kv_heads)
+            s = q[b, h] @ k[:, kv].T * scale
+            s[np.arange(n)[None, :] > (np.arange(lq) + n - lq)[:, None]] = -np.inf
+            p = np.exp(s - s.max(1, keepdims=True))
+            out[b, h] = (p / p.sum(1, keepdims=True)) @ v[:, kv]
+    return out
+
+
+def _case(rng: np.random.Generator, dtype: mx.Dtype, lq: int, head_dim: int = 24):
+    batch, heads, kv_heads, num_blocks, max_blocks = 3, 4, 2, 9, 4
+    lens = np.array([lq + 4, 2 * BLOCK + 7, 3 * BLOCK + 1])  # odd lengths, partial last blocks
+    # drawn with replacement: sequences share blocks (and a sequence may list one twice)
+    tables = rng.integers(0, num_blocks, (batch, max_blocks)).astype(np.int32)
+    k_pool = rng.standard_normal((num_blocks, BLOCK, kv_heads, head_dim)).astype(np.float32)
+    v_pool = rng.standard_normal((num_blocks, BLOCK, kv_heads, head_dim)).astype(np.float32)
+    q = rng.standard_normal((batch, heads, lq, head_dim)).astype(np.float32)
+    arrays = [mx.array(x).astype(dtype) for x in (q, k_pool, v_pool)]
+    # the reference sees the values the kernel sees: rounded to the storage dtype
+    q64, k64, v64 = (to_numpy(a).astype(np.float64) for a in arrays)
+    return arrays, (q64, k64, v64), tables, lens
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).split(".")[-1])
+@pytest.mark.parametrize("lq", [1, 5], ids=["decode", "prefill"])
+def test_paged_attention_matches_float64(
+    backend: str, rng: np.random.Generator, dtype: mx.Dtype, lq: int
+) -> None:
+    (q, k_pool, v_pool), (q64, k64, v64), tables, lens = _case(rng, dtype, lq)
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    out = paged_attention(q, k_pool, v_pool, mx.array(tables), mx.array(lens, dtype=mx.int32), scale)
+    expected = _np_paged_attention(q64, k64, v64, tables, lens, scale)
+    assert out.dtype == dtype and out.shape == q.shape
+    np.testing.assert_allclose(to_numpy(out), expected, **tolerance(dtype))
+
+
+def test_paged_attention_decode_layout_and_reference(backend: str, rng: np.random.Generator) -> None:
+    """3-D q is decode; the plain-mx reference agrees with the float64 one."""
+    (q, k_pool, v_pool), (q64, k64, v64), tables, lens = _case(rng, mx.float32, 1)
+    bt, cl = mx.array(tables), mx.array(lens, dtype=mx.int32)
+    out = paged_attention(q[:, :, 0], k_pool, v_pool, bt, cl)
+    expected = _np_paged_attention(q64, k64, v64, tables, lens, 1.0 / math.sqrt(q.shape[-1]))[:, :, 0]
+    assert out.shape == q[:, :, 0].shape
+    np.testing.assert_allclose(to_numpy(out), expected, **tolerance(mx.float32))
+    np.testing.assert_allclose(
+        to_numpy(paged_attention_reference(q[:, :, 0], k_pool, v_pool, bt, cl)),
+        expected,
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).split(".")[-1])
+def test_write_kv_slots(backend: str, rng: np.random.Generator, dtype: mx.Dtype) -> None:
+    num_blocks, kv_heads, head_dim, tokens = 5, 2, 24, 11
+    shape = (num_blocks, BLOCK, kv_heads, head_dim)
+    k_pool = mx.array(rng.standard_normal(shape).astype(np.float32)).astype(dtype)
+    v_pool = mx.array(rng.standard_normal(shape).astype(np.float32)).astype(dtype)
+    keys = mx.array(rng.standard_normal((tokens, kv_heads, head_dim)).astype(np.float32)).astype(dtype)
+    values = mx.array(rng.standard_normal((tokens, kv_heads, head_dim)).astype(np.float32)).astype(dtype)
+    slots = rng.choice(num_blocks * BLOCK, tokens, replace=False).astype(np.int32)
+    slots[3] = -1  # padding: writes nothing
+    new_k, new_v = write_kv_slots(keys, values, k_pool, v_pool, mx.array(slots))
+    for pool, new, src in ((k_pool, new_k, keys), (v_pool, new_v, values)):
+        expected = to_numpy(pool).reshape(-1, kv_heads, head_dim).copy()
+        written = slots >= 0
+        expected[slots[written]] = to_numpy(src)[written]
+        np.testing.assert_array_equal(to_numpy(new).reshape(-1, kv_heads, head_dim), expected)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _valid():
+    q = mx.zeros((2, 4, 1, 16))
+    pool = mx.zeros((3, BLOCK, 2, 16))
+    return q, pool, pool, mx.array([[0, 1], [2, 0]], dtype=mx.int32), mx.array([20, 5], dtype=mx.int32)
+
+
+def test_block_id_out_of_range() -> None:
+    q, k, v, _, lens = _valid()
+    with pytest.raises(
+        IndexError, match=r"\[paged_attention\] block_tables\[1, 1\] is 3; expected a block id in \[0, 3\)"
+    ):
+        paged_attention(
+            q, k, v, mx.array([[0, 1], [2, 3]], dtype=mx.int32), mx.array([20, 17], dtype=mx.int32)
+        )
+    # an unused entry past the context may hold anything
+    paged_attention(q, k, v, mx.array([[0, 1], [2, 7]], dtype=mx.int32), lens)
+
+
+def test_context_longer_than_table() -> None:
+    q, k, v, tables, _ = _valid()
+    with pytest.raises(ValueError, match=r"context of 33 tokens; expected at most 32"):
+        paged_attention(q, k, v, tables, mx.array([33, 5], dtype=mx.int32))
+    with pytest.raises(ValueError, match=r"expected at least Lq = 3"):
+        paged_attention(mx.zeros((2, 4, 3, 16)), k, v, tables, mx.array([2, 5], dtype=mx.int32))
+
+
+def test_dtype_and_shape_mismatches() -> None:
+    q, k, v, tables, lens = _valid()
+    with pytest.raises(TypeError, match=r"q has dtype float16; expected float32 to match k_pool"):
+        paged_attention(q.astype(mx.float16), k, v, tables, lens)
+    with pytest.raises(TypeError, match=r"v_pool has dtype bfloat16; expected float32"):
+        paged_attention(q, k, v.astype(mx.bfloat16), tables, lens)
+    with pytest.raises(TypeError, match=r"block_tables has dtype float32"):
+        paged_attention(q, k, v, tables.astype(mx.float32), lens)
+    with pytest.raises(ValueError, match=r"q has 3 heads; expected a multiple of k_pool's 2 kv heads"):
+        paged_attention(mx.zeros((2, 3, 1, 16)), k, v, tables, lens)
+    with pytest.raises(ValueError, match=r"q has head_dim 8; expected 16"):
+        paged_attention(mx.zeros((2, 4, 1, 8)), k, v, tables, lens)
+    with pytest.raises(ValueError, match=r"block size 12; expected a power of two >= 16"):
+        pool = mx.zeros((3, 12, 2, 16))
+        paged_attention(q, pool, pool, tables, lens)
+    with pytest.raises(
+        IndexError, match=r"\[write_kv_slots\] slot_mapping has slot 48; expected slots below 48"
+    ):
+        write_kv_slots(mx.zeros((1, 2, 16)), mx.zeros((1, 2, 16)), k, v, mx.array([48], dtype=mx.int32))
+    with pytest.raises(TypeError, match=r"\[write_kv_slots\] keys has dtype float16; expected float32"):
+        write_kv_slots(
+            mx.zeros((1, 2, 16), mx.float16), mx.zeros((1, 2, 16)), k, v, mx.array([0], dtype=mx.int32)
+        )
