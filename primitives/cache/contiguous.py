@@ -78,6 +78,13 @@ def _upto(parts: Parts, end: int, start: int = 0) -> Parts:
     return tuple(piece[:, :, start:end] for piece in parts)
 
 
+def _as_parts(x: mx.array | list | tuple | None) -> Parts | None:
+    """A state's keys or values (an array, or a quantized triple as a loaded list) as parts."""
+    if x is None:
+        return None
+    return tuple(x) if isinstance(x, (list, tuple)) else (x,)
+
+
 def _nbytes(parts: Parts | None) -> int:
     return 0 if parts is None else sum(piece.nbytes for piece in parts)
 
@@ -130,7 +137,10 @@ class KVCache(_CacheBase):
         _write(self._keys, new_k, self.offset)
         _write(self._values, new_v, self.offset)
         self.offset += keys.shape[2]
-        return self._decode(_upto(self._keys, self.offset)), self._decode(_upto(self._values, self.offset))
+        return self._fetch(self.offset)
+
+    def _fetch(self, end: int) -> tuple:
+        return self._decode(_upto(self._keys, end)), self._decode(_upto(self._values, end))
 
     @property
     def keys(self) -> mx.array | Parts | None:
@@ -142,20 +152,14 @@ class KVCache(_CacheBase):
 
     @property
     def state(self) -> tuple:
-        parts = (
-            (None, None)
-            if self._keys is None
-            else (_upto(self._keys, self.offset), _upto(self._values, self.offset))
-        )
-        return (*parts, self.offset)
+        if self._keys is None:
+            return None, None, self.offset
+        return self._fetch(self.offset) + (self.offset,)
 
     @state.setter
     def state(self, value: tuple) -> None:
         keys, values, self.offset = value
-        self._keys = None if keys is None else tuple(keys) if isinstance(keys, (list, tuple)) else (keys,)
-        self._values = (
-            None if values is None else tuple(values) if isinstance(values, (list, tuple)) else (values,)
-        )
+        self._keys, self._values = _as_parts(keys), _as_parts(values)
 
     def is_trimmable(self) -> bool:
         return True
@@ -362,7 +366,10 @@ class BatchKVCache(_CacheBase):
         _write(self._values, new_v, self._idx)
         self._idx += keys.shape[2]
         self.offset = self.offset + keys.shape[2]
-        return self._decode(_upto(self._keys, self._idx)), self._decode(_upto(self._values, self._idx))
+        return self._fetch(self._idx)
+
+    def _fetch(self, end: int) -> tuple:
+        return self._decode(_upto(self._keys, end)), self._decode(_upto(self._values, end))
 
     def make_mask(self, N: int, window_size: int | None = None, return_array: bool = False) -> mx.array:  # noqa: N803
         return causal_mask(N, self._idx, window_size, self.left_padding)
@@ -394,20 +401,14 @@ class BatchKVCache(_CacheBase):
 
     @property
     def state(self) -> tuple:
-        parts = (
-            (None, None)
-            if self._keys is None
-            else (_upto(self._keys, self._idx), _upto(self._values, self._idx))
-        )
-        return (*parts, self.offset, self.left_padding, self._idx)
+        if self._keys is None:
+            return None, None, self.offset, self.left_padding, self._idx
+        return self._fetch(self._idx) + (self.offset, self.left_padding, self._idx)
 
     @state.setter
     def state(self, value: tuple) -> None:
         keys, values, self.offset, self.left_padding, self._idx = value
-        self._keys = None if keys is None else tuple(keys) if isinstance(keys, (list, tuple)) else (keys,)
-        self._values = (
-            None if values is None else tuple(values) if isinstance(values, (list, tuple)) else (values,)
-        )
+        self._keys, self._values = _as_parts(keys), _as_parts(values)
         self._right_padding = None
 
     def is_trimmable(self) -> bool:

@@ -471,12 +471,8 @@ class PagedKVCache:
             return standard_mask(N, self.offset, None, return_array)
         # released blocks: the mask follows the true positions of what is gathered
         size = self.pool.block_size
-        positions = mx.concatenate(
-            [mx.arange(i * size, (i + 1) * size) for i in blocks] or [mx.zeros((0,), mx.int32)]
-        )
-        positions = mx.concatenate(
-            [positions[positions < self.offset], mx.arange(self.offset, self.offset + N)]
-        )
+        held = [p for i in blocks for p in range(i * size, min((i + 1) * size, self.offset))]
+        positions = mx.array(held + list(range(self.offset, self.offset + N)))
         queries = mx.arange(self.offset, self.offset + N)[:, None]
         mask = positions[None, :] <= queries
         if window_size is not None:
