@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import to_numpy, tolerance
 from mlx_primitives.attention.paged import paged_attention, paged_attention_reference, write_kv_slots
+from mlx_primitives.cache import BlockPool
 
 DTYPES = (mx.float32, mx.float16, mx.bfloat16)
 BLOCK = 16
@@ -145,3 +146,39 @@ def test_dtype_and_shape_mismatches() -> None:
         write_kv_slots(
             mx.zeros((1, 2, 16), mx.float16), mx.zeros((1, 2, 16)), k, v, mx.array([0], dtype=mx.int32)
         )
+
+
+def test_paged_attention_reads_a_paged_cache(backend: str, rng: np.random.Generator) -> None:
+    """The kernel path over a PagedKVCache's pool: a sequence and its fork (sharing blocks,
+    then diverging by copy-on-write) in one call, against attention on their contiguous copies."""
+    kv_heads, head_dim = 2, 32
+    pool = BlockPool(1, kv_heads, head_dim, mx.float32, num_blocks=8)
+
+    def random_kv(n: int) -> tuple[mx.array, mx.array]:
+        shape = (1, kv_heads, n, head_dim)
+        return tuple(mx.array(rng.standard_normal(shape).astype(np.float32)) for _ in range(2))
+
+    (a,) = pool.new_sequence()
+    a.update_and_fetch(*random_kv(21))
+    (b,) = a.sequence.fork()
+    a.update_and_fetch(*random_kv(3))
+    b.update_and_fetch(*random_kv(14))
+    assert a.block_table()[0] == b.block_table()[0] and a.block_table()[1] != b.block_table()[1]
+    tables = mx.array([a.block_table() + [0], b.block_table()], dtype=mx.int32)
+    lens = mx.array([a.context_len, b.context_len], dtype=mx.int32)
+    q = mx.array(rng.standard_normal((2, 4, 3, head_dim)).astype(np.float32))
+    out = paged_attention(q, pool.keys[0], pool.values[0], tables, lens)
+    for row, cache in enumerate((a, b)):
+        k, v = (to_numpy(x)[0].astype(np.float64) for x in cache.to_contiguous().state[:2])
+        # (kv_heads, n, d) as a pool of one "block" per position, for the float64 reference
+        n = k.shape[1]
+        kp, vp = k.transpose(1, 0, 2)[:, None], v.transpose(1, 0, 2)[:, None]
+        expected = _np_paged_attention(
+            to_numpy(q[row : row + 1]).astype(np.float64),
+            kp,
+            vp,
+            [list(range(n))],
+            [n],
+            1 / math.sqrt(head_dim),
+        )
+        np.testing.assert_allclose(to_numpy(out[row : row + 1]), expected, **tolerance(mx.float32))
