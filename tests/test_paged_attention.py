@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import to_numpy, tolerance
 from mlx_primitives.attention.paged import paged_attention, paged_attention_reference, write_kv_slots
+from mlx_primitives.attention.quantized_kv import quantized_kv_attention
 from mlx_primitives.cache import BlockPool
 
 DTYPES = (mx.float32, mx.float16, mx.bfloat16)
@@ -182,3 +183,54 @@ def test_paged_attention_reads_a_paged_cache(backend: str, rng: np.random.Genera
             1 / math.sqrt(head_dim),
         )
         np.testing.assert_allclose(to_numpy(out[row : row + 1]), expected, **tolerance(mx.float32))
+
+
+# --------------------------------------------------------------------------- quantized keys and values
+
+
+@pytest.mark.parametrize(
+    "dtype, bits", [(mx.float32, 4), (mx.float32, 8), (mx.float16, 8), (mx.bfloat16, 8)], ids=str
+)
+def test_quantized_kv_attention_matches_float64(
+    backend: str, rng: np.random.Generator, dtype: mx.Dtype, bits: int
+) -> None:
+    """Against float64 attention over the dequantized keys and values: GQA, Lk odd, Lq = 1 and 5."""
+    batch, heads, kv_heads, lk, head_dim = 2, 4, 2, 37, 64
+    k, v = (
+        mx.array(rng.standard_normal((batch, kv_heads, lk, head_dim)).astype(np.float32)).astype(dtype)
+        for _ in range(2)
+    )
+    kq, vq = mx.quantize(k, group_size=32, bits=bits), mx.quantize(v, group_size=32, bits=bits)
+    k64, v64 = (to_numpy(mx.dequantize(*t, group_size=32, bits=bits)).astype(np.float64) for t in (kq, vq))
+    for lq in (1, 5):
+        q = mx.array(rng.standard_normal((batch, heads, lq, head_dim)).astype(np.float32)).astype(dtype)
+        out = quantized_kv_attention(q, kq, vq, group_size=32, bits=bits)
+        # the float64 reference on a pool of one position per block
+        expected = np.concatenate([
+            _np_paged_attention(
+                to_numpy(q[b : b + 1]).astype(np.float64), k64[b].transpose(1, 0, 2)[:, None],
+                v64[b].transpose(1, 0, 2)[:, None], [list(range(lk))], [lk], 1 / math.sqrt(head_dim),
+            )
+            for b in range(batch)
+        ])  # fmt: skip
+        assert out.dtype == dtype
+        np.testing.assert_allclose(to_numpy(out), expected, **tolerance(dtype))
+
+
+def test_quantized_kv_attention_bad_input() -> None:
+    q = mx.zeros((1, 4, 1, 64))
+    kq = mx.quantize(mx.zeros((1, 2, 5, 64)), group_size=32, bits=8)
+    with pytest.raises(ValueError, match=r"\[quantized_kv_attention\] bits is 3; supported: 2, 4, 8"):
+        quantized_kv_attention(q, kq, kq, group_size=32, bits=3)
+    with pytest.raises(
+        ValueError, match=r"keys\[0\] has shape \(1, 2, 5, 16\); expected \(1, 2, 5, 8\) for 4 bits"
+    ):
+        quantized_kv_attention(q, kq, kq, group_size=32, bits=4)
+    with pytest.raises(
+        ValueError, match=r"keys\[1\] has shape \(1, 2, 5, 2\); expected \(1, 2, 5, 1\) for group_size 64"
+    ):
+        quantized_kv_attention(q, kq, kq, group_size=64, bits=8)
+    with pytest.raises(TypeError, match=r"expected mx.quantize's \(packed, scales, biases\)"):
+        quantized_kv_attention(q, mx.zeros((1, 2, 5, 64)), kq, group_size=32, bits=8)
+    with pytest.raises(ValueError, match=r"q has 6 queries; expected at most the 5 keys"):
+        quantized_kv_attention(mx.zeros((1, 4, 6, 64)), kq, kq, group_size=32, bits=8)
