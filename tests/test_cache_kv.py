@@ -9,7 +9,7 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 import pytest
-from mlx_lm.generate import generate_step
+from mlx_lm.generate import BatchGenerator, generate_step
 from mlx_lm.models import cache as lm_cache
 from mlx_lm.models import llama, qwen3
 from mlx_primitives import cache as C
@@ -321,3 +321,32 @@ def test_bad_input() -> None:
     cache[0].update_and_fetch(mx.zeros((1, 2, 3, 32), mx.float16), mx.zeros((1, 2, 3, 32), mx.float16))
     with pytest.raises(ValueError, match=r"match_prefix\] the sequence is not empty"):
         cache[0].sequence.match_prefix([1] * 40)
+
+
+@pytest.mark.parametrize(
+    "kind, options", [("kv", {}), ("quantized", {"group_size": 32, "bits": 8}), ("paged", {"num_blocks": 4})]
+)
+def test_mlx_lm_batch_generator(model, rng: np.random.Generator, kind: str, options: dict) -> None:
+    """mlx-lm's BatchGenerator merges our prompt caches, steps, filters and extracts them: each
+    sequence's greedy tokens are those of mlx-lm's single-sequence cache of the same kind."""
+    prompts = [rng.integers(0, VOCAB, n).tolist() for n in (9, 14, 5)]
+    caches = []
+    for p in prompts:
+        cache = C.make_cache(model, kind, **options)
+        model(mx.array([p[:-1]]), cache=cache)
+        caches.append(cache)
+    gen = BatchGenerator(model, stop_tokens=[[VOCAB]])  # a token never sampled: runs to max_tokens
+    uids = gen.insert([p[-1:] for p in prompts], [8, 5, 8], caches=caches)
+    out: dict[int, list[int]] = {uid: [] for uid in uids}
+    while responses := gen.next_generated():
+        for r in responses:
+            out[r.uid].append(r.token)
+    gen.close()
+
+    def theirs() -> list:
+        if kind == "quantized":
+            return [lm_cache.QuantizedKVCache(group_size=32, bits=8) for _ in model.layers]
+        return [lm_cache.KVCache() for _ in model.layers]
+
+    expected = [_greedy(model, p, theirs(), n) for p, n in zip(prompts, (8, 5, 8))]
+    assert [out[uid] for uid in uids] == expected
