@@ -38,6 +38,10 @@ from .._common import FLOAT_DTYPES, dtype_name
 from ..attention.paged import write_kv_slots
 from .contiguous import BatchKVCache, KVCache, standard_mask
 
+DEFAULT_BLOCK_SIZE = 16
+# Room a cache loaded on its own (`PagedKVCache.from_state`) keeps to keep generating.
+FROM_STATE_SPARE_BLOCKS = 64
+
 
 class PoolExhausted(MemoryError):
     """The pool has no free block and nothing it may evict."""
@@ -146,7 +150,7 @@ class BlockPool:
         head_dim: int,
         dtype: mx.Dtype = mx.float16,
         *,
-        block_size: int = 16,
+        block_size: int = DEFAULT_BLOCK_SIZE,
         num_blocks: int | None = None,
         memory_limit: int | None = None,
         eviction: EvictionPolicy | None = None,
@@ -196,7 +200,7 @@ class BlockPool:
             block = self._free.popleft()
         elif self._last_used:
             block = self.eviction.victim(self._last_used, self._registered)
-            self._unregister(block)
+            self.unregister(block)
             del self._last_used[block]
         else:
             limit = f"memory_limit {self.memory_limit} bytes" if self.memory_limit else "num_blocks"
@@ -228,7 +232,8 @@ class BlockPool:
         self.by_hash[block_hash] = block
         self._registered[block] = self._tick()
 
-    def _unregister(self, block: int) -> None:
+    def unregister(self, block: int) -> None:
+        """Forgets a block's prefix hash (it is about to change or to be reused)."""
         block_hash = self.block_hash[block]
         if block_hash is not None:
             del self.by_hash[block_hash]
@@ -333,7 +338,7 @@ class PagedSequence:
                 self.pool.release(block)
                 self.table[i] = fresh
             elif self.pool.block_hash[block] is not None:  # ours alone, rewritten after a trim
-                self.pool._unregister(block)
+                self.pool.unregister(block)
         if len(self._hashes) > start // size:
             del self._hashes[start // size :]
 
@@ -562,8 +567,3 @@ class PagedKVCache:
     def merge(cls, caches: list[PagedKVCache]) -> BatchKVCache:
         """A contiguous left-padded batch of copies (the model's batched attention path)."""
         return BatchKVCache.merge([c.to_contiguous() for c in caches])
-
-
-DEFAULT_BLOCK_SIZE = 16
-# Room a cache loaded on its own (`PagedKVCache.from_state`) keeps to keep generating.
-FROM_STATE_SPARE_BLOCKS = 64
