@@ -10,7 +10,7 @@ import pytest
 from conftest import to_numpy, tolerance
 from mlx_primitives.attention.paged import paged_attention, paged_attention_reference, write_kv_slots
 from mlx_primitives.attention.quantized_kv import quantized_kv_attention
-from mlx_primitives.cache import BlockPool
+from mlx_primitives.cache import BlockPool, block_tables
 
 DTYPES = (mx.float32, mx.float16, mx.bfloat16)
 BLOCK = 16
@@ -165,8 +165,8 @@ def test_paged_attention_reads_a_paged_cache(backend: str, rng: np.random.Genera
     a.update_and_fetch(*random_kv(3))
     b.update_and_fetch(*random_kv(14))
     assert a.block_table()[0] == b.block_table()[0] and a.block_table()[1] != b.block_table()[1]
-    tables = mx.array([a.block_table() + [0], b.block_table()], dtype=mx.int32)
-    lens = mx.array([a.context_len, b.context_len], dtype=mx.int32)
+    tables, lens = block_tables([a, b])
+    assert lens.tolist() == [24, 35] and tables.shape == (2, 3)
     q = mx.array(rng.standard_normal((2, 4, 3, head_dim)).astype(np.float32))
     out = paged_attention(q, pool.keys[0], pool.values[0], tables, lens)
     for row, cache in enumerate((a, b)):

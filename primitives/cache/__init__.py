@@ -38,6 +38,7 @@ from .paged import (
     PoolStats,
     SinksWindow,
     SlidingWindow,
+    block_tables,
 )
 
 KINDS = ("kv", "rotating", "quantized", "paged")
@@ -62,6 +63,7 @@ __all__ = [
     "RotatingKVCache",
     "SinksWindow",
     "SlidingWindow",
+    "block_tables",
     "load_prompt_cache",
     "make_cache",
     "model_kv_shape",

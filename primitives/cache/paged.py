@@ -567,3 +567,15 @@ class PagedKVCache:
     def merge(cls, caches: list[PagedKVCache]) -> BatchKVCache:
         """A contiguous left-padded batch of copies (the model's batched attention path)."""
         return BatchKVCache.merge([c.to_contiguous() for c in caches])
+
+
+def block_tables(caches: list[PagedKVCache]) -> tuple[mx.array, mx.array]:
+    """`paged_attention`'s (batch, max_blocks) int32 block tables and (batch,) context lengths
+    for one layer of several sequences of one pool (short tables padded with block 0, which the
+    kernel does not read)."""
+    rows = [cache.block_table() for cache in caches]
+    width = max((len(row) for row in rows), default=0)
+    tables = mx.array([row + [0] * (width - len(row)) for row in rows], dtype=mx.int32).reshape(
+        len(rows), width
+    )
+    return tables, mx.array([cache.context_len for cache in caches], dtype=mx.int32)
