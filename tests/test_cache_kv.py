@@ -243,6 +243,10 @@ def test_save_load_round_trip(model, prompt: list[int], tmp_path, kind: str, opt
     np.testing.assert_allclose(
         _logits(model, loaded, [4, 8]), _logits(model, cache, [4, 8]), rtol=1e-5, atol=1e-5
     )
+    if kind == "paged":  # one layer on its own gets a private pool with room to grow
+        alone = C.PagedKVCache.from_state(cache[0].state)
+        assert alone.offset == cache[0].offset and alone.pool.num_layers == 1
+        np.testing.assert_array_equal(np.array(alone.state[0]), np.array(cache[0].state[0]))
     if kind == "kv":  # mlx-lm's own loader reads it as its KVCache
         theirs = lm_cache.load_prompt_cache(path)
         assert theirs[0].offset == len(prompt)
