@@ -77,6 +77,15 @@ def test_paged_attention_decode_layout_and_reference(backend: str, rng: np.rando
     )
 
 
+def test_paged_attention_long_chunk(backend: str, rng: np.random.Generator) -> None:
+    """A prefill chunk of 37 queries: 74 rows per kv head, tiled over two programs."""
+    (q, k_pool, v_pool), (q64, k64, v64), tables, lens = _case(rng, mx.float32, 37)
+    lens = np.maximum(lens, 37)
+    out = paged_attention(q, k_pool, v_pool, mx.array(tables), mx.array(lens, dtype=mx.int32))
+    expected = _np_paged_attention(q64, k64, v64, tables, lens, 1.0 / math.sqrt(q.shape[-1]))
+    np.testing.assert_allclose(to_numpy(out), expected, **tolerance(mx.float32))
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).split(".")[-1])
 def test_write_kv_slots(backend: str, rng: np.random.Generator, dtype: mx.Dtype) -> None:
     num_blocks, kv_heads, head_dim, tokens = 5, 2, 24, 11
