@@ -117,6 +117,24 @@ def test_quantized_error_matches_mlx_lm(model, prompt: list[int]) -> None:
     plain = C.make_cache(model, "kv")
     _logits(model, plain, prompt)
     assert ours_cache[0].nbytes < plain[0].nbytes / 4
+    # generate_step(kv_bits=...) turns our KVCache into our QuantizedKVCache, as mlx-lm's own
+    ours = _greedy_kv_bits(model, prompt, C.make_cache(model, "kv"))
+    assert ours == _greedy_kv_bits(model, prompt, [lm_cache.KVCache() for _ in model.layers])
+
+
+def _greedy_kv_bits(model, prompt: list[int], cache: list, n: int = 12) -> list[int]:
+    steps = generate_step(
+        mx.array(prompt),
+        model,
+        prompt_cache=cache,
+        max_tokens=n,
+        kv_bits=4,
+        kv_group_size=32,
+        quantized_kv_start=0,
+    )
+    tokens = [int(token) for (token, _), _ in zip(steps, range(n))]
+    assert isinstance(cache[0], (C.QuantizedKVCache, lm_cache.QuantizedKVCache))
+    return tokens
 
 
 # --------------------------------------------------------------------------- the block pool

@@ -115,8 +115,8 @@ class _CacheBase:
 # --------------------------------------------------------------------------- single sequence
 
 
-class KVCache(_CacheBase):
-    """The plain cache: every key and value of the sequence, in position order."""
+class _AppendCache(_CacheBase):
+    """Every key and value of the sequence in position order, as parts (see the module docstring)."""
 
     def __init__(self) -> None:
         self._keys: Parts | None = None
@@ -188,7 +188,19 @@ class KVCache(_CacheBase):
         return BatchKVCache.merge(caches)
 
 
-class QuantizedKVCache(KVCache):
+class KVCache(_AppendCache):
+    """The plain cache: every key and value of the sequence, in position order."""
+
+    def to_quantized(self, group_size: int = 64, bits: int = 4) -> QuantizedKVCache:
+        """A `QuantizedKVCache` holding these positions (`generate_step(kv_bits=...)` calls it)."""
+        cache = QuantizedKVCache(group_size, bits)
+        if self._keys is not None and self.offset:
+            keys, values = self._fetch(self.offset)
+            cache.update_and_fetch(keys, values)
+        return cache
+
+
+class QuantizedKVCache(_AppendCache):
     """Keys and values stored as `mx.quantize` (packed uint32, scales, biases) triples.
 
     update_and_fetch returns the triples, as mlx-lm's quantized attention takes them (it sees
@@ -221,7 +233,7 @@ class QuantizedKVCache(KVCache):
     @state.setter
     def state(self, value: tuple) -> None:
         *base, self.group_size, self.bits = value
-        KVCache.state.fset(self, tuple(base))  # type: ignore[attr-defined]
+        _AppendCache.state.fset(self, tuple(base))  # type: ignore[attr-defined]
 
     @classmethod
     def merge(cls, caches: list[KVCache]) -> BatchKVCache:
