@@ -1,0 +1,10 @@
+"""Generation: batched token samplers and a continuous-batching scheduler.
+
+`sampling` holds the samplers (mlx-lm's filters and penalties with per-request parameters and
+seeds, on a whole batch at once); `scheduler` decides, step by step, which requests prefill or
+decode within a token budget and the KV blocks free, and which to preempt.
+"""
+
+from .sampling import GREEDY, SamplingParams, TokenRandom, make_sampler, sample_tokens
+
+__all__ = ["GREEDY", "SamplingParams", "TokenRandom", "make_sampler", "sample_tokens"]
