@@ -6,5 +6,9 @@ decode within a token budget and the KV blocks free, and which to preempt.
 """
 
 from .sampling import GREEDY, SamplingParams, TokenRandom, make_sampler, sample_tokens
+from .scheduler import ScheduledRequest, Scheduler, StepPlan, Work
 
-__all__ = ["GREEDY", "SamplingParams", "TokenRandom", "make_sampler", "sample_tokens"]
+__all__ = [
+    "GREEDY", "SamplingParams", "ScheduledRequest", "Scheduler", "StepPlan", "TokenRandom", "Work",
+    "make_sampler", "sample_tokens",
+]  # fmt: skip
