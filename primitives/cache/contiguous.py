@@ -1,0 +1,550 @@
+"""Contiguous KV caches: one (batch, kv_heads, positions, head_dim) buffer per layer.
+
+Every cache here follows mlx-lm's cache protocol, so a stock `mlx_lm.models.*` model runs on it
+unchanged: `update_and_fetch(keys, values)` appends and returns every key and value the new
+queries attend to, `offset` counts the positions seen, `make_mask(N, ...)` gives the mask for
+`N` new queries, `state` (arrays and scalars) round-trips through `save_prompt_cache` /
+`load_prompt_cache`, `is_trimmable`/`trim` drop the newest positions, `nbytes` and `empty()`.
+Single-sequence caches `merge` into a `BatchKVCache`, which `filter`s, `extend`s and
+`extract`s rows as mlx-lm's `BatchGenerator` asks.
+
+Keys and values are held as a tuple of "parts" that share the positions axis (axis 2): one
+array for plain caches, mx.quantize's (packed, scales, biases) for quantized ones. Growing,
+trimming, padding and row selection are written once over the parts, so a quantized cache
+batches exactly as a plain one does (mlx-lm's QuantizedKVCache does not merge).
+
+Buffers grow in steps of `STEP` positions and new entries are written in place (slice
+assignment), so a decode step does not copy the cache.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+
+# Positions added to a buffer when it fills: decode writes in place between growths.
+STEP = 256
+
+Parts = tuple[mx.array, ...]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def causal_mask(
+    n: int, offset: int, window: int | None = None, left_padding: mx.array | None = None
+) -> mx.array:
+    """Boolean mask of `n` queries at positions offset .. offset + n - 1 over keys 0 .. offset + n - 1:
+    causal, within `window` positions (itself included) if given, and (batched) not on a row's
+    left padding. (n, keys), or (batch, 1, n, keys) with `left_padding`."""
+    keys = mx.arange(offset + n)[None, :]
+    queries = mx.arange(offset, offset + n)[:, None]
+    mask = keys <= queries
+    if window is not None:
+        mask = mask & (keys > queries - window)
+    if left_padding is not None:
+        mask = mask[None, None] & (keys[None, None] >= left_padding[:, None, None, None])
+    return mask
+
+
+def standard_mask(n: int, offset: int, window_size: int | None, return_array: bool) -> mx.array | str | None:
+    """The mask mlx-lm's attention takes for `n` new queries after `offset` cached positions:
+    None for one query, "causal" where the fused kernel's own causal mask is exact, else an array."""
+    if window_size is not None and offset + n > window_size:
+        return causal_mask(n, offset, window_size)
+    if n == 1:
+        return None
+    return causal_mask(n, offset) if return_array else "causal"
+
+
+def _grow(parts: Parts | None, new: Parts, used: int) -> Parts:
+    """`parts` with room for `new` after its first `used` positions (grown by whole STEPs)."""
+    need = used + new[0].shape[2]
+    if parts is not None and need <= parts[0].shape[2]:
+        return parts
+    steps = -(-new[0].shape[2] // STEP) * STEP
+    grown = []
+    for i, piece in enumerate(new):
+        fresh = mx.zeros((*piece.shape[:2], steps, piece.shape[3]), piece.dtype)
+        grown.append(fresh if parts is None else mx.concatenate([parts[i][:, :, :used], fresh], axis=2))
+    return tuple(grown)
+
+
+def _write(parts: Parts, new: Parts, at: int) -> None:
+    for piece, value in zip(parts, new):
+        piece[:, :, at : at + value.shape[2]] = value
+
+
+def _upto(parts: Parts, end: int, start: int = 0) -> Parts:
+    return tuple(piece[:, :, start:end] for piece in parts)
+
+
+def _nbytes(parts: Parts | None) -> int:
+    return 0 if parts is None else sum(piece.nbytes for piece in parts)
+
+
+class _CacheBase:
+    """Protocol pieces every cache shares."""
+
+    @property
+    def meta_state(self) -> str:
+        """Older mlx-lm's string metadata; this package keeps every scalar in `state`."""
+        return ""
+
+    @meta_state.setter
+    def meta_state(self, value: str) -> None:
+        pass
+
+    @classmethod
+    def from_state(cls, state: tuple) -> _CacheBase:
+        """A cache holding `state` (what `load_prompt_cache` calls)."""
+        cache = cls.__new__(cls)
+        cache.state = state
+        return cache
+
+    def size(self) -> int:
+        return self.offset
+
+
+# --------------------------------------------------------------------------- single sequence
+
+
+class KVCache(_CacheBase):
+    """The plain cache: every key and value of the sequence, in position order."""
+
+    def __init__(self) -> None:
+        self._keys: Parts | None = None
+        self._values: Parts | None = None
+        self.offset = 0
+
+    def _encode(self, x: mx.array) -> Parts:
+        return (x,)
+
+    def _decode(self, parts: Parts) -> mx.array | Parts:
+        return parts[0]
+
+    def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple:
+        """Appends (B, kv_heads, S, head_dim) keys and values; returns all of them so far."""
+        new_k, new_v = self._encode(keys), self._encode(values)
+        self._keys = _grow(self._keys, new_k, self.offset)
+        self._values = _grow(self._values, new_v, self.offset)
+        _write(self._keys, new_k, self.offset)
+        _write(self._values, new_v, self.offset)
+        self.offset += keys.shape[2]
+        return self._decode(_upto(self._keys, self.offset)), self._decode(_upto(self._values, self.offset))
+
+    @property
+    def keys(self) -> mx.array | Parts | None:
+        return None if self._keys is None else self._decode(_upto(self._keys, self.offset))
+
+    @property
+    def values(self) -> mx.array | Parts | None:
+        return None if self._values is None else self._decode(_upto(self._values, self.offset))
+
+    @property
+    def state(self) -> tuple:
+        parts = (
+            (None, None)
+            if self._keys is None
+            else (_upto(self._keys, self.offset), _upto(self._values, self.offset))
+        )
+        return (*parts, self.offset)
+
+    @state.setter
+    def state(self, value: tuple) -> None:
+        keys, values, self.offset = value
+        self._keys = None if keys is None else tuple(keys) if isinstance(keys, (list, tuple)) else (keys,)
+        self._values = (
+            None if values is None else tuple(values) if isinstance(values, (list, tuple)) else (values,)
+        )
+
+    def is_trimmable(self) -> bool:
+        return True
+
+    def trim(self, n: int) -> int:
+        """Drops the newest `n` positions (at most `offset`); returns how many went."""
+        n = min(self.offset, n)
+        self.offset -= n
+        return n
+
+    def make_mask(
+        self, N: int, window_size: int | None = None, return_array: bool = False
+    ) -> mx.array | str | None:  # noqa: N803
+        return standard_mask(N, self.offset, window_size, return_array)
+
+    def empty(self) -> bool:
+        return self._keys is None
+
+    @property
+    def nbytes(self) -> int:
+        return _nbytes(self._keys) + _nbytes(self._values)
+
+    @classmethod
+    def merge(cls, caches: list[KVCache]) -> BatchKVCache:
+        """One left-padded batch of single-sequence caches (mlx-lm's BatchGenerator calls this)."""
+        return BatchKVCache.merge(caches)
+
+
+class QuantizedKVCache(KVCache):
+    """Keys and values stored as `mx.quantize` (packed uint32, scales, biases) triples.
+
+    update_and_fetch returns the triples, as mlx-lm's quantized attention takes them (it sees
+    the `bits` and `group_size` attributes). head_dim must be a multiple of group_size.
+
+    Args:
+        group_size: Elements per scale and bias (32, 64 or 128).
+        bits: Bits per element (2, 3, 4, 5, 6 or 8).
+    """
+
+    def __init__(self, group_size: int = 64, bits: int = 8) -> None:
+        super().__init__()
+        self.group_size = group_size
+        self.bits = bits
+
+    def _encode(self, x: mx.array) -> Parts:
+        if x.shape[-1] % self.group_size:
+            raise ValueError(
+                f"[QuantizedKVCache] keys have head_dim {x.shape[-1]}; expected a multiple of group_size {self.group_size}"
+            )
+        return tuple(mx.quantize(x, group_size=self.group_size, bits=self.bits))
+
+    def _decode(self, parts: Parts) -> Parts:
+        return parts
+
+    @property
+    def state(self) -> tuple:
+        return (*super().state, self.group_size, self.bits)
+
+    @state.setter
+    def state(self, value: tuple) -> None:
+        *base, self.group_size, self.bits = value
+        KVCache.state.fset(self, tuple(base))  # type: ignore[attr-defined]
+
+    @classmethod
+    def merge(cls, caches: list[KVCache]) -> BatchKVCache:
+        return BatchQuantizedKVCache.merge(caches)
+
+    def dequantized(self) -> tuple[mx.array, mx.array]:
+        """The cached keys and values dequantized (float, the scales' dtype)."""
+        return tuple(  # type: ignore[return-value]
+            mx.dequantize(*parts, group_size=self.group_size, bits=self.bits)
+            for parts in (_upto(self._keys, self.offset), _upto(self._values, self.offset))
+        )
+
+
+class RotatingKVCache(_CacheBase):
+    """A sliding window with attention sinks: the first `keep` positions and the most recent ones.
+
+    After each update at most `max_size - 1` positions stay (the `keep` sinks, then the newest),
+    so a decode step attends to the sinks and the last `max_size - keep` positions, itself
+    included, as mlx-lm's RotatingKVCache does. A chunk of `S` queries gets those plus its own
+    keys, with a mask by true position: a query sees the sinks and the `max_size - keep`
+    positions ending at itself. Entries are kept in position order (mlx-lm rotates a ring
+    buffer in place), which makes the masks plain and merging trivial.
+
+    Args:
+        max_size: Positions a query attends to (sinks included).
+        keep: Sink positions at the start that are never dropped.
+    """
+
+    def __init__(self, max_size: int, keep: int = 0) -> None:
+        if not 0 <= keep < max_size:
+            raise ValueError(f"[RotatingKVCache] keep is {keep}; expected 0 <= keep < max_size ({max_size})")
+        self.max_size = max_size
+        self.keep = keep
+        self.keys: mx.array | None = None
+        self.values: mx.array | None = None
+        self.offset = 0
+
+    def _retained_positions(self) -> mx.array:
+        """The positions of the entries held now, in order."""
+        held = 0 if self.keys is None else self.keys.shape[2]
+        sinks = min(self.keep, held)
+        return mx.concatenate([mx.arange(sinks), mx.arange(self.offset - (held - sinks), self.offset)])
+
+    def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
+        if self.keys is None:
+            all_k, all_v = keys, values
+        else:
+            all_k = mx.concatenate([self.keys, keys], axis=2)
+            all_v = mx.concatenate([self.values, values], axis=2)
+        self.offset += keys.shape[2]
+        held = all_k.shape[2]
+        if held > self.max_size - 1:
+            recent = self.max_size - 1 - self.keep
+            self.keys = mx.concatenate([all_k[:, :, : self.keep], all_k[:, :, held - recent :]], axis=2)
+            self.values = mx.concatenate([all_v[:, :, : self.keep], all_v[:, :, held - recent :]], axis=2)
+        else:
+            self.keys, self.values = all_k, all_v
+        return all_k, all_v
+
+    def make_mask(
+        self, N: int, window_size: int | None = None, return_array: bool = False
+    ) -> mx.array | str | None:  # noqa: N803
+        positions = self._retained_positions()
+        if N == 1 and window_size is None:
+            return None  # every held entry is in the window
+        keys = mx.concatenate([positions, mx.arange(self.offset, self.offset + N)])[None, :]
+        queries = mx.arange(self.offset, self.offset + N)[:, None]
+        window = self.max_size - self.keep if window_size is None else window_size
+        mask = (keys <= queries) & ((keys > queries - window) | (keys < self.keep))
+        if window_size is None and self.offset + N <= self.max_size and not return_array:
+            return None if N == 1 else "causal"
+        return mask
+
+    def size(self) -> int:
+        return min(self.offset, self.max_size)
+
+    @property
+    def state(self) -> tuple:
+        return self.keys, self.values, self.offset, self.keep, self.max_size
+
+    @state.setter
+    def state(self, value: tuple) -> None:
+        self.keys, self.values, self.offset, self.keep, self.max_size = value
+
+    def is_trimmable(self) -> bool:
+        """Trimmable while nothing has been dropped."""
+        return self.offset < self.max_size
+
+    def trim(self, n: int) -> int:
+        if not self.is_trimmable():
+            raise ValueError("[RotatingKVCache.trim] the cache has dropped positions; it cannot be trimmed")
+        n = min(self.offset, n)
+        self.offset -= n
+        if self.keys is not None:
+            self.keys, self.values = self.keys[:, :, : self.offset], self.values[:, :, : self.offset]
+        return n
+
+    def empty(self) -> bool:
+        return self.keys is None
+
+    @property
+    def nbytes(self) -> int:
+        return 0 if self.keys is None else self.keys.nbytes + self.values.nbytes
+
+
+# --------------------------------------------------------------------------- batches
+
+
+class BatchKVCache(_CacheBase):
+    """Several sequences in one left-padded buffer: row b's first `left_padding[b]` positions
+    are padding the mask hides. `offset` is per row (its true length); `_idx` is the buffer's.
+
+    Made by `KVCache.merge`; `filter`, `extend`, `extract`, `prepare` and `finalize` are the
+    hooks mlx-lm's `BatchGenerator` drives.
+    """
+
+    single = KVCache
+
+    def __init__(self, left_padding: list[int]) -> None:
+        self._keys: Parts | None = None
+        self._values: Parts | None = None
+        self.left_padding = mx.array(left_padding, dtype=mx.int32)
+        self.offset = -self.left_padding
+        self._idx = 0
+        self._right_padding: mx.array | None = None
+
+    # the per-kind pieces: how keys are encoded and handed back
+    def _encode(self, x: mx.array) -> Parts:
+        return (x,)
+
+    def _decode(self, parts: Parts) -> mx.array | Parts:
+        return parts[0]
+
+    def _empty_single(self) -> KVCache:
+        return KVCache()
+
+    def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple:
+        new_k, new_v = self._encode(keys), self._encode(values)
+        self._keys = _grow(self._keys, new_k, self._idx)
+        self._values = _grow(self._values, new_v, self._idx)
+        _write(self._keys, new_k, self._idx)
+        _write(self._values, new_v, self._idx)
+        self._idx += keys.shape[2]
+        self.offset = self.offset + keys.shape[2]
+        return self._decode(_upto(self._keys, self._idx)), self._decode(_upto(self._values, self._idx))
+
+    def make_mask(self, N: int, window_size: int | None = None, return_array: bool = False) -> mx.array:  # noqa: N803
+        return causal_mask(N, self._idx, window_size, self.left_padding)
+
+    def prepare(self, *, left_padding: list[int] | None = None, lengths: list[int] | None = None, right_padding: list[int] | None = None) -> None:  # fmt: skip
+        """Before a prompt step: more left padding (empty cache only), or right padding that
+        `finalize` rolls to the left once the padded prompts have been written."""
+        if left_padding is not None:
+            if self._keys is not None:
+                raise ValueError("[BatchKVCache.prepare] left padding can only be added to an empty cache")
+            pad = mx.array(left_padding, dtype=mx.int32)
+            self.left_padding = self.left_padding + pad
+            self.offset = self.offset - pad
+        if right_padding is not None and max(right_padding) > 0:
+            self._right_padding = mx.array(right_padding, dtype=mx.int32)
+
+    def finalize(self) -> None:
+        """Moves right padding written by a prompt step to the left of each row."""
+        if self._right_padding is None:
+            return
+        shift = self._right_padding
+        source = (mx.arange(self._idx)[None, :] - shift[:, None]) % self._idx  # (B, positions)
+        index = source[:, None, :, None]
+        self._keys = tuple(mx.take_along_axis(p[:, :, : self._idx], index, axis=2) for p in self._keys)
+        self._values = tuple(mx.take_along_axis(p[:, :, : self._idx], index, axis=2) for p in self._values)
+        self.offset = self.offset - shift
+        self.left_padding = self.left_padding + shift
+        self._right_padding = None
+
+    @property
+    def state(self) -> tuple:
+        parts = (
+            (None, None)
+            if self._keys is None
+            else (_upto(self._keys, self._idx), _upto(self._values, self._idx))
+        )
+        return (*parts, self.offset, self.left_padding, self._idx)
+
+    @state.setter
+    def state(self, value: tuple) -> None:
+        keys, values, self.offset, self.left_padding, self._idx = value
+        self._keys = None if keys is None else tuple(keys) if isinstance(keys, (list, tuple)) else (keys,)
+        self._values = (
+            None if values is None else tuple(values) if isinstance(values, (list, tuple)) else (values,)
+        )
+        self._right_padding = None
+
+    def is_trimmable(self) -> bool:
+        return True
+
+    def trim(self, n: int) -> int:
+        n = min(self._idx, n)
+        self._idx -= n
+        self.offset = self.offset - n
+        return n
+
+    def size(self) -> int:
+        return self._idx
+
+    def empty(self) -> bool:
+        return self._keys is None
+
+    @property
+    def nbytes(self) -> int:
+        return _nbytes(self._keys) + _nbytes(self._values)
+
+    def filter(self, batch_indices: list[int] | mx.array) -> None:
+        """Keeps only the rows `batch_indices` (in that order), dropping padding every row shares."""
+        rows = mx.array(batch_indices)
+        if self._keys is not None:
+            self._keys = tuple(p[rows] for p in self._keys)
+            self._values = tuple(p[rows] for p in self._values)
+        self.offset = self.offset[rows]
+        self.left_padding = self.left_padding[rows]
+        shared = min(self.left_padding.tolist()) if self.left_padding.size else 0
+        if shared > 0:
+            if self._keys is not None:
+                self._keys = _upto(self._keys, self._idx, shared)
+                self._values = _upto(self._values, self._idx, shared)
+            self._idx -= shared
+            self.left_padding = self.left_padding - shared
+
+    def extend(self, other: BatchKVCache) -> None:
+        """Appends `other`'s rows, right-aligning both to the longer buffer."""
+        width = max(self._idx, other._idx)
+        template = self._keys if self._keys is not None else other._keys
+        vtemplate = self._values if self._values is not None else other._values
+
+        def aligned(cache: BatchKVCache, parts: Parts | None, like: Parts | None) -> Parts | None:
+            if like is None:
+                return None
+            rows = cache.offset.shape[0]
+            if parts is None:
+                parts = tuple(mx.zeros((rows, p.shape[1], 0, p.shape[3]), p.dtype) for p in like)
+            parts = _upto(parts, cache._idx)
+            pad = width - cache._idx
+            return tuple(mx.pad(p, [(0, 0), (0, 0), (pad, 0), (0, 0)]) for p in parts)
+
+        keys = [aligned(c, c._keys, template) for c in (self, other)]
+        values = [aligned(c, c._values, vtemplate) for c in (self, other)]
+        if template is not None:
+            self._keys = tuple(mx.concatenate(pair, axis=0) for pair in zip(*keys))
+            self._values = tuple(mx.concatenate(pair, axis=0) for pair in zip(*values))
+        self.left_padding = mx.concatenate(
+            [self.left_padding + (width - self._idx), other.left_padding + (width - other._idx)]
+        )
+        self.offset = mx.concatenate([self.offset, other.offset])
+        self._idx = width
+
+    def extract(self, idx: int) -> KVCache:
+        """Row `idx` as a single-sequence cache (its padding removed)."""
+        cache = self._empty_single()
+        start = int(self.left_padding[idx].item())
+        if self._keys is not None:
+            keys = tuple(mx.contiguous(p[idx : idx + 1, :, start : self._idx]) for p in self._keys)
+            values = tuple(mx.contiguous(p[idx : idx + 1, :, start : self._idx]) for p in self._values)
+            cache._keys, cache._values = keys, values
+            cache.offset = self._idx - start
+        return cache
+
+    @classmethod
+    def merge(cls, caches: list[KVCache]) -> BatchKVCache:
+        """Single-sequence caches as one batch, each left-padded to the longest."""
+        lengths = [c.offset for c in caches]
+        longest = max(lengths, default=0)
+        batch = cls([longest - n for n in lengths])
+        filled = [c for c in caches if c._keys is not None and c.offset]
+        if longest == 0 or not filled:
+            return batch
+        for name in ("_keys", "_values"):
+            like = getattr(filled[0], name)
+            rows = []
+            for c, n in zip(caches, lengths):
+                parts = getattr(c, name)
+                pieces = []
+                for i, p in enumerate(like):
+                    body = (
+                        parts[i][:, :, :n]
+                        if parts is not None and n
+                        else mx.zeros((1, p.shape[1], 0, p.shape[3]), p.dtype)
+                    )
+                    pieces.append(mx.pad(body, [(0, 0), (0, 0), (longest - n, 0), (0, 0)]))
+                rows.append(pieces)
+            setattr(batch, name, tuple(mx.concatenate(col, axis=0) for col in zip(*rows)))
+        batch._idx = longest
+        batch.offset = batch.offset + longest
+        return batch
+
+
+class BatchQuantizedKVCache(BatchKVCache):
+    """`BatchKVCache` over `mx.quantize` triples (what `QuantizedKVCache.merge` makes)."""
+
+    def __init__(self, left_padding: list[int], group_size: int = 64, bits: int = 8) -> None:
+        super().__init__(left_padding)
+        self.group_size = group_size
+        self.bits = bits
+
+    def _encode(self, x: mx.array) -> Parts:
+        return tuple(mx.quantize(x, group_size=self.group_size, bits=self.bits))
+
+    def _decode(self, parts: Parts) -> Parts:
+        return parts
+
+    def _empty_single(self) -> QuantizedKVCache:
+        return QuantizedKVCache(self.group_size, self.bits)
+
+    @property
+    def state(self) -> tuple:
+        return (*BatchKVCache.state.fget(self), self.group_size, self.bits)  # type: ignore[attr-defined]
+
+    @state.setter
+    def state(self, value: tuple) -> None:
+        *base, self.group_size, self.bits = value
+        BatchKVCache.state.fset(self, tuple(base))  # type: ignore[attr-defined]
+
+    @classmethod
+    def merge(cls, caches: list[QuantizedKVCache]) -> BatchQuantizedKVCache:
+        kinds = {(c.group_size, c.bits) for c in caches}
+        if len(kinds) > 1:
+            raise ValueError(
+                f"[QuantizedKVCache.merge] caches have (group_size, bits) {sorted(kinds)}; expected one"
+            )
+        batch = super().merge(caches)
+        batch.group_size, batch.bits = kinds.pop()
+        return batch  # type: ignore[return-value]
