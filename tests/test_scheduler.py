@@ -24,8 +24,11 @@ def check_accounting(s: Scheduler) -> None:
 def run_step(s: Scheduler, tokens: dict[int, list[int]], lengths: dict[int, int]) -> StepPlan:
     """One engine step: runs the plan, 'draws' the token each request would have had alone
     (its position), finishes requests at their max_tokens."""
+    decoders = {r.id for r in s.running if not r.prefilling}
     plan = s.schedule()
     check_accounting(s)
+    # every decoder runs each step (the engine decodes its batch in one call) or is preempted
+    assert decoders <= {w.request.id for w in plan.work if w.count == 1} | {r.id for r in plan.preempted}
     assert plan.tokens <= s.token_budget and len(plan.work) <= s.max_batch
     assert len({w.request.id for w in plan.work}) == len(plan.work)
     for w in plan.work:

@@ -1,7 +1,7 @@
 """Continuous-batching scheduler: which requests run in the next model step, and on how many tokens.
 
 Each step the scheduler spends a token budget. Running requests that have finished their
-prompt decode one token each; requests still in their prompt continue it in chunks (chunked
+prompt decode one token each, every step; requests still in their prompt continue it in chunks (chunked
 prefill: a long prompt never holds up the decoders for a whole step); waiting requests are
 admitted, in policy order, while the batch has room, the budget has tokens and the KV pool has
 free blocks for their first chunk. When a running request needs a block and none is free, the
@@ -181,7 +181,10 @@ class Scheduler:
         plan = StepPlan()
         budget = self.token_budget
         self.running.sort(key=self._order)
-        for request in list(self.running):
+        # decoders first: the engine decodes its whole batch in one call, so each one runs
+        # every step (token_budget >= max_batch leaves a token for each)
+        decoders = [r for r in self.running if not r.prefilling]
+        for request in decoders + [r for r in self.running if r.prefilling]:
             if request not in self.running:  # preempted for an earlier request this step
                 continue
             count = min(request.known - request.computed, self.prefill_chunk, budget)
