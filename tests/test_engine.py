@@ -4,12 +4,21 @@ shared, preemption and cancellation lose nothing, bad input is refused without h
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import mlx.core as mx
 import numpy as np
 import pytest
 from mlx_lm.generate import generate_step
 from mlx_lm.models import llama, qwen3
+from mlx_lm.utils import save_model
 from mlx_primitives.generation import GenerationEngine, SamplingParams
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
 
 VOCAB = 101
 
@@ -104,7 +113,9 @@ def test_priority_policy_and_callbacks(model, rng: np.random.Generator) -> None:
     engine = GenerationEngine(model, cache="kv", max_batch=1, token_budget=64, policy="priority")
     seen: list[tuple[int, int]] = []
     low = engine.submit(prompts(rng, [6])[0], max_tokens=3, callback=lambda r, t: seen.append((r.id, t)))
-    high = engine.submit(prompts(rng, [6])[0], max_tokens=3, priority=5, callback=lambda r, t: seen.append((r.id, t)))
+    high = engine.submit(
+        prompts(rng, [6])[0], max_tokens=3, priority=5, callback=lambda r, t: seen.append((r.id, t))
+    )
     engine.run()
     assert [rid for rid, _ in seen] == [high.id] * 3 + [low.id] * 3
     assert [t for rid, t in seen if rid == low.id] == low.tokens
@@ -116,7 +127,9 @@ def test_stop_tokens_cancellation_and_seeded_sampling(model, rng: np.random.Gene
     engine = GenerationEngine(model, cache="kv")
     stopped = engine.submit(prompt, max_tokens=10, stop_tokens=[expected[3]])
     cancelled = engine.submit(prompt, max_tokens=10)
-    seeded = [engine.submit(prompt, max_tokens=10, params=SamplingParams(temperature=1.0, seed=5)) for _ in range(2)]
+    seeded = [
+        engine.submit(prompt, max_tokens=10, params=SamplingParams(temperature=1.0, seed=5)) for _ in range(2)
+    ]
     engine.step()
     cancelled.cancel()
     engine.run()
@@ -142,3 +155,34 @@ def test_bad_input_is_refused_and_leaves_the_others_alone(model, rng: np.random.
         GenerationEngine(model, cache="dense")
     engine.run()
     assert good.tokens == alone(model, good.prompt, 4)
+
+
+def test_the_command_streams_what_mlx_lm_generates(tmp_path: Path) -> None:
+    """`python -m mlx_primitives.generation` on a tiny Llama saved with a word-level tokenizer."""
+    mx.random.seed(3)
+    net = _llama()
+    mx.eval(net.parameters())
+    save_model(tmp_path, net)
+    config = {k: v for k, v in dataclasses.asdict(net.args).items() if v is not None}
+    (tmp_path / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 2048}))
+    words = Tokenizer(models.WordLevel({f"w{i}": i for i in range(VOCAB)}, unk_token="w0"))
+    words.pre_tokenizer, words.decoder = pre_tokenizers.Whitespace(), decoders.WordPiece()
+    PreTrainedTokenizerFast(tokenizer_object=words, unk_token="w0", eos_token="w100").save_pretrained(
+        tmp_path
+    )
+    prompt = "w5 w6 w7 w8 w9"
+    result = subprocess.run(
+        [sys.executable, "-m", "mlx_primitives.generation", "--model", str(tmp_path), "--prompt", prompt,
+         "--max-tokens", "8", "--cache", "kv"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    expected = alone(net, [5, 6, 7, 8, 9], 8)
+    if 100 in expected:
+        expected = expected[: expected.index(100)]
+    assert result.stdout.split() == [f"w{t}" for t in expected]
+    missing = subprocess.run(
+        [sys.executable, "-m", "mlx_primitives.generation", "--model", str(tmp_path / "nope"), "--prompt", "w1"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "no config.json" in missing.stderr

@@ -31,7 +31,7 @@ from .sampling import GREEDY, SamplingParams, TokenRandom, sample_tokens
 from .scheduler import Policy, ScheduledRequest, Scheduler
 
 # Tokens the contiguous kinds budget for when no limit is given.
-DEFAULT_KV_TOKENS = 1 << 16
+DEFAULT_KV_TOKENS = 1 << 14
 KINDS = ("kv", "quantized", "paged")
 
 
@@ -135,7 +135,7 @@ class GenerationEngine:
         prefill_chunk: Most prompt tokens of one request per step.
         policy: "fcfs" or "priority" (larger `priority` first).
         block_size: Tokens per KV block (the paged pool's, and the scheduler's unit).
-        num_blocks: KV blocks; default from `memory_limit`, else 65,536 tokens' worth.
+        num_blocks: KV blocks; default from `memory_limit`, else 16,384 tokens' worth.
         memory_limit: Bytes of KV storage (paged: the pool's size).
         cache_options: More options for the cache kind (`bits`, `group_size`, `eviction`).
     """
@@ -210,11 +210,15 @@ class GenerationEngine:
         prompt = [int(t) for t in prompt]
         params = params or GREEDY
         if not isinstance(params, SamplingParams):
-            raise TypeError(f"[GenerationEngine.submit] params has type {type(params).__name__}; expected SamplingParams")
+            raise TypeError(
+                f"[GenerationEngine.submit] params has type {type(params).__name__}; expected SamplingParams"
+            )
         vocab = getattr(getattr(self.model, "args", None), "vocab_size", None)
         if vocab is not None and any(not 0 <= t < vocab for t in prompt):
             bad = next(t for t in prompt if not 0 <= t < vocab)
-            raise ValueError(f"[GenerationEngine.submit] prompt holds token {bad}; the vocabulary has {vocab}")
+            raise ValueError(
+                f"[GenerationEngine.submit] prompt holds token {bad}; the vocabulary has {vocab}"
+            )
         if stop_strings and self.tokenizer is None:
             raise ValueError("[GenerationEngine.submit] stop_strings need a tokenizer")
         rid = self._next_id
@@ -259,7 +263,9 @@ class GenerationEngine:
         for victim in plan.preempted:
             self._leave_batch(self.requests[victim.id])
             self._drop_caches(self.requests[victim.id])
-        decode = [self.requests[w.request.id] for w in plan.work if self.requests[w.request.id] in self._batch]
+        decode = [
+            self.requests[w.request.id] for w in plan.work if self.requests[w.request.id] in self._batch
+        ]
         drawn: list[tuple[Request, mx.array]] = []
         if decode:
             drawn += self._decode(decode)
@@ -275,7 +281,9 @@ class GenerationEngine:
 
     def _decode(self, rows: list[Request]) -> list[tuple[Request, mx.array]]:
         order = {id(r): i for i, r in enumerate(self._batch)}
-        assert sorted(order[id(r)] for r in rows) == list(range(len(self._batch))), "a batch row was not scheduled"
+        assert sorted(order[id(r)] for r in rows) == list(range(len(self._batch))), (
+            "a batch row was not scheduled"
+        )
         last = mx.array([[r.tokens[-1]] for r in self._batch])
         logits = self.model(last, cache=self._batch_cache)[:, -1, :]
         return [(r, logits[i]) for i, r in enumerate(self._batch)]
