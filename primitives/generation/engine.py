@@ -35,7 +35,7 @@ DEFAULT_KV_TOKENS = 1 << 14
 KINDS = ("kv", "quantized", "paged")
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: two requests may hold equal fields
 class Request:
     """A submitted request: iterate over it for its tokens as they come (the iteration runs the
     engine's steps), or read `tokens` once `finished`.
@@ -263,30 +263,29 @@ class GenerationEngine:
         for victim in plan.preempted:
             self._leave_batch(self.requests[victim.id])
             self._drop_caches(self.requests[victim.id])
-        decode = [
-            self.requests[w.request.id] for w in plan.work if self.requests[w.request.id] in self._batch
-        ]
-        drawn: list[tuple[Request, mx.array]] = []
-        if decode:
-            drawn += self._decode(decode)
-        for work in plan.work:
-            request = self.requests[work.request.id]
-            if request not in self._batch:
-                logits = self._prefill(request, work.start + work.count)
-                if work.samples:
-                    drawn.append((request, logits))
+        in_batch = {id(r) for r in self._batch}
+        work = [(self.requests[w.request.id], w) for w in plan.work]
+        decoding = [r for r, _ in work if id(r) in in_batch]
+        assert len(decoding) == len(self._batch), "every row of the decode batch runs each step"
+        drawn: list[Request] = []
+        rows: list[mx.array] = []
+        if self._batch:
+            drawn += self._batch
+            rows.append(self._decode())
+        for request, w in work:
+            if id(request) not in in_batch:
+                logits = self._prefill(request, w.start + w.count)
+                if w.samples:
+                    drawn.append(request)
+                    rows.append(logits[None])
         if drawn:
-            self._draw(drawn)
+            self._draw(drawn, mx.concatenate(rows) if len(rows) > 1 else rows[0])
         self._step_seconds += time.perf_counter() - start
 
-    def _decode(self, rows: list[Request]) -> list[tuple[Request, mx.array]]:
-        order = {id(r): i for i, r in enumerate(self._batch)}
-        assert sorted(order[id(r)] for r in rows) == list(range(len(self._batch))), (
-            "a batch row was not scheduled"
-        )
+    def _decode(self) -> mx.array:
+        """(batch, vocab) logits of the decode batch's next tokens."""
         last = mx.array([[r.tokens[-1]] for r in self._batch])
-        logits = self.model(last, cache=self._batch_cache)[:, -1, :]
-        return [(r, logits[i]) for i, r in enumerate(self._batch)]
+        return self.model(last, cache=self._batch_cache)[:, -1, :]
 
     def _prefill(self, request: Request, end: int) -> mx.array | None:
         """Runs the model on the request's tokens from its cache's length to `end`; the logits
@@ -305,12 +304,10 @@ class GenerationEngine:
             request._caches[0].sequence.append_tokens(tokens)
         return logits
 
-    def _draw(self, drawn: list[tuple[Request, mx.array]]) -> None:
-        requests = [r for r, _ in drawn]
-        logits = mx.stack([row for _, row in drawn])
-        tokens = sample_tokens(
-            logits, [r.params for r in requests], [r.known for r in requests], [r._random for r in requests]
-        ).tolist()
+    def _draw(self, requests: list[Request], logits: mx.array) -> None:
+        params = [r.params for r in requests]
+        histories = [r.known for r in requests] if any(p.penalized for p in params) else None
+        tokens = sample_tokens(logits, params, histories, [r._random for r in requests]).tolist()
         now = time.perf_counter()
         for request, token in zip(requests, tokens):
             self.scheduler.token_drawn(request._scheduled)
@@ -326,7 +323,7 @@ class GenerationEngine:
                 self._finish(request, "stop")
             elif len(request.tokens) >= request.max_tokens:
                 self._finish(request, "length")
-            elif request not in self._batch:
+            elif not any(r is request for r in self._batch):
                 self._join_batch(request)
 
     # ------------------------------------------------------------------ batch and caches
@@ -347,9 +344,9 @@ class GenerationEngine:
         self._drop_caches(request)  # the batch holds its keys and values now
 
     def _leave_batch(self, request: Request) -> None:
-        if request not in self._batch:
-            return
         keep = [i for i, r in enumerate(self._batch) if r is not request]
+        if len(keep) == len(self._batch):
+            return
         self._batch = [self._batch[i] for i in keep]
         if not keep:
             self._batch_cache = None
