@@ -62,7 +62,9 @@ def make_model(size: str) -> llama.Model:
     return model
 
 
-def run_mlx_lm(model: llama.Model, prompts: list[list[int]], max_tokens: int) -> tuple[list[list[int]], float]:
+def run_mlx_lm(
+    model: llama.Model, prompts: list[list[int]], max_tokens: int
+) -> tuple[list[list[int]], float]:
     """Tokens and seconds of BatchGenerator serving every prompt."""
     generator = BatchGenerator(model, max_tokens=max_tokens, completion_batch_size=len(prompts))
     start = time.perf_counter()
@@ -76,7 +78,9 @@ def run_mlx_lm(model: llama.Model, prompts: list[list[int]], max_tokens: int) ->
     return [out[uid] for uid in uids], seconds
 
 
-def run_engine(model: llama.Model, prompts: list[list[int]], max_tokens: int) -> tuple[list[list[int]], GenerationEngine]:
+def run_engine(
+    model: llama.Model, prompts: list[list[int]], max_tokens: int
+) -> tuple[list[list[int]], GenerationEngine]:
     longest = max(len(p) for p in prompts) + max_tokens
     engine = GenerationEngine(
         model, cache="paged", max_batch=len(prompts), token_budget=max(512, len(prompts)),
@@ -94,7 +98,11 @@ def throughput(model: llama.Model, batch: int, prompt_tokens: int, max_tokens: i
     theirs, their_seconds = run_mlx_lm(model, prompts, max_tokens)
     ours, engine = run_engine(model, prompts, max_tokens)
     stats = engine.stats()
-    layers, kv_heads, head_dim = model.args.num_hidden_layers, model.args.num_key_value_heads, model.args.head_dim
+    layers, kv_heads, head_dim = (
+        model.args.num_hidden_layers,
+        model.args.num_key_value_heads,
+        model.args.head_dim,
+    )
     dtype_size = model.layers[0].self_attn.k_proj.weight.dtype.size
     return ServingResult(
         batch=batch,
@@ -103,7 +111,11 @@ def throughput(model: llama.Model, batch: int, prompt_tokens: int, max_tokens: i
         engine_tokens_per_s=stats.tokens_per_second,
         mlx_lm_tokens_per_s=batch * max_tokens / their_seconds,
         engine_ttft_s=stats.mean_time_to_first_token,
-        kv_bytes_per_token=2 * layers * kv_heads * (head_dim or model.args.hidden_size // model.args.num_attention_heads) * dtype_size,
+        kv_bytes_per_token=2
+        * layers
+        * kv_heads
+        * (head_dim or model.args.hidden_size // model.args.num_attention_heads)
+        * dtype_size,
         same_tokens=ours == theirs,
     )
 
@@ -123,9 +135,13 @@ def prefix_reuse(model: llama.Model, prompt_tokens: int = 1024) -> tuple[float, 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__.split("\n")[0])
     parser.add_argument("--size", choices=list(SIZES), default="small", help="model shape (default small)")
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32], help="batch sizes (default 1 8 32)")
+    parser.add_argument(
+        "--batch", type=int, nargs="+", default=[1, 8, 32], help="batch sizes (default 1 8 32)"
+    )
     parser.add_argument("--prompt-tokens", type=int, default=128, help="prompt length (default 128)")
-    parser.add_argument("--max-tokens", type=int, default=64, help="tokens generated per request (default 64)")
+    parser.add_argument(
+        "--max-tokens", type=int, default=64, help="tokens generated per request (default 64)"
+    )
     parser.add_argument("--prefix-tokens", type=int, default=1024, help="prompt length of the prefix case")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
@@ -146,7 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"prefix reuse ({args.prefix_tokens} tokens, {args.prefix_tokens - 16} shared): time to first token "
           f"{cold * 1e3:.1f} ms cold, {warm * 1e3:.1f} ms warm ({cold / warm:.1f}x)")  # fmt: skip
     if args.json:
-        payload = {"throughput": [asdict(r) | {"ratio": r.ratio} for r in results], "prefix": {"cold_s": cold, "warm_s": warm}}
+        payload = {
+            "throughput": [asdict(r) | {"ratio": r.ratio} for r in results],
+            "prefix": {"cold_s": cold, "warm_s": warm},
+        }
         with open(args.json, "w") as f:
             json.dump(payload, f, indent=1)
     return 0

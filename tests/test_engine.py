@@ -20,6 +20,8 @@ from mlx_primitives.generation import GenerationEngine, SamplingParams
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from benchmarks import serving
+
 VOCAB = 101
 
 
@@ -186,3 +188,14 @@ def test_the_command_streams_what_mlx_lm_generates(tmp_path: Path) -> None:
         capture_output=True, text=True,
     )  # fmt: skip
     assert missing.returncode == 2 and "no config.json" in missing.stderr
+
+
+def test_the_serving_benchmark_runs_and_both_generators_agree(capsys: pytest.CaptureFixture[str]) -> None:
+    assert serving.main(["--size", "tiny", "--batch", "1", "3", "--prompt-tokens", "9", "--max-tokens", "4",
+                         "--prefix-tokens", "64"]) == 0  # fmt: skip
+    rows = [
+        line
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("| 1 |") or line.startswith("| 3 |")
+    ]
+    assert len(rows) == 2 and all(row.endswith("| True |") for row in rows), rows
