@@ -272,14 +272,31 @@ class GenerationEngine:
         if self._batch:
             drawn += self._batch
             rows.append(self._decode())
+        # whole prompts on fresh contiguous caches run as one left-padded batch
+        whole = [r for r, w in work if id(r) not in in_batch and self._fresh_whole_prompt(r, w)]
+        together = {id(r) for r in whole} if len(whole) > 1 else set()
+        if together:
+            group_caches, logits = self._prefill_together(whole)
+            drawn += whole
+            rows.append(logits)
         for request, w in work:
-            if id(request) not in in_batch:
+            if id(request) not in in_batch and id(request) not in together:
                 logits = self._prefill(request, w.start + w.count)
                 if w.samples:
                     drawn.append(request)
                     rows.append(logits[None])
         if drawn:
             self._draw(drawn, mx.concatenate(rows) if len(rows) > 1 else rows[0])
+        if together:
+            alive = [i for i, r in enumerate(whole) if not r.finished]
+            if alive:
+                if len(alive) < len(whole):
+                    for cache in group_caches:
+                        cache.filter(alive)
+                self._extend_batch([whole[i] for i in alive], group_caches)
+        for request in drawn:  # prompts done on their own caches join the decode batch
+            if request._caches is not None and not request.finished:
+                self._join_batch(request)
         self._step_seconds += time.perf_counter() - start
 
     def _decode(self) -> mx.array:
@@ -323,8 +340,6 @@ class GenerationEngine:
                 self._finish(request, "stop")
             elif len(request.tokens) >= request.max_tokens:
                 self._finish(request, "length")
-            elif not any(r is request for r in self._batch):
-                self._join_batch(request)
 
     # ------------------------------------------------------------------ batch and caches
 
@@ -333,15 +348,33 @@ class GenerationEngine:
             return kv.make_cache(self.model, "paged", pool=self.pool)
         return kv.make_cache(self.model, self.kind, **self._cache_options)
 
+    def _fresh_whole_prompt(self, request: Request, work: Any) -> bool:
+        return self.pool is None and request._caches is None and work.start == 0 and work.samples
+
+    def _prefill_together(self, requests: list[Request]) -> tuple[list[Any], mx.array]:
+        """Runs whole prompts as one batch, left-padded to the longest; (batch caches, the
+        (batch, vocab) logits of each prompt's last token)."""
+        lengths = [len(r.known) for r in requests]
+        pads = [max(lengths) - n for n in lengths]
+        fresh = [self._new_caches() for _ in requests]
+        caches = [type(layer[0]).merge(list(layer)) for layer in zip(*fresh)]
+        for cache in caches:
+            cache.prepare(left_padding=pads)
+        tokens = mx.array([[0] * pad + r.known for pad, r in zip(pads, requests)])
+        self._prompt_tokens += sum(lengths)
+        return caches, self.model(tokens, cache=caches)[:, -1, :]
+
     def _join_batch(self, request: Request) -> None:
-        merged = [type(c).merge([c]) for c in request._caches]
-        if self._batch_cache is None:
-            self._batch_cache = merged
-        else:
-            for batch, new in zip(self._batch_cache, merged):
-                batch.extend(new)
-        self._batch.append(request)
+        self._extend_batch([request], [type(c).merge([c]) for c in request._caches])
         self._drop_caches(request)  # the batch holds its keys and values now
+
+    def _extend_batch(self, requests: list[Request], caches: list[Any]) -> None:
+        if self._batch_cache is None:
+            self._batch_cache = caches
+        else:
+            for batch, new in zip(self._batch_cache, caches):
+                batch.extend(new)
+        self._batch += requests
 
     def _leave_batch(self, request: Request) -> None:
         keep = [i for i, r in enumerate(self._batch) if r is not request]
