@@ -1,6 +1,6 @@
 """Suite `serving`: GenerationEngine against mlx-lm's BatchGenerator on one model and machine.
 
-    python -m benchmarks.serving [--size tiny|small|1b] [--batch 1 8 32] [--json FILE]
+    python -m benchmarks.serving [--size tiny|small|1b] [--batch 1 8 32] [--cache kv|paged] [--json FILE]
 
 For each batch size both serve the same random prompts (greedy, the same max_tokens, no stop
 tokens) and the table shows generated tokens per second (mtriton/mlx-lm as a ratio: above 1,
@@ -79,24 +79,26 @@ def run_mlx_lm(
 
 
 def run_engine(
-    model: llama.Model, prompts: list[list[int]], max_tokens: int
+    model: llama.Model, prompts: list[list[int]], max_tokens: int, cache: str
 ) -> tuple[list[list[int]], GenerationEngine]:
     longest = max(len(p) for p in prompts) + max_tokens
     engine = GenerationEngine(
-        model, cache="paged", max_batch=len(prompts), token_budget=max(512, len(prompts)),
+        model, cache=cache, max_batch=len(prompts), token_budget=max(512, len(prompts)),
         num_blocks=len(prompts) * (-(-longest // 16)) + 16,
     )  # fmt: skip
     return engine.generate(prompts, max_tokens=max_tokens), engine
 
 
-def throughput(model: llama.Model, batch: int, prompt_tokens: int, max_tokens: int) -> ServingResult:
+def throughput(
+    model: llama.Model, batch: int, prompt_tokens: int, max_tokens: int, cache: str
+) -> ServingResult:
     rng = np.random.default_rng(batch)
     vocab = model.args.vocab_size
     prompts = [rng.integers(0, vocab, prompt_tokens).tolist() for _ in range(batch)]
-    run_engine(model, prompts[:1], 2)  # warm-up: both compile their graphs once
+    run_engine(model, prompts[:1], 2, cache)  # warm-up: both compile their graphs once
     run_mlx_lm(model, prompts[:1], 2)
     theirs, their_seconds = run_mlx_lm(model, prompts, max_tokens)
-    ours, engine = run_engine(model, prompts, max_tokens)
+    ours, engine = run_engine(model, prompts, max_tokens, cache)
     stats = engine.stats()
     layers, kv_heads, head_dim = (
         model.args.num_hidden_layers,
@@ -143,16 +145,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--max-tokens", type=int, default=64, help="tokens generated per request (default 64)"
     )
     parser.add_argument("--prefix-tokens", type=int, default=1024, help="prompt length of the prefix case")
+    parser.add_argument(
+        "--cache", choices=["kv", "paged", "quantized"], default="kv", help="the engine's cache kind"
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     model = make_model(args.size)
     print(f"serving: Llama {args.size} ({model.args.num_hidden_layers} layers, {model.args.hidden_size} wide), "
-          f"{mx.default_device()}, prompts of {args.prompt_tokens}, {args.max_tokens} new tokens")  # fmt: skip
+          f"{mx.default_device()}, prompts of {args.prompt_tokens}, {args.max_tokens} new tokens, cache {args.cache}")  # fmt: skip
     print("| batch | engine tok/s | mlx-lm tok/s | engine/mlx-lm | engine TTFT | KV B/token | same tokens |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     results = []
     for batch in args.batch:
-        r = throughput(model, batch, args.prompt_tokens, args.max_tokens)
+        r = throughput(model, batch, args.prompt_tokens, args.max_tokens, args.cache)
         results.append(r)
         print(
             f"| {batch} | {r.engine_tokens_per_s:.1f} | {r.mlx_lm_tokens_per_s:.1f} | {r.ratio:.2f} | "
