@@ -1,0 +1,446 @@
+"""A continuous-batching generation engine for mlx-lm models.
+
+Requests join and leave between model steps. Each step the `Scheduler` picks the work: every
+request past its prompt decodes one token, all of them in one batched model call over a
+left-padded `BatchKVCache`; requests in their prompt run it in chunks, one model call each on
+their own cache. A request whose prompt is done joins the decode batch (`merge`, then
+`extend`); one that finishes, is cancelled or is preempted leaves it (`filter`).
+
+With `cache="paged"` every request's prompt is written into one shared `BlockPool`: a request
+whose prompt starts with the full blocks of an earlier prompt takes those blocks
+(`match_prefix`) and runs the model only on the rest. The decode batch holds contiguous copies
+(`PagedKVCache.merge`): stock mlx-lm models attend over contiguous keys and values; the block
+table attention kernel (`paged_attention`) serves models whose attention calls it.
+
+The model is any mlx-lm model: `model(tokens[None], cache=caches)` returns logits, and its
+layers call their caches the mlx-lm way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .. import cache as kv
+from .sampling import GREEDY, SamplingParams, TokenRandom, sample_tokens
+from .scheduler import Policy, ScheduledRequest, Scheduler
+
+# Tokens the contiguous kinds budget for when no limit is given.
+DEFAULT_KV_TOKENS = 1 << 14
+KINDS = ("kv", "quantized", "paged")
+
+
+@dataclass(eq=False)  # compared by identity: two requests may hold equal fields
+class Request:
+    """A submitted request: iterate over it for its tokens as they come (the iteration runs the
+    engine's steps), or read `tokens` once `finished`.
+
+    Attributes:
+        id: The engine's id for it.
+        prompt: Prompt token ids.
+        params: Its sampling parameters.
+        max_tokens: The most tokens it generates.
+        tokens: Tokens generated so far (a stop token is not included).
+        finished: Whether it is done; `finish_reason` says why: "length", "stop", "cancelled".
+    """
+
+    id: int
+    prompt: list[int]
+    params: SamplingParams
+    max_tokens: int
+    stop_tokens: frozenset[int]
+    stop_strings: tuple[str, ...]
+    callback: Callable[[Request, int], None] | None
+    engine: GenerationEngine = field(repr=False)
+    tokens: list[int] = field(default_factory=list)
+    finished: bool = False
+    finish_reason: str | None = None
+    submitted: float = 0.0
+    token_times: list[float] = field(default_factory=list)
+    _unread: int = 0
+    _random: TokenRandom | None = None
+    _caches: list[Any] | None = None
+    _scheduled: ScheduledRequest | None = None
+
+    def __iter__(self) -> Iterator[int]:
+        while True:
+            if self._unread < len(self.tokens):
+                self._unread += 1
+                yield self.tokens[self._unread - 1]
+            elif self.finished:
+                return
+            else:
+                self.engine.step()
+
+    def cancel(self) -> None:
+        self.engine.cancel(self.id)
+
+    @property
+    def text(self) -> str:
+        """The generated text (needs the engine's tokenizer)."""
+        return self.engine.detokenize(self.tokens)
+
+    @property
+    def known(self) -> list[int]:
+        return self.prompt + self.tokens
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    """What `GenerationEngine.stats()` reports.
+
+    Attributes:
+        requests_finished: Requests done (any reason).
+        prompt_tokens: Prompt tokens the model ran (prefix hits and recompute included).
+        generated_tokens: Tokens drawn.
+        step_seconds: Time spent in `step`.
+        tokens_per_second: generated_tokens / step_seconds.
+        mean_time_to_first_token: Seconds from submit to the first token, over finished requests.
+        mean_inter_token_latency: Seconds between a request's tokens, over finished requests.
+        preemptions: Requests preempted (and recomputed).
+        cache_bytes: Bytes the KV storage holds (the pool, or the contiguous caches).
+        blocks_used: Scheduler blocks held by running requests, of `blocks_total`.
+        prefix_hit_rate: Share of full prompt blocks found in the paged pool (0 without one).
+    """
+
+    requests_finished: int
+    prompt_tokens: int
+    generated_tokens: int
+    step_seconds: float
+    tokens_per_second: float
+    mean_time_to_first_token: float
+    mean_inter_token_latency: float
+    preemptions: int
+    cache_bytes: int
+    blocks_used: int
+    blocks_total: int
+    prefix_hit_rate: float
+
+
+class GenerationEngine:
+    """Serves many requests at once on one mlx-lm model with continuous batching.
+
+    Args:
+        model: An mlx-lm model.
+        tokenizer: An mlx-lm / Hugging Face tokenizer, for stop strings, `Request.text` and the
+            default stop tokens (its EOS ids); None works on token ids alone.
+        cache: "paged" (one shared block pool, prefix reuse), "kv" or "quantized".
+        max_batch: Requests per step.
+        token_budget: Tokens per step, decode and prompt chunks together.
+        prefill_chunk: Most prompt tokens of one request per step.
+        policy: "fcfs" or "priority" (larger `priority` first).
+        block_size: Tokens per KV block (the paged pool's, and the scheduler's unit).
+        num_blocks: KV blocks; default from `memory_limit`, else 16,384 tokens' worth.
+        memory_limit: Bytes of KV storage (paged: the pool's size).
+        cache_options: More options for the cache kind (`bits`, `group_size`, `eviction`).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any = None,
+        cache: str = "paged",
+        *,
+        max_batch: int = 32,
+        token_budget: int = 512,
+        prefill_chunk: int = 512,
+        policy: Policy = "fcfs",
+        block_size: int = 16,
+        num_blocks: int | None = None,
+        memory_limit: int | None = None,
+        **cache_options: Any,
+    ) -> None:
+        if cache not in KINDS:
+            raise ValueError(f"[GenerationEngine] cache is {cache!r}; expected one of {', '.join(KINDS)}")
+        self.model, self.tokenizer, self.kind = model, tokenizer, cache
+        layers, kv_heads, head_dim, dtype = kv.model_kv_shape(model)
+        token_bytes = 2 * layers * kv_heads * head_dim * dtype.size
+        if num_blocks is None:
+            tokens = DEFAULT_KV_TOKENS if memory_limit is None else memory_limit // token_bytes
+            num_blocks = max(1, tokens // block_size)
+        self.pool = None
+        if cache == "paged":
+            self.pool = kv.BlockPool(
+                layers, kv_heads, head_dim, dtype, block_size=block_size, num_blocks=num_blocks,
+                eviction=cache_options.pop("eviction", None),
+            )  # fmt: skip
+        self._cache_options = cache_options
+        self.scheduler = Scheduler(num_blocks, block_size, token_budget, max_batch, prefill_chunk, policy)
+        self.requests: dict[int, Request] = {}
+        self._next_id = 0
+        self._batch: list[Request] = []  # the decode batch's rows, in order
+        self._batch_cache: list[Any] | None = None
+        self._finished: list[Request] = []
+        self._prompt_tokens = self._generated = 0
+        self._step_seconds = 0.0
+        self.default_stop = frozenset(getattr(tokenizer, "eos_token_ids", None) or ())
+
+    # ------------------------------------------------------------------ requests
+
+    def submit(
+        self,
+        prompt: Sequence[int],
+        max_tokens: int = 256,
+        params: SamplingParams | None = None,
+        *,
+        stop_tokens: Sequence[int] | None = None,
+        stop_strings: Sequence[str] = (),
+        priority: int = 0,
+        callback: Callable[[Request, int], None] | None = None,
+    ) -> Request:
+        """Queues a request; it runs from the next `step`.
+
+        Args:
+            prompt: Token ids (at least one).
+            max_tokens: The most tokens to generate.
+            params: Sampling parameters (default greedy).
+            stop_tokens: Token ids that end it (default the tokenizer's EOS ids).
+            stop_strings: Strings that end it (needs a tokenizer); the text stops before them.
+            priority: Larger runs first under the "priority" policy.
+            callback: Called with (request, token) for each token.
+
+        Returns:
+            The request's handle.
+        """
+        prompt = [int(t) for t in prompt]
+        params = params or GREEDY
+        if not isinstance(params, SamplingParams):
+            raise TypeError(
+                f"[GenerationEngine.submit] params has type {type(params).__name__}; expected SamplingParams"
+            )
+        vocab = getattr(getattr(self.model, "args", None), "vocab_size", None)
+        if vocab is not None and any(not 0 <= t < vocab for t in prompt):
+            bad = next(t for t in prompt if not 0 <= t < vocab)
+            raise ValueError(
+                f"[GenerationEngine.submit] prompt holds token {bad}; the vocabulary has {vocab}"
+            )
+        if stop_strings and self.tokenizer is None:
+            raise ValueError("[GenerationEngine.submit] stop_strings need a tokenizer")
+        rid = self._next_id
+        scheduled = self.scheduler.add(rid, len(prompt), max_tokens, priority)  # checks lengths
+        self._next_id += 1
+        request = Request(
+            rid, prompt, params, max_tokens,
+            frozenset(self.default_stop if stop_tokens is None else stop_tokens), tuple(stop_strings),
+            callback, self, submitted=time.perf_counter(),
+        )  # fmt: skip
+        request._random = TokenRandom(params.seed) if params.seed is not None else None
+        request._scheduled = scheduled
+        self.requests[rid] = request
+        return request
+
+    def cancel(self, request_id: int) -> None:
+        """Ends a request now; its tokens so far stay in `tokens`."""
+        if request_id not in self.requests:
+            raise KeyError(f"[GenerationEngine] unknown request id {request_id}")
+        self._finish(self.requests[request_id], "cancelled")
+
+    def generate(
+        self, prompts: Sequence[Sequence[int]], max_tokens: int = 256, sampler: SamplingParams | None = None
+    ) -> list[list[int]]:
+        """Generates for every prompt at once; returns the token lists in the prompts' order."""
+        requests = [self.submit(p, max_tokens, sampler) for p in prompts]
+        while not all(r.finished for r in requests):
+            self.step()
+        return [r.tokens for r in requests]
+
+    def run(self) -> None:
+        """Steps until every request is done."""
+        while self.requests:
+            self.step()
+
+    # ------------------------------------------------------------------ one step
+
+    def step(self) -> None:
+        """Runs one scheduled model step (a no-op when nothing is queued)."""
+        start = time.perf_counter()
+        plan = self.scheduler.schedule()
+        for victim in plan.preempted:
+            self._leave_batch(self.requests[victim.id])
+            self._drop_caches(self.requests[victim.id])
+        in_batch = {id(r) for r in self._batch}
+        work = [(self.requests[w.request.id], w) for w in plan.work]
+        decoding = [r for r, _ in work if id(r) in in_batch]
+        assert len(decoding) == len(self._batch), "every row of the decode batch runs each step"
+        drawn: list[Request] = []
+        rows: list[mx.array] = []
+        if self._batch:
+            drawn += self._batch
+            rows.append(self._decode())
+        # whole prompts on fresh contiguous caches run as one left-padded batch
+        whole = [r for r, w in work if id(r) not in in_batch and self._fresh_whole_prompt(r, w)]
+        together = {id(r) for r in whole} if len(whole) > 1 else set()
+        if together:
+            group_caches, logits = self._prefill_together(whole)
+            drawn += whole
+            rows.append(logits)
+        for request, w in work:
+            if id(request) not in in_batch and id(request) not in together:
+                logits = self._prefill(request, w.start + w.count)
+                if w.samples:
+                    drawn.append(request)
+                    rows.append(logits[None])
+        if drawn:
+            self._draw(drawn, mx.concatenate(rows) if len(rows) > 1 else rows[0])
+        if together:
+            alive = [i for i, r in enumerate(whole) if not r.finished]
+            if alive:
+                if len(alive) < len(whole):
+                    for cache in group_caches:
+                        cache.filter(alive)
+                self._extend_batch([whole[i] for i in alive], group_caches)
+        for request in drawn:  # prompts done on their own caches join the decode batch
+            if request._caches is not None and not request.finished:
+                self._join_batch(request)
+        self._step_seconds += time.perf_counter() - start
+
+    def _decode(self) -> mx.array:
+        """(batch, vocab) logits of the decode batch's next tokens."""
+        last = mx.array([[r.tokens[-1]] for r in self._batch])
+        return self.model(last, cache=self._batch_cache)[:, -1, :]
+
+    def _prefill(self, request: Request, end: int) -> mx.array | None:
+        """Runs the model on the request's tokens from its cache's length to `end`; the logits
+        of the last one."""
+        if request._caches is None:
+            request._caches = self._new_caches()
+            if self.pool is not None:
+                request._caches[0].sequence.match_prefix(request.known)
+        begin = request._caches[0].offset
+        if begin >= end:
+            return None  # a prefix hit covered this chunk
+        tokens = request.known[begin:end]
+        logits = self.model(mx.array(tokens)[None], cache=request._caches)[0, -1, :]
+        self._prompt_tokens += len(tokens)
+        if self.pool is not None:
+            request._caches[0].sequence.append_tokens(tokens)
+        return logits
+
+    def _draw(self, requests: list[Request], logits: mx.array) -> None:
+        params = [r.params for r in requests]
+        histories = [r.known for r in requests] if any(p.penalized for p in params) else None
+        tokens = sample_tokens(logits, params, histories, [r._random for r in requests]).tolist()
+        now = time.perf_counter()
+        for request, token in zip(requests, tokens):
+            self.scheduler.token_drawn(request._scheduled)
+            self._generated += 1
+            if token in request.stop_tokens:
+                self._finish(request, "stop")
+                continue
+            request.tokens.append(token)
+            request.token_times.append(now)
+            if request.callback is not None:
+                request.callback(request, token)
+            if request.stop_strings and self._hits_stop_string(request):
+                self._finish(request, "stop")
+            elif len(request.tokens) >= request.max_tokens:
+                self._finish(request, "length")
+
+    # ------------------------------------------------------------------ batch and caches
+
+    def _new_caches(self) -> list[Any]:
+        if self.pool is not None:
+            return kv.make_cache(self.model, "paged", pool=self.pool)
+        return kv.make_cache(self.model, self.kind, **self._cache_options)
+
+    def _fresh_whole_prompt(self, request: Request, work: Any) -> bool:
+        return self.pool is None and request._caches is None and work.start == 0 and work.samples
+
+    def _prefill_together(self, requests: list[Request]) -> tuple[list[Any], mx.array]:
+        """Runs whole prompts as one batch, left-padded to the longest; (batch caches, the
+        (batch, vocab) logits of each prompt's last token)."""
+        lengths = [len(r.known) for r in requests]
+        pads = [max(lengths) - n for n in lengths]
+        fresh = [self._new_caches() for _ in requests]
+        caches = [type(layer[0]).merge(list(layer)) for layer in zip(*fresh)]
+        for cache in caches:
+            cache.prepare(left_padding=pads)
+        tokens = mx.array([[0] * pad + r.known for pad, r in zip(pads, requests)])
+        self._prompt_tokens += sum(lengths)
+        return caches, self.model(tokens, cache=caches)[:, -1, :]
+
+    def _join_batch(self, request: Request) -> None:
+        self._extend_batch([request], [type(c).merge([c]) for c in request._caches])
+        self._drop_caches(request)  # the batch holds its keys and values now
+
+    def _extend_batch(self, requests: list[Request], caches: list[Any]) -> None:
+        if self._batch_cache is None:
+            self._batch_cache = caches
+        else:
+            for batch, new in zip(self._batch_cache, caches):
+                batch.extend(new)
+        self._batch += requests
+
+    def _leave_batch(self, request: Request) -> None:
+        keep = [i for i, r in enumerate(self._batch) if r is not request]
+        if len(keep) == len(self._batch):
+            return
+        self._batch = [self._batch[i] for i in keep]
+        if not keep:
+            self._batch_cache = None
+            return
+        for batch in self._batch_cache:
+            batch.filter(keep)
+
+    def _drop_caches(self, request: Request) -> None:
+        if request._caches is not None and self.pool is not None:
+            request._caches[0].sequence.release()  # its full prompt blocks stay cached
+        request._caches = None
+
+    def _finish(self, request: Request, reason: str) -> None:
+        self._leave_batch(request)
+        self._drop_caches(request)
+        self.scheduler.finish(request.id)
+        request.finished, request.finish_reason = True, reason
+        del self.requests[request.id]
+        self._finished.append(request)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        if self.tokenizer is None:
+            raise ValueError("[GenerationEngine] text needs a tokenizer")
+        return self.tokenizer.decode(list(tokens))
+
+    def _hits_stop_string(self, request: Request) -> bool:
+        text = self.detokenize(request.tokens)
+        for stop in request.stop_strings:
+            if stop in text:
+                # keep the tokens whose text ends before the stop string
+                cut = text.index(stop)
+                while request.tokens and len(self.detokenize(request.tokens)) > cut:
+                    request.tokens.pop()
+                return True
+        return False
+
+    # ------------------------------------------------------------------ metrics
+
+    def stats(self) -> EngineStats:
+        done = [r for r in self._finished if r.token_times]
+        ttft = [r.token_times[0] - r.submitted for r in done]
+        gaps = [b - a for r in done for a, b in zip(r.token_times, r.token_times[1:])]
+        cache_bytes = sum(c.nbytes for c in self._batch_cache or ())
+        hit_rate = 0.0
+        if self.pool is not None:
+            cache_bytes += self.pool.nbytes
+            hit_rate = self.pool.stats().prefix_hit_rate
+        else:
+            cache_bytes += sum(c.nbytes for r in self.requests.values() for c in r._caches or ())
+        used = self.scheduler.num_blocks - self.scheduler.free_blocks
+        return EngineStats(
+            requests_finished=len(self._finished),
+            prompt_tokens=self._prompt_tokens,
+            generated_tokens=self._generated,
+            step_seconds=self._step_seconds,
+            tokens_per_second=self._generated / self._step_seconds if self._step_seconds else 0.0,
+            mean_time_to_first_token=sum(ttft) / len(ttft) if ttft else 0.0,
+            mean_inter_token_latency=sum(gaps) / len(gaps) if gaps else 0.0,
+            preemptions=self.scheduler.preemptions,
+            cache_bytes=cache_bytes,
+            blocks_used=used,
+            blocks_total=self.scheduler.num_blocks,
+            prefix_hit_rate=hit_rate,
+        )

@@ -1,0 +1,201 @@
+"""GenerationEngine on tiny random mlx-lm models: the tokens of every request, batched and
+continuously joined, equal mlx-lm's own greedy generation of that request alone; prefixes are
+shared, preemption and cancellation lose nothing, bad input is refused without harm."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from mlx_lm.generate import generate_step
+from mlx_lm.models import llama, qwen3
+from mlx_lm.utils import save_model
+from mlx_primitives.generation import GenerationEngine, SamplingParams
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from benchmarks import serving
+
+VOCAB = 101
+
+
+def _llama() -> llama.Model:
+    args = llama.ModelArgs(
+        model_type="llama", hidden_size=64, num_hidden_layers=2, intermediate_size=96, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=32, rms_norm_eps=1e-5, vocab_size=VOCAB, tie_word_embeddings=False,
+    )  # fmt: skip
+    return llama.Model(args)
+
+
+def _qwen3() -> qwen3.Model:
+    args = qwen3.ModelArgs(
+        model_type="qwen3", hidden_size=64, num_hidden_layers=2, intermediate_size=96, num_attention_heads=4,
+        num_key_value_heads=1, head_dim=32, rms_norm_eps=1e-5, vocab_size=VOCAB, max_position_embeddings=512,
+        rope_theta=10000.0, tie_word_embeddings=True,
+    )  # fmt: skip
+    return qwen3.Model(args)
+
+
+@pytest.fixture(params=["llama", "qwen3"], scope="module")
+def model(request: pytest.FixtureRequest):
+    mx.random.seed(sum(map(ord, request.param)))
+    net = {"llama": _llama, "qwen3": _qwen3}[request.param]()
+    mx.eval(net.parameters())
+    return net
+
+
+def alone(model, prompt: list[int], n: int) -> list[int]:
+    """mlx-lm's greedy tokens for `prompt` on its own cache."""
+    steps = generate_step(mx.array(prompt), model, max_tokens=n)
+    return [int(token) for (token, _), _ in zip(steps, range(n))]
+
+
+def prompts(rng: np.random.Generator, lengths: list[int]) -> list[list[int]]:
+    return [rng.integers(0, VOCAB, n).tolist() for n in lengths]
+
+
+@pytest.mark.parametrize("cache", ["kv", "paged", "quantized"])
+def test_batched_tokens_equal_each_request_alone(model, rng: np.random.Generator, cache: str) -> None:
+    batch = prompts(rng, [5, 37, 1, 20, 64])
+    options = {"group_size": 32} if cache == "quantized" else {}  # head_dim 32
+    engine = GenerationEngine(model, cache=cache, max_batch=4, token_budget=48, prefill_chunk=16, **options)
+    got = engine.generate(batch, max_tokens=12)
+    if cache == "quantized":  # 8-bit keys and values: most tokens agree, as with mlx-lm's own
+        agree = np.mean([a == b for p, g in zip(batch, got) for a, b in zip(g, alone(model, p, 12))])
+        assert agree > 0.8, agree
+    else:
+        assert got == [alone(model, p, 12) for p in batch]
+    stats = engine.stats()
+    assert stats.requests_finished == 5 and stats.generated_tokens == 60
+    assert stats.blocks_used == 0  # every block came back
+
+
+def test_requests_join_and_leave_between_steps(model, rng: np.random.Generator) -> None:
+    engine = GenerationEngine(model, cache="paged", max_batch=8, token_budget=64)
+    first = engine.submit(prompts(rng, [9])[0], max_tokens=20)
+    for _ in range(5):
+        engine.step()
+    second = engine.submit(prompts(rng, [30])[0], max_tokens=6)
+    streamed = list(second)  # iterating runs the engine: `first` advances too
+    assert streamed == alone(model, second.prompt, 6) and second.finish_reason == "length"
+    assert 6 <= len(first.tokens) < 20 and not first.finished
+    engine.run()
+    assert first.tokens == alone(model, first.prompt, 20)
+
+
+def test_a_shared_prefix_reuses_blocks_and_keeps_tokens(model, rng: np.random.Generator) -> None:
+    prefix = prompts(rng, [64])[0]
+    engine = GenerationEngine(model, cache="paged", block_size=16, token_budget=128, prefill_chunk=128)
+    first = engine.submit(prefix + [1, 2, 3], max_tokens=5)
+    engine.run()
+    ran = engine.stats().prompt_tokens
+    second = engine.submit(prefix + [4, 5], max_tokens=5)
+    engine.run()
+    assert engine.stats().prompt_tokens - ran == 2  # the 4 full prefix blocks came from the pool
+    assert engine.stats().prefix_hit_rate > 0
+    assert first.tokens == alone(model, first.prompt, 5) and second.tokens == alone(model, second.prompt, 5)
+
+
+def test_preemption_recomputes_and_loses_no_token(model, rng: np.random.Generator) -> None:
+    # 12 blocks of 4 tokens for four requests that need up to 7 each: some are preempted
+    batch = prompts(rng, [10, 11, 9, 12])
+    engine = GenerationEngine(model, cache="kv", max_batch=4, token_budget=32, block_size=4, num_blocks=12)
+    got = engine.generate(batch, max_tokens=14)
+    assert engine.stats().preemptions > 0
+    assert got == [alone(model, p, 14) for p in batch]
+
+
+def test_priority_policy_and_callbacks(model, rng: np.random.Generator) -> None:
+    engine = GenerationEngine(model, cache="kv", max_batch=1, token_budget=64, policy="priority")
+    seen: list[tuple[int, int]] = []
+    low = engine.submit(prompts(rng, [6])[0], max_tokens=3, callback=lambda r, t: seen.append((r.id, t)))
+    high = engine.submit(
+        prompts(rng, [6])[0], max_tokens=3, priority=5, callback=lambda r, t: seen.append((r.id, t))
+    )
+    engine.run()
+    assert [rid for rid, _ in seen] == [high.id] * 3 + [low.id] * 3
+    assert [t for rid, t in seen if rid == low.id] == low.tokens
+
+
+def test_stop_tokens_cancellation_and_seeded_sampling(model, rng: np.random.Generator) -> None:
+    prompt = prompts(rng, [8])[0]
+    expected = alone(model, prompt, 10)
+    engine = GenerationEngine(model, cache="kv")
+    stopped = engine.submit(prompt, max_tokens=10, stop_tokens=[expected[3]])
+    cancelled = engine.submit(prompt, max_tokens=10)
+    seeded = [
+        engine.submit(prompt, max_tokens=10, params=SamplingParams(temperature=1.0, seed=5)) for _ in range(2)
+    ]
+    engine.step()
+    cancelled.cancel()
+    engine.run()
+    assert stopped.tokens == expected[: expected.index(expected[3])] and stopped.finish_reason == "stop"
+    assert cancelled.finish_reason == "cancelled" and len(cancelled.tokens) == 1
+    assert seeded[0].tokens == seeded[1].tokens  # the same seed, the same draws, whatever the batch
+
+
+def test_bad_input_is_refused_and_leaves_the_others_alone(model, rng: np.random.Generator) -> None:
+    engine = GenerationEngine(model, cache="paged", block_size=16, num_blocks=4)
+    good = engine.submit(prompts(rng, [10])[0], max_tokens=4)
+    with pytest.raises(ValueError, match="the prompt is empty"):
+        engine.submit([], max_tokens=4)
+    with pytest.raises(ValueError, match=r"prompt \(70\) \+ max_tokens \(4\) tokens exceed the cache's 64"):
+        engine.submit(prompts(rng, [70])[0], max_tokens=4)
+    with pytest.raises(ValueError, match=f"prompt holds token {VOCAB}; the vocabulary has {VOCAB}"):
+        engine.submit([1, VOCAB], max_tokens=4)
+    with pytest.raises(KeyError, match="unknown request id 99"):
+        engine.cancel(99)
+    with pytest.raises(ValueError, match=r"\[SamplingParams\] top_p must be"):
+        engine.submit([1, 2], params=SamplingParams(top_p=2.0))
+    with pytest.raises(ValueError, match="cache is 'dense'; expected one of kv, quantized, paged"):
+        GenerationEngine(model, cache="dense")
+    engine.run()
+    assert good.tokens == alone(model, good.prompt, 4)
+
+
+def test_the_command_streams_what_mlx_lm_generates(tmp_path: Path) -> None:
+    """`python -m mlx_primitives.generation` on a tiny Llama saved with a word-level tokenizer."""
+    mx.random.seed(3)
+    net = _llama()
+    mx.eval(net.parameters())
+    save_model(tmp_path, net)
+    config = {k: v for k, v in dataclasses.asdict(net.args).items() if v is not None}
+    (tmp_path / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 2048}))
+    words = Tokenizer(models.WordLevel({f"w{i}": i for i in range(VOCAB)}, unk_token="w0"))
+    words.pre_tokenizer, words.decoder = pre_tokenizers.Whitespace(), decoders.WordPiece()
+    PreTrainedTokenizerFast(tokenizer_object=words, unk_token="w0", eos_token="w100").save_pretrained(
+        tmp_path
+    )
+    prompt = "w5 w6 w7 w8 w9"
+    result = subprocess.run(
+        [sys.executable, "-m", "mlx_primitives.generation", "--model", str(tmp_path), "--prompt", prompt,
+         "--max-tokens", "8", "--cache", "kv"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    expected = alone(net, [5, 6, 7, 8, 9], 8)
+    if 100 in expected:
+        expected = expected[: expected.index(100)]
+    assert result.stdout.split() == [f"w{t}" for t in expected]
+    missing = subprocess.run(
+        [sys.executable, "-m", "mlx_primitives.generation", "--model", str(tmp_path / "nope"), "--prompt", "w1"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "no config.json" in missing.stderr
+
+
+def test_the_serving_benchmark_runs_and_both_generators_agree(capsys: pytest.CaptureFixture[str]) -> None:
+    assert serving.main(["--size", "tiny", "--batch", "1", "3", "--prompt-tokens", "9", "--max-tokens", "4",
+                         "--prefix-tokens", "64"]) == 0  # fmt: skip
+    rows = [
+        line
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("| 1 |") or line.startswith("| 3 |")
+    ]
+    assert len(rows) == 2 and all(row.endswith("| True |") for row in rows), rows
