@@ -2,12 +2,14 @@
 
 One family, one module: `attention` (a package: forward, backward, spec), `norms`, `glu`,
 `rotary`, `quantize`, `gather_scatter`, `ssm`, `moe` (a package), and the utilities
-`training`, `hardware`, `memory`. Each holds its
+`training`, `hardware`, `memory`; `cache` (KV caches, paged pools) and `generation` (samplers, a
+scheduler and a continuous-batching engine) are packages. Each holds its
 kernels, its public functions, its `nn.Module` layers and its `*_reference` functions in plain
 MLX ops; every public name is exported here. `mlx_primitives.kernels` re-exports the transformer
 blocks under their earlier import path.
 """
 
+from . import cache, generation
 from .attention import (
     ChunkedCrossAttention,
     FlashAttention,
@@ -18,12 +20,24 @@ from .attention import (
     scaled_dot_product_attention,
     sliding_window_attention,
 )
+from .attention.paged import paged_attention, paged_attention_reference, write_kv_slots
+from .attention.quantized_kv import quantized_kv_attention, quantized_kv_attention_reference
+from .cache import (
+    BlockPool,
+    KVCache,
+    PagedKVCache,
+    QuantizedKVCache,
+    RotatingKVCache,
+    block_tables,
+    make_cache,
+)
 from .gather_scatter import (
     selective_gather,
     selective_gather_reference,
     selective_scatter_add,
     selective_scatter_add_reference,
 )
+from .generation import GenerationEngine, SamplingParams
 from .glu import (
     GeGLU,
     SwiGLU,
@@ -115,4 +129,7 @@ __all__ = [
     "ChipFamily", "ChipInfo", "ChipTier", "DeviceInfo", "device_info", "get_chip_info",
     "MemoryEstimate", "MemoryReport", "estimate_memory", "memory_limits", "memory_report",
     "stream_safetensors", "checkpoint", "checkpoint_sequential", "checkpointable",
+    "cache", "generation", "BlockPool", "KVCache", "PagedKVCache", "QuantizedKVCache", "RotatingKVCache",
+    "block_tables", "make_cache", "paged_attention", "paged_attention_reference", "write_kv_slots",
+    "quantized_kv_attention", "quantized_kv_attention_reference", "GenerationEngine", "SamplingParams",
 ]  # fmt: skip
