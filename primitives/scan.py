@@ -268,7 +268,7 @@ def _scan(
 
 def _scalar(value: Any, dtype: mx.Dtype) -> mx.array:
     """`value` as a one-element array: kernels read identities through a pointer, exact in any
-    dtype. Shape (1,), not (): MLX passes a 0-d Metal input as a `constant T&`, not a pointer."""
+    dtype (a scalar argument would be an int32, int64 or float32)."""
     if dtype in INT_DTYPES:  # through NumPy: MLX cannot build uint64 values past int64's range
         return mx.array(np.array([value], dtype=dtype_name(dtype)))
     return mx.array([value], dtype=dtype)
