@@ -68,6 +68,8 @@ MIN_SEQ_ENV = "MLX_PRIMITIVES_MIN_SEQ_FOR_METAL"
 # Elements per program tile (32 per thread at 4 warps) and the longest block one program scans.
 TILE = 4096
 MAX_BLOCK_N = 4096
+# Rows side by side in a program's tile when the scanned axis is strided (rows adjacent).
+STRIDED_ROWS = 64
 # A user combine function of a tuple of arrays takes at most this many arrays.
 MAX_ARITY = 2
 
@@ -119,19 +121,26 @@ def _logaddexp_pair(a1, b1, a2, b2):
 
 
 _COMBINES = {"add": _add, "mul": _mul, "max": _max, "min": _min, "logaddexp": _logaddexp, "ssm": _ssm}
+# Combines whose block totals may be summed as a tree, in any order (ssm's and users' keep theirs).
+_COMMUTATIVE = (_add, _mul, _max, _min, _logaddexp, _logaddexp_pair)
 
 
 # --------------------------------------------------------------------------- kernels
+#
+# A program's tile holds BLOCK_R rows and BLOCK_N scan steps. The backends spread a tile over
+# the threads in row-major order, so neighbouring threads should touch neighbouring memory:
+# rows along the tile's last axis (shape (BLOCK_N, BLOCK_R), scanned along AXIS 0)
+# when the scanned axis is strided and rows are adjacent in memory, steps along it (shape
+# (BLOCK_R, BLOCK_N), scanned along AXIS 1) when the scanned axis is the last.
 
 
 @triton.jit
-def _load_steps(ptr, id_ptr, base, row_mask, steps, shift, reverse, n, inner, F32: tl.constexpr):
-    """The tile of `ptr` at scan steps `steps - shift` of the rows at `base`; steps outside
-    [0, n) read the identity (`id_ptr[0]`), or 0 without one (only padding past n then)."""
-    src = steps - shift
-    valid = row_mask[:, None] & ((src >= 0) & (src < n))[None, :]
+def _load_steps(ptr, id_ptr, base, row_mask, src, reverse, n, inner, F32: tl.constexpr):
+    """The tile of `ptr` at scan steps `src` (broadcast against the rows at `base`); steps
+    outside [0, n) read the identity (`id_ptr[0]`), or 0 without one (only padding past n)."""
+    valid = row_mask & (src >= 0) & (src < n)
     position = tl.where(reverse != 0, n - 1 - src, src)
-    values = tl.load(ptr + (base[:, None] + position[None, :] * inner), mask=valid, other=0)
+    values = tl.load(ptr + (base + position * inner), mask=valid, other=0)
     if id_ptr is not None:
         values = tl.where(valid, values, tl.load(id_ptr))
     if F32:
@@ -143,58 +152,74 @@ def _load_steps(ptr, id_ptr, base, row_mask, steps, shift, reverse, n, inner, F3
 def _scan_kernel(
     out0_ptr, out1_ptr, x0_ptr, x1_ptr, id0_ptr, id1_ptr, carry0_ptr, carry1_ptr,
     n_rows, n, inner, n_blocks, shift0, shift1, reverse,
-    COMBINE: tl.constexpr, PARTIALS: tl.constexpr, F32: tl.constexpr, WIDE: tl.constexpr,
-    BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr,
+    COMBINE: tl.constexpr, COMMUTATIVE: tl.constexpr, PARTIALS: tl.constexpr, F32: tl.constexpr,
+    WIDE: tl.constexpr, AXIS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """One block of BLOCK_N scan steps of BLOCK_R rows: program `pid` takes row tile
     `pid // n_blocks`, block `pid % n_blocks`. A second input (`x1_ptr`) makes it a scan of
-    pairs.
+    pairs; input k is read `shift<k>` steps back in scan order.
 
-    PARTIALS: stores the block's total (the scan's last step) at out[row, block] of a
-    (n_rows, n_blocks) matrix. Otherwise stores the block's scan, combined with carry[row,
-    block - 1] (the inclusive total of the blocks before it) when `carry0_ptr` is given.
+    PARTIALS: stores the block's total at out[row, block] of a (n_rows, n_blocks) matrix (a
+    tree reduction when COMMUTATIVE, else the scan's last step). Otherwise stores the block's
+    scan, combined with carry[row, block - 1] (the inclusive total of the blocks before it)
+    when `carry0_ptr` is given.
     """
     pid = tl.program_id(0)
     block = pid % n_blocks
     rows = (pid // n_blocks) * BLOCK_R + tl.arange(0, BLOCK_R)
-    steps = block * BLOCK_N + tl.arange(0, BLOCK_N)
+    local = tl.arange(0, BLOCK_N)
+    steps = block * BLOCK_N + local
     if WIDE:
         rows = rows.to(tl.int64)
         steps = steps.to(tl.int64)
-    row_mask = rows < n_rows
-    base = (rows // inner) * n * inner + rows % inner
-    v0 = _load_steps(x0_ptr, id0_ptr, base, row_mask, steps, shift0, reverse, n, inner, F32)
+    if AXIS == 0:  # rows along the tile's last axis
+        rows_2d = rows[None, :]
+        steps_2d = steps[:, None]
+        last = local[:, None] == BLOCK_N - 1
+    else:
+        rows_2d = rows[:, None]
+        steps_2d = steps[None, :]
+        last = local[None, :] == BLOCK_N - 1
+    row_mask = rows_2d < n_rows
+    base = (rows_2d // inner) * n * inner + rows_2d % inner
+    v0 = _load_steps(x0_ptr, id0_ptr, base, row_mask, steps_2d - shift0, reverse, n, inner, F32)
     if x1_ptr is not None:
-        v1 = _load_steps(x1_ptr, id1_ptr, base, row_mask, steps, shift1, reverse, n, inner, F32)
-        s0, s1 = tl.associative_scan((v0, v1), 1, COMBINE)
-    else:
-        s0 = tl.associative_scan(v0, 1, COMBINE)
-    if PARTIALS:
-        last = (tl.arange(0, BLOCK_N) == BLOCK_N - 1)[None, :] & row_mask[:, None]
-        at = rows[:, None] * n_blocks + block + tl.zeros((1, BLOCK_N), dtype=rows.dtype)
-        tl.store(out0_ptr + at, s0.to(out0_ptr.dtype.element_ty), mask=last)
+        v1 = _load_steps(x1_ptr, id1_ptr, base, row_mask, steps_2d - shift1, reverse, n, inner, F32)
+    if PARTIALS and COMMUTATIVE:
+        at = rows * n_blocks + block
         if x1_ptr is not None:
-            tl.store(out1_ptr + at, s1.to(out1_ptr.dtype.element_ty), mask=last)
+            t0, t1 = tl.reduce((v0, v1), AXIS, COMBINE)
+            tl.store(out1_ptr + at, t1.to(out1_ptr.dtype.element_ty), mask=rows < n_rows)
+        else:
+            t0 = tl.reduce(v0, AXIS, COMBINE)
+        tl.store(out0_ptr + at, t0.to(out0_ptr.dtype.element_ty), mask=rows < n_rows)
     else:
-        if carry0_ptr is not None:
-            before = block > 0
-            at = rows * n_blocks + block - 1
-            c0 = tl.load(carry0_ptr + at, mask=row_mask & before, other=0)
-            c0 = tl.broadcast_to(c0[:, None], (BLOCK_R, BLOCK_N))
+        if x1_ptr is not None:
+            s0, s1 = tl.associative_scan((v0, v1), AXIS, COMBINE)
+        else:
+            s0 = tl.associative_scan(v0, AXIS, COMBINE)
+        if PARTIALS:
+            at = rows_2d * n_blocks + block + tl.zeros_like(steps_2d)
+            tl.store(out0_ptr + at, s0.to(out0_ptr.dtype.element_ty), mask=last & row_mask)
             if x1_ptr is not None:
-                c1 = tl.load(carry1_ptr + at, mask=row_mask & before, other=0)
-                c1 = tl.broadcast_to(c1[:, None], (BLOCK_R, BLOCK_N))
-                t0, t1 = COMBINE(c0, c1, s0, s1)
-                s0 = tl.where(before, t0, s0)
-                s1 = tl.where(before, t1, s1)
-            else:
-                s0 = tl.where(before, COMBINE(c0, s0), s0)
-        mask = row_mask[:, None] & (steps < n)[None, :]
-        position = tl.where(reverse != 0, n - 1 - steps, steps)
-        offsets = base[:, None] + position[None, :] * inner
-        tl.store(out0_ptr + offsets, s0.to(out0_ptr.dtype.element_ty), mask=mask)
-        if x1_ptr is not None:
-            tl.store(out1_ptr + offsets, s1.to(out1_ptr.dtype.element_ty), mask=mask)
+                tl.store(out1_ptr + at, s1.to(out1_ptr.dtype.element_ty), mask=last & row_mask)
+        else:
+            if carry0_ptr is not None:
+                before = block > 0
+                at = rows_2d * n_blocks + block - 1
+                c0 = tl.broadcast_to(tl.load(carry0_ptr + at, mask=row_mask & before, other=0), s0.shape)
+                if x1_ptr is not None:
+                    c1 = tl.broadcast_to(tl.load(carry1_ptr + at, mask=row_mask & before, other=0), s1.shape)
+                    t0, t1 = COMBINE(c0, c1, s0, s1)
+                    s0 = tl.where(before, t0, s0)
+                    s1 = tl.where(before, t1, s1)
+                else:
+                    s0 = tl.where(before, COMBINE(c0, s0), s0)
+            mask = row_mask & (steps_2d < n)
+            offsets = base + tl.where(reverse != 0, n - 1 - steps_2d, steps_2d) * inner
+            tl.store(out0_ptr + offsets, s0.to(out0_ptr.dtype.element_ty), mask=mask)
+            if x1_ptr is not None:
+                tl.store(out1_ptr + offsets, s1.to(out1_ptr.dtype.element_ty), mask=mask)
 
 
 # --------------------------------------------------------------------------- launches
@@ -228,8 +253,13 @@ def _scan(
     if size == 0:
         return tuple(mx.zeros(shape, dtype) for dtype in out_dtypes)
     n_rows = size // n
-    block_n = pow2_block(n, MAX_BLOCK_N)
-    block_r = min(pow2_block(n_rows, TILE), tile_rows(TILE, block_n))
+    strided = inner > 1
+    if strided:  # rows are adjacent in memory: enough of them side by side to coalesce
+        block_r = pow2_block(n_rows, STRIDED_ROWS)
+        block_n = min(pow2_block(n, MAX_BLOCK_N), tile_rows(TILE, block_r))
+    else:
+        block_n = pow2_block(n, MAX_BLOCK_N)
+        block_r = min(pow2_block(n_rows, TILE), tile_rows(TILE, block_n))
     n_blocks = triton.cdiv(n, block_n)
     grid = (triton.cdiv(n_rows, block_r) * n_blocks,)
     pair = len(xs) == 2
@@ -238,10 +268,14 @@ def _scan(
     shift0, shift1 = shifts[0], shifts[1] if pair else 0
     meta = {
         "COMBINE": combine,
+        "COMMUTATIVE": combine in _COMMUTATIVE,
         "F32": xs[0].dtype in FLOAT_DTYPES,
         "WIDE": 2 * size >= 2**31,
+        "AXIS": 0 if strided else 1,
         "BLOCK_R": block_r,
         "BLOCK_N": block_n,
+        # Triton's tutorials take 8 warps for rows of 4096 and more.
+        "num_warps": 8 if block_r * block_n >= 4096 else 4,
     }
     args = (x0, x1, id0, id1)
     sizes = (n_rows, n, inner, n_blocks, shift0, shift1, int(reverse))
