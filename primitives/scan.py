@@ -68,6 +68,8 @@ MIN_SEQ_ENV = "MLX_PRIMITIVES_MIN_SEQ_FOR_METAL"
 # Elements per program tile (32 per thread at 4 warps) and the longest block one program scans.
 TILE = 4096
 MAX_BLOCK_N = 4096
+# Arrays of this many elements or more take int64 offsets (steps run to twice the size).
+WIDE_ELEMENTS = 2**30
 # Rows side by side in a program's tile when the scanned axis is strided (rows adjacent).
 STRIDED_ROWS = 64
 # A user combine function of a tuple of arrays takes at most this many arrays.
@@ -135,11 +137,14 @@ _COMMUTATIVE = (_add, _mul, _max, _min, _logaddexp, _logaddexp_pair)
 
 
 @triton.jit
-def _load_steps(ptr, id_ptr, base, row_mask, src, reverse, n, inner, F32: tl.constexpr):
+def _load_steps(ptr, id_ptr, base, row_mask, src, n, inner, REVERSE: tl.constexpr, F32: tl.constexpr):
     """The tile of `ptr` at scan steps `src` (broadcast against the rows at `base`); steps
     outside [0, n) read the identity (`id_ptr[0]`), or 0 without one (only padding past n)."""
     valid = row_mask & (src >= 0) & (src < n)
-    position = tl.where(reverse != 0, n - 1 - src, src)
+    if REVERSE:
+        position = n - 1 - src
+    else:
+        position = src
     values = tl.load(ptr + (base + position * inner), mask=valid, other=0)
     if id_ptr is not None:
         values = tl.where(valid, values, tl.load(id_ptr))
@@ -148,11 +153,12 @@ def _load_steps(ptr, id_ptr, base, row_mask, src, reverse, n, inner, F32: tl.con
     return values
 
 
-@triton.jit(do_not_specialize=["n_rows", "n", "inner", "n_blocks", "shift0", "shift1", "reverse"])
+@triton.jit(do_not_specialize=["n_rows", "n_blocks", "shift0", "shift1"])
 def _scan_kernel(
     out0_ptr, out1_ptr, x0_ptr, x1_ptr, id0_ptr, id1_ptr, carry0_ptr, carry1_ptr,
-    n_rows, n, inner, n_blocks, shift0, shift1, reverse,
-    COMBINE: tl.constexpr, COMMUTATIVE: tl.constexpr, PARTIALS: tl.constexpr, F32: tl.constexpr,
+    n_rows, n, inner, n_blocks, shift0, shift1,
+    COMBINE: tl.constexpr, COMMUTATIVE: tl.constexpr, PARTIALS: tl.constexpr, REVERSE: tl.constexpr,
+    F32: tl.constexpr,
     WIDE: tl.constexpr, AXIS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """One block of BLOCK_N scan steps of BLOCK_R rows: program `pid` takes row tile
@@ -182,9 +188,9 @@ def _scan_kernel(
         last = local[None, :] == BLOCK_N - 1
     row_mask = rows_2d < n_rows
     base = (rows_2d // inner) * n * inner + rows_2d % inner
-    v0 = _load_steps(x0_ptr, id0_ptr, base, row_mask, steps_2d - shift0, reverse, n, inner, F32)
+    v0 = _load_steps(x0_ptr, id0_ptr, base, row_mask, steps_2d - shift0, n, inner, REVERSE, F32)
     if x1_ptr is not None:
-        v1 = _load_steps(x1_ptr, id1_ptr, base, row_mask, steps_2d - shift1, reverse, n, inner, F32)
+        v1 = _load_steps(x1_ptr, id1_ptr, base, row_mask, steps_2d - shift1, n, inner, REVERSE, F32)
     if PARTIALS and COMMUTATIVE:
         at = rows * n_blocks + block
         if x1_ptr is not None:
@@ -216,7 +222,10 @@ def _scan_kernel(
                 else:
                     s0 = tl.where(before, COMBINE(c0, s0), s0)
             mask = row_mask & (steps_2d < n)
-            offsets = base + tl.where(reverse != 0, n - 1 - steps_2d, steps_2d) * inner
+            if REVERSE:
+                offsets = base + (n - 1 - steps_2d) * inner
+            else:
+                offsets = base + steps_2d * inner
             tl.store(out0_ptr + offsets, s0.to(out0_ptr.dtype.element_ty), mask=mask)
             if x1_ptr is not None:
                 tl.store(out1_ptr + offsets, s1.to(out1_ptr.dtype.element_ty), mask=mask)
@@ -270,15 +279,16 @@ def _scan(
         "COMBINE": combine,
         "COMMUTATIVE": combine in _COMMUTATIVE,
         "F32": xs[0].dtype in FLOAT_DTYPES,
-        "WIDE": 2 * size >= 2**31,
+        "WIDE": size >= WIDE_ELEMENTS,
         "AXIS": 0 if strided else 1,
+        "REVERSE": bool(reverse),
         "BLOCK_R": block_r,
         "BLOCK_N": block_n,
         # Triton's tutorials take 8 warps for rows of 4096 and more.
         "num_warps": 8 if block_r * block_n >= 4096 else 4,
     }
     args = (x0, x1, id0, id1)
-    sizes = (n_rows, n, inner, n_blocks, shift0, shift1, int(reverse))
+    sizes = (n_rows, n, inner, n_blocks, shift0, shift1)
     carries: tuple[mx.array | None, ...] = (None, None)
     if n_blocks > 1:
         totals_dtype = _accumulator(xs[0].dtype)

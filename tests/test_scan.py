@@ -142,6 +142,16 @@ def test_longest_row(backend: str, rng: np.random.Generator) -> None:
     check_scan("max", x, reverse=True, inclusive=False)
 
 
+def test_int64_offsets(
+    backend: str, rng: np.random.Generator, small_blocks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The int64 offsets of arrays past 2**30 elements, on a small array (the threshold lowered)."""
+    monkeypatch.setattr(scan, "WIDE_ELEMENTS", 1)
+    x, a = inputs(rng, "ssm", (3, SMALL_BLOCK * 3 + 5, 2))
+    check_scan("ssm", x, a, axis=1, reverse=True)
+    check_scan("add", x[:, :, 0], inclusive=False)
+
+
 @pytest.mark.parametrize("operator", OPERATORS)
 @pytest.mark.parametrize("reverse, inclusive", [(False, True), (False, False), (True, True), (True, False)])
 def test_operators(
