@@ -158,7 +158,7 @@ def _scan_kernel(
     out0_ptr, out1_ptr, x0_ptr, x1_ptr, id0_ptr, id1_ptr, carry0_ptr, carry1_ptr,
     n_rows, n, inner, n_blocks, shift0, shift1,
     COMBINE: tl.constexpr, COMMUTATIVE: tl.constexpr, PARTIALS: tl.constexpr, REVERSE: tl.constexpr,
-    F32: tl.constexpr,
+    F32_0: tl.constexpr, F32_1: tl.constexpr,
     WIDE: tl.constexpr, AXIS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """One block of BLOCK_N scan steps of BLOCK_R rows: program `pid` takes row tile
@@ -188,9 +188,9 @@ def _scan_kernel(
         last = local[None, :] == BLOCK_N - 1
     row_mask = rows_2d < n_rows
     base = (rows_2d // inner) * n * inner + rows_2d % inner
-    v0 = _load_steps(x0_ptr, id0_ptr, base, row_mask, steps_2d - shift0, n, inner, REVERSE, F32)
+    v0 = _load_steps(x0_ptr, id0_ptr, base, row_mask, steps_2d - shift0, n, inner, REVERSE, F32_0)
     if x1_ptr is not None:
-        v1 = _load_steps(x1_ptr, id1_ptr, base, row_mask, steps_2d - shift1, n, inner, REVERSE, F32)
+        v1 = _load_steps(x1_ptr, id1_ptr, base, row_mask, steps_2d - shift1, n, inner, REVERSE, F32_1)
     if PARTIALS and COMMUTATIVE:
         at = rows * n_blocks + block
         if x1_ptr is not None:
@@ -273,12 +273,15 @@ def _scan(
     grid = (triton.cdiv(n_rows, block_r) * n_blocks,)
     pair = len(xs) == 2
     x0, x1 = xs[0], xs[1] if pair else None
-    id0, id1 = identities[0], identities[1] if pair else None
+    # Inclusive scans read no identity: the padding past n reaches no output (see the top).
+    id0 = identities[0] if shifts[0] else None
+    id1 = identities[1] if pair and shifts[1] else None
     shift0, shift1 = shifts[0], shifts[1] if pair else 0
     meta = {
         "COMBINE": combine,
         "COMMUTATIVE": combine in _COMMUTATIVE,
-        "F32": xs[0].dtype in FLOAT_DTYPES,
+        "F32_0": xs[0].dtype in FLOAT_DTYPES,
+        "F32_1": pair and xs[1].dtype in FLOAT_DTYPES,
         "WIDE": size >= WIDE_ELEMENTS,
         "AXIS": 0 if strided else 1,
         "REVERSE": bool(reverse),
@@ -291,15 +294,13 @@ def _scan(
     sizes = (n_rows, n, inner, n_blocks, shift0, shift1)
     carries: tuple[mx.array | None, ...] = (None, None)
     if n_blocks > 1:
-        totals_dtype = _accumulator(xs[0].dtype)
-        totals = tuple(_new_output((n_rows, n_blocks), totals_dtype) for _ in xs)
+        totals_dtypes = tuple(_accumulator(x.dtype) for x in xs)
+        totals = tuple(_new_output((n_rows, n_blocks), dtype) for dtype in totals_dtypes)
         totals = _scan_kernel[grid].functional(
             totals[0], totals[1] if pair else None, *args, None, None, *sizes, PARTIALS=True, **meta
         )
         # Inclusive totals, in scan order already: block b takes carries[b - 1].
-        carries = _scan(
-            totals, combine, (None,) * len(xs), 1, False, (0,) * len(xs), (totals_dtype,) * len(xs)
-        )
+        carries = _scan(totals, combine, (None,) * len(xs), 1, False, (0,) * len(xs), totals_dtypes)
         if not pair:
             carries = (carries[0], None)
     outs = tuple(_new_output(shape, dtype) for dtype in out_dtypes)

@@ -277,6 +277,29 @@ def test_user_combine_single(backend: str, rng: np.random.Generator, small_block
     np.testing.assert_array_equal(to_numpy(shifted)[:, 0], 0)
 
 
+@mtriton.jit
+def _running_argmax(value1, index1, value2, index2):
+    later = value2 > value1  # ties keep the earlier index
+    return tl.where(later, value2, value1), tl.where(later, index2, index1)
+
+
+def test_user_combine_of_mixed_dtypes(backend: str, rng: np.random.Generator, small_blocks: None) -> None:
+    """A running argmax over (float16 values, int32 indices): each array keeps its own dtype
+    (the indices never pass through float32), over 3 blocks and a tail with ties."""
+    n = SMALL_BLOCK * 3 + 5
+    values = mx.array(rng.integers(-20, 20, (3, n)).astype(np.float16))
+    indices = mx.broadcast_to(mx.arange(n, dtype=mx.int32), (3, n))
+    best, where = scan.associative_scan((values, indices), _running_argmax)
+    assert best.dtype == mx.float16 and where.dtype == mx.int32
+    v = to_numpy(values)
+    want = np.zeros((3, n), np.int64)
+    for t in range(1, n):
+        prev = want[:, t - 1]
+        want[:, t] = np.where(v[:, t] > v[np.arange(3), prev], t, prev)
+    np.testing.assert_array_equal(to_numpy(where), want)
+    np.testing.assert_array_equal(to_numpy(best), np.maximum.accumulate(v, axis=1))
+
+
 def test_user_combine_identity_rules() -> None:
     x = mx.zeros((4, 9))
     with pytest.raises(ValueError, match=r"\[associative_scan\] identity is missing; an exclusive scan"):
