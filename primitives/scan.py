@@ -19,8 +19,10 @@ rows per program when they are short). A longer row is split into blocks, reduce
 one launch writes each block's total (`PARTIALS`), the totals are scanned by the same function
 (recursively: log_B(n) levels), and a second launch rescans each block and combines it with the
 total of everything before it (the previous block's inclusive total; block 0 takes none, so no
-identity is needed there either). Three launches per level and no Python loop over rows or
-blocks; the input is read twice and the output written once.
+identity is needed there either). Block totals come from a tree reduction for the commutative
+built-ins and from the block's scan otherwise. Two launches per level (a 2**24 row: 4096 blocks,
+whose totals are one block: three launches in all) and no Python loop over rows or blocks; the
+input is read twice and the output written once.
 
 Precision. float32, float16 and bfloat16 accumulate in float32 (block totals too) and round
 once at the store; integer scans are exact in their own type (wrapping as the type does).

@@ -13,7 +13,7 @@ reference; MLX's `mx.cumprod` for products of values near 1) and the long row ag
 at a sample of positions.
 
 Each case's `kernels` is this module, which imports `associative_scan`: it launches its
-kernels from Python (one, or three per level for long rows), so there is no Triton twin to run.
+kernels from Python (one launch, or two per level of block totals), so there is no Triton twin.
 """
 
 from __future__ import annotations
