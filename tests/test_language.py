@@ -336,6 +336,28 @@ def test_reductions(
 
 
 @triton.jit
+def one_row_reduce_kernel(x_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    # (1, BLOCK) along axis 1 and (BLOCK, 1) along axis 0: one group, a result block of one element
+    offs = tl.arange(0, BLOCK)
+    x = tl.load(x_ptr + offs, mask=offs < n, other=0.0)
+    zero = tl.zeros((1,), dtype=tl.int32)
+    tl.store(out_ptr + zero, tl.sum(x[None, :], axis=1))
+    tl.store(out_ptr + 1 + zero, tl.max(x[:, None], axis=0))
+
+
+@pytest.mark.parametrize("block, num_warps", [(4096, 8), (64, 1)])
+def test_one_element_reduction_results(
+    backend: str, rng: np.random.Generator, block: int, num_warps: int
+) -> None:
+    """The result of a reduction of one group can be a block of shape (1,), not a scalar (the
+    C-like lowering assigned such a block as a scalar: nvcc rejected it)."""
+    x = mx.array((rng.integers(-400, 401, block - 3) / 8).astype(np.float32))
+    out = poisoned(2)
+    one_row_reduce_kernel[(1,)](x, out, block - 3, BLOCK=block, num_warps=num_warps)
+    np.testing.assert_array_equal(np.array(out), [f64(x).sum(), max(f64(x).max(), 0.0)])
+
+
+@triton.jit
 def dot_rows_kernel(a_ptr, b_ptr, x_ptr, out_ptr, M, N, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
     # On CUDA every (BM, BN) value here takes the dot's accumulator layout, and row reductions
     # of such values run on it (shuffles within a row's four lanes, then across warps).

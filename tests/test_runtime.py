@@ -151,6 +151,20 @@ def fake_bench(seen: list[Any], ms: Callable[[Any], float] = float) -> Callable[
     return bench
 
 
+@mtriton.jit
+def broadcast_scalar_kernel(value_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(out_ptr + offs, tl.zeros((BLOCK,), dtype=tl.float32) + tl.load(value_ptr), mask=offs < n)
+
+
+def test_zero_dim_array_arguments_are_pointers(backend: str) -> None:
+    """A 0-d mx.array passed for a pointer reads as a one-element buffer (MLX hands 0-d Metal
+    inputs over as references, which the kernel's pointer parameter cannot take)."""
+    out = poisoned(37)
+    broadcast_scalar_kernel[(3,)](mx.array(2.5), out, 37, BLOCK=16)
+    np.testing.assert_array_equal(np.array(out), np.full(37, 2.5, np.float32))
+
+
 # ---------------------------------------------------------------------- specialization and caches
 
 

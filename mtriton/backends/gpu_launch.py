@@ -298,7 +298,9 @@ class CustomKernelLauncher:
                 raise LaunchError(f"argument {name}: expected an mx.array, got {type(arg).__name__}")
             if not written:
                 paths.append(INPUT if arg.size >= SMALL_INPUT else SMALL)
-                inputs.append(arg)
+                # MLX passes a 0-d input as a reference (`const constant T&`), as it does scalars:
+                # as (1,) it comes as the pointer the kernel's source declares.
+                inputs.append(arg.reshape(1) if arg.ndim == 0 else arg)
             elif (fill := take_fresh(arg)) is not NOT_FRESH and _same_fill(init, fill):
                 if fill is not None:  # MLX fills every output of the launch with it
                     init = fill

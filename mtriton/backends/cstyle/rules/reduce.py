@@ -132,7 +132,13 @@ def _reduce_in_registers(lo: Lowering, red: _Reduction) -> None:
         bufs = exchange_per_warp(lo, red.accs, red.dtypes, lane=0)
         _fold_per_warp(lo, red.region, red.accs, bufs, red.dtypes, lo.warps, "0")
     for r, acc in zip(red.results, red.accs):
-        lo.emit(f"{r.name} = static_cast<{lo.ctype(r.dtype)}>({acc});")
+        value = f"static_cast<{lo.ctype(r.dtype)}>({acc})"
+        if r.layout is None:
+            lo.emit(f"{r.name} = {value};")
+        else:  # a block of one element (a (1, n) block reduced along axis 1): every thread has it
+            lo.slot_loop(r.layout)
+            lo.emit(f"{r.name}[i] = {value};")
+            lo.close()
 
 
 def _reduce_staged(lo: Lowering, red: _Reduction) -> None:
