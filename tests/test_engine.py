@@ -13,7 +13,7 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 import pytest
-from lm_models import MODELS, VOCAB
+from lm_models import MODELS, VOCAB, tiny_llama
 from mlx_lm.generate import generate_step
 from mlx_lm.utils import save_model
 from mlx_primitives.generation import GenerationEngine, SamplingParams
