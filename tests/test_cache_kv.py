@@ -9,32 +9,10 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 import pytest
+from lm_models import MODELS, VOCAB, tiny_llama
 from mlx_lm.generate import BatchGenerator, generate_step
 from mlx_lm.models import cache as lm_cache
-from mlx_lm.models import llama, qwen3
 from mlx_primitives import cache as C
-
-VOCAB = 101
-
-
-def _llama() -> llama.Model:
-    args = llama.ModelArgs(
-        model_type="llama", hidden_size=64, num_hidden_layers=2, intermediate_size=96, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=32, rms_norm_eps=1e-5, vocab_size=VOCAB, tie_word_embeddings=False,
-    )  # fmt: skip
-    return llama.Model(args)
-
-
-def _qwen3() -> qwen3.Model:
-    args = qwen3.ModelArgs(
-        model_type="qwen3", hidden_size=64, num_hidden_layers=2, intermediate_size=96, num_attention_heads=4,
-        num_key_value_heads=1, head_dim=32, rms_norm_eps=1e-5, vocab_size=VOCAB, max_position_embeddings=512,
-        rope_theta=10000.0, tie_word_embeddings=True,
-    )  # fmt: skip
-    return qwen3.Model(args)
-
-
-MODELS = {"llama": _llama, "qwen3": _qwen3}
 
 
 @pytest.fixture(params=list(MODELS), scope="module")
@@ -320,7 +298,7 @@ def test_merge_filter_extend_extract(model, rng: np.random.Generator, kind: str,
 
 
 def test_bad_input() -> None:
-    model = _llama()
+    model = tiny_llama()
     with pytest.raises(ValueError, match=r"\[make_cache\] kind is 'ring'; expected one of kv, rotating"):
         C.make_cache(model, "ring")
     with pytest.raises(TypeError, match=r"\[make_cache\] unexpected options for kind 'paged': bits"):

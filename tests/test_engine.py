@@ -13,8 +13,8 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 import pytest
+from lm_models import MODELS, VOCAB, tiny_llama
 from mlx_lm.generate import generate_step
-from mlx_lm.models import llama, qwen3
 from mlx_lm.utils import save_model
 from mlx_primitives.generation import GenerationEngine, SamplingParams
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
@@ -22,30 +22,11 @@ from transformers import PreTrainedTokenizerFast
 
 from benchmarks import serving
 
-VOCAB = 101
 
-
-def _llama() -> llama.Model:
-    args = llama.ModelArgs(
-        model_type="llama", hidden_size=64, num_hidden_layers=2, intermediate_size=96, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=32, rms_norm_eps=1e-5, vocab_size=VOCAB, tie_word_embeddings=False,
-    )  # fmt: skip
-    return llama.Model(args)
-
-
-def _qwen3() -> qwen3.Model:
-    args = qwen3.ModelArgs(
-        model_type="qwen3", hidden_size=64, num_hidden_layers=2, intermediate_size=96, num_attention_heads=4,
-        num_key_value_heads=1, head_dim=32, rms_norm_eps=1e-5, vocab_size=VOCAB, max_position_embeddings=512,
-        rope_theta=10000.0, tie_word_embeddings=True,
-    )  # fmt: skip
-    return qwen3.Model(args)
-
-
-@pytest.fixture(params=["llama", "qwen3"], scope="module")
+@pytest.fixture(params=list(MODELS), scope="module")
 def model(request: pytest.FixtureRequest):
     mx.random.seed(sum(map(ord, request.param)))
-    net = {"llama": _llama, "qwen3": _qwen3}[request.param]()
+    net = MODELS[request.param]()
     mx.eval(net.parameters())
     return net
 
@@ -162,7 +143,7 @@ def test_bad_input_is_refused_and_leaves_the_others_alone(model, rng: np.random.
 def test_the_command_streams_what_mlx_lm_generates(tmp_path: Path) -> None:
     """`python -m mlx_primitives.generation` on a tiny Llama saved with a word-level tokenizer."""
     mx.random.seed(3)
-    net = _llama()
+    net = tiny_llama()
     mx.eval(net.parameters())
     save_model(tmp_path, net)
     config = {k: v for k, v in dataclasses.asdict(net.args).items() if v is not None}

@@ -36,7 +36,7 @@ import mlx.core as mx
 
 from .._common import FLOAT_DTYPES, dtype_name
 from ..attention.paged import write_kv_slots
-from .contiguous import BatchKVCache, KVCache, standard_mask
+from .contiguous import BatchKVCache, KVCache, _CacheBase, standard_mask
 
 DEFAULT_BLOCK_SIZE = 16
 # Room a cache loaded on its own (`PagedKVCache.from_state`) keeps to keep generating.
@@ -418,7 +418,7 @@ class PagedSequence:
         del self._hashes[self.length // size :]
 
 
-class PagedKVCache:
+class PagedKVCache(_CacheBase):
     """One layer's view of a `PagedSequence`, following mlx-lm's cache protocol (batch 1).
 
     Make them with `BlockPool.new_sequence()` or `make_cache(model, "paged")`. `sequence` holds
@@ -526,21 +526,6 @@ class PagedKVCache:
             raise ValueError("[PagedKVCache.load] the layer is not empty")
         if keys.shape[2]:
             self.update_and_fetch(keys.astype(self.pool.dtype), values.astype(self.pool.dtype))
-
-    @property
-    def meta_state(self) -> str:
-        return ""
-
-    @meta_state.setter
-    def meta_state(self, value: str) -> None:
-        pass
-
-    @classmethod
-    def from_state(cls, state: tuple) -> PagedKVCache:
-        """A layer in a private pool sized to the state (`load_prompt_cache` shares one pool)."""
-        cache = cls.__new__(cls)
-        cache.state = state
-        return cache
 
     def is_trimmable(self) -> bool:
         return self.sequence.retained(self.offset) == list(range(len(self.sequence.table)))

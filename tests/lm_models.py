@@ -1,0 +1,28 @@
+"""Tiny random mlx-lm models the cache and engine tests build locally: a Llama with GQA 4/2 and
+a Qwen3 with GQA 4/1, both 2 layers of width 64 over a 101-token vocabulary."""
+
+from __future__ import annotations
+
+from mlx_lm.models import llama, qwen3
+
+VOCAB = 101
+
+
+def tiny_llama() -> llama.Model:
+    args = llama.ModelArgs(
+        model_type="llama", hidden_size=64, num_hidden_layers=2, intermediate_size=96, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=32, rms_norm_eps=1e-5, vocab_size=VOCAB, tie_word_embeddings=False,
+    )  # fmt: skip
+    return llama.Model(args)
+
+
+def tiny_qwen3() -> qwen3.Model:
+    args = qwen3.ModelArgs(
+        model_type="qwen3", hidden_size=64, num_hidden_layers=2, intermediate_size=96, num_attention_heads=4,
+        num_key_value_heads=1, head_dim=32, rms_norm_eps=1e-5, vocab_size=VOCAB, max_position_embeddings=512,
+        rope_theta=10000.0, tie_word_embeddings=True,
+    )  # fmt: skip
+    return qwen3.Model(args)
+
+
+MODELS = {"llama": tiny_llama, "qwen3": tiny_qwen3}
