@@ -1,7 +1,7 @@
 """mlx_primitives: building blocks for MLX, every kernel written in mtriton.
 
 One family, one module: `attention` (a package: forward, backward, spec), `norms`, `glu`,
-`rotary`, `quantize`, `gather_scatter`, `ssm`, `moe` (a package), and the utilities
+`rotary`, `quantize`, `gather_scatter`, `scan`, `ssm`, `moe` (a package), and the utilities
 `training`, `hardware`, `memory`; `cache` (KV caches, paged pools) and `generation` (samplers, a
 scheduler and a continuous-batching engine) are packages. Each holds its
 kernels, its public functions, its `nn.Module` layers and its `*_reference` functions in plain
@@ -103,6 +103,7 @@ from .quantize import (
     quantize_int8_reference,
 )
 from .rotary import RoPE, rope, rope_reference
+from .scan import associative_scan, associative_scan_reference
 from .ssm import MambaBlock, selective_scan, selective_scan_reference
 from .training import checkpoint, checkpoint_sequential, checkpointable
 
@@ -132,4 +133,5 @@ __all__ = [
     "cache", "generation", "BlockPool", "KVCache", "PagedKVCache", "QuantizedKVCache", "RotatingKVCache",
     "block_tables", "make_cache", "paged_attention", "paged_attention_reference", "write_kv_slots",
     "quantized_kv_attention", "quantized_kv_attention_reference", "GenerationEngine", "SamplingParams",
+    "associative_scan", "associative_scan_reference",
 ]  # fmt: skip
