@@ -138,9 +138,9 @@ class _Graph:
         return self._affine(self._scaled_rms(centered, norm.eps), norm.get("weight"), norm.get("bias"), name)
 
     def swiglu(self, x: Any, mlp: nn.Module, name: str) -> Any:
-        gate = self.linear(x, mlp.gate_proj, f"{name}.gate_proj")
-        up = self.linear(x, mlp.up_proj, f"{name}.up_proj")
-        return self.linear(self.mb.mul(x=self.mb.silu(x=gate), y=up), mlp.down_proj, f"{name}.down_proj")
+        gate = self.linear(x, mlp.gate_proj, f"{name}_gate_proj")
+        up = self.linear(x, mlp.up_proj, f"{name}_up_proj")
+        return self.linear(self.mb.mul(x=self.mb.silu(x=gate), y=up), mlp.down_proj, f"{name}_down_proj")
 
     def _rope_tables(self, rope: nn.Module, head_dim: int) -> tuple[np.ndarray, np.ndarray]:
         """cos and signed-sin tables of shape (1, 1, D, max_seq) for `x * cos + swap(x) * sin`."""
@@ -176,9 +176,9 @@ class _Graph:
     def attention(self, x: Any, attn: nn.Module, name: str) -> Any:
         mb, b = self.mb, self.batch
         heads, kv_heads, head_dim = attn.n_heads, attn.n_kv_heads, attn.head_dim
-        q = mb.reshape(x=self.linear(x, attn.q_proj, f"{name}.q_proj"), shape=[b, heads, head_dim, -1])
-        k = mb.reshape(x=self.linear(x, attn.k_proj, f"{name}.k_proj"), shape=[b, kv_heads, head_dim, -1])
-        v = mb.reshape(x=self.linear(x, attn.v_proj, f"{name}.v_proj"), shape=[b, kv_heads, head_dim, -1])
+        q = mb.reshape(x=self.linear(x, attn.q_proj, f"{name}_q_proj"), shape=[b, heads, head_dim, -1])
+        k = mb.reshape(x=self.linear(x, attn.k_proj, f"{name}_k_proj"), shape=[b, kv_heads, head_dim, -1])
+        v = mb.reshape(x=self.linear(x, attn.v_proj, f"{name}_v_proj"), shape=[b, kv_heads, head_dim, -1])
         cos_table, sin_table = self._rope_tables(attn.rope, head_dim)
         cos, sin = self._seq_slice(cos_table, x), self._seq_slice(sin_table, x)
         q = mb.mul(x=self._rope(q, cos, sin, heads, head_dim), y=self._const(attn.scale))
@@ -191,7 +191,7 @@ class _Graph:
         probs = mb.softmax(x=mb.add(x=scores, y=self._seq_slice(causal, x)), axis=-1)
         out = mb.matmul(x=v, y=probs, transpose_y=True)  # (B, H, D, S)
         return self.linear(
-            mb.reshape(x=out, shape=[b, heads * head_dim, 1, -1]), attn.o_proj, f"{name}.o_proj"
+            mb.reshape(x=out, shape=[b, heads * head_dim, 1, -1]), attn.o_proj, f"{name}_o_proj"
         )
 
     def block(self, x: Any, blk: nn.Module, name: str) -> Any:
