@@ -341,3 +341,18 @@ def test_import_without_coremltools() -> None:
     assert done.returncode == 0, done.stderr
     assert "IMPORTERROR [export] needs coremltools, which is not installed" in done.stdout
     assert 'pip install ".[ane]"' in done.stdout
+
+
+def test_example_runs(tmp_path: object) -> None:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    path = os.path.join(str(tmp_path), "block.mlpackage")
+    done = subprocess.run(
+        [sys.executable, "examples/ane_export.py", path],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("OK") and os.path.isdir(path)
