@@ -91,6 +91,29 @@ class ANEModule(nn.Module):
         """Runs Core ML on a NumPy array in the model's own layout; returns its output."""
         return self._predictor().predict({INPUT_NAME: x})[OUTPUT_NAME]
 
+    def compute_plan(self) -> dict[str, list[str]]:
+        """Where Core ML plans to run each op: op names by preferred device (macOS 14.4+).
+
+        Returns:
+            {"MLNeuralEngineComputeDevice": [...], "MLGPUComputeDevice": [...],
+            "MLCPUComputeDevice": [...]}: the ops of the `main` function that have a device
+            (constants have none), from `coremltools.models.compute_plan.MLComputePlan`.
+        """
+        ct = require_coremltools("ANEModule.compute_plan")
+        compiled = self._predictor().get_compiled_model_path()
+        plan = ct.models.compute_plan.MLComputePlan.load_from_path(
+            compiled, compute_units=self._compute_units
+        )
+        by_device: dict[str, list[str]] = {}
+        for op in plan.model_structure.program.functions["main"].block.operations:
+            usage = plan.get_compute_device_usage_for_mlprogram_operation(op)
+            if usage is not None:
+                device = type(usage.preferred_compute_device).__name__
+                by_device.setdefault(device, []).append(
+                    op.outputs[0].name if op.outputs else op.operator_name
+                )
+        return by_device
+
     def __call__(self, x: mx.array) -> mx.array:
         if x.ndim != 3:
             raise ValueError(f"[ANEModule] x must have shape (B, S, C), got {x.shape}")

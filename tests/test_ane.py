@@ -321,6 +321,8 @@ def test_ane_module_refuses_to_predict_on_linux(tmp_path: object) -> None:
             ane.CoreMLRuntimeUnavailable, match=r"\[ANEModule.predict\] Core ML runs models on macOS"
         ):
             wrapped(mx.zeros((1, 4, channels)))
+        with pytest.raises(ane.CoreMLRuntimeUnavailable, match=r"\[ANEModule.predict\]"):
+            wrapped.compute_plan()
     with pytest.raises(ValueError, match="compute_units must name a coremltools.ComputeUnit"):
         ane.ANEModule(path, compute_units="NE_ONLY")
 

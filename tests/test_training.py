@@ -14,27 +14,13 @@ from mlx.utils import tree_flatten
 from mlx_primitives.training import checkpoint, checkpoint_sequential
 
 import mtriton
-
-
-class Block(nn.Module):
-    """A gated MLP block: several activations of the input's size or twice it per layer."""
-
-    def __init__(self, width: int) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(width)
-        self.up = nn.Linear(width, 2 * width)
-        self.gate = nn.Linear(width, 2 * width)
-        self.down = nn.Linear(2 * width, width)
-
-    def __call__(self, x: mx.array) -> mx.array:
-        h = self.norm(x)
-        return x + self.down(nn.gelu(self.up(h)) * self.gate(h))
+from benchmarks.suites.training import GatedBlock
 
 
 class Stack(nn.Module):
     def __init__(self, width: int, mode: str = "plain") -> None:
         super().__init__()
-        self.layers = [Block(width) for _ in range(8)]
+        self.layers = [GatedBlock(width) for _ in range(8)]
         self.mode = mode
 
     def __call__(self, x: mx.array) -> mx.array:
