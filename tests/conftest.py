@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 # Plain-MLX references compute float32 matmuls in full precision: MLX's CUDA backend
@@ -99,6 +100,18 @@ def rng() -> np.random.Generator:
     seed = int(os.environ.get("MTRITON_SEED") or int.from_bytes(os.urandom(4), "little"))
     print(f"MTRITON_SEED={seed}")
     return np.random.default_rng(seed)
+
+
+@pytest.fixture
+def cpu_stream() -> Iterator[None]:
+    """MLX's default device set to the CPU for the test: peak memory is measured there, where
+    MLX counts every buffer (also on a GPU machine)."""
+    previous = mx.default_device()
+    mx.set_default_device(mx.cpu)
+    try:
+        yield
+    finally:
+        mx.set_default_device(previous)
 
 
 def poisoned(shape: tuple[int, ...] | int, dtype: mx.Dtype = mx.float32) -> mx.array:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import mlx.core as mx
@@ -15,16 +14,6 @@ LLAMA3_8B = {
     "num_hidden_layers": 32, "hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 8,
     "head_dim": 128, "intermediate_size": 14336, "vocab_size": 128256, "torch_dtype": "bfloat16",
 }  # fmt: skip
-
-
-@pytest.fixture
-def cpu_stream() -> Iterator[None]:
-    previous = mx.default_device()
-    mx.set_default_device(mx.cpu)
-    try:
-        yield
-    finally:
-        mx.set_default_device(previous)
 
 
 def test_limits_are_applied_and_restored(cpu_stream: None) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import mlx.core as mx
 import mlx.nn as nn
 import mlx_primitives.attention as attention
@@ -29,17 +27,6 @@ class Stack(nn.Module):
         for layer in self.layers:
             x = checkpoint(layer)(x) if self.mode == "each" else layer(x)
         return x
-
-
-@pytest.fixture
-def cpu_stream() -> Iterator[None]:
-    """Peak memory is measured on the CPU stream, where MLX counts every buffer."""
-    previous = mx.default_device()
-    mx.set_default_device(mx.cpu)
-    try:
-        yield
-    finally:
-        mx.set_default_device(previous)
 
 
 def _grads_and_peak(model: Stack, x: mx.array) -> tuple[float, dict[str, mx.array], int]:
