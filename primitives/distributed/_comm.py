@@ -79,7 +79,10 @@ def gather_with_deadline(
             f"arguments?). {TIMEOUT_ENV} sets the deadline."
         )
     if failure:
-        raise failure[0]
+        # The ring backend fails a collective once a peer's socket closes: say which rank saw it.
+        raise RuntimeError(
+            f"[{fn}] rank {group.rank()} of {group.size()}: {what} failed: {failure[0]}"
+        ) from failure[0]
     return result[0]
 
 
