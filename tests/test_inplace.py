@@ -154,8 +154,9 @@ def test_private_copy_keeps_every_bit(dtype: mx.Dtype) -> None:
 
 def test_private_copy_donates_only_what_nothing_else_holds() -> None:
     """Measured through MLX's allocator: an array no one else holds lends its buffer (no new
-    memory) on MLX's CPU build; one that is still held is copied and keeps its value. MLX's CUDA
-    build copies both (H200, MLX 0.32.4: the peak rose by the array's 4n bytes)."""
+    memory) on MLX's CPU build; one that is still held is copied and keeps its value. On MLX's
+    CUDA build (H200, MLX 0.32.4) the first case is not asserted: one run copied (the peak rose
+    by the array's 4n bytes, 2026-12-02), a later one donated (2026-12-03)."""
     n = 1 << 22
     x = mx.arange(n, dtype=mx.float32)
     mx.eval(x)
@@ -165,7 +166,8 @@ def test_private_copy_donates_only_what_nothing_else_holds() -> None:
     del x
     mx.eval(copy)
     donated = mx.get_peak_memory() - before < n  # well under the array's 4n bytes
-    assert donated == (mx.default_device() == mx.cpu or not mx.cuda.is_available())
+    if mx.default_device() == mx.cpu or not mx.cuda.is_available():
+        assert donated
     del copy
     held = mx.arange(n, dtype=mx.float32)
     mx.eval(held)
