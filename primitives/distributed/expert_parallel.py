@@ -33,9 +33,9 @@ A group of size 1 makes no collective and computes what `SparseMoELayer` compute
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from functools import lru_cache
-from typing import Callable
 
 import mlx.core as mx
 import mlx.nn as nn
