@@ -161,9 +161,12 @@ def main(argv: list[str] | None = None) -> int:
                 "bytes_exchanged": max(r["bytes_exchanged"] for r in per_rank),
                 "details": {k: v for k, v in per_rank[0].items() if k not in {"seconds", "work", "unit", "bytes_exchanged"}},
             })  # fmt: skip
+    # Local ranks share this machine's cores (and any other load on it): say how many there were.
+    machine = {"cpu_count": os.cpu_count(), "load_average": os.getloadavg()[0]}
     print(table(rows))
+    print(f"{machine['cpu_count']} CPU cores, load average {machine['load_average']:.1f} at the end")
     if args.json:
-        args.json.write_text(json.dumps({"quick": args.quick, "rows": rows}, indent=1))
+        args.json.write_text(json.dumps({"quick": args.quick, "machine": machine, "rows": rows}, indent=1))
     return 0
 
 

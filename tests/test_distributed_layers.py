@@ -5,8 +5,8 @@ Every rank builds the single-process layer from the same seed (fresh each run) a
 shard's outputs and gradients with it (tests/distributed/layers_worker.py); the ranks run every
 case in one launch per rank count, since a launch costs seconds. Sizes are small and odd: 5
 tokens per rank, dim 24, hidden 40, 8 experts, top-2, with and without a capacity limit. Kernels
-run on the workers' default backend (the interpreter on this CPU); the size-1 tests run on
-every backend.
+run on the default backend (the interpreter on this CPU): the layers add no kernel of their own,
+and tests/test_moe.py runs the grouped GEMM, dispatch and gathers on every backend.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from mlx_primitives.distributed import (
 from tests.distributed.launch import ROOT, launch, requires_launch
 
 CASES = {
-    2: ["tp:float32", "tp:bfloat16", "ep:float32", "ep:float32:0.75", "ep:bfloat16"],
+    2: ["tp:float32", "tp:bfloat16", "tpq", "ep:float32", "ep:float32:0.75", "ep:bfloat16"],
     # Four ranks share this machine's two cores: the cases that differ from two ranks' most.
-    4: ["tp:bfloat16", "ep:float32:0.75"],
+    4: ["tp:bfloat16", "tpq", "ep:float32:0.75"],
 }
 
 
@@ -107,7 +107,8 @@ def test_size_one_quantized_linear_stays_quantized_and_frozen(rng):
         np.testing.assert_array_equal(to_numpy(layer(x)), to_numpy(quantized(x)))
 
 
-def test_size_one_moe_is_the_single_process_layer(backend, rng):
+def test_size_one_moe_is_the_single_process_layer(rng):
+    # The default backend only: the layer adds no kernel, and test_moe runs these on every backend.
     single = moe.SparseMoELayer(24, 40, 5, 2, capacity_factor=1.0)
     sharded = ExpertParallelMoELayer.from_moe(single)
     x = _rand(rng, (3, 7, 24))
@@ -128,6 +129,12 @@ def test_size_one_moe_is_the_single_process_layer(backend, rng):
         np.testing.assert_allclose(
             to_numpy(value), to_numpy(want[name]), **tolerance(mx.float32), err_msg=name
         )
+
+
+def test_size_one_moe_of_no_tokens_is_empty():
+    layer = ExpertParallelMoELayer(24, 40, 4, 2)
+    out, logits, indices = layer(mx.zeros((0, 24)), return_router=True)
+    assert out.shape == (0, 24) and logits.shape == (0, 4) and indices.shape == (0, 2)
 
 
 def test_bad_arguments_name_what_was_expected():

@@ -10,9 +10,9 @@ A group of size 1 (a process not launched by `mlx.launch`) makes every layer a p
 
 from ._comm import TIMEOUT_ENV, CollectiveTimeout
 from .expert_parallel import ExpertParallelMoELayer, exchanged_bytes
-from .tensor_parallel import AllToShardedLinear, ShardedToAllLinear, shard_linear, sum_gradients
+from .tensor_parallel import AllToShardedLinear, ShardedToAllLinear, shard_linear
 
 __all__ = [
     "TIMEOUT_ENV", "AllToShardedLinear", "CollectiveTimeout", "ExpertParallelMoELayer", "ShardedToAllLinear",
-    "exchanged_bytes", "shard_linear", "sum_gradients",
+    "exchanged_bytes", "shard_linear",
 ]  # fmt: skip

@@ -89,7 +89,7 @@ def _sum_scatter_tokens(group: mx.distributed.Group) -> Callable[[mx.array], mx.
 
 
 def _local_dispatch(
-    indices: mx.array, num_experts: int, first: int, local: int, capacity_factor
+    indices: mx.array, num_experts: int, first: int, local: int, capacity_factor: float | None
 ) -> ExpertDispatch:
     """The dispatch of the slots of experts `[first, first + local)`, numbered from 0.
 
@@ -204,6 +204,7 @@ class ExpertParallelMoELayer(nn.Module):
             dim, hidden, num_experts, layer.top_k, layer.capacity_factor, "swiglu", layer.scoring,
             layer.normalize, group, check_shapes,
         )  # fmt: skip
+        # The source's activation, whichever it is (SwitchGLU keeps the function, not its name).
         sharded.experts.activation = layer.experts.activation
         first, local = sharded.first_expert, sharded.experts.num_experts
         sharded.router.weight = layer.router.weight
@@ -230,13 +231,15 @@ class ExpertParallelMoELayer(nn.Module):
         size, rank = self.group.size(), self.group.rank()
         tokens = x.reshape(-1, d)
         count = tokens.shape[0]
+        if count == 0:  # the same on every rank (agreed); MLX's gathers have no VJP on empty arrays
+            logits = self.router(tokens)
+            indices = mx.zeros((0, self.top_k), mx.int32)
+            empty = mx.zeros(x.shape, x.dtype)
+            return (empty, logits, indices) if return_router else empty
         everyone = _gather_tokens(self.group)(tokens) if size > 1 else tokens
         logits = self.router(everyone)
         weights, indices = topk_router(logits, self.top_k, self.scoring, self.normalize)
         mine = slice(rank * count, (rank + 1) * count)
-        if count == 0:  # MLX's gathers have no VJP on empty arrays: nothing to route
-            empty = mx.zeros(x.shape, x.dtype)
-            return (empty, logits, indices) if return_router else empty
         dispatch = _local_dispatch(
             mx.stop_gradient(indices), self.num_experts, self.first_expert, self.experts.num_experts,
             self.capacity_factor,

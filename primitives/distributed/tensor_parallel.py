@@ -26,35 +26,18 @@ A group of size 1 runs plain `nn.Linear` math and no collective.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from functools import lru_cache
+from collections.abc import Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
+from mlx.nn.layers.distributed import sum_gradients
 
 from .._common import FLOAT_DTYPES, check_array
 from ._comm import agree, check_divides, resolve_group
 
-__all__ = ["AllToShardedLinear", "ShardedToAllLinear", "shard_linear", "sum_gradients"]
+__all__ = ["AllToShardedLinear", "ShardedToAllLinear", "shard_linear"]
 
 Segments = int | Sequence[int] | Sequence[float]
-
-
-@lru_cache
-def sum_gradients(group: mx.distributed.Group) -> Callable[[mx.array], mx.array]:
-    """Identity forward, `all_sum` of the cotangent backward: an input every rank shares."""
-    if group.size() == 1:
-        return lambda x: x
-
-    @mx.custom_function
-    def identity(x: mx.array) -> mx.array:
-        return x
-
-    @identity.vjp
-    def identity_vjp(x: mx.array, cotangent: mx.array, output: mx.array) -> mx.array:
-        return mx.distributed.all_sum(cotangent, group=group)
-
-    return identity
 
 
 def _split_points(n: int, segments: Segments) -> list[int]:
@@ -91,12 +74,11 @@ class _ShardedLinear(nn.Module):
         bias: bool,
         group: mx.distributed.Group | None,
         check_shapes: bool,
-        sharded_dims: int,
+        sharded: tuple[str, int],
     ) -> None:
         super().__init__()
         self.group = resolve_group(group)
-        name = "output_dims" if self._fn == "AllToShardedLinear" else "input_dims"
-        check_divides(self._fn, name, sharded_dims, self.group)
+        check_divides(self._fn, *sharded, self.group)
         self.input_dims, self.output_dims, self.check_shapes = input_dims, output_dims, check_shapes
         # Set by `from_linear` for an `nn.QuantizedLinear` source (MLX's names and meanings).
         self.quantized, self.group_size, self.bits, self.mode = False, 0, 0, "affine"
@@ -200,14 +182,16 @@ class AllToShardedLinear(_ShardedLinear):
         group: mx.distributed.Group | None = None,
         check_shapes: bool = True,
     ) -> None:
-        super().__init__(input_dims, output_dims, bias, group, check_shapes, output_dims)
+        super().__init__(input_dims, output_dims, bias, group, check_shapes, ("output_dims", output_dims))
         scale = math.sqrt(1.0 / input_dims)
         local = output_dims // self.group.size()
         self.weight = mx.random.uniform(-scale, scale, (local, input_dims))
         if bias:
             self.bias = mx.random.uniform(-scale, scale, (local,))
 
-    def _shard_parameter(self, name: str, value: mx.array, segments: Segments, group) -> mx.array:
+    def _shard_parameter(
+        self, name: str, value: mx.array, segments: Segments, group: mx.distributed.Group
+    ) -> mx.array:
         # Weight, scales and biases all have the output features on axis 0; the bias too.
         return _shard(f"{self._fn}.from_linear", value, 0, segments, group)
 
@@ -242,13 +226,15 @@ class ShardedToAllLinear(_ShardedLinear):
         group: mx.distributed.Group | None = None,
         check_shapes: bool = True,
     ) -> None:
-        super().__init__(input_dims, output_dims, bias, group, check_shapes, input_dims)
+        super().__init__(input_dims, output_dims, bias, group, check_shapes, ("input_dims", input_dims))
         scale = math.sqrt(1.0 / input_dims)
         self.weight = mx.random.uniform(-scale, scale, (output_dims, input_dims // self.group.size()))
         if bias:
             self.bias = mx.random.uniform(-scale, scale, (output_dims,))
 
-    def _shard_parameter(self, name: str, value: mx.array, segments: Segments, group) -> mx.array:
+    def _shard_parameter(
+        self, name: str, value: mx.array, segments: Segments, group: mx.distributed.Group
+    ) -> mx.array:
         if name == "bias":
             return value
         # The quantized weight packs input features along its last axis, as scales and biases do.

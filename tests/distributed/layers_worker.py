@@ -75,6 +75,25 @@ def tensor_parallel(case: str, dtype: mx.Dtype) -> None:
     keep(case, "d_row_bias", got["layers.2.bias"], want["layers.2.bias"])
 
 
+def quantized_tensor_parallel(case: str) -> None:
+    """The MLP of two nn.QuantizedLinear (4 bits, groups of 32): frozen, so the input's gradient."""
+    first = nn.QuantizedLinear.from_linear(nn.Linear(64, 128), group_size=32, bits=4)
+    second = nn.QuantizedLinear.from_linear(nn.Linear(128, 64), group_size=32, bits=4)
+    x = mx.random.normal((TOKENS, 64))
+    cotangent = mx.random.normal((TOKENS, 64))
+    single = nn.Sequential(first, nn.SiLU(), second)
+    sharded = nn.Sequential(
+        AllToShardedLinear.from_linear(first), nn.SiLU(), ShardedToAllLinear.from_linear(second)
+    )
+    keep(case, "out", sharded(x), single(x))
+    keep(
+        case,
+        "dx",
+        mx.grad(lambda x: (sharded(x) * cotangent).sum())(x),
+        mx.grad(lambda x: (single(x) * cotangent).sum())(x),
+    )
+
+
 def expert_parallel(case: str, dtype: mx.Dtype, capacity_factor: float | None) -> None:
     """Each rank's tokens through its experts against SparseMoELayer on every rank's tokens."""
     single = SparseMoELayer(DIM, HIDDEN, EXPERTS, TOP_K, capacity_factor=capacity_factor)
@@ -129,6 +148,8 @@ for case in cases:
     kind, _, rest = case.partition(":")
     if kind == "tp":
         tensor_parallel(case, DTYPES[rest])
+    elif kind == "tpq":
+        quantized_tensor_parallel(case)
     elif kind == "ep":
         dtype, _, capacity = rest.partition(":")
         expert_parallel(case, DTYPES[dtype], float(capacity) if capacity else None)
