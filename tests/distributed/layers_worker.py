@@ -14,8 +14,14 @@ from pathlib import Path
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
+from mlx.nn.layers.distributed import shard_linear as mlx_shard_linear
 from mlx.utils import tree_flatten
-from mlx_primitives.distributed import AllToShardedLinear, ExpertParallelMoELayer, ShardedToAllLinear
+from mlx_primitives.distributed import (
+    AllToShardedLinear,
+    ExpertParallelMoELayer,
+    ShardedToAllLinear,
+    shard_linear,
+)
 from mlx_primitives.distributed._comm import resolve_group
 from mlx_primitives.moe import SparseMoELayer
 
@@ -65,6 +71,23 @@ def tensor_parallel(case: str, dtype: mx.Dtype) -> None:
         return (y * cotangent).astype(mx.float32).sum()
 
     keep(case, "column", sharded.layers[0](x), first(x)[:, rows(HIDDEN)])
+    # Interchangeable with MLX's own sharded layers, fused segments (a QKV weight) included.
+    keep(
+        case,
+        "mlx_mlp",
+        sharded(x),
+        nn.Sequential(
+            mlx_shard_linear(first, "all-to-sharded"), nn.SiLU(), mlx_shard_linear(second, "sharded-to-all")
+        )(x),
+    )
+    fused = nn.Linear(DIM, 3 * HIDDEN)
+    fused.set_dtype(dtype)
+    keep(
+        case,
+        "mlx_fused",
+        shard_linear(fused, "all-to-sharded", segments=3)(x),
+        mlx_shard_linear(fused, "all-to-sharded", segments=3)(x),
+    )
     keep(case, "out", sharded(x), single(x))
     _, want, want_x = grads(single, loss, x)
     _, got, got_x = grads(sharded, loss, x)
