@@ -1,6 +1,7 @@
 """Scaling of the distributed layers over local ranks: `python -m benchmarks.distributed`.
 
-    python -m benchmarks.distributed [--ranks 1,2] [--quick] [--cases moe_ep,tp_mlp] [--json PATH]
+    python -m benchmarks.distributed [--ranks 1,2] [--quick] [--cases moe_ep,tp_mlp] [--device cpu]
+        [--json PATH]
 
 For each rank count this runs its own rank side (`--rank-side`) on that many local processes,
 under `mlx.launch --backend ring` (one plain process for 1 rank: a group of size 1), and prints
@@ -50,8 +51,10 @@ def load_cases() -> dict[str, Case]:
     return cases
 
 
-def rank_side(out: Path, names: list[str], quick: bool) -> None:
+def rank_side(out: Path, names: list[str], quick: bool, device: str) -> None:
     """Runs the cases on this rank and writes `rank<r>.json`."""
+    if device:
+        mx.set_default_device(getattr(mx, device))
     group = mx.distributed.init()
     cases = load_cases()
     results = {}
@@ -80,7 +83,7 @@ def _free_port_base(count: int) -> int:
     raise RuntimeError("[benchmarks.distributed] no run of free local ports found")
 
 
-def run_ranks(ranks: int, names: list[str], quick: bool, timeout: float) -> list[dict]:
+def run_ranks(ranks: int, names: list[str], quick: bool, device: str, timeout: float) -> list[dict]:
     """Every rank's results of the cases on `ranks` local ranks."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder)
@@ -94,6 +97,7 @@ def run_ranks(ranks: int, names: list[str], quick: bool, timeout: float) -> list
             ",".join(names),
         ]
         side += ["--quick"] if quick else []
+        side += ["--device", device] if device else []
         if ranks == 1:
             command = side
         else:
@@ -131,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one timed step (a smoke run)")
     parser.add_argument("--cases", default="", help="comma-separated case names (default: all)")
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
+    parser.add_argument(
+        "--device", choices=("cpu", "gpu"), help="MLX's device on every rank (default: MLX's)"
+    )
     parser.add_argument("--timeout", type=float, default=600, help="seconds per rank count")
     parser.add_argument("--rank-side", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -140,14 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown cases {unknown}; known: {sorted(known)}")
     if args.rank_side is not None:
-        rank_side(args.rank_side, names, args.quick)
+        rank_side(args.rank_side, names, args.quick, args.device or "")
         return 0
     counts = sorted({int(r) for r in args.ranks.split(",")})
     if not counts or counts[0] < 1:
         parser.error(f"--ranks must be positive integers; got {args.ranks!r}")
     rows, base = [], {}
     for ranks in counts:
-        results = run_ranks(ranks, names, args.quick, args.timeout)
+        results = run_ranks(ranks, names, args.quick, args.device or "", args.timeout)
         for name in names:
             per_rank = [result[name] for result in results]
             seconds = max(r["seconds"] for r in per_rank)  # a step ends when its slowest rank does
