@@ -25,8 +25,9 @@ Gradients, with the loss taken as the sum of every rank's loss on its own tokens
 data-parallel training averages): the input gradient is this rank's tokens' gradient; each local
 expert's gradient is that expert's complete single-process gradient, on the rank that owns it
 (no reduction: do not average it across ranks); the router's gradient is this rank's share, and
-the sum over ranks (`mx.distributed.all_sum`, or the data-parallel gradient average every
-replicated parameter gets) is the single-process gradient.
+the sum over ranks (`ExpertParallelMoELayer.reduce_router_gradients`) is the single-process
+gradient. Averaging the whole gradient tree across ranks, as data-parallel training does, would
+mix different experts' gradients.
 
 A group of size 1 makes no collective and computes what `SparseMoELayer` computes.
 """
@@ -214,6 +215,25 @@ class ExpertParallelMoELayer(nn.Module):
                 if param in source:
                     target[param] = mx.contiguous(source[param][first : first + local])
         return sharded
+
+    def reduce_router_gradients(self, grads: dict) -> dict:
+        """`grads` (this layer's gradient tree) with the router's summed over the ranks.
+
+        The router's gradient on each rank is its tokens' share; the experts' are already whole
+        on their owner. Averaging the whole tree across ranks, as data-parallel training does with
+        replicated weights (`nn.average_gradients`), would mix different experts' gradients:
+        reduce the router's with this and leave the experts' alone.
+
+        Args:
+            grads: A tree shaped like `self.trainable_parameters()`, with a "router" entry.
+
+        Returns:
+            The same tree, the router's gradients `all_sum`med (unchanged on a group of size 1).
+        """
+        if self.group.size() == 1:
+            return grads
+        router = {name: mx.distributed.all_sum(g, group=self.group) for name, g in grads["router"].items()}
+        return {**grads, "router": router}
 
     def __call__(self, x: mx.array, return_router: bool = False) -> mx.array | tuple[mx.array, ...]:
         """The MoE output for this rank's tokens `x` of shape (..., dim).
