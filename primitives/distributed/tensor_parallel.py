@@ -8,8 +8,8 @@ the same on every rank. A column layer followed by a row layer (an MLP, attentio
 exchanges one `all_sum` of the output forward and one of the input gradient backward.
 
 The names, the weight layout, `from_linear(linear, segments=, group=)` and `shard_linear` are
-MLX's (`mlx.nn.layers.distributed`), so a model's `shard()` method written for mlx-lm runs with
-these classes unchanged; they add a cross-rank shape check before the first collective (a rank
+MLX's (`mlx.nn.layers.distributed`), so they drop into a model sharded the mlx-lm way (a
+`shard()` method calling `shard_linear`) and shard its weights identically; they add a cross-rank shape check before the first collective (a rank
 with other shapes gets a `ValueError` naming it rather than a hang), the library's error messages,
 and `nn.QuantizedLinear` sources (MLX's `mx.quantize` format, kept quantized and frozen).
 
