@@ -11,6 +11,9 @@
 #   TESTS="tests/test_tutorials.py ..."  which test files (default: all of tests/)
 #   SUITES="tutorials norms"             which benchmark suites (default: all)
 #   BENCH_MODE=--quick|--smoke|""        benchmark sizes (default --quick: under 4 minutes on an H200)
+#   SERVING="--size 1b --batch 1 8 32"   also run `python -m benchmarks.serving` with these arguments
+#                                        after the benchmarks (serving.json, serving.log; needs mlx-lm)
+#   SERVING_TIMEOUT=200                  seconds before that run is stopped
 #   BENCH=0, RUN_TESTS=0                 skip the benchmarks, or the tests; with both 0 the script
 #                                        packs what STAGE already holds (tests/test_benchmarks.py)
 #   PYTEST_WORKERS=14                    parallel test processes when pytest-xdist is importable:
@@ -61,6 +64,11 @@ if [ "${BENCH:-1}" != 0 ]; then
   # shellcheck disable=SC2086
   timeout "$BENCH_LIMIT" python3 -m benchmarks.runner --backend cuda ${BENCH_MODE---quick} --out "$STAGE" ${SUITES:+--suite $SUITES} 2>&1 | tee "$STAGE/bench.log" | tail -60
   rc=$?; echo "bench $rc" >>"$STAGE/status.txt"; [ "$rc" = 0 ] || STATUS=1
+fi
+if [ -n "${SERVING:-}" ]; then
+  # shellcheck disable=SC2086
+  timeout "${SERVING_TIMEOUT:-200}" python3 -m benchmarks.serving $SERVING --json "$STAGE/serving.json" 2>&1 | tee "$STAGE/serving.log" | tail -30
+  rc=$?; echo "serving $rc" >>"$STAGE/status.txt"; [ "$rc" = 0 ] || STATUS=1
 fi
 ARCHIVE="$OUT/gpu-check-$STAMP.tar.gz"
 tar -czf "$ARCHIVE" -C "$STAGE" --transform "s,^\.,gpu-check-$STAMP," . && echo "packed: $ARCHIVE ($(tar -tzf "$ARCHIVE" | grep -vc '/$') files)"
