@@ -205,11 +205,11 @@ def ring_attention(
     """
     fn = "ring_attention"
     group = resolve_group(group)
-    if group.size() == 1:
-        return flash_attention(q, k, v, scale=scale, causal=causal, layout=layout, return_lse=return_lse)
-    batch, heads, kv_heads, lq, lk, head_dim = _check_qkv(fn, q, k, v, layout)
+    batch, heads, _, lq, lk, head_dim = _check_qkv(fn, q, k, v, layout)
     if lk != lq:
         raise ValueError(f"[{fn}] k has {lk} positions and q {lq}; expected equal shards of one sequence")
+    if group.size() == 1:
+        return flash_attention(q, k, v, scale=scale, causal=causal, layout=layout, return_lse=return_lse)
     agree(
         fn,
         group,
