@@ -49,11 +49,28 @@ CASES = {
         ),
         dict(name="causal_mqa_f16", causal=True, layout="BHSD", dtype="float16", shape=(1, 4, 1, 13, 16)),
         dict(name="bf16", causal=False, layout="BSHD", dtype="bfloat16", shape=(1, 2, 1, 8, 32)),
+        dict(
+            name="zigzag",
+            causal=True,
+            layout="BSHD",
+            dtype="float32",
+            shape=(1, 4, 2, 14, 16),
+            sharding="zigzag",
+        ),
     ],
     4: [
         dict(name="causal_gqa", causal=True, layout="BHSD", dtype="float32", shape=(1, 4, 2, 13, 16)),
         dict(name="causal_bf16", causal=True, layout="BSHD", dtype="bfloat16", shape=(1, 2, 1, 7, 16)),
         dict(name="f16", causal=False, layout="BHSD", dtype="float16", shape=(1, 2, 2, 7, 16)),
+        dict(
+            name="zigzag",
+            causal=True,
+            layout="BHSD",
+            dtype="float32",
+            shape=(1, 2, 1, 10, 16),
+            sharding="zigzag",
+            module=True,
+        ),  # fmt: skip
     ],
 }
 
@@ -84,9 +101,12 @@ def _inputs(rng: np.random.Generator, case: dict, ranks: int) -> dict[str, np.nd
     }
 
 
-def _shard(x: np.ndarray, rank: int, ranks: int, axis: int) -> np.ndarray:
-    length = x.shape[axis] // ranks
-    return np.take(x, range(rank * length, (rank + 1) * length), axis=axis)
+def _shard(x: np.ndarray, rank: int, ranks: int, axis: int, sharding: str) -> np.ndarray:
+    """Rank `rank`'s shard along `axis`: contiguous, or zigzag chunks r and 2W - 1 - r of 2W."""
+    if sharding == "contiguous":
+        return np.split(x, ranks, axis=axis)[rank]
+    chunks = np.split(x, 2 * ranks, axis=axis)
+    return np.concatenate([chunks[rank], chunks[2 * ranks - 1 - rank]], axis=axis)
 
 
 def _close_to_max(got: np.ndarray, want: np.ndarray, tol: float, what: str) -> None:
@@ -111,6 +131,7 @@ def _run(tmp_path: Path, rng: np.random.Generator, ranks: int) -> None:
 
     for case in cases:
         name, layout, dtype, causal = case["name"], case["layout"], DTYPES[case["dtype"]], case["causal"]
+        sharding = case.get("sharding", "contiguous")
         x = data[name]
         q, k, v, d_out = (_bhsd(x[key], layout).astype(np.float64) for key in ("q", "k", "v", "d_out"))
         scale = 1.0 / math.sqrt(q.shape[-1])
@@ -123,19 +144,20 @@ def _run(tmp_path: Path, rng: np.random.Generator, ranks: int) -> None:
         for rank, got in enumerate(results):
             where = f"{name} rank {rank} of {ranks}"
             assert str(got[f"{name}.out.dtype"]) == str(dtype)
-            shard = {key: _shard(value, rank, ranks, seq_axis) for key, value in
+            shard = {key: _shard(value, rank, ranks, seq_axis, sharding) for key, value in
                      (("out", _bhsd(want_out, layout)), ("dq", _bhsd(grads[0], layout)),
                       ("dk", _bhsd(grads[1], layout)), ("dv", _bhsd(grads[2], layout)))}  # fmt: skip
             np.testing.assert_allclose(got[f"{name}.out"], shard["out"], **tol, err_msg=f"{where}: out")
             np.testing.assert_allclose(
                 got[f"{name}.lse"],
-                _shard(want_lse, rank, ranks, 2),
+                _shard(want_lse, rank, ranks, 2, sharding),
                 rtol=1e-5,
                 atol=1e-5,
                 err_msg=f"{where}: lse",
             )
             for key in ("dq", "dk", "dv"):
                 _close_to_max(got[f"{name}.{key}"], shard[key], 2 * GRAD_TOLERANCE[dtype], f"{where}: {key}")
+            np.testing.assert_allclose(got[f"{name}.gathered"], _bhsd(want_out, layout), **tol, err_msg=where)
             if case.get("module"):
                 np.testing.assert_array_equal(got[f"{name}.module_out"], got[f"{name}.out"])
 
@@ -145,11 +167,12 @@ def _run(tmp_path: Path, rng: np.random.Generator, ranks: int) -> None:
         theirs_rank, theirs = (0, 5) if rank == last else (last, 6)
         assert error["disagree"] == (
             f"[ring_attention] rank {theirs_rank} called with (1, 2, {theirs}, 16), (1, 2, {theirs}, 16), "
-            f"(0, 0, 0, 0); rank {rank} with (1, 2, {mine}, 16), (1, 2, {mine}, 16), (0, 0, 0, 0): "
+            f"(0, 0, 0, 0, 0); rank {rank} with (1, 2, {mine}, 16), (1, 2, {mine}, 16), (0, 0, 0, 0, 0): "
             "every rank must pass arrays of the same shapes"
         )
         assert error["indivisible"] == (
-            f"[shard_sequence] the sequence length is {4 * ranks + 1}; the world size {ranks} must divide it"
+            f"[shard_sequence] the sequence length is {4 * ranks + 1}; contiguous sharding over {ranks} ranks "
+            f"needs {ranks} to divide it"
         )
         assert (
             error["lengths"]
@@ -219,6 +242,19 @@ def test_errors() -> None:
         ring_attention(x[:, :, :4], x, x)
     with pytest.raises(ValueError, match=r"^\[shard_sequence\] layout is 'SBHD'"):
         shard_sequence(x, layout="SBHD")
+    with pytest.raises(
+        ValueError,
+        match=r"^\[shard_sequence\] the sequence length is 7; zigzag sharding over 1 ranks needs 2",
+    ):
+        shard_sequence(x[:, :, :7], sharding="zigzag")
+    with pytest.raises(
+        ValueError, match=r"^\[ring_attention\] q's shard has 7 positions; zigzag shards hold two equal"
+    ):
+        ring_attention(x[:, :, :7], x[:, :, :7], x[:, :, :7], sharding="zigzag")
+    with pytest.raises(
+        ValueError, match=r"^\[gather_sequence\] sharding is 'striped'; expected one of contiguous, zigzag"
+    ):
+        gather_sequence(x, sharding="striped")
     with pytest.raises(
         ValueError, match=r"^\[RingAttention\] q has shape \(1, 2, 8, 16\); expected 4 heads of 16"
     ):

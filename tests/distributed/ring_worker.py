@@ -15,7 +15,12 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 from mlx_primitives.distributed._comm import resolve_group
-from mlx_primitives.distributed.ring_attention import RingAttention, ring_attention, shard_sequence
+from mlx_primitives.distributed.ring_attention import (
+    RingAttention,
+    gather_sequence,
+    ring_attention,
+    shard_sequence,
+)
 
 DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
 
@@ -30,30 +35,34 @@ errors: dict[str, str] = {}
 
 for case in cases:
     name, layout, dtype = case["name"], case["layout"], DTYPES[case["dtype"]]
+    causal, sharding = case["causal"], case.get("sharding", "contiguous")
     q, k, v, d_out = (
-        shard_sequence(mx.array(inputs[f"{name}.{x}"]).astype(dtype), group, layout)
+        shard_sequence(mx.array(inputs[f"{name}.{x}"]).astype(dtype), group, layout, sharding)
         for x in ("q", "k", "v", "d_out")
     )
-    # The lse is (B, H, S) whatever the layout: its sequence axis is the last.
-    full_d_lse = mx.array(inputs[f"{name}.d_lse"])
-    shard = full_d_lse.shape[-1] // size
-    d_lse = full_d_lse[..., rank * shard : (rank + 1) * shard]
+    # The lse is (B, H, S) whatever the layout: shard it as a (B, H, S, 1) array.
+    d_lse = shard_sequence(mx.array(inputs[f"{name}.d_lse"])[..., None], group, "BHSD", sharding)[..., 0]
 
     if case.get("module"):
         # the module's own output (it returns no lse), which the test compares with the function's
         _, heads, _, _, head_dim = case["shape"]
-        module = RingAttention(heads, head_dim, causal=case["causal"], layout=layout, group=group)
+        module = RingAttention(heads, head_dim, causal=causal, layout=layout, sharding=sharding, group=group)
         results[f"{name}.module_out"] = np.array(module(q, k, v).astype(mx.float32))
 
-    def attend(
-        q: mx.array, k: mx.array, v: mx.array, causal: bool = case["causal"], layout: str = layout
-    ) -> list:
-        return list(ring_attention(q, k, v, causal=causal, group=group, layout=layout, return_lse=True))
+    def attend(q: mx.array, k: mx.array, v: mx.array, causal: bool = causal, layout: str = layout,
+               sharding: str = sharding) -> list:  # fmt: skip
+        return list(
+            ring_attention(
+                q, k, v, causal=causal, group=group, layout=layout, sharding=sharding, return_lse=True
+            )
+        )
 
     (out, lse), (dq, dk, dv) = mx.vjp(attend, [q, k, v], [d_out, d_lse])
     for key, value in (("out", out), ("lse", lse), ("dq", dq), ("dk", dk), ("dv", dv)):
         results[f"{name}.{key}"] = np.array(value.astype(mx.float32))
         results[f"{name}.{key}.dtype"] = np.array(str(value.dtype))
+    # every rank's output put back in order: the whole sequence's
+    results[f"{name}.gathered"] = np.array(gather_sequence(out, group, layout, sharding).astype(mx.float32))
 
 # Ranks that disagree on shapes: the last rank has one position more.
 shard = 5 + (rank == size - 1)
