@@ -5,7 +5,8 @@ rank's share (the slowest rank's median: the ring moves in lockstep), the work o
 sequence and the bytes this rank sent. On a group of size 1 `ring_attention` is
 `flash_attention`, the baseline the ranks are compared with. Strong scaling: the sequence is
 the same at every world size, so perfect scaling halves the time from 1 to 2 ranks. Causal
-shards are imbalanced (rank r computes r + 1 of W blocks), which the causal entry shows.
+shards are imbalanced (rank r computes r + 1 of W blocks), which the causal entries show:
+contiguous shards against zigzag ones.
 
 The launcher (`benchmarks/distributed.py`) runs these under `mlx.launch`; every rank calls
 the same entry with the same arguments.
@@ -45,7 +46,9 @@ def _time(group: mx.distributed.Group, step: Callable[[], list[mx.array]], iters
     return _slowest(group, statistics.median(samples))
 
 
-def _case(causal: bool, backward: bool) -> Callable[[mx.distributed.Group, bool], dict]:
+def _case(
+    causal: bool, backward: bool, sharding: str = "contiguous"
+) -> Callable[[mx.distributed.Group, bool], dict]:
     def run(group: mx.distributed.Group, quick: bool) -> dict:
         batch, heads, kv_heads, seq, head_dim = QUICK if quick else CPU
         size = group.size()
@@ -58,7 +61,7 @@ def _case(causal: bool, backward: bool) -> Callable[[mx.distributed.Group, bool]
         mx.eval(q, k, v)
 
         def attend(q: mx.array, k: mx.array, v: mx.array) -> mx.array:
-            return ring_attention(q, k, v, causal=causal, group=group)  # type: ignore[return-value]
+            return ring_attention(q, k, v, causal=causal, group=group, sharding=sharding)  # type: ignore[return-value]
 
         if backward:
             grad = mx.grad(lambda q, k, v: attend(q, k, v).sum(), argnums=(0, 1, 2))
@@ -86,7 +89,8 @@ def _case(causal: bool, backward: bool) -> Callable[[mx.distributed.Group, bool]
             "unit": "FLOP",
             "bytes_exchanged": sent if size > 1 else 0,
             "shape": f"B={batch} H={heads} Hkv={kv_heads} S={seq} D={head_dim}"
-            + (" causal" if causal else ""),
+            + (" causal" if causal else "")
+            + f" {sharding}",
         }
 
     return run
@@ -96,4 +100,5 @@ CASES: dict[str, Callable[[mx.distributed.Group, bool], dict]] = {
     "ring_attention_forward": _case(causal=False, backward=False),
     "ring_attention_forward_backward": _case(causal=False, backward=True),
     "ring_attention_causal_forward_backward": _case(causal=True, backward=True),
+    "ring_attention_causal_zigzag_forward_backward": _case(causal=True, backward=True, sharding="zigzag"),
 }
