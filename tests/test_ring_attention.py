@@ -4,10 +4,12 @@ One `mlx.launch` per rank count runs every case (tests/distributed/ring_worker.p
 cuts its shard of a whole sequence the test wrote, runs `ring_attention` with its log-sum-exp
 and differentiates sum(out * d_out) + sum(lse * d_lse). The test compares every rank's shard of
 the output and lse with a float64 NumPy attention of the whole sequence, and of dq, dk, dv
-with MLX autodiff of the same attention in float64. Shards have odd lengths (13, 7 positions)
-so no kernel block divides them; the cases cover causal and not, GQA/MQA, both layouts, and
+with MLX autodiff of the same attention in float64, and the gathered output with the whole.
+Shards (and zigzag chunks) have odd lengths (13, 7, 5 positions) so no kernel block divides
+them; the cases cover causal and not, contiguous and zigzag shards, GQA/MQA, both layouts, and
 float32, float16, bfloat16. The workers run the interpreter backend; the in-process tests run
-the size-1 path (`flash_attention`) on every backend.
+the size-1 path (`flash_attention`) on every backend. The errors: ranks that disagree on shapes
+(every rank names the other), a sequence the world size does not divide, unequal shards.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from mlx_primitives.distributed.ring_attention import (
 )
 from test_attention_backward import GRAD_TOLERANCE, reference_grads
 
+from benchmarks.distributed_ring import CASES as BENCHMARKS
 from tests.distributed.launch import launch, requires_launch
 
 DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
@@ -259,3 +262,10 @@ def test_errors() -> None:
         ValueError, match=r"^\[RingAttention\] q has shape \(1, 2, 8, 16\); expected 4 heads of 16"
     ):
         RingAttention(num_heads=4, head_dim=16, layout="BHSD")(x, x, x)
+
+
+def test_benchmark_cases_run_on_one_rank() -> None:
+    group = mx.distributed.init()
+    for name, case in BENCHMARKS.items():
+        result = case(group, True)
+        assert result["seconds"] > 0 and result["work"] > 0 and result["bytes_exchanged"] == 0, name

@@ -96,7 +96,7 @@ def _shift_after(x: mx.array, previous: mx.array | None, group: mx.distributed.G
     `previous`.
 
     Two orders matter. Between ranks: when every rank sends before it receives, blocks past the
-    sockets' buffers (16 MB here) deadlock the ring backend, every rank stuck in its send
+    sockets' buffers deadlock the ring backend (16 MB blocks did here, 4 MB did not), every rank stuck in its send
     (`_comm.ring_shift` does that); so even ranks send first and odd ranks receive first, which
     leaves no cycle of waiting senders for any world size. Within a rank: the ring matches
     messages between two ranks by their order alone, and MLX evaluates independent parts of a
@@ -179,7 +179,8 @@ def _ring_attention_vjp(
     block = mx.stack([k, v])
     # The key/value gradients of the block in hand, travelling with it.
     d_block = mx.zeros(block.shape, mx.float32)
-    last = None
+    # The forward's exchanges first: its output depends on the last of them.
+    last = out
     for step in range(size):
         incoming = None
         if step < size - 1:
@@ -233,6 +234,10 @@ def ring_attention(
     same shapes, dtype, layout and flags (`ValueError` naming the rank that differs,
     `CollectiveTimeout` naming this rank when a rank never arrives). It does so eagerly, so
     the function cannot run inside `mx.compile`.
+
+    A call's messages, forward and backward, go in one fixed order, and the ring pairs messages
+    by order. Two calls in one graph are ordered only where one's inputs depend on the other's
+    output (as layers of a model are); evaluate independent calls one at a time.
 
     Causal attention over contiguous shards is imbalanced: rank r computes r + 1 of the W
     blocks (the last rank W times the first's work), forward and backward, and every step
