@@ -165,6 +165,7 @@ def _run(tmp_path: Path, rng: np.random.Generator, ranks: int) -> None:
                 np.testing.assert_array_equal(got[f"{name}.module_out"], got[f"{name}.out"])
 
     for rank, error in enumerate(errors):
+        assert error["big_shift"] == [float((rank - 1) % ranks)] * 2
         last = ranks - 1
         mine = 6 if rank == last else 5
         theirs_rank, theirs = (0, 5) if rank == last else (last, 6)

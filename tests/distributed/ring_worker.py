@@ -5,7 +5,8 @@ the test: the whole sequence's q, k, v and the cotangents of the output and the 
 float32 values already rounded to each case's dtype). Every rank cuts its own shard, runs
 `ring_attention` (or `RingAttention`) with `return_lse`, differentiates
 sum(out * d_out) + sum(lse * d_lse) with `mx.vjp`, and writes its shard of the output, the
-lse and dq, dk, dv as float32 into `rank<r>.npz`; the error cases go into `rank<r>.json`.
+lse and dq, dk, dv as float32 into `rank<r>.npz`; the error cases (and a 16 MB ring shift)
+go into `rank<r>.json`.
 """
 
 import json
@@ -17,6 +18,7 @@ import numpy as np
 from mlx_primitives.distributed._comm import resolve_group
 from mlx_primitives.distributed.ring_attention import (
     RingAttention,
+    _shift_after,
     gather_sequence,
     ring_attention,
     shard_sequence,
@@ -63,6 +65,10 @@ for case in cases:
         results[f"{name}.{key}.dtype"] = np.array(str(value.dtype))
     # every rank's output put back in order: the whole sequence's
     results[f"{name}.gathered"] = np.array(gather_sequence(out, group, layout, sharding).astype(mx.float32))
+
+# A 16 MB block: past the sockets' buffers, where ranks that all send first deadlock.
+big = _shift_after(mx.full((4 * 1024 * 1024,), float(rank)), None, group)
+errors["big_shift"] = [big[0].item(), big[-1].item()]
 
 # Ranks that disagree on shapes: the last rank has one position more.
 shard = 5 + (rank == size - 1)
