@@ -9,7 +9,7 @@ MLX ops; every public name is exported here. `mlx_primitives.kernels` re-exports
 blocks under their earlier import path.
 """
 
-from . import cache, generation
+from . import cache, distributed, generation
 from .attention import (
     ChunkedCrossAttention,
     FlashAttention,
@@ -30,6 +30,14 @@ from .cache import (
     RotatingKVCache,
     block_tables,
     make_cache,
+)
+from .distributed import (
+    AllToShardedLinear,
+    ExpertParallelMoELayer,
+    RingAttention,
+    ShardedToAllLinear,
+    ring_attention,
+    shard_linear,
 )
 from .gather_scatter import (
     selective_gather,
@@ -134,4 +142,6 @@ __all__ = [
     "block_tables", "make_cache", "paged_attention", "paged_attention_reference", "write_kv_slots",
     "quantized_kv_attention", "quantized_kv_attention_reference", "GenerationEngine", "SamplingParams",
     "associative_scan", "associative_scan_reference",
+    "distributed", "AllToShardedLinear", "ExpertParallelMoELayer", "RingAttention", "ShardedToAllLinear",
+    "ring_attention", "shard_linear",
 ]  # fmt: skip

@@ -135,13 +135,25 @@ def ring_neighbours(group: mx.distributed.Group) -> tuple[int, int]:
     return (rank + 1) % size, (rank - 1) % size
 
 
-def ring_shift(x: mx.array, group: mx.distributed.Group) -> mx.array:
-    """Sends `x` to the next rank and returns what the previous rank sent (same shape and dtype).
+def ring_shift(x: mx.array, group: mx.distributed.Group, after: mx.array | None = None) -> mx.array:
+    """Sends `x` to the next rank and returns what the previous rank sent (same shape and dtype),
+    once the exchange that returned `after` (if given) is done.
 
-    Only neighbours talk, which is what MLX's ring backend supports for `send`/`recv`.
+    Only neighbours talk, which is what MLX's ring backend supports for `send`/`recv`. Two orders
+    matter. Between ranks: when every rank sends before it receives, blocks past the sockets'
+    buffers deadlock the ring backend (16 MB blocks did on 2 ranks, 4 MB did not), every rank
+    stuck in its send; so even ranks send first and odd ranks receive first, which leaves no
+    cycle of waiting senders for any world size. Within a rank: the ring matches the messages
+    between two ranks by their order alone, and MLX evaluates independent parts of a graph in no
+    fixed order, so two exchanges in flight could swap; pass the previous exchange's result as
+    `after` to chain them into the same order on every rank.
     """
+    if after is not None:
+        x = mx.depends([x], [after])[0]
     nxt, prev = ring_neighbours(group)
-    sent = mx.distributed.send(x, nxt, group=group)
+    if group.rank() % 2 == 0:
+        sent = mx.distributed.send(x, nxt, group=group)
+        return mx.depends([mx.distributed.recv_like(x, prev, group=group)], [sent])[0]
     received = mx.distributed.recv_like(x, prev, group=group)
-    # The receive must not run before this rank's send is issued, or the ring deadlocks.
+    sent = mx.distributed.send(mx.depends([x], [received])[0], nxt, group=group)
     return mx.depends([received], [sent])[0]

@@ -34,7 +34,7 @@ from ..attention import LAYOUTS, _check_qkv, attention_reference, flash_attentio
 from ..attention.backward import attention_backward
 from ..attention.forward import attention_forward
 from ..attention.spec import AttentionSpec
-from ._comm import agree, resolve_group, ring_neighbours
+from ._comm import agree, resolve_group, ring_shift
 
 SHARDINGS = ("contiguous", "zigzag")
 # Codes of the non-shape arguments every rank must agree on.
@@ -91,30 +91,6 @@ def _merge(
     return out * w_old + o_b * w_new, new_lse
 
 
-def _shift_after(x: mx.array, previous: mx.array | None, group: mx.distributed.Group) -> mx.array:
-    """Sends `x` to the next rank and returns the previous rank's, after the exchange that gave
-    `previous`.
-
-    Two orders matter. Between ranks: when every rank sends before it receives, blocks past the
-    sockets' buffers deadlock the ring backend (16 MB blocks did here, 4 MB did not), every rank stuck in its send
-    (`_comm.ring_shift` does that); so even ranks send first and odd ranks receive first, which
-    leaves no cycle of waiting senders for any world size. Within a rank: the ring matches
-    messages between two ranks by their order alone, and MLX evaluates independent parts of a
-    graph in no fixed order, so a rank that sent a gradient block before a key/value block
-    its neighbour receives first would swap them; chaining every exchange to the one before
-    gives each rank the same order.
-    """
-    if previous is not None:
-        x = mx.depends([x], [previous])[0]
-    nxt, prev = ring_neighbours(group)
-    if group.rank() % 2 == 0:
-        sent = mx.distributed.send(x, nxt, group=group)
-        return mx.depends([mx.distributed.recv_like(x, prev, group=group)], [sent])[0]
-    received = mx.distributed.recv_like(x, prev, group=group)
-    sent = mx.distributed.send(mx.depends([x], [received])[0], nxt, group=group)
-    return mx.depends([received], [sent])[0]
-
-
 @mx.custom_function
 def _ring_attention(
     q: mx.array,
@@ -137,7 +113,7 @@ def _ring_attention(
     for step in range(size):
         incoming = None
         if step < size - 1:  # issued before this step's kernels and independent of them
-            incoming = last = _shift_after(block, last, group)
+            incoming = last = ring_shift(block, group, after=last)
         theirs = _chunks((rank - step) % size, size, sharding)
         for i, (q_i, chunk_i) in enumerate(zip(queries, mine)):
             for kv_j, chunk_j in zip(_split(block, len(theirs), seq + 1), theirs):
@@ -184,7 +160,7 @@ def _ring_attention_vjp(
     for step in range(size):
         incoming = None
         if step < size - 1:
-            incoming = last = _shift_after(block, last, group)
+            incoming = last = ring_shift(block, group, after=last)
         theirs = _chunks((rank - step) % size, size, sharding)
         d_kv = _split(d_block, len(theirs), seq + 1)
         for i, ((q_i, out_i, d_out_i, lse_i, d_lse_i), chunk_i) in enumerate(zip(rows, mine)):
@@ -200,7 +176,7 @@ def _ring_attention_vjp(
                 dq[i] = dq[i] + dq_b.astype(mx.float32)
                 d_kv[j] = d_kv[j] + mx.stack([dk_b, dv_b]).astype(mx.float32)
         # W shifts in all: the gradients of block b arrive back at rank b.
-        d_block = last = _shift_after(_join(d_kv, seq + 1), last, group)
+        d_block = last = ring_shift(_join(d_kv, seq + 1), group, after=last)
         if incoming is not None:
             block = incoming
     d_q = mx.depends([_join(dq, seq)], [last])[0]  # every block passed on, as in the forward

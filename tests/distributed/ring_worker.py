@@ -15,10 +15,9 @@ from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
-from mlx_primitives.distributed._comm import resolve_group
+from mlx_primitives.distributed._comm import resolve_group, ring_shift
 from mlx_primitives.distributed.ring_attention import (
     RingAttention,
-    _shift_after,
     gather_sequence,
     ring_attention,
     shard_sequence,
@@ -67,7 +66,7 @@ for case in cases:
     results[f"{name}.gathered"] = np.array(gather_sequence(out, group, layout, sharding).astype(mx.float32))
 
 # A 16 MB block: past the sockets' buffers, where ranks that all send first deadlock.
-big = _shift_after(mx.full((4 * 1024 * 1024,), float(rank)), None, group)
+big = ring_shift(mx.full((4 * 1024 * 1024,), float(rank)), group)
 errors["big_shift"] = [big[0].item(), big[-1].item()]
 
 # Ranks that disagree on shapes: the last rank has one position more.
