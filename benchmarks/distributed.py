@@ -116,12 +116,13 @@ def run_ranks(ranks: int, names: list[str], quick: bool, device: str, timeout: f
 
 
 def table(rows: list[dict]) -> str:
-    header = f"{'case':<14} {'ranks':>5} {'ms/step':>10} {'throughput':>22} {'efficiency':>10} {'bytes/step/rank':>16}"
+    width = max([4, *(len(row["case"]) for row in rows)])
+    header = f"{'case':<{width}} {'ranks':>5} {'ms/step':>10} {'throughput':>22} {'efficiency':>10} {'bytes/step/rank':>16}"
     lines = [header, "-" * len(header)]
     for row in rows:
         throughput = f"{row['throughput']:.4g} {row['unit']}"
         lines.append(
-            f"{row['case']:<14} {row['ranks']:>5} {1e3 * row['seconds']:>10.3f} {throughput:>22} "
+            f"{row['case']:<{width}} {row['ranks']:>5} {1e3 * row['seconds']:>10.3f} {throughput:>22} "
             f"{row['efficiency']:>10.2f} {row['bytes_exchanged']:>16,}"
         )
     return "\n".join(lines)

@@ -86,7 +86,7 @@ def _case(
         return {
             "seconds": _time(group, step, 2 if quick else 5),
             "work": flops,
-            "unit": "FLOP",
+            "unit": "FLOP/s",
             "bytes_exchanged": sent if size > 1 else 0,
             "shape": f"B={batch} H={heads} Hkv={kv_heads} S={seq} D={head_dim}"
             + (" causal" if causal else "")
