@@ -67,12 +67,15 @@ def rank_side(out: Path, names: list[str], quick: bool, device: str) -> None:
     (out / f"rank{group.rank()}.json").write_text(json.dumps(results))
 
 
-def _free_port_base(count: int) -> int:
-    """A port p such that p .. p + count - 1 were free a moment ago (the ring listens on them)."""
+def free_port_base(count: int) -> int:
+    """A port p such that p .. p + count - 1 were free a moment ago (the ring listens on them;
+    tests/distributed/launch.py takes its ports here too)."""
     for _ in range(50):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             base = probe.getsockname()[1]
+        if base + count >= 65535:
+            continue
         try:
             for port in range(base, base + count):
                 with socket.socket() as s:
@@ -104,7 +107,7 @@ def run_ranks(ranks: int, names: list[str], quick: bool, device: str, timeout: f
             launcher = shutil.which("mlx.launch")
             if launcher is None:
                 raise SystemExit("[benchmarks.distributed] mlx.launch is not installed: only --ranks 1 runs")
-            port = str(_free_port_base(ranks))
+            port = str(free_port_base(ranks))
             command = [launcher, "-n", str(ranks), "--backend", "ring", "--starting-port", port, *side]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)

@@ -10,35 +10,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from benchmarks.distributed import free_port_base
+
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = shutil.which("mlx.launch")
 
 requires_launch = pytest.mark.skipif(LAUNCHER is None, reason="mlx.launch is not installed")
-
-
-def _free_port_base(count: int) -> int:
-    """A port p such that p .. p + count - 1 were free a moment ago."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + count >= 65535:
-            continue
-        try:
-            for port in range(base, base + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no run of free local ports found")
 
 
 def launch(
@@ -53,7 +36,7 @@ def launch(
         "--backend",
         "ring",
         "--starting-port",
-        str(_free_port_base(ranks)),
+        str(free_port_base(ranks)),
         sys.executable,
         str(ROOT / "tests" / "distributed" / script),
         str(out),
