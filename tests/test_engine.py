@@ -121,6 +121,37 @@ def test_stop_tokens_cancellation_and_seeded_sampling(model, rng: np.random.Gene
     assert seeded[0].tokens == seeded[1].tokens  # the same seed, the same draws, whatever the batch
 
 
+@pytest.mark.parametrize("cache", ["kv", "paged"])
+def test_pipelined_steps_act_on_no_token_past_a_finish(model, rng: np.random.Generator, cache: str) -> None:
+    """Steps sample on the device and read the previous step's tokens: a request that stops,
+    is cancelled (from its callback) or runs out of tokens emits nothing the next step drew."""
+    batch = prompts(rng, [7, 19, 3, 12])
+    expected = [alone(model, p, 9) for p in batch]
+    engine = GenerationEngine(model, cache=cache, max_batch=4, token_budget=64)
+    seen: dict[int, list[int]] = {}
+
+    def record(request, token: int) -> None:
+        seen.setdefault(request.id, []).append(token)
+        if request is cancelling and len(request.tokens) == 2:
+            request.cancel()
+
+    stop_at = expected[0][2]
+    stopped = engine.submit(batch[0], 9, stop_tokens=[stop_at], callback=record)
+    one = engine.submit(batch[1], 1, callback=record)
+    cancelling = engine.submit(batch[2], 9, callback=record)
+    full = engine.submit(batch[3], 9, callback=record)
+    engine.run()
+    assert stopped.tokens == expected[0][: expected[0].index(stop_at)] and stopped.finish_reason == "stop"
+    assert one.tokens == expected[1][:1] and one.finish_reason == "length"
+    assert cancelling.tokens == expected[2][:2] and cancelling.finish_reason == "cancelled"
+    assert full.tokens == expected[3] and full.finish_reason == "length"
+    for request in (stopped, one, cancelling, full):
+        assert seen.get(request.id, []) == request.tokens
+    stats = engine.stats()
+    assert stats.blocks_used == 0
+    assert stats.generated_tokens == len(stopped.tokens) + 1 + 2 + 1 + 9  # the stop token counts
+
+
 def test_bad_input_is_refused_and_leaves_the_others_alone(model, rng: np.random.Generator) -> None:
     engine = GenerationEngine(model, cache="paged", block_size=16, num_blocks=4)
     good = engine.submit(prompts(rng, [10])[0], max_tokens=4)

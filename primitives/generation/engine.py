@@ -63,6 +63,8 @@ class Request:
     submitted: float = 0.0
     token_times: list[float] = field(default_factory=list)
     _unread: int = 0
+    _drawn: int = 0  # tokens sampled, read or not
+    _released: bool = False
     _random: TokenRandom | None = None
     _caches: list[Any] | None = None
     _scheduled: ScheduledRequest | None = None
@@ -175,6 +177,9 @@ class GenerationEngine:
         self._next_id = 0
         self._batch: list[Request] = []  # the decode batch's rows, in order
         self._batch_cache: list[Any] | None = None
+        self._batch_last: mx.array | None = None  # the batch rows' last tokens, on the device
+        self._pending: tuple[list[Request], mx.array] | None = None  # the last step's draws
+        self._penalized = 0  # running requests with penalties (they need the host history)
         self._finished: list[Request] = []
         self._prompt_tokens = self._generated = 0
         self._step_seconds = 0.0
@@ -232,13 +237,16 @@ class GenerationEngine:
         request._random = TokenRandom(params.seed) if params.seed is not None else None
         request._scheduled = scheduled
         self.requests[rid] = request
+        self._penalized += params.penalized
         return request
 
     def cancel(self, request_id: int) -> None:
         """Ends a request now; its tokens so far stay in `tokens`."""
         if request_id not in self.requests:
             raise KeyError(f"[GenerationEngine] unknown request id {request_id}")
-        self._finish(self.requests[request_id], "cancelled")
+        self._read()  # the tokens drawn so far count, as if read before the cancel
+        if request_id in self.requests:
+            self._finish(self.requests[request_id], "cancelled")
 
     def generate(
         self, prompts: Sequence[Sequence[int]], max_tokens: int = 256, sampler: SamplingParams | None = None
@@ -257,14 +265,28 @@ class GenerationEngine:
     # ------------------------------------------------------------------ one step
 
     def step(self) -> None:
-        """Runs one scheduled model step (a no-op when nothing is queued)."""
+        """Runs one scheduled model step (a no-op when nothing is queued).
+
+        The step is pipelined as mlx-lm's `BatchGenerator` is: its tokens are sampled on the
+        device and evaluated asynchronously, and the host then reads the previous step's tokens
+        while the device computes. A token is acted on (appended, stop checks, callbacks, finish)
+        only when read, so a request that stopped on step t's token drops the token step t + 1
+        already drew for it. Requests whose tokens are all drawn (max_tokens) give back their
+        batch row and blocks at once, and finish when their last token is read.
+        """
         start = time.perf_counter()
+        if self._penalized:
+            self._read()  # penalties need every token of the history on the host
         plan = self.scheduler.schedule()
+        if plan.preempted:
+            self._read()  # a preempted request recomputes from its known tokens: read them all
         for victim in plan.preempted:
-            self._leave_batch(self.requests[victim.id])
-            self._drop_caches(self.requests[victim.id])
+            if victim.id in self.requests:
+                self._leave_batch(self.requests[victim.id])
+                self._drop_caches(self.requests[victim.id])
         in_batch = {id(r) for r in self._batch}
-        work = [(self.requests[w.request.id], w) for w in plan.work]
+        # a request the read above finished left the scheduler: its work is void
+        work = [(self.requests[w.request.id], w) for w in plan.work if w.request.id in self.requests]
         decoding = [r for r, _ in work if id(r) in in_batch]
         assert len(decoding) == len(self._batch), "every row of the decode batch runs each step"
         drawn: list[Request] = []
@@ -279,30 +301,46 @@ class GenerationEngine:
             group_caches, logits = self._prefill_together(whole)
             drawn += whole
             rows.append(logits)
+        singles: list[Request] = []
         for request, w in work:
             if id(request) not in in_batch and id(request) not in together:
                 logits = self._prefill(request, w.start + w.count)
                 if w.samples:
                     drawn.append(request)
+                    singles.append(request)
                     rows.append(logits[None])
         if drawn:
-            self._draw(drawn, mx.concatenate(rows) if len(rows) > 1 else rows[0])
-        if together:
-            alive = [i for i, r in enumerate(whole) if not r.finished]
-            if alive:
-                if len(alive) < len(whole):
-                    for cache in group_caches:
-                        cache.filter(alive)
-                self._extend_batch([whole[i] for i in alive], group_caches)
-        for request in drawn:  # prompts done on their own caches join the decode batch
-            if request._caches is not None and not request.finished:
-                self._join_batch(request)
+            tokens = self._draw(drawn, mx.concatenate(rows) if len(rows) > 1 else rows[0])
+            position = {id(r): i for i, r in enumerate(drawn)}
+            done = {id(r) for r in drawn if r._drawn >= r.max_tokens}
+            for request in drawn:
+                if id(request) in done:
+                    self._release(request)  # nothing more to compute: free its row and blocks now
+            if together:
+                alive = [i for i, r in enumerate(whole) if id(r) not in done]
+                if alive:
+                    if len(alive) < len(whole):
+                        for cache in group_caches:
+                            cache.filter(alive)
+                    self._extend_batch([whole[i] for i in alive], group_caches)
+            for request in singles:  # prompts done on their own caches join the decode batch
+                if id(request) not in done:
+                    self._join_batch(request)
+            # the batch's next inputs are the tokens just drawn, still on the device
+            self._batch_last = (
+                tokens[mx.array([position[id(r)] for r in self._batch], dtype=mx.int32)]
+                if self._batch
+                else None
+            )
+            mx.async_eval(tokens, *([self._batch_last] if self._batch else []))
+        self._read()  # the previous step's tokens (computed by now, or soon: the device is busy)
+        if drawn:
+            self._pending = (drawn, tokens)
         self._step_seconds += time.perf_counter() - start
 
     def _decode(self) -> mx.array:
         """(batch, vocab) logits of the decode batch's next tokens."""
-        last = mx.array([[r.tokens[-1]] for r in self._batch])
-        return self.model(last, cache=self._batch_cache)[:, -1, :]
+        return self.model(self._batch_last[:, None], cache=self._batch_cache)[:, -1, :]
 
     def _prefill(self, request: Request, end: int) -> mx.array | None:
         """Runs the model on the request's tokens from its cache's length to `end`; the logits
@@ -315,19 +353,44 @@ class GenerationEngine:
         if begin >= end:
             return None  # a prefix hit covered this chunk
         tokens = request.known[begin:end]
-        logits = self.model(mx.array(tokens)[None], cache=request._caches)[0, -1, :]
+        if end < len(request.known):  # a chunk short of the last token: no logits needed
+            self.model(mx.array(tokens)[None], cache=request._caches)
+            logits = None
+        else:
+            logits = self._last_logits(mx.array(tokens)[None], request._caches)[0]
         self._prompt_tokens += len(tokens)
         if self.pool is not None:
             request._caches[0].sequence.append_tokens(tokens)
         return logits
 
-    def _draw(self, requests: list[Request], logits: mx.array) -> None:
+    def _last_logits(self, tokens: mx.array, caches: list[Any]) -> mx.array:
+        """(batch, vocab) logits of the last of (batch, n) `tokens`. The others run first in
+        their own call whose logits are never evaluated, so the vocabulary projection runs for
+        one position per row (as mlx-lm's prefill does), not for every prompt token."""
+        if tokens.shape[1] > 1:
+            self.model(tokens[:, :-1], cache=caches)
+        return self.model(tokens[:, -1:], cache=caches)[:, -1, :]
+
+    def _draw(self, requests: list[Request], logits: mx.array) -> mx.array:
+        """Samples each request's next token; (requests,) uint32 tokens, not yet evaluated."""
         params = [r.params for r in requests]
         histories = [r.known for r in requests] if any(p.penalized for p in params) else None
-        tokens = sample_tokens(logits, params, histories, [r._random for r in requests]).tolist()
-        now = time.perf_counter()
-        for request, token in zip(requests, tokens):
+        tokens = sample_tokens(logits, params, histories, [r._random for r in requests])
+        for request in requests:
             self.scheduler.token_drawn(request._scheduled)
+            request._drawn += 1
+        return tokens
+
+    def _read(self) -> None:
+        """Reads the tokens the last step drew (a host sync) and acts on them."""
+        if self._pending is None:
+            return
+        requests, tokens = self._pending
+        self._pending = None
+        now = time.perf_counter()
+        for request, token in zip(requests, tokens.tolist()):
+            if request.finished:  # stopped or cancelled on an earlier token: this one is void
+                continue
             self._generated += 1
             if token in request.stop_tokens:
                 self._finish(request, "stop")
@@ -362,7 +425,7 @@ class GenerationEngine:
             cache.prepare(left_padding=pads)
         tokens = mx.array([[0] * pad + r.known for pad, r in zip(pads, requests)])
         self._prompt_tokens += sum(lengths)
-        return caches, self.model(tokens, cache=caches)[:, -1, :]
+        return caches, self._last_logits(tokens, caches)
 
     def _join_batch(self, request: Request) -> None:
         self._extend_batch([request], [type(c).merge([c]) for c in request._caches])
@@ -382,20 +445,31 @@ class GenerationEngine:
             return
         self._batch = [self._batch[i] for i in keep]
         if not keep:
-            self._batch_cache = None
+            self._batch_cache = self._batch_last = None
             return
         for batch in self._batch_cache:
             batch.filter(keep)
+        if self._batch_last is not None:
+            self._batch_last = self._batch_last[mx.array(keep, dtype=mx.int32)]
 
     def _drop_caches(self, request: Request) -> None:
         if request._caches is not None and self.pool is not None:
             request._caches[0].sequence.release()  # its full prompt blocks stay cached
         request._caches = None
 
-    def _finish(self, request: Request, reason: str) -> None:
+    def _release(self, request: Request) -> None:
+        """Gives back the request's batch row, caches and scheduler blocks (once)."""
+        if request._released:
+            return
+        request._released = True
         self._leave_batch(request)
         self._drop_caches(request)
         self.scheduler.finish(request.id)
+        if request.params.penalized:
+            self._penalized -= 1
+
+    def _finish(self, request: Request, reason: str) -> None:
+        self._release(request)
         request.finished, request.finish_reason = True, reason
         del self.requests[request.id]
         self._finished.append(request)
