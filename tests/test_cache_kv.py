@@ -6,6 +6,8 @@ The models are tiny random Llama and Qwen3 (GQA) networks built here from mlx-lm
 
 from __future__ import annotations
 
+import sys
+
 import mlx.core as mx
 import numpy as np
 import pytest
@@ -350,3 +352,46 @@ def test_mlx_lm_batch_generator(model, rng: np.random.Generator, kind: str, opti
 
     expected = [_greedy(model, p, theirs(), n) for p, n in zip(prompts, (8, 5, 8))]
     assert [out[uid] for uid in uids] == expected
+
+
+def test_paged_decode_batch_attends_in_place_like_mlx_lm(model, rng: np.random.Generator) -> None:
+    """Decode steps of three sequences through `paged_attention` on the pool (across block
+    boundaries, one of them sharing a prefix) give mlx-lm's logits within 1e-5 (float32)."""
+    from mlx_lm.models import base
+
+    pool = _pool(model, block_size=16, num_blocks=24)
+    shared = rng.integers(0, VOCAB, 32).tolist()
+    prompts = [rng.integers(0, VOCAB, 15).tolist(), shared + [3], shared + rng.integers(0, VOCAB, 9).tolist()]
+    sequences, references = [], []
+    for prompt in prompts:
+        layers = C.make_cache(model, "paged", pool=pool)
+        covered = layers[0].sequence.match_prefix(prompt)
+        model(mx.array([prompt[covered:]]), cache=layers)
+        layers[0].sequence.append_tokens(prompt[covered:])
+        sequences.append(layers[0].sequence)
+        reference = lm_cache.make_prompt_cache(model)
+        model(mx.array([prompt]), cache=reference)
+        references.append(reference)
+    assert sequences[2].table[:2] == sequences[1].table[:2]  # the prefix blocks are shared
+    module = type(model.layers[0].self_attn).__module__
+    for step in range(3):
+        tokens = rng.integers(0, VOCAB, len(prompts)).tolist()
+        batch = C.PagedDecodeBatch(sequences)
+        with C.paged_attention_dispatch(model):
+            got = model(mx.array(tokens)[:, None], cache=batch.layers)[:, -1]
+            # inside the block every other cache still takes mlx-lm's own attention
+            inside = _logits(model, lm_cache.make_prompt_cache(model), prompts[0])
+        batch.advance()
+        expected = [np.array(model(mx.array([[t]]), cache=r)[0, -1]) for t, r in zip(tokens, references)]
+        np.testing.assert_allclose(np.array(got), np.stack(expected), atol=1e-5, rtol=0)
+        assert [s.length for s in sequences] == [len(p) + step + 1 for p in prompts]
+    outside = _logits(model, lm_cache.make_prompt_cache(model), prompts[0])
+    np.testing.assert_array_equal(inside, outside)
+    assert sys.modules[module].scaled_dot_product_attention is base.scaled_dot_product_attention
+    with pytest.raises(RuntimeError, match=r"layers \[0, 1\] did not attend through `attend`"):
+        batch = C.PagedDecodeBatch(sequences)
+        model(mx.array(tokens)[:, None], cache=batch.layers)  # no dispatch: the model's own sdpa
+        batch.advance()
+    with pytest.raises(ZeroDivisionError), C.paged_attention_dispatch(model):
+        1 / 0  # noqa: B018
+    assert sys.modules[module].scaled_dot_product_attention is base.scaled_dot_product_attention

@@ -41,11 +41,18 @@ def prompts(rng: np.random.Generator, lengths: list[int]) -> list[list[int]]:
     return [rng.integers(0, VOCAB, n).tolist() for n in lengths]
 
 
-@pytest.mark.parametrize("cache", ["kv", "paged", "quantized"])
+def engine_options(cache: str) -> dict:
+    """ "paged-kernel" and "paged-copy" are the paged kind with each decode path."""
+    if cache.startswith("paged-"):
+        return {"cache": "paged", "paged_decode": cache.removeprefix("paged-")}
+    return {"cache": cache, **({"group_size": 32} if cache == "quantized" else {})}  # head_dim 32
+
+
+@pytest.mark.parametrize("cache", ["kv", "paged-copy", "paged-kernel", "quantized"])
 def test_batched_tokens_equal_each_request_alone(model, rng: np.random.Generator, cache: str) -> None:
     batch = prompts(rng, [5, 37, 1, 20, 64])
-    options = {"group_size": 32} if cache == "quantized" else {}  # head_dim 32
-    engine = GenerationEngine(model, cache=cache, max_batch=4, token_budget=48, prefill_chunk=16, **options)
+    engine = GenerationEngine(model, max_batch=4, token_budget=48, prefill_chunk=16, **engine_options(cache))
+    assert engine.paged_decode == (cache.removeprefix("paged-") if cache.startswith("paged") else None)
     got = engine.generate(batch, max_tokens=12)
     if cache == "quantized":  # 8-bit keys and values: most tokens agree, as with mlx-lm's own
         agree = np.mean([a == b for p, g in zip(batch, got) for a, b in zip(g, alone(model, p, 12))])
@@ -58,7 +65,7 @@ def test_batched_tokens_equal_each_request_alone(model, rng: np.random.Generator
 
 
 def test_requests_join_and_leave_between_steps(model, rng: np.random.Generator) -> None:
-    engine = GenerationEngine(model, cache="paged", max_batch=8, token_budget=64)
+    engine = GenerationEngine(model, cache="paged", paged_decode="kernel", max_batch=8, token_budget=64)
     first = engine.submit(prompts(rng, [9])[0], max_tokens=20)
     for _ in range(5):
         engine.step()
@@ -83,10 +90,15 @@ def test_a_shared_prefix_reuses_blocks_and_keeps_tokens(model, rng: np.random.Ge
     assert first.tokens == alone(model, first.prompt, 5) and second.tokens == alone(model, second.prompt, 5)
 
 
-def test_preemption_recomputes_and_loses_no_token(model, rng: np.random.Generator) -> None:
-    # 12 blocks of 4 tokens for four requests that need up to 7 each: some are preempted
-    batch = prompts(rng, [10, 11, 9, 12])
-    engine = GenerationEngine(model, cache="kv", max_batch=4, token_budget=32, block_size=4, num_blocks=12)
+@pytest.mark.parametrize("cache", ["kv", "paged-kernel"])
+def test_preemption_recomputes_and_loses_no_token(model, rng: np.random.Generator, cache: str) -> None:
+    # kv: 12 blocks of 4 tokens for four requests that need up to 7 each; paged (the kernel's
+    # blocks are >= 16 tokens): 7 blocks of 16 for four that need 2 or 3: some are preempted
+    size, blocks, lengths = (4, 12, [10, 11, 9, 12]) if cache == "kv" else (16, 7, [20, 11, 25, 18])
+    batch = prompts(rng, lengths)
+    engine = GenerationEngine(
+        model, max_batch=4, token_budget=32, block_size=size, num_blocks=blocks, **engine_options(cache)
+    )
     got = engine.generate(batch, max_tokens=14)
     assert engine.stats().preemptions > 0
     assert got == [alone(model, p, 14) for p in batch]
@@ -121,13 +133,13 @@ def test_stop_tokens_cancellation_and_seeded_sampling(model, rng: np.random.Gene
     assert seeded[0].tokens == seeded[1].tokens  # the same seed, the same draws, whatever the batch
 
 
-@pytest.mark.parametrize("cache", ["kv", "paged"])
+@pytest.mark.parametrize("cache", ["kv", "paged-kernel"])
 def test_pipelined_steps_act_on_no_token_past_a_finish(model, rng: np.random.Generator, cache: str) -> None:
     """Steps sample on the device and read the previous step's tokens: a request that stops,
     is cancelled (from its callback) or runs out of tokens emits nothing the next step drew."""
     batch = prompts(rng, [7, 19, 3, 12])
     expected = [alone(model, p, 9) for p in batch]
-    engine = GenerationEngine(model, cache=cache, max_batch=4, token_budget=64)
+    engine = GenerationEngine(model, max_batch=4, token_budget=64, **engine_options(cache))
     seen: dict[int, list[int]] = {}
 
     def record(request, token: int) -> None:
@@ -167,6 +179,8 @@ def test_bad_input_is_refused_and_leaves_the_others_alone(model, rng: np.random.
         engine.submit([1, 2], params=SamplingParams(top_p=2.0))
     with pytest.raises(ValueError, match="cache is 'dense'; expected one of kv, quantized, paged"):
         GenerationEngine(model, cache="dense")
+    with pytest.raises(ValueError, match="paged_decode is 'gather'; expected one of auto, kernel, copy"):
+        GenerationEngine(model, paged_decode="gather")
     engine.run()
     assert good.tokens == alone(model, good.prompt, 4)
 

@@ -8,9 +8,25 @@ their own cache. A request whose prompt is done joins the decode batch (`merge`,
 
 With `cache="paged"` every request's prompt is written into one shared `BlockPool`: a request
 whose prompt starts with the full blocks of an earlier prompt takes those blocks
-(`match_prefix`) and runs the model only on the rest. The decode batch holds contiguous copies
-(`PagedKVCache.merge`): stock mlx-lm models attend over contiguous keys and values; the block
-table attention kernel (`paged_attention`) serves models whose attention calls it.
+(`match_prefix`) and runs the model only on the rest. Decode then runs one of two ways
+(`paged_decode`):
+
+- "kernel": every request keeps its block table; each step writes the new keys and values
+  into their slots and the model's attention runs `paged_attention` over the pool through
+  the tables (`PagedDecodeBatch`, with `paged_attention_dispatch` routing mlx-lm's
+  `scaled_dot_product_attention` to it for the decode call only). Nothing is gathered.
+- "copy": a request joining the decode batch is copied into a contiguous left-padded
+  `BatchKVCache` (`PagedKVCache.merge`) and gives its blocks back; the batch attends with
+  mlx-lm's own attention.
+
+"auto" (the default) is "kernel" on a GPU and "copy" on the CPU, where mtriton kernels run on
+an emulator or the interpreter and the fused MLX attention is far faster; `paged_decode` on
+the engine says which one runs.
+
+Steps are pipelined as in mlx-lm's `BatchGenerator`: a step's tokens are sampled on the device
+and evaluated asynchronously, and the host reads the previous step's tokens meanwhile, so the
+per-step host sync overlaps the next step's compute. Tokens are acted on when read (see
+`step`); stop tokens, stop strings, cancellation and max_tokens are exact.
 
 The model is any mlx-lm model: `model(tokens[None], cache=caches)` returns logits, and its
 layers call their caches the mlx-lm way.
@@ -33,6 +49,7 @@ from .scheduler import Policy, ScheduledRequest, Scheduler
 # Tokens the contiguous kinds budget for when no limit is given.
 DEFAULT_KV_TOKENS = 1 << 14
 KINDS = ("kv", "quantized", "paged")
+PAGED_DECODES = ("auto", "kernel", "copy")
 
 
 @dataclass(eq=False)  # compared by identity: two requests may hold equal fields
@@ -139,6 +156,8 @@ class GenerationEngine:
         block_size: Tokens per KV block (the paged pool's, and the scheduler's unit).
         num_blocks: KV blocks; default from `memory_limit`, else 16,384 tokens' worth.
         memory_limit: Bytes of KV storage (paged: the pool's size).
+        paged_decode: How the paged kind decodes: "kernel" (`paged_attention` on the pool),
+            "copy" (contiguous copies) or "auto" ("kernel" on a GPU, "copy" on the CPU).
         cache_options: More options for the cache kind (`bits`, `group_size`, `eviction`).
     """
 
@@ -155,6 +174,7 @@ class GenerationEngine:
         block_size: int = 16,
         num_blocks: int | None = None,
         memory_limit: int | None = None,
+        paged_decode: str = "auto",
         **cache_options: Any,
     ) -> None:
         if cache not in KINDS:
@@ -165,6 +185,14 @@ class GenerationEngine:
         if num_blocks is None:
             tokens = DEFAULT_KV_TOKENS if memory_limit is None else memory_limit // token_bytes
             num_blocks = max(1, tokens // block_size)
+        if paged_decode not in PAGED_DECODES:
+            raise ValueError(
+                f"[GenerationEngine] paged_decode is {paged_decode!r}; expected one of {', '.join(PAGED_DECODES)}"
+            )
+        if paged_decode == "auto":
+            paged_decode = "kernel" if mx.default_device() == mx.gpu else "copy"
+        # how the paged kind decodes: None for the contiguous kinds
+        self.paged_decode = paged_decode if cache == "paged" else None
         self.pool = None
         if cache == "paged":
             self.pool = kv.BlockPool(
@@ -340,7 +368,13 @@ class GenerationEngine:
 
     def _decode(self) -> mx.array:
         """(batch, vocab) logits of the decode batch's next tokens."""
-        return self.model(self._batch_last[:, None], cache=self._batch_cache)[:, -1, :]
+        if self.paged_decode != "kernel":
+            return self.model(self._batch_last[:, None], cache=self._batch_cache)[:, -1, :]
+        batch = kv.PagedDecodeBatch([r._caches[0].sequence for r in self._batch])
+        with kv.paged_attention_dispatch(self.model):
+            logits = self.model(self._batch_last[:, None], cache=batch.layers)[:, -1, :]
+        batch.advance()
+        return logits
 
     def _prefill(self, request: Request, end: int) -> mx.array | None:
         """Runs the model on the request's tokens from its cache's length to `end`; the logits
@@ -428,6 +462,9 @@ class GenerationEngine:
         return caches, self._last_logits(tokens, caches)
 
     def _join_batch(self, request: Request) -> None:
+        if self.paged_decode == "kernel":
+            self._batch.append(request)  # it keeps its sequence: decode reads it in the pool
+            return
         self._extend_batch([request], [type(c).merge([c]) for c in request._caches])
         self._drop_caches(request)  # the batch holds its keys and values now
 
@@ -447,7 +484,7 @@ class GenerationEngine:
         if not keep:
             self._batch_cache = self._batch_last = None
             return
-        for batch in self._batch_cache:
+        for batch in self._batch_cache or ():  # (the in-place paged batch has no batch cache)
             batch.filter(keep)
         if self._batch_last is not None:
             self._batch_last = self._batch_last[mx.array(keep, dtype=mx.int32)]
