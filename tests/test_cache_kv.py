@@ -395,3 +395,27 @@ def test_paged_decode_batch_attends_in_place_like_mlx_lm(model, rng: np.random.G
     with pytest.raises(ZeroDivisionError), C.paged_attention_dispatch(model):
         1 / 0  # noqa: B018
     assert sys.modules[module].scaled_dot_product_attention is base.scaled_dot_product_attention
+
+
+def test_pool_writes_in_place_proportional_to_the_new_tokens(rng: np.random.Generator) -> None:
+    """`BlockPool.write` scatters into the pool's own buffer (MLX donates it on the CPU): no
+    copy of a 32 MB pool per write, and the written slots read back exactly."""
+    pool = C.BlockPool(1, 4, 64, mx.float32, block_size=16, num_blocks=2048)  # 2 x 32 MB
+    mx.eval(pool.keys, pool.values)
+    keys = mx.array(rng.standard_normal((5, 4, 64)), dtype=mx.float32)
+    slots = mx.array([3, 17, 2047 * 16, 500, 9], dtype=mx.int32)
+    mx.eval(keys)
+    mx.synchronize()
+    before = mx.get_active_memory()
+    mx.reset_peak_memory()
+    for _ in range(3):
+        pool.write(0, keys, -keys, slots)
+        mx.eval(pool.keys, pool.values)
+    grown = mx.get_peak_memory() - before
+    assert grown < pool.keys[0].nbytes // 4, f"a write allocated {grown} bytes: the pool was copied"
+    flat = np.array(pool.keys[0]).reshape(-1, 4, 64)
+    np.testing.assert_array_equal(flat[np.array(slots)], np.array(keys))
+    np.testing.assert_array_equal(
+        np.array(pool.values[0]).reshape(-1, 4, 64)[np.array(slots)], -np.array(keys)
+    )
+    assert not flat[np.setdiff1d(np.arange(2048 * 16), np.array(slots))].any()
