@@ -164,6 +164,57 @@ def test_pipelined_steps_act_on_no_token_past_a_finish(model, rng: np.random.Gen
     assert stats.generated_tokens == len(stopped.tokens) + 1 + 2 + 1 + 9  # the stop token counts
 
 
+def word_tokenizer() -> PreTrainedTokenizerFast:
+    """Token i is the word "w{i}"; text is the words joined by spaces."""
+    words = Tokenizer(models.WordLevel({f"w{i}": i for i in range(VOCAB)}, unk_token="w0"))
+    words.pre_tokenizer, words.decoder = pre_tokenizers.Whitespace(), decoders.WordPiece()
+    return PreTrainedTokenizerFast(tokenizer_object=words, unk_token="w0", eos_token="w100")
+
+
+def stopped_by_full_text(tokenizer, tokens: list[int], stops: list[str]) -> list[int]:
+    """The old check: decode everything after each token; cut before the first stop string."""
+    for n in range(1, len(tokens) + 1):
+        text = tokenizer.decode(tokens[:n])
+        for stop in stops:
+            if stop in text:
+                kept = tokens[:n]
+                while kept and len(tokenizer.decode(kept)) > text.index(stop):
+                    kept.pop()
+                return kept
+    return tokens
+
+
+def test_stop_strings_are_checked_on_a_tail_window(model, rng: np.random.Generator) -> None:
+    """Stop strings end a request exactly where decoding its whole text after every token
+    would, while each check decodes only a window of tokens as long as the longest string."""
+    tokenizer = word_tokenizer()
+    lengths: list[int] = []
+    decode = tokenizer.decode
+
+    def counting(tokens, *args, **kwargs):  # noqa: ANN001, ANN202
+        lengths.append(len(tokens))
+        return decode(tokens, *args, **kwargs)
+
+    tokenizer.decode = counting
+    prompt = prompts(rng, [6])[0]
+    expected = alone(model, prompt, 40)
+    text = decode(expected)
+    stops = [
+        [decode(expected[30:32])],  # two whole words late in the output
+        [text[len(decode(expected[:20])) - 2 :][:5], "never there"],  # across a word boundary
+        ["never there"],
+    ]
+    engine = GenerationEngine(model, tokenizer, cache="kv")
+    requests = [engine.submit(prompt, 40, stop_tokens=[], stop_strings=s) for s in stops]
+    engine.run()
+    assert max(lengths) <= 2 * (len("never there") + 2) + 1  # a window, never the whole output
+    tokenizer.decode = decode
+    for request, stop in zip(requests, stops):
+        assert request.tokens == stopped_by_full_text(tokenizer, expected, stop)
+        assert request.finish_reason == ("length" if stop == ["never there"] else "stop")
+    assert len(requests[0].tokens) < 32 and len(requests[2].tokens) == 40
+
+
 def test_bad_input_is_refused_and_leaves_the_others_alone(model, rng: np.random.Generator) -> None:
     engine = GenerationEngine(model, cache="paged", block_size=16, num_blocks=4)
     good = engine.submit(prompts(rng, [10])[0], max_tokens=4)
@@ -193,11 +244,7 @@ def test_the_command_streams_what_mlx_lm_generates(tmp_path: Path) -> None:
     save_model(tmp_path, net)
     config = {k: v for k, v in dataclasses.asdict(net.args).items() if v is not None}
     (tmp_path / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 2048}))
-    words = Tokenizer(models.WordLevel({f"w{i}": i for i in range(VOCAB)}, unk_token="w0"))
-    words.pre_tokenizer, words.decoder = pre_tokenizers.Whitespace(), decoders.WordPiece()
-    PreTrainedTokenizerFast(tokenizer_object=words, unk_token="w0", eos_token="w100").save_pretrained(
-        tmp_path
-    )
+    word_tokenizer().save_pretrained(tmp_path)
     prompt = "w5 w6 w7 w8 w9"
     result = subprocess.run(
         [sys.executable, "-m", "mlx_primitives.generation", "--model", str(tmp_path), "--prompt", prompt,

@@ -211,7 +211,10 @@ class GenerationEngine:
         self._finished: list[Request] = []
         self._prompt_tokens = self._generated = 0
         self._step_seconds = 0.0
-        self.default_stop = frozenset(getattr(tokenizer, "eos_token_ids", None) or ())
+        # mlx-lm's TokenizerWrapper has a set of EOS ids; a Hugging Face tokenizer one id
+        eos = getattr(tokenizer, "eos_token_ids", None)
+        eos = getattr(tokenizer, "eos_token_id", None) if eos is None else eos
+        self.default_stop = frozenset([eos] if isinstance(eos, int) else eos or ())
 
     # ------------------------------------------------------------------ requests
 
@@ -517,15 +520,32 @@ class GenerationEngine:
         return self.tokenizer.decode(list(tokens))
 
     def _hits_stop_string(self, request: Request) -> bool:
-        text = self.detokenize(request.tokens)
-        for stop in request.stop_strings:
-            if stop in text:
-                # keep the tokens whose text ends before the stop string
-                cut = text.index(stop)
-                while request.tokens and len(self.detokenize(request.tokens)) > cut:
-                    request.tokens.pop()
-                return True
-        return False
+        """Whether the text now holds a stop string; if so, drops the tokens from the one whose
+        text reaches into it.
+
+        Incremental: the string can only have appeared at the end, within the longest stop
+        string's length of characters, so only a tail window of tokens is decoded: one whose
+        text past its first token holds at least that many characters (the first token's text
+        may decode differently at the window's edge: a leading space, a split character). The
+        window starts at `longest + 2` tokens and doubles while short, so a check costs the
+        window, not the whole output."""
+        tokens = request.tokens
+        longest = max(len(stop) for stop in request.stop_strings)
+        width = longest + 2
+        while True:
+            start = max(0, len(tokens) - width)
+            if start == 0 or len(self.detokenize(tokens[start + 1 :])) >= longest:
+                break
+            width *= 2
+        text = self.detokenize(tokens[start:])
+        hits = [text.index(stop) for stop in request.stop_strings if stop in text]
+        if not hits:
+            return False
+        cut = hits[0]  # the first stop string listed that occurs, as the full-text check did
+        # keep the tokens whose text ends before the stop string
+        while len(tokens) > start and len(self.detokenize(tokens[start:])) > cut:
+            tokens.pop()
+        return True
 
     # ------------------------------------------------------------------ metrics
 
