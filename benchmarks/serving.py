@@ -85,31 +85,38 @@ def run_mlx_lm(
 
 
 def run_engine(
-    model: llama.Model, prompts: list[list[int]], max_tokens: int, cache: str
+    model: llama.Model, prompts: list[list[int]], max_tokens: int, cache: str, paged_decode: str = "auto"
 ) -> tuple[list[list[int]], GenerationEngine]:
     longest = max(len(p) for p in prompts) + max_tokens
     engine = GenerationEngine(
         model, cache=cache, max_batch=len(prompts), token_budget=max(PREFILL_TOKENS, len(prompts)),
         prefill_chunk=PREFILL_TOKENS, num_blocks=len(prompts) * (-(-longest // 16)) + 16,
+        paged_decode=paged_decode,
     )  # fmt: skip
     return engine.generate(prompts, max_tokens=max_tokens), engine
 
 
 def throughput(
-    model: llama.Model, batch: int, prompt_tokens: int, max_tokens: int, cache: str, repeat: int = 1
+    model: llama.Model,
+    batch: int,
+    prompt_tokens: int,
+    max_tokens: int,
+    cache: str,
+    repeat: int = 1,
+    paged_decode: str = "auto",
 ) -> ServingResult:
     """Both generators on the same prompts, `repeat` times in turn; each one's best run (a
     shared CPU's noise only ever slows a run down)."""
     rng = np.random.default_rng(batch)
     vocab = model.args.vocab_size
     prompts = [rng.integers(0, vocab, prompt_tokens).tolist() for _ in range(batch)]
-    run_engine(model, prompts[:1], 2, cache)  # warm-up: both compile their graphs once
+    run_engine(model, prompts[:1], 2, cache, paged_decode)  # warm-up: both compile their graphs once
     run_mlx_lm(model, prompts[:1], 2)
     their_seconds, stats = math.inf, None
     for _ in range(repeat):
         theirs, seconds = run_mlx_lm(model, prompts, max_tokens)
         their_seconds = min(their_seconds, seconds)
-        ours, engine = run_engine(model, prompts, max_tokens, cache)
+        ours, engine = run_engine(model, prompts, max_tokens, cache, paged_decode)
         if stats is None or engine.stats().tokens_per_second > stats.tokens_per_second:
             stats = engine.stats()
     layers, kv_heads, head_dim = (
@@ -160,17 +167,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--cache", choices=["kv", "paged", "quantized"], default="kv", help="the engine's cache kind"
     )
+    parser.add_argument(
+        "--paged-decode",
+        choices=["auto", "kernel", "copy"],
+        default="auto",
+        help="the paged kind's decode path",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs per generator, best kept (default 3)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     model = make_model(args.size)
     print(f"serving: Llama {args.size} ({model.args.num_hidden_layers} layers, {model.args.hidden_size} wide), "
-          f"{mx.default_device()}, prompts of {args.prompt_tokens}, {args.max_tokens} new tokens, cache {args.cache}")  # fmt: skip
+          f"{mx.default_device()}, prompts of {args.prompt_tokens}, {args.max_tokens} new tokens, cache {args.cache}"
+          + (f" (paged_decode {args.paged_decode})" if args.cache == "paged" else ""))  # fmt: skip
     print("| batch | engine tok/s | mlx-lm tok/s | engine/mlx-lm | engine TTFT | KV B/token | same tokens |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     results = []
     for batch in args.batch:
-        r = throughput(model, batch, args.prompt_tokens, args.max_tokens, args.cache, args.repeat)
+        r = throughput(
+            model, batch, args.prompt_tokens, args.max_tokens, args.cache, args.repeat, args.paged_decode
+        )
         results.append(r)
         print(
             f"| {batch} | {r.engine_tokens_per_s:.1f} | {r.mlx_lm_tokens_per_s:.1f} | {r.ratio:.2f} | "
