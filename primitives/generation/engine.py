@@ -272,7 +272,8 @@ class GenerationEngine:
         return request
 
     def cancel(self, request_id: int) -> None:
-        """Ends a request now; its tokens so far stay in `tokens`."""
+        """Ends a request now; its tokens so far stay in `tokens` (the tokens already drawn
+        are read first, a host sync, so they count as they would have without pipelining)."""
         if request_id not in self.requests:
             raise KeyError(f"[GenerationEngine] unknown request id {request_id}")
         self._read()  # the tokens drawn so far count, as if read before the cancel
@@ -344,9 +345,11 @@ class GenerationEngine:
             tokens = self._draw(drawn, mx.concatenate(rows) if len(rows) > 1 else rows[0])
             position = {id(r): i for i, r in enumerate(drawn)}
             done = {id(r) for r in drawn if r._drawn >= r.max_tokens}
+            # nothing more to compute for these: free their rows (one filter) and blocks now
+            self._leave_batch(*(r for r in drawn if id(r) in done))
             for request in drawn:
                 if id(request) in done:
-                    self._release(request)  # nothing more to compute: free its row and blocks now
+                    self._release(request)
             if together:
                 alive = [i for i, r in enumerate(whole) if id(r) not in done]
                 if alive:
@@ -479,8 +482,10 @@ class GenerationEngine:
                 batch.extend(new)
         self._batch += requests
 
-    def _leave_batch(self, request: Request) -> None:
-        keep = [i for i, r in enumerate(self._batch) if r is not request]
+    def _leave_batch(self, *requests: Request) -> None:
+        """Drops the requests' rows from the decode batch, all in one filter."""
+        leaving = {id(r) for r in requests}
+        keep = [i for i, r in enumerate(self._batch) if id(r) not in leaving]
         if len(keep) == len(self._batch):
             return
         self._batch = [self._batch[i] for i in keep]
