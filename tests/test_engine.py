@@ -90,6 +90,22 @@ def test_a_shared_prefix_reuses_blocks_and_keeps_tokens(model, rng: np.random.Ge
     assert first.tokens == alone(model, first.prompt, 5) and second.tokens == alone(model, second.prompt, 5)
 
 
+@pytest.mark.parametrize("decode", ["copy", "kernel"])
+def test_paged_prompts_prefill_together_and_leave_their_prefixes(
+    model, rng: np.random.Generator, decode: str
+) -> None:
+    """Fresh prompts of the paged kind run as one batch, then sit in the pool: a later prompt
+    that shares one's first blocks runs only its own tail."""
+    batch = prompts(rng, [40, 7, 33])
+    engine = GenerationEngine(model, cache="paged", paged_decode=decode, token_budget=256, prefill_chunk=256)
+    assert engine.generate(batch, max_tokens=6) == [alone(model, p, 6) for p in batch]
+    ran = engine.stats().prompt_tokens
+    later = engine.submit(batch[0][:32] + [1, 2, 3], max_tokens=6)
+    engine.run()
+    assert engine.stats().prompt_tokens - ran == 3  # two blocks of 16 came from the pool
+    assert later.tokens == alone(model, later.prompt, 6) and engine.stats().blocks_used == 0
+
+
 @pytest.mark.parametrize("cache", ["kv", "paged-kernel"])
 def test_preemption_recomputes_and_loses_no_token(model, rng: np.random.Generator, cache: str) -> None:
     # kv: 12 blocks of 4 tokens for four requests that need up to 7 each; paged (the kernel's

@@ -3,8 +3,11 @@
 Requests join and leave between model steps. Each step the `Scheduler` picks the work: every
 request past its prompt decodes one token, all of them in one batched model call over a
 left-padded `BatchKVCache`; requests in their prompt run it in chunks, one model call each on
-their own cache. A request whose prompt is done joins the decode batch (`merge`, then
-`extend`); one that finishes, is cancelled or is preempted leaves it (`filter`).
+their own cache, except that fresh whole prompts of one step run together as one left-padded
+batch (paged: those with no prefix in the pool, then written into it). The prompt's last
+token runs in a call of its own, so the vocabulary projection runs for one position. A
+request whose prompt is done joins the decode batch (`merge`, then `extend`); one that
+finishes, is cancelled or is preempted leaves it (`filter`).
 
 With `cache="paged"` every request's prompt is written into one shared `BlockPool`: a request
 whose prompt starts with the full blocks of an earlier prompt takes those blocks
@@ -326,7 +329,8 @@ class GenerationEngine:
         if self._batch:
             drawn += self._batch
             rows.append(self._decode())
-        # whole prompts on fresh contiguous caches run as one left-padded batch
+        # whole prompts on fresh caches (paged: with no prefix in the pool) run as one
+        # left-padded batch
         whole = [r for r, w in work if id(r) not in in_batch and self._fresh_whole_prompt(r, w)]
         together = {id(r) for r in whole} if len(whole) > 1 else set()
         if together:
@@ -352,11 +356,15 @@ class GenerationEngine:
                     self._release(request)
             if together:
                 alive = [i for i, r in enumerate(whole) if id(r) not in done]
-                if alive:
+                if alive and self.paged_decode == "kernel":
+                    self._batch += [whole[i] for i in alive]  # they decode from the pool
+                elif alive:
                     if len(alive) < len(whole):
                         for cache in group_caches:
                             cache.filter(alive)
                     self._extend_batch([whole[i] for i in alive], group_caches)
+                    for i in alive:
+                        self._drop_caches(whole[i])  # paged: the batch holds copies now
             for request in singles:  # prompts done on their own caches join the decode batch
                 if id(request) not in done:
                     self._join_batch(request)
@@ -452,20 +460,47 @@ class GenerationEngine:
         return kv.make_cache(self.model, self.kind, **self._cache_options)
 
     def _fresh_whole_prompt(self, request: Request, work: Any) -> bool:
-        return self.pool is None and request._caches is None and work.start == 0 and work.samples
+        """Whether the step runs the request's whole prompt from nothing (paged: none of its
+        blocks is in the pool; a request with a prefix hit keeps the caches made here)."""
+        if request._caches is not None or work.start != 0 or not work.samples:
+            return False
+        if self.pool is None:
+            return True
+        request._caches = self._new_caches()
+        return request._caches[0].sequence.match_prefix(request.known) == 0
 
     def _prefill_together(self, requests: list[Request]) -> tuple[list[Any], mx.array]:
         """Runs whole prompts as one batch, left-padded to the longest; (batch caches, the
         (batch, vocab) logits of each prompt's last token)."""
         lengths = [len(r.known) for r in requests]
         pads = [max(lengths) - n for n in lengths]
-        fresh = [self._new_caches() for _ in requests]
+        # paged: the batch runs on contiguous caches, then each prompt is written to the pool
+        fresh = [
+            self._new_caches() if self.pool is None else kv.make_cache(self.model, "kv") for _ in requests
+        ]
         caches = [type(layer[0]).merge(list(layer)) for layer in zip(*fresh)]
         for cache in caches:
             cache.prepare(left_padding=pads)
         tokens = mx.array([[0] * pad + r.known for pad, r in zip(pads, requests)])
         self._prompt_tokens += sum(lengths)
-        return caches, self._last_logits(tokens, caches)
+        logits = self._last_logits(tokens, caches)
+        if self.pool is not None:
+            states = [cache.state[:2] for cache in caches]  # (batch, kv_heads, positions, head_dim)
+            for row, (pad, length, request) in enumerate(zip(pads, lengths, requests)):
+                sequence = request._caches[0].sequence
+                sequence.reserve(0, length)
+                slots = sequence.slots(0, length)
+                for layer, (keys, values) in enumerate(states):
+                    self.pool.write(
+                        layer,
+                        keys[row, :, pad:].transpose(1, 0, 2),
+                        values[row, :, pad:].transpose(1, 0, 2),
+                        slots,
+                    )
+                for cache in sequence.layers:
+                    cache.offset = length
+                sequence.append_tokens(request.known)  # registers its full blocks for later prefixes
+        return caches, logits
 
     def _join_batch(self, request: Request) -> None:
         if self.paged_decode == "kernel":
