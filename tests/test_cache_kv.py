@@ -392,6 +392,16 @@ def test_paged_decode_batch_attends_in_place_like_mlx_lm(model, rng: np.random.G
         batch = C.PagedDecodeBatch(sequences)
         model(mx.array(tokens)[:, None], cache=batch.layers)  # no dispatch: the model's own sdpa
         batch.advance()
+    layer = C.PagedDecodeBatch(sequences).layers[0]
+    shape = (3, pool.kv_heads, 1, pool.head_dim)
+    with pytest.raises(ValueError, match=r"keys have shape \(2, \d, 1, 32\); expected \(3, "):
+        layer.update_and_fetch(mx.zeros((2, *shape[1:])), mx.zeros(shape))
+    with pytest.raises(TypeError, match="keys have dtype float16; expected the pool's float32"):
+        layer.update_and_fetch(mx.zeros(shape, mx.float16), mx.zeros(shape))
+    with pytest.raises(RuntimeError, match="attend before update_and_fetch"):
+        layer.attend(mx.zeros((3, 4, 1, pool.head_dim)), 1.0)
+    with pytest.raises(ValueError, match="sequences must share one pool"):
+        C.PagedDecodeBatch([sequences[0], C.make_cache(model, "paged", num_blocks=4)[0].sequence])
     with pytest.raises(ZeroDivisionError), C.paged_attention_dispatch(model):
         1 / 0  # noqa: B018
     assert sys.modules[module].scaled_dot_product_attention is base.scaled_dot_product_attention

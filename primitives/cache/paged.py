@@ -659,6 +659,11 @@ class PagedDecodeLayer:
                 raise ValueError(
                     f"[PagedDecodeLayer] {name} have shape {tuple(array.shape)}; expected {expected}"
                 )
+            if array.dtype != pool.dtype:
+                raise TypeError(
+                    f"[PagedDecodeLayer] {name} have dtype {dtype_name(array.dtype)}; expected the pool's "
+                    f"{dtype_name(pool.dtype)}"
+                )
         pool.write(self.layer, keys[:, :, 0, :], values[:, :, 0, :], self.batch.slots)
         self.wrote = True
         return keys, values
