@@ -6,6 +6,8 @@ The models are tiny random Llama and Qwen3 (GQA) networks built here from mlx-lm
 
 from __future__ import annotations
 
+import sys
+
 import mlx.core as mx
 import numpy as np
 import pytest
@@ -350,3 +352,80 @@ def test_mlx_lm_batch_generator(model, rng: np.random.Generator, kind: str, opti
 
     expected = [_greedy(model, p, theirs(), n) for p, n in zip(prompts, (8, 5, 8))]
     assert [out[uid] for uid in uids] == expected
+
+
+def test_paged_decode_batch_attends_in_place_like_mlx_lm(model, rng: np.random.Generator) -> None:
+    """Decode steps of three sequences through `paged_attention` on the pool (across block
+    boundaries, one of them sharing a prefix) give mlx-lm's logits within 1e-5 (float32)."""
+    from mlx_lm.models import base
+
+    pool = _pool(model, block_size=16, num_blocks=24)
+    shared = rng.integers(0, VOCAB, 32).tolist()
+    prompts = [rng.integers(0, VOCAB, 15).tolist(), shared + [3], shared + rng.integers(0, VOCAB, 9).tolist()]
+    sequences, references = [], []
+    for prompt in prompts:
+        layers = C.make_cache(model, "paged", pool=pool)
+        covered = layers[0].sequence.match_prefix(prompt)
+        model(mx.array([prompt[covered:]]), cache=layers)
+        layers[0].sequence.append_tokens(prompt[covered:])
+        sequences.append(layers[0].sequence)
+        reference = lm_cache.make_prompt_cache(model)
+        model(mx.array([prompt]), cache=reference)
+        references.append(reference)
+    assert sequences[2].table[:2] == sequences[1].table[:2]  # the prefix blocks are shared
+    module = type(model.layers[0].self_attn).__module__
+    for step in range(3):
+        tokens = rng.integers(0, VOCAB, len(prompts)).tolist()
+        batch = C.PagedDecodeBatch(sequences)
+        with C.paged_attention_dispatch(model):
+            got = model(mx.array(tokens)[:, None], cache=batch.layers)[:, -1]
+            # inside the block every other cache still takes mlx-lm's own attention
+            inside = _logits(model, lm_cache.make_prompt_cache(model), prompts[0])
+        batch.advance()
+        expected = [np.array(model(mx.array([[t]]), cache=r)[0, -1]) for t, r in zip(tokens, references)]
+        np.testing.assert_allclose(np.array(got), np.stack(expected), atol=1e-5, rtol=0)
+        assert [s.length for s in sequences] == [len(p) + step + 1 for p in prompts]
+    outside = _logits(model, lm_cache.make_prompt_cache(model), prompts[0])
+    np.testing.assert_array_equal(inside, outside)
+    assert sys.modules[module].scaled_dot_product_attention is base.scaled_dot_product_attention
+    with pytest.raises(RuntimeError, match=r"layers \[0, 1\] did not attend through `attend`"):
+        batch = C.PagedDecodeBatch(sequences)
+        model(mx.array(tokens)[:, None], cache=batch.layers)  # no dispatch: the model's own sdpa
+        batch.advance()
+    layer = C.PagedDecodeBatch(sequences).layers[0]
+    shape = (3, pool.kv_heads, 1, pool.head_dim)
+    with pytest.raises(ValueError, match=r"keys have shape \(2, \d, 1, 32\); expected \(3, "):
+        layer.update_and_fetch(mx.zeros((2, *shape[1:])), mx.zeros(shape))
+    with pytest.raises(TypeError, match="keys have dtype float16; expected the pool's float32"):
+        layer.update_and_fetch(mx.zeros(shape, mx.float16), mx.zeros(shape))
+    with pytest.raises(RuntimeError, match="attend before update_and_fetch"):
+        layer.attend(mx.zeros((3, 4, 1, pool.head_dim)), 1.0)
+    with pytest.raises(ValueError, match="sequences must share one pool"):
+        C.PagedDecodeBatch([sequences[0], C.make_cache(model, "paged", num_blocks=4)[0].sequence])
+    with pytest.raises(ZeroDivisionError), C.paged_attention_dispatch(model):
+        1 / 0  # noqa: B018
+    assert sys.modules[module].scaled_dot_product_attention is base.scaled_dot_product_attention
+
+
+def test_pool_writes_in_place_proportional_to_the_new_tokens(rng: np.random.Generator) -> None:
+    """`BlockPool.write` scatters into the pool's own buffer (MLX donates it on the CPU): no
+    copy of a 32 MB pool per write, and the written slots read back exactly."""
+    pool = C.BlockPool(1, 4, 64, mx.float32, block_size=16, num_blocks=2048)  # 2 x 32 MB
+    mx.eval(pool.keys, pool.values)
+    keys = mx.array(rng.standard_normal((5, 4, 64)), dtype=mx.float32)
+    slots = mx.array([3, 17, 2047 * 16, 500, 9], dtype=mx.int32)
+    mx.eval(keys)
+    mx.synchronize()
+    before = mx.get_active_memory()
+    mx.reset_peak_memory()
+    for _ in range(3):
+        pool.write(0, keys, -keys, slots)
+        mx.eval(pool.keys, pool.values)
+    grown = mx.get_peak_memory() - before
+    assert grown < pool.keys[0].nbytes // 4, f"a write allocated {grown} bytes: the pool was copied"
+    flat = np.array(pool.keys[0]).reshape(-1, 4, 64)
+    np.testing.assert_array_equal(flat[np.array(slots)], np.array(keys))
+    np.testing.assert_array_equal(
+        np.array(pool.values[0]).reshape(-1, 4, 64)[np.array(slots)], -np.array(keys)
+    )
+    assert not flat[np.setdiff1d(np.arange(2048 * 16), np.array(slots))].any()

@@ -41,11 +41,18 @@ def prompts(rng: np.random.Generator, lengths: list[int]) -> list[list[int]]:
     return [rng.integers(0, VOCAB, n).tolist() for n in lengths]
 
 
-@pytest.mark.parametrize("cache", ["kv", "paged", "quantized"])
+def engine_options(cache: str) -> dict:
+    """ "paged-kernel" and "paged-copy" are the paged kind with each decode path."""
+    if cache.startswith("paged-"):
+        return {"cache": "paged", "paged_decode": cache.removeprefix("paged-")}
+    return {"cache": cache, **({"group_size": 32} if cache == "quantized" else {})}  # head_dim 32
+
+
+@pytest.mark.parametrize("cache", ["kv", "paged-copy", "paged-kernel", "quantized"])
 def test_batched_tokens_equal_each_request_alone(model, rng: np.random.Generator, cache: str) -> None:
     batch = prompts(rng, [5, 37, 1, 20, 64])
-    options = {"group_size": 32} if cache == "quantized" else {}  # head_dim 32
-    engine = GenerationEngine(model, cache=cache, max_batch=4, token_budget=48, prefill_chunk=16, **options)
+    engine = GenerationEngine(model, max_batch=4, token_budget=48, prefill_chunk=16, **engine_options(cache))
+    assert engine.paged_decode == (cache.removeprefix("paged-") if cache.startswith("paged") else None)
     got = engine.generate(batch, max_tokens=12)
     if cache == "quantized":  # 8-bit keys and values: most tokens agree, as with mlx-lm's own
         agree = np.mean([a == b for p, g in zip(batch, got) for a, b in zip(g, alone(model, p, 12))])
@@ -58,7 +65,7 @@ def test_batched_tokens_equal_each_request_alone(model, rng: np.random.Generator
 
 
 def test_requests_join_and_leave_between_steps(model, rng: np.random.Generator) -> None:
-    engine = GenerationEngine(model, cache="paged", max_batch=8, token_budget=64)
+    engine = GenerationEngine(model, cache="paged", paged_decode="kernel", max_batch=8, token_budget=64)
     first = engine.submit(prompts(rng, [9])[0], max_tokens=20)
     for _ in range(5):
         engine.step()
@@ -83,10 +90,31 @@ def test_a_shared_prefix_reuses_blocks_and_keeps_tokens(model, rng: np.random.Ge
     assert first.tokens == alone(model, first.prompt, 5) and second.tokens == alone(model, second.prompt, 5)
 
 
-def test_preemption_recomputes_and_loses_no_token(model, rng: np.random.Generator) -> None:
-    # 12 blocks of 4 tokens for four requests that need up to 7 each: some are preempted
-    batch = prompts(rng, [10, 11, 9, 12])
-    engine = GenerationEngine(model, cache="kv", max_batch=4, token_budget=32, block_size=4, num_blocks=12)
+@pytest.mark.parametrize("decode", ["copy", "kernel"])
+def test_paged_prompts_prefill_together_and_leave_their_prefixes(
+    model, rng: np.random.Generator, decode: str
+) -> None:
+    """Fresh prompts of the paged kind run as one batch, then sit in the pool: a later prompt
+    that shares one's first blocks runs only its own tail."""
+    batch = prompts(rng, [40, 7, 33])
+    engine = GenerationEngine(model, cache="paged", paged_decode=decode, token_budget=256, prefill_chunk=256)
+    assert engine.generate(batch, max_tokens=6) == [alone(model, p, 6) for p in batch]
+    ran = engine.stats().prompt_tokens
+    later = engine.submit(batch[0][:32] + [1, 2, 3], max_tokens=6)
+    engine.run()
+    assert engine.stats().prompt_tokens - ran == 3  # two blocks of 16 came from the pool
+    assert later.tokens == alone(model, later.prompt, 6) and engine.stats().blocks_used == 0
+
+
+@pytest.mark.parametrize("cache", ["kv", "paged-kernel"])
+def test_preemption_recomputes_and_loses_no_token(model, rng: np.random.Generator, cache: str) -> None:
+    # kv: 12 blocks of 4 tokens for four requests that need up to 7 each; paged (the kernel's
+    # blocks are >= 16 tokens): 7 blocks of 16 for four that need 2 or 3: some are preempted
+    size, blocks, lengths = (4, 12, [10, 11, 9, 12]) if cache == "kv" else (16, 7, [20, 11, 25, 18])
+    batch = prompts(rng, lengths)
+    engine = GenerationEngine(
+        model, max_batch=4, token_budget=32, block_size=size, num_blocks=blocks, **engine_options(cache)
+    )
     got = engine.generate(batch, max_tokens=14)
     assert engine.stats().preemptions > 0
     assert got == [alone(model, p, 14) for p in batch]
@@ -121,6 +149,88 @@ def test_stop_tokens_cancellation_and_seeded_sampling(model, rng: np.random.Gene
     assert seeded[0].tokens == seeded[1].tokens  # the same seed, the same draws, whatever the batch
 
 
+@pytest.mark.parametrize("cache", ["kv", "paged-kernel"])
+def test_pipelined_steps_act_on_no_token_past_a_finish(model, rng: np.random.Generator, cache: str) -> None:
+    """Steps sample on the device and read the previous step's tokens: a request that stops,
+    is cancelled (from its callback) or runs out of tokens emits nothing the next step drew."""
+    batch = prompts(rng, [7, 19, 3, 12])
+    expected = [alone(model, p, 9) for p in batch]
+    engine = GenerationEngine(model, max_batch=4, token_budget=64, **engine_options(cache))
+    seen: dict[int, list[int]] = {}
+
+    def record(request, token: int) -> None:
+        seen.setdefault(request.id, []).append(token)
+        if request is cancelling and len(request.tokens) == 2:
+            request.cancel()
+
+    stop_at = expected[0][2]
+    stopped = engine.submit(batch[0], 9, stop_tokens=[stop_at], callback=record)
+    one = engine.submit(batch[1], 1, callback=record)
+    cancelling = engine.submit(batch[2], 9, callback=record)
+    full = engine.submit(batch[3], 9, callback=record)
+    engine.run()
+    assert stopped.tokens == expected[0][: expected[0].index(stop_at)] and stopped.finish_reason == "stop"
+    assert one.tokens == expected[1][:1] and one.finish_reason == "length"
+    assert cancelling.tokens == expected[2][:2] and cancelling.finish_reason == "cancelled"
+    assert full.tokens == expected[3] and full.finish_reason == "length"
+    for request in (stopped, one, cancelling, full):
+        assert seen.get(request.id, []) == request.tokens
+    stats = engine.stats()
+    assert stats.blocks_used == 0
+    assert stats.generated_tokens == len(stopped.tokens) + 1 + 2 + 1 + 9  # the stop token counts
+
+
+def word_tokenizer() -> PreTrainedTokenizerFast:
+    """Token i is the word "w{i}"; text is the words joined by spaces."""
+    words = Tokenizer(models.WordLevel({f"w{i}": i for i in range(VOCAB)}, unk_token="w0"))
+    words.pre_tokenizer, words.decoder = pre_tokenizers.Whitespace(), decoders.WordPiece()
+    return PreTrainedTokenizerFast(tokenizer_object=words, unk_token="w0", eos_token="w100")
+
+
+def stopped_by_full_text(tokenizer, tokens: list[int], stops: list[str]) -> list[int]:
+    """The old check: decode everything after each token; cut before the first stop string."""
+    for n in range(1, len(tokens) + 1):
+        text = tokenizer.decode(tokens[:n])
+        for stop in stops:
+            if stop in text:
+                kept = tokens[:n]
+                while kept and len(tokenizer.decode(kept)) > text.index(stop):
+                    kept.pop()
+                return kept
+    return tokens
+
+
+def test_stop_strings_are_checked_on_a_tail_window(model, rng: np.random.Generator) -> None:
+    """Stop strings end a request exactly where decoding its whole text after every token
+    would, while each check decodes only a window of tokens as long as the longest string."""
+    tokenizer = word_tokenizer()
+    lengths: list[int] = []
+    decode = tokenizer.decode
+
+    def counting(tokens, *args, **kwargs):  # noqa: ANN001, ANN202
+        lengths.append(len(tokens))
+        return decode(tokens, *args, **kwargs)
+
+    tokenizer.decode = counting
+    prompt = prompts(rng, [6])[0]
+    expected = alone(model, prompt, 40)
+    text = decode(expected)
+    stops = [
+        [decode(expected[30:32])],  # two whole words late in the output
+        [text[len(decode(expected[:20])) - 2 :][:5], "never there"],  # across a word boundary
+        ["never there"],
+    ]
+    engine = GenerationEngine(model, tokenizer, cache="kv")
+    requests = [engine.submit(prompt, 40, stop_tokens=[], stop_strings=s) for s in stops]
+    engine.run()
+    assert max(lengths) <= 2 * (len("never there") + 2) + 1  # a window, never the whole output
+    tokenizer.decode = decode
+    for request, stop in zip(requests, stops):
+        assert request.tokens == stopped_by_full_text(tokenizer, expected, stop)
+        assert request.finish_reason == ("length" if stop == ["never there"] else "stop")
+    assert len(requests[0].tokens) < 32 and len(requests[2].tokens) == 40
+
+
 def test_bad_input_is_refused_and_leaves_the_others_alone(model, rng: np.random.Generator) -> None:
     engine = GenerationEngine(model, cache="paged", block_size=16, num_blocks=4)
     good = engine.submit(prompts(rng, [10])[0], max_tokens=4)
@@ -136,6 +246,8 @@ def test_bad_input_is_refused_and_leaves_the_others_alone(model, rng: np.random.
         engine.submit([1, 2], params=SamplingParams(top_p=2.0))
     with pytest.raises(ValueError, match="cache is 'dense'; expected one of kv, quantized, paged"):
         GenerationEngine(model, cache="dense")
+    with pytest.raises(ValueError, match="paged_decode is 'gather'; expected one of auto, kernel, copy"):
+        GenerationEngine(model, paged_decode="gather")
     engine.run()
     assert good.tokens == alone(model, good.prompt, 4)
 
@@ -148,11 +260,7 @@ def test_the_command_streams_what_mlx_lm_generates(tmp_path: Path) -> None:
     save_model(tmp_path, net)
     config = {k: v for k, v in dataclasses.asdict(net.args).items() if v is not None}
     (tmp_path / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 2048}))
-    words = Tokenizer(models.WordLevel({f"w{i}": i for i in range(VOCAB)}, unk_token="w0"))
-    words.pre_tokenizer, words.decoder = pre_tokenizers.Whitespace(), decoders.WordPiece()
-    PreTrainedTokenizerFast(tokenizer_object=words, unk_token="w0", eos_token="w100").save_pretrained(
-        tmp_path
-    )
+    word_tokenizer().save_pretrained(tmp_path)
     prompt = "w5 w6 w7 w8 w9"
     result = subprocess.run(
         [sys.executable, "-m", "mlx_primitives.generation", "--model", str(tmp_path), "--prompt", prompt,

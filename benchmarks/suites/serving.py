@@ -4,6 +4,12 @@
   what a stock model on `PagedKVCache` does: gather the sequence's blocks into contiguous K/V
   (`pool[table]`) and call `mx.fast.scaled_dot_product_attention`. Sequences share a prefix
   (the first half of their blocks), as prefix caching makes them.
+- `write_kv_slots`: one decode step's new keys and values (one token per sequence) written
+  into their slots of a pool, the kernel against MLX's scatter (`pool[slots] = keys`, what
+  `BlockPool.write` runs). Both return new pools here, since the benchmark keeps the old ones:
+  the kernel's launch copies the pool, and so does MLX's scatter when its input is held
+  elsewhere; `BlockPool.write` lets MLX donate the pool's buffer (in place on the CPU build).
+  Bytes count the new rows, read once and written once, and nothing of the pool.
 - `quantized_kv_decode`: `quantized_kv_attention` on 8-bit `mx.quantize` keys and values
   against mlx-lm's quantized attention (two `mx.quantized_matmul`s around a softmax).
 
@@ -20,14 +26,18 @@ from typing import Any
 
 import mlx.core as mx
 import numpy as np
-from mlx_primitives.attention.paged import paged_attention
+from mlx_primitives.attention.paged import paged_attention, write_kv_slots
 from mlx_primitives.attention.quantized_kv import quantized_kv_attention
 
 from ..registry import Case, DeviceReference, Sizes, benchmark
 from . import _inputs
 from ._inputs import SHORT_DTYPE, host
 
-__all__ = ["paged_attention", "quantized_kv_attention"]  # what `launch` calls through `kernels`
+__all__ = [
+    "paged_attention",
+    "quantized_kv_attention",
+    "write_kv_slots",
+]  # what `launch` calls through `kernels`
 
 TOLERANCE = {"float32": 1e-5, "float16": 2e-3, "bfloat16": 1.6e-2}
 BLOCK = 16
@@ -41,6 +51,9 @@ CPU_PAGED = ({"batch": 4, "heads": 8, "kv_heads": 2, "head_dim": 64, "context": 
 SMOKE_PAGED = {"batch": 2, "heads": 4, "kv_heads": 2, "head_dim": 32, "context": 37}
 GPU_QUANT = ({"batch": 16, "heads": 32, "kv_heads": 8, "head_dim": 128, "context": 4096, "dtype": "float16"},)
 CPU_QUANT = ({"batch": 2, "heads": 8, "kv_heads": 2, "head_dim": 64, "context": 256},)
+GPU_WRITE = ({"tokens": 64, "num_blocks": 4096, "kv_heads": 8, "head_dim": 128, "dtype": "float16"},)
+CPU_WRITE = ({"tokens": 32, "num_blocks": 256, "kv_heads": 2, "head_dim": 64},)
+SMOKE_WRITE = {"tokens": 3, "num_blocks": 4, "kv_heads": 2, "head_dim": 32}
 SMOKE_QUANT = {"batch": 1, "heads": 4, "kv_heads": 2, "head_dim": 32, "context": 37}
 
 
@@ -189,5 +202,60 @@ def quantized_kv_decode(
         rtol=TOLERANCE[dtype],
         atol=TOLERANCE[dtype],
         fast_reference=DeviceReference(on_device, WHY_FLOAT32),
+        external=False,
+    )
+
+
+@benchmark(
+    suite="serving",
+    name="write_kv_slots",
+    bound="memory",
+    builtin="pool[slots] = keys (mx scatter)",
+    sizes=Sizes(smoke=SMOKE_WRITE, cpu=CPU_WRITE, gpu=GPU_WRITE),
+)
+def write_kv_slots_case(
+    tokens: int, num_blocks: int, kv_heads: int, head_dim: int, dtype: str = "float32"
+) -> Case:
+    """`tokens` new keys and values into distinct random slots of a (num_blocks, 16) pool."""
+    inputs = _inputs.Inputs()
+    k_pool = inputs.normal((num_blocks, BLOCK, kv_heads, head_dim), dtype)
+    v_pool = inputs.normal((num_blocks, BLOCK, kv_heads, head_dim), dtype)
+    keys = inputs.normal((tokens, kv_heads, head_dim), dtype)
+    values = inputs.normal((tokens, kv_heads, head_dim), dtype)
+    chosen = np.random.default_rng(_inputs.SEED).choice(num_blocks * BLOCK, tokens, replace=False)
+    slots = mx.array(chosen, dtype=mx.int32)
+    mx.eval(k_pool, v_pool, keys, values)
+
+    def launch(kernels: Any, buf: dict[str, Any]) -> Any:
+        return kernels.write_kv_slots(
+            buf["keys"], buf["values"], buf["k_pool"], buf["v_pool"], buf["slots"], checked=False
+        )
+
+    def builtin() -> tuple[mx.array, mx.array]:
+        out = []
+        for pool, new in ((k_pool, keys), (v_pool, values)):
+            flat = pool.reshape(-1, kv_heads, head_dim)
+            flat[slots] = new
+            out.append(flat.reshape(pool.shape))
+        return out[0], out[1]
+
+    def reference() -> tuple[np.ndarray, np.ndarray]:
+        out = []
+        for pool, new in ((k_pool, keys), (v_pool, values)):
+            flat = host(pool).reshape(-1, kv_heads, head_dim).copy()
+            flat[chosen] = host(new)
+            out.append(flat.reshape(pool.shape))
+        return out[0], out[1]
+
+    return Case(
+        label=f"{tokens} tokens into {num_blocks}x{BLOCK} KV{kv_heads} D{head_dim} {SHORT_DTYPE[dtype]}",
+        kernels=sys.modules[__name__],
+        buffers={"keys": keys, "values": values, "k_pool": k_pool, "v_pool": v_pool, "slots": slots},
+        launch=launch,
+        builtin=builtin,
+        reference=reference,
+        bytes=4 * keys.nbytes + slots.nbytes,
+        flops=0,
+        fast_reference=DeviceReference(builtin, "a copy: MLX's scatter writes the same bits"),
         external=False,
     )

@@ -32,6 +32,8 @@ from .paged import (
     LRU,
     BlockPool,
     EvictionPolicy,
+    PagedDecodeBatch,
+    PagedDecodeLayer,
     PagedKVCache,
     PagedSequence,
     PoolExhausted,
@@ -39,6 +41,7 @@ from .paged import (
     SinksWindow,
     SlidingWindow,
     block_tables,
+    paged_attention_dispatch,
 )
 
 KINDS = ("kv", "rotating", "quantized", "paged")
@@ -55,6 +58,8 @@ __all__ = [
     "BlockPool",
     "EvictionPolicy",
     "KVCache",
+    "PagedDecodeBatch",
+    "PagedDecodeLayer",
     "PagedKVCache",
     "PagedSequence",
     "PoolExhausted",
@@ -67,6 +72,7 @@ __all__ = [
     "load_prompt_cache",
     "make_cache",
     "model_kv_shape",
+    "paged_attention_dispatch",
     "save_prompt_cache",
 ]
 

@@ -3,14 +3,33 @@
 Requests join and leave between model steps. Each step the `Scheduler` picks the work: every
 request past its prompt decodes one token, all of them in one batched model call over a
 left-padded `BatchKVCache`; requests in their prompt run it in chunks, one model call each on
-their own cache. A request whose prompt is done joins the decode batch (`merge`, then
-`extend`); one that finishes, is cancelled or is preempted leaves it (`filter`).
+their own cache, except that fresh whole prompts of one step run together as one left-padded
+batch (paged: those with no prefix in the pool, then written into it). The prompt's last
+token runs in a call of its own, so the vocabulary projection runs for one position. A
+request whose prompt is done joins the decode batch (`merge`, then `extend`); one that
+finishes, is cancelled or is preempted leaves it (`filter`).
 
 With `cache="paged"` every request's prompt is written into one shared `BlockPool`: a request
 whose prompt starts with the full blocks of an earlier prompt takes those blocks
-(`match_prefix`) and runs the model only on the rest. The decode batch holds contiguous copies
-(`PagedKVCache.merge`): stock mlx-lm models attend over contiguous keys and values; the block
-table attention kernel (`paged_attention`) serves models whose attention calls it.
+(`match_prefix`) and runs the model only on the rest. Decode then runs one of two ways
+(`paged_decode`):
+
+- "kernel": every request keeps its block table; each step writes the new keys and values
+  into their slots and the model's attention runs `paged_attention` over the pool through
+  the tables (`PagedDecodeBatch`, with `paged_attention_dispatch` routing mlx-lm's
+  `scaled_dot_product_attention` to it for the decode call only). Nothing is gathered.
+- "copy": a request joining the decode batch is copied into a contiguous left-padded
+  `BatchKVCache` (`PagedKVCache.merge`) and gives its blocks back; the batch attends with
+  mlx-lm's own attention.
+
+"auto" (the default) is "kernel" on a GPU and "copy" on the CPU, where mtriton kernels run on
+an emulator or the interpreter and the fused MLX attention is far faster; `paged_decode` on
+the engine says which one runs.
+
+Steps are pipelined as in mlx-lm's `BatchGenerator`: a step's tokens are sampled on the device
+and evaluated asynchronously, and the host reads the previous step's tokens meanwhile, so the
+per-step host sync overlaps the next step's compute. Tokens are acted on when read (see
+`step`); stop tokens, stop strings, cancellation and max_tokens are exact.
 
 The model is any mlx-lm model: `model(tokens[None], cache=caches)` returns logits, and its
 layers call their caches the mlx-lm way.
@@ -33,6 +52,7 @@ from .scheduler import Policy, ScheduledRequest, Scheduler
 # Tokens the contiguous kinds budget for when no limit is given.
 DEFAULT_KV_TOKENS = 1 << 14
 KINDS = ("kv", "quantized", "paged")
+PAGED_DECODES = ("auto", "kernel", "copy")
 
 
 @dataclass(eq=False)  # compared by identity: two requests may hold equal fields
@@ -63,6 +83,8 @@ class Request:
     submitted: float = 0.0
     token_times: list[float] = field(default_factory=list)
     _unread: int = 0
+    _drawn: int = 0  # tokens sampled, read or not
+    _released: bool = False
     _random: TokenRandom | None = None
     _caches: list[Any] | None = None
     _scheduled: ScheduledRequest | None = None
@@ -137,6 +159,8 @@ class GenerationEngine:
         block_size: Tokens per KV block (the paged pool's, and the scheduler's unit).
         num_blocks: KV blocks; default from `memory_limit`, else 16,384 tokens' worth.
         memory_limit: Bytes of KV storage (paged: the pool's size).
+        paged_decode: How the paged kind decodes: "kernel" (`paged_attention` on the pool),
+            "copy" (contiguous copies) or "auto" ("kernel" on a GPU, "copy" on the CPU).
         cache_options: More options for the cache kind (`bits`, `group_size`, `eviction`).
     """
 
@@ -153,6 +177,7 @@ class GenerationEngine:
         block_size: int = 16,
         num_blocks: int | None = None,
         memory_limit: int | None = None,
+        paged_decode: str = "auto",
         **cache_options: Any,
     ) -> None:
         if cache not in KINDS:
@@ -163,6 +188,14 @@ class GenerationEngine:
         if num_blocks is None:
             tokens = DEFAULT_KV_TOKENS if memory_limit is None else memory_limit // token_bytes
             num_blocks = max(1, tokens // block_size)
+        if paged_decode not in PAGED_DECODES:
+            raise ValueError(
+                f"[GenerationEngine] paged_decode is {paged_decode!r}; expected one of {', '.join(PAGED_DECODES)}"
+            )
+        if paged_decode == "auto":
+            paged_decode = "kernel" if mx.default_device() == mx.gpu else "copy"
+        # how the paged kind decodes: None for the contiguous kinds
+        self.paged_decode = paged_decode if cache == "paged" else None
         self.pool = None
         if cache == "paged":
             self.pool = kv.BlockPool(
@@ -175,10 +208,16 @@ class GenerationEngine:
         self._next_id = 0
         self._batch: list[Request] = []  # the decode batch's rows, in order
         self._batch_cache: list[Any] | None = None
+        self._batch_last: mx.array | None = None  # the batch rows' last tokens, on the device
+        self._pending: tuple[list[Request], mx.array] | None = None  # the last step's draws
+        self._penalized = 0  # running requests with penalties (they need the host history)
         self._finished: list[Request] = []
         self._prompt_tokens = self._generated = 0
         self._step_seconds = 0.0
-        self.default_stop = frozenset(getattr(tokenizer, "eos_token_ids", None) or ())
+        # mlx-lm's TokenizerWrapper has a set of EOS ids; a Hugging Face tokenizer one id
+        eos = getattr(tokenizer, "eos_token_ids", None)
+        eos = getattr(tokenizer, "eos_token_id", None) if eos is None else eos
+        self.default_stop = frozenset([eos] if isinstance(eos, int) else eos or ())
 
     # ------------------------------------------------------------------ requests
 
@@ -232,13 +271,17 @@ class GenerationEngine:
         request._random = TokenRandom(params.seed) if params.seed is not None else None
         request._scheduled = scheduled
         self.requests[rid] = request
+        self._penalized += params.penalized
         return request
 
     def cancel(self, request_id: int) -> None:
-        """Ends a request now; its tokens so far stay in `tokens`."""
+        """Ends a request now; its tokens so far stay in `tokens` (the tokens already drawn
+        are read first, a host sync, so they count as they would have without pipelining)."""
         if request_id not in self.requests:
             raise KeyError(f"[GenerationEngine] unknown request id {request_id}")
-        self._finish(self.requests[request_id], "cancelled")
+        self._read()  # the tokens drawn so far count, as if read before the cancel
+        if request_id in self.requests:
+            self._finish(self.requests[request_id], "cancelled")
 
     def generate(
         self, prompts: Sequence[Sequence[int]], max_tokens: int = 256, sampler: SamplingParams | None = None
@@ -257,14 +300,28 @@ class GenerationEngine:
     # ------------------------------------------------------------------ one step
 
     def step(self) -> None:
-        """Runs one scheduled model step (a no-op when nothing is queued)."""
+        """Runs one scheduled model step (a no-op when nothing is queued).
+
+        The step is pipelined as mlx-lm's `BatchGenerator` is: its tokens are sampled on the
+        device and evaluated asynchronously, and the host then reads the previous step's tokens
+        while the device computes. A token is acted on (appended, stop checks, callbacks, finish)
+        only when read, so a request that stopped on step t's token drops the token step t + 1
+        already drew for it. Requests whose tokens are all drawn (max_tokens) give back their
+        batch row and blocks at once, and finish when their last token is read.
+        """
         start = time.perf_counter()
+        if self._penalized:
+            self._read()  # penalties need every token of the history on the host
         plan = self.scheduler.schedule()
+        if plan.preempted:
+            self._read()  # a preempted request recomputes from its known tokens: read them all
         for victim in plan.preempted:
-            self._leave_batch(self.requests[victim.id])
-            self._drop_caches(self.requests[victim.id])
+            if victim.id in self.requests:
+                self._leave_batch(self.requests[victim.id])
+                self._drop_caches(self.requests[victim.id])
         in_batch = {id(r) for r in self._batch}
-        work = [(self.requests[w.request.id], w) for w in plan.work]
+        # a request the read above finished left the scheduler: its work is void
+        work = [(self.requests[w.request.id], w) for w in plan.work if w.request.id in self.requests]
         decoding = [r for r, _ in work if id(r) in in_batch]
         assert len(decoding) == len(self._batch), "every row of the decode batch runs each step"
         drawn: list[Request] = []
@@ -272,37 +329,66 @@ class GenerationEngine:
         if self._batch:
             drawn += self._batch
             rows.append(self._decode())
-        # whole prompts on fresh contiguous caches run as one left-padded batch
+        # whole prompts on fresh caches (paged: with no prefix in the pool) run as one
+        # left-padded batch
         whole = [r for r, w in work if id(r) not in in_batch and self._fresh_whole_prompt(r, w)]
         together = {id(r) for r in whole} if len(whole) > 1 else set()
         if together:
             group_caches, logits = self._prefill_together(whole)
             drawn += whole
             rows.append(logits)
+        singles: list[Request] = []
         for request, w in work:
             if id(request) not in in_batch and id(request) not in together:
                 logits = self._prefill(request, w.start + w.count)
                 if w.samples:
                     drawn.append(request)
+                    singles.append(request)
                     rows.append(logits[None])
         if drawn:
-            self._draw(drawn, mx.concatenate(rows) if len(rows) > 1 else rows[0])
-        if together:
-            alive = [i for i, r in enumerate(whole) if not r.finished]
-            if alive:
-                if len(alive) < len(whole):
-                    for cache in group_caches:
-                        cache.filter(alive)
-                self._extend_batch([whole[i] for i in alive], group_caches)
-        for request in drawn:  # prompts done on their own caches join the decode batch
-            if request._caches is not None and not request.finished:
-                self._join_batch(request)
+            tokens = self._draw(drawn, mx.concatenate(rows) if len(rows) > 1 else rows[0])
+            position = {id(r): i for i, r in enumerate(drawn)}
+            done = {id(r) for r in drawn if r._drawn >= r.max_tokens}
+            # nothing more to compute for these: free their rows (one filter) and blocks now
+            self._leave_batch(*(r for r in drawn if id(r) in done))
+            for request in drawn:
+                if id(request) in done:
+                    self._release(request)
+            if together:
+                alive = [i for i, r in enumerate(whole) if id(r) not in done]
+                if alive and self.paged_decode == "kernel":
+                    self._batch += [whole[i] for i in alive]  # they decode from the pool
+                elif alive:
+                    if len(alive) < len(whole):
+                        for cache in group_caches:
+                            cache.filter(alive)
+                    self._extend_batch([whole[i] for i in alive], group_caches)
+                    for i in alive:
+                        self._drop_caches(whole[i])  # paged: the batch holds copies now
+            for request in singles:  # prompts done on their own caches join the decode batch
+                if id(request) not in done:
+                    self._join_batch(request)
+            # the batch's next inputs are the tokens just drawn, still on the device
+            self._batch_last = (
+                tokens[mx.array([position[id(r)] for r in self._batch], dtype=mx.int32)]
+                if self._batch
+                else None
+            )
+            mx.async_eval(tokens, *([self._batch_last] if self._batch else []))
+        self._read()  # the previous step's tokens (computed by now, or soon: the device is busy)
+        if drawn:
+            self._pending = (drawn, tokens)
         self._step_seconds += time.perf_counter() - start
 
     def _decode(self) -> mx.array:
         """(batch, vocab) logits of the decode batch's next tokens."""
-        last = mx.array([[r.tokens[-1]] for r in self._batch])
-        return self.model(last, cache=self._batch_cache)[:, -1, :]
+        if self.paged_decode != "kernel":
+            return self.model(self._batch_last[:, None], cache=self._batch_cache)[:, -1, :]
+        batch = kv.PagedDecodeBatch([r._caches[0].sequence for r in self._batch])
+        with kv.paged_attention_dispatch(self.model):
+            logits = self.model(self._batch_last[:, None], cache=batch.layers)[:, -1, :]
+        batch.advance()
+        return logits
 
     def _prefill(self, request: Request, end: int) -> mx.array | None:
         """Runs the model on the request's tokens from its cache's length to `end`; the logits
@@ -315,19 +401,44 @@ class GenerationEngine:
         if begin >= end:
             return None  # a prefix hit covered this chunk
         tokens = request.known[begin:end]
-        logits = self.model(mx.array(tokens)[None], cache=request._caches)[0, -1, :]
+        if end < len(request.known):  # a chunk short of the last token: no logits needed
+            self.model(mx.array(tokens)[None], cache=request._caches)
+            logits = None
+        else:
+            logits = self._last_logits(mx.array(tokens)[None], request._caches)[0]
         self._prompt_tokens += len(tokens)
         if self.pool is not None:
             request._caches[0].sequence.append_tokens(tokens)
         return logits
 
-    def _draw(self, requests: list[Request], logits: mx.array) -> None:
+    def _last_logits(self, tokens: mx.array, caches: list[Any]) -> mx.array:
+        """(batch, vocab) logits of the last of (batch, n) `tokens`. The others run first in
+        their own call whose logits are never evaluated, so the vocabulary projection runs for
+        one position per row (as mlx-lm's prefill does), not for every prompt token."""
+        if tokens.shape[1] > 1:
+            self.model(tokens[:, :-1], cache=caches)
+        return self.model(tokens[:, -1:], cache=caches)[:, -1, :]
+
+    def _draw(self, requests: list[Request], logits: mx.array) -> mx.array:
+        """Samples each request's next token; (requests,) uint32 tokens, not yet evaluated."""
         params = [r.params for r in requests]
         histories = [r.known for r in requests] if any(p.penalized for p in params) else None
-        tokens = sample_tokens(logits, params, histories, [r._random for r in requests]).tolist()
-        now = time.perf_counter()
-        for request, token in zip(requests, tokens):
+        tokens = sample_tokens(logits, params, histories, [r._random for r in requests])
+        for request in requests:
             self.scheduler.token_drawn(request._scheduled)
+            request._drawn += 1
+        return tokens
+
+    def _read(self) -> None:
+        """Reads the tokens the last step drew (a host sync) and acts on them."""
+        if self._pending is None:
+            return
+        requests, tokens = self._pending
+        self._pending = None
+        now = time.perf_counter()
+        for request, token in zip(requests, tokens.tolist()):
+            if request.finished:  # stopped or cancelled on an earlier token: this one is void
+                continue
             self._generated += 1
             if token in request.stop_tokens:
                 self._finish(request, "stop")
@@ -349,22 +460,52 @@ class GenerationEngine:
         return kv.make_cache(self.model, self.kind, **self._cache_options)
 
     def _fresh_whole_prompt(self, request: Request, work: Any) -> bool:
-        return self.pool is None and request._caches is None and work.start == 0 and work.samples
+        """Whether the step runs the request's whole prompt from nothing (paged: none of its
+        blocks is in the pool; a request with a prefix hit keeps the caches made here)."""
+        if request._caches is not None or work.start != 0 or not work.samples:
+            return False
+        if self.pool is None:
+            return True
+        request._caches = self._new_caches()
+        return request._caches[0].sequence.match_prefix(request.known) == 0
 
     def _prefill_together(self, requests: list[Request]) -> tuple[list[Any], mx.array]:
         """Runs whole prompts as one batch, left-padded to the longest; (batch caches, the
         (batch, vocab) logits of each prompt's last token)."""
         lengths = [len(r.known) for r in requests]
         pads = [max(lengths) - n for n in lengths]
-        fresh = [self._new_caches() for _ in requests]
+        # paged: the batch runs on contiguous caches, then each prompt is written to the pool
+        fresh = [
+            self._new_caches() if self.pool is None else kv.make_cache(self.model, "kv") for _ in requests
+        ]
         caches = [type(layer[0]).merge(list(layer)) for layer in zip(*fresh)]
         for cache in caches:
             cache.prepare(left_padding=pads)
         tokens = mx.array([[0] * pad + r.known for pad, r in zip(pads, requests)])
         self._prompt_tokens += sum(lengths)
-        return caches, self.model(tokens, cache=caches)[:, -1, :]
+        logits = self._last_logits(tokens, caches)
+        if self.pool is not None:
+            states = [cache.state[:2] for cache in caches]  # (batch, kv_heads, positions, head_dim)
+            for row, (pad, length, request) in enumerate(zip(pads, lengths, requests)):
+                sequence = request._caches[0].sequence
+                sequence.reserve(0, length)
+                slots = sequence.slots(0, length)
+                for layer, (keys, values) in enumerate(states):
+                    self.pool.write(
+                        layer,
+                        keys[row, :, pad:].transpose(1, 0, 2),
+                        values[row, :, pad:].transpose(1, 0, 2),
+                        slots,
+                    )
+                for cache in sequence.layers:
+                    cache.offset = length
+                sequence.append_tokens(request.known)  # registers its full blocks for later prefixes
+        return caches, logits
 
     def _join_batch(self, request: Request) -> None:
+        if self.paged_decode == "kernel":
+            self._batch.append(request)  # it keeps its sequence: decode reads it in the pool
+            return
         self._extend_batch([request], [type(c).merge([c]) for c in request._caches])
         self._drop_caches(request)  # the batch holds its keys and values now
 
@@ -376,26 +517,39 @@ class GenerationEngine:
                 batch.extend(new)
         self._batch += requests
 
-    def _leave_batch(self, request: Request) -> None:
-        keep = [i for i, r in enumerate(self._batch) if r is not request]
+    def _leave_batch(self, *requests: Request) -> None:
+        """Drops the requests' rows from the decode batch, all in one filter."""
+        leaving = {id(r) for r in requests}
+        keep = [i for i, r in enumerate(self._batch) if id(r) not in leaving]
         if len(keep) == len(self._batch):
             return
         self._batch = [self._batch[i] for i in keep]
         if not keep:
-            self._batch_cache = None
+            self._batch_cache = self._batch_last = None
             return
-        for batch in self._batch_cache:
+        for batch in self._batch_cache or ():  # (the in-place paged batch has no batch cache)
             batch.filter(keep)
+        if self._batch_last is not None:
+            self._batch_last = self._batch_last[mx.array(keep, dtype=mx.int32)]
 
     def _drop_caches(self, request: Request) -> None:
         if request._caches is not None and self.pool is not None:
             request._caches[0].sequence.release()  # its full prompt blocks stay cached
         request._caches = None
 
-    def _finish(self, request: Request, reason: str) -> None:
+    def _release(self, request: Request) -> None:
+        """Gives back the request's batch row, caches and scheduler blocks (once)."""
+        if request._released:
+            return
+        request._released = True
         self._leave_batch(request)
         self._drop_caches(request)
         self.scheduler.finish(request.id)
+        if request.params.penalized:
+            self._penalized -= 1
+
+    def _finish(self, request: Request, reason: str) -> None:
+        self._release(request)
         request.finished, request.finish_reason = True, reason
         del self.requests[request.id]
         self._finished.append(request)
@@ -406,15 +560,32 @@ class GenerationEngine:
         return self.tokenizer.decode(list(tokens))
 
     def _hits_stop_string(self, request: Request) -> bool:
-        text = self.detokenize(request.tokens)
-        for stop in request.stop_strings:
-            if stop in text:
-                # keep the tokens whose text ends before the stop string
-                cut = text.index(stop)
-                while request.tokens and len(self.detokenize(request.tokens)) > cut:
-                    request.tokens.pop()
-                return True
-        return False
+        """Whether the text now holds a stop string; if so, drops the tokens from the one whose
+        text reaches into it.
+
+        Incremental: the string can only have appeared at the end, within the longest stop
+        string's length of characters, so only a tail window of tokens is decoded: one whose
+        text past its first token holds at least that many characters (the first token's text
+        may decode differently at the window's edge: a leading space, a split character). The
+        window starts at `longest + 2` tokens and doubles while short, so a check costs the
+        window, not the whole output."""
+        tokens = request.tokens
+        longest = max(len(stop) for stop in request.stop_strings)
+        width = longest + 2
+        while True:
+            start = max(0, len(tokens) - width)
+            if start == 0 or len(self.detokenize(tokens[start + 1 :])) >= longest:
+                break
+            width *= 2
+        text = self.detokenize(tokens[start:])
+        hits = [text.index(stop) for stop in request.stop_strings if stop in text]
+        if not hits:
+            return False
+        cut = hits[0]  # the first stop string listed that occurs, as the full-text check did
+        # keep the tokens whose text ends before the stop string
+        while len(tokens) > start and len(self.detokenize(tokens[start:])) > cut:
+            tokens.pop()
+        return True
 
     # ------------------------------------------------------------------ metrics
 
