@@ -54,9 +54,14 @@ def test_batched_tokens_equal_each_request_alone(model, rng: np.random.Generator
     engine = GenerationEngine(model, max_batch=4, token_budget=48, prefill_chunk=16, **engine_options(cache))
     assert engine.paged_decode == (cache.removeprefix("paged-") if cache.startswith("paged") else None)
     got = engine.generate(batch, max_tokens=12)
-    if cache == "quantized":  # 8-bit keys and values: most tokens agree, as with mlx-lm's own
-        agree = np.mean([a == b for p, g in zip(batch, got) for a, b in zip(g, alone(model, p, 12))])
-        assert agree > 0.8, agree
+    if cache == "quantized":
+        # 8-bit keys and values change tokens against mlx-lm's float cache (how many depends on
+        # the prompts: greedy decoding diverges for good once one token differs), but batching
+        # must not: each request served alone on the same cache kind gives the same tokens.
+        single = GenerationEngine(
+            model, max_batch=1, token_budget=48, prefill_chunk=16, **engine_options(cache)
+        )
+        assert got == [single.generate([p], max_tokens=12)[0] for p in batch]
     else:
         assert got == [alone(model, p, 12) for p in batch]
     stats = engine.stats()
