@@ -11,7 +11,7 @@ import sys
 import mlx.core as mx
 import numpy as np
 import pytest
-from lm_models import MODELS, VOCAB, tiny_llama
+from lm_models import MODELS, VOCAB, skip_where_mlx_cannot_quantize, tiny_llama
 from mlx_lm.generate import BatchGenerator, generate_step
 from mlx_lm.models import cache as lm_cache
 from mlx_primitives import cache as C
@@ -87,6 +87,7 @@ def test_paged_logits_match_contiguous(model, prompt: list[int]) -> None:
 
 def test_quantized_error_matches_mlx_lm(model, prompt: list[int]) -> None:
     """4-bit keys and values: the logits' error against the float cache is mlx-lm's own."""
+    skip_where_mlx_cannot_quantize("quantized")
     full = _logits(model, C.make_cache(model, "kv"), prompt)
     ours_cache = C.make_cache(model, "quantized", group_size=32, bits=4)
     theirs_cache = [lm_cache.QuantizedKVCache(group_size=32, bits=4) for _ in model.layers]
@@ -231,6 +232,7 @@ def test_sliding_window_releases_old_blocks(model, prompt: list[int]) -> None:
     ],
 )
 def test_save_load_round_trip(model, prompt: list[int], tmp_path, kind: str, options: dict) -> None:
+    skip_where_mlx_cannot_quantize(kind)
     cache = C.make_cache(model, kind, **options)
     _logits(model, cache, prompt)
     path = str(tmp_path / "cache.safetensors")
@@ -250,17 +252,20 @@ def test_save_load_round_trip(model, prompt: list[int], tmp_path, kind: str, opt
         assert theirs[0].offset == len(prompt)
 
 
-def test_trim_and_mask(model, prompt: list[int]) -> None:
-    for kind, options in (("kv", {}), ("paged", {"num_blocks": 5}), ("quantized", {"group_size": 32})):
-        cache = C.make_cache(model, kind, **options)
-        _logits(model, cache, prompt)
-        assert cache[0].is_trimmable() and lm_cache.trim_prompt_cache(cache, 10) == 10
-        assert cache[0].offset == 27 and not cache[0].empty()
-        plain = C.make_cache(model, "kv")
-        _logits(model, plain, prompt[:27])
-        atol = 0.1 if kind == "quantized" else 1e-5  # 8-bit keys and values
-        np.testing.assert_allclose(_logits(model, cache, [1, 2]), _logits(model, plain, [1, 2]), atol=atol)
-        assert cache[0].make_mask(1) is None and cache[0].make_mask(3) == "causal"
+@pytest.mark.parametrize(
+    "kind, options", [("kv", {}), ("paged", {"num_blocks": 5}), ("quantized", {"group_size": 32})]
+)
+def test_trim_and_mask(model, prompt: list[int], kind: str, options: dict) -> None:
+    skip_where_mlx_cannot_quantize(kind)
+    cache = C.make_cache(model, kind, **options)
+    _logits(model, cache, prompt)
+    assert cache[0].is_trimmable() and lm_cache.trim_prompt_cache(cache, 10) == 10
+    assert cache[0].offset == 27 and not cache[0].empty()
+    plain = C.make_cache(model, "kv")
+    _logits(model, plain, prompt[:27])
+    atol = 0.1 if kind == "quantized" else 1e-5  # 8-bit keys and values
+    np.testing.assert_allclose(_logits(model, cache, [1, 2]), _logits(model, plain, [1, 2]), atol=atol)
+    assert cache[0].make_mask(1) is None and cache[0].make_mask(3) == "causal"
     assert C.make_cache(model, "kv")[0].empty() and C.make_cache(model, "kv")[0].nbytes == 0
 
 
@@ -269,6 +274,7 @@ def test_trim_and_mask(model, prompt: list[int]) -> None:
 )
 def test_merge_filter_extend_extract(model, rng: np.random.Generator, kind: str, options: dict) -> None:
     """Sequences of different lengths batched left-padded: each row's logits are its own."""
+    skip_where_mlx_cannot_quantize(kind)
     prompts = [rng.integers(0, VOCAB, n).tolist() for n in (7, 12, 3)]
     singles = [C.make_cache(model, kind, **options) for _ in prompts]
     for cache, p in zip(singles, prompts):
@@ -331,6 +337,7 @@ def test_bad_input() -> None:
 def test_mlx_lm_batch_generator(model, rng: np.random.Generator, kind: str, options: dict) -> None:
     """mlx-lm's BatchGenerator merges our prompt caches, steps, filters and extracts them: each
     sequence's greedy tokens are those of mlx-lm's single-sequence cache of the same kind."""
+    skip_where_mlx_cannot_quantize(kind)
     prompts = [rng.integers(0, VOCAB, n).tolist() for n in (9, 14, 5)]
     caches = []
     for p in prompts:
@@ -409,7 +416,9 @@ def test_paged_decode_batch_attends_in_place_like_mlx_lm(model, rng: np.random.G
 
 def test_pool_writes_in_place_proportional_to_the_new_tokens(rng: np.random.Generator) -> None:
     """`BlockPool.write` scatters into the pool's own buffer (MLX donates it on the CPU): no
-    copy of a 32 MB pool per write, and the written slots read back exactly."""
+    copy of a 32 MB pool per write, and the written slots read back exactly. MLX's CUDA build
+    copies the pool (H200, MLX 0.32.4: 33.6 MB allocated for the 33.5 MB pool), so there only the
+    values are checked."""
     pool = C.BlockPool(1, 4, 64, mx.float32, block_size=16, num_blocks=2048)  # 2 x 32 MB
     mx.eval(pool.keys, pool.values)
     keys = mx.array(rng.standard_normal((5, 4, 64)), dtype=mx.float32)
@@ -422,7 +431,8 @@ def test_pool_writes_in_place_proportional_to_the_new_tokens(rng: np.random.Gene
         pool.write(0, keys, -keys, slots)
         mx.eval(pool.keys, pool.values)
     grown = mx.get_peak_memory() - before
-    assert grown < pool.keys[0].nbytes // 4, f"a write allocated {grown} bytes: the pool was copied"
+    if mx.default_device() == mx.cpu or not mx.cuda.is_available():
+        assert grown < pool.keys[0].nbytes // 4, f"a write allocated {grown} bytes: the pool was copied"
     flat = np.array(pool.keys[0]).reshape(-1, 4, 64)
     np.testing.assert_array_equal(flat[np.array(slots)], np.array(keys))
     np.testing.assert_array_equal(

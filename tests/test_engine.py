@@ -13,7 +13,7 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 import pytest
-from lm_models import MODELS, VOCAB, tiny_llama
+from lm_models import MODELS, VOCAB, skip_where_mlx_cannot_quantize, tiny_llama
 from mlx_lm.generate import generate_step
 from mlx_lm.utils import save_model
 from mlx_primitives.generation import GenerationEngine, SamplingParams
@@ -50,6 +50,7 @@ def engine_options(cache: str) -> dict:
 
 @pytest.mark.parametrize("cache", ["kv", "paged-copy", "paged-kernel", "quantized"])
 def test_batched_tokens_equal_each_request_alone(model, rng: np.random.Generator, cache: str) -> None:
+    skip_where_mlx_cannot_quantize(cache)
     batch = prompts(rng, [5, 37, 1, 20, 64])
     engine = GenerationEngine(model, max_batch=4, token_budget=48, prefill_chunk=16, **engine_options(cache))
     assert engine.paged_decode == (cache.removeprefix("paged-") if cache.startswith("paged") else None)
