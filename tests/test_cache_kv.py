@@ -486,8 +486,8 @@ def test_rotating_batch_logits_are_each_rows_own(model, rng: np.random.Generator
         np.testing.assert_allclose(_logits(model, alone, [9]), _logits(model, singles[row], [9]), atol=1e-5)
 
 
-def test_rotating_batch_protocol(model, rng: np.random.Generator) -> None:
-    """Left padding on an empty batch (as GenerationEngine prefills), state round trip, trim,
+def test_rotating_batch_protocol(model, rng: np.random.Generator, tmp_path) -> None:
+    """Left padding on an empty batch (as GenerationEngine prefills), save/load, trim,
     nbytes, and the mismatches merge and extend refuse."""
     prompts = [rng.integers(0, VOCAB, n).tolist() for n in (4, 11)]
     batch = [C.BatchRotatingKVCache.merge([C.RotatingKVCache(8, 2) for _ in prompts]) for _ in model.layers]
@@ -501,7 +501,9 @@ def test_rotating_batch_protocol(model, rng: np.random.Generator) -> None:
     assert batch[0].offset.tolist() == [4, 11] and batch[0].left_padding.tolist() == [3, 0]
     assert batch[0].keys.shape[2] == 7 and batch[0].nbytes == 2 * batch[0].keys.nbytes
     assert not batch[0].is_trimmable()
-    loaded = [C.BatchRotatingKVCache.from_state(layer.state) for layer in batch]
+    C.save_prompt_cache(str(tmp_path / "batch.safetensors"), batch)
+    loaded = C.load_prompt_cache(str(tmp_path / "batch.safetensors"))
+    assert type(loaded[0]) is C.BatchRotatingKVCache and loaded[0].offset.tolist() == [4, 11]
     np.testing.assert_allclose(
         np.array(model(mx.array([[5], [6]]), cache=loaded)),
         np.array(model(mx.array([[5], [6]]), cache=batch)),
