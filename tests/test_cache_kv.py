@@ -466,7 +466,8 @@ def test_rotating_batch_logits_are_each_rows_own(model, rng: np.random.Generator
     step(rows, 3)
     for _ in range(10):  # row 0 crosses the window: 8 + 10 > 15
         step(rows, 1)
-    assert batch[0].offset.tolist() == [18, 33, 26, 44] and batch[0].size() == 15
+    # decoding writes in place: each row a ring of max_size slots
+    assert batch[0].offset.tolist() == [18, 33, 26, 44] and batch[0].size() == 16
     # filter to rows 2 and 0 (in that order), extend with a batch of row 1 alone, decode on
     for layer in batch:
         layer.filter([2, 0])

@@ -572,12 +572,14 @@ class BatchQuantizedKVCache(BatchKVCache):
 class BatchRotatingKVCache(_CacheBase):
     """Several `RotatingKVCache` rows in one left-padded buffer, each keeping its own window.
 
-    Row b holds its sinks and newest positions in position order, right-aligned; the entries to
-    their left are padding. Each entry's true position is kept on the host (`positions`, -1 for
-    padding), so the mask is exact by position whatever the rows' lengths: a query sees the
-    sinks and the `max_size - keep` positions ending at itself, as in `RotatingKVCache`. After
-    each update every row drops what leaves its window and the buffer shrinks to the longest
-    row, so rows that started at different lengths never need a ring buffer.
+    Each entry's true position is kept on the host (`positions`, -1 for a free slot), so the
+    mask is exact by position whatever the rows' lengths and wherever an entry sits: a query
+    sees the sinks and the `max_size - keep` positions ending at itself, as in
+    `RotatingKVCache`. A chunk of several tokens is appended, then each row keeps its sinks and
+    newest positions in order, right-aligned (free slots on the left, as left padding). A
+    single decode token is written in place, each row into a free slot or over a position its
+    query no longer sees, so once the buffer holds `max_size` slots decoding copies nothing:
+    a ring buffer per row.
 
     Made by `RotatingKVCache.merge`; `filter`, `extend`, `extract`, `prepare` and `finalize` are
     the hooks mlx-lm's `BatchGenerator` drives. Right padding written between `prepare` and
@@ -612,7 +614,7 @@ class BatchRotatingKVCache(_CacheBase):
 
     @property
     def left_padding(self) -> mx.array:
-        """Padding entries at the start of each row (held, and still to come)."""
+        """Free slots of each row (the left padding after a chunk) and padding still to come."""
         held = (self.positions < 0).sum(axis=1) + np.maximum(-self._offset, 0)
         return mx.array(held, dtype=mx.int32)
 
@@ -623,12 +625,41 @@ class BatchRotatingKVCache(_CacheBase):
             new = np.where(np.arange(n)[None, :] < self._remaining[:, None], new, -1)
         return np.where(new >= 0, new, -1)
 
+    def _retained(self, positions: np.ndarray) -> np.ndarray:
+        """Which entries a later query can still see: the sinks and the newest max_size - 1 - keep."""
+        newest = self._offset[:, None] - (self.max_size - 1 - self.keep)
+        return (positions >= 0) & ((positions < self.keep) | (positions >= newest))
+
+    def _decode_plan(self) -> tuple[int, np.ndarray] | None:
+        """(width, slots) for writing one token per row in place: the buffer's width (grown to
+        at most max_size when a row has no free slot) and each row's slot; None to append."""
+        if self.keys is None or self._remaining is not None or (self._offset < 0).any():
+            return None
+        width = self.positions.shape[1]
+        seen_from = self._offset[:, None] - (self.max_size - self.keep)  # the new query sees later ones
+        free = (self.positions < 0) | ((self.positions >= self.keep) & (self.positions <= seen_from))
+        if not free.any(axis=1).all():
+            grown = min(width + STEP, self.max_size)
+            if grown == width:
+                return None
+            free = np.pad(free, [(0, 0), (0, grown - width)], constant_values=True)
+            width = grown
+        return width, free.argmax(axis=1)
+
     def make_mask(self, N: int, window_size: int | None = None, return_array: bool = False) -> mx.array:  # noqa: N803
-        """(rows, 1, N, held + N) boolean mask of N new queries over the held and new entries."""
+        """(rows, 1, N, keys) boolean mask of N new queries over the entries update_and_fetch returns."""
+        window = self.max_size - self.keep if window_size is None else window_size
+        plan = self._decode_plan() if N == 1 else None
+        if plan is not None:
+            width, slots = plan
+            keys = np.pad(self.positions, [(0, 0), (0, width - self.positions.shape[1])], constant_values=-1)
+            keys[np.arange(keys.shape[0]), slots] = self._offset
+            keys, queries = keys[:, None, :], self._offset[:, None, None]
+            mask = (keys >= 0) & (keys <= queries) & ((keys > queries - window) | (keys < self.keep))
+            return mx.array(mask)[:, None]
         new = self._new_positions(N)
         keys = np.concatenate([self.positions, new], axis=1)[:, None, :]
         queries = (self._offset[:, None] + np.arange(N)[None, :])[:, :, None]
-        window = self.max_size - self.keep if window_size is None else window_size
         mask = (keys >= 0) & (keys <= queries) & ((keys > queries - window) | (keys < self.keep))
         # a padding query sees itself, so no row of the attention is empty (its output is unused)
         rows, cols = np.nonzero(new < 0)
@@ -641,6 +672,10 @@ class BatchRotatingKVCache(_CacheBase):
                 f"[BatchRotatingKVCache] keys have batch {keys.shape[0]}; expected the cache's {self._offset.shape[0]} rows"
             )
         n = keys.shape[2]
+        plan = self._decode_plan() if n == 1 else None
+        if plan is not None:
+            self._write_in_place(keys, values, *plan)
+            return self.keys, self.values
         positions = np.concatenate([self.positions, self._new_positions(n)], axis=1)
         if self.keys is None:
             all_k, all_v = keys, values
@@ -653,22 +688,38 @@ class BatchRotatingKVCache(_CacheBase):
             real = np.minimum(self._remaining, n)
             self._offset = self._offset + real
             self._remaining = self._remaining - real
-        # what a later query can still see: the sinks and the newest max_size - 1 - keep
-        newest = self._offset[:, None] - (self.max_size - 1 - self.keep)
-        kept = (positions >= 0) & ((positions < self.keep) | (positions >= newest))
-        self._store(all_k, all_v, positions, kept)
+        self._store(all_k, all_v, positions, self._retained(positions))
         return all_k, all_v
+
+    def _write_in_place(self, keys: mx.array, values: mx.array, width: int, slots: np.ndarray) -> None:
+        grow = width - self.positions.shape[1]
+        if grow:
+            pad = [(0, 0), (0, 0), (0, grow), (0, 0)]
+            self.keys, self.values = mx.pad(self.keys, pad), mx.pad(self.values, pad)
+            self.positions = np.pad(self.positions, [(0, 0), (0, grow)], constant_values=-1)
+        self.positions[np.arange(self.positions.shape[0]), slots] = self._offset
+        self._offset = self._offset + 1
+        if (slots == slots[0]).all():
+            at = int(slots[0])
+            self.keys[:, :, at : at + 1] = keys
+            self.values[:, :, at : at + 1] = values
+        else:
+            index = mx.array(slots, dtype=mx.int32)[:, None, None, None]
+            self.keys = mx.put_along_axis(self.keys, mx.broadcast_to(index, keys.shape), keys, axis=2)
+            self.values = mx.put_along_axis(self.values, mx.broadcast_to(index, values.shape), values, axis=2)
+
+    def _normalize(self) -> None:
+        """Each row's retained entries in position order, right-aligned in the narrowest buffer."""
+        self._store(self.keys, self.values, self.positions, self._retained(self.positions))
 
     def _store(
         self, keys: mx.array | None, values: mx.array | None, positions: np.ndarray, kept: np.ndarray
     ) -> None:
-        """Holds the `kept` entries of each row, in order, right-aligned in the narrowest buffer."""
+        """Holds the `kept` entries of each row in position order, right-aligned in the narrowest buffer."""
         width = positions.shape[1]
         held = int(kept.sum(axis=1).max()) if kept.size else 0
-        # dropped entries sort first, kept ones after, each in buffer order
-        order = np.argsort(np.where(kept, width + np.arange(width), np.arange(width)), axis=1)[
-            :, width - held :
-        ]
+        # dropped entries sort first, kept ones after by position (unique within a row)
+        order = np.argsort(np.where(kept, positions, -1), axis=1, kind="stable")[:, width - held :]
         self.positions = np.where(
             np.take_along_axis(kept, order, axis=1), np.take_along_axis(positions, order, axis=1), -1
         )
@@ -726,7 +777,7 @@ class BatchRotatingKVCache(_CacheBase):
 
     def is_trimmable(self) -> bool:
         """Trimmable while no row has dropped a position."""
-        return bool(((self.positions >= 0).sum(axis=1) == np.maximum(self._offset, 0)).all())
+        return bool((self._offset < self.max_size).all())
 
     def trim(self, n: int) -> int:
         """Drops the newest `n` positions of every row (at most the shortest row's length)."""
@@ -750,9 +801,9 @@ class BatchRotatingKVCache(_CacheBase):
         self._offset = self._offset[rows]
         if self._remaining is not None:
             self._remaining = self._remaining[rows]
-        positions = self.positions[rows]
+        self.positions = self.positions[rows]
         self.keys, self.values = keys, values
-        self._store(keys, values, positions, positions >= 0)
+        self._normalize()
 
     def extend(self, other: BatchRotatingKVCache) -> None:
         """Appends `other`'s rows, right-aligning both to the longer buffer."""
@@ -764,6 +815,8 @@ class BatchRotatingKVCache(_CacheBase):
             )
         if self._remaining is not None or other._remaining is not None:
             raise ValueError("[BatchRotatingKVCache.extend] a cache is between prepare and finalize")
+        self._normalize()
+        other._normalize()
         width = max(self.size(), other.size())
         like = self if self.keys is not None else other
 
@@ -783,6 +836,7 @@ class BatchRotatingKVCache(_CacheBase):
 
     def extract(self, idx: int) -> RotatingKVCache:
         """Row `idx` as a single-sequence `RotatingKVCache` (its padding removed)."""
+        self._normalize()
         cache = RotatingKVCache(self.max_size, self.keep)
         held = int((self.positions[idx] >= 0).sum())
         cache.offset = max(int(self._offset[idx]), 0)
