@@ -515,6 +515,8 @@ def test_rotating_batch_protocol(model, rng: np.random.Generator, tmp_path) -> N
     assert short[0].is_trimmable() and lm_cache.trim_prompt_cache(short, 2) == 2 and short[0].size() == 3
     with pytest.raises(ValueError, match=r"\[RotatingKVCache.merge\] caches must be RotatingKVCaches of one"):
         C.RotatingKVCache.merge([C.RotatingKVCache(8), C.RotatingKVCache(16)])
+    with pytest.raises(ValueError, match=r"got \['RotatingKVCache', 'KVCache'\]"):
+        C.RotatingKVCache.merge([C.RotatingKVCache(8), C.KVCache()])
     with pytest.raises(
         ValueError, match=r"\[BatchRotatingKVCache.extend\] other must be a BatchRotatingKVCache"
     ):

@@ -849,10 +849,11 @@ class BatchRotatingKVCache(_CacheBase):
     @classmethod
     def merge(cls, caches: list[RotatingKVCache]) -> BatchRotatingKVCache:
         """Rotating caches of one `max_size` and `keep` as one batch, each left-padded to the longest."""
-        kinds = {(c.max_size, c.keep) for c in caches}
+        kinds = {(getattr(c, "max_size", None), getattr(c, "keep", None)) for c in caches}
         if len(kinds) != 1 or not all(isinstance(c, RotatingKVCache) for c in caches):
             raise ValueError(
-                f"[RotatingKVCache.merge] caches must be RotatingKVCaches of one (max_size, keep), got {sorted(kinds)}"
+                "[RotatingKVCache.merge] caches must be RotatingKVCaches of one (max_size, keep), got "
+                f"{[type(c).__name__ for c in caches]} with {sorted(kinds, key=str)}"
             )
         max_size, keep = kinds.pop()
         batch = cls(max_size, keep, [0] * len(caches))
