@@ -439,3 +439,121 @@ def test_pool_writes_in_place_proportional_to_the_new_tokens(rng: np.random.Gene
         np.array(pool.values[0]).reshape(-1, 4, 64)[np.array(slots)], -np.array(keys)
     )
     assert not flat[np.setdiff1d(np.arange(2048 * 16), np.array(slots))].any()
+
+
+# --------------------------------------------------------------------------- batched rotating caches
+
+
+@pytest.mark.parametrize("keep", [0, 3])
+def test_rotating_batch_logits_are_each_rows_own(model, rng: np.random.Generator, keep: int) -> None:
+    """Rotating caches of different lengths (two past the window) merged into one batch: a
+    3-token chunk, then decode steps through the window's edge. Each row's logits are those of
+    its own single-sequence RotatingKVCache; filter, extend and extract keep every row's."""
+    prompts = [rng.integers(0, VOCAB, n).tolist() for n in (5, 20, 13, 31)]
+    singles = [C.make_cache(model, "rotating", max_size=16, keep=keep) for _ in prompts]
+    for cache, p in zip(singles, prompts):
+        _logits(model, cache, p)
+    batch = [layer[0].merge(list(layer)) for layer in zip(*singles)]
+    assert isinstance(batch[0], C.BatchRotatingKVCache) and batch[0].size() == 15
+
+    def step(rows: list[int], width: int) -> None:
+        tokens = rng.integers(0, VOCAB, (len(rows), width)).tolist()
+        logits = np.array(model(mx.array(tokens), cache=batch).astype(mx.float32))
+        for out, row, t in zip(logits, rows, tokens):
+            np.testing.assert_allclose(out, _logits(model, singles[row], t), atol=1e-5)
+
+    rows = [0, 1, 2, 3]
+    step(rows, 3)
+    for _ in range(10):  # row 0 crosses the window: 8 + 10 > 15
+        step(rows, 1)
+    # decoding writes in place: each row a ring of max_size slots
+    assert batch[0].offset.tolist() == [18, 33, 26, 44] and batch[0].size() == 16
+    # filter to rows 2 and 0 (in that order), extend with a batch of row 1 alone, decode on
+    for layer in batch:
+        layer.filter([2, 0])
+    extra = [layer.merge([layer]) for layer in singles[1]]
+    for layer, other in zip(batch, extra):
+        layer.extend(other)
+    rows = [2, 0, 1]
+    assert batch[0].offset.tolist() == [26, 18, 33]
+    for _ in range(3):
+        step(rows, 1)
+    step(rows, 2)
+    # extract each row back: a RotatingKVCache that decodes as its own single cache does
+    for i, row in enumerate(rows):
+        alone = [layer.extract(i) for layer in batch]
+        assert type(alone[0]) is C.RotatingKVCache and alone[0].offset == singles[row][0].offset
+        np.testing.assert_array_equal(np.array(alone[0].keys), np.array(singles[row][0].keys))
+        np.testing.assert_allclose(_logits(model, alone, [9]), _logits(model, singles[row], [9]), atol=1e-5)
+
+
+def test_rotating_batch_protocol(model, rng: np.random.Generator, tmp_path) -> None:
+    """Left padding on an empty batch (as GenerationEngine prefills), save/load, trim,
+    nbytes, and the mismatches merge and extend refuse."""
+    prompts = [rng.integers(0, VOCAB, n).tolist() for n in (4, 11)]
+    batch = [C.BatchRotatingKVCache.merge([C.RotatingKVCache(8, 2) for _ in prompts]) for _ in model.layers]
+    assert batch[0].empty() and batch[0].nbytes == 0
+    for layer in batch:
+        layer.prepare(left_padding=[7, 0])
+    logits = np.array(model(mx.array([[0] * 7 + prompts[0], prompts[1]]), cache=batch)[:, -1])
+    singles = [C.make_cache(model, "rotating", max_size=8, keep=2) for _ in prompts]
+    refs = [_logits(model, s, p)[-1] for s, p in zip(singles, prompts)]
+    np.testing.assert_allclose(logits, np.stack(refs), atol=1e-5)
+    assert batch[0].offset.tolist() == [4, 11] and batch[0].left_padding.tolist() == [3, 0]
+    assert batch[0].keys.shape[2] == 7 and batch[0].nbytes == 2 * batch[0].keys.nbytes
+    assert not batch[0].is_trimmable()
+    C.save_prompt_cache(str(tmp_path / "batch.safetensors"), batch)
+    loaded = C.load_prompt_cache(str(tmp_path / "batch.safetensors"))
+    assert type(loaded[0]) is C.BatchRotatingKVCache and loaded[0].offset.tolist() == [4, 11]
+    np.testing.assert_allclose(
+        np.array(model(mx.array([[5], [6]]), cache=loaded)),
+        np.array(model(mx.array([[5], [6]]), cache=batch)),
+    )
+    short = [C.BatchRotatingKVCache.merge([C.make_cache(model, "rotating", max_size=8)[0]]) for _ in range(2)]
+    for layer in short:
+        layer.update_and_fetch(mx.ones((1, 2, 5, 32)), mx.ones((1, 2, 5, 32)))
+    assert short[0].is_trimmable() and lm_cache.trim_prompt_cache(short, 2) == 2 and short[0].size() == 3
+    with pytest.raises(ValueError, match=r"\[RotatingKVCache.merge\] caches must be RotatingKVCaches of one"):
+        C.RotatingKVCache.merge([C.RotatingKVCache(8), C.RotatingKVCache(16)])
+    with pytest.raises(ValueError, match=r"got \['RotatingKVCache', 'KVCache'\]"):
+        C.RotatingKVCache.merge([C.RotatingKVCache(8), C.KVCache()])
+    with pytest.raises(
+        ValueError, match=r"\[BatchRotatingKVCache.extend\] other must be a BatchRotatingKVCache"
+    ):
+        batch[0].extend(C.BatchRotatingKVCache.merge([C.RotatingKVCache(8, 1)]))
+    with pytest.raises(
+        ValueError, match=r"\[BatchRotatingKVCache\] keys have batch 3; expected the cache's 2"
+    ):
+        batch[0].update_and_fetch(mx.zeros((3, 2, 1, 32)), mx.zeros((3, 2, 1, 32)))
+
+
+def test_mlx_lm_batch_generator_rotating(model, rng: np.random.Generator) -> None:
+    """mlx-lm's BatchGenerator on our rotating caches (two prefilled, two empty; prompts and
+    generations past the window; prefill in 8-token steps, right-padded): each sequence gets the
+    greedy tokens of mlx-lm's single-sequence RotatingKVCache, as mlx-lm's own
+    BatchRotatingKVCache gives them."""
+    prompts = [rng.integers(0, VOCAB, n).tolist() for n in (9, 30, 5, 21)]
+    counts, prefilled = [20, 6, 25, 12], [0, 10, 0, 20]
+
+    def generate(make) -> list[list[int]]:
+        caches = []
+        for p, n in zip(prompts, prefilled):
+            cache = make()
+            if n:
+                model(mx.array([p[:n]]), cache=cache)
+            caches.append(cache)
+        gen = BatchGenerator(model, stop_tokens=[[VOCAB]], prefill_step_size=8)
+        uids = gen.insert([p[n:] for p, n in zip(prompts, prefilled)], counts, caches=caches)
+        out: dict[int, list[int]] = {uid: [] for uid in uids}
+        while responses := gen.next_generated():
+            for r in responses:
+                out[r.uid].append(r.token)
+        gen.close()
+        return [out[uid] for uid in uids]
+
+    def theirs() -> list:
+        return [lm_cache.RotatingKVCache(16) for _ in model.layers]
+
+    expected = [_greedy(model, p, theirs(), n) for p, n in zip(prompts, counts)]
+    assert generate(theirs) == expected  # mlx-lm's BatchRotatingKVCache (no sinks: keep=0)
+    assert generate(lambda: C.make_cache(model, "rotating", max_size=16, keep=0)) == expected

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 from lm_models import MODELS, VOCAB, skip_where_mlx_cannot_quantize, tiny_llama
 from mlx_lm.generate import generate_step
+from mlx_lm.models import cache as lm_cache
 from mlx_lm.utils import save_model
+from mlx_primitives import cache as kv
 from mlx_primitives.generation import GenerationEngine, SamplingParams
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
@@ -68,6 +70,29 @@ def test_batched_tokens_equal_each_request_alone(model, rng: np.random.Generator
     stats = engine.stats()
     assert stats.requests_finished == 5 and stats.generated_tokens == 60
     assert stats.blocks_used == 0  # every block came back
+
+
+@pytest.mark.parametrize("keep", [0, 4])
+def test_rotating_batches_with_each_requests_own_window(model, rng: np.random.Generator, keep: int) -> None:
+    """cache="rotating" batches (BatchRotatingKVCache): prompts and generations past the window
+    give each request the tokens of generate_step on its own rotating cache (mlx-lm's own
+    RotatingKVCache for keep=0; with sinks, ours, which mlx-lm's batch cache cannot keep)."""
+    batch = prompts(rng, [5, 37, 1, 20, 64])
+    engine = GenerationEngine(
+        model, max_batch=4, token_budget=48, prefill_chunk=16, cache="rotating", max_size=24, keep=keep
+    )
+    got = engine.generate(batch, max_tokens=12)
+
+    def single() -> list:
+        if keep == 0:
+            return [lm_cache.RotatingKVCache(24) for _ in model.layers]
+        return kv.make_cache(model, "rotating", max_size=24, keep=keep)
+
+    expected = []
+    for p in batch:
+        steps = generate_step(mx.array(p), model, prompt_cache=single(), max_tokens=12)
+        expected.append([int(token) for (token, _), _ in zip(steps, range(12))])
+    assert got == expected and engine.stats().requests_finished == 5
 
 
 def test_requests_join_and_leave_between_steps(model, rng: np.random.Generator) -> None:
@@ -250,7 +275,7 @@ def test_bad_input_is_refused_and_leaves_the_others_alone(model, rng: np.random.
         engine.cancel(99)
     with pytest.raises(ValueError, match=r"\[SamplingParams\] top_p must be"):
         engine.submit([1, 2], params=SamplingParams(top_p=2.0))
-    with pytest.raises(ValueError, match="cache is 'dense'; expected one of kv, quantized, paged"):
+    with pytest.raises(ValueError, match="cache is 'dense'; expected one of kv, quantized, rotating, paged"):
         GenerationEngine(model, cache="dense")
     with pytest.raises(ValueError, match="paged_decode is 'gather'; expected one of auto, kernel, copy"):
         GenerationEngine(model, paged_decode="gather")

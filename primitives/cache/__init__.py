@@ -6,8 +6,8 @@ unchanged (`generate_step(..., prompt_cache=make_cache(model, kind))`):
 - `KVCache`: every position, contiguous. `QuantizedKVCache(group_size, bits)`: the same in
   `mx.quantize` format (mlx-lm's quantized attention reads it).
   `RotatingKVCache(max_size, keep)`: a sliding window with `keep` attention sinks.
-- `BatchKVCache` / `BatchQuantizedKVCache`: what the single-sequence caches `merge` into, with
-  the `filter`/`extend`/`extract` hooks of mlx-lm's `BatchGenerator`.
+- `BatchKVCache` / `BatchQuantizedKVCache` / `BatchRotatingKVCache`: what the single-sequence
+  caches `merge` into, with the `filter`/`extend`/`extract` hooks of mlx-lm's `BatchGenerator`.
 - `PagedKVCache` over a `BlockPool`: blocks with reference counts, copy-on-write, prefix
   caching by chained block hashes, eviction policies (`LRU`, `FIFO`, `SlidingWindow`,
   `SinksWindow`), a memory limit and `PoolStats`. See `paged.py`.
@@ -24,7 +24,14 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
-from .contiguous import BatchKVCache, BatchQuantizedKVCache, KVCache, QuantizedKVCache, RotatingKVCache
+from .contiguous import (
+    BatchKVCache,
+    BatchQuantizedKVCache,
+    BatchRotatingKVCache,
+    KVCache,
+    QuantizedKVCache,
+    RotatingKVCache,
+)
 from .paged import (
     DEFAULT_BLOCK_SIZE,
     FIFO,
@@ -47,7 +54,15 @@ from .paged import (
 KINDS = ("kv", "rotating", "quantized", "paged")
 _CLASSES = {
     cls.__name__: cls
-    for cls in (KVCache, QuantizedKVCache, RotatingKVCache, BatchKVCache, BatchQuantizedKVCache, PagedKVCache)
+    for cls in (
+        KVCache,
+        QuantizedKVCache,
+        RotatingKVCache,
+        BatchKVCache,
+        BatchQuantizedKVCache,
+        BatchRotatingKVCache,
+        PagedKVCache,
+    )
 }
 
 __all__ = [
@@ -55,6 +70,7 @@ __all__ = [
     "LRU",
     "BatchKVCache",
     "BatchQuantizedKVCache",
+    "BatchRotatingKVCache",
     "BlockPool",
     "EvictionPolicy",
     "KVCache",

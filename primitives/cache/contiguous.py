@@ -5,8 +5,8 @@ unchanged: `update_and_fetch(keys, values)` appends and returns every key and va
 queries attend to, `offset` counts the positions seen, `make_mask(N, ...)` gives the mask for
 `N` new queries, `state` (arrays and scalars) round-trips through `save_prompt_cache` /
 `load_prompt_cache`, `is_trimmable`/`trim` drop the newest positions, `nbytes` and `empty()`.
-Single-sequence caches `merge` into a `BatchKVCache`, which `filter`s, `extend`s and
-`extract`s rows as mlx-lm's `BatchGenerator` asks.
+Single-sequence caches `merge` into a `BatchKVCache` (a `BatchRotatingKVCache` for rotating
+ones), which `filter`s, `extend`s and `extract`s rows as mlx-lm's `BatchGenerator` asks.
 
 Keys and values are held as a tuple of "parts" that share the positions axis (axis 2): one
 array for plain caches, mx.quantize's (packed, scales, biases) for quantized ones. Growing,
@@ -20,6 +20,7 @@ assignment), so a decode step does not copy the cache.
 from __future__ import annotations
 
 import mlx.core as mx
+import numpy as np
 
 # Positions added to a buffer when it fills: decode writes in place between growths.
 STEP = 256
@@ -338,6 +339,11 @@ class RotatingKVCache(_CacheBase):
     def nbytes(self) -> int:
         return 0 if self.keys is None else self.keys.nbytes + self.values.nbytes
 
+    @classmethod
+    def merge(cls, caches: list[RotatingKVCache]) -> BatchRotatingKVCache:
+        """One left-padded batch of rotating caches (mlx-lm's BatchGenerator calls this)."""
+        return BatchRotatingKVCache.merge(caches)
+
 
 # --------------------------------------------------------------------------- batches
 
@@ -561,3 +567,312 @@ class BatchQuantizedKVCache(BatchKVCache):
         batch = super().merge(caches)
         batch.group_size, batch.bits = kinds.pop()
         return batch  # type: ignore[return-value]
+
+
+class BatchRotatingKVCache(_CacheBase):
+    """Several `RotatingKVCache` rows in one left-padded buffer, each keeping its own window.
+
+    Each entry's true position is kept on the host (`positions`, -1 for a free slot), so the
+    mask is exact by position whatever the rows' lengths and wherever an entry sits: a query
+    sees the sinks and the `max_size - keep` positions ending at itself, as in
+    `RotatingKVCache`. A chunk of several tokens is appended, then each row keeps its sinks and
+    newest positions in order, right-aligned (free slots on the left, as left padding). A
+    single decode token is written in place, each row into a free slot or over a position its
+    query no longer sees, so once the buffer holds `max_size` slots decoding copies nothing:
+    a ring buffer per row.
+
+    Made by `RotatingKVCache.merge`; `filter`, `extend`, `extract`, `prepare` and `finalize` are
+    the hooks mlx-lm's `BatchGenerator` drives. Right padding written between `prepare` and
+    `finalize` is marked as padding at once, so it never evicts a real entry.
+
+    Args:
+        max_size: Positions a query attends to (sinks included), as in `RotatingKVCache`.
+        keep: Sink positions at the start of each row that are never dropped.
+        left_padding: Padding tokens at the start of each row's next input (an empty batch).
+    """
+
+    single = RotatingKVCache
+
+    def __init__(self, max_size: int, keep: int, left_padding: list[int]) -> None:
+        if not 0 <= keep < max_size:
+            raise ValueError(
+                f"[BatchRotatingKVCache] keep is {keep}; expected 0 <= keep < max_size ({max_size})"
+            )
+        self.max_size = max_size
+        self.keep = keep
+        self.keys: mx.array | None = None
+        self.values: mx.array | None = None
+        rows = len(left_padding)
+        self.positions = np.full((rows, 0), -1, dtype=np.int64)
+        # each row's next position (negative over left padding still to come), as RoPE reads it
+        self._offset = -np.asarray(left_padding, dtype=np.int64).reshape(rows)
+        self._remaining: np.ndarray | None = None  # real tokens still to come in a right-padded prompt
+
+    @property
+    def offset(self) -> mx.array:
+        return mx.array(self._offset, dtype=mx.int32)
+
+    @property
+    def left_padding(self) -> mx.array:
+        """Free slots of each row (the left padding after a chunk) and padding still to come."""
+        held = (self.positions < 0).sum(axis=1) + np.maximum(-self._offset, 0)
+        return mx.array(held, dtype=mx.int32)
+
+    def _new_positions(self, n: int) -> np.ndarray:
+        """(rows, n) positions of the next `n` tokens, -1 where a token is padding."""
+        new = self._offset[:, None] + np.arange(n)[None, :]
+        if self._remaining is not None:
+            new = np.where(np.arange(n)[None, :] < self._remaining[:, None], new, -1)
+        return np.where(new >= 0, new, -1)
+
+    def _retained(self, positions: np.ndarray) -> np.ndarray:
+        """Which entries a later query can still see: the sinks and the newest max_size - 1 - keep."""
+        newest = self._offset[:, None] - (self.max_size - 1 - self.keep)
+        return (positions >= 0) & ((positions < self.keep) | (positions >= newest))
+
+    def _decode_plan(self) -> tuple[int, np.ndarray] | None:
+        """(width, slots) for writing one token per row in place: the buffer's width (grown to
+        at most max_size when a row has no free slot) and each row's slot; None to append."""
+        if self.keys is None or self._remaining is not None or (self._offset < 0).any():
+            return None
+        width = self.positions.shape[1]
+        seen_from = self._offset[:, None] - (self.max_size - self.keep)  # the new query sees later ones
+        free = (self.positions < 0) | ((self.positions >= self.keep) & (self.positions <= seen_from))
+        if not free.any(axis=1).all():
+            grown = min(width + STEP, self.max_size)
+            if grown == width:
+                return None
+            free = np.pad(free, [(0, 0), (0, grown - width)], constant_values=True)
+            width = grown
+        return width, free.argmax(axis=1)
+
+    def make_mask(self, N: int, window_size: int | None = None, return_array: bool = False) -> mx.array:  # noqa: N803
+        """(rows, 1, N, keys) boolean mask of N new queries over the entries update_and_fetch returns."""
+        window = self.max_size - self.keep if window_size is None else window_size
+        plan = self._decode_plan() if N == 1 else None
+        if plan is not None:
+            width, slots = plan
+            keys = np.pad(self.positions, [(0, 0), (0, width - self.positions.shape[1])], constant_values=-1)
+            keys[np.arange(keys.shape[0]), slots] = self._offset
+            keys, queries = keys[:, None, :], self._offset[:, None, None]
+            mask = (keys >= 0) & (keys <= queries) & ((keys > queries - window) | (keys < self.keep))
+            return mx.array(mask)[:, None]
+        new = self._new_positions(N)
+        keys = np.concatenate([self.positions, new], axis=1)[:, None, :]
+        queries = (self._offset[:, None] + np.arange(N)[None, :])[:, :, None]
+        mask = (keys >= 0) & (keys <= queries) & ((keys > queries - window) | (keys < self.keep))
+        # a padding query sees itself, so no row of the attention is empty (its output is unused)
+        rows, cols = np.nonzero(new < 0)
+        mask[rows, cols, self.positions.shape[1] + cols] = True
+        return mx.array(mask)[:, None]
+
+    def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
+        if keys.shape[0] != self._offset.shape[0]:
+            raise ValueError(
+                f"[BatchRotatingKVCache] keys have batch {keys.shape[0]}; expected the cache's {self._offset.shape[0]} rows"
+            )
+        n = keys.shape[2]
+        plan = self._decode_plan() if n == 1 else None
+        if plan is not None:
+            self._write_in_place(keys, values, *plan)
+            return self.keys, self.values
+        positions = np.concatenate([self.positions, self._new_positions(n)], axis=1)
+        if self.keys is None:
+            all_k, all_v = keys, values
+        else:
+            all_k = mx.concatenate([self.keys, keys], axis=2)
+            all_v = mx.concatenate([self.values, values], axis=2)
+        if self._remaining is None:
+            self._offset = self._offset + n
+        else:
+            real = np.minimum(self._remaining, n)
+            self._offset = self._offset + real
+            self._remaining = self._remaining - real
+        self._store(all_k, all_v, positions, self._retained(positions))
+        return all_k, all_v
+
+    def _write_in_place(self, keys: mx.array, values: mx.array, width: int, slots: np.ndarray) -> None:
+        grow = width - self.positions.shape[1]
+        if grow:
+            pad = [(0, 0), (0, 0), (0, grow), (0, 0)]
+            self.keys, self.values = mx.pad(self.keys, pad), mx.pad(self.values, pad)
+            self.positions = np.pad(self.positions, [(0, 0), (0, grow)], constant_values=-1)
+        self.positions[np.arange(self.positions.shape[0]), slots] = self._offset
+        self._offset = self._offset + 1
+        if (slots == slots[0]).all():
+            at = int(slots[0])
+            self.keys[:, :, at : at + 1] = keys
+            self.values[:, :, at : at + 1] = values
+        else:
+            index = mx.array(slots, dtype=mx.int32)[:, None, None, None]
+            self.keys = mx.put_along_axis(self.keys, mx.broadcast_to(index, keys.shape), keys, axis=2)
+            self.values = mx.put_along_axis(self.values, mx.broadcast_to(index, values.shape), values, axis=2)
+
+    def _normalize(self) -> None:
+        """Each row's retained entries in position order, right-aligned in the narrowest buffer."""
+        self._store(self.keys, self.values, self.positions, self._retained(self.positions))
+
+    def _store(
+        self, keys: mx.array | None, values: mx.array | None, positions: np.ndarray, kept: np.ndarray
+    ) -> None:
+        """Holds the `kept` entries of each row in position order, right-aligned in the narrowest buffer."""
+        width = positions.shape[1]
+        held = int(kept.sum(axis=1).max()) if kept.size else 0
+        # dropped entries sort first, kept ones after by position (unique within a row)
+        order = np.argsort(np.where(kept, positions, -1), axis=1, kind="stable")[:, width - held :]
+        self.positions = np.where(
+            np.take_along_axis(kept, order, axis=1), np.take_along_axis(positions, order, axis=1), -1
+        )
+        if keys is None:
+            return
+        if held == width:
+            self.keys, self.values = keys, values
+        elif (order == np.arange(width - held, width)[None, :]).all():  # only shared padding goes
+            self.keys, self.values = keys[:, :, width - held :], values[:, :, width - held :]
+        else:
+            index = mx.array(order, dtype=mx.int32)[:, None, :, None]
+            self.keys = mx.take_along_axis(keys, index, axis=2)
+            self.values = mx.take_along_axis(values, index, axis=2)
+
+    def prepare(self, *, left_padding: list[int] | None = None, lengths: list[int] | None = None, right_padding: list[int] | None = None) -> None:  # fmt: skip
+        """Before a prompt step: more left padding (empty cache only), or the real `lengths` of
+        right-padded prompts, whose padding is then never held."""
+        if left_padding is not None:
+            if self.keys is not None:
+                raise ValueError(
+                    "[BatchRotatingKVCache.prepare] left padding can only be added to an empty cache"
+                )
+            self._offset = self._offset - np.asarray(left_padding, dtype=np.int64)
+        if right_padding is not None and max(right_padding) > 0:
+            if lengths is None:
+                raise ValueError("[BatchRotatingKVCache.prepare] right_padding needs the prompts' lengths")
+            self._remaining = np.asarray(lengths, dtype=np.int64)
+
+    def finalize(self) -> None:
+        """Ends a right-padded prompt (its padding was dropped as it was written)."""
+        self._remaining = None
+
+    @property
+    def state(self) -> tuple:
+        positions, offset = mx.array(self.positions, dtype=mx.int32), mx.array(self._offset, dtype=mx.int32)
+        return self.keys, self.values, positions, offset, self.keep, self.max_size
+
+    @state.setter
+    def state(self, value: tuple) -> None:
+        self.keys, self.values, positions, offset, self.keep, self.max_size = value
+        self.positions = np.array(positions, dtype=np.int64)
+        self._offset = np.array(offset, dtype=np.int64)
+        self._remaining = None
+
+    def size(self) -> int:
+        """Entries per row in the buffer, padding included."""
+        return self.positions.shape[1]
+
+    def empty(self) -> bool:
+        return self.keys is None
+
+    @property
+    def nbytes(self) -> int:
+        return 0 if self.keys is None else self.keys.nbytes + self.values.nbytes
+
+    def is_trimmable(self) -> bool:
+        """Trimmable while no row has dropped a position."""
+        return bool((self._offset < self.max_size).all())
+
+    def trim(self, n: int) -> int:
+        """Drops the newest `n` positions of every row (at most the shortest row's length)."""
+        if not self.is_trimmable():
+            raise ValueError(
+                "[BatchRotatingKVCache.trim] a row has dropped positions; the cache cannot be trimmed"
+            )
+        n = max(0, min(n, int(self._offset.min()) if self._offset.size else 0))
+        self._offset = self._offset - n
+        positions = self.positions
+        self._store(self.keys, self.values, positions, (positions >= 0) & (positions < self._offset[:, None]))
+        return n
+
+    def filter(self, batch_indices: list[int] | mx.array) -> None:
+        """Keeps only the rows `batch_indices` (in that order), dropping padding every row shares."""
+        rows = np.array(batch_indices, dtype=np.int64).reshape(-1)
+        keys = values = None
+        if self.keys is not None:
+            index = mx.array(rows, dtype=mx.int32)
+            keys, values = self.keys[index], self.values[index]
+        self._offset = self._offset[rows]
+        if self._remaining is not None:
+            self._remaining = self._remaining[rows]
+        self.positions = self.positions[rows]
+        self.keys, self.values = keys, values
+        self._normalize()
+
+    def extend(self, other: BatchRotatingKVCache) -> None:
+        """Appends `other`'s rows, right-aligning both to the longer buffer."""
+        theirs = (getattr(other, "max_size", None), getattr(other, "keep", None))
+        if not isinstance(other, BatchRotatingKVCache) or theirs != (self.max_size, self.keep):
+            raise ValueError(
+                f"[BatchRotatingKVCache.extend] other must be a BatchRotatingKVCache with (max_size, keep) "
+                f"{(self.max_size, self.keep)}, got {type(other).__name__} with {theirs}"
+            )
+        if self._remaining is not None or other._remaining is not None:
+            raise ValueError("[BatchRotatingKVCache.extend] a cache is between prepare and finalize")
+        self._normalize()
+        other._normalize()
+        width = max(self.size(), other.size())
+        like = self if self.keys is not None else other
+
+        def aligned(c: BatchRotatingKVCache, name: str) -> mx.array:
+            part, template = getattr(c, name), getattr(like, name)
+            if part is None:
+                part = mx.zeros((c._offset.shape[0], template.shape[1], 0, template.shape[3]), template.dtype)
+            return mx.pad(part, [(0, 0), (0, 0), (width - part.shape[2], 0), (0, 0)])
+
+        if like.keys is not None:
+            self.keys = mx.concatenate([aligned(self, "keys"), aligned(other, "keys")], axis=0)
+            self.values = mx.concatenate([aligned(self, "values"), aligned(other, "values")], axis=0)
+        self.positions = np.concatenate(
+            [np.pad(c.positions, [(0, 0), (width - c.size(), 0)], constant_values=-1) for c in (self, other)]
+        )
+        self._offset = np.concatenate([self._offset, other._offset])
+
+    def extract(self, idx: int) -> RotatingKVCache:
+        """Row `idx` as a single-sequence `RotatingKVCache` (its padding removed)."""
+        self._normalize()
+        cache = RotatingKVCache(self.max_size, self.keep)
+        held = int((self.positions[idx] >= 0).sum())
+        cache.offset = max(int(self._offset[idx]), 0)
+        if self.keys is not None and held:
+            width = self.size()
+            cache.keys = mx.contiguous(self.keys[idx : idx + 1, :, width - held :])
+            cache.values = mx.contiguous(self.values[idx : idx + 1, :, width - held :])
+        return cache
+
+    @classmethod
+    def merge(cls, caches: list[RotatingKVCache]) -> BatchRotatingKVCache:
+        """Rotating caches of one `max_size` and `keep` as one batch, each left-padded to the longest."""
+        kinds = {(getattr(c, "max_size", None), getattr(c, "keep", None)) for c in caches}
+        if len(kinds) != 1 or not all(isinstance(c, RotatingKVCache) for c in caches):
+            raise ValueError(
+                "[RotatingKVCache.merge] caches must be RotatingKVCaches of one (max_size, keep), got "
+                f"{[type(c).__name__ for c in caches]} with {sorted(kinds, key=str)}"
+            )
+        max_size, keep = kinds.pop()
+        batch = cls(max_size, keep, [0] * len(caches))
+        held = [0 if c.keys is None else c.keys.shape[2] for c in caches]
+        width = max(held, default=0)
+        batch._offset = np.array([c.offset for c in caches], dtype=np.int64)
+        batch.positions = np.full((len(caches), width), -1, dtype=np.int64)
+        for row, (c, n) in enumerate(zip(caches, held)):
+            if n:
+                batch.positions[row, width - n :] = np.array(c._retained_positions())
+        filled = [c for c in caches if c.keys is not None]
+        if filled:
+            for name in ("keys", "values"):
+                like = getattr(filled[0], name)
+                rows = [
+                    mx.zeros((1, like.shape[1], width, like.shape[3]), like.dtype)
+                    if getattr(c, name) is None
+                    else mx.pad(getattr(c, name), [(0, 0), (0, 0), (width - n, 0), (0, 0)])
+                    for c, n in zip(caches, held)
+                ]
+                setattr(batch, name, mx.concatenate(rows, axis=0))
+        return batch

@@ -51,7 +51,7 @@ from .scheduler import Policy, ScheduledRequest, Scheduler
 
 # Tokens the contiguous kinds budget for when no limit is given.
 DEFAULT_KV_TOKENS = 1 << 14
-KINDS = ("kv", "quantized", "paged")
+KINDS = ("kv", "quantized", "rotating", "paged")
 PAGED_DECODES = ("auto", "kernel", "copy")
 
 
@@ -151,7 +151,8 @@ class GenerationEngine:
         model: An mlx-lm model.
         tokenizer: An mlx-lm / Hugging Face tokenizer, for stop strings, `Request.text` and the
             default stop tokens (its EOS ids); None works on token ids alone.
-        cache: "paged" (one shared block pool, prefix reuse), "kv" or "quantized".
+        cache: "paged" (one shared block pool, prefix reuse), "kv", "quantized" or "rotating"
+            (a sliding window of `max_size` positions with `keep` sinks per request).
         max_batch: Requests per step.
         token_budget: Tokens per step, decode and prompt chunks together.
         prefill_chunk: Most prompt tokens of one request per step.
@@ -161,7 +162,8 @@ class GenerationEngine:
         memory_limit: Bytes of KV storage (paged: the pool's size).
         paged_decode: How the paged kind decodes: "kernel" (`paged_attention` on the pool),
             "copy" (contiguous copies) or "auto" ("kernel" on a GPU, "copy" on the CPU).
-        cache_options: More options for the cache kind (`bits`, `group_size`, `eviction`).
+        cache_options: More options for the cache kind (`bits`, `group_size`, `eviction`,
+            `max_size`, `keep`).
     """
 
     def __init__(
