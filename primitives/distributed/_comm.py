@@ -15,6 +15,7 @@ collectives that follow run lazily in the caller's graph, as MLX's own sharded l
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from collections.abc import Sequence
 
@@ -47,43 +48,72 @@ def timeout_s() -> float:
     return value
 
 
+class _Pending(threading.Event):
+    """One gather handed to the handshake thread: set when it has a result or an error."""
+
+    def __init__(self, group: mx.distributed.Group, row: Sequence[int]) -> None:
+        super().__init__()
+        self.group, self.row = group, list(row)
+        self.result: list[list[int]] | None = None
+        self.error: BaseException | None = None
+
+
+_requests: queue.Queue[_Pending] = queue.Queue()
+_handshake_thread: threading.Thread | None = None
+_start_lock = threading.Lock()
+
+
+def _serve_handshakes() -> None:
+    """Runs the handshakes' gathers, one at a time, on a stream of its own for the process's life.
+
+    MLX's streams belong to the thread that made them, and each CPU stream keeps a thread of
+    its own: one new thread and stream per call left one thread behind per handshake (100
+    calls, 100 more threads), so one thread and one stream serve every call.
+    """
+    with mx.stream(mx.new_stream(mx.cpu)):
+        while True:
+            pending = _requests.get()
+            try:
+                mine = mx.array([pending.row], dtype=mx.int64)
+                pending.result = mx.distributed.all_gather(mine, group=pending.group).tolist()
+            except BaseException as error:  # re-raised on the caller's thread
+                pending.error = error
+            pending.set()
+
+
 def gather_with_deadline(
     fn: str, group: mx.distributed.Group, row: Sequence[int], what: str
 ) -> list[list[int]]:
     """Every rank's `row` (equal lengths), gathered under the deadline; `CollectiveTimeout` past it.
 
     The gather runs on a daemon thread so that this thread can give up on it: MLX offers no way
-    to cancel a collective, and a rank that raises lets `mlx.launch` stop the others. MLX's
-    streams belong to the thread that made them, so the thread builds its arrays on a stream of
-    its own.
+    to cancel a collective, and a rank that raises lets `mlx.launch` stop the others. A gather
+    that never completes holds that thread, so later handshakes time out too, as they should:
+    the ranks are out of step for good.
     """
+    global _handshake_thread
     deadline = timeout_s()
-    result: list[list[list[int]]] = []
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            with mx.stream(mx.new_stream(mx.cpu)):
-                mine = mx.array([list(row)], dtype=mx.int64)
-                result.append(mx.distributed.all_gather(mine, group=group).tolist())
-        except BaseException as error:  # re-raised on the caller's thread
-            failure.append(error)
-
-    worker = threading.Thread(target=run, name=f"{fn}-collective", daemon=True)
-    worker.start()
-    worker.join(deadline)
-    if worker.is_alive():
+    with _start_lock:
+        if _handshake_thread is None:
+            _handshake_thread = threading.Thread(
+                target=_serve_handshakes, name="collective-handshakes", daemon=True
+            )
+            _handshake_thread.start()
+    pending = _Pending(group, row)
+    _requests.put(pending)
+    if not pending.wait(deadline):
         raise CollectiveTimeout(
             f"[{fn}] rank {group.rank()} of {group.size()}: {what} did not complete within "
             f"{deadline:g} s; another rank did not join it (did every rank call {fn} with the same "
             f"arguments?). {TIMEOUT_ENV} sets the deadline."
         )
-    if failure:
+    if pending.error is not None:
         # The ring backend fails a collective once a peer's socket closes: say which rank saw it.
         raise RuntimeError(
-            f"[{fn}] rank {group.rank()} of {group.size()}: {what} failed: {failure[0]}"
-        ) from failure[0]
-    return result[0]
+            f"[{fn}] rank {group.rank()} of {group.size()}: {what} failed: {pending.error}"
+        ) from pending.error
+    assert pending.result is not None
+    return pending.result
 
 
 def agree(fn: str, group: mx.distributed.Group, **values: Sequence[int]) -> None:

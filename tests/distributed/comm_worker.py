@@ -9,6 +9,12 @@ import mlx.core as mx
 from mlx_primitives.distributed import CollectiveTimeout
 from mlx_primitives.distributed._comm import agree, resolve_group, ring_shift
 
+
+def _os_threads() -> int:
+    status = Path("/proc/self/status").read_text().splitlines()
+    return int(next(line for line in status if line.startswith("Threads:")).split()[1])
+
+
 out, case = Path(sys.argv[1]), sys.argv[2]
 group = resolve_group(None)
 rank, size = group.rank(), group.size()
@@ -20,6 +26,14 @@ if case == "shift":
     for _ in range(size):
         around = ring_shift(around, group)
     result = {"once": once.tolist(), "around": around.tolist()}
+    # Repeated handshakes reuse one thread and stream: no OS thread is left behind per call
+    # (counted from Linux's /proc; elsewhere not counted).
+    agree("probe", group, x=(1,))
+    if Path("/proc/self/status").exists():
+        before = _os_threads()
+        for _ in range(20):
+            agree("probe", group, x=(1,))
+        result["threads_added"] = _os_threads() - before
 elif case == "disagree":
     try:
         agree("probe", group, x=(4, 3 + (rank == size - 1)))
