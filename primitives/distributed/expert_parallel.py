@@ -44,7 +44,7 @@ import mlx.nn as nn
 from .._common import FLOAT_DTYPES, check_array
 from ..gather_scatter import selective_gather, selective_scatter_add
 from ..moe import SparseMoELayer, SwitchGLU, build_expert_dispatch, topk_router
-from ..moe.routing import SCORINGS, ExpertDispatch, _check_top_k
+from ..moe.routing import ExpertDispatch, _check_scoring, _check_top_k
 from ._comm import agree, check_divides, resolve_group
 
 __all__ = ["ExpertParallelMoELayer", "exchanged_bytes"]
@@ -167,8 +167,7 @@ class ExpertParallelMoELayer(nn.Module):
         self.group = resolve_group(group)
         check_divides(fn, "num_experts", num_experts, self.group)
         _check_top_k(fn, top_k, num_experts)
-        if scoring not in SCORINGS:
-            raise ValueError(f"[{fn}] scoring must be 'softmax' or 'sigmoid'; got {scoring!r}")
+        _check_scoring(fn, scoring)
         self.router = nn.Linear(dim, num_experts, bias=False)
         self.experts = SwitchGLU(dim, hidden_dim, num_experts // self.group.size(), activation=activation)
         self.top_k, self.num_experts, self.capacity_factor = top_k, num_experts, capacity_factor

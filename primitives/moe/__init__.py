@@ -38,8 +38,8 @@ from ..glu import geglu, swiglu
 from ..training import checkpointable
 from .grouped import grouped_matmul, grouped_matmul_reference
 from .routing import (
-    SCORINGS,
     ExpertDispatch,
+    _check_scoring,
     _check_top_k,
     build_expert_dispatch,
     compute_load_balancing_loss,
@@ -248,8 +248,7 @@ class SparseMoELayer(nn.Module):
     ) -> None:
         super().__init__()
         _check_top_k("SparseMoELayer", top_k, num_experts)
-        if scoring not in SCORINGS:
-            raise ValueError(f"[SparseMoELayer] scoring must be 'softmax' or 'sigmoid'; got {scoring!r}")
+        _check_scoring("SparseMoELayer", scoring)
         self.router = nn.Linear(dim, num_experts, bias=False)
         self.experts = SwitchGLU(dim, hidden_dim, num_experts, activation=activation)
         self.top_k, self.num_experts, self.capacity_factor = top_k, num_experts, capacity_factor

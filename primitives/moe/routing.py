@@ -62,8 +62,7 @@ def topk_router(
     check_ndim(fn, "logits", logits, 1, "(..., num_experts)", at_least=True)
     num_experts = logits.shape[-1]
     _check_top_k(fn, k, num_experts)
-    if scoring not in SCORINGS:
-        raise ValueError(f"[{fn}] scoring must be 'softmax' or 'sigmoid'; got {scoring!r}")
+    _check_scoring(fn, scoring)
     logits32 = logits.astype(mx.float32)
     scores = mx.softmax(logits32, axis=-1, precise=True) if scoring == "softmax" else mx.sigmoid(logits32)
     choice = scores
@@ -189,6 +188,11 @@ class ExpertDispatch:
 def _check_top_k(fn: str, k: object, num_experts: int) -> None:
     if not isinstance(k, int) or not 1 <= k <= num_experts:
         raise ValueError(f"[{fn}] top_k must be an int in [1, num_experts = {num_experts}]; got {k!r}")
+
+
+def _check_scoring(fn: str, scoring: object) -> None:
+    if scoring not in SCORINGS:
+        raise ValueError(f"[{fn}] scoring must be 'softmax' or 'sigmoid'; got {scoring!r}")
 
 
 def _check_experts_in_range(fn: str, expert_indices: mx.array, num_experts: int) -> None:
