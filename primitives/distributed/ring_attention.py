@@ -30,7 +30,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .._common import check_array
-from ..attention import LAYOUTS, _check_qkv, attention_reference, flash_attention
+from ..attention import LAYOUTS, _check_heads, _check_qkv, attention_reference, flash_attention
 from ..attention.backward import attention_backward
 from ..attention.forward import attention_forward
 from ..attention.spec import AttentionSpec
@@ -375,18 +375,7 @@ class RingAttention(nn.Module):
         self.group = group
 
     def __call__(self, q: mx.array, k: mx.array, v: mx.array) -> mx.array:
-        axis = 1 if self.layout == "BHSD" else 2
-        if (
-            not isinstance(q, mx.array)
-            or q.ndim != 4
-            or q.shape[axis] != self.num_heads
-            or q.shape[3] != self.head_dim
-        ):
-            shape = tuple(q.shape) if isinstance(q, mx.array) else type(q).__name__
-            raise ValueError(
-                f"[RingAttention] q has shape {shape}; expected {self.num_heads} heads of {self.head_dim} "
-                f"({'(B, H, S, D)' if self.layout == 'BHSD' else '(B, S, H, D)'})"
-            )
+        _check_heads("RingAttention", q, self.num_heads, self.head_dim, self.layout)
         return ring_attention(  # type: ignore[return-value]
             q, k, v, scale=self.scale, causal=self.causal, group=self.group, layout=self.layout,
             sharding=self.sharding,
