@@ -14,9 +14,6 @@ the MoE's `exchanged_bytes` twice; the MLP's two ring `all_sum`s of (tokens, dim
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import mlx.core as mx
 import mlx.nn as nn
 from mlx_primitives.distributed import (
@@ -29,23 +26,13 @@ from mlx_primitives.moe import SparseMoELayer
 
 import mtriton
 
+from .timing import time_ranks
+
 # Mixtral: dim 4096, hidden 14336 (3.5 x), 8 experts, top-2; here scaled down for CPU ranks.
 MOE = {"dim": 128, "hidden": 448, "experts": 8, "top_k": 2, "tokens": 64}
 MOE_QUICK = {"dim": 32, "hidden": 64, "experts": 4, "top_k": 2, "tokens": 6}
 MLP = {"dim": 512, "hidden": 2048, "tokens": 256}
 MLP_QUICK = {"dim": 32, "hidden": 64, "tokens": 8}
-
-
-def _time_step(step, quick: bool, group: mx.distributed.Group) -> float:
-    """Median seconds of `step()` (which returns arrays to evaluate), after a warm-up."""
-    mx.eval(step())
-    mx.eval(mx.distributed.all_sum(mx.array(1.0), group=group))  # start the timed steps together
-    samples = []
-    for _ in range(1 if quick else 5):
-        start = time.perf_counter()
-        mx.eval(step())
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def _training_step(model: nn.Module, x: mx.array, cotangent: mx.array):
@@ -66,7 +53,7 @@ def moe_ep(group: mx.distributed.Group, quick: bool) -> dict:
     mx.random.seed(1 + group.rank())
     x = mx.random.normal((size["tokens"], size["dim"]))
     cotangent = mx.random.normal(x.shape)
-    seconds = _time_step(_training_step(layer, x, cotangent), quick, group)
+    seconds = time_ranks(group, _training_step(layer, x, cotangent), 1 if quick else 5)
     exchanged = 2 * exchanged_bytes(size["tokens"], size["dim"], 4, ranks) if ranks > 1 else 0
     return {
         "seconds": seconds, "work": size["tokens"] * ranks, "unit": "tokens/s", "bytes_exchanged": exchanged,
@@ -86,7 +73,7 @@ def tp_mlp(group: mx.distributed.Group, quick: bool) -> dict:
     )
     x = mx.random.normal((size["tokens"], size["dim"]))
     cotangent = mx.random.normal(x.shape)
-    seconds = _time_step(_training_step(model, x, cotangent), quick, group)
+    seconds = time_ranks(group, _training_step(model, x, cotangent), 1 if quick else 5)
     all_sum = 2 * (ranks - 1) * size["tokens"] * size["dim"] * 4 // ranks
     return {
         "seconds": seconds,

@@ -14,36 +14,16 @@ the same entry with the same arguments.
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 
 import mlx.core as mx
 from mlx_primitives.distributed.ring_attention import ring_attention
 
+from .timing import time_ranks
+
 # (batch, heads, kv heads, whole sequence, head dim)
 QUICK = (1, 2, 2, 32, 16)
 CPU = (1, 4, 4, 512, 64)
-
-
-def _slowest(group: mx.distributed.Group, seconds: float) -> float:
-    """The largest of every rank's `seconds`."""
-    if group.size() == 1:
-        return seconds
-    return float(mx.distributed.all_gather(mx.array([seconds]), group=group).max().item())
-
-
-def _time(group: mx.distributed.Group, step: Callable[[], list[mx.array]], iters: int) -> float:
-    """The median seconds of `step` (evaluated), each repeat starting together on every rank."""
-    mx.eval(step())  # warm-up: kernel compilation, buffers
-    samples = []
-    for _ in range(iters):
-        if group.size() > 1:
-            mx.eval(mx.distributed.all_sum(mx.array(0.0), group=group))  # start together
-        start = time.perf_counter()
-        mx.eval(step())
-        samples.append(time.perf_counter() - start)
-    return _slowest(group, statistics.median(samples))
 
 
 def _case(
@@ -84,7 +64,7 @@ def _case(
             size * block * 4 // q.dtype.size if backward else 0
         )
         return {
-            "seconds": _time(group, step, 2 if quick else 5),
+            "seconds": time_ranks(group, step, 2 if quick else 5),
             "work": flops,
             "unit": "FLOP/s",
             "bytes_exchanged": sent if size > 1 else 0,

@@ -167,3 +167,18 @@ def time_host(fn: Callable[[], Any], *, iters: int) -> tuple[Timing, Any]:
 
     timing = time_batches(run, warmup=0, iters=iters, launches=1)
     return timing, result[0]
+
+
+def time_ranks(group: mx.distributed.Group, step: Callable[[], Any], iters: int) -> float:
+    """Median seconds of `step()` (which returns arrays to evaluate) on this rank of `group`,
+    after one untimed warm-up step, every repeat starting together on all ranks (a small
+    `all_sum` first). `python -m benchmarks.distributed` takes the slowest rank's."""
+    mx.eval(step())
+    samples = []
+    for _ in range(iters):
+        if group.size() > 1:
+            mx.eval(mx.distributed.all_sum(mx.array(0.0), group=group))
+        start = time.perf_counter()
+        mx.eval(step())
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
