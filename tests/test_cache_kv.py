@@ -381,10 +381,12 @@ def test_paged_decode_batch_attends_in_place_like_mlx_lm(model, rng: np.random.G
         references.append(reference)
     assert sequences[2].table[:2] == sequences[1].table[:2]  # the prefix blocks are shared
     module = type(model.layers[0].self_attn).__module__
+    found = C.attention_modules(model)
+    assert found == [sys.modules[module]]  # the model file whose attention calls sdpa
     for step in range(3):
         tokens = rng.integers(0, VOCAB, len(prompts)).tolist()
         batch = C.PagedDecodeBatch(sequences)
-        with C.paged_attention_dispatch(model):
+        with C.paged_attention_dispatch(model, found if step % 2 else None):  # found once, or here
             got = model(mx.array(tokens)[:, None], cache=batch.layers)[:, -1]
             # inside the block every other cache still takes mlx-lm's own attention
             inside = _logits(model, lm_cache.make_prompt_cache(model), prompts[0])

@@ -47,6 +47,7 @@ from .paged import (
     PoolStats,
     SinksWindow,
     SlidingWindow,
+    attention_modules,
     block_tables,
     paged_attention_dispatch,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "RotatingKVCache",
     "SinksWindow",
     "SlidingWindow",
+    "attention_modules",
     "block_tables",
     "load_prompt_cache",
     "make_cache",

@@ -37,6 +37,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import ModuleType
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -692,23 +693,35 @@ class PagedDecodeLayer:
         return int(self.batch.context_lens.max().item())
 
 
+def attention_modules(model: nn.Module) -> list[ModuleType]:
+    """The Python modules of `model`'s layers that call a `scaled_dot_product_attention` of
+    their own (mlx-lm's model files): what `paged_attention_dispatch` rebinds. Walking the
+    model takes ~0.9 ms for a 16-layer Llama, so a caller that dispatches every decode step
+    finds them once."""
+    modules: dict[str, ModuleType] = {}
+    for _, child in model.named_modules():
+        module = sys.modules.get(type(child).__module__)
+        if module is not None and callable(getattr(module, "scaled_dot_product_attention", None)):
+            modules[module.__name__] = module
+    return list(modules.values())
+
+
 @contextmanager
-def paged_attention_dispatch(model: nn.Module) -> Iterator[None]:
+def paged_attention_dispatch(model: nn.Module, modules: list[ModuleType] | None = None) -> Iterator[None]:
     """Within the block, the model's attention over a `PagedDecodeLayer` runs `paged_attention`.
 
     mlx-lm's attention modules call the `scaled_dot_product_attention` their module imported
-    from `mlx_lm.models.base`. For every module of `model`'s layers that has one, the name is
+    from `mlx_lm.models.base`. For every module of `model`'s layers that has one (`modules`,
+    when the caller found them already with `attention_modules(model)`), the name is
     rebound to a dispatcher: a `PagedDecodeLayer` cache goes to its `attend`, any other cache
     (or none) to the original function with the same arguments, so no other cache's behaviour
     changes even while the block runs. The names are restored on exit, also on error. The
     rebinding is of module globals, process-wide for the duration: another thread running a
     model of the same module meanwhile only passes through the dispatcher.
     """
-    modules = {}
-    for _, child in model.named_modules():
-        module = sys.modules.get(type(child).__module__)
-        if module is not None and callable(getattr(module, "scaled_dot_product_attention", None)):
-            modules[module.__name__] = module
+    modules = {
+        module.__name__: module for module in (attention_modules(model) if modules is None else modules)
+    }
     saved = {name: module.scaled_dot_product_attention for name, module in modules.items()}
 
     def dispatcher(original: Callable[..., mx.array]) -> Callable[..., mx.array]:

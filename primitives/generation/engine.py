@@ -211,6 +211,7 @@ class GenerationEngine:
         self._batch: list[Request] = []  # the decode batch's rows, in order
         self._batch_cache: list[Any] | None = None
         self._batch_last: mx.array | None = None  # the batch rows' last tokens, on the device
+        self._attention_modules: list[Any] | None = None  # found at the first in-place paged decode
         self._pending: tuple[list[Request], mx.array] | None = None  # the last step's draws
         self._penalized = 0  # running requests with penalties (they need the host history)
         self._finished: list[Request] = []
@@ -387,7 +388,9 @@ class GenerationEngine:
         if self.paged_decode != "kernel":
             return self.model(self._batch_last[:, None], cache=self._batch_cache)[:, -1, :]
         batch = kv.PagedDecodeBatch([r._caches[0].sequence for r in self._batch])
-        with kv.paged_attention_dispatch(self.model):
+        if self._attention_modules is None:
+            self._attention_modules = kv.attention_modules(self.model)
+        with kv.paged_attention_dispatch(self.model, self._attention_modules):
             logits = self.model(self._batch_last[:, None], cache=batch.layers)[:, -1, :]
         batch.advance()
         return logits
