@@ -1,17 +1,28 @@
 """Suite `serving`: GenerationEngine against mlx-lm's BatchGenerator on one model and machine.
 
-    python -m benchmarks.serving [--size tiny|small|1b] [--batch 1 8 32] [--cache kv|paged] [--repeat 3] [--json FILE]
+    python -m benchmarks.serving [--size tiny|small|1b] [--batch 1 8 32]
+        [--cache kv paged quantized rotating] [--window 128] [--repeat 3] [--json FILE]
 
 For each batch size both serve the same random prompts (greedy, the same max_tokens, no stop
-tokens), `--repeat` times in turn, each keeping its best run; the engine takes up to 2,048
-prompt tokens a step (mlx-lm's default `prefill_step_size`). The table shows generated tokens
-per second (mtriton/mlx-lm as a ratio: above 1, the engine is faster), the mean time to first token, and KV bytes held per token. Then the
-prefix case: a request whose 1,024-token prompt shares its first 1,008 tokens with an earlier
-one, time to first token cold (no shared blocks) and warm (the paged pool holds the prefix).
+tokens), `--repeat` times in turn (mlx-lm, then the engine with each `--cache` kind), each
+keeping its best run; the engine takes up to 2,048 prompt tokens a step (mlx-lm's default
+`prefill_step_size`). The table shows generated tokens per second (mtriton/mlx-lm as a ratio:
+above 1, the engine is faster), the mean time to first token, milliseconds per step (the
+engine's split into the host building the step and waiting for the device), and KV bytes held
+per token. Then the prefix case: a request whose 1,024-token prompt shares its first 1,008
+tokens with an earlier one, time to first token cold (no shared blocks) and warm (the paged
+pool holds the prefix), after one untimed pair with another prefix (the first run of a shape
+compiles kernels).
 
 The models are mlx-lm Llamas with random weights (`--size`): "tiny" for tests, "small" (8
 layers, 512 wide) for the CPU, "1b" (16 layers, 2048 wide, 8 KV heads; Llama-3.2-1B's shape)
-for a GPU. Both generators' tokens are compared; a mismatch is reported, not hidden.
+for a GPU, in float16 there. Both generators' tokens are compared; where they differ, the
+first differing request is run alone through mlx-lm's `generate_step` (which of the two it
+matches), and its first differing token is checked against the float32 logits of the same
+weights: a near tie is half precision's rounding, not a wrong generator. The rotating kind
+(`--window` positions, 4 sinks) is timed against BatchGenerator's full caches (it has no
+rotating batch for these models) and its tokens checked against mlx-lm's `generate_step` on
+each prompt alone with `RotatingKVCache(window, keep=4)`.
 """
 
 from __future__ import annotations
@@ -23,11 +34,14 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import mlx.core as mx
 import numpy as np
-from mlx_lm.generate import BatchGenerator
+from mlx.utils import tree_map
+from mlx_lm.generate import BatchGenerator, generate_step
 from mlx_lm.models import llama
+from mlx_lm.models.cache import RotatingKVCache, make_prompt_cache
 from mlx_primitives.generation import GenerationEngine
 
 SIZES = {
@@ -42,31 +56,102 @@ SIZES = {
 
 # Prompt tokens per engine step: mlx-lm's BatchGenerator default prefill_step_size.
 PREFILL_TOKENS = 2048
+# Positions the rotating kind keeps, 4 of them sinks (mlx-lm's RotatingKVCache default there).
+WINDOW = 128
 
 
 @dataclass(frozen=True)
 class ServingResult:
     batch: int
+    cache: str
     prompt_tokens: int
     max_tokens: int
     engine_tokens_per_s: float
     mlx_lm_tokens_per_s: float
     engine_ttft_s: float
+    engine_host_ms_per_step: float
+    engine_wait_ms_per_step: float
+    mlx_lm_ms_per_step: float
     kv_bytes_per_token: float
     same_tokens: bool
+    difference: str  # where the tokens differ and what float32 says of it; "" when the same
 
     @property
     def ratio(self) -> float:
         return self.engine_tokens_per_s / self.mlx_lm_tokens_per_s
 
 
-def make_model(size: str) -> llama.Model:
+def make_model(size: str, dtype: mx.Dtype | None = None) -> llama.Model:
+    """The random-weight Llama of `size`: float16 on a GPU, float32 on the CPU (or `dtype`)."""
     args = llama.ModelArgs(model_type="llama", rms_norm_eps=1e-5, tie_word_embeddings=True, **SIZES[size])
     mx.random.seed(0)
     model = llama.Model(args)
-    model.set_dtype(mx.float16 if mx.default_device() == mx.gpu else mx.float32)
+    if dtype is None:
+        dtype = mx.float16 if mx.default_device() == mx.gpu else mx.float32
+    model.set_dtype(dtype)
     mx.eval(model.parameters())
     return model
+
+
+def float32_copy(model: llama.Model) -> llama.Model:
+    """`model` with every weight in float32 (the same values, exactly)."""
+    copy = llama.Model(model.args)
+    copy.update(tree_map(lambda w: w.astype(mx.float32), model.parameters()))
+    mx.eval(copy.parameters())
+    return copy
+
+
+def alone(model: llama.Model, prompt: list[int], max_tokens: int, window: int | None = None) -> list[int]:
+    """mlx-lm's greedy tokens for one prompt on its own (`generate_step`), with its full caches
+    or, given `window`, `RotatingKVCache(window, keep=4)` per layer."""
+    if window is None:
+        cache = make_prompt_cache(model)
+    else:
+        cache = [RotatingKVCache(max_size=window, keep=4) for _ in model.layers]
+    steps = generate_step(mx.array(prompt), model, max_tokens=max_tokens, prompt_cache=cache,
+                          sampler=lambda logprobs: mx.argmax(logprobs, axis=-1))  # fmt: skip
+    return [int(token) for token, _ in steps]
+
+
+def explain_difference(
+    model: llama.Model,
+    prompts: list[list[int]],
+    ours: list[list[int]],
+    theirs: list[list[int]],
+    window: int | None = None,
+) -> str:
+    """Where the engine's tokens first differ from `theirs` (BatchGenerator's; with `window`,
+    mlx-lm's `generate_step` on each prompt alone with rotating caches), which of the two
+    matches mlx-lm's `generate_step` on that prompt alone, and (full caches) which pick the
+    float32 logits of the same weights prefer; "" when they agree. A float32 gap far below
+    half precision's rounding of the logits (~1e-2 at these magnitudes) is a near tie that
+    either rounding may flip."""
+    rows = [i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b]
+    if not rows:
+        return ""
+    row = rows[0]
+    a, b = ours[row], theirs[row]
+    at = next((t for t, (x, y) in enumerate(zip(a, b)) if x != y), None)
+    where = f"{len(rows)}/{len(ours)} rows differ; row {row}" + (
+        "" if at is None else f" first at token {at}"
+    )
+    if window is not None:  # `theirs` is the alone reference (a float32 one would need its cache)
+        return f"{where} from mlx-lm's generate_step alone with RotatingKVCache({window}, keep=4)"
+    single = alone(model, prompts[row], len(a))
+    matches = [n for n, t in (("the engine", a), ("BatchGenerator", b)) if t == single]
+    verdict = f"{where}; alone in mlx-lm's generate_step it matches {' and '.join(matches) or 'neither'}"
+    if at is None:
+        return verdict
+    reference = model if model.layers[0].self_attn.q_proj.weight.dtype == mx.float32 else float32_copy(model)
+    logits = reference(mx.array(prompts[row] + a[:at])[None])[0, -1]
+    best = int(mx.argmax(logits).item())
+    ours_logit, theirs_logit = logits[a[at]].item(), logits[b[at]].item()
+    prefers = {a[at]: "the engine's", b[at]: "BatchGenerator's"}.get(best, f"neither (token {best})")
+    return (
+        f"{verdict}; there the engine drew {a[at]} (float32 logit {ours_logit:.4f}), "
+        f"BatchGenerator {b[at]} ({theirs_logit:.4f}), gap {abs(ours_logit - theirs_logit):.2g}; "
+        f"float32 prefers {prefers}"
+    )
 
 
 def run_mlx_lm(
@@ -86,13 +171,20 @@ def run_mlx_lm(
 
 
 def run_engine(
-    model: llama.Model, prompts: list[list[int]], max_tokens: int, cache: str, paged_decode: str = "auto"
+    model: llama.Model,
+    prompts: list[list[int]],
+    max_tokens: int,
+    cache: str,
+    paged_decode: str = "auto",
+    window: int = WINDOW,
 ) -> tuple[list[list[int]], GenerationEngine]:
     longest = max(len(p) for p in prompts) + max_tokens
+    # the rotating kind keeps what mlx-lm's max_kv_size caches keep: `window` positions, 4 sinks
+    options = dict(max_size=window, keep=4) if cache == "rotating" else {}
     engine = GenerationEngine(
         model, cache=cache, max_batch=len(prompts), token_budget=max(PREFILL_TOKENS, len(prompts)),
         prefill_chunk=PREFILL_TOKENS, num_blocks=len(prompts) * (-(-longest // 16)) + 16,
-        paged_decode=paged_decode,
+        paged_decode=paged_decode, **options,
     )  # fmt: skip
     return engine.generate(prompts, max_tokens=max_tokens), engine
 
@@ -110,57 +202,73 @@ def throughput(
     batch: int,
     prompt_tokens: int,
     max_tokens: int,
-    cache: str,
+    caches: Sequence[str],
     repeat: int = 1,
     paged_decode: str = "auto",
-) -> ServingResult:
-    """Both generators on the same prompts, `repeat` times in turn; each one's best run (a
-    shared CPU's noise only ever slows a run down)."""
+    window: int = WINDOW,
+) -> list[ServingResult]:
+    """mlx-lm and the engine with each cache kind on the same prompts, `repeat` times in turn;
+    each one's best run (a shared machine's noise only ever slows a run down).
+
+    The rotating kind's speed is compared with BatchGenerator's on its full caches (for these
+    models BatchGenerator has no rotating batch: its `max_kv_size` goes to
+    `make_prompt_cache`, which a model with a `make_cache` method, Llama's, ignores) and its
+    tokens with mlx-lm's `generate_step` on each prompt alone with rotating caches."""
     rng = np.random.default_rng(batch)
     vocab = model.args.vocab_size
     prompts = [rng.integers(0, vocab, prompt_tokens).tolist() for _ in range(batch)]
-    run_engine(model, prompts[:1], 2, cache, paged_decode)  # warm-up: both compile their graphs once
-    run_mlx_lm(model, prompts[:1], 2)
-    their_seconds, stats = math.inf, None
+    run_mlx_lm(model, prompts[:1], 2)  # warm-up: both compile their graphs once
+    for cache in caches:
+        run_engine(model, prompts[:1], 2, cache, paged_decode, window)
+    their_seconds, theirs = math.inf, []
+    best: dict[str, tuple[Any, list[list[int]]]] = {}
     for _ in range(repeat):
         settle()
-        theirs, seconds = run_mlx_lm(model, prompts, max_tokens)
-        their_seconds = min(their_seconds, seconds)
-        settle()
-        ours, engine = run_engine(model, prompts, max_tokens, cache, paged_decode)
-        if stats is None or engine.stats().tokens_per_second > stats.tokens_per_second:
+        tokens, seconds = run_mlx_lm(model, prompts, max_tokens)
+        if seconds < their_seconds:
+            their_seconds, theirs = seconds, tokens
+        for cache in caches:
+            settle()
+            ours, engine = run_engine(model, prompts, max_tokens, cache, paged_decode, window)
             stats = engine.stats()
-    layers, kv_heads, head_dim = (
-        model.args.num_hidden_layers,
-        model.args.num_key_value_heads,
-        model.args.head_dim,
-    )
+            if cache not in best or stats.tokens_per_second > best[cache][0].tokens_per_second:
+                best[cache] = (stats, ours)
+    layers, kv_heads = model.args.num_hidden_layers, model.args.num_key_value_heads
+    head_dim = model.args.head_dim or model.args.hidden_size // model.args.num_attention_heads
     dtype_size = model.layers[0].self_attn.k_proj.weight.dtype.size
-    return ServingResult(
-        batch=batch,
-        prompt_tokens=prompt_tokens,
-        max_tokens=max_tokens,
-        engine_tokens_per_s=stats.tokens_per_second,
-        mlx_lm_tokens_per_s=batch * max_tokens / their_seconds,
-        engine_ttft_s=stats.mean_time_to_first_token,
-        kv_bytes_per_token=2
-        * layers
-        * kv_heads
-        * (head_dim or model.args.hidden_size // model.args.num_attention_heads)
-        * dtype_size,
-        same_tokens=ours == theirs,
-    )
+    results = []
+    for cache, (stats, ours) in best.items():
+        steps = max(stats.steps, 1)
+        reference = [alone(model, p, max_tokens, window) for p in prompts] if cache == "rotating" else theirs
+        results.append(ServingResult(
+            batch=batch, cache=cache, prompt_tokens=prompt_tokens, max_tokens=max_tokens,
+            engine_tokens_per_s=stats.tokens_per_second,
+            mlx_lm_tokens_per_s=batch * max_tokens / their_seconds,
+            engine_ttft_s=stats.mean_time_to_first_token,
+            engine_host_ms_per_step=(stats.step_seconds - stats.wait_seconds) / steps * 1e3,
+            engine_wait_ms_per_step=stats.wait_seconds / steps * 1e3,
+            # mlx-lm steps once per generated token of the batch, its prompt steps aside
+            mlx_lm_ms_per_step=their_seconds / max_tokens * 1e3,
+            kv_bytes_per_token=2 * layers * kv_heads * head_dim * dtype_size,
+            same_tokens=ours == reference,
+            difference=explain_difference(
+                model, prompts, ours, reference, window if cache == "rotating" else None
+            ),
+        ))  # fmt: skip
+    return results
 
 
 def prefix_reuse(model: llama.Model, prompt_tokens: int = 1024) -> tuple[float, float]:
-    """Time to first token of a prompt, cold and then with its first blocks in the pool."""
+    """Time to first token of a prompt, cold and then with its first blocks in the pool. One
+    untimed pair with another prefix runs first: its shapes' kernels compile there."""
     rng = np.random.default_rng(7)
-    prefix = rng.integers(0, model.args.vocab_size, prompt_tokens - 16).tolist()
     engine = GenerationEngine(model, cache="paged", token_budget=prompt_tokens, prefill_chunk=prompt_tokens)
-    cold = engine.submit(prefix + rng.integers(0, 100, 16).tolist(), max_tokens=1)
-    engine.run()
-    warm = engine.submit(prefix + rng.integers(0, 100, 16).tolist(), max_tokens=1)
-    engine.run()
+    for _ in range(2):  # the second pair is timed
+        prefix = rng.integers(0, model.args.vocab_size, prompt_tokens - 16).tolist()
+        cold = engine.submit(prefix + rng.integers(0, 100, 16).tolist(), max_tokens=1)
+        engine.run()
+        warm = engine.submit(prefix + rng.integers(0, 100, 16).tolist(), max_tokens=1)
+        engine.run()
     return cold.token_times[0] - cold.submitted, warm.token_times[0] - warm.submitted
 
 
@@ -176,7 +284,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--prefix-tokens", type=int, default=1024, help="prompt length of the prefix case")
     parser.add_argument(
-        "--cache", choices=["kv", "paged", "quantized"], default="kv", help="the engine's cache kind"
+        "--cache", nargs="+", choices=["kv", "paged", "quantized", "rotating"], default=["kv"],
+        help="the engine's cache kinds, each a row against the same mlx-lm run (default kv)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--window", type=int, default=WINDOW, help=f"positions the rotating kind keeps (default {WINDOW})"
     )
     parser.add_argument(
         "--paged-decode",
@@ -189,20 +301,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     model = make_model(args.size)
     print(f"serving: Llama {args.size} ({model.args.num_hidden_layers} layers, {model.args.hidden_size} wide), "
-          f"{mx.default_device()}, prompts of {args.prompt_tokens}, {args.max_tokens} new tokens, cache {args.cache}"
-          + (f" (paged_decode {args.paged_decode})" if args.cache == "paged" else ""))  # fmt: skip
-    print("| batch | engine tok/s | mlx-lm tok/s | engine/mlx-lm | engine TTFT | KV B/token | same tokens |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          f"{mx.default_device()}, prompts of {args.prompt_tokens}, {args.max_tokens} new tokens"
+          + (f", paged_decode {args.paged_decode}" if "paged" in args.cache else ""))  # fmt: skip
+    print("| batch | cache | engine tok/s | mlx-lm tok/s | engine/mlx-lm | engine TTFT | engine ms/step "
+          "(host + wait) | mlx-lm ms/step | KV B/token | same tokens |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     results = []
     for batch in args.batch:
-        r = throughput(
-            model, batch, args.prompt_tokens, args.max_tokens, args.cache, args.repeat, args.paged_decode
-        )
-        results.append(r)
-        print(
-            f"| {batch} | {r.engine_tokens_per_s:.1f} | {r.mlx_lm_tokens_per_s:.1f} | {r.ratio:.2f} | "
-            f"{r.engine_ttft_s * 1e3:.1f} ms | {r.kv_bytes_per_token:.0f} | {r.same_tokens} |"
-        )
+        for r in throughput(
+            model,
+            batch,
+            args.prompt_tokens,
+            args.max_tokens,
+            args.cache,
+            args.repeat,
+            args.paged_decode,
+            args.window,
+        ):
+            results.append(r)
+            print(
+                f"| {batch} | {r.cache} | {r.engine_tokens_per_s:.1f} | {r.mlx_lm_tokens_per_s:.1f} | "
+                f"{r.ratio:.2f} | {r.engine_ttft_s * 1e3:.1f} ms | {r.engine_host_ms_per_step:.2f} + "
+                f"{r.engine_wait_ms_per_step:.2f} | {r.mlx_lm_ms_per_step:.2f} | {r.kv_bytes_per_token:.0f} | "
+                f"{r.same_tokens} |"
+            )
+    for r in results:
+        if r.difference:
+            print(f"batch {r.batch}, {r.cache}: {r.difference}")
     cold, warm = prefix_reuse(model, args.prefix_tokens)
     print(f"prefix reuse ({args.prefix_tokens} tokens, {args.prefix_tokens - 16} shared): time to first token "
           f"{cold * 1e3:.1f} ms cold, {warm * 1e3:.1f} ms warm ({cold / warm:.1f}x)")  # fmt: skip

@@ -11,7 +11,7 @@
 #   TESTS="tests/test_tutorials.py ..."  which test files (default: all of tests/)
 #   SUITES="tutorials norms"             which benchmark suites (default: all)
 #   BENCH_MODE=--quick|--smoke|""        benchmark sizes (default --quick: under 4 minutes on an H200)
-#   SERVING="--size 1b --batch 1 8 32"   also run `python -m benchmarks.serving` with these arguments
+#   SERVING="--size 1b --cache kv paged" also run `python -m benchmarks.serving` with these arguments
 #                                        after the benchmarks (serving.json, serving.log; needs mlx-lm)
 #   SERVING_TIMEOUT=200                  seconds before that run is stopped
 #   BENCH=0, RUN_TESTS=0                 skip the benchmarks, or the tests; with both 0 the script

@@ -312,10 +312,20 @@ def test_the_command_streams_what_mlx_lm_generates(tmp_path: Path) -> None:
 
 def test_the_serving_benchmark_runs_and_both_generators_agree(capsys: pytest.CaptureFixture[str]) -> None:
     assert serving.main(["--size", "tiny", "--batch", "1", "3", "--prompt-tokens", "9", "--max-tokens", "4",
-                         "--prefix-tokens", "64"]) == 0  # fmt: skip
-    rows = [
-        line
-        for line in capsys.readouterr().out.splitlines()
-        if line.startswith("| 1 |") or line.startswith("| 3 |")
-    ]
-    assert len(rows) == 2 and all(row.endswith("| True |") for row in rows), rows
+                         "--prefix-tokens", "64", "--cache", "kv", "paged", "rotating", "--window", "8",
+                         "--repeat", "1"]) == 0  # fmt: skip
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("| 1 |", "| 3 |"))]
+    assert len(rows) == 6 and all(row.endswith("| True |") for row in rows), rows
+
+
+def test_the_serving_benchmark_explains_a_difference() -> None:
+    model = serving.make_model("tiny")
+    prompt = [3, 1, 4, 1, 5, 9, 2, 6]
+    ours = serving.alone(model, prompt, 5)
+    theirs = [ours[:2] + [(ours[2] + 1) % 512] + ours[3:]]
+    text = serving.explain_difference(model, [prompt], [ours], theirs)
+    assert text.startswith(
+        "1/1 rows differ; row 0 first at token 2; alone in mlx-lm's generate_step it matches the engine"
+    )
+    assert text.endswith("float32 prefers the engine's"), text
+    assert serving.explain_difference(model, [prompt], [ours], [ours]) == ""

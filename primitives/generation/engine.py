@@ -120,7 +120,11 @@ class EngineStats:
         requests_finished: Requests done (any reason).
         prompt_tokens: Prompt tokens the model ran (prefix hits and recompute included).
         generated_tokens: Tokens drawn.
+        steps: `step` calls that ran work.
         step_seconds: Time spent in `step`.
+        wait_seconds: Time the host waited for the device's tokens (in `step`, or a `cancel`);
+            the rest of `step_seconds` is the host building steps: when that is most of it, the
+            host is the bottleneck, not the device.
         tokens_per_second: generated_tokens / step_seconds.
         mean_time_to_first_token: Seconds from submit to the first token, over finished requests.
         mean_inter_token_latency: Seconds between a request's tokens, over finished requests.
@@ -133,7 +137,9 @@ class EngineStats:
     requests_finished: int
     prompt_tokens: int
     generated_tokens: int
+    steps: int
     step_seconds: float
+    wait_seconds: float
     tokens_per_second: float
     mean_time_to_first_token: float
     mean_inter_token_latency: float
@@ -216,7 +222,8 @@ class GenerationEngine:
         self._penalized = 0  # running requests with penalties (they need the host history)
         self._finished: list[Request] = []
         self._prompt_tokens = self._generated = 0
-        self._step_seconds = 0.0
+        self._steps = 0
+        self._step_seconds = self._wait_seconds = 0.0
         # mlx-lm's TokenizerWrapper has a set of EOS ids; a Hugging Face tokenizer one id
         eos = getattr(tokenizer, "eos_token_ids", None)
         eos = getattr(tokenizer, "eos_token_id", None) if eos is None else eos
@@ -381,6 +388,7 @@ class GenerationEngine:
         self._read()  # the previous step's tokens (computed by now, or soon: the device is busy)
         if drawn:
             self._pending = (drawn, tokens)
+            self._steps += 1
         self._step_seconds += time.perf_counter() - start
 
     def _decode(self) -> mx.array:
@@ -440,8 +448,11 @@ class GenerationEngine:
             return
         requests, tokens = self._pending
         self._pending = None
+        start = time.perf_counter()
+        tokens = tokens.tolist()
         now = time.perf_counter()
-        for request, token in zip(requests, tokens.tolist()):
+        self._wait_seconds += now - start
+        for request, token in zip(requests, tokens):
             if request.finished:  # stopped or cancelled on an earlier token: this one is void
                 continue
             self._generated += 1
@@ -490,18 +501,23 @@ class GenerationEngine:
         self._prompt_tokens += sum(lengths)
         logits = self._last_logits(tokens, caches)
         if self.pool is not None:
-            states = [cache.state[:2] for cache in caches]  # (batch, kv_heads, positions, head_dim)
-            for row, (pad, length, request) in enumerate(zip(pads, lengths, requests)):
-                sequence = request._caches[0].sequence
+            # every prompt's keys and values go to the pool in one write per layer: the rows'
+            # unpadded positions of the (batch, kv_heads, positions, head_dim) states, in order
+            sequences = [r._caches[0].sequence for r in requests]
+            for sequence, length in zip(sequences, lengths):
                 sequence.reserve(0, length)
-                slots = sequence.slots(0, length)
-                for layer, (keys, values) in enumerate(states):
-                    self.pool.write(
-                        layer,
-                        keys[row, :, pad:].transpose(1, 0, 2),
-                        values[row, :, pad:].transpose(1, 0, 2),
-                        slots,
-                    )
+            slots = mx.concatenate([s.slots(0, length) for s, length in zip(sequences, lengths)])
+            width = max(lengths)
+            rows = mx.array([row * width + p for row, pad in enumerate(pads) for p in range(pad, width)])
+            for layer, cache in enumerate(caches):
+                keys, values = cache.state[:2]
+                batch, kv_heads, _, head_dim = keys.shape
+                keys, values = (
+                    x.transpose(0, 2, 1, 3).reshape(batch * width, kv_heads, head_dim)[rows]
+                    for x in (keys, values)
+                )
+                self.pool.write(layer, keys, values, slots)
+            for sequence, length, request in zip(sequences, lengths, requests):
                 for cache in sequence.layers:
                     cache.offset = length
                 sequence.append_tokens(request.known)  # registers its full blocks for later prefixes
@@ -610,7 +626,9 @@ class GenerationEngine:
             requests_finished=len(self._finished),
             prompt_tokens=self._prompt_tokens,
             generated_tokens=self._generated,
+            steps=self._steps,
             step_seconds=self._step_seconds,
+            wait_seconds=self._wait_seconds,
             tokens_per_second=self._generated / self._step_seconds if self._step_seconds else 0.0,
             mean_time_to_first_token=sum(ttft) / len(ttft) if ttft else 0.0,
             mean_inter_token_latency=sum(gaps) / len(gaps) if gaps else 0.0,
