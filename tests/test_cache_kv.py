@@ -418,8 +418,9 @@ def test_paged_decode_batch_attends_in_place_like_mlx_lm(model, rng: np.random.G
 
 def test_pool_writes_in_place_proportional_to_the_new_tokens(rng: np.random.Generator) -> None:
     """`BlockPool.write` scatters into the pool's own buffer (MLX donates it on the CPU): no
-    copy of a 32 MB pool per write, and the written slots read back exactly. MLX's CUDA build
-    copies the pool (H200, MLX 0.32.4: 33.6 MB allocated for the 33.5 MB pool), so there only the
+    copy of a 32 MB pool per write, and the written slots read back exactly. On MLX's CUDA build
+    these first writes allocate a pool's worth (H200, MLX 0.32.4: 33.6 MB for the 33.5 MB pool;
+    warm writes there took the same 0.06-0.10 ms into 2 MB and 268 MB pools), so there only the
     values are checked."""
     pool = C.BlockPool(1, 4, 64, mx.float32, block_size=16, num_blocks=2048)  # 2 x 32 MB
     mx.eval(pool.keys, pool.values)
@@ -485,7 +486,9 @@ def test_rotating_batch_logits_are_each_rows_own(model, rng: np.random.Generator
     for i, row in enumerate(rows):
         alone = [layer.extract(i) for layer in batch]
         assert type(alone[0]) is C.RotatingKVCache and alone[0].offset == singles[row][0].offset
-        np.testing.assert_array_equal(np.array(alone[0].keys), np.array(singles[row][0].keys))
+        # the same keys in the same slots; a GPU's batched and one-row projections may differ
+        # in the last bit (seen on the H200: 5e-7)
+        np.testing.assert_allclose(np.array(alone[0].keys), np.array(singles[row][0].keys), rtol=0, atol=1e-5)
         np.testing.assert_allclose(_logits(model, alone, [9]), _logits(model, singles[row], [9]), atol=1e-5)
 
 
