@@ -208,19 +208,37 @@ def paged_attention(
             f"[{fn}] block_tables has shape {tuple(block_tables.shape)} and context_lens "
             f"{tuple(context_lens.shape)}; expected {batch} rows to match q's batch"
         )
-    max_blocks = block_tables.shape[1]
     if checked and batch:
         _check_tables(fn, block_tables, context_lens, lq, num_blocks, block_size)
-    block_d = head_block(head_dim)
-    block_r = _rows_block(fn, heads // kv_heads * lq, block_d, block_size)
     scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
+    out = launch_paged_attention(
+        q4, k_pool, v_pool, block_tables.astype(mx.int32), context_lens.astype(mx.int32), scale
+    )
+    return out[:, :, 0, :] if decode else out
+
+
+def launch_paged_attention(
+    q: mx.array,
+    k_pool: mx.array,
+    v_pool: mx.array,
+    block_tables: mx.array,
+    context_lens: mx.array,
+    scale: float,
+) -> mx.array:
+    """`paged_attention`'s launch without its checks, for a caller that built the arguments
+    itself (`PagedDecodeBatch`, every decode step of every layer): q (batch, heads, Lq,
+    head_dim), int32 tables and lengths, in range; the output is q's shape."""
+    batch, heads, lq, head_dim = q.shape
+    block_size, kv_heads = k_pool.shape[1], k_pool.shape[2]
+    block_d = head_block(head_dim)
+    block_r = _rows_block("paged_attention", heads // kv_heads * lq, block_d, block_size)
     grid = (triton.cdiv(heads // kv_heads * lq, block_r), batch * kv_heads)
     (out,) = _paged_attention_kernel[grid].functional(
-        mx.contiguous(q4), k_pool, v_pool, block_tables.astype(mx.int32), context_lens.astype(mx.int32),
-        triton.empty(q4.shape, q.dtype), heads, kv_heads, heads // kv_heads, lq, max_blocks, scale,
+        mx.contiguous(q), k_pool, v_pool, block_tables, context_lens, triton.empty(q.shape, q.dtype),
+        heads, kv_heads, heads // kv_heads, lq, block_tables.shape[1], scale,
         HEAD_DIM=head_dim, BLOCK_D=block_d, BLOCK_R=block_r, PAGE=block_size,
     )  # fmt: skip
-    return out[:, :, 0, :] if decode else out
+    return out
 
 
 def _rows_block(fn: str, rows: int, block_d: int, block_size: int) -> int:

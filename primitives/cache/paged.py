@@ -43,7 +43,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .._common import FLOAT_DTYPES, dtype_name
-from ..attention.paged import paged_attention
+from ..attention.paged import launch_paged_attention
 from .contiguous import BatchKVCache, KVCache, _CacheBase, standard_mask
 
 DEFAULT_BLOCK_SIZE = 16
@@ -62,7 +62,10 @@ class EvictionPolicy:
     """Which cached block the pool drops, and which of its blocks a sequence keeps.
 
     `victim` picks among registered blocks no table holds; `keeps` says whether a sequence
-    whose next query is at position `start` still needs its logical block `index`."""
+    whose next query is at position `start` still needs its logical block `index`;
+    `keeps_all` that it always does (the sequences' hot paths then skip asking)."""
+
+    keeps_all = True
 
     def victim(self, last_used: dict[int, int], registered: dict[int, int]) -> int:
         raise NotImplementedError
@@ -90,6 +93,7 @@ class SlidingWindow(LRU):
     """Sequences keep the blocks holding their last `window` positions (LRU for cached blocks)."""
 
     window: int
+    keeps_all = False
 
     def keeps(self, index: int, start: int, block_size: int) -> bool:
         # the next query, at `start`, sees positions > start - window
@@ -332,18 +336,21 @@ class PagedSequence:
 
     def retained(self, start: int) -> list[int]:
         """The logical blocks a query at `start` (or later) may see."""
+        eviction = self.pool.eviction
+        if eviction.keeps_all:  # (no block was ever released)
+            return list(range(len(self.table)))
         size = self.pool.block_size
-        keeps = self.pool.eviction.keeps
-        return [i for i, b in enumerate(self.table) if b is not None and keeps(i, start, size)]
+        return [i for i, b in enumerate(self.table) if b is not None and eviction.keeps(i, start, size)]
 
     def reserve(self, start: int, end: int) -> None:
         """Makes blocks for positions [start, end) present and private; releases blocks the
         window no longer needs. The first layer to write a step does the work; the rest find
         it done (a copy-on-write copies every layer's slots before any layer writes)."""
         size = self.pool.block_size
-        for i in range(len(self.table)):
+        eviction = self.pool.eviction
+        for i in range(0 if eviction.keeps_all else len(self.table)):  # the window's released blocks
             block = self.table[i]
-            if block is not None and (i + 1) * size <= start and not self.pool.eviction.keeps(i, start, size):
+            if block is not None and (i + 1) * size <= start and not eviction.keeps(i, start, size):
                 self.pool.release(block)
                 self.table[i] = None
         for i in range(start // size, -(-end // size)):
@@ -616,11 +623,16 @@ class PagedDecodeBatch:
         size = pool.block_size
         starts = [s.length for s in sequences]
         rows, lens, slots = [], [], []
+        keeps_all = pool.eviction.keeps_all
         for sequence, start in zip(sequences, starts):
             sequence.reserve(start, start + 1)
-            blocks = sequence.retained(start)
-            rows.append([sequence.table[i] for i in blocks])
-            lens.append(sequence.layers[0]._held(blocks, start + 1))
+            if keeps_all:  # every block, every position (the common case, without the scans)
+                rows.append(sequence.table)
+                lens.append(start + 1)
+            else:
+                blocks = sequence.retained(start)
+                rows.append([sequence.table[i] for i in blocks])
+                lens.append(sequence.layers[0]._held(blocks, start + 1))
             slots.append(sequence.table[start // size] * size + start % size)
         width = max(len(row) for row in rows)
         self.block_tables = mx.array([row + [0] * (width - len(row)) for row in rows], dtype=mx.int32)
@@ -675,12 +687,24 @@ class PagedDecodeLayer:
             raise RuntimeError(
                 "[PagedDecodeLayer] attend before update_and_fetch: the new keys are not written"
             )
-        pool = self.batch.pool
+        pool, batch = self.batch.pool, self.batch
+        expected = (batch.slots.shape[0], queries.shape[1], 1, pool.head_dim)
+        if tuple(queries.shape) != expected or queries.dtype != pool.dtype:
+            raise ValueError(
+                f"[PagedDecodeLayer] queries have shape {tuple(queries.shape)} and dtype "
+                f"{dtype_name(queries.dtype)}; expected {expected} in the pool's {dtype_name(pool.dtype)}"
+            )
         self.attended = True
-        return paged_attention(
-            queries, pool.keys[self.layer], pool.values[self.layer], self.batch.block_tables,
-            self.batch.context_lens, scale, checked=False,
-        )  # fmt: skip
+        # the batch made the tables and lengths (int32, in range) and `update_and_fetch` checked
+        # the keys against the pool: the launch skips `paged_attention`'s checks
+        return launch_paged_attention(
+            queries,
+            pool.keys[self.layer],
+            pool.values[self.layer],
+            batch.block_tables,
+            batch.context_lens,
+            scale,
+        )
 
     def make_mask(
         self, N: int, window_size: int | None = None, return_array: bool = False
