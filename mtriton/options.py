@@ -72,13 +72,44 @@ KNOBS = (
 )
 
 
-def backend_env() -> str | None:
-    """The backend the environment asks for: MTRITON_BACKEND, else the interpreter where Triton's
-    TRITON_INTERPRET=1 is set, else None (the automatic default)."""
-    value = os.environ.get("MTRITON_BACKEND", "").strip()
+# POSIX CPython keeps os.environ's contents in this dict of encoded names and values (setting
+# os.environ updates it); a lookup there skips os.environ.get's encoding of the name and
+# decoding of the value, ~1 us each on a GPU machine's host, and every launch reads four knobs.
+_ENVIRON_DATA: dict[Any, Any] | None = getattr(os.environ, "_data", None) if os.name == "posix" else None
+_LAUNCH_KNOBS = ("MTRITON_BACKEND", "TRITON_INTERPRET", "MTRITON_CUDA_ARCH", "MTRITON_WGMMA")
+_LAUNCH_KEYS = tuple(os.fsencode(name) for name in _LAUNCH_KNOBS)
+
+LaunchEnv = tuple[Any, Any, Any, Any]
+
+
+def launch_env() -> LaunchEnv:
+    """The raw values (None when unset) of the knobs every launch reads: MTRITON_BACKEND,
+    TRITON_INTERPRET, MTRITON_CUDA_ARCH, MTRITON_WGMMA. Read at each call, so a knob set
+    mid-process reaches the next launch; compare them only with each other."""
+    if _ENVIRON_DATA is not None:
+        get = _ENVIRON_DATA.get
+        return get(_LAUNCH_KEYS[0]), get(_LAUNCH_KEYS[1]), get(_LAUNCH_KEYS[2]), get(_LAUNCH_KEYS[3])
+    get = os.environ.get
+    return get(_LAUNCH_KNOBS[0]), get(_LAUNCH_KNOBS[1]), get(_LAUNCH_KNOBS[2]), get(_LAUNCH_KNOBS[3])
+
+
+def backend_env(env: LaunchEnv | None = None) -> str | None:
+    """The backend the environment (or `launch_env()`'s `env`) asks for: MTRITON_BACKEND, else
+    the interpreter where Triton's TRITON_INTERPRET=1 is set, else None (the automatic default)."""
+    return _backend_from(*(launch_env() if env is None else env)[:2])
+
+
+@functools.lru_cache(maxsize=64)
+def _backend_from(backend: Any, interpret: Any) -> str | None:
+    value = _text(backend).strip()
     if value:
         return value
-    return "interpreter" if _flag("TRITON_INTERPRET") else None
+    return "interpreter" if _text(interpret).strip().lower() in ("1", "true", "yes", "on") else None
+
+
+def _text(raw: Any) -> str:
+    """A raw environment value (str, or bytes from os.environ's dict) as text; None is ""."""
+    return "" if raw is None else os.fsdecode(raw)
 
 
 def cache_dir() -> Path:
@@ -108,12 +139,6 @@ def cuda_arch() -> int | None:
 
 def wgmma() -> bool:
     return _flag("MTRITON_WGMMA")
-
-
-def codegen_env() -> tuple[str | None, str | None]:
-    """The knobs that change a backend's generated source (MTRITON_CUDA_ARCH, MTRITON_WGMMA), raw:
-    part of the key of a compiled launch, so setting one mid-process reaches the next launch."""
-    return os.environ.get("MTRITON_CUDA_ARCH"), os.environ.get("MTRITON_WGMMA")
 
 
 def debug() -> bool:

@@ -10,7 +10,7 @@ import pytest
 import mtriton
 import mtriton.language as tl
 from examples.tutorial_kernels import add_kernel
-from mtriton import backends
+from mtriton import backends, options
 from mtriton.runtime.jit import recording_writes
 
 
@@ -24,6 +24,24 @@ def test_triton_interpret_selects_the_interpreter(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("MTRITON_BACKEND")
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     assert mtriton.current_backend_name() == backends.default_backend_name()
+
+
+@pytest.mark.parametrize("through", ["environ's dict", "os.environ.get"])
+def test_launch_env_follows_the_environment(monkeypatch: pytest.MonkeyPatch, through: str) -> None:
+    """Each launch reads its knobs from os.environ's own dict where CPython has one; both paths
+    see a knob set or removed mid-process, and name the same backend."""
+    if through == "os.environ.get":
+        monkeypatch.setattr(options, "_ENVIRON_DATA", None)
+    monkeypatch.setattr(backends, "_selected", None)
+    monkeypatch.setenv("MTRITON_BACKEND", " metal-emu ")
+    monkeypatch.setenv("MTRITON_WGMMA", "1")
+    monkeypatch.delenv("MTRITON_CUDA_ARCH", raising=False)
+    env = options.launch_env()
+    assert env[2] is None and env[3] in ("1", b"1")
+    assert mtriton.current_backend_name() == "metal-emu"
+    monkeypatch.delenv("MTRITON_BACKEND")
+    monkeypatch.setenv("TRITON_INTERPRET", "yes")
+    assert options.launch_env()[0] is None and mtriton.current_backend_name() == "interpreter"
 
 
 def test_do_bench_evaluates_in_place_launches(backend: str, rng: np.random.Generator) -> None:

@@ -89,9 +89,10 @@ def set_backend(name: str | None) -> None:
     _selected = name
 
 
-def current_backend_name() -> str:
-    """`set_backend(...)`, else `MTRITON_BACKEND`, else the automatic default."""
-    return _selected or options.backend_env() or default_backend_name()
+def current_backend_name(env: options.LaunchEnv | None = None) -> str:
+    """`set_backend(...)`, else `MTRITON_BACKEND` (of `options.launch_env()`, or `env`), else the
+    automatic default."""
+    return _selected or options.backend_env(env) or default_backend_name()
 
 
 def current_target() -> str:

@@ -332,8 +332,11 @@ class JITFunction(JITSource):
         arguments it takes and the grid."""
         named, opts = self.bind(args, kwargs)
         grid3 = normalize_grid(grid, {**named, **opts.as_dict()} if callable(grid) else named)
-        backend_name = backends.current_backend_name()
-        key = (self.cache_key(), self._launch_key(named), backend_name, opts, options.codegen_env())
+        env = options.launch_env()
+        backend_name = backends.current_backend_name(env)
+        # env[2:]: the knobs that change generated source (MTRITON_CUDA_ARCH, MTRITON_WGMMA), raw,
+        # so that setting one mid-process reaches the next launch
+        key = (self.cache_key(), self._launch_key(named), backend_name, opts, env[2:])
         entry = self.cache.get(key)
         if entry is None:
             specs = [self.specialize(n, v, backend_name) for n, v in named.items()]
