@@ -353,7 +353,10 @@ class BatchKVCache(_CacheBase):
     are padding the mask hides. `offset` is per row (its true length); `_idx` is the buffer's.
 
     Made by `KVCache.merge`; `filter`, `extend`, `extract`, `prepare` and `finalize` are the
-    hooks mlx-lm's `BatchGenerator` drives.
+    hooks mlx-lm's `BatchGenerator` drives. The padding is kept on the host (`left_padding` is
+    its device copy), so `filter` and `extract` read it without waiting for the device (mlx-lm's
+    `BatchKVCache.filter` reads it back from the device: a stall of the pipelined decode each
+    time a request leaves).
     """
 
     single = KVCache
@@ -361,10 +364,23 @@ class BatchKVCache(_CacheBase):
     def __init__(self, left_padding: list[int]) -> None:
         self._keys: Parts | None = None
         self._values: Parts | None = None
-        self.left_padding = mx.array(left_padding, dtype=mx.int32)
+        self._pad = np.asarray(left_padding, dtype=np.int64).reshape(-1)  # per row, on the host
+        self._pad_device: mx.array | None = None
         self.offset = -self.left_padding
         self._idx = 0
-        self._right_padding: mx.array | None = None
+        self._right_padding: np.ndarray | None = None
+
+    @property
+    def left_padding(self) -> mx.array:
+        """(batch,) int32 padding positions at the start of each row."""
+        if self._pad_device is None:
+            self._pad_device = mx.array(self._pad, dtype=mx.int32)
+        return self._pad_device
+
+    @left_padding.setter
+    def left_padding(self, value: mx.array | np.ndarray | list[int]) -> None:
+        self._pad = np.array(value, dtype=np.int64).reshape(-1)  # (an mx.array: read back once)
+        self._pad_device = None
 
     # the per-kind pieces: how keys are encoded and handed back
     def _encode(self, x: mx.array) -> Parts:
@@ -398,23 +414,24 @@ class BatchKVCache(_CacheBase):
         if left_padding is not None:
             if self._keys is not None:
                 raise ValueError("[BatchKVCache.prepare] left padding can only be added to an empty cache")
-            pad = mx.array(left_padding, dtype=mx.int32)
-            self.left_padding = self.left_padding + pad
-            self.offset = self.offset - pad
+            pad = np.asarray(left_padding, dtype=np.int64)
+            self.left_padding = self._pad + pad
+            self.offset = self.offset - mx.array(pad, dtype=mx.int32)
         if right_padding is not None and max(right_padding) > 0:
-            self._right_padding = mx.array(right_padding, dtype=mx.int32)
+            self._right_padding = np.asarray(right_padding, dtype=np.int64)
 
     def finalize(self) -> None:
         """Moves right padding written by a prompt step to the left of each row."""
         if self._right_padding is None:
             return
-        shift = self._right_padding
+        host_shift = self._right_padding
+        shift = mx.array(host_shift, dtype=mx.int32)
         source = (mx.arange(self._idx)[None, :] - shift[:, None]) % self._idx  # (B, positions)
         index = source[:, None, :, None]
         self._keys = tuple(mx.take_along_axis(p[:, :, : self._idx], index, axis=2) for p in self._keys)
         self._values = tuple(mx.take_along_axis(p[:, :, : self._idx], index, axis=2) for p in self._values)
         self.offset = self.offset - shift
-        self.left_padding = self.left_padding + shift
+        self.left_padding = self._pad + host_shift
         self._right_padding = None
 
     @property
@@ -455,14 +472,14 @@ class BatchKVCache(_CacheBase):
             self._keys = tuple(p[rows] for p in self._keys)
             self._values = tuple(p[rows] for p in self._values)
         self.offset = self.offset[rows]
-        self.left_padding = self.left_padding[rows]
-        shared = min(self.left_padding.tolist()) if self.left_padding.size else 0
+        pad = self._pad[np.array(batch_indices, dtype=np.int64).reshape(-1)]
+        shared = int(pad.min()) if pad.size else 0
         if shared > 0:
             if self._keys is not None:
                 self._keys = _upto(self._keys, self._idx, shared)
                 self._values = _upto(self._values, self._idx, shared)
             self._idx -= shared
-            self.left_padding = self.left_padding - shared
+        self.left_padding = pad - shared
 
     def extend(self, other: BatchKVCache) -> None:
         """Appends `other`'s rows, right-aligning both to the longer buffer."""
@@ -485,8 +502,8 @@ class BatchKVCache(_CacheBase):
         if template is not None:
             self._keys = tuple(mx.concatenate(pair, axis=0) for pair in zip(*keys))
             self._values = tuple(mx.concatenate(pair, axis=0) for pair in zip(*values))
-        self.left_padding = mx.concatenate(
-            [self.left_padding + (width - self._idx), other.left_padding + (width - other._idx)]
+        self.left_padding = np.concatenate(
+            [self._pad + (width - self._idx), other._pad + (width - other._idx)]
         )
         self.offset = mx.concatenate([self.offset, other.offset])
         self._idx = width
@@ -494,7 +511,7 @@ class BatchKVCache(_CacheBase):
     def extract(self, idx: int) -> KVCache:
         """Row `idx` as a single-sequence cache (its padding removed)."""
         cache = self._empty_single()
-        start = int(self.left_padding[idx].item())
+        start = int(self._pad[idx])
         if self._keys is not None:
             keys = tuple(mx.contiguous(p[idx : idx + 1, :, start : self._idx]) for p in self._keys)
             values = tuple(mx.contiguous(p[idx : idx + 1, :, start : self._idx]) for p in self._values)
