@@ -372,3 +372,74 @@ def test_bind_errors_name_the_argument() -> None:
         fill_head_kernel[(1,)](x, 1.0, 8, BLOCK=8, bogus=1)
     with pytest.raises(mtriton.LaunchTypeError, match="missing a required argument: 'n'"):
         fill_head_kernel[(1,)](x, 1.0, BLOCK=8)
+
+
+@mtriton.jit
+def scaled_sum_kernel(x_ptr, y_ptr, out_ptr, n, alpha, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    x = tl.load(x_ptr + offs, mask=mask)
+    tl.store(out_ptr + offs, alpha * x + tl.load(y_ptr + offs, mask=mask), mask=mask)
+
+
+class _RecordingKernel:
+    """A stand-in for the kernel `mx.fast.cuda_kernel` makes: records each call's inputs and
+    returns `alpha * x + y` computed by MLX, so a launch's arrays can be followed."""
+
+    calls: list[dict[str, Any]] = []
+
+    def __init__(self, **source: Any) -> None:
+        self.source = source
+
+    def __call__(self, **launch: Any) -> list[mx.array]:
+        _RecordingKernel.calls.append(launch)
+        x, y, n, alpha = launch["inputs"]
+        return [(alpha * x + y).reshape(launch["output_shapes"][0])]
+
+
+def test_a_rebound_launch_swaps_only_its_arrays(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`CustomKernelLauncher.rebinder`: MLX's call is built once; later calls put the new read
+    arrays in their input slots, keep the scalars, and return the fresh output where a launch
+    would. (The GPU launcher with a recording stand-in for `mx.fast.cuda_kernel`: the real one
+    runs in the CUDA suite through paged decode.)"""
+    from mtriton.backends.cuda import backend as cuda_backend
+
+    monkeypatch.setenv("MTRITON_CUDA_ARCH", "90")
+    monkeypatch.setattr(cuda_backend.CudaBackend, "factory", lambda self: _RecordingKernel)
+    monkeypatch.setattr(cuda_backend.CudaBackend, "is_available", lambda self: True)
+    mtriton.set_backend("cuda")
+    try:
+        x, y, n = mx.arange(100, dtype=mx.float32), mx.ones((100,)), 100
+        entry, runtime, grid = scaled_sum_kernel.lookup(
+            [x, y, mtriton.empty((100,)), n, 2.0], {"BLOCK": 64}, (2,)
+        )
+        relaunch = entry.kernel.rebinder(runtime, grid)
+        built = []
+        monkeypatch.setattr(type(entry.kernel), "_launch", lambda *a: built.append(a))  # not again
+        _RecordingKernel.calls.clear()
+        for scale in (1, 3):
+            x2, y2 = x * scale, y * -scale
+            results = relaunch([x2, y2, mtriton.empty((100,)), n, 2.0])
+            assert results[:2] == [None, None] and results[3:] == [None, None]
+            np.testing.assert_array_equal(np.array(results[2]), 2.0 * np.array(x2) + np.array(y2))
+            inputs = _RecordingKernel.calls[-1]["inputs"]
+            assert inputs[0] is x2 and inputs[1] is y2
+        first, last = (call["inputs"][2:] for call in _RecordingKernel.calls)
+        assert all(a is b for a, b in zip(first, last)) and not built  # the scalars built once
+    finally:
+        mtriton.set_backend(None)
+
+
+def test_a_rebound_launch_on_the_emulators_is_a_plain_launch(backend: str, rng: np.random.Generator) -> None:
+    """The emulators (and copied or filled outputs) rebind through the ordinary launch: the
+    same results."""
+    if not _gpu_launcher(backend):
+        pytest.skip("the interpreter has no rebinder")
+    x = mx.array(rng.standard_normal(100).astype(np.float32))
+    y = mx.array(rng.standard_normal(100).astype(np.float32))
+    entry, runtime, grid = scaled_sum_kernel.lookup(
+        [x, y, mtriton.empty((100,)), 100, 0.5], {"BLOCK": 64}, (2,)
+    )
+    relaunch = entry.kernel.rebinder(runtime, grid)
+    out = relaunch([y, x, mtriton.empty((100,)), 100, 0.5])[2]
+    np.testing.assert_allclose(np.array(out), 0.5 * np.array(y) + np.array(x), rtol=1e-6)

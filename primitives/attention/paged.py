@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import mlx.core as mx
 
@@ -226,19 +228,61 @@ def launch_paged_attention(
     scale: float,
 ) -> mx.array:
     """`paged_attention`'s launch without its checks, for a caller that built the arguments
-    itself (`PagedDecodeBatch`, every decode step of every layer): q (batch, heads, Lq,
-    head_dim), int32 tables and lengths, in range; the output is q's shape."""
+    itself: q (batch, heads, Lq, head_dim), int32 tables and lengths, in range; the output is
+    q's shape."""
+    args, constants, grid = _launch_arguments(q, k_pool, v_pool, block_tables, context_lens, scale)
+    (out,) = _paged_attention_kernel[grid].functional(*args, **constants)
+    return out
+
+
+class PagedAttentionLaunches:
+    """`launch_paged_attention` for a run of launches that share their shapes, dtypes and
+    scale (one decode step's layers, each with its own pools and queries). The first call
+    looks the kernel's specialization up and builds its launch; later calls only swap their
+    arrays in (the GPU launcher's `rebinder`): a 16-layer decode step makes one lookup and
+    one argument pass instead of 16 of each."""
+
+    def __init__(self) -> None:
+        self._run: Callable[[list[Any]], list[Any]] | None = None
+
+    def __call__(
+        self, q: mx.array, k_pool: mx.array, v_pool: mx.array, block_tables: mx.array, context_lens: mx.array,
+        scale: float,
+    ) -> mx.array:  # fmt: skip
+        if self._run is None:
+            args, constants, grid = _launch_arguments(q, k_pool, v_pool, block_tables, context_lens, scale)
+            entry, runtime, grid3 = _paged_attention_kernel.lookup(args, constants, grid)
+            rebinder = getattr(entry.kernel, "rebinder", None)
+            self._run = rebinder(runtime, grid3) if rebinder else lambda new: entry.kernel(new, grid3)
+            self._scalars = runtime[_OUTPUT + 1 :]
+        out = triton.empty(q.shape, q.dtype)  # (a fresh output: what a launcher without rebinder needs)
+        args = [mx.contiguous(q), k_pool, v_pool, block_tables, context_lens, out, *self._scalars]
+        return self._run(args)[_OUTPUT]
+
+
+# Where the output O sits among the kernel's runtime arguments.
+_OUTPUT = 5
+
+
+def _launch_arguments(
+    q: mx.array,
+    k_pool: mx.array,
+    v_pool: mx.array,
+    block_tables: mx.array,
+    context_lens: mx.array,
+    scale: float,
+) -> tuple[list[Any], dict[str, int], tuple[int, int]]:
+    """The paged attention kernel's runtime arguments, constexprs and grid."""
     batch, heads, lq, head_dim = q.shape
     block_size, kv_heads = k_pool.shape[1], k_pool.shape[2]
     block_d = head_block(head_dim)
     block_r = _rows_block("paged_attention", heads // kv_heads * lq, block_d, block_size)
     grid = (triton.cdiv(heads // kv_heads * lq, block_r), batch * kv_heads)
-    (out,) = _paged_attention_kernel[grid].functional(
+    args = [
         mx.contiguous(q), k_pool, v_pool, block_tables, context_lens, triton.empty(q.shape, q.dtype),
         heads, kv_heads, heads // kv_heads, lq, block_tables.shape[1], scale,
-        HEAD_DIM=head_dim, BLOCK_D=block_d, BLOCK_R=block_r, PAGE=block_size,
-    )  # fmt: skip
-    return out
+    ]  # fmt: skip
+    return args, dict(HEAD_DIM=head_dim, BLOCK_D=block_d, BLOCK_R=block_r, PAGE=block_size), grid
 
 
 def _rows_block(fn: str, rows: int, block_d: int, block_size: int) -> int:

@@ -43,7 +43,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .._common import FLOAT_DTYPES, dtype_name
-from ..attention.paged import launch_paged_attention
+from ..attention.paged import PagedAttentionLaunches
 from .contiguous import BatchKVCache, KVCache, _CacheBase, standard_mask
 
 DEFAULT_BLOCK_SIZE = 16
@@ -639,6 +639,7 @@ class PagedDecodeBatch:
         self.context_lens = mx.array(lens, dtype=mx.int32)
         self.slots = mx.array(slots, dtype=mx.int32)
         self.offset = mx.array(starts, dtype=mx.int32)  # per row, for RoPE
+        self.attention = PagedAttentionLaunches()  # every layer's launch has the same shapes
         self.layers = [PagedDecodeLayer(self, layer) for layer in range(pool.num_layers)]
 
     def advance(self) -> None:
@@ -697,14 +698,8 @@ class PagedDecodeLayer:
         self.attended = True
         # the batch made the tables and lengths (int32, in range) and `update_and_fetch` checked
         # the keys against the pool: the launch skips `paged_attention`'s checks
-        return launch_paged_attention(
-            queries,
-            pool.keys[self.layer],
-            pool.values[self.layer],
-            batch.block_tables,
-            batch.context_lens,
-            scale,
-        )
+        keys, values = pool.keys[self.layer], pool.values[self.layer]
+        return batch.attention(queries, keys, values, batch.block_tables, batch.context_lens, scale)
 
     def make_mask(
         self, N: int, window_size: int | None = None, return_array: bool = False
