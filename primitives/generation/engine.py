@@ -344,9 +344,11 @@ class GenerationEngine:
             drawn += self._batch
             rows.append(self._decode())
         # whole prompts on fresh caches (paged: with no prefix in the pool) run as one
-        # left-padded batch
+        # left-padded batch, even one alone: a paged prompt then runs on a contiguous cache and
+        # goes to the pool in one write per layer, where the paged cache writes and gathers at
+        # every layer of every call
         whole = [r for r, w in work if id(r) not in in_batch and self._fresh_whole_prompt(r, w)]
-        together = {id(r) for r in whole} if len(whole) > 1 else set()
+        together = {id(r) for r in whole}
         if together:
             group_caches, logits = self._prefill_together(whole)
             drawn += whole
