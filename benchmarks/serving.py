@@ -101,15 +101,22 @@ def float32_copy(model: llama.Model) -> llama.Model:
     return copy
 
 
+def _mlx_lm_caches(model: llama.Model, window: int | None) -> list[Any]:
+    """mlx-lm's full caches, or given `window`, `RotatingKVCache(window, keep=4)` per layer."""
+    if window is None:
+        return make_prompt_cache(model)
+    return [RotatingKVCache(max_size=window, keep=4) for _ in model.layers]
+
+
+def _greedy(logprobs: mx.array) -> mx.array:
+    return mx.argmax(logprobs, axis=-1)
+
+
 def alone(model: llama.Model, prompt: list[int], max_tokens: int, window: int | None = None) -> list[int]:
     """mlx-lm's greedy tokens for one prompt on its own (`generate_step`), with its full caches
-    or, given `window`, `RotatingKVCache(window, keep=4)` per layer."""
-    if window is None:
-        cache = make_prompt_cache(model)
-    else:
-        cache = [RotatingKVCache(max_size=window, keep=4) for _ in model.layers]
-    steps = generate_step(mx.array(prompt), model, max_tokens=max_tokens, prompt_cache=cache,
-                          sampler=lambda logprobs: mx.argmax(logprobs, axis=-1))  # fmt: skip
+    or, given `window`, rotating ones."""
+    steps = generate_step(mx.array(prompt), model, max_tokens=max_tokens, prompt_cache=_mlx_lm_caches(model, window),
+                          sampler=_greedy)  # fmt: skip
     return [int(token) for token, _ in steps]
 
 
@@ -122,10 +129,10 @@ def explain_difference(
 ) -> str:
     """Where the engine's tokens first differ from `theirs` (BatchGenerator's; with `window`,
     mlx-lm's `generate_step` on each prompt alone with rotating caches), which of the two
-    matches mlx-lm's `generate_step` on that prompt alone, and (full caches) which pick the
-    float32 logits of the same weights prefer; "" when they agree. A float32 gap far below
-    half precision's rounding of the logits (~1e-2 at these magnitudes) is a near tie that
-    either rounding may flip."""
+    matches `generate_step` on that prompt alone, and which pick the float32 weights prefer
+    there (`generate_step` alone in float32 on the context both agree on); "" when they agree.
+    A float32 log-probability gap far below half precision's rounding of the logits (~1e-2
+    at these magnitudes) is a near tie that either rounding may flip."""
     rows = [i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b]
     if not rows:
         return ""
@@ -135,22 +142,26 @@ def explain_difference(
     where = f"{len(rows)}/{len(ours)} rows differ; row {row}" + (
         "" if at is None else f" first at token {at}"
     )
-    if window is not None:  # `theirs` is the alone reference (a float32 one would need its cache)
-        return f"{where} from mlx-lm's generate_step alone with RotatingKVCache({window}, keep=4)"
-    single = alone(model, prompts[row], len(a))
-    matches = [n for n, t in (("the engine", a), ("BatchGenerator", b)) if t == single]
-    verdict = f"{where}; alone in mlx-lm's generate_step it matches {' and '.join(matches) or 'neither'}"
+    other = "BatchGenerator"
+    if window is None:
+        single = alone(model, prompts[row], len(a))
+        matches = [n for n, t in (("the engine", a), (other, b)) if t == single]
+        where += f"; alone in mlx-lm's generate_step it matches {' and '.join(matches) or 'neither'}"
+    else:
+        other = f"generate_step alone with RotatingKVCache({window}, keep=4)"
+        where += f" from mlx-lm's {other}"
     if at is None:
-        return verdict
+        return where
     reference = model if model.layers[0].self_attn.q_proj.weight.dtype == mx.float32 else float32_copy(model)
-    logits = reference(mx.array(prompts[row] + a[:at])[None])[0, -1]
-    best = int(mx.argmax(logits).item())
-    ours_logit, theirs_logit = logits[a[at]].item(), logits[b[at]].item()
-    prefers = {a[at]: "the engine's", b[at]: "BatchGenerator's"}.get(best, f"neither (token {best})")
+    context = mx.array(prompts[row] + a[:at])
+    _, logprobs = next(generate_step(context, reference, max_tokens=1, sampler=_greedy,
+                                     prompt_cache=_mlx_lm_caches(reference, window)))  # fmt: skip
+    best = int(mx.argmax(logprobs).item())
+    ours_lp, theirs_lp = logprobs[a[at]].item(), logprobs[b[at]].item()
+    prefers = {a[at]: "the engine's", b[at]: f"{other}'s"}.get(best, f"neither (token {best})")
     return (
-        f"{verdict}; there the engine drew {a[at]} (float32 logit {ours_logit:.4f}), "
-        f"BatchGenerator {b[at]} ({theirs_logit:.4f}), gap {abs(ours_logit - theirs_logit):.2g}; "
-        f"float32 prefers {prefers}"
+        f"{where}; there the engine drew {a[at]} (float32 log-prob {ours_lp:.4f}), the other "
+        f"{b[at]} ({theirs_lp:.4f}), gap {abs(ours_lp - theirs_lp):.2g}; float32 prefers {prefers}"
     )
 
 

@@ -390,7 +390,10 @@ class GenerationEngine:
                 if self._batch
                 else None
             )
-            mx.async_eval(tokens, *([self._batch_last] if self._batch else []))
+            # a batch prefill's pool writes go with the step too: nothing this step reads them,
+            # and left lazy they would land on the next step that does (another request's)
+            written = [*self.pool.keys, *self.pool.values] if together and self.pool is not None else []
+            mx.async_eval(tokens, *([self._batch_last] if self._batch else []), *written)
         self._read()  # the previous step's tokens (computed by now, or soon: the device is busy)
         if drawn:
             self._pending = (drawn, tokens)
