@@ -329,3 +329,8 @@ def test_the_serving_benchmark_explains_a_difference() -> None:
     )
     assert text.endswith("float32 prefers the engine's"), text
     assert serving.explain_difference(model, [prompt], [ours], [ours]) == ""
+    rotating = serving.alone(model, prompt, 12, window=6)  # past the window: 8 + 12 > 6
+    other = rotating[:9] + [(rotating[9] + 1) % 512] + rotating[10:]
+    text = serving.explain_difference(model, [prompt], [rotating], [other], window=6)
+    assert "first at token 9 from mlx-lm's generate_step alone with RotatingKVCache(6, keep=4)" in text
+    assert text.endswith("float32 prefers the engine's"), text
