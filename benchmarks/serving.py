@@ -9,17 +9,20 @@ keeping its best run; the engine takes up to 2,048 prompt tokens a step (mlx-lm'
 `prefill_step_size`). The table shows generated tokens per second (mtriton/mlx-lm as a ratio:
 above 1, the engine is faster), the mean time to first token, milliseconds per step (the
 engine's split into the host building the step and waiting for the device), and KV bytes held
-per token. Then the prefix case: a request whose 1,024-token prompt shares its first 1,008
-tokens with an earlier one, time to first token cold (no shared blocks) and warm (the paged
-pool holds the prefix), after one untimed pair with another prefix (the first run of a shape
-compiles kernels).
+per token. Then the paged pool's waste (`EngineStats.kv_waste`: slots the block tables hold
+that no token fills), averaged over the decode steps of the largest batch and of 8 prompts of
+the prefix case's length, with kernel decode. Then the prefix case: a request whose
+1,024-token prompt shares its first 1,008 tokens with an earlier one, time to first token
+cold (no shared blocks) and warm (the paged pool holds the prefix), after one untimed pair
+with another prefix (the first run of a shape compiles kernels).
 
 The models are mlx-lm Llamas with random weights (`--size`): "tiny" for tests, "small" (8
 layers, 512 wide) for the CPU, "1b" (16 layers, 2048 wide, 8 KV heads; Llama-3.2-1B's shape)
 for a GPU, in float16 there. Both generators' tokens are compared; where they differ, the
 first differing request is run alone through mlx-lm's `generate_step` (which of the two it
-matches), and its first differing token is checked against the float32 logits of the same
-weights: a near tie is half precision's rounding, not a wrong generator. The rotating kind
+matches), and its first differing token is weighed by the same weights in float32
+(`generate_step` alone on the context both agree on): a near tie is half precision's
+rounding, not a wrong generator. The rotating kind
 (`--window` positions, 4 sinks) is timed against BatchGenerator's full caches (it has no
 rotating batch for these models) and its tokens checked against mlx-lm's `generate_step` on
 each prompt alone with `RotatingKVCache(window, keep=4)`.
@@ -269,6 +272,24 @@ def throughput(
     return results
 
 
+def paged_waste(model: llama.Model, batch: int, prompt_tokens: int, max_tokens: int) -> tuple[float, float]:
+    """Mean and largest `EngineStats.kv_waste` over the decode steps of `batch` requests on the
+    paged kind with kernel decode (the requests keep their block tables: the pool is the
+    only copy of their keys and values), prompts of `prompt_tokens` + 0..15 so that their last
+    blocks fill unevenly."""
+    rng = np.random.default_rng(11)
+    engine = GenerationEngine(model, cache="paged", paged_decode="kernel", max_batch=batch,
+                              token_budget=max(PREFILL_TOKENS, batch), prefill_chunk=PREFILL_TOKENS)  # fmt: skip
+    for extra in range(batch):
+        engine.submit(rng.integers(0, model.args.vocab_size, prompt_tokens + extra % 16).tolist(), max_tokens)
+    samples = []
+    while engine.requests:
+        engine.step()
+        if engine.requests:
+            samples.append(engine.stats().kv_waste)
+    return sum(samples) / len(samples), max(samples)
+
+
 def prefix_reuse(model: llama.Model, prompt_tokens: int = 1024) -> tuple[float, float]:
     """Time to first token of a prompt, cold and then with its first blocks in the pool. One
     untimed pair with another prefix runs first: its shapes' kernels compile there."""
@@ -339,6 +360,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in results:
         if r.difference:
             print(f"batch {r.batch}, {r.cache}: {r.difference}")
+    waste = {}
+    for batch, prompt in ((max(args.batch), args.prompt_tokens), (8, args.prefix_tokens)):
+        waste[prompt] = (batch, *paged_waste(model, batch, prompt, args.max_tokens))
+        print(f"paged KV waste (kernel decode, batch {batch}, prompts of {prompt}-{prompt + min(15, batch - 1)} "
+              f"tokens): mean {waste[prompt][1]:.1%}, largest {waste[prompt][2]:.1%} of the slots the "
+              "block tables hold")  # fmt: skip
     cold, warm = prefix_reuse(model, args.prefix_tokens)
     print(f"prefix reuse ({args.prefix_tokens} tokens, {args.prefix_tokens - 16} shared): time to first token "
           f"{cold * 1e3:.1f} ms cold, {warm * 1e3:.1f} ms warm ({cold / warm:.1f}x)")  # fmt: skip
@@ -346,6 +373,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         payload = {
             "throughput": [asdict(r) | {"ratio": r.ratio} for r in results],
             "prefix": {"cold_s": cold, "warm_s": warm},
+            "paged_waste": [
+                {"batch": batch, "prompt_tokens": prompt, "mean": mean, "largest": largest}
+                for prompt, (batch, mean, largest) in waste.items()
+            ],
         }
         with open(args.json, "w") as f:
             json.dump(payload, f, indent=1)

@@ -108,6 +108,22 @@ def test_requests_join_and_leave_between_steps(model, rng: np.random.Generator) 
     assert first.tokens == alone(model, first.prompt, 20)
 
 
+def test_kv_waste_is_the_unfilled_slots_of_the_block_tables(model, rng: np.random.Generator) -> None:
+    """`EngineStats.kv_waste` while requests decode from the pool: the free slots of each
+    table's last block over the slots the tables hold; 0 once nothing runs."""
+    engine = GenerationEngine(model, cache="paged", paged_decode="kernel", block_size=16, token_budget=256)
+    lengths = [9, 16, 40]
+    for p in prompts(rng, lengths):
+        engine.submit(p, max_tokens=8)
+    for step in range(1, 5):
+        engine.step()
+        filled = [n + step - 1 for n in lengths]  # step 1 writes the prompts, each later one a token
+        held = [16 * -(-n // 16) for n in filled]
+        assert engine.stats().kv_waste == pytest.approx(1 - sum(filled) / sum(held)), step
+    engine.run()
+    assert engine.stats().kv_waste == 0.0
+
+
 def test_a_shared_prefix_reuses_blocks_and_keeps_tokens(model, rng: np.random.Generator) -> None:
     prefix = prompts(rng, [64])[0]
     engine = GenerationEngine(model, cache="paged", block_size=16, token_budget=128, prefill_chunk=128)

@@ -136,6 +136,10 @@ class EngineStats:
         cache_bytes: Bytes the KV storage holds (the pool, or the contiguous caches).
         blocks_used: Scheduler blocks held by running requests, of `blocks_total`.
         prefix_hit_rate: Share of full prompt blocks found in the paged pool (0 without one).
+        kv_waste: Share of the pool slots that running requests' block tables hold and no
+            token fills (the free slots of their last blocks; a block shared by a prefix
+            counts once per table); 0 where no running request holds a table (the contiguous
+            kinds, or paged decode by copies once prompts have joined the batch).
     """
 
     requests_finished: int
@@ -152,6 +156,7 @@ class EngineStats:
     blocks_used: int
     blocks_total: int
     prefix_hit_rate: float
+    kv_waste: float
 
 
 class GenerationEngine:
@@ -623,6 +628,18 @@ class GenerationEngine:
 
     # ------------------------------------------------------------------ metrics
 
+    def _kv_waste(self) -> float:
+        """`EngineStats.kv_waste`, read off the running requests' block tables."""
+        if self.pool is None:
+            return 0.0
+        held = filled = 0
+        for request in self.requests.values():
+            if request._caches is not None:
+                sequence = request._caches[0].sequence
+                held += sum(b is not None for b in sequence.table) * self.pool.block_size
+                filled += sequence.length
+        return 1.0 - filled / held if held else 0.0
+
     def stats(self) -> EngineStats:
         done = [r for r in self._finished if r.token_times]
         ttft = [r.token_times[0] - r.submitted for r in done]
@@ -650,4 +667,5 @@ class GenerationEngine:
             blocks_used=used,
             blocks_total=self.scheduler.num_blocks,
             prefix_hit_rate=hit_rate,
+            kv_waste=self._kv_waste(),
         )
