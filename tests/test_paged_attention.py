@@ -8,7 +8,12 @@ import mlx.core as mx
 import numpy as np
 import pytest
 from conftest import to_numpy, tolerance
-from mlx_primitives.attention.paged import paged_attention, paged_attention_reference, write_kv_slots
+from mlx_primitives.attention.paged import (
+    PagedAttentionLaunches,
+    paged_attention,
+    paged_attention_reference,
+    write_kv_slots,
+)
 from mlx_primitives.attention.quantized_kv import quantized_kv_attention
 from mlx_primitives.cache import BlockPool, block_tables
 
@@ -75,6 +80,22 @@ def test_paged_attention_decode_layout_and_reference(backend: str, rng: np.rando
         rtol=1e-5,
         atol=1e-5,
     )
+
+
+def test_paged_attention_launches_rebind_each_kind_of_layer(backend: str, rng: np.random.Generator) -> None:
+    """`PagedAttentionLaunches` over several layers: each call's own arrays, and a layer of
+    another scale or head count gets a launch of its own (not the first layer's)."""
+    (q, k_pool, v_pool), (q64, k64, v64), tables, lens = _case(rng, mx.float32, 1)
+    bt, cl = mx.array(tables), mx.array(lens, dtype=mx.int32)
+    launches = PagedAttentionLaunches()
+    for scale, heads in ((0.3, 4), (0.3, 4), (0.7, 4), (0.3, 2)):
+        layer_q = mx.array(rng.standard_normal((3, heads, 1, q.shape[-1])).astype(np.float32))
+        k, v = k_pool * scale, v_pool - scale  # each layer its own pools
+        out = launches(layer_q, k, v, bt, cl, scale)
+        expected = _np_paged_attention(
+            to_numpy(layer_q).astype(np.float64), k64 * scale, v64 - scale, tables, lens, scale
+        )
+        np.testing.assert_allclose(to_numpy(out), expected, **tolerance(mx.float32))
 
 
 def test_paged_attention_long_chunk(backend: str, rng: np.random.Generator) -> None:

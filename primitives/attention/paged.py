@@ -236,28 +236,31 @@ def launch_paged_attention(
 
 
 class PagedAttentionLaunches:
-    """`launch_paged_attention` for a run of launches that share their shapes, dtypes and
-    scale (one decode step's layers, each with its own pools and queries). The first call
-    looks the kernel's specialization up and builds its launch; later calls only swap their
-    arrays in (the GPU launcher's `rebinder`): a 16-layer decode step makes one lookup and
-    one argument pass instead of 16 of each."""
+    """`launch_paged_attention` for a run of launches (one decode step's layers, each with its
+    own pools and queries). The first call of each kind of launch (the queries' and pools'
+    shapes and dtype, the tables' width, the scale) looks the kernel's specialization up and
+    builds its launch; later calls of that kind only swap their arrays in (the GPU launcher's
+    `rebinder`): a 16-layer decode step makes one lookup and one argument pass instead of 16
+    of each. Layers that differ (their own head counts or scale) each get their own."""
 
     def __init__(self) -> None:
-        self._run: Callable[[list[Any]], list[Any]] | None = None
+        self._runs: dict[tuple[Any, ...], tuple[Callable[[list[Any]], list[Any]], list[Any]]] = {}
 
     def __call__(
         self, q: mx.array, k_pool: mx.array, v_pool: mx.array, block_tables: mx.array, context_lens: mx.array,
         scale: float,
     ) -> mx.array:  # fmt: skip
-        if self._run is None:
+        kind = (q.shape, q.dtype, k_pool.shape, v_pool.shape, k_pool.dtype, block_tables.shape, scale)
+        found = self._runs.get(kind)
+        if found is None:
             args, constants, grid = _launch_arguments(q, k_pool, v_pool, block_tables, context_lens, scale)
             entry, runtime, grid3 = _paged_attention_kernel.lookup(args, constants, grid)
             rebinder = getattr(entry.kernel, "rebinder", None)
-            self._run = rebinder(runtime, grid3) if rebinder else lambda new: entry.kernel(new, grid3)
-            self._scalars = runtime[_OUTPUT + 1 :]
+            run = rebinder(runtime, grid3) if rebinder else lambda new: entry.kernel(new, grid3)
+            found = self._runs[kind] = (run, runtime[_OUTPUT + 1 :])
+        run, scalars = found
         out = triton.empty(q.shape, q.dtype)  # (a fresh output: what a launcher without rebinder needs)
-        args = [mx.contiguous(q), k_pool, v_pool, block_tables, context_lens, out, *self._scalars]
-        return self._run(args)[_OUTPUT]
+        return run([mx.contiguous(q), k_pool, v_pool, block_tables, context_lens, out, *scalars])[_OUTPUT]
 
 
 # Where the output O sits among the kernel's runtime arguments.
