@@ -19,6 +19,8 @@ assignment), so a decode step does not copy the cache.
 
 from __future__ import annotations
 
+from typing import Any
+
 import mlx.core as mx
 import numpy as np
 
@@ -586,6 +588,18 @@ class BatchQuantizedKVCache(BatchKVCache):
         return batch  # type: ignore[return-value]
 
 
+# The last `BatchRotatingKVCache._decode_plan`: ((max_size, keep, shape), offsets, positions, plan).
+_LAST_PLAN: list[Any] = [None]
+
+
+def _pad_columns(a: np.ndarray, width: int, value: Any) -> np.ndarray:
+    """A copy of 2-D `a` with columns of `value` appended up to `width` (np.pad costs ~50 us a
+    call, and the rotating batch pads its positions at every decode step)."""
+    out = np.full((a.shape[0], width), value, dtype=a.dtype)
+    out[:, : a.shape[1]] = a
+    return out
+
+
 class BatchRotatingKVCache(_CacheBase):
     """Several `RotatingKVCache` rows in one left-padded buffer, each keeping its own window.
 
@@ -609,6 +623,8 @@ class BatchRotatingKVCache(_CacheBase):
     """
 
     single = RotatingKVCache
+    # (the `_offset` it copies, the copy); a class default, as mlx-lm's loader skips __init__
+    _offset_device: tuple[np.ndarray, mx.array] | None = None
 
     def __init__(self, max_size: int, keep: int, left_padding: list[int]) -> None:
         if not 0 <= keep < max_size:
@@ -627,7 +643,11 @@ class BatchRotatingKVCache(_CacheBase):
 
     @property
     def offset(self) -> mx.array:
-        return mx.array(self._offset, dtype=mx.int32)
+        """Each row's next position on the device, made once per value of `_offset` (which is
+        only ever rebound, never written in place): RoPE reads it twice in every layer."""
+        if self._offset_device is None or self._offset_device[0] is not self._offset:
+            self._offset_device = (self._offset, mx.array(self._offset, dtype=mx.int32))
+        return self._offset_device[1]
 
     @property
     def left_padding(self) -> mx.array:
@@ -649,9 +669,32 @@ class BatchRotatingKVCache(_CacheBase):
 
     def _decode_plan(self) -> tuple[int, np.ndarray] | None:
         """(width, slots) for writing one token per row in place: the buffer's width (grown to
-        at most max_size when a row has no free slot) and each row's slot; None to append."""
+        at most max_size when a row has no free slot) and each row's slot; None to append.
+
+        A function of the positions, offsets, max_size and keep alone, so the last plan is
+        kept (`_LAST_PLAN`) and found again by content: a model's layers hold the same
+        positions at each step, and all but the first (and the mask) then compare two small
+        arrays instead of planning."""
         if self.keys is None or self._remaining is not None or (self._offset < 0).any():
             return None
+        last = _LAST_PLAN[0]
+        if (
+            last is not None
+            and last[0] == (self.max_size, self.keep, self.positions.shape)
+            and np.array_equal(last[1], self._offset)
+            and np.array_equal(last[2], self.positions)
+        ):
+            return last[3]
+        plan = self._plan()
+        _LAST_PLAN[0] = (
+            (self.max_size, self.keep, self.positions.shape),
+            self._offset.copy(),
+            self.positions.copy(),
+            plan,
+        )
+        return plan
+
+    def _plan(self) -> tuple[int, np.ndarray] | None:
         width = self.positions.shape[1]
         seen_from = self._offset[:, None] - (self.max_size - self.keep)  # the new query sees later ones
         free = (self.positions < 0) | ((self.positions >= self.keep) & (self.positions <= seen_from))
@@ -659,7 +702,7 @@ class BatchRotatingKVCache(_CacheBase):
             grown = min(width + STEP, self.max_size)
             if grown == width:
                 return None
-            free = np.pad(free, [(0, 0), (0, grown - width)], constant_values=True)
+            free = _pad_columns(free, grown, True)
             width = grown
         return width, free.argmax(axis=1)
 
@@ -669,7 +712,7 @@ class BatchRotatingKVCache(_CacheBase):
         plan = self._decode_plan() if N == 1 else None
         if plan is not None:
             width, slots = plan
-            keys = np.pad(self.positions, [(0, 0), (0, width - self.positions.shape[1])], constant_values=-1)
+            keys = _pad_columns(self.positions, width, -1)
             keys[np.arange(keys.shape[0]), slots] = self._offset
             keys, queries = keys[:, None, :], self._offset[:, None, None]
             mask = (keys >= 0) & (keys <= queries) & ((keys > queries - window) | (keys < self.keep))
@@ -713,7 +756,7 @@ class BatchRotatingKVCache(_CacheBase):
         if grow:
             pad = [(0, 0), (0, 0), (0, grow), (0, 0)]
             self.keys, self.values = mx.pad(self.keys, pad), mx.pad(self.values, pad)
-            self.positions = np.pad(self.positions, [(0, 0), (0, grow)], constant_values=-1)
+            self.positions = _pad_columns(self.positions, width, -1)
         self.positions[np.arange(self.positions.shape[0]), slots] = self._offset
         self._offset = self._offset + 1
         if (slots == slots[0]).all():
