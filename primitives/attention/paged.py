@@ -213,35 +213,22 @@ def paged_attention(
     if checked and batch:
         _check_tables(fn, block_tables, context_lens, lq, num_blocks, block_size)
     scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
-    out = launch_paged_attention(
+    args, constants, grid = _launch_arguments(
         q4, k_pool, v_pool, block_tables.astype(mx.int32), context_lens.astype(mx.int32), scale
     )
+    (out,) = _paged_attention_kernel[grid].functional(*args, **constants)
     return out[:, :, 0, :] if decode else out
 
 
-def launch_paged_attention(
-    q: mx.array,
-    k_pool: mx.array,
-    v_pool: mx.array,
-    block_tables: mx.array,
-    context_lens: mx.array,
-    scale: float,
-) -> mx.array:
-    """`paged_attention`'s launch without its checks, for a caller that built the arguments
-    itself: q (batch, heads, Lq, head_dim), int32 tables and lengths, in range; the output is
-    q's shape."""
-    args, constants, grid = _launch_arguments(q, k_pool, v_pool, block_tables, context_lens, scale)
-    (out,) = _paged_attention_kernel[grid].functional(*args, **constants)
-    return out
-
-
 class PagedAttentionLaunches:
-    """`launch_paged_attention` for a run of launches (one decode step's layers, each with its
-    own pools and queries). The first call of each kind of launch (the queries' and pools'
-    shapes and dtype, the tables' width, the scale) looks the kernel's specialization up and
-    builds its launch; later calls of that kind only swap their arrays in (the GPU launcher's
-    `rebinder`): a 16-layer decode step makes one lookup and one argument pass instead of 16
-    of each. Layers that differ (their own head counts or scale) each get their own."""
+    """`paged_attention`'s launch without its checks, for a caller that built the arguments
+    itself (q (batch, heads, Lq, head_dim), int32 tables and lengths, in range) and launches
+    many times: one decode step's layers, each with its own pools and queries. The first call
+    of each kind of launch (the queries' and pools' shapes and dtype, the tables' width, the
+    scale) looks the kernel's specialization up and builds its launch; later calls of that
+    kind only swap their arrays in (the GPU launcher's `rebinder`): a 16-layer decode step
+    makes one lookup and one argument pass instead of 16 of each. Layers that differ (their
+    own head counts or scale) each get their own."""
 
     def __init__(self) -> None:
         self._runs: dict[tuple[Any, ...], tuple[Callable[[list[Any]], list[Any]], list[Any]]] = {}
