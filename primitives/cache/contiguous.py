@@ -469,12 +469,13 @@ class BatchKVCache(_CacheBase):
 
     def filter(self, batch_indices: list[int] | mx.array) -> None:
         """Keeps only the rows `batch_indices` (in that order), dropping padding every row shares."""
-        rows = mx.array(batch_indices)
+        host_rows = np.array(batch_indices, dtype=np.int64).reshape(-1)
+        rows = mx.array(host_rows, dtype=mx.int32)
         if self._keys is not None:
             self._keys = tuple(p[rows] for p in self._keys)
             self._values = tuple(p[rows] for p in self._values)
         self.offset = self.offset[rows]
-        pad = self._pad[np.array(batch_indices, dtype=np.int64).reshape(-1)]
+        pad = self._pad[host_rows]
         shared = int(pad.min()) if pad.size else 0
         if shared > 0:
             if self._keys is not None:
